@@ -1,0 +1,88 @@
+"""Head-node configuration and where the head node keeps its files."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def default_home() -> Path:
+    """The state directory: ``$MNP_HOME``, else ``~/.mnp``."""
+    env = os.environ.get("MNP_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".mnp"
+
+
+@dataclass(frozen=True, slots=True)
+class LocalNodesConfig:
+    """The embedded default compute environment: node agents on this machine."""
+
+    name: str = "local"
+    nodes: int = 4
+    vcpus: int = 4
+    memory_mib: int = 4096
+    gpus: int = 0
+    first_address: str = "127.0.0.2"
+
+
+@dataclass(frozen=True, slots=True)
+class HeadConfig:
+    home: Path = field(default_factory=default_home)
+    host: str = "127.0.0.1"
+    port: int = 8750
+    """0 picks a free port (written to head.json)."""
+    token: str | None = None
+    default_queue: str = "default"
+    local: LocalNodesConfig | None = field(default_factory=LocalNodesConfig)
+    """None: create no compute environment at start (an empty head node)."""
+    heartbeat_seconds: float = 2.0
+    """How often agents poll; a node silent for ``lost_after_seconds`` is lost."""
+    lost_after_seconds: float = 10.0
+    min_timeout_seconds: float = 60.0
+    """Floor for ``timeout.attemptDurationSeconds`` (AWS: 60). Tests lower it."""
+    kill_grace_seconds: float = 30.0
+    """SIGTERM → SIGKILL grace on timeout and terminate (AWS: 30 s)."""
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "mnp.sqlite3"
+
+    @property
+    def head_file(self) -> Path:
+        return self.home / "head.json"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "head.pid"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def nodes_dir(self) -> Path:
+        return self.home / "nodes"
+
+
+@dataclass(frozen=True, slots=True)
+class HeadInfo:
+    """What a running head node publishes in ``<home>/head.json`` for clients."""
+
+    url: str
+    pid: int
+    token: str | None
+
+    def write(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"url": self.url, "pid": self.pid, "token": self.token}))
+        os.replace(tmp, path)
+
+    @classmethod
+    def read(cls, path: Path) -> HeadInfo | None:
+        try:
+            d: dict[str, Any] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return cls(url=str(d["url"]), pid=int(d["pid"]), token=d.get("token"))

@@ -1,0 +1,585 @@
+"""The objects the head node keeps: plain dataclasses with AWS Batch's names and rules.
+
+The HTTP edge validates input (``mnp.validation``) and builds these; everything inside the
+head node works on them. ``to_doc``/``from_doc`` give the JSON stored in SQLite.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from mnp.states import HistoryEntry, JobStatus
+
+REGION = "local"
+ACCOUNT = "000000000000"
+ARN_PREFIX = f"arn:aws:batch:{REGION}:{ACCOUNT}"
+
+
+def queue_arn(name: str) -> str:
+    return f"{ARN_PREFIX}:job-queue/{name}"
+
+
+def ce_arn(name: str) -> str:
+    return f"{ARN_PREFIX}:compute-environment/{name}"
+
+
+def job_definition_arn(name: str, revision: int) -> str:
+    return f"{ARN_PREFIX}:job-definition/{name}:{revision}"
+
+
+def job_arn(job_id: str) -> str:
+    return f"{ARN_PREFIX}:job/{job_id}"
+
+
+def name_from_arn(value: str, kind: str) -> str:
+    """``arn:…:<kind>/<name>`` → ``<name>``; a plain name is returned as it is."""
+    marker = f":{kind}/"
+    if value.startswith("arn:") and marker in value:
+        return value.split(marker, 1)[1]
+    return value
+
+
+class State(enum.StrEnum):
+    ENABLED = "ENABLED"
+    DISABLED = "DISABLED"
+
+
+@dataclass(slots=True)
+class Resources:
+    vcpus: float = 1.0
+    memory_mib: int = 0
+    gpus: int = 0
+
+    def fits_in(self, free: Resources) -> bool:
+        return (
+            self.vcpus <= free.vcpus + 1e-9
+            and self.memory_mib <= free.memory_mib
+            and self.gpus <= free.gpus
+        )
+
+    def minus(self, other: Resources) -> Resources:
+        return Resources(
+            self.vcpus - other.vcpus, self.memory_mib - other.memory_mib, self.gpus - other.gpus
+        )
+
+    def plus(self, other: Resources) -> Resources:
+        return Resources(
+            self.vcpus + other.vcpus, self.memory_mib + other.memory_mib, self.gpus + other.gpus
+        )
+
+    def shortfall(self, capacity: Resources) -> str | None:
+        """Why this request can never fit ``capacity`` (None when it can)."""
+        if self.vcpus > capacity.vcpus + 1e-9:
+            return f"needs {_num(self.vcpus)} vCPUs, largest node has {_num(capacity.vcpus)}"
+        if self.memory_mib > capacity.memory_mib:
+            return f"needs {self.memory_mib} MiB memory, largest node has {capacity.memory_mib} MiB"
+        if self.gpus > capacity.gpus:
+            return f"needs {self.gpus} GPUs, largest node has {capacity.gpus}"
+        return None
+
+    def to_requirements(self) -> list[dict[str, str]]:
+        out = [{"type": "VCPU", "value": _num(self.vcpus)}]
+        if self.memory_mib:
+            out.append({"type": "MEMORY", "value": str(self.memory_mib)})
+        if self.gpus:
+            out.append({"type": "GPU", "value": str(self.gpus)})
+        return out
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluateOnExit:
+    action: str
+    """RETRY or EXIT (upper-cased at the edge)."""
+    on_status_reason: str | None = None
+    on_reason: str | None = None
+    on_exit_code: str | None = None
+
+    def matches(self, exit_code: int | None, reason: str | None, status_reason: str | None) -> bool:
+        """True when every condition given matches (AWS ANDs them)."""
+        checks = (
+            (self.on_exit_code, "" if exit_code is None else str(exit_code)),
+            (self.on_reason, reason or ""),
+            (self.on_status_reason, status_reason or ""),
+        )
+        return all(pattern is None or glob_match(pattern, value) for pattern, value in checks)
+
+
+def glob_match(pattern: str, value: str) -> bool:
+    """AWS's pattern rule: whole-string match, or a prefix match when it ends in ``*``."""
+    if pattern.endswith("*"):
+        return value.startswith(pattern[:-1])
+    return value == pattern
+
+
+@dataclass(frozen=True, slots=True)
+class RetryStrategy:
+    attempts: int = 1
+    evaluate_on_exit: tuple[EvaluateOnExit, ...] = ()
+
+    def should_retry(
+        self,
+        attempts_made: int,
+        exit_code: int | None,
+        reason: str | None,
+        status_reason: str | None,
+    ) -> bool:
+        """Whether a failed attempt gets another: first matching rule wins; none → retry."""
+        if attempts_made >= self.attempts:
+            return False
+        for rule in self.evaluate_on_exit:
+            if rule.matches(exit_code, reason, status_reason):
+                return rule.action == "RETRY"
+        return True
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"attempts": self.attempts}
+        if self.evaluate_on_exit:
+            out["evaluateOnExit"] = [
+                {
+                    k: v
+                    for k, v in (
+                        ("onStatusReason", r.on_status_reason),
+                        ("onReason", r.on_reason),
+                        ("onExitCode", r.on_exit_code),
+                        ("action", r.action),
+                    )
+                    if v is not None
+                }
+                for r in self.evaluate_on_exit
+            ]
+        return out
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any] | None) -> RetryStrategy:
+        if not d:
+            return cls()
+        return cls(
+            attempts=int(d.get("attempts") or 1),
+            evaluate_on_exit=tuple(
+                EvaluateOnExit(
+                    action=str(r["action"]).upper(),
+                    on_status_reason=r.get("onStatusReason"),
+                    on_reason=r.get("onReason"),
+                    on_exit_code=r.get("onExitCode"),
+                )
+                for r in d.get("evaluateOnExit") or []
+            ),
+        )
+
+
+@dataclass(slots=True)
+class ContainerSpec:
+    """Resolved container properties of a job (definition + overrides + parameters)."""
+
+    command: list[str]
+    environment: dict[str, str]
+    resources: Resources
+    image: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Every other containerProperties field, kept verbatim (volumes, mountPoints, …)."""
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.extra)
+        if self.image is not None:
+            out["image"] = self.image
+        out["command"] = list(self.command)
+        out["environment"] = [{"name": k, "value": v} for k, v in self.environment.items()]
+        out["resourceRequirements"] = self.resources.to_requirements()
+        return out
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> ContainerSpec:
+        known = {"image", "command", "environment", "resourceRequirements", "vcpus", "memory"}
+        return cls(
+            command=[str(c) for c in d.get("command") or []],
+            environment={
+                str(e["name"]): str(e.get("value", "")) for e in d.get("environment") or []
+            },
+            resources=resources_from_wire(d),
+            image=d.get("image"),
+            extra={k: v for k, v in d.items() if k not in known},
+        )
+
+
+def resources_from_wire(d: dict[str, Any], base: Resources | None = None) -> Resources:
+    """Read ``resourceRequirements`` (and the deprecated ``vcpus``/``memory``) over ``base``."""
+    r = Resources(base.vcpus, base.memory_mib, base.gpus) if base else Resources()
+    if d.get("vcpus") is not None:
+        r.vcpus = float(d["vcpus"])
+    if d.get("memory") is not None:
+        r.memory_mib = int(d["memory"])
+    for req in d.get("resourceRequirements") or []:
+        kind, value = str(req["type"]).upper(), str(req["value"])
+        if kind == "VCPU":
+            r.vcpus = float(value)
+        elif kind == "MEMORY":
+            r.memory_mib = int(value)
+        elif kind == "GPU":
+            r.gpus = int(value)
+    return r
+
+
+@dataclass(slots=True)
+class JobDefinition:
+    name: str
+    revision: int
+    status: str
+    """ACTIVE or INACTIVE."""
+    doc: dict[str, Any]
+    """The registered request as given (AWS shape), echoed by DescribeJobDefinitions."""
+
+    @property
+    def arn(self) -> str:
+        return job_definition_arn(self.name, self.revision)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            **self.doc,
+            "jobDefinitionName": self.name,
+            "jobDefinitionArn": self.arn,
+            "revision": self.revision,
+            "status": self.status,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    job_id: str | None
+    type: str | None = None
+    """None, N_TO_N or SEQUENTIAL."""
+
+    def to_wire(self) -> dict[str, str]:
+        out = {}
+        if self.job_id is not None:
+            out["jobId"] = self.job_id
+        if self.type is not None:
+            out["type"] = self.type
+        return out
+
+
+@dataclass(slots=True)
+class JobSpec:
+    """What was submitted: shared by an array parent and all its children."""
+
+    spec_id: str
+    """The id of the job that was submitted (the array parent for children)."""
+    name: str
+    queue: str
+    definition_arn: str
+    definition_name: str
+    container: ContainerSpec
+    parameters: dict[str, str]
+    depends_on: list[Dependency]
+    retry: RetryStrategy
+    timeout_seconds: int | None
+    array_size: int | None
+    tags: dict[str, str]
+    platform_capabilities: list[str]
+    submitted_at: int
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "spec_id": self.spec_id,
+            "name": self.name,
+            "queue": self.queue,
+            "definition_arn": self.definition_arn,
+            "definition_name": self.definition_name,
+            "container": self.container.to_wire(),
+            "parameters": self.parameters,
+            "depends_on": [d.to_wire() for d in self.depends_on],
+            "retry": self.retry.to_wire(),
+            "timeout_seconds": self.timeout_seconds,
+            "array_size": self.array_size,
+            "tags": self.tags,
+            "platform_capabilities": self.platform_capabilities,
+            "submitted_at": self.submitted_at,
+        }
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any]) -> JobSpec:
+        return cls(
+            spec_id=d["spec_id"],
+            name=d["name"],
+            queue=d["queue"],
+            definition_arn=d["definition_arn"],
+            definition_name=d["definition_name"],
+            container=ContainerSpec.from_wire(d["container"]),
+            parameters=d["parameters"],
+            depends_on=[Dependency(x.get("jobId"), x.get("type")) for x in d["depends_on"]],
+            retry=RetryStrategy.from_wire(d["retry"]),
+            timeout_seconds=d["timeout_seconds"],
+            array_size=d["array_size"],
+            tags=d["tags"],
+            platform_capabilities=d["platform_capabilities"],
+            submitted_at=d["submitted_at"],
+        )
+
+
+@dataclass(slots=True)
+class Attempt:
+    number: int
+    node_id: str
+    address: str
+    compute_environment: str
+    log_stream_name: str
+    placed_at: int
+    started_at: int | None = None
+    stopped_at: int | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    """Container-level reason (e.g. "Timeout", the terminate reason, a start error)."""
+    status_reason: str | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "node_id": self.node_id,
+            "address": self.address,
+            "compute_environment": self.compute_environment,
+            "log_stream_name": self.log_stream_name,
+            "placed_at": self.placed_at,
+            "started_at": self.started_at,
+            "stopped_at": self.stopped_at,
+            "exit_code": self.exit_code,
+            "reason": self.reason,
+            "status_reason": self.status_reason,
+        }
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any]) -> Attempt:
+        return cls(**d)
+
+
+@dataclass(slots=True)
+class Job:
+    """A job's runtime state. Array children share their parent's ``spec``."""
+
+    job_id: str
+    spec: JobSpec
+    status: JobStatus
+    created_at: int
+    parent_id: str | None = None
+    array_index: int | None = None
+    status_reason: str | None = None
+    started_at: int | None = None
+    stopped_at: int | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    is_cancelled: bool = False
+    is_terminated: bool = False
+    history: list[HistoryEntry] = field(default_factory=list)
+    status_summary: dict[str, int] | None = None
+    """Array parents only: children per status."""
+    summary_updated_at: int | None = None
+    history_saved: int = 0
+    """How many history entries are already in the store."""
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def queue(self) -> str:
+        return self.spec.queue
+
+    @property
+    def is_array_parent(self) -> bool:
+        return self.spec.array_size is not None and self.parent_id is None
+
+    @property
+    def current_attempt(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+    @property
+    def resources(self) -> Resources:
+        return self.spec.container.resources
+
+    def dependency_ids(self) -> list[str]:
+        """The job ids this job waits for, with array semantics applied.
+
+        A child ``P:i`` inherits its parent's dependencies: a plain dependency waits for the
+        whole job, ``N_TO_N`` on ``X`` waits for ``X:i``, ``SEQUENTIAL`` waits for ``P:i-1``.
+        An array parent itself waits for nothing (its children do).
+        """
+        if self.is_array_parent:
+            return []
+        out: list[str] = []
+        for dep in self.spec.depends_on:
+            if self.array_index is not None:
+                if dep.type == "SEQUENTIAL" and dep.job_id is None:
+                    if self.array_index > 0:
+                        out.append(f"{self.parent_id}:{self.array_index - 1}")
+                    continue
+                if dep.type == "N_TO_N" and dep.job_id is not None:
+                    out.append(f"{dep.job_id}:{self.array_index}")
+                    continue
+            if dep.job_id is not None:
+                out.append(dep.job_id)
+        return out
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "status_reason": self.status_reason,
+            "started_at": self.started_at,
+            "stopped_at": self.stopped_at,
+            "attempts": [a.to_doc() for a in self.attempts],
+        }
+        if self.is_cancelled:
+            doc["is_cancelled"] = True
+        if self.is_terminated:
+            doc["is_terminated"] = True
+        if self.status_summary is not None:
+            doc["status_summary"] = self.status_summary
+            doc["summary_updated_at"] = self.summary_updated_at
+        return doc
+
+
+class NodeStatus(enum.StrEnum):
+    LAUNCHING = "LAUNCHING"
+    """Asked of the provider; the agent has not registered yet."""
+    ACTIVE = "ACTIVE"
+    """Registered and heartbeating; takes work."""
+    LOST = "LOST"
+    """Stopped heartbeating (or failed to come up); its attempts failed."""
+    STOPPED = "STOPPED"
+    """Shut down on purpose."""
+
+
+@dataclass(slots=True)
+class Node:
+    node_id: str
+    compute_environment: str
+    address: str
+    capacity: Resources
+    status: NodeStatus
+    slot: int = 0
+    pid: int | None = None
+    launched_at: int = 0
+    registered_at: int | None = None
+    last_heartbeat_ms: int = 0
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "node_id": self.node_id,
+            "compute_environment": self.compute_environment,
+            "address": self.address,
+            "vcpus": self.capacity.vcpus,
+            "memory_mib": self.capacity.memory_mib,
+            "gpus": self.capacity.gpus,
+            "status": self.status.value,
+            "slot": self.slot,
+            "pid": self.pid,
+            "launched_at": self.launched_at,
+            "registered_at": self.registered_at,
+        }
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any]) -> Node:
+        return cls(
+            node_id=d["node_id"],
+            compute_environment=d["compute_environment"],
+            address=d["address"],
+            capacity=Resources(d["vcpus"], d["memory_mib"], d["gpus"]),
+            status=NodeStatus(d["status"]),
+            slot=d.get("slot", 0),
+            pid=d.get("pid"),
+            launched_at=d.get("launched_at", 0),
+            registered_at=d.get("registered_at"),
+        )
+
+
+@dataclass(slots=True)
+class ComputeEnvironment:
+    name: str
+    type: str
+    """MANAGED or UNMANAGED."""
+    state: State
+    provider: str
+    """Which provider brings nodes up: ``local`` (more in later versions)."""
+    node_count: int
+    node_resources: Resources
+    created_at: int
+    doc: dict[str, Any] = field(default_factory=dict)
+    """The create request as given (computeResources, tags, …), echoed on describe."""
+    first_address: str = "127.0.0.2"
+    next_node_number: int = 1
+
+    @property
+    def arn(self) -> str:
+        return ce_arn(self.name)
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "state": self.state.value,
+            "provider": self.provider,
+            "node_count": self.node_count,
+            "vcpus": self.node_resources.vcpus,
+            "memory_mib": self.node_resources.memory_mib,
+            "gpus": self.node_resources.gpus,
+            "created_at": self.created_at,
+            "doc": self.doc,
+            "first_address": self.first_address,
+            "next_node_number": self.next_node_number,
+        }
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any]) -> ComputeEnvironment:
+        return cls(
+            name=d["name"],
+            type=d["type"],
+            state=State(d["state"]),
+            provider=d["provider"],
+            node_count=d["node_count"],
+            node_resources=Resources(d["vcpus"], d["memory_mib"], d["gpus"]),
+            created_at=d["created_at"],
+            doc=d["doc"],
+            first_address=d["first_address"],
+            next_node_number=d["next_node_number"],
+        )
+
+
+@dataclass(slots=True)
+class JobQueue:
+    name: str
+    priority: int
+    state: State
+    compute_environment_order: list[tuple[int, str]]
+    """(order, compute environment name), ascending order tried first."""
+    created_at: int
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def arn(self) -> str:
+        return queue_arn(self.name)
+
+    @property
+    def ce_names(self) -> list[str]:
+        return [name for _, name in sorted(self.compute_environment_order)]
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "priority": self.priority,
+            "state": self.state.value,
+            "ce_order": [list(x) for x in self.compute_environment_order],
+            "created_at": self.created_at,
+            "tags": self.tags,
+        }
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any]) -> JobQueue:
+        return cls(
+            name=d["name"],
+            priority=d["priority"],
+            state=State(d["state"]),
+            compute_environment_order=[(int(o), str(n)) for o, n in d["ce_order"]],
+            created_at=d["created_at"],
+            tags=d.get("tags", {}),
+        )

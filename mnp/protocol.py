@@ -1,0 +1,234 @@
+"""Messages between the head node and node agents (plain data; no HTTP here).
+
+The agent dials the head over HTTP with JSON bodies:
+
+``POST /internal/v1/agents/register``  body :class:`Register` → ``{"heartbeatSeconds": float}``
+    Announce a node (idempotent: re-registering a known node id refreshes it).
+``POST /internal/v1/agents/poll``      body :class:`Poll` → :class:`PollReply`
+    Heartbeat and work fetch. The head holds the request open up to ``waitSeconds`` and
+    answers as soon as it has assignments or kills for the node. Answers 404 with
+    ``{"__type": "UnknownNode"}`` when the head does not know the node (the agent then
+    registers again) and 410 ``{"__type": "NodeLost"}`` when the head has declared the node lost
+    (the agent kills everything it runs and exits).
+``POST /internal/v1/agents/report``    body :class:`Report` → ``{"accepted": int}``
+    Attempt events, in order. The agent keeps an event until a report carrying it is
+    answered 200, so events survive a head restart; the head ignores duplicates.
+
+Every request carries the header ``X-Mnp-Token`` when the head has a token configured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+REGISTER_PATH = "/internal/v1/agents/register"
+POLL_PATH = "/internal/v1/agents/poll"
+REPORT_PATH = "/internal/v1/agents/report"
+TOKEN_HEADER = "X-Mnp-Token"
+
+EventKind = Literal["started", "log", "exited", "start_failed"]
+
+
+def attempt_id(job_id: str, attempt: int) -> str:
+    """The id of one attempt of one job: ``<jobId>/<attempt number, 1-based>``."""
+    return f"{job_id}/{attempt}"
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """One attempt the head asks a node to run."""
+
+    attempt_id: str
+    job_id: str
+    attempt: int
+    command: list[str]
+    """argv; executed directly, never through a shell."""
+    environment: dict[str, str]
+    """Added to the agent's own environment (these win)."""
+    timeout_seconds: float | None
+    """Per-attempt limit, measured from the process start; None means no limit."""
+    kill_grace_seconds: float
+    """Time between SIGTERM and SIGKILL on timeout or kill."""
+    workdir: str | None = None
+    """Working directory; None means ``<agent root>/jobs/<safe job id>/<attempt>``."""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "attemptId": self.attempt_id,
+            "jobId": self.job_id,
+            "attempt": self.attempt,
+            "command": list(self.command),
+            "environment": dict(self.environment),
+            "timeoutSeconds": self.timeout_seconds,
+            "killGraceSeconds": self.kill_grace_seconds,
+            "workdir": self.workdir,
+        }
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Assignment:
+        return cls(
+            attempt_id=str(d["attemptId"]),
+            job_id=str(d["jobId"]),
+            attempt=int(d["attempt"]),
+            command=[str(a) for a in d["command"]],
+            environment={str(k): str(v) for k, v in d["environment"].items()},
+            timeout_seconds=None if d.get("timeoutSeconds") is None else float(d["timeoutSeconds"]),
+            kill_grace_seconds=float(d["killGraceSeconds"]),
+            workdir=d.get("workdir"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Kill:
+    """Stop an attempt: SIGTERM to its process group, SIGKILL after the grace period."""
+
+    attempt_id: str
+    reason: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"attemptId": self.attempt_id, "reason": self.reason}
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Kill:
+        return cls(attempt_id=str(d["attemptId"]), reason=str(d["reason"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened to an attempt on a node.
+
+    - ``started``: the process exists (``pid`` set).
+    - ``log``: ``data`` (text, UTF-8 decoded incrementally) from ``stream`` starting at byte
+      ``offset`` of that stream; sent while running and before ``exited``.
+    - ``exited``: the process ended; ``exit_code`` is its code, 128+N when killed by signal N;
+      ``timed_out`` when the agent killed it for its timeout; ``reason`` says why the agent
+      killed it (the kill's reason, or ``"Timeout"``), else None.
+    - ``start_failed``: the process could not be started; ``reason`` says why.
+    """
+
+    attempt_id: str
+    kind: EventKind
+    time_ms: int
+    seq: int = 0
+    """Per-agent sequence number, increasing; lets the head drop duplicates."""
+    pid: int | None = None
+    exit_code: int | None = None
+    timed_out: bool = False
+    reason: str | None = None
+    stream: Literal["stdout", "stderr"] | None = None
+    offset: int = 0
+    data: str = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        # Drop unset fields. Not ``v not in (None, "", False)``: 0 == False, which would drop
+        # ``exit_code`` 0 (a successful exit would read back as None).
+        return {
+            k: v
+            for k, v in asdict(self).items()
+            if k == "seq" or not (v is None or v is False or v == "")
+        }
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Event:
+        return cls(
+            attempt_id=str(d["attempt_id"]),
+            kind=d["kind"],
+            time_ms=int(d["time_ms"]),
+            seq=int(d.get("seq", 0)),
+            pid=d.get("pid"),
+            exit_code=d.get("exit_code"),
+            timed_out=bool(d.get("timed_out", False)),
+            reason=d.get("reason"),
+            stream=d.get("stream"),
+            offset=int(d.get("offset", 0)),
+            data=str(d.get("data", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    node_id: str
+    compute_environment: str
+    address: str
+    vcpus: int
+    memory_mib: int
+    gpus: int
+    pid: int
+    running: list[str] = field(default_factory=list)
+    """Attempt ids the agent is running now (non-empty after a head restart)."""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "nodeId": self.node_id,
+            "computeEnvironment": self.compute_environment,
+            "address": self.address,
+            "vcpus": self.vcpus,
+            "memoryMiB": self.memory_mib,
+            "gpus": self.gpus,
+            "pid": self.pid,
+            "running": list(self.running),
+        }
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Register:
+        return cls(
+            node_id=str(d["nodeId"]),
+            compute_environment=str(d["computeEnvironment"]),
+            address=str(d["address"]),
+            vcpus=int(d["vcpus"]),
+            memory_mib=int(d["memoryMiB"]),
+            gpus=int(d.get("gpus", 0)),
+            pid=int(d.get("pid", 0)),
+            running=[str(r) for r in d.get("running", [])],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Poll:
+    node_id: str
+    running: list[str]
+    wait_seconds: float
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"nodeId": self.node_id, "running": list(self.running), "waitSeconds": self.wait_seconds}
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Poll:
+        return cls(
+            node_id=str(d["nodeId"]),
+            running=[str(r) for r in d.get("running", [])],
+            wait_seconds=float(d.get("waitSeconds", 0.0)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PollReply:
+    assignments: list[Assignment] = field(default_factory=list)
+    kills: list[Kill] = field(default_factory=list)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "assignments": [a.to_wire() for a in self.assignments],
+            "kills": [k.to_wire() for k in self.kills],
+        }
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> PollReply:
+        return cls(
+            assignments=[Assignment.from_wire(a) for a in d.get("assignments", [])],
+            kills=[Kill.from_wire(k) for k in d.get("kills", [])],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    node_id: str
+    events: list[Event]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"nodeId": self.node_id, "events": [e.to_wire() for e in self.events]}
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Report:
+        return cls(node_id=str(d["nodeId"]), events=[Event.from_wire(e) for e in d.get("events", [])])

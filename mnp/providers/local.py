@@ -1,0 +1,111 @@
+"""The local provider: node agents as processes on this machine, one loopback address each."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mnp.errors import ProviderError
+from mnp.model import Node
+
+
+class LocalProvider:
+    """Starts ``python -m launcher.agent`` per node, in its own session.
+
+    Agents are detached (own session) so they outlive a crashed head node and keep running
+    their jobs; a restarted head node adopts them through :meth:`is_alive` (pid + command
+    line), and they reconnect by themselves.
+    """
+
+    def __init__(self, head_url: str, home: Path, token: str | None) -> None:
+        self.head_url = head_url
+        self.home = home
+        self.token = token
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def node_root(self, node: Node) -> Path:
+        return self.home / "nodes" / node.node_id
+
+    def launch(self, node: Node) -> int | None:
+        root = self.node_root(node)
+        root.mkdir(parents=True, exist_ok=True)
+        argv = [
+            sys.executable, "-m", "launcher.agent",
+            "--head", self.head_url,
+            "--node-id", node.node_id,
+            "--compute-environment", node.compute_environment,
+            "--address", node.address,
+            "--vcpus", str(int(node.capacity.vcpus)),
+            "--memory-mib", str(node.capacity.memory_mib),
+            "--gpus", str(node.capacity.gpus),
+            "--root", str(root),
+        ]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_source_root(), env.get("PYTHONPATH")]))
+        if self.token:
+            env["MNP_AGENT_TOKEN"] = self.token
+        try:
+            with open(root / "agent.log", "ab") as log:
+                proc = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True, env=env, cwd=root,
+                )
+        except OSError as e:
+            raise ProviderError(f"could not start agent for {node.node_id}: {e}", node.node_id) from e
+        self._children[proc.pid] = proc
+        return proc.pid
+
+    def is_alive(self, node: Node) -> bool:
+        pid = node.pid
+        if pid is None:
+            return False
+        child = self._children.get(pid)
+        if child is not None:
+            return child.poll() is None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        return state != "Z" and node.node_id.encode() in cmdline and b"launcher.agent" in cmdline
+
+    def stop(self, nodes: list[Node], grace_seconds: float) -> None:
+        alive = [n for n in nodes if self.is_alive(n)]
+        for n in alive:
+            _signal(n.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_seconds
+        while alive and time.monotonic() < deadline:
+            alive = [n for n in alive if self.is_alive(n)]
+            if alive:
+                time.sleep(0.05)
+        for n in alive:
+            _signal(n.pid, signal.SIGKILL)
+        for n in nodes:
+            child = self._children.pop(n.pid or -1, None)
+            if child is not None:
+                try:
+                    child.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+
+
+def _source_root() -> str | None:
+    """Where the ``launcher`` package lives, so agents import it even from a source tree."""
+    spec = importlib.util.find_spec("launcher")
+    if spec is None or spec.origin is None:
+        return None
+    return str(Path(spec.origin).parent.parent)
+
+
+def _signal(pid: int | None, sig: signal.Signals) -> None:
+    if pid is None:
+        return
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,254 @@
+"""Scheduling as a pure function: ``reconcile(snapshot) -> list[Action]``.
+
+No I/O and no mutation happens here; the head node's loop gathers a :class:`Snapshot`, calls
+:func:`reconcile`, and applies the actions (``mnp.service``). Tests drive it with tables of
+snapshots.
+
+Policy, in AWS Batch's terms:
+
+- SUBMITTED jobs become PENDING (unmet dependencies, array parents) or RUNNABLE.
+- A PENDING job becomes RUNNABLE when every dependency SUCCEEDED and FAILED when any failed.
+- Queues are evaluated by descending ``priority``; each queue's RUNNABLE jobs in FIFO order;
+  each job tries the queue's ENABLED compute environments in ascending ``order`` and takes the
+  least-loaded node there that fits (most vCPUs free, so work spreads over node agents).
+  A job that does not fit now is skipped (later, smaller jobs may start: backfill); a job that could never fit any node of the
+  queue's environments gets a ``MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT`` reason.
+- A node silent for longer than its allowance is lost; environments are kept at their size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from mnp.model import Job, NodeStatus, Resources
+from mnp.states import JobStatus
+
+NEVER_FITS = "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    node_id: str
+    compute_environment: str
+    status: NodeStatus
+    capacity: Resources
+    free: Resources
+    last_seen_ms: int
+    """Last heartbeat (or launch time while LAUNCHING)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CEView:
+    name: str
+    enabled: bool
+    desired_nodes: int
+    node_capacity: Resources | None
+    """The largest node this environment can have; None when unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueView:
+    name: str
+    priority: int
+    compute_environments: tuple[str, ...]
+    """In the order they are tried."""
+
+
+@dataclass(slots=True)
+class Snapshot:
+    now_ms: int
+    queues: Sequence[QueueView]
+    compute_environments: Mapping[str, CEView]
+    nodes: Sequence[NodeView]
+    submitted: Sequence[Job]
+    """SUBMITTED jobs, oldest first."""
+    pending: Sequence[Job]
+    """PENDING jobs whose dependencies may have changed (array parents excluded)."""
+    dependency_status: Mapping[str, JobStatus | None]
+    """Status of every dependency of ``submitted`` and ``pending`` jobs (None: unknown id)."""
+    runnable: Mapping[str, Sequence[Job]]
+    """Per queue name, RUNNABLE jobs in FIFO order."""
+    lost_after_ms: int
+    launch_timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Advance:
+    job_id: str
+    status: JobStatus
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExpandArray:
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    job_id: str
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetReason:
+    job_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoseNode:
+    node_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchNodes:
+    compute_environment: str
+    count: int
+
+
+Action = Advance | ExpandArray | Place | SetReason | LoseNode | LaunchNodes
+
+
+@dataclass(slots=True)
+class _Free:
+    """Mutable free capacity while placing, local to one reconcile call."""
+
+    by_node: dict[str, Resources] = field(default_factory=dict)
+
+
+def reconcile(snap: Snapshot) -> list[Action]:
+    actions: list[Action] = []
+    lost = _nodes(snap, actions)
+    _dependencies(snap, actions)
+    _place(snap, actions, lost)
+    return actions
+
+
+def _nodes(snap: Snapshot, actions: list[Action]) -> set[str]:
+    lost: set[str] = set()
+    live: dict[str, int] = {}
+    for n in snap.nodes:
+        if n.status == NodeStatus.ACTIVE and snap.now_ms - n.last_seen_ms > snap.lost_after_ms:
+            silent = (snap.now_ms - n.last_seen_ms) / 1000
+            actions.append(LoseNode(n.node_id, f"stopped heartbeating ({silent:.1f} s silent)"))
+            lost.add(n.node_id)
+        elif (
+            n.status == NodeStatus.LAUNCHING
+            and snap.now_ms - n.last_seen_ms > snap.launch_timeout_ms
+        ):
+            actions.append(LoseNode(n.node_id, "did not register after launch"))
+            lost.add(n.node_id)
+        elif n.status in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING):
+            live[n.compute_environment] = live.get(n.compute_environment, 0) + 1
+    for ce in snap.compute_environments.values():
+        missing = ce.desired_nodes - live.get(ce.name, 0)
+        if missing > 0:
+            actions.append(LaunchNodes(ce.name, missing))
+    return lost
+
+
+def _dependencies(snap: Snapshot, actions: list[Action]) -> None:
+    for job in snap.submitted:
+        if job.is_array_parent:
+            actions.append(ExpandArray(job.job_id))
+            continue
+        verdict = _dependency_verdict(job, snap.dependency_status)
+        if verdict is None:
+            actions.append(Advance(job.job_id, JobStatus.RUNNABLE))
+        else:
+            actions.append(Advance(job.job_id, JobStatus.PENDING))
+            if verdict.status == JobStatus.FAILED:
+                actions.append(verdict)
+    for job in snap.pending:
+        verdict = _dependency_verdict(job, snap.dependency_status)
+        if verdict is None:
+            actions.append(Advance(job.job_id, JobStatus.RUNNABLE))
+        elif verdict.status == JobStatus.FAILED:
+            actions.append(verdict)
+
+
+def _dependency_verdict(job: Job, status: Mapping[str, JobStatus | None]) -> Advance | None:
+    """None: all dependencies succeeded. Advance(FAILED): one failed. Advance(PENDING): wait."""
+    waiting = False
+    for dep in job.dependency_ids():
+        s = status.get(dep)
+        if s == JobStatus.FAILED:
+            return Advance(
+                job.job_id, JobStatus.FAILED, f"DEPENDENCY:FAILED - dependency {dep} failed"
+            )
+        if s is None:
+            return Advance(
+                job.job_id,
+                JobStatus.FAILED,
+                f"DEPENDENCY:NOT_FOUND - dependency {dep} does not exist",
+            )
+        if s != JobStatus.SUCCEEDED:
+            waiting = True
+    return Advance(job.job_id, JobStatus.PENDING) if waiting else None
+
+
+def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
+    free: dict[str, Resources] = {}
+    by_ce: dict[str, list[str]] = {}
+    for n in snap.nodes:
+        if n.status == NodeStatus.ACTIVE and n.node_id not in lost:
+            free[n.node_id] = n.free
+            by_ce.setdefault(n.compute_environment, []).append(n.node_id)
+    for queue in sorted(snap.queues, key=lambda q: (-q.priority, q.name)):
+        jobs = snap.runnable.get(queue.name, ())
+        if not jobs:
+            continue
+        ces = [
+            snap.compute_environments[c]
+            for c in queue.compute_environments
+            if c in snap.compute_environments
+        ]
+        capacities = [c.node_capacity for c in ces if c.node_capacity is not None]
+        usable = [c.name for c in ces if c.enabled]
+        blocked: set[tuple[float, int, int]] = set()
+        for job in jobs:
+            need = job.resources
+            reason = _never_fits(need, capacities)
+            if reason is not None:
+                if job.status_reason != reason:
+                    actions.append(SetReason(job.job_id, reason))
+                continue
+            shape = (need.vcpus, need.memory_mib, need.gpus)
+            if shape in blocked:
+                continue
+            node = _best_fit(need, usable, by_ce, free)
+            if node is None:
+                blocked.add(shape)
+                if not any(free[n].vcpus >= 1e-9 for c in usable for n in by_ce.get(c, ())):
+                    break  # nothing left anywhere in this queue's environments
+                continue
+            free[node] = free[node].minus(need)
+            actions.append(Place(job.job_id, node))
+
+
+def _never_fits(need: Resources, capacities: list[Resources]) -> str | None:
+    if not capacities:
+        return None
+    reasons = [need.shortfall(c) for c in capacities]
+    if all(r is not None for r in reasons):
+        return f"{NEVER_FITS} - {reasons[0]}"
+    return None
+
+
+def _best_fit(
+    need: Resources, ces: list[str], by_ce: dict[str, list[str]], free: dict[str, Resources]
+) -> str | None:
+    for ce in ces:
+        best: tuple[float, str] | None = None
+        for node_id in by_ce.get(ce, ()):
+            f = free[node_id]
+            if need.fits_in(f):
+                key = (need.vcpus - f.vcpus, node_id)
+                if best is None or key < best:
+                    best = key
+        if best is not None:
+            return best[1]
+    return None

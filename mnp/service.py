@@ -1,0 +1,635 @@
+"""The head node's behaviour, one method per operation (AWS Batch's names and shapes).
+
+Both front doors (the native API, and the AWS Batch wire protocol) call these. Each method
+takes the JSON body as received and returns the JSON answer; invalid input raises
+:class:`~mnp.errors.InvalidInput` before anything is written. Methods that change state flush
+it to the store before returning. Not thread-safe: call from the head node's event loop.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from mnp import validation as v
+from mnp.errors import Conflict, FieldError, InvalidInput, NotFound
+from mnp.model import (
+    ComputeEnvironment,
+    ContainerSpec,
+    Dependency,
+    Job,
+    JobDefinition,
+    JobQueue,
+    JobSpec,
+    NodeStatus,
+    Resources,
+    RetryStrategy,
+    State,
+    name_from_arn,
+    resources_from_wire,
+)
+from mnp.render import ce_detail, job_detail, job_summary, node_detail, queue_detail
+from mnp.runtime import Runtime
+from mnp.state import HeadState
+from mnp.states import HistoryEntry, JobStatus
+
+REF = re.compile(r"Ref::([A-Za-z0-9_-]+)")
+JOB_DEFINITION_MAX = 24 * 1024
+SUBMIT_MAX = 30 * 1024
+CANCELLABLE = (JobStatus.SUBMITTED, JobStatus.PENDING, JobStatus.RUNNABLE)
+
+
+class Service:
+    def __init__(self, state: HeadState, runtime: Runtime) -> None:
+        self.s = state
+        self.rt = runtime
+
+    # --- loading ------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Rebuild memory from the store (start and restart)."""
+        s = self.s
+        for d in s.store.load_definitions():
+            s.definitions.setdefault(d.name, []).append(d)
+        s.queues = {q.name: q for q in s.store.load_queues()}
+        s.ces = {c.name: c for c in s.store.load_ces()}
+        from mnp.state import NodeRuntime
+
+        for n in s.store.load_nodes():
+            s.nodes[n.node_id] = n
+            s.node_rt[n.node_id] = NodeRuntime()
+        for job in s.store.load_active_jobs():
+            s.add_job(job)
+            attempt = job.current_attempt
+            if job.status in (JobStatus.STARTING, JobStatus.RUNNING) and attempt is not None:
+                rt = s.node_rt.get(attempt.node_id)
+                if rt is None:
+                    continue
+                aid = f"{job.job_id}/{attempt.number}"
+                rt.running[aid] = job
+                rt.used = rt.used.plus(job.resources)
+                if job.status == JobStatus.STARTING:
+                    rt.unacked[aid] = (self.rt.assignment(job, attempt), 0)
+        s.dirty.clear()
+        self.rt.adopt_nodes()
+        s.flush()
+
+    # --- job definitions ----------------------------------------------------------------------
+    def register_job_definition(self, body: dict[str, Any]) -> dict[str, Any]:
+        req = v.parse(v.RegisterJobDefinition, body, JOB_DEFINITION_MAX, "job definition")
+        problems = v.check_timeout(req.timeout, self.s.config.min_timeout_seconds)
+        if problems:
+            raise InvalidInput(problems)
+        revisions = self.s.definitions.setdefault(req.jobDefinitionName, [])
+        revision = (revisions[-1].revision if revisions else 0) + 1
+        doc = req.model_dump(exclude_none=True)
+        definition = JobDefinition(req.jobDefinitionName, revision, "ACTIVE", doc)
+        with self.s.store.transaction():
+            self.s.store.save_definition(definition)
+        revisions.append(definition)
+        return {
+            "jobDefinitionName": definition.name,
+            "jobDefinitionArn": definition.arn,
+            "revision": revision,
+        }
+
+    def deregister_job_definition(self, body: dict[str, Any]) -> dict[str, Any]:
+        ref = str(body.get("jobDefinition") or "")
+        if not ref:
+            raise InvalidInput([FieldError("jobDefinition", "required")])
+        definition = self._definition(ref, active_only=False)
+        definition.status = "INACTIVE"
+        with self.s.store.transaction():
+            self.s.store.save_definition(definition)
+        return {}
+
+    def describe_job_definitions(self, body: dict[str, Any]) -> dict[str, Any]:
+        refs = body.get("jobDefinitions")
+        if refs:
+            found = []
+            for ref in refs:
+                try:
+                    found.append(self._definition(str(ref), active_only=False))
+                except NotFound:
+                    pass
+        else:
+            name = body.get("jobDefinitionName")
+            status = body.get("status")
+            found = [
+                d
+                for n, revs in self.s.definitions.items()
+                if name is None or n == name
+                for d in revs
+                if status is None or d.status == status
+            ]
+        return _paginate("jobDefinitions", [d.to_wire() for d in found], body, 100)
+
+    def _definition(self, ref: str, active_only: bool) -> JobDefinition:
+        """``name``, ``name:rev`` or an ARN with or without revision."""
+        text = name_from_arn(ref, "job-definition")
+        name, _, rev = text.partition(":")
+        revisions = self.s.definitions.get(name, [])
+        if rev:
+            for d in revisions:
+                if str(d.revision) == rev:
+                    return d
+            raise NotFound(f"job definition {name}:{rev} does not exist")
+        active = [d for d in revisions if d.status == "ACTIVE"]
+        if active:
+            return active[-1]
+        if revisions and not active_only:
+            return revisions[-1]
+        raise NotFound(f"job definition {name!r} has no ACTIVE revision")
+
+    # --- jobs ---------------------------------------------------------------------------------
+    def submit_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        s = self.s
+        req = v.parse(v.SubmitJob, body, SUBMIT_MAX, "SubmitJob payload")
+        errors = v.check_timeout(req.timeout, s.config.min_timeout_seconds)
+        queue = s.queues.get(name_from_arn(req.jobQueue, "job-queue"))
+        if queue is None:
+            errors.append(FieldError("jobQueue", f"job queue {req.jobQueue!r} does not exist"))
+        elif queue.state == State.DISABLED:
+            errors.append(FieldError("jobQueue", f"job queue {queue.name!r} is DISABLED"))
+        definition: JobDefinition | None = None
+        try:
+            definition = self._definition(req.jobDefinition, active_only=True)
+            if definition.status != "ACTIVE":
+                errors.append(
+                    FieldError(
+                        "jobDefinition", f"{definition.name}:{definition.revision} is INACTIVE"
+                    )
+                )
+        except NotFound as e:
+            errors.append(FieldError("jobDefinition", str(e)))
+        deps = self._check_dependencies(req, errors)
+        if errors:
+            raise InvalidInput(errors)
+        assert queue is not None and definition is not None  # noqa: S101 - narrowed by errors
+        spec = self._spec(req, queue, definition, deps)
+        now = s.clock()
+        job = Job(
+            job_id=spec.spec_id,
+            spec=spec,
+            status=JobStatus.SUBMITTED,
+            created_at=now,
+            history=[HistoryEntry(JobStatus.SUBMITTED, now, None)],
+        )
+        with s.store.transaction():
+            s.store.save_spec(spec)
+            s.store.save_jobs([job])
+        s.add_job(job)
+        s.dirty.pop(job.job_id, None)
+        s.on_wake()
+        return {
+            "jobArn": f"{_arn_base(queue.arn)}:job/{job.job_id}",
+            "jobName": spec.name,
+            "jobId": job.job_id,
+        }
+
+    def _check_dependencies(self, req: v.SubmitJob, errors: list[FieldError]) -> list[Dependency]:
+        deps: list[Dependency] = []
+        for i, d in enumerate(req.dependsOn or []):
+            if d.jobId is not None:
+                target = self.s.job(d.jobId)
+                if target is None:
+                    errors.append(
+                        FieldError(f"dependsOn[{i}].jobId", f"no job with id {d.jobId!r}")
+                    )
+                    continue
+                if d.type == "N_TO_N":
+                    size = req.arrayProperties.size if req.arrayProperties else None
+                    if target.spec.array_size != size or target.parent_id is not None:
+                        errors.append(
+                            FieldError(
+                                f"dependsOn[{i}].jobId",
+                                f"N_TO_N needs an array job of the same size ({size}); "
+                                f"{d.jobId} has size {target.spec.array_size}",
+                            )
+                        )
+            deps.append(Dependency(d.jobId, d.type))
+        return deps
+
+    def _spec(
+        self, req: v.SubmitJob, queue: JobQueue, definition: JobDefinition, deps: list[Dependency]
+    ) -> JobSpec:
+        doc = definition.doc
+        container = ContainerSpec.from_wire(doc.get("containerProperties") or {})
+        over = req.containerOverrides
+        if over is not None:
+            if over.command is not None:
+                container.command = list(over.command)
+            for kv in over.environment or []:
+                container.environment[kv.name] = kv.value
+            container.resources = resources_from_wire(
+                over.model_dump(exclude_none=True), base=container.resources
+            )
+        if container.resources.vcpus <= 0:
+            container.resources = Resources(
+                1.0, container.resources.memory_mib, container.resources.gpus
+            )
+        parameters = {**(doc.get("parameters") or {}), **(req.parameters or {})}
+        container.command = [
+            REF.sub(lambda m: parameters.get(m.group(1), m.group(0)), arg)
+            for arg in container.command
+        ]
+        retry = RetryStrategy.from_wire(
+            req.retryStrategy.model_dump(exclude_none=True)
+            if req.retryStrategy
+            else doc.get("retryStrategy")
+        )
+        timeout = (
+            req.timeout.attemptDurationSeconds
+            if req.timeout and req.timeout.attemptDurationSeconds
+            else (doc.get("timeout") or {}).get("attemptDurationSeconds")
+        )
+        return JobSpec(
+            spec_id=str(uuid.uuid4()),
+            name=req.jobName,
+            queue=queue.name,
+            definition_arn=definition.arn,
+            definition_name=definition.name,
+            container=container,
+            parameters=parameters,
+            depends_on=deps,
+            retry=retry,
+            timeout_seconds=timeout,
+            array_size=req.arrayProperties.size if req.arrayProperties else None,
+            tags={**(doc.get("tags") or {}), **(req.tags or {})}
+            if req.propagateTags or doc.get("propagateTags")
+            else dict(req.tags or {}),
+            platform_capabilities=list(doc.get("platformCapabilities") or ["EC2"]),
+            submitted_at=self.s.clock(),
+        )
+
+    def describe_jobs(self, body: dict[str, Any]) -> dict[str, Any]:
+        ids = body.get("jobs")
+        if not isinstance(ids, list) or not ids:
+            raise InvalidInput([FieldError("jobs", "required: a list of 1-100 job ids")])
+        if len(ids) > 100:
+            raise InvalidInput([FieldError("jobs", f"at most 100 job ids, got {len(ids)}")])
+        out = []
+        for job_id in ids:
+            job = self.s.job(str(job_id))
+            if job is not None:
+                if not job.history:
+                    job.history = self.s.store.history(job.job_id)
+                out.append(job_detail(job))
+        return {"jobs": out}
+
+    def list_jobs(self, body: dict[str, Any]) -> dict[str, Any]:
+        s = self.s
+        queue_ref = body.get("jobQueue")
+        parent = body.get("arrayJobId")
+        all_statuses = bool(body.get("allStatuses"))
+        if not all_statuses and not (queue_ref or parent):
+            raise InvalidInput(
+                [FieldError("jobQueue", "one of jobQueue or arrayJobId is required")]
+            )
+        queue = name_from_arn(str(queue_ref), "job-queue") if queue_ref else None
+        if queue is not None and queue not in s.queues:
+            raise InvalidInput([FieldError("jobQueue", f"job queue {queue!r} does not exist")])
+        filters = body.get("filters") or []
+        status = body.get("jobStatus")
+        if status is not None and status not in JobStatus.__members__:
+            raise InvalidInput([FieldError("jobStatus", f"must be one of {', '.join(JobStatus)}")])
+        statuses = None if all_statuses or filters else [status or "RUNNING"]
+        if all_statuses and status:
+            statuses = [status]
+        query: dict[str, Any] = {}
+        for i, f in enumerate(filters):
+            name, values = f.get("name"), f.get("values") or []
+            if not values:
+                raise InvalidInput([FieldError(f"filters[{i}].values", "required")])
+            value = str(values[0])
+            if name == "JOB_NAME":
+                if value.endswith("*"):
+                    query["name_prefix"] = value[:-1]
+                else:
+                    query["name_exact"] = value
+            elif name == "JOB_DEFINITION":
+                if value.startswith("arn:"):
+                    query["definition"] = value + (
+                        '"' if value.rsplit(":", 1)[-1].isdigit() else ":"
+                    )
+                else:
+                    base = f"{_arn_base(s.queues[next(iter(s.queues))].arn) if s.queues else ''}"
+                    query["definition"] = (
+                        f"{base}:job-definition/{value[:-1]}"
+                        if value.endswith("*")
+                        else f"{base}:job-definition/{value}:"
+                    )
+            elif name in ("BEFORE_CREATED_AT", "AFTER_CREATED_AT"):
+                try:
+                    stamp = int(value)
+                except ValueError:
+                    raise InvalidInput(
+                        [FieldError(f"filters[{i}].values", "epoch milliseconds")]
+                    ) from None
+                query["created_before" if name == "BEFORE_CREATED_AT" else "created_after"] = stamp
+            else:
+                raise InvalidInput(
+                    [FieldError(f"filters[{i}].name", f"unsupported filter {name!r}")]
+                )
+        limit = int(body.get("maxResults") or (1000 if statuses else 100))
+        offset = int(body.get("nextToken") or 0)
+        jobs = s.store.query_jobs(
+            queue=queue,
+            statuses=statuses,
+            parent_id=parent,
+            offset=offset,
+            limit=limit + 1,
+            **query,
+        )
+        page = jobs[:limit]
+        out: dict[str, Any] = {
+            "jobSummaryList": [job_summary(s.active.get(j.job_id, j)) for j in page]
+        }
+        if len(jobs) > limit:
+            out["nextToken"] = str(offset + limit)
+        return out
+
+    def cancel_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        req = v.parse(v.JobReason, body)
+        job = self.s.active.get(req.jobId)
+        if job is not None:
+            self._cancel(job, req.reason, terminate=False)
+            self.s.flush()
+        return {}
+
+    def terminate_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        req = v.parse(v.JobReason, body)
+        job = self.s.active.get(req.jobId)
+        if job is not None:
+            self._cancel(job, req.reason, terminate=True)
+            self.s.flush()
+        return {}
+
+    def _cancel(self, job: Job, reason: str, terminate: bool) -> None:
+        s = self.s
+        if job.is_array_parent:
+            if job.status == JobStatus.SUBMITTED:
+                self._flag(job, reason, terminate)
+                s.set_status(job, JobStatus.FAILED, reason)
+                return
+            self._flag(job, reason, terminate)
+            s.mark(job)
+            size = job.spec.array_size or 0
+            for i in range(size):
+                child = s.active.get(f"{job.job_id}:{i}")
+                if child is not None:
+                    self._cancel(child, reason, terminate)
+            return
+        if job.status in CANCELLABLE:
+            self._flag(job, reason, terminate)
+            s.set_status(job, JobStatus.FAILED, reason)
+        elif terminate and job.status in (JobStatus.STARTING, JobStatus.RUNNING):
+            self._flag(job, reason, terminate)
+            s.mark(job)
+            self.rt.kill(job, reason)
+        # CancelJob on STARTING/RUNNING does nothing (AWS Batch), and answers 200.
+
+    @staticmethod
+    def _flag(job: Job, reason: str, terminate: bool) -> None:
+        if terminate:
+            job.is_terminated = True
+        else:
+            job.is_cancelled = True
+        job.status_reason = reason
+
+    # --- queues ---------------------------------------------------------------------------------
+    def create_job_queue(self, body: dict[str, Any]) -> dict[str, Any]:
+        req = v.parse(v.CreateJobQueue, body)
+        if req.jobQueueName in self.s.queues:
+            raise Conflict(f"job queue {req.jobQueueName!r} already exists")
+        order = self._ce_order(req.computeEnvironmentOrder)
+        q = JobQueue(
+            req.jobQueueName,
+            req.priority,
+            State(req.state),
+            order,
+            self.s.clock(),
+            dict(req.tags or {}),
+        )
+        with self.s.store.transaction():
+            self.s.store.save_queue(q)
+        self.s.queues[q.name] = q
+        self.s.on_wake()
+        return {"jobQueueName": q.name, "jobQueueArn": q.arn}
+
+    def _ce_order(self, entries: list[v.ComputeEnvironmentOrder]) -> list[tuple[int, str]]:
+        errors = []
+        order = []
+        for i, e in enumerate(entries):
+            name = name_from_arn(e.computeEnvironment, "compute-environment")
+            if name not in self.s.ces:
+                errors.append(
+                    FieldError(
+                        f"computeEnvironmentOrder[{i}].computeEnvironment",
+                        f"compute environment {name!r} does not exist",
+                    )
+                )
+            order.append((e.order, name))
+        if errors:
+            raise InvalidInput(errors)
+        return order
+
+    def update_job_queue(self, body: dict[str, Any]) -> dict[str, Any]:
+        req = v.parse(v.UpdateJobQueue, body)
+        q = self._queue(req.jobQueue)
+        order = self._ce_order(req.computeEnvironmentOrder) if req.computeEnvironmentOrder else None
+        if req.state is not None:
+            q.state = State(req.state)
+        if req.priority is not None:
+            q.priority = req.priority
+        if order is not None:
+            q.compute_environment_order = order
+        with self.s.store.transaction():
+            self.s.store.save_queue(q)
+        self.s.on_wake()
+        return {"jobQueueName": q.name, "jobQueueArn": q.arn}
+
+    def delete_job_queue(self, body: dict[str, Any]) -> dict[str, Any]:
+        q = self._queue(str(body.get("jobQueue") or ""))
+        if q.state != State.DISABLED:
+            raise InvalidInput(
+                [FieldError("jobQueue", f"job queue {q.name!r} must be DISABLED first")]
+            )
+        for job in [j for j in self.s.active.values() if j.queue == q.name and j.parent_id is None]:
+            self._cancel(job, "Job queue deleted", terminate=True)
+        with self.s.store.transaction():
+            self.s.store.delete_queue(q.name)
+        del self.s.queues[q.name]
+        self.s.flush()
+        return {}
+
+    def describe_job_queues(self, body: dict[str, Any]) -> dict[str, Any]:
+        names = [name_from_arn(str(n), "job-queue") for n in body.get("jobQueues") or []]
+        qs = [q for q in self.s.queues.values() if not names or q.name in names]
+        return _paginate(
+            "jobQueues", [queue_detail(q) for q in sorted(qs, key=lambda q: q.name)], body, 100
+        )
+
+    def _queue(self, ref: str) -> JobQueue:
+        q = self.s.queues.get(name_from_arn(ref, "job-queue"))
+        if q is None:
+            raise NotFound(f"job queue {ref!r} does not exist")
+        return q
+
+    # --- compute environments -------------------------------------------------------------------
+    def create_compute_environment(self, body: dict[str, Any]) -> dict[str, Any]:
+        req = v.parse(v.CreateComputeEnvironment, body)
+        if req.computeEnvironmentName in self.s.ces:
+            raise Conflict(f"compute environment {req.computeEnvironmentName!r} already exists")
+        m = req.mnp
+        ce = ComputeEnvironment(
+            name=req.computeEnvironmentName,
+            type=req.type,
+            state=State(req.state),
+            provider=m.provider,
+            node_count=m.nodes,
+            node_resources=Resources(m.vcpus, m.memoryMiB, m.gpus),
+            created_at=self.s.clock(),
+            doc=req.model_dump(exclude_none=True, exclude={"mnp"}),
+            first_address=m.firstAddress,
+        )
+        with self.s.store.transaction():
+            self.s.store.save_ce(ce)
+        self.s.ces[ce.name] = ce
+        self.s.on_wake()
+        return {"computeEnvironmentName": ce.name, "computeEnvironmentArn": ce.arn}
+
+    def update_compute_environment(self, body: dict[str, Any]) -> dict[str, Any]:
+        req = v.parse(v.UpdateComputeEnvironment, body)
+        ce = self._ce(req.computeEnvironment)
+        if req.state is not None:
+            ce.state = State(req.state)
+        mnp_block = body.get("mnp") or {}
+        if "nodes" in mnp_block:
+            count = int(mnp_block["nodes"])
+            if count < 0:
+                raise InvalidInput([FieldError("mnp.nodes", "must be at least 0")])
+            self._resize(ce, count)
+        with self.s.store.transaction():
+            self.s.store.save_ce(ce)
+        self.s.on_wake()
+        return {"computeEnvironmentName": ce.name, "computeEnvironmentArn": ce.arn}
+
+    def _resize(self, ce: ComputeEnvironment, count: int) -> None:
+        ce.node_count = count
+        live = [
+            n
+            for n in self.s.nodes.values()
+            if n.compute_environment == ce.name
+            and n.status in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING)
+        ]
+        extra = len(live) - count
+        if extra > 0:
+            idle = sorted(live, key=lambda n: (len(self.s.node_rt[n.node_id].running), -n.slot))
+            self.rt.stop_nodes(idle[:extra], "removed when the compute environment shrank")
+
+    def delete_compute_environment(self, body: dict[str, Any]) -> dict[str, Any]:
+        ce = self._ce(str(body.get("computeEnvironment") or ""))
+        errors = []
+        if ce.state != State.DISABLED:
+            errors.append(FieldError("computeEnvironment", f"{ce.name!r} must be DISABLED first"))
+        users = [q.name for q in self.s.queues.values() if ce.name in q.ce_names]
+        if users:
+            errors.append(
+                FieldError(
+                    "computeEnvironment", f"{ce.name!r} is used by job queues: {', '.join(users)}"
+                )
+            )
+        if errors:
+            raise InvalidInput(errors)
+        self.rt.stop_nodes(
+            [n for n in self.s.nodes.values() if n.compute_environment == ce.name],
+            "removed with its compute environment",
+        )
+        with self.s.store.transaction():
+            self.s.store.delete_ce(ce.name)
+        del self.s.ces[ce.name]
+        return {}
+
+    def describe_compute_environments(self, body: dict[str, Any]) -> dict[str, Any]:
+        names = [
+            name_from_arn(str(n), "compute-environment")
+            for n in body.get("computeEnvironments") or []
+        ]
+        ces = [c for c in self.s.ces.values() if not names or c.name in names]
+        nodes = list(self.s.nodes.values())
+        details = [
+            ce_detail(c, [n for n in nodes if n.compute_environment == c.name])
+            for c in sorted(ces, key=lambda c: c.name)
+        ]
+        return _paginate("computeEnvironments", details, body, 100)
+
+    def _ce(self, ref: str) -> ComputeEnvironment:
+        ce = self.s.ces.get(name_from_arn(ref, "compute-environment"))
+        if ce is None:
+            raise NotFound(f"compute environment {ref!r} does not exist")
+        return ce
+
+    # --- mnp's own --------------------------------------------------------------------------------
+    def list_nodes(self, body: dict[str, Any]) -> dict[str, Any]:
+        ce = body.get("computeEnvironment")
+        nodes = [n for n in self.s.nodes.values() if ce is None or n.compute_environment == ce]
+        if not body.get("includeGone"):
+            nodes = [n for n in nodes if n.status in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING)]
+        return {
+            "nodes": [
+                node_detail(n, self.s.node_rt.get(n.node_id))
+                for n in sorted(nodes, key=lambda n: (n.compute_environment, n.slot))
+            ]
+        }
+
+    def ensure_defaults(self) -> None:
+        """Create the embedded default (local environment + default queue) when configured."""
+        local = self.s.config.local
+        if local is None:
+            return
+        if local.name not in self.s.ces:
+            self.create_compute_environment(
+                {
+                    "computeEnvironmentName": local.name,
+                    "type": "MANAGED",
+                    "mnp": {
+                        "provider": "local",
+                        "nodes": local.nodes,
+                        "vcpus": local.vcpus,
+                        "memoryMiB": local.memory_mib,
+                        "gpus": local.gpus,
+                        "firstAddress": local.first_address,
+                    },
+                }
+            )
+        else:
+            ce = self.s.ces[local.name]
+            ce.node_resources = Resources(local.vcpus, local.memory_mib, local.gpus)
+            self._resize(ce, local.nodes)
+            with self.s.store.transaction():
+                self.s.store.save_ce(ce)
+        if self.s.config.default_queue not in self.s.queues:
+            self.create_job_queue(
+                {
+                    "jobQueueName": self.s.config.default_queue,
+                    "priority": 1,
+                    "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": local.name}],
+                }
+            )
+
+
+def _arn_base(arn: str) -> str:
+    """``arn:aws:batch:region:account`` from any mnp ARN."""
+    return ":".join(arn.split(":")[:5])
+
+
+def _paginate(
+    key: str, items: list[dict[str, Any]], body: dict[str, Any], default: int
+) -> dict[str, Any]:
+    limit = int(body.get("maxResults") or default)
+    offset = int(body.get("nextToken") or 0)
+    out: dict[str, Any] = {key: items[offset : offset + limit]}
+    if offset + limit < len(items):
+        out["nextToken"] = str(offset + limit)
+    return out

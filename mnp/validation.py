@@ -1,0 +1,391 @@
+"""Validation of requests at the edge (pydantic), reporting every problem at once.
+
+Each ``parse_*`` function takes the JSON body as received and returns a validated pydantic
+model, or raises :class:`mnp.errors.InvalidInput` listing ``field.path: rule`` for every
+problem. Limits follow AWS Batch (array 2–10,000, attempts 1–10, ≤ 5 evaluateOnExit,
+timeout ≥ 60 s, ≤ 20 dependencies, no ``AWS_BATCH*`` environment names, ≤ 50 tags, 24 KiB
+job definitions, 30 KiB submissions).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mnp.errors import FieldError, InvalidInput
+
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
+NAME_RULE = "1-128 letters, digits, hyphens and underscores, starting with a letter or digit"
+PATTERN_RE = re.compile(r"^[A-Za-z0-9.:\s]*\*?$")
+EXIT_CODE_RE = re.compile(r"^[0-9]*\*?$")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Open(BaseModel):
+    """AWS shapes whose less common fields mnp keeps without interpreting."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class KeyValue(Model):
+    name: str = Field(min_length=1)
+    value: str = ""
+
+
+class ResourceRequirement(Model):
+    type: Literal["VCPU", "MEMORY", "GPU"]
+    value: str
+
+
+class Volume(Open):
+    name: str | None = None
+
+
+class MountPoint(Open):
+    containerPath: str | None = None
+    sourceVolume: str | None = None
+    readOnly: bool = False
+
+
+class ContainerProperties(Open):
+    image: str | None = Field(default=None, max_length=255)
+    command: list[str] | None = None
+    environment: list[KeyValue] | None = None
+    resourceRequirements: list[ResourceRequirement] | None = None
+    vcpus: int | None = Field(default=None, ge=1)
+    memory: int | None = Field(default=None, ge=4)
+    volumes: list[Volume] | None = None
+    mountPoints: list[MountPoint] | None = None
+
+
+class EvaluateOnExitModel(Model):
+    onStatusReason: str | None = Field(default=None, max_length=512)
+    onReason: str | None = Field(default=None, max_length=512)
+    onExitCode: str | None = Field(default=None, max_length=512)
+    action: str
+
+
+class RetryStrategyModel(Model):
+    attempts: int | None = Field(default=None, ge=1, le=10)
+    evaluateOnExit: list[EvaluateOnExitModel] | None = Field(default=None, max_length=5)
+
+
+class Timeout(Model):
+    attemptDurationSeconds: int | None = Field(default=None, ge=1)
+
+
+class RegisterJobDefinition(Model):
+    jobDefinitionName: str = Field(pattern=NAME_RE)
+    type: Literal["container", "multinode"]
+    parameters: dict[str, str] | None = None
+    schedulingPriority: int | None = Field(default=None, ge=0, le=9999)
+    containerProperties: ContainerProperties | None = None
+    nodeProperties: dict[str, Any] | None = None
+    retryStrategy: RetryStrategyModel | None = None
+    propagateTags: bool | None = None
+    timeout: Timeout | None = None
+    tags: dict[str, str] | None = None
+    platformCapabilities: list[Literal["EC2", "FARGATE"]] | None = None
+    eksProperties: dict[str, Any] | None = None
+    ecsProperties: dict[str, Any] | None = None
+    consumableResourceProperties: dict[str, Any] | None = None
+
+
+class ContainerOverrides(Model):
+    command: list[str] | None = None
+    environment: list[KeyValue] | None = None
+    resourceRequirements: list[ResourceRequirement] | None = None
+    vcpus: int | None = Field(default=None, ge=1)
+    memory: int | None = Field(default=None, ge=4)
+    instanceType: str | None = None
+
+
+class ArrayProperties(Model):
+    size: int = Field(ge=2, le=10_000)
+
+
+class JobDependencyModel(Model):
+    jobId: str | None = None
+    type: Literal["N_TO_N", "SEQUENTIAL"] | None = None
+
+
+class SubmitJob(Model):
+    jobName: str = Field(pattern=NAME_RE)
+    jobQueue: str = Field(min_length=1)
+    jobDefinition: str = Field(min_length=1)
+    shareIdentifier: str | None = None
+    schedulingPriorityOverride: int | None = Field(default=None, ge=0, le=9999)
+    arrayProperties: ArrayProperties | None = None
+    dependsOn: list[JobDependencyModel] | None = Field(default=None, max_length=20)
+    parameters: dict[str, str] | None = None
+    containerOverrides: ContainerOverrides | None = None
+    nodeOverrides: dict[str, Any] | None = None
+    retryStrategy: RetryStrategyModel | None = None
+    propagateTags: bool | None = None
+    timeout: Timeout | None = None
+    tags: dict[str, str] | None = None
+
+
+class ComputeEnvironmentOrder(Model):
+    order: int = Field(ge=0)
+    computeEnvironment: str = Field(min_length=1)
+
+
+class CreateJobQueue(Model):
+    jobQueueName: str = Field(pattern=NAME_RE)
+    state: Literal["ENABLED", "DISABLED"] = "ENABLED"
+    priority: int = Field(ge=0, le=1000)
+    computeEnvironmentOrder: list[ComputeEnvironmentOrder] = Field(min_length=1, max_length=3)
+    schedulingPolicyArn: str | None = None
+    tags: dict[str, str] | None = None
+    jobStateTimeLimitActions: list[dict[str, Any]] | None = None
+
+
+class UpdateJobQueue(Model):
+    jobQueue: str = Field(min_length=1)
+    state: Literal["ENABLED", "DISABLED"] | None = None
+    priority: int | None = Field(default=None, ge=0, le=1000)
+    computeEnvironmentOrder: list[ComputeEnvironmentOrder] | None = Field(
+        default=None, min_length=1, max_length=3
+    )
+    schedulingPolicyArn: str | None = None
+    jobStateTimeLimitActions: list[dict[str, Any]] | None = None
+
+
+class LocalProviderSettings(Model):
+    """mnp's own block on a compute environment: how its nodes are brought up."""
+
+    provider: Literal["local"] = "local"
+    nodes: int = Field(default=2, ge=0, le=64)
+    vcpus: int = Field(default=4, ge=1)
+    memoryMiB: int = Field(default=4096, ge=4)
+    gpus: int = Field(default=0, ge=0)
+    firstAddress: str = Field(default="127.0.0.2", pattern=r"^127\.\d+\.\d+\.\d+$")
+
+
+class CreateComputeEnvironment(Model):
+    computeEnvironmentName: str = Field(pattern=NAME_RE)
+    type: Literal["MANAGED", "UNMANAGED"]
+    state: Literal["ENABLED", "DISABLED"] = "ENABLED"
+    unmanagedvCpus: int | None = None
+    computeResources: dict[str, Any] | None = None
+    serviceRole: str | None = None
+    tags: dict[str, str] | None = None
+    mnp: LocalProviderSettings = Field(default_factory=LocalProviderSettings)
+
+
+class UpdateComputeEnvironment(Model):
+    computeEnvironment: str = Field(min_length=1)
+    state: Literal["ENABLED", "DISABLED"] | None = None
+    unmanagedvCpus: int | None = None
+    computeResources: dict[str, Any] | None = None
+    serviceRole: str | None = None
+
+
+class JobReason(Model):
+    jobId: str = Field(min_length=1)
+    reason: str = Field(min_length=1, max_length=1024)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], body: Any, max_bytes: int | None = None, what: str = "request") -> M:
+    """Validate ``body`` as ``model`` plus the cross-field rules; every problem at once."""
+    errors: list[FieldError] = []
+    if max_bytes is not None:
+        size = len(json.dumps(body, separators=(",", ":")).encode())
+        if size > max_bytes:
+            errors.append(
+                FieldError(
+                    "",
+                    f"{what} size must be at most {max_bytes // 1024} KiB, got "
+                    f"{(size + 1023) // 1024} KiB",
+                )
+            )
+    try:
+        parsed = model.model_validate(body)
+    except ValidationError as e:
+        errors.extend(FieldError(_loc(err["loc"]), _msg(err)) for err in e.errors())
+        raise InvalidInput(errors) from None
+    errors.extend(_cross_field(parsed))
+    if errors:
+        raise InvalidInput(errors)
+    return parsed
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _msg(err: Any) -> str:
+    kind = err["type"]
+    if kind == "string_pattern_mismatch" and NAME_RE in str(err.get("ctx", {}).get("pattern", "")):
+        return f"must be {NAME_RULE}"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required"
+    return str(err["msg"])
+
+
+def _cross_field(m: BaseModel) -> list[FieldError]:
+    errors: list[FieldError] = []
+    if isinstance(m, RegisterJobDefinition):
+        if m.type == "container" and m.containerProperties is None:
+            errors.append(FieldError("containerProperties", "required when type is container"))
+        if m.type == "multinode" and m.nodeProperties is None:
+            errors.append(FieldError("nodeProperties", "required when type is multinode"))
+        if m.type == "multinode":
+            errors.append(
+                FieldError("type", "multinode jobs are not supported yet by this head node")
+            )
+        if m.containerProperties is not None:
+            errors += _check_container(m.containerProperties, "containerProperties")
+        errors += _check_retry(m.retryStrategy, "retryStrategy")
+        errors += _check_tags(m.tags)
+    elif isinstance(m, SubmitJob):
+        if m.containerOverrides is not None:
+            errors += _check_env(m.containerOverrides.environment, "containerOverrides.environment")
+            errors += _check_resources(
+                m.containerOverrides.resourceRequirements, "containerOverrides.resourceRequirements"
+            )
+            if m.containerOverrides.command is not None and any(
+                c == "" for c in m.containerOverrides.command
+            ):
+                errors.append(
+                    FieldError("containerOverrides.command", "must not contain empty strings")
+                )
+        errors += _check_retry(m.retryStrategy, "retryStrategy")
+        errors += _check_tags(m.tags)
+        for i, dep in enumerate(m.dependsOn or []):
+            if dep.jobId is None and dep.type != "SEQUENTIAL":
+                errors.append(
+                    FieldError(f"dependsOn[{i}].jobId", "required unless type is SEQUENTIAL")
+                )
+            if dep.type == "SEQUENTIAL" and dep.jobId is not None:
+                errors.append(
+                    FieldError(f"dependsOn[{i}].jobId", "must be absent when type is SEQUENTIAL")
+                )
+            if dep.type is not None and m.arrayProperties is None:
+                errors.append(
+                    FieldError(f"dependsOn[{i}].type", "N_TO_N and SEQUENTIAL need an array job")
+                )
+        if m.nodeOverrides is not None:
+            errors.append(
+                FieldError(
+                    "nodeOverrides", "multinode jobs are not supported yet by this head node"
+                )
+            )
+    elif isinstance(m, CreateJobQueue | UpdateJobQueue):
+        orders = [o.order for o in m.computeEnvironmentOrder or []]
+        if len(set(orders)) != len(orders):
+            errors.append(FieldError("computeEnvironmentOrder", "each order value must be unique"))
+    return errors
+
+
+def _check_container(c: ContainerProperties, path: str) -> list[FieldError]:
+    errors = _check_env(c.environment, f"{path}.environment")
+    errors += _check_resources(c.resourceRequirements, f"{path}.resourceRequirements")
+    if not c.command:
+        errors.append(FieldError(f"{path}.command", "required (mnp runs the command directly)"))
+    names = {v.name for v in c.volumes or []}
+    for i, mp in enumerate(c.mountPoints or []):
+        if mp.sourceVolume is not None and mp.sourceVolume not in names:
+            errors.append(
+                FieldError(
+                    f"{path}.mountPoints[{i}].sourceVolume", f"no volume named {mp.sourceVolume!r}"
+                )
+            )
+    return errors
+
+
+def _check_env(env: list[KeyValue] | None, path: str) -> list[FieldError]:
+    return [
+        FieldError(f"{path}[{i}].name", "names starting with AWS_BATCH are reserved")
+        for i, kv in enumerate(env or [])
+        if kv.name.upper().startswith("AWS_BATCH")
+    ]
+
+
+def _check_resources(reqs: list[ResourceRequirement] | None, path: str) -> list[FieldError]:
+    errors: list[FieldError] = []
+    seen: set[str] = set()
+    for i, r in enumerate(reqs or []):
+        where = f"{path}[{i}].value"
+        if r.type in seen:
+            errors.append(FieldError(f"{path}[{i}].type", f"{r.type} given more than once"))
+        seen.add(r.type)
+        try:
+            number = float(r.value)
+        except ValueError:
+            errors.append(FieldError(where, f"{r.type} must be a number, got {r.value!r}"))
+            continue
+        if r.type == "VCPU" and number <= 0:
+            errors.append(FieldError(where, "VCPU must be greater than 0"))
+        if r.type == "MEMORY" and (number < 4 or not number.is_integer()):
+            errors.append(FieldError(where, "MEMORY must be a whole number of MiB, at least 4"))
+        if r.type == "GPU" and (number < 0 or not number.is_integer()):
+            errors.append(FieldError(where, "GPU must be a whole number, at least 0"))
+    return errors
+
+
+def _check_retry(r: RetryStrategyModel | None, path: str) -> list[FieldError]:
+    if r is None:
+        return []
+    errors: list[FieldError] = []
+    if r.evaluateOnExit and r.attempts is None:
+        errors.append(
+            FieldError(f"{path}.attempts", "RetryAttempts must be provided with retry strategy")
+        )
+    for i, e in enumerate(r.evaluateOnExit or []):
+        where = f"{path}.evaluateOnExit[{i}]"
+        if e.action.upper() not in ("RETRY", "EXIT"):
+            errors.append(FieldError(f"{where}.action", "must be RETRY or EXIT"))
+        if e.onExitCode is not None and not EXIT_CODE_RE.match(e.onExitCode):
+            errors.append(FieldError(f"{where}.onExitCode", "digits, optionally ending in *"))
+        for name in ("onReason", "onStatusReason"):
+            value = getattr(e, name)
+            if value is not None and not PATTERN_RE.match(value):
+                errors.append(
+                    FieldError(
+                        f"{where}.{name}",
+                        "letters, digits, '.', ':' and spaces, optionally ending in *",
+                    )
+                )
+        if e.onExitCode is None and e.onReason is None and e.onStatusReason is None:
+            errors.append(
+                FieldError(where, "needs at least one of onExitCode, onReason, onStatusReason")
+            )
+    return errors
+
+
+def _check_tags(tags: dict[str, str] | None) -> list[FieldError]:
+    errors: list[FieldError] = []
+    if tags is None:
+        return errors
+    if len(tags) > 50:
+        errors.append(FieldError("tags", f"at most 50 tags, got {len(tags)}"))
+    for k, v in tags.items():
+        if not 1 <= len(k) <= 128:
+            errors.append(FieldError(f"tags.{k}", "keys are 1-128 characters"))
+        if len(v) > 256:
+            errors.append(FieldError(f"tags.{k}", "values are at most 256 characters"))
+    return errors
+
+
+def check_timeout(timeout: Timeout | None, floor: float, path: str = "timeout") -> list[FieldError]:
+    if timeout is None or timeout.attemptDurationSeconds is None:
+        return []
+    if timeout.attemptDurationSeconds < floor:
+        return [FieldError(f"{path}.attemptDurationSeconds", f"must be at least {floor:g} seconds")]
+    return []
