@@ -300,6 +300,10 @@ async def _serve(config: HeadConfig) -> None:
     app.router.lifespan_context = lifespan
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
                                            timeout_graceful_shutdown=2))
+    # uvicorn re-raises the signal that stopped it once it is done; by then we only want to
+    # finish shutting down, so make those signals no-ops here.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     try:
         await server.serve(sockets=[sock])
     finally:

@@ -1,0 +1,356 @@
+"""The node agent: registers with the head node, long-polls for work, runs it, reports events.
+
+Protocol: :mod:`mnp.protocol`. One asyncio loop runs three tasks over one reused
+``httpx.AsyncClient``:
+
+- the poll loop (register, then ``poll`` forever; 404 → register again; 410 → kill
+  everything and exit :data:`EXIT_NODE_LOST`; connection errors → retry, jobs keep running);
+- the report sender, which posts every queued event in one report as soon as there is any,
+  and drops events only once a report carrying them was answered 200;
+- the log ticker, which turns new output of running attempts into ``log`` events.
+
+SIGTERM/SIGINT stop the agent gracefully (exit 0). Process handling is in
+:mod:`launcher.process`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from launcher.process import AttemptProcess
+from mnp.protocol import (
+    POLL_PATH,
+    REGISTER_PATH,
+    REPORT_PATH,
+    TOKEN_HEADER,
+    Event,
+    Poll,
+    PollReply,
+    Register,
+    Report,
+)
+
+log = logging.getLogger("launcher.agent")
+
+TOKEN_ENV = "MNP_AGENT_TOKEN"
+EXIT_NODE_LOST = 3
+RETRY_SECONDS = 0.2
+REGISTER_MAX_BACKOFF_SECONDS = 1.0
+LOG_TICK_SECONDS = 0.5
+STOP_GRACE_CAP_SECONDS = 5.0
+FLUSH_SECONDS = 2.0
+STOP_REASON = "Node agent stopped"
+REPORT_MAX_BYTES = 4 * 1024 * 1024
+"""Soft cap on the log text in one report (a report always carries at least one event)."""
+FINISHED_MEMORY = 100_000
+"""How many finished attempt ids are remembered to ignore repeated assignments."""
+DEFAULT_HEARTBEAT_SECONDS = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class AgentOptions:
+    head: str
+    """Base URL of the head node, e.g. ``http://127.0.0.1:8750``."""
+    node_id: str
+    compute_environment: str
+    address: str
+    vcpus: int
+    memory_mib: int
+    gpus: int
+    root: Path
+    """Where workdirs (``jobs/…``) and ``agent.pid`` live."""
+    token: str | None = None
+
+
+class Agent:
+    """One node agent. Create it, then ``await run()`` on the loop that should own the jobs.
+
+    :meth:`request_stop` may be called from the loop (e.g. a signal handler) at any time.
+    """
+
+    def __init__(self, options: AgentOptions, *, env: Mapping[str, str] | None = None) -> None:
+        """``env``: base environment of every job (default: this process's environment)."""
+        self.options = options
+        self._env: Mapping[str, str] = dict(os.environ) if env is None else env
+        self._running: dict[str, AttemptProcess] = {}
+        self._finished: dict[str, None] = {}  # insertion-ordered set, bounded
+        self._outbox: list[Event] = []
+        self._outbox_ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        # Start from the clock so numbers keep increasing across agent restarts.
+        self._seq = time.time_ns() // 1000
+        self._heartbeat = DEFAULT_HEARTBEAT_SECONDS
+        self._client: httpx.AsyncClient | None = None
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to stop the jobs, flush the reports and return 0."""
+        self._stop.set()
+
+    def running_ids(self) -> list[str]:
+        return list(self._running)
+
+    async def run(self) -> int:
+        """Serve until stopped (returns 0) or declared lost by the head (returns 3)."""
+        root = self.options.root
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "agent.pid").write_text(f"{os.getpid()}\n")
+        headers = {TOKEN_HEADER: self.options.token} if self.options.token else {}
+        async with httpx.AsyncClient(
+            base_url=self.options.head, headers=headers, timeout=5.0, trust_env=False
+        ) as client:
+            self._client = client
+            helpers = [
+                asyncio.create_task(self._send_reports()),
+                asyncio.create_task(self._tick_logs()),
+            ]
+            work = asyncio.create_task(self._work())
+            stop = asyncio.create_task(self._stop.wait())
+            try:
+                await asyncio.wait({work, stop, *helpers}, return_when=asyncio.FIRST_COMPLETED)
+                for helper in helpers:
+                    if helper.done():  # they loop forever: ending means a bug; surface it
+                        helper.result()
+                        raise RuntimeError("agent helper task ended unexpectedly")
+                if work.done():
+                    return work.result()
+                work.cancel()
+                await self._stop_attempts()
+                await self._flush(FLUSH_SECONDS)
+                return 0
+            finally:
+                for task in [*helpers, work, stop]:
+                    task.cancel()
+                await asyncio.gather(*helpers, work, stop, return_exceptions=True)
+                for proc in list(self._running.values()):
+                    proc.close()
+
+    # --- head node calls -------------------------------------------------------------
+
+    async def _post(
+        self, path: str, body: dict[str, Any], read_timeout: float = 5.0
+    ) -> httpx.Response:
+        if self._client is None:
+            raise RuntimeError("the agent's HTTP client exists only inside run()")
+        timeout = httpx.Timeout(5.0, read=read_timeout)
+        return await self._client.post(path, json=body, timeout=timeout)
+
+    async def _register(self) -> None:
+        """Register (with the attempts running now) until the head answers 200."""
+        delay = RETRY_SECONDS
+        while True:
+            o = self.options
+            body = Register(
+                node_id=o.node_id,
+                compute_environment=o.compute_environment,
+                address=o.address,
+                vcpus=o.vcpus,
+                memory_mib=o.memory_mib,
+                gpus=o.gpus,
+                pid=os.getpid(),
+                running=self.running_ids(),
+            ).to_wire()
+            try:
+                r = await self._post(REGISTER_PATH, body)
+                if r.status_code == 200:
+                    self._heartbeat = float(r.json().get("heartbeatSeconds", self._heartbeat))
+                    log.info("registered node %s with %s", o.node_id, o.head)
+                    return
+                log.warning("register: HTTP %s %s", r.status_code, r.text[:200])
+            except (httpx.HTTPError, ValueError, TypeError, AttributeError) as exc:
+                log.debug("register failed: %r", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, REGISTER_MAX_BACKOFF_SECONDS)
+
+    async def _work(self) -> int:
+        """Register, then poll until the head declares the node lost."""
+        await self._register()
+        while True:
+            wait = self._heartbeat
+            body = Poll(self.options.node_id, self.running_ids(), wait).to_wire()
+            try:
+                r = await self._post(POLL_PATH, body, read_timeout=wait + 10.0)
+            except httpx.HTTPError as exc:
+                log.debug("poll failed: %r", exc)
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            if r.status_code == 200:
+                try:
+                    reply = PollReply.from_wire(r.json())
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                    log.error("poll: bad reply %r: %s", exc, r.text[:200])
+                    await asyncio.sleep(RETRY_SECONDS)
+                    continue
+                self._apply(reply)
+            elif r.status_code == 404:
+                log.warning("head does not know node %s; registering again", self.options.node_id)
+                await self._register()
+            elif r.status_code == 410:
+                log.error("head declared node %s lost; killing all jobs", self.options.node_id)
+                procs = list(self._running.values())
+                for proc in procs:
+                    proc.kill_now()
+                await _wait_all(procs, 1.0)
+                return EXIT_NODE_LOST
+            else:
+                log.warning("poll: HTTP %s %s", r.status_code, r.text[:200])
+                await asyncio.sleep(RETRY_SECONDS)
+
+    def _apply(self, reply: PollReply) -> None:
+        """Start new assignments (idempotently), then apply kills."""
+        for assignment in reply.assignments:
+            aid = assignment.attempt_id
+            if aid in self._running or aid in self._finished:
+                continue
+            proc = AttemptProcess(assignment, self.options.root, self._emit, env=self._env)
+            self._running[aid] = proc  # before start(): a start_failed event removes it
+            proc.start()
+        for kill in reply.kills:
+            target = self._running.get(kill.attempt_id)
+            if target is not None:
+                target.kill(kill.reason)
+
+    # --- events ------------------------------------------------------------------------
+
+    def _emit(self, event: Event) -> None:
+        """The sink of every attempt: number the event, queue it, wake the sender."""
+        self._seq += 1
+        self._outbox.append(replace(event, seq=self._seq))
+        if event.kind in ("exited", "start_failed"):
+            self._running.pop(event.attempt_id, None)
+            self._finished[event.attempt_id] = None
+            if len(self._finished) > FINISHED_MEMORY:
+                del self._finished[next(iter(self._finished))]
+        self._outbox_ready.set()
+
+    def _next_batch(self) -> list[Event]:
+        size = 0
+        for n, event in enumerate(self._outbox):
+            size += len(event.data)
+            if size > REPORT_MAX_BYTES and n > 0:
+                return self._outbox[:n]
+        return list(self._outbox)
+
+    async def _send_reports(self) -> None:
+        """Forever: post what is queued; drop it after a 200, else retry."""
+        failures = 0
+        while True:
+            if not self._outbox:
+                self._outbox_ready.clear()
+                await self._outbox_ready.wait()
+                continue
+            batch = self._next_batch()
+            body = Report(self.options.node_id, batch).to_wire()
+            try:
+                r = await self._post(REPORT_PATH, body)
+                ok = r.status_code == 200
+                if not ok:
+                    level = logging.DEBUG if failures else logging.WARNING
+                    log.log(level, "report: HTTP %s %s", r.status_code, r.text[:200])
+            except httpx.HTTPError as exc:
+                log.log(logging.DEBUG if failures else logging.WARNING, "report failed: %r", exc)
+                ok = False
+            if ok:
+                del self._outbox[: len(batch)]
+                failures = 0
+                continue
+            failures += 1
+            if failures > 1:  # a stale keep-alive connection deserves one immediate retry
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def _tick_logs(self) -> None:
+        while True:
+            await asyncio.sleep(LOG_TICK_SECONDS)
+            for proc in list(self._running.values()):
+                proc.read_logs()
+
+    # --- stopping ----------------------------------------------------------------------
+
+    async def _stop_attempts(self) -> None:
+        """SIGTERM every job, SIGKILL what is left after the grace (capped), wait for exits."""
+        procs = list(self._running.values())
+        if not procs:
+            return
+        grace = min(STOP_GRACE_CAP_SECONDS, max(p.assignment.kill_grace_seconds for p in procs))
+        for proc in procs:
+            proc.kill(STOP_REASON, grace=min(grace, proc.assignment.kill_grace_seconds))
+        await _wait_all(procs, grace + 1.0)
+        for proc in procs:
+            proc.kill_now()
+        await _wait_all(procs, 1.0)
+
+    async def _flush(self, seconds: float) -> None:
+        """Wait up to ``seconds`` for the sender to deliver every queued event."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while self._outbox and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        if self._outbox:
+            log.warning("stopping with %d undelivered events", len(self._outbox))
+
+
+async def _wait_all(procs: Sequence[AttemptProcess], timeout: float) -> None:
+    waits = [asyncio.ensure_future(p.wait()) for p in procs]
+    if waits:
+        _, pending = await asyncio.wait(waits, timeout=timeout)
+        for task in pending:
+            task.cancel()
+
+
+def parse_args(argv: Sequence[str] | None = None) -> AgentOptions:
+    """Command line → options; the token may also come from ``$MNP_AGENT_TOKEN``."""
+    p = argparse.ArgumentParser(prog="python -m launcher.agent", description="mnp node agent")
+    p.add_argument("--head", required=True, help="head node base URL, e.g. http://127.0.0.1:8750")
+    p.add_argument("--node-id", required=True)
+    p.add_argument("--compute-environment", required=True)
+    p.add_argument("--address", required=True, help="this node's address as the head sees it")
+    p.add_argument("--vcpus", type=int, required=True)
+    p.add_argument("--memory-mib", type=int, required=True)
+    p.add_argument("--gpus", type=int, default=0)
+    p.add_argument("--root", type=Path, required=True, help="directory for workdirs and agent.pid")
+    p.add_argument("--token", default=None, help=f"head token (default: ${TOKEN_ENV})")
+    ns = p.parse_args(argv)
+    return AgentOptions(
+        head=ns.head.rstrip("/"),
+        node_id=ns.node_id,
+        compute_environment=ns.compute_environment,
+        address=ns.address,
+        vcpus=ns.vcpus,
+        memory_mib=ns.memory_mib,
+        gpus=ns.gpus,
+        root=ns.root,
+        token=ns.token or os.environ.get(TOKEN_ENV) or None,
+    )
+
+
+async def _serve(agent: Agent) -> int:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, agent.request_stop)
+    return await agent.run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run an agent until it stops; returns the process exit code (0, or 3 if node lost)."""
+    options = parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("MNP_AGENT_LOG_LEVEL", "INFO"),
+        format=f"%(asctime)s agent[{options.node_id}] %(levelname)s %(message)s",
+    )
+    for noisy in ("httpx", "httpcore"):  # a line per request would flood the log
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}  # jobs never see the token
+    return asyncio.run(_serve(Agent(options, env=env)))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
