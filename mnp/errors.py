@@ -62,7 +62,9 @@ class TransientError(MnpError):
 class ProviderError(MnpError):
     """A provider failed to launch or stop nodes; carries the request id and the cause."""
 
-    def __init__(self, message: str, request_id: str | None = None, transient: bool = False) -> None:
+    def __init__(
+        self, message: str, request_id: str | None = None, transient: bool = False
+    ) -> None:
         super().__init__(f"{message} (request {request_id})" if request_id else message)
         self.request_id = request_id
         self.transient = transient

@@ -191,7 +191,11 @@ class Poll:
     wait_seconds: float
 
     def to_wire(self) -> dict[str, Any]:
-        return {"nodeId": self.node_id, "running": list(self.running), "waitSeconds": self.wait_seconds}
+        return {
+            "nodeId": self.node_id,
+            "running": list(self.running),
+            "waitSeconds": self.wait_seconds,
+        }
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> Poll:
@@ -231,4 +235,6 @@ class Report:
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> Report:
-        return cls(node_id=str(d["nodeId"]), events=[Event.from_wire(e) for e in d.get("events", [])])
+        return cls(
+            node_id=str(d["nodeId"]), events=[Event.from_wire(e) for e in d.get("events", [])]
+        )

@@ -11,8 +11,9 @@ Policy, in AWS Batch's terms:
 - Queues are evaluated by descending ``priority``; each queue's RUNNABLE jobs in FIFO order;
   each job tries the queue's ENABLED compute environments in ascending ``order`` and takes the
   least-loaded node there that fits (most vCPUs free, so work spreads over node agents).
-  A job that does not fit now is skipped (later, smaller jobs may start: backfill); a job that could never fit any node of the
-  queue's environments gets a ``MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT`` reason.
+  A job that does not fit now is skipped (later, smaller jobs may start: backfill); a job
+  that could never fit any node of the queue's environments gets a
+  ``MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT`` reason.
 - A node silent for longer than its allowance is lost; environments are kept at their size.
 """
 

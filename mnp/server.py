@@ -135,8 +135,10 @@ def build_app(head: Head) -> Starlette:
         )
 
     def denied() -> JSONResponse:
-        return JSONResponse({"__type": "ClientException", "message": f"missing or wrong {protocol.TOKEN_HEADER}"},
-                            status_code=401)
+        return JSONResponse(
+            {"__type": "ClientException", "message": f"missing or wrong {protocol.TOKEN_HEADER}"},
+            status_code=401,
+        )
 
     async def body_of(request: Request) -> dict[str, Any]:
         raw = await request.body()
@@ -165,8 +167,10 @@ def build_app(head: Head) -> Starlette:
             return error_response(e)
         except Exception as e:
             log.exception("operation %s failed", op)
-            return JSONResponse({"__type": "ServerException", "message": f"{type(e).__name__}: {e}"},
-                                status_code=500)
+            return JSONResponse(
+                {"__type": "ServerException", "message": f"{type(e).__name__}: {e}"},
+                status_code=500,
+            )
 
     async def logs(request: Request) -> Response:
         if not authorised(request):
@@ -177,9 +181,13 @@ def build_app(head: Head) -> Starlette:
             return error_response(NotFound(f"no job with id {job_id!r}"))
         attempt_q = request.query_params.get("attempt")
         follow = request.query_params.get("follow") in ("1", "true", "yes")
-        return StreamingResponse(_log_stream(head, job_id, attempt_q, follow), media_type="text/plain")
+        return StreamingResponse(
+            _log_stream(head, job_id, attempt_q, follow), media_type="text/plain"
+        )
 
-    def agent(fn: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> Callable[[Request], Awaitable[Response]]:
+    def agent(
+        fn: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+    ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             if not authorised(request):
                 return denied()
@@ -188,11 +196,16 @@ def build_app(head: Head) -> Starlette:
             except NotFound as e:
                 return JSONResponse({"__type": "UnknownNode", "message": str(e)}, status_code=404)
             except NodeGone as e:
-                return JSONResponse({"__type": "NodeLost", "message": f"node {e} was declared lost"},
-                                    status_code=410)
+                return JSONResponse(
+                    {"__type": "NodeLost", "message": f"node {e} was declared lost"},
+                    status_code=410,
+                )
             except (KeyError, ValueError, TypeError) as e:
-                return JSONResponse({"__type": "ClientException", "message": f"bad agent message: {e}"},
-                                    status_code=400)
+                return JSONResponse(
+                    {"__type": "ClientException", "message": f"bad agent message: {e}"},
+                    status_code=400,
+                )
+
         return endpoint
 
     async def register(body: dict[str, Any]) -> dict[str, Any]:
@@ -219,17 +232,21 @@ def build_app(head: Head) -> Starlette:
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True})
 
-    return Starlette(routes=[
-        Route("/api/v1/logs/{job_id:path}", logs, methods=["GET"]),
-        Route("/api/v1/{op}", api, methods=["POST"]),
-        Route(protocol.REGISTER_PATH, agent(register), methods=["POST"]),
-        Route(protocol.POLL_PATH, agent(poll), methods=["POST"]),
-        Route(protocol.REPORT_PATH, agent(report), methods=["POST"]),
-        Route("/healthz", health, methods=["GET"]),
-    ])
+    return Starlette(
+        routes=[
+            Route("/api/v1/logs/{job_id:path}", logs, methods=["GET"]),
+            Route("/api/v1/{op}", api, methods=["POST"]),
+            Route(protocol.REGISTER_PATH, agent(register), methods=["POST"]),
+            Route(protocol.POLL_PATH, agent(poll), methods=["POST"]),
+            Route(protocol.REPORT_PATH, agent(report), methods=["POST"]),
+            Route("/healthz", health, methods=["GET"]),
+        ]
+    )
 
 
-async def _log_stream(head: Head, job_id: str, attempt_q: str | None, follow: bool) -> AsyncIterator[bytes]:
+async def _log_stream(
+    head: Head, job_id: str, attempt_q: str | None, follow: bool
+) -> AsyncIterator[bytes]:
     offsets: dict[tuple[int, str], int] = {}
     while True:
         job = head.state.job(job_id)
@@ -298,8 +315,9 @@ async def _serve(config: HeadConfig) -> None:
             task.cancel()
 
     app.router.lifespan_context = lifespan
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                           timeout_graceful_shutdown=2))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2)
+    )
     # uvicorn re-raises the signal that stopped it once it is done; by then we only want to
     # finish shutting down, so make those signals no-ops here.
     for sig in (signal.SIGTERM, signal.SIGINT):

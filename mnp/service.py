@@ -165,7 +165,7 @@ class Service:
         deps = self._check_dependencies(req, errors)
         if errors:
             raise InvalidInput(errors)
-        assert queue is not None and definition is not None  # noqa: S101 - narrowed by errors
+        assert queue is not None and definition is not None  # narrowed: errors is empty
         spec = self._spec(req, queue, definition, deps)
         now = s.clock()
         job = Job(

@@ -37,30 +37,40 @@ class JobStatus(enum.StrEnum):
 S = JobStatus
 
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    S.SUBMITTED: frozenset({
-        S.PENDING,  # has unmet dependencies, or is an array parent
-        S.RUNNABLE,  # no dependencies
-        S.FAILED,  # cancelled/terminated before the scheduler saw it
-    }),
-    S.PENDING: frozenset({
-        S.RUNNABLE,  # every dependency SUCCEEDED
-        S.FAILED,  # a dependency failed; cancelled; array parent with a failed child
-        S.SUCCEEDED,  # array parent whose children all succeeded
-    }),
-    S.RUNNABLE: frozenset({
-        S.STARTING,  # placed on a node
-        S.FAILED,  # cancelled or terminated while waiting
-    }),
-    S.STARTING: frozenset({
-        S.RUNNING,  # the node agent started the process
-        S.RUNNABLE,  # start failed or node lost, and the retry strategy asks for another attempt
-        S.FAILED,  # start failed / node lost with no attempts left; terminated
-    }),
-    S.RUNNING: frozenset({
-        S.SUCCEEDED,  # exit code 0
-        S.RUNNABLE,  # the attempt failed and the retry strategy asks for another attempt
-        S.FAILED,  # failed with no retry left, timed out, terminated
-    }),
+    S.SUBMITTED: frozenset(
+        {
+            S.PENDING,  # has unmet dependencies, or is an array parent
+            S.RUNNABLE,  # no dependencies
+            S.FAILED,  # cancelled/terminated before the scheduler saw it
+        }
+    ),
+    S.PENDING: frozenset(
+        {
+            S.RUNNABLE,  # every dependency SUCCEEDED
+            S.FAILED,  # a dependency failed; cancelled; array parent with a failed child
+            S.SUCCEEDED,  # array parent whose children all succeeded
+        }
+    ),
+    S.RUNNABLE: frozenset(
+        {
+            S.STARTING,  # placed on a node
+            S.FAILED,  # cancelled or terminated while waiting
+        }
+    ),
+    S.STARTING: frozenset(
+        {
+            S.RUNNING,  # the node agent started the process
+            S.RUNNABLE,  # start failed or node lost; the retry strategy asks for another attempt
+            S.FAILED,  # start failed / node lost with no attempts left; terminated
+        }
+    ),
+    S.RUNNING: frozenset(
+        {
+            S.SUCCEEDED,  # exit code 0
+            S.RUNNABLE,  # the attempt failed and the retry strategy asks for another attempt
+            S.FAILED,  # failed with no retry left, timed out, terminated
+        }
+    ),
     S.SUCCEEDED: frozenset(),
     S.FAILED: frozenset(),
 }

@@ -35,15 +35,25 @@ class LocalProvider:
         root = self.node_root(node)
         root.mkdir(parents=True, exist_ok=True)
         argv = [
-            sys.executable, "-m", "launcher.agent",
-            "--head", self.head_url,
-            "--node-id", node.node_id,
-            "--compute-environment", node.compute_environment,
-            "--address", node.address,
-            "--vcpus", str(int(node.capacity.vcpus)),
-            "--memory-mib", str(node.capacity.memory_mib),
-            "--gpus", str(node.capacity.gpus),
-            "--root", str(root),
+            sys.executable,
+            "-m",
+            "launcher.agent",
+            "--head",
+            self.head_url,
+            "--node-id",
+            node.node_id,
+            "--compute-environment",
+            node.compute_environment,
+            "--address",
+            node.address,
+            "--vcpus",
+            str(int(node.capacity.vcpus)),
+            "--memory-mib",
+            str(node.capacity.memory_mib),
+            "--gpus",
+            str(node.capacity.gpus),
+            "--root",
+            str(root),
         ]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_source_root(), env.get("PYTHONPATH")]))
@@ -52,11 +62,18 @@ class LocalProvider:
         try:
             with open(root / "agent.log", "ab") as log:
                 proc = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True, env=env, cwd=root,
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    env=env,
+                    cwd=root,
                 )
         except OSError as e:
-            raise ProviderError(f"could not start agent for {node.node_id}: {e}", node.node_id) from e
+            raise ProviderError(
+                f"could not start agent for {node.node_id}: {e}", node.node_id
+            ) from e
         self._children[proc.pid] = proc
         return proc.pid
 

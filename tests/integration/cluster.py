@@ -24,8 +24,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(what: str, check: Callable[[], T | None], timeout: float = 20.0,
-              interval: float = 0.02) -> T:
+def wait_for(
+    what: str, check: Callable[[], T | None], timeout: float = 20.0, interval: float = 0.02
+) -> T:
     """Poll ``check`` until it returns something truthy; fail with ``what`` at the deadline."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -53,15 +54,39 @@ def pid_alive(pid: int) -> bool:
 class Cluster:
     """``mnp up`` in the foreground as a child process, on a private home and port."""
 
-    def __init__(self, home: Path, nodes: int = 3, vcpus: int = 2, memory_mib: int = 2048,
-                 lost_after: float = 3.0, min_timeout: float = 1.0, kill_grace: float = 1.0) -> None:
+    def __init__(
+        self,
+        home: Path,
+        nodes: int = 3,
+        vcpus: int = 2,
+        memory_mib: int = 2048,
+        lost_after: float = 3.0,
+        min_timeout: float = 1.0,
+        kill_grace: float = 1.0,
+    ) -> None:
         self.home = home
         self.port = free_port()
         self.argv = [
-            sys.executable, "-m", "mnp", "--home", str(home), "up",
-            "--port", str(self.port), "--nodes", str(nodes), "--vcpus", str(vcpus),
-            "--memory-mib", str(memory_mib), "--lost-after", str(lost_after),
-            "--min-timeout", str(min_timeout), "--kill-grace", str(kill_grace),
+            sys.executable,
+            "-m",
+            "mnp",
+            "--home",
+            str(home),
+            "up",
+            "--port",
+            str(self.port),
+            "--nodes",
+            str(nodes),
+            "--vcpus",
+            str(vcpus),
+            "--memory-mib",
+            str(memory_mib),
+            "--lost-after",
+            str(lost_after),
+            "--min-timeout",
+            str(min_timeout),
+            "--kill-grace",
+            str(kill_grace),
         ]
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -72,8 +97,13 @@ class Cluster:
     def start(self, wait_nodes: bool = True) -> Cluster:
         self.home.mkdir(parents=True, exist_ok=True)
         log = open(self.home / "head-test.log", "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         log.close()
         wait_for("the head node to answer", lambda: self.client.status())
         if wait_nodes:
@@ -87,6 +117,7 @@ class Cluster:
                 if x.get("pid"):
                     self.seen_pids.add(int(x["pid"]))
             return nodes if len(nodes) >= n else None
+
         return wait_for(f"{n} active nodes", ready)
 
     def kill9(self) -> None:
@@ -124,18 +155,24 @@ class Cluster:
                     os.kill(pid, signal.SIGKILL)
 
     def register(self, name: str, command: list[str], **extra: Any) -> str:
-        body = {"jobDefinitionName": name, "type": "container",
-                "containerProperties": {"command": command, **extra.pop("container", {})}, **extra}
+        body = {
+            "jobDefinitionName": name,
+            "type": "container",
+            "containerProperties": {"command": command, **extra.pop("container", {})},
+            **extra,
+        }
         return str(self.client.register_job_definition(body)["jobDefinitionArn"])
 
     def submit(self, name: str, definition: str, **extra: Any) -> str:
-        return self.client.submit({"jobName": name, "jobQueue": "default",
-                                   "jobDefinition": definition, **extra})
+        return self.client.submit(
+            {"jobName": name, "jobQueue": "default", "jobDefinition": definition, **extra}
+        )
 
     def wait_status(self, job_id: str, *statuses: str, timeout: float = 30.0) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             d = self.client.describe(job_id)
             return d if d["status"] in statuses else None
+
         return wait_for(f"job {job_id} to reach {statuses}", check, timeout)
 
     def logs(self, job_id: str, attempt: int | None = None) -> str:

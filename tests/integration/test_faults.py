@@ -40,16 +40,30 @@ def test_head_kill9_loses_nothing_and_work_resumes(cluster: Cluster) -> None:
     assert len(c.client.describe(running)["attempts"]) == 1  # it was not re-run
     assert c.client.describe(array)["arrayProperties"]["statusSummary"]["SUCCEEDED"] == 4
     # and new work still runs
-    assert c.wait_status(c.submit("after-restart", quick), "SUCCEEDED", "FAILED")["status"] == "SUCCEEDED"
+    assert (
+        c.wait_status(c.submit("after-restart", quick), "SUCCEEDED", "FAILED")["status"]
+        == "SUCCEEDED"
+    )
 
 
 def test_lost_node_fails_attempt_and_retry_runs_elsewhere(cluster: Cluster) -> None:
     c = cluster
-    jd = c.register("victim", ["sh", "-c", 'if [ "$AWS_BATCH_JOB_ATTEMPT" = 1 ]; then sleep 30; fi; '
-                                           'echo "attempt $AWS_BATCH_JOB_ATTEMPT on $MNP_NODE_ID"'],
-                    retryStrategy={"attempts": 2, "evaluateOnExit": [
-                        {"onStatusReason": "Host*", "action": "RETRY"},
-                        {"onReason": "*", "action": "EXIT"}]})
+    jd = c.register(
+        "victim",
+        [
+            "sh",
+            "-c",
+            'if [ "$AWS_BATCH_JOB_ATTEMPT" = 1 ]; then sleep 30; fi; '
+            'echo "attempt $AWS_BATCH_JOB_ATTEMPT on $MNP_NODE_ID"',
+        ],
+        retryStrategy={
+            "attempts": 2,
+            "evaluateOnExit": [
+                {"onStatusReason": "Host*", "action": "RETRY"},
+                {"onReason": "*", "action": "EXIT"},
+            ],
+        },
+    )
     job = c.submit("victim", jd)
     d = c.wait_status(job, "RUNNING")
     node = d["nodeId"]
@@ -58,12 +72,14 @@ def test_lost_node_fails_attempt_and_retry_runs_elsewhere(cluster: Cluster) -> N
 
     d = c.wait_status(job, "SUCCEEDED", "FAILED", timeout=30)
     assert d["status"] == "SUCCEEDED", d
-    first, second = d["attempts"]
+    first, _second = d["attempts"]
     assert node in first["statusReason"] and first["statusReason"].startswith("Host lost")
     assert d["nodeId"] != node
     assert c.logs(job).strip() == f"attempt 2 on {d['nodeId']}"
     nodes = {n["nodeId"]: n for n in c.client.nodes()}
     assert node not in nodes  # lost nodes leave the active list
     # the environment is brought back to its size with a new node
-    wait_for("a replacement node", lambda: len([n for n in c.client.nodes()
-                                                if n["status"] == "ACTIVE"]) == 3)
+    wait_for(
+        "a replacement node",
+        lambda: len([n for n in c.client.nodes() if n["status"] == "ACTIVE"]) == 3,
+    )

@@ -12,19 +12,32 @@ pytestmark = pytest.mark.integration
 
 def test_standard_job_output_env_and_history(shared_cluster: Cluster) -> None:
     c = shared_cluster
-    jd = c.register("env-probe", ["sh", "-c", 'echo "id=$AWS_BATCH_JOB_ID attempt=$AWS_BATCH_JOB_ATTEMPT '
-                                  'q=$AWS_BATCH_JQ_NAME ce=$AWS_BATCH_CE_NAME greet=$GREETING arg=$0"; '
-                                  'echo oops >&2', "Ref::word"],
-                    parameters={"word": "default"},
-                    container={"environment": [{"name": "GREETING", "value": "hello; $world"}]})
+    jd = c.register(
+        "env-probe",
+        [
+            "sh",
+            "-c",
+            'echo "id=$AWS_BATCH_JOB_ID attempt=$AWS_BATCH_JOB_ATTEMPT '
+            'q=$AWS_BATCH_JQ_NAME ce=$AWS_BATCH_CE_NAME greet=$GREETING arg=$0"; '
+            "echo oops >&2",
+            "Ref::word",
+        ],
+        parameters={"word": "default"},
+        container={"environment": [{"name": "GREETING", "value": "hello; $world"}]},
+    )
     job = c.submit("env-probe", jd, parameters={"word": "it's"})
     d = c.wait_status(job, "SUCCEEDED", "FAILED")
     assert d["status"] == "SUCCEEDED", d
     out = c.logs(job)
     assert f"id={job} attempt=1 q=default ce=local greet=hello; $world arg=it's" in out
     assert "oops" in out
-    assert [h["status"] for h in d["history"]] == ["SUBMITTED", "RUNNABLE", "STARTING", "RUNNING",
-                                                   "SUCCEEDED"]
+    assert [h["status"] for h in d["history"]] == [
+        "SUBMITTED",
+        "RUNNABLE",
+        "STARTING",
+        "RUNNING",
+        "SUCCEEDED",
+    ]
     assert d["container"]["exitCode"] == 0
     assert d["container"]["logStreamName"].startswith("env-probe/default/")
     assert d["nodeId"].startswith("local-") and d["nodeAddress"].startswith("127.0.0.")
@@ -32,8 +45,10 @@ def test_standard_job_output_env_and_history(shared_cluster: Cluster) -> None:
 
 def test_array_children_summary_and_dependency_on_whole_array(shared_cluster: Cluster) -> None:
     c = shared_cluster
-    jd = c.register("arr", ["sh", "-c", 'echo "$AWS_BATCH_JOB_ARRAY_INDEX/$AWS_BATCH_JOB_ARRAY_SIZE"; '
-                                        'sleep 0.2'])
+    jd = c.register(
+        "arr",
+        ["sh", "-c", 'echo "$AWS_BATCH_JOB_ARRAY_INDEX/$AWS_BATCH_JOB_ARRAY_SIZE"; sleep 0.2'],
+    )
     parent = c.submit("arr", jd, arrayProperties={"size": 5})
     after = c.submit("after", jd, dependsOn=[{"jobId": parent}])
     seen_parent: set[str] = set()
@@ -65,8 +80,9 @@ def test_sequential_and_n_to_n(shared_cluster: Cluster) -> None:
     c = shared_cluster
     jd = c.register("seq", ["sh", "-c", "sleep 0.1"])
     seq = c.submit("seq", jd, arrayProperties={"size": 3}, dependsOn=[{"type": "SEQUENTIAL"}])
-    pair = c.submit("pair", jd, arrayProperties={"size": 3},
-                    dependsOn=[{"jobId": seq, "type": "N_TO_N"}])
+    pair = c.submit(
+        "pair", jd, arrayProperties={"size": 3}, dependsOn=[{"jobId": seq, "type": "N_TO_N"}]
+    )
     c.wait_status(pair, "SUCCEEDED", "FAILED")
     s = [c.client.describe(f"{seq}:{i}") for i in range(3)]
     p = [c.client.describe(f"{pair}:{i}") for i in range(3)]
@@ -91,11 +107,22 @@ def test_failed_dependency_fails_dependent(shared_cluster: Cluster) -> None:
 
 def test_retry_with_evaluate_on_exit(shared_cluster: Cluster) -> None:
     c = shared_cluster
-    jd = c.register("flaky", ["sh", "-c", 'echo "attempt $AWS_BATCH_JOB_ATTEMPT"; '
-                                          '[ "$AWS_BATCH_JOB_ATTEMPT" -ge 3 ] && exit 0; exit 3'],
-                    retryStrategy={"attempts": 4, "evaluateOnExit": [
-                        {"onExitCode": "4", "action": "EXIT"},
-                        {"onExitCode": "3*", "action": "RETRY"}]})
+    jd = c.register(
+        "flaky",
+        [
+            "sh",
+            "-c",
+            'echo "attempt $AWS_BATCH_JOB_ATTEMPT"; '
+            '[ "$AWS_BATCH_JOB_ATTEMPT" -ge 3 ] && exit 0; exit 3',
+        ],
+        retryStrategy={
+            "attempts": 4,
+            "evaluateOnExit": [
+                {"onExitCode": "4", "action": "EXIT"},
+                {"onExitCode": "3*", "action": "RETRY"},
+            ],
+        },
+    )
     job = c.submit("flaky", jd)
     d = c.wait_status(job, "SUCCEEDED", "FAILED")
     assert d["status"] == "SUCCEEDED"
@@ -103,17 +130,23 @@ def test_retry_with_evaluate_on_exit(shared_cluster: Cluster) -> None:
     for n in (1, 2, 3):
         assert c.logs(job, attempt=n).strip() == f"attempt {n}"
     # an EXIT rule stops retrying at once
-    stop = c.register("stop", ["sh", "-c", "exit 4"],
-                      retryStrategy={"attempts": 5, "evaluateOnExit": [
-                          {"onExitCode": "4", "action": "EXIT"}]})
+    stop = c.register(
+        "stop",
+        ["sh", "-c", "exit 4"],
+        retryStrategy={"attempts": 5, "evaluateOnExit": [{"onExitCode": "4", "action": "EXIT"}]},
+    )
     d2 = c.wait_status(c.submit("stop", stop), "SUCCEEDED", "FAILED")
     assert d2["status"] == "FAILED" and len(d2["attempts"]) == 1
 
 
 def test_timeout_is_enforced_and_never_retried(shared_cluster: Cluster) -> None:
     c = shared_cluster
-    jd = c.register("slow", ["sleep", "30"], retryStrategy={"attempts": 3},
-                    timeout={"attemptDurationSeconds": 1})
+    jd = c.register(
+        "slow",
+        ["sleep", "30"],
+        retryStrategy={"attempts": 3},
+        timeout={"attemptDurationSeconds": 1},
+    )
     job = c.submit("slow", jd)
     d = c.wait_status(job, "SUCCEEDED", "FAILED", timeout=15)
     assert d["status"] == "FAILED"
@@ -146,8 +179,9 @@ def test_cancel_array_parent_cascades(shared_cluster: Cluster) -> None:
     c = shared_cluster
     gate = c.register("gate", ["sleep", "30"])
     blocker = c.submit("blocker", gate)
-    arr = c.submit("blocked-array", gate, arrayProperties={"size": 3},
-                   dependsOn=[{"jobId": blocker}])
+    arr = c.submit(
+        "blocked-array", gate, arrayProperties={"size": 3}, dependsOn=[{"jobId": blocker}]
+    )
     wait_for("children", lambda: len(c.client.list_jobs(array_job_id=arr)) == 3)
     c.client.cancel(arr, "cancel all")
     d = c.wait_status(arr, "FAILED")
@@ -160,8 +194,9 @@ def test_cancel_array_parent_cascades(shared_cluster: Cluster) -> None:
 
 def test_job_that_can_never_fit_says_why(shared_cluster: Cluster) -> None:
     c = shared_cluster
-    jd = c.register("huge", ["true"], container={
-        "resourceRequirements": [{"type": "VCPU", "value": "64"}]})
+    jd = c.register(
+        "huge", ["true"], container={"resourceRequirements": [{"type": "VCPU", "value": "64"}]}
+    )
     job = c.submit("huge", jd)
 
     def reason() -> str | None:
@@ -179,14 +214,29 @@ def test_bad_input_names_every_field_and_writes_nothing(shared_cluster: Cluster)
     c = shared_cluster
     before = c.client.list_jobs()
     with pytest.raises(InvalidInput) as e:
-        c.client.submit({"jobName": "bad name;$x", "jobQueue": "default", "jobDefinition": "ok",
-                         "arrayProperties": {"size": 10001}, "retryStrategy": {"attempts": 0}})
+        c.client.submit(
+            {
+                "jobName": "bad name;$x",
+                "jobQueue": "default",
+                "jobDefinition": "ok",
+                "arrayProperties": {"size": 10001},
+                "retryStrategy": {"attempts": 0},
+            }
+        )
     paths = {fe.path for fe in e.value.errors}
     assert {"jobName", "arrayProperties.size", "retryStrategy.attempts"} <= paths
     with pytest.raises(InvalidInput) as e2:
-        c.client.submit({"jobName": "x", "jobQueue": "nope", "jobDefinition": "missing",
-                         "containerOverrides": {"environment": [{"name": "AWS_BATCH_JOB_ID",
-                                                                 "value": "1"}]}})
+        c.client.submit(
+            {
+                "jobName": "x",
+                "jobQueue": "nope",
+                "jobDefinition": "missing",
+                "containerOverrides": {"environment": [{"name": "AWS_BATCH_JOB_ID", "value": "1"}]},
+            }
+        )
     paths2 = {fe.path for fe in e2.value.errors}
-    assert {"containerOverrides.environment[0].name"} <= paths2 or {"jobQueue", "jobDefinition"} <= paths2
+    assert {"containerOverrides.environment[0].name"} <= paths2 or {
+        "jobQueue",
+        "jobDefinition",
+    } <= paths2
     assert len(c.client.list_jobs()) == len(before)
