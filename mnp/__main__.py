@@ -1,0 +1,5 @@
+"""``python -m mnp``: the same as the ``mnp`` command."""
+
+from mnp.cli import main
+
+main()
