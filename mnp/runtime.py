@@ -111,7 +111,9 @@ class Runtime:
                 name=ce.name,
                 enabled=ce.state.value == "ENABLED",
                 desired_nodes=ce.node_count if ce.type == "MANAGED" else 0,
-                node_capacity=ce.node_resources if ce.type == "MANAGED" else self._largest(ce.name),
+                node_capacities=(ce.node_resources,)
+                if ce.type == "MANAGED"
+                else self._shapes(ce.name),
             )
             for ce in s.ces.values()
         }
@@ -130,15 +132,13 @@ class Runtime:
         )
         return snap
 
-    def _largest(self, ce_name: str) -> Resources | None:
-        caps = [
+    def _shapes(self, ce_name: str) -> tuple[Resources, ...]:
+        """The node shapes an UNMANAGED environment has now (its registered nodes)."""
+        return tuple(
             n.capacity
             for n in self.s.nodes.values()
             if n.compute_environment == ce_name and n.status == NodeStatus.ACTIVE
-        ]
-        if not caps:
-            return None
-        return max(caps, key=lambda r: (r.vcpus, r.memory_mib, r.gpus))
+        )
 
     def apply(self, actions: list[Action]) -> set[str]:
         """Carry out the actions; returns the nodes that got work."""

@@ -44,8 +44,8 @@ class CEView:
     name: str
     enabled: bool
     desired_nodes: int
-    node_capacity: Resources | None
-    """The largest node this environment can have; None when unknown."""
+    node_capacities: tuple[Resources, ...]
+    """Every node shape this environment can have; empty when unknown."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,17 +207,20 @@ def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
             for c in queue.compute_environments
             if c in snap.compute_environments
         ]
-        capacities = [c.node_capacity for c in ces if c.node_capacity is not None]
+        capacities = [cap for c in ces for cap in c.node_capacities]
         usable = [c.name for c in ces if c.enabled]
         blocked: set[tuple[float, int, int]] = set()
+        never: dict[tuple[float, int, int], str | None] = {}
         for job in jobs:
             need = job.resources
-            reason = _never_fits(need, capacities)
+            shape = (need.vcpus, need.memory_mib, need.gpus)
+            if shape not in never:
+                never[shape] = _never_fits(need, capacities)
+            reason = never[shape]
             if reason is not None:
                 if job.status_reason != reason:
                     actions.append(SetReason(job.job_id, reason))
                 continue
-            shape = (need.vcpus, need.memory_mib, need.gpus)
             if shape in blocked:
                 continue
             node = _best_fit(need, usable, by_ce, free)
@@ -231,12 +234,17 @@ def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
 
 
 def _never_fits(need: Resources, capacities: list[Resources]) -> str | None:
-    if not capacities:
+    """The reason ``need`` fits no node shape at all (named against the largest), or None."""
+    if not capacities or any(need.fits_in(c) for c in capacities):
         return None
-    reasons = [need.shortfall(c) for c in capacities]
-    if all(r is not None for r in reasons):
-        return f"{NEVER_FITS} - {reasons[0]}"
-    return None
+    largest = max(capacities, key=lambda c: (c.vcpus, c.memory_mib, c.gpus))
+    biggest = Resources(
+        max(c.vcpus for c in capacities),
+        max(c.memory_mib for c in capacities),
+        max(c.gpus for c in capacities),
+    )
+    reason = need.shortfall(biggest) or need.shortfall(largest) or "no single node has all of it"
+    return f"{NEVER_FITS} - {reason}"
 
 
 def _best_fit(

@@ -504,12 +504,8 @@ class Service:
         ce = self._ce(req.computeEnvironment)
         if req.state is not None:
             ce.state = State(req.state)
-        mnp_block = body.get("mnp") or {}
-        if "nodes" in mnp_block:
-            count = int(mnp_block["nodes"])
-            if count < 0:
-                raise InvalidInput([FieldError("mnp.nodes", "must be at least 0")])
-            self._resize(ce, count)
+        if req.mnp is not None and req.mnp.nodes is not None:
+            self._resize(ce, req.mnp.nodes)
         with self.s.store.transaction():
             self.s.store.save_ce(ce)
         self.s.on_wake()

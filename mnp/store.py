@@ -256,8 +256,9 @@ class Store:
             where.append("lower(name) LIKE lower(?) ESCAPE '\\'")
             args.append(_like_prefix(name_prefix))
         if definition is not None:
-            where.append("spec_id IN (SELECT spec_id FROM job_specs WHERE doc LIKE ?)")
-            args.append(f'%"definition_arn":"{definition}%')
+            # GLOB: case-sensitive, as AWS's JOB_DEFINITION filter; specials matched literally
+            where.append("spec_id IN (SELECT spec_id FROM job_specs WHERE doc GLOB ?)")
+            args.append(f'*"definition_arn":"{_glob_literal(definition)}*')
         if created_before is not None:
             where.append("created_at < ?")
             args.append(created_before)
@@ -284,6 +285,10 @@ class Store:
 
 def _dump(d: dict[str, Any]) -> str:
     return json.dumps(d, separators=(",", ":"))
+
+
+def _glob_literal(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
 def _like_prefix(prefix: str) -> str:

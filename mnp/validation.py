@@ -19,8 +19,8 @@ from mnp.errors import FieldError, InvalidInput
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
 NAME_RULE = "1-128 letters, digits, hyphens and underscores, starting with a letter or digit"
-PATTERN_RE = re.compile(r"^[A-Za-z0-9.:\s]*\*?$")
-EXIT_CODE_RE = re.compile(r"^[0-9]*\*?$")
+PATTERN_RE = re.compile(r"[A-Za-z0-9.: ]*\*?")
+EXIT_CODE_RE = re.compile(r"[0-9]*\*?")
 
 
 class Model(BaseModel):
@@ -180,8 +180,13 @@ class CreateComputeEnvironment(Model):
     mnp: LocalProviderSettings = Field(default_factory=LocalProviderSettings)
 
 
+class LocalProviderUpdate(Model):
+    nodes: int | None = Field(default=None, ge=0, le=64)
+
+
 class UpdateComputeEnvironment(Model):
     computeEnvironment: str = Field(min_length=1)
+    mnp: LocalProviderUpdate | None = None
     state: Literal["ENABLED", "DISABLED"] | None = None
     unmanagedvCpus: int | None = None
     computeResources: dict[str, Any] | None = None
@@ -213,11 +218,35 @@ def parse(model: type[M], body: Any, max_bytes: int | None = None, what: str = "
         parsed = model.model_validate(body)
     except ValidationError as e:
         errors.extend(FieldError(_loc(err["loc"]), _msg(err)) for err in e.errors())
+        errors.extend(_raw_checks(body))
         raise InvalidInput(errors) from None
     errors.extend(_cross_field(parsed))
     if errors:
         raise InvalidInput(errors)
     return parsed
+
+
+ENV_PATHS = (("containerProperties", "environment"), ("containerOverrides", "environment"))
+
+
+def _raw_checks(body: Any) -> list[FieldError]:
+    """Rules that hold whatever else is wrong, so they are reported with schema errors."""
+    errors: list[FieldError] = []
+    if not isinstance(body, dict):
+        return errors
+    for outer, inner in ENV_PATHS:
+        block = body.get(outer)
+        env = block.get(inner) if isinstance(block, dict) else None
+        if isinstance(env, list):
+            for i, kv in enumerate(env):
+                name = kv.get("name") if isinstance(kv, dict) else None
+                if isinstance(name, str) and name.upper().startswith("AWS_BATCH"):
+                    errors.append(FieldError(f"{outer}.{inner}[{i}].name",
+                                             "names starting with AWS_BATCH are reserved"))
+    tags = body.get("tags")
+    if isinstance(tags, dict) and len(tags) > 50:
+        errors.append(FieldError("tags", f"at most 50 tags, got {len(tags)}"))
+    return errors
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -351,11 +380,11 @@ def _check_retry(r: RetryStrategyModel | None, path: str) -> list[FieldError]:
         where = f"{path}.evaluateOnExit[{i}]"
         if e.action.upper() not in ("RETRY", "EXIT"):
             errors.append(FieldError(f"{where}.action", "must be RETRY or EXIT"))
-        if e.onExitCode is not None and not EXIT_CODE_RE.match(e.onExitCode):
+        if e.onExitCode is not None and not EXIT_CODE_RE.fullmatch(e.onExitCode):
             errors.append(FieldError(f"{where}.onExitCode", "digits, optionally ending in *"))
         for name in ("onReason", "onStatusReason"):
             value = getattr(e, name)
-            if value is not None and not PATTERN_RE.match(value):
+            if value is not None and not PATTERN_RE.fullmatch(value):
                 errors.append(
                     FieldError(
                         f"{where}.{name}",
