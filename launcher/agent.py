@@ -1,7 +1,7 @@
 """The node agent: registers with the head node, long-polls for work, runs it, reports events.
 
 Protocol: :mod:`mnp.protocol`. One asyncio loop runs three tasks over one reused
-``httpx.AsyncClient``:
+keep-alive HTTP client (:mod:`launcher.http`):
 
 - the poll loop (register, then ``poll`` forever; 404 → register again; 410 → kill
   everything and exit :data:`EXIT_NODE_LOST`; connection errors → retry, jobs keep running);
@@ -26,8 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from launcher.http import HttpError, JsonHttp, Reply
 from launcher.process import AttemptProcess
 from mnp.protocol import (
     POLL_PATH,
@@ -91,7 +90,7 @@ class Agent:
         # Start from the clock so numbers keep increasing across agent restarts.
         self._seq = time.time_ns() // 1000
         self._heartbeat = DEFAULT_HEARTBEAT_SECONDS
-        self._client: httpx.AsyncClient | None = None
+        self._client: JsonHttp | None = None
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to stop the jobs, flush the reports and return 0."""
@@ -106,9 +105,8 @@ class Agent:
         root.mkdir(parents=True, exist_ok=True)
         (root / "agent.pid").write_text(f"{os.getpid()}\n")
         headers = {TOKEN_HEADER: self.options.token} if self.options.token else {}
-        async with httpx.AsyncClient(
-            base_url=self.options.head, headers=headers, timeout=5.0, trust_env=False
-        ) as client:
+        client = JsonHttp(self.options.head, headers)
+        try:
             self._client = client
             helpers = [
                 asyncio.create_task(self._send_reports()),
@@ -134,16 +132,17 @@ class Agent:
                 await asyncio.gather(*helpers, work, stop, return_exceptions=True)
                 for proc in list(self._running.values()):
                     proc.close()
+        finally:
+            await client.aclose()
 
     # --- head node calls -------------------------------------------------------------
 
     async def _post(
         self, path: str, body: dict[str, Any], read_timeout: float = 5.0
-    ) -> httpx.Response:
+    ) -> Reply:
         if self._client is None:
             raise RuntimeError("the agent's HTTP client exists only inside run()")
-        timeout = httpx.Timeout(5.0, read=read_timeout)
-        return await self._client.post(path, json=body, timeout=timeout)
+        return await self._client.post(path, body, timeout=read_timeout)
 
     async def _register(self) -> None:
         """Register (with the attempts running now) until the head answers 200."""
@@ -167,7 +166,7 @@ class Agent:
                     log.info("registered node %s with %s", o.node_id, o.head)
                     return
                 log.warning("register: HTTP %s %s", r.status_code, r.text[:200])
-            except (httpx.HTTPError, ValueError, TypeError, AttributeError) as exc:
+            except (HttpError, ValueError, TypeError, AttributeError) as exc:
                 log.debug("register failed: %r", exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, REGISTER_MAX_BACKOFF_SECONDS)
@@ -180,7 +179,7 @@ class Agent:
             body = Poll(self.options.node_id, self.running_ids(), wait).to_wire()
             try:
                 r = await self._post(POLL_PATH, body, read_timeout=wait + 10.0)
-            except httpx.HTTPError as exc:
+            except HttpError as exc:
                 log.debug("poll failed: %r", exc)
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
@@ -257,7 +256,7 @@ class Agent:
                 if not ok:
                     level = logging.DEBUG if failures else logging.WARNING
                     log.log(level, "report: HTTP %s %s", r.status_code, r.text[:200])
-            except httpx.HTTPError as exc:
+            except HttpError as exc:
                 log.log(logging.DEBUG if failures else logging.WARNING, "report failed: %r", exc)
                 ok = False
             if ok:
@@ -346,8 +345,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=os.environ.get("MNP_AGENT_LOG_LEVEL", "INFO"),
         format=f"%(asctime)s agent[{options.node_id}] %(levelname)s %(message)s",
     )
-    for noisy in ("httpx", "httpcore"):  # a line per request would flood the log
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}  # jobs never see the token
     return asyncio.run(_serve(Agent(options, env=env)))
 

@@ -294,7 +294,12 @@ def bind(host: str, port: int) -> socket.socket:
 def run(config: HeadConfig) -> None:
     """Run a head node in this process until SIGTERM or SIGINT."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    asyncio.run(_serve(config))
+    try:
+        import uvloop  # a faster event loop; plain asyncio works too
+    except ImportError:
+        asyncio.run(_serve(config))
+    else:
+        uvloop.run(_serve(config))
 
 
 async def _serve(config: HeadConfig) -> None:

@@ -103,12 +103,39 @@ class LocalProvider:
         for n in alive:
             _signal(n.pid, signal.SIGKILL)
         for n in nodes:
+            sweep(self.node_root(n))
+        for n in nodes:
             child = self._children.pop(n.pid or -1, None)
             if child is not None:
                 try:
                     child.wait(timeout=5)
                 except subprocess.TimeoutExpired:
                     pass
+
+
+def sweep(root: Path) -> list[int]:
+    """SIGKILL the process groups of every process a node's jobs left behind.
+
+    Job processes carry ``MNP_NODE_ROOT=<root>`` in their environment (set by the agent); an
+    agent that was killed cannot stop them itself. Returns the pids found.
+    """
+    marker = b"MNP_NODE_ROOT=" + str(root).encode() + b"\0"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ + b"\0":
+            pid = int(entry.name)
+            found.append(pid)
+            try:
+                os.killpg(os.getpgid(pid), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                _signal(pid, signal.SIGKILL)
+    return found
 
 
 def _source_root() -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -76,6 +77,19 @@ def test_lost_node_fails_attempt_and_retry_runs_elsewhere(cluster: Cluster) -> N
     assert node in first["statusReason"] and first["statusReason"].startswith("Host lost")
     assert d["nodeId"] != node
     assert c.logs(job).strip() == f"attempt 2 on {d['nodeId']}"
+    # the first attempt's process, orphaned by its killed agent, was swept up
+    def leftovers() -> list[str]:
+        found = []
+        for proc in Path("/proc").iterdir():
+            try:
+                env = (proc / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"AWS_BATCH_JOB_ID={job}".encode() in env:
+                found.append(proc.name)
+        return found
+
+    wait_for("the orphaned first attempt to be swept", lambda: not leftovers())
     nodes = {n["nodeId"]: n for n in c.client.nodes()}
     assert node not in nodes  # lost nodes leave the active list
     # the environment is brought back to its size with a new node

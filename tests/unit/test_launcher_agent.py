@@ -26,6 +26,7 @@ from mnp.protocol import (
     Kill,
     PollReply,
 )
+from mnp.providers.local import sweep
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
@@ -152,7 +153,7 @@ def head() -> Iterator[FakeHead]:
 
 @pytest.fixture
 def agent(head: FakeHead, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """The agent process; stopped by pid at teardown (its jobs die with it via PDEATHSIG)."""
+    """The agent process; stopped by pid at teardown, then its leftover jobs swept up."""
     root = tmp_path / "node root"
     argv = [
         sys.executable, "-m", "launcher.agent", "--head", head.url, "--node-id", "node-1",
@@ -165,6 +166,7 @@ def agent(head: FakeHead, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     if proc.poll() is None:
         proc.kill()
     proc.wait(timeout=10)
+    sweep(root)
 
 
 def test_runs_one_assignment_and_reports_in_order(
@@ -251,9 +253,9 @@ def test_events_survive_a_head_restart(
         new_head.close()
 
 
-def test_jobs_die_with_a_killed_agent(head: FakeHead, agent: subprocess.Popen[bytes]) -> None:
+def test_jobs_carry_the_node_root_marker(head: FakeHead, agent: subprocess.Popen[bytes]) -> None:
+    """A killed agent cannot stop its jobs; the marker lets the provider sweep them up."""
     head.assign(assignment(["sleep", "30"]))
     pid = until(lambda: head.of("job-1/1", "started"), "job start")["pid"]
-    agent.kill()
-    agent.wait(timeout=5)
-    until(lambda: gone(pid), f"job process {pid} to die with its agent (PR_SET_PDEATHSIG)")
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert any(e.startswith(b"MNP_NODE_ROOT=") for e in environ)
