@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -24,21 +25,26 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from launcher.http import HttpError, JsonHttp, Reply
-from launcher.process import AttemptProcess
+from launcher.process import NODE_ROOT_ENV, AttemptProcess, now_ms, workdir_for
+from launcher.wiring import prepare, wiring_dir
 from mnp.protocol import (
     POLL_PATH,
     REGISTER_PATH,
     REPORT_PATH,
     TOKEN_HEADER,
+    Assignment,
     Event,
     Poll,
     PollReply,
     Register,
     Report,
 )
+
+if TYPE_CHECKING:
+    from launcher.sshd import NodeSshServer
 
 log = logging.getLogger("launcher.agent")
 
@@ -70,6 +76,8 @@ class AgentOptions:
     root: Path
     """Where workdirs (``jobs/…``) and ``agent.pid`` live."""
     token: str | None = None
+    ssh_port: int | None = 0
+    """Port of the node's SSH server for multi-node jobs (0: any free port; None: no SSH)."""
 
 
 class Agent:
@@ -91,6 +99,7 @@ class Agent:
         self._seq = time.time_ns() // 1000
         self._heartbeat = DEFAULT_HEARTBEAT_SECONDS
         self._client: JsonHttp | None = None
+        self._ssh: NodeSshServer | None = None
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to stop the jobs, flush the reports and return 0."""
@@ -106,6 +115,7 @@ class Agent:
         (root / "agent.pid").write_text(f"{os.getpid()}\n")
         headers = {TOKEN_HEADER: self.options.token} if self.options.token else {}
         client = JsonHttp(self.options.head, headers)
+        await self._start_ssh()
         try:
             self._client = client
             helpers = [
@@ -134,12 +144,35 @@ class Agent:
                     proc.close()
         finally:
             await client.aclose()
+            if self._ssh is not None:
+                await self._ssh.close()
+
+    async def _start_ssh(self) -> None:
+        if self.options.ssh_port is None:
+            return
+        from launcher.sshd import NodeSshServer  # asyncssh loads only when SSH is served
+
+        root = self.options.root
+        for sub in ("tmp", "shm"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        self._ssh = NodeSshServer(
+            self.options.address,
+            self.options.ssh_port,
+            root / "ssh_host_ed25519_key",
+            {
+                "MNP_NODE_ID": self.options.node_id,
+                "MNP_NODE_ADDRESS": self.options.address,
+                # fake nodes on one host share /dev/shm: keep each node's MPI files apart
+                "TMPDIR": str(root / "tmp"),
+                "OMPI_MCA_btl_vader_backing_directory": str(root / "shm"),
+                NODE_ROOT_ENV: str(root),
+            },
+        )
+        await self._ssh.start()
 
     # --- head node calls -------------------------------------------------------------
 
-    async def _post(
-        self, path: str, body: dict[str, Any], read_timeout: float = 5.0
-    ) -> Reply:
+    async def _post(self, path: str, body: dict[str, Any], read_timeout: float = 5.0) -> Reply:
         if self._client is None:
             raise RuntimeError("the agent's HTTP client exists only inside run()")
         return await self._client.post(path, body, timeout=read_timeout)
@@ -158,6 +191,8 @@ class Agent:
                 gpus=o.gpus,
                 pid=os.getpid(),
                 running=self.running_ids(),
+                ssh_port=self._ssh.port if self._ssh is not None else None,
+                ssh_host_key=self._ssh.host_public_key if self._ssh is not None else None,
             ).to_wire()
             try:
                 r = await self._post(REGISTER_PATH, body)
@@ -211,6 +246,19 @@ class Agent:
             aid = assignment.attempt_id
             if aid in self._running or aid in self._finished:
                 continue
+            if assignment.wiring is not None:
+                try:
+                    assignment = self._wire(assignment)
+                except (OSError, ValueError) as exc:
+                    self._emit(
+                        Event(
+                            aid,
+                            "start_failed",
+                            now_ms(),
+                            reason=f"CannotStartContainerError: wiring: {exc}",
+                        )
+                    )
+                    continue
             proc = AttemptProcess(assignment, self.options.root, self._emit, env=self._env)
             self._running[aid] = proc  # before start(): a start_failed event removes it
             proc.start()
@@ -218,6 +266,22 @@ class Agent:
             target = self._running.get(kill.attempt_id)
             if target is not None:
                 target.kill(kill.reason)
+        for ready in reply.ready:
+            main = self._running.get(ready.attempt_id)
+            if main is not None:
+                with contextlib.suppress(OSError):  # the attempt is ending anyway
+                    (wiring_dir(main.workdir) / "ready").touch()
+
+    def _wire(self, assignment: Assignment) -> Assignment:
+        """Lay out an MNP attempt's files and let its key in over SSH (for this attempt only)."""
+        wired = prepare(assignment, workdir_for(assignment, self.options.root))
+        if wired.wiring is not None:
+            if self._ssh is None:
+                raise ValueError("this node serves no SSH (started with --no-ssh)")
+            self._ssh.authorize(
+                wired.attempt_id, wired.wiring.authorized_key, wired.wiring.ssh_environment
+            )
+        return wired
 
     # --- events ------------------------------------------------------------------------
 
@@ -227,6 +291,8 @@ class Agent:
         self._outbox.append(replace(event, seq=self._seq))
         if event.kind in ("exited", "start_failed"):
             self._running.pop(event.attempt_id, None)
+            if self._ssh is not None:
+                self._ssh.revoke(event.attempt_id)
             self._finished[event.attempt_id] = None
             if len(self._finished) > FINISHED_MEMORY:
                 del self._finished[next(iter(self._finished))]
@@ -317,6 +383,13 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentOptions:
     p.add_argument("--gpus", type=int, default=0)
     p.add_argument("--root", type=Path, required=True, help="directory for workdirs and agent.pid")
     p.add_argument("--token", default=None, help=f"head token (default: ${TOKEN_ENV})")
+    p.add_argument(
+        "--ssh-port",
+        type=int,
+        default=0,
+        help="port of the node's SSH server for multi-node jobs (0: any free port)",
+    )
+    p.add_argument("--no-ssh", action="store_true", help="serve no SSH (no multi-node jobs)")
     ns = p.parse_args(argv)
     return AgentOptions(
         head=ns.head.rstrip("/"),
@@ -328,6 +401,7 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentOptions:
         gpus=ns.gpus,
         root=ns.root,
         token=ns.token or os.environ.get(TOKEN_ENV) or None,
+        ssh_port=None if ns.no_ssh else ns.ssh_port,
     )
 
 
@@ -345,6 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=os.environ.get("MNP_AGENT_LOG_LEVEL", "INFO"),
         format=f"%(asctime)s agent[{options.node_id}] %(levelname)s %(message)s",
     )
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)  # several lines per connection
     env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}  # jobs never see the token
     return asyncio.run(_serve(Agent(options, env=env)))
 

@@ -87,7 +87,7 @@ class JsonHttp:
             raise HttpError(f"not an HTTP answer: {status_line[:80]!r}")
         status = int(parts[1])
         length = 0
-        keep_alive = True
+        keep_alive = parts[0] == b"HTTP/1.1"  # 1.0 closes unless told otherwise
         while True:
             line = await reader.readline()
             if line in (b"\r\n", b"\n", b""):
@@ -96,8 +96,8 @@ class JsonHttp:
             key = name.strip().lower()
             if key == b"content-length":
                 length = int(value.strip())
-            elif key == b"connection" and value.strip().lower() == b"close":
-                keep_alive = False
+            elif key == b"connection":
+                keep_alive = value.strip().lower() != b"close"
             elif key == b"transfer-encoding":
                 raise HttpError("chunked answers are not supported")
         content = await reader.readexactly(length) if length else b""

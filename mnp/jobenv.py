@@ -14,7 +14,7 @@ def job_environment(job: Job, attempt: Attempt) -> dict[str, str]:
     The job's environment cannot override ``AWS_BATCH_*`` names (they are refused at submit).
     """
     spec = job.spec
-    env: dict[str, str] = dict(spec.container.environment)
+    env: dict[str, str] = dict(job.container.environment)
     env.update(
         {
             "AWS_BATCH_JOB_ID": job.job_id,

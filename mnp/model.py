@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mnp.states import HistoryEntry, JobStatus
+
+if TYPE_CHECKING:
+    from mnp.multinode import NodeSpec
 
 REGION = "local"
 ACCOUNT = "000000000000"
@@ -282,9 +285,12 @@ class JobSpec:
     tags: dict[str, str]
     platform_capabilities: list[str]
     submitted_at: int
+    nodes: NodeSpec | None = None
+    """Multi-node parallel jobs only: the nodes and their containers."""
 
     def to_doc(self) -> dict[str, Any]:
         return {
+            "nodes": self.nodes.to_doc() if self.nodes is not None else None,
             "spec_id": self.spec_id,
             "name": self.name,
             "queue": self.queue,
@@ -318,7 +324,16 @@ class JobSpec:
             tags=d["tags"],
             platform_capabilities=d["platform_capabilities"],
             submitted_at=d["submitted_at"],
+            nodes=_node_spec(d.get("nodes")),
         )
+
+
+def _node_spec(d: dict[str, Any] | None) -> NodeSpec | None:
+    if d is None:
+        return None
+    from mnp.multinode import NodeSpec  # multinode builds on this module
+
+    return NodeSpec.from_doc(d)
 
 
 @dataclass(slots=True)
@@ -366,6 +381,8 @@ class Job:
     created_at: int
     parent_id: str | None = None
     array_index: int | None = None
+    node_index: int | None = None
+    """Nodes of a multi-node parallel job (``<parent>#<index>``)."""
     status_reason: str | None = None
     started_at: int | None = None
     stopped_at: int | None = None
@@ -378,6 +395,11 @@ class Job:
     summary_updated_at: int | None = None
     history_saved: int = 0
     """How many history entries are already in the store."""
+    gang: dict[str, str] = field(default_factory=dict)
+    """MNP parents only: node index (as text) → node id held for the current attempt."""
+    gang_state: dict[str, Any] = field(default_factory=dict)
+    """MNP parents only, for the current attempt: ``port`` (MASTER_PORT), ``key`` (the job's
+    SSH key pair), ``failure`` (why a node failed it), ``outcome`` once decided."""
 
     @property
     def name(self) -> str:
@@ -392,12 +414,27 @@ class Job:
         return self.spec.array_size is not None and self.parent_id is None
 
     @property
+    def is_mnp_parent(self) -> bool:
+        return self.spec.nodes is not None and self.parent_id is None
+
+    @property
+    def is_node(self) -> bool:
+        return self.node_index is not None
+
+    @property
     def current_attempt(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
 
     @property
+    def container(self) -> ContainerSpec:
+        """The container this job runs: its node's for an MNP node, else the spec's."""
+        if self.node_index is not None and self.spec.nodes is not None:
+            return self.spec.nodes.containers[self.node_index]
+        return self.spec.container
+
+    @property
     def resources(self) -> Resources:
-        return self.spec.container.resources
+        return self.container.resources
 
     def dependency_ids(self) -> list[str]:
         """The job ids this job waits for, with array semantics applied.
@@ -406,7 +443,7 @@ class Job:
         whole job, ``N_TO_N`` on ``X`` waits for ``X:i``, ``SEQUENTIAL`` waits for ``P:i-1``.
         An array parent itself waits for nothing (its children do).
         """
-        if self.is_array_parent:
+        if self.is_array_parent or self.node_index is not None:
             return []
         out: list[str] = []
         for dep in self.spec.depends_on:
@@ -433,6 +470,12 @@ class Job:
             doc["is_cancelled"] = True
         if self.is_terminated:
             doc["is_terminated"] = True
+        if self.node_index is not None:
+            doc["node_index"] = self.node_index
+        if self.gang:
+            doc["gang"] = self.gang
+        if self.gang_state:
+            doc["gang_state"] = self.gang_state
         if self.status_summary is not None:
             doc["status_summary"] = self.status_summary
             doc["summary_updated_at"] = self.summary_updated_at
@@ -462,6 +505,8 @@ class Node:
     launched_at: int = 0
     registered_at: int | None = None
     last_heartbeat_ms: int = 0
+    ssh_port: int | None = None
+    ssh_host_key: str | None = None
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -476,6 +521,8 @@ class Node:
             "pid": self.pid,
             "launched_at": self.launched_at,
             "registered_at": self.registered_at,
+            "ssh_port": self.ssh_port,
+            "ssh_host_key": self.ssh_host_key,
         }
 
     @classmethod
@@ -490,6 +537,8 @@ class Node:
             pid=d.get("pid"),
             launched_at=d.get("launched_at", 0),
             registered_at=d.get("registered_at"),
+            ssh_port=d.get("ssh_port"),
+            ssh_host_key=d.get("ssh_host_key"),
         )
 
 

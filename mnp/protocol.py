@@ -30,9 +30,55 @@ TOKEN_HEADER = "X-Mnp-Token"
 EventKind = Literal["started", "log", "exited", "start_failed"]
 
 
+WIRING_PLACEHOLDER = "@MNP_WIRING@"
+"""In :class:`Wiring` files, environment values and the command of an assignment that has
+wiring: the node's absolute wiring directory."""
+PYTHON_PLACEHOLDER = "@MNP_PYTHON@"
+"""As an element of the command of an assignment that has wiring: the agent's own Python."""
+
+
 def attempt_id(job_id: str, attempt: int) -> str:
     """The id of one attempt of one job: ``<jobId>/<attempt number, 1-based>``."""
     return f"{job_id}/{attempt}"
+
+
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """What one node of a multi-node parallel (MNP) job attempt needs besides its command.
+
+    The agent writes ``files`` (mode 0600) into the attempt's wiring directory
+    ``<workdir>/.mnp/``, replacing :data:`WIRING_PLACEHOLDER` in their text and in the
+    assignment's environment values with that directory's absolute path. While the attempt
+    lives, the node's SSH server accepts ``authorized_key`` (and only for this attempt);
+    commands arriving over SSH with that key run with ``ssh_environment`` (placeholder
+    substituted) over the node's own variables. When the attempt ends the key is revoked and
+    every SSH session it opened is killed.
+    """
+
+    authorized_key: str
+    """OpenSSH public key line of the job's key pair."""
+    files: dict[str, str]
+    ssh_environment: dict[str, str]
+    hold: bool = False
+    """Run no command: serve SSH for the job until killed (a child node in mpirun mode).
+    The agent reports ``started`` at once; killed, it reports ``exited`` with code 0."""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "authorizedKey": self.authorized_key,
+            "files": dict(self.files),
+            "sshEnvironment": dict(self.ssh_environment),
+            "hold": self.hold,
+        }
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Wiring:
+        return cls(
+            authorized_key=str(d["authorizedKey"]),
+            files={str(k): str(v) for k, v in d.get("files", {}).items()},
+            ssh_environment={str(k): str(v) for k, v in d.get("sshEnvironment", {}).items()},
+            hold=bool(d.get("hold", False)),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +98,11 @@ class Assignment:
     """Time between SIGTERM and SIGKILL on timeout or kill."""
     workdir: str | None = None
     """Working directory; None means ``<agent root>/jobs/<safe job id>/<attempt>``."""
+    wiring: Wiring | None = None
+    """Set for the nodes of a multi-node parallel job."""
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        out = {
             "attemptId": self.attempt_id,
             "jobId": self.job_id,
             "attempt": self.attempt,
@@ -64,6 +112,9 @@ class Assignment:
             "killGraceSeconds": self.kill_grace_seconds,
             "workdir": self.workdir,
         }
+        if self.wiring is not None:
+            out["wiring"] = self.wiring.to_wire()
+        return out
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> Assignment:
@@ -76,6 +127,7 @@ class Assignment:
             timeout_seconds=None if d.get("timeoutSeconds") is None else float(d["timeoutSeconds"]),
             kill_grace_seconds=float(d["killGraceSeconds"]),
             workdir=d.get("workdir"),
+            wiring=Wiring.from_wire(d["wiring"]) if d.get("wiring") else None,
         )
 
 
@@ -92,6 +144,21 @@ class Kill:
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> Kill:
         return cls(attempt_id=str(d["attemptId"]), reason=str(d["reason"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """Every other node of this (main-node) attempt's gang has started: the agent creates the
+    file ``ready`` in the attempt's wiring directory, which the main node's launcher waits for."""
+
+    attempt_id: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"attemptId": self.attempt_id}
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Ready:
+        return cls(attempt_id=str(d["attemptId"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +224,15 @@ class Register:
     pid: int
     running: list[str] = field(default_factory=list)
     """Attempt ids the agent is running now (non-empty after a head restart)."""
+    ssh_port: int | None = None
+    """Port of the node's SSH server on ``address`` (None: the node serves no SSH)."""
+    ssh_host_key: str | None = None
+    """The SSH server's public host key line (``ssh-ed25519 AAAA…``), for known_hosts."""
 
     def to_wire(self) -> dict[str, Any]:
         return {
+            "sshPort": self.ssh_port,
+            "sshHostKey": self.ssh_host_key,
             "nodeId": self.node_id,
             "computeEnvironment": self.compute_environment,
             "address": self.address,
@@ -181,6 +254,8 @@ class Register:
             gpus=int(d.get("gpus", 0)),
             pid=int(d.get("pid", 0)),
             running=[str(r) for r in d.get("running", [])],
+            ssh_port=None if d.get("sshPort") is None else int(d["sshPort"]),
+            ssh_host_key=d.get("sshHostKey"),
         )
 
 
@@ -210,11 +285,13 @@ class Poll:
 class PollReply:
     assignments: list[Assignment] = field(default_factory=list)
     kills: list[Kill] = field(default_factory=list)
+    ready: list[Ready] = field(default_factory=list)
 
     def to_wire(self) -> dict[str, Any]:
         return {
             "assignments": [a.to_wire() for a in self.assignments],
             "kills": [k.to_wire() for k in self.kills],
+            "ready": [r.to_wire() for r in self.ready],
         }
 
     @classmethod
@@ -222,6 +299,7 @@ class PollReply:
         return cls(
             assignments=[Assignment.from_wire(a) for a in d.get("assignments", [])],
             kills=[Kill.from_wire(k) for k in d.get("kills", [])],
+            ready=[Ready.from_wire(r) for r in d.get("ready", [])],
         )
 
 

@@ -15,7 +15,7 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
 def job_detail(job: Job) -> dict[str, Any]:
     spec = job.spec
     current = job.current_attempt
-    container = spec.container.to_wire()
+    container = job.container.to_wire()
     if current is not None:
         container.update(
             _drop_none(

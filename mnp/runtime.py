@@ -12,9 +12,20 @@ import uuid
 from pathlib import Path
 
 from mnp.errors import NotFound
+from mnp.gang import Gangs
 from mnp.jobenv import job_environment
 from mnp.model import Attempt, Job, Node, NodeStatus, Resources
-from mnp.protocol import Assignment, Event, Kill, Poll, PollReply, Register, Report, attempt_id
+from mnp.protocol import (
+    Assignment,
+    Event,
+    Kill,
+    Poll,
+    PollReply,
+    Ready,
+    Register,
+    Report,
+    attempt_id,
+)
 from mnp.providers import Provider, make_provider
 from mnp.scheduler import (
     Action,
@@ -25,6 +36,7 @@ from mnp.scheduler import (
     LoseNode,
     NodeView,
     Place,
+    PlaceGang,
     QueueView,
     SetReason,
     Snapshot,
@@ -53,6 +65,7 @@ class Runtime:
         self.s = state
         self.head_url = head_url
         self._providers: dict[str, Provider] = {}
+        self.gangs = Gangs(self)
 
     def provider(self, name: str) -> Provider:
         if name not in self._providers:
@@ -114,6 +127,7 @@ class Runtime:
                 node_capacities=(ce.node_resources,)
                 if ce.type == "MANAGED"
                 else self._shapes(ce.name),
+                max_nodes=ce.node_count if ce.type == "MANAGED" else len(self._shapes(ce.name)),
             )
             for ce in s.ces.values()
         }
@@ -126,7 +140,11 @@ class Runtime:
             submitted=submitted,
             pending=pending,
             dependency_status=dep_status,
-            runnable={q: list(jobs.values()) for q, jobs in s.runnable.items() if jobs},
+            runnable={
+                q: [j for j in jobs.values() if j.spec.nodes is None or self.gangs.settled(j)]
+                for q, jobs in s.runnable.items()
+                if jobs
+            },
             lost_after_ms=int(s.config.lost_after_seconds * 1000),
             launch_timeout_ms=max(30_000, int(s.config.lost_after_seconds * 1000)),
         )
@@ -156,6 +174,10 @@ class Runtime:
                 if job is not None and job.status == JobStatus.RUNNABLE:
                     self._place(job, s.nodes[a.node_id])
                     touched.add(a.node_id)
+            elif isinstance(a, PlaceGang):
+                job = s.active.get(a.job_id)
+                if job is not None and job.status == JobStatus.RUNNABLE:
+                    touched |= self.gangs.place(job, a.node_ids)
             elif isinstance(a, SetReason):
                 job = s.active.get(a.job_id)
                 if job is not None:
@@ -215,11 +237,13 @@ class Runtime:
         rt.unacked[aid] = (assignment, s.clock())
 
     def assignment(self, job: Job, attempt: Attempt) -> Assignment:
+        if job.is_node:
+            return self.gangs.assignment(job, attempt)
         return Assignment(
             attempt_id=attempt_id(job.job_id, attempt.number),
             job_id=job.job_id,
             attempt=attempt.number,
-            command=list(job.spec.container.command),
+            command=list(job.container.command),
             environment=job_environment(job, attempt),
             timeout_seconds=job.spec.timeout_seconds,
             kill_grace_seconds=self.s.config.kill_grace_seconds,
@@ -238,6 +262,15 @@ class Runtime:
         s = self.s
         attempt = job.current_attempt
         if attempt is None or job.status not in (JobStatus.STARTING, JobStatus.RUNNING):
+            return
+        if job.is_node:
+            self.gangs.ended(
+                job,
+                exit_code=exit_code,
+                reason=reason,
+                status_reason=status_reason,
+                timed_out=timed_out,
+            )
             return
         now = s.clock()
         attempt.stopped_at = now
@@ -401,6 +434,8 @@ class Runtime:
         node.last_heartbeat_ms = now
         node.pid = r.pid or node.pid
         node.capacity = Resources(r.vcpus, r.memory_mib, r.gpus)
+        node.ssh_port = r.ssh_port
+        node.ssh_host_key = r.ssh_host_key
         s.mark_node(node)
         s.flush()
         s.on_wake()
@@ -424,13 +459,14 @@ class Runtime:
         rt.outbox = []
         assignments = [a for a in items if isinstance(a, Assignment)]
         kills = [k for k in items if isinstance(k, Kill)]
+        ready = [r for r in items if isinstance(r, Ready)]
         sent = {a.attempt_id for a in assignments}
         running = set(p.running)
         for aid, (assignment, at) in list(rt.unacked.items()):
             if aid not in sent and aid not in running and now - at > RESEND_AFTER_MS:
                 assignments.append(assignment)
                 rt.unacked[aid] = (assignment, now)
-        return PollReply(assignments=assignments, kills=kills)
+        return PollReply(assignments=assignments, kills=kills, ready=ready)
 
     def report(self, r: Report) -> int:
         """Apply a node's events in order; duplicates and stale events are ignored."""
@@ -467,6 +503,10 @@ class Runtime:
                 attempt.started_at = ev.time_ms
                 job.started_at = ev.time_ms
                 self.s.set_status(job, JobStatus.RUNNING, None)
+                if job.is_node:
+                    self.gangs.started(job)
+                if job.is_terminated and job.status_reason:
+                    self.kill(job, job.status_reason)  # terminated while it was starting
         elif ev.kind == "start_failed":
             self.end_attempt(
                 job,
@@ -478,6 +518,8 @@ class Runtime:
             if job.status == JobStatus.STARTING:
                 attempt.started_at = ev.time_ms
                 self.s.set_status(job, JobStatus.RUNNING, None)
+                if job.is_node:
+                    self.gangs.started(job)
             self.end_attempt(
                 job,
                 exit_code=ev.exit_code,

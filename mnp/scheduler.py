@@ -46,6 +46,8 @@ class CEView:
     desired_nodes: int
     node_capacities: tuple[Resources, ...]
     """Every node shape this environment can have; empty when unknown."""
+    max_nodes: int | None = None
+    """How many nodes it can have at once (a gang larger than this never fits); None: unknown."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,14 @@ class Place:
 
 
 @dataclass(frozen=True, slots=True)
+class PlaceGang:
+    """Hold whole nodes for every node of a multi-node parallel job (index order)."""
+
+    job_id: str
+    node_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class SetReason:
     job_id: str
     reason: str
@@ -110,7 +120,7 @@ class LaunchNodes:
     count: int
 
 
-Action = Advance | ExpandArray | Place | SetReason | LoseNode | LaunchNodes
+Action = Advance | ExpandArray | Place | PlaceGang | SetReason | LoseNode | LaunchNodes
 
 
 @dataclass(slots=True)
@@ -212,6 +222,9 @@ def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
         blocked: set[tuple[float, int, int]] = set()
         never: dict[tuple[float, int, int], str | None] = {}
         for job in jobs:
+            if job.spec.nodes is not None:
+                _place_gang(job, ces, usable, by_ce, free, snap, actions)
+                continue
             need = job.resources
             shape = (need.vcpus, need.memory_mib, need.gpus)
             if shape not in never:
@@ -231,6 +244,61 @@ def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
                 continue
             free[node] = free[node].minus(need)
             actions.append(Place(job.job_id, node))
+
+
+def _place_gang(
+    job: Job,
+    ces: list[CEView],
+    usable: list[str],
+    by_ce: dict[str, list[str]],
+    free: dict[str, Resources],
+    snap: Snapshot,
+    actions: list[Action],
+) -> None:
+    """All of a multi-node job's nodes at once, in one environment (its placement group), on
+    idle nodes only (nodes are single-tenant); or nothing, so no gang holds partial capacity."""
+    spec = job.spec.nodes
+    assert spec is not None  # callers check
+    needs = [c.resources for c in spec.containers]
+    known = [c for c in ces if c.max_nodes is not None]
+    if known and all((c.max_nodes or 0) < spec.num_nodes for c in known):
+        most = max(c.max_nodes or 0 for c in known)
+        reason = (
+            f"{NEVER_FITS} - needs {spec.num_nodes} nodes, "
+            f"the largest compute environment has {most}"
+        )
+        if job.status_reason != reason:
+            actions.append(SetReason(job.job_id, reason))
+        return
+    capacities = [cap for c in ces for cap in c.node_capacities]
+    for need in needs:
+        never = _never_fits(need, capacities)
+        if never is not None:
+            if job.status_reason != never:
+                actions.append(SetReason(job.job_id, never))
+            return
+    caps = {n.node_id: n.capacity for n in snap.nodes}
+    for ce in usable:
+        idle = sorted(n for n in by_ce.get(ce, ()) if _is_idle(free[n], caps[n]))
+        chosen: list[str] = []
+        for need in needs:
+            pick = next((n for n in idle if n not in chosen and need.fits_in(caps[n])), None)
+            if pick is None:
+                break
+            chosen.append(pick)
+        if len(chosen) == len(needs):
+            for n in chosen:
+                free[n] = Resources(0, 0, 0)
+            actions.append(PlaceGang(job.job_id, tuple(chosen)))
+            return
+
+
+def _is_idle(free: Resources, capacity: Resources) -> bool:
+    return (
+        free.vcpus >= capacity.vcpus - 1e-9
+        and free.memory_mib >= capacity.memory_mib
+        and free.gpus >= capacity.gpus
+    )
 
 
 def _never_fits(need: Resources, capacities: list[Resources]) -> str | None:

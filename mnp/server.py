@@ -217,7 +217,7 @@ def build_app(head: Head) -> Starlette:
         ev = head.node_events.setdefault(p.node_id, asyncio.Event())
         ev.clear()
         reply = head.runtime.poll(p)
-        if not reply.assignments and not reply.kills and p.wait_seconds > 0:
+        if not reply.assignments and not reply.kills and not reply.ready and p.wait_seconds > 0:
             try:
                 await asyncio.wait_for(ev.wait(), timeout=min(p.wait_seconds, 30.0))
             except TimeoutError:

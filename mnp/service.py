@@ -29,6 +29,7 @@ from mnp.model import (
     name_from_arn,
     resources_from_wire,
 )
+from mnp.multinode import resolve_nodes
 from mnp.render import ce_detail, job_detail, job_summary, node_detail, queue_detail
 from mnp.runtime import Runtime
 from mnp.state import HeadState
@@ -214,25 +215,43 @@ class Service:
         self, req: v.SubmitJob, queue: JobQueue, definition: JobDefinition, deps: list[Dependency]
     ) -> JobSpec:
         doc = definition.doc
-        container = ContainerSpec.from_wire(doc.get("containerProperties") or {})
-        over = req.containerOverrides
-        if over is not None:
-            if over.command is not None:
-                container.command = list(over.command)
-            for kv in over.environment or []:
-                container.environment[kv.name] = kv.value
-            container.resources = resources_from_wire(
-                over.model_dump(exclude_none=True), base=container.resources
-            )
-        if container.resources.vcpus <= 0:
-            container.resources = Resources(
-                1.0, container.resources.memory_mib, container.resources.gpus
-            )
         parameters = {**(doc.get("parameters") or {}), **(req.parameters or {})}
-        container.command = [
-            REF.sub(lambda m: parameters.get(m.group(1), m.group(0)), arg)
-            for arg in container.command
-        ]
+        nodes = None
+        if definition.doc.get("type") == "multinode":
+            if req.containerOverrides is not None:
+                raise InvalidInput(
+                    [
+                        FieldError(
+                            "containerOverrides", "use nodeOverrides for a multinode job definition"
+                        )
+                    ]
+                )
+            nodes, errors = resolve_nodes(
+                doc["nodeProperties"],
+                req.nodeOverrides.model_dump(exclude_none=True) if req.nodeOverrides else None,
+            )
+            if errors or nodes is None:
+                raise InvalidInput(errors)
+            containers = nodes.containers
+            container = containers[nodes.main_node]
+        else:
+            if req.nodeOverrides is not None:
+                raise InvalidInput(
+                    [
+                        FieldError(
+                            "nodeOverrides", f"{definition.name} is not a multinode job definition"
+                        )
+                    ]
+                )
+            container = ContainerSpec.from_wire(doc.get("containerProperties") or {})
+            _override(container, req.containerOverrides)
+            containers = [container]
+        for c in containers:
+            if c.resources.vcpus <= 0:
+                c.resources = Resources(1.0, c.resources.memory_mib, c.resources.gpus)
+            c.command = [
+                REF.sub(lambda m: parameters.get(m.group(1), m.group(0)), arg) for arg in c.command
+            ]
         retry = RetryStrategy.from_wire(
             req.retryStrategy.model_dump(exclude_none=True)
             if req.retryStrategy
@@ -260,6 +279,7 @@ class Service:
             else dict(req.tags or {}),
             platform_capabilities=list(doc.get("platformCapabilities") or ["EC2"]),
             submitted_at=self.s.clock(),
+            nodes=nodes,
         )
 
     def describe_jobs(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -380,13 +400,23 @@ class Service:
                 if child is not None:
                     self._cancel(child, reason, terminate)
             return
+        if job.is_node:
+            parent = s.active.get(job.parent_id or "")
+            if parent is not None:  # a node is cancelled or terminated with its whole job
+                self._cancel(parent, reason, terminate)
+            return
         if job.status in CANCELLABLE:
             self._flag(job, reason, terminate)
             s.set_status(job, JobStatus.FAILED, reason)
+            if job.is_mnp_parent:
+                self.rt.gangs.cancelled(job)
         elif terminate and job.status in (JobStatus.STARTING, JobStatus.RUNNING):
             self._flag(job, reason, terminate)
             s.mark(job)
-            self.rt.kill(job, reason)
+            if job.is_mnp_parent:
+                self.rt.gangs.terminate(job, reason)
+            else:
+                self.rt.kill(job, reason)
         # CancelJob on STARTING/RUNNING does nothing (AWS Batch), and answers 200.
 
     @staticmethod
@@ -613,6 +643,19 @@ class Service:
                     "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": local.name}],
                 }
             )
+
+
+def _override(container: ContainerSpec, over: v.ContainerOverrides | None) -> None:
+    """Apply SubmitJob's ``containerOverrides`` (command, environment by name, resources)."""
+    if over is None:
+        return
+    if over.command is not None:
+        container.command = list(over.command)
+    for kv in over.environment or []:
+        container.environment[kv.name] = kv.value
+    container.resources = resources_from_wire(
+        over.model_dump(exclude_none=True), base=container.resources
+    )
 
 
 def _arn_base(arn: str) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from mnp.config import HeadConfig
 from mnp.model import ComputeEnvironment, Job, JobDefinition, JobQueue, Node, Resources
-from mnp.protocol import Assignment, Kill
+from mnp.protocol import Assignment, Kill, Ready
 from mnp.states import JobStatus, transition
 from mnp.store import Store
 
@@ -31,10 +31,12 @@ class NodeRuntime:
     running: dict[str, Job] = field(default_factory=dict)
     """attempt id → job placed there (STARTING or RUNNING)."""
     used: Resources = field(default_factory=lambda: Resources(0, 0, 0))
-    outbox: list[Assignment | Kill] = field(default_factory=list)
+    outbox: list[Assignment | Kill | Ready] = field(default_factory=list)
     unacked: dict[str, tuple[Assignment, int]] = field(default_factory=dict)
     """Assignments sent but not yet confirmed started, with when they were last sent."""
     last_seq: int = -1
+    gang_of: str | None = None
+    """The MNP job holding this whole node, if any."""
 
 
 class HeadState:
@@ -69,7 +71,8 @@ class HeadState:
             self.submitted.pop(job.job_id, None)
         elif old == JobStatus.RUNNABLE:
             self.runnable.get(job.queue, {}).pop(job.job_id, None)
-        if target == JobStatus.RUNNABLE:
+        if target == JobStatus.RUNNABLE and job.node_index is None:
+            # MNP nodes are placed with their gang, never from the queue
             self.runnable.setdefault(job.queue, {})[job.job_id] = job
         elif target == JobStatus.PENDING and not job.is_array_parent:
             self.pending_dirty.add(job.job_id)
@@ -117,7 +120,7 @@ class HeadState:
             self.submitted[job.job_id] = job
         elif job.status == JobStatus.PENDING and not job.is_array_parent:
             self.pending_dirty.add(job.job_id)
-        elif job.status == JobStatus.RUNNABLE:
+        elif job.status == JobStatus.RUNNABLE and job.node_index is None:
             self.runnable.setdefault(job.queue, {})[job.job_id] = job
 
     def job(self, job_id: str) -> Job | None:

@@ -191,6 +191,9 @@ class Store:
             is_terminated=doc.get("is_terminated", False),
             status_summary=doc.get("status_summary"),
             summary_updated_at=doc.get("summary_updated_at"),
+            node_index=doc.get("node_index"),
+            gang=doc.get("gang", {}),
+            gang_state=doc.get("gang_state", {}),
         )
         if with_history:
             job.history = self.history(job_id)

@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mnp.errors import FieldError, InvalidInput
+from mnp.multinode import check_node_properties, parse_range
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
 NAME_RULE = "1-128 letters, digits, hyphens and underscores, starting with a letter or digit"
@@ -80,13 +81,37 @@ class Timeout(Model):
     attemptDurationSeconds: int | None = Field(default=None, ge=1)
 
 
+class NodeRange(Model):
+    targetNodes: str = Field(min_length=1)
+    container: ContainerProperties | None = None
+    instanceTypes: list[str] | None = Field(default=None, max_length=1)
+    ecsProperties: dict[str, Any] | None = None
+    eksProperties: dict[str, Any] | None = None
+    consumableResourceProperties: dict[str, Any] | None = None
+
+
+class MnpNodeSettings(Model):
+    """mnp's own: how the main node's command starts (see mnp.multinode.NodeSpec)."""
+
+    mpi: Literal["none", "auto", "openmpi", "mpich", "intelmpi"] = "none"
+    tasksPerNode: int | None = Field(default=None, ge=1, le=1024)
+    readyTimeoutSeconds: float = Field(default=60.0, gt=0, le=3600)
+
+
+class NodeProperties(Model):
+    numNodes: int = Field(ge=1, le=1000)
+    mainNode: int = Field(ge=0)
+    nodeRangeProperties: list[NodeRange] = Field(min_length=1, max_length=5)
+    mnp: MnpNodeSettings | None = None
+
+
 class RegisterJobDefinition(Model):
     jobDefinitionName: str = Field(pattern=NAME_RE)
     type: Literal["container", "multinode"]
     parameters: dict[str, str] | None = None
     schedulingPriority: int | None = Field(default=None, ge=0, le=9999)
     containerProperties: ContainerProperties | None = None
-    nodeProperties: dict[str, Any] | None = None
+    nodeProperties: NodeProperties | None = None
     retryStrategy: RetryStrategyModel | None = None
     propagateTags: bool | None = None
     timeout: Timeout | None = None
@@ -104,6 +129,20 @@ class ContainerOverrides(Model):
     vcpus: int | None = Field(default=None, ge=1)
     memory: int | None = Field(default=None, ge=4)
     instanceType: str | None = None
+
+
+class NodePropertyOverride(Model):
+    targetNodes: str = Field(min_length=1)
+    containerOverrides: ContainerOverrides | None = None
+    instanceTypes: list[str] | None = None
+    ecsPropertiesOverride: dict[str, Any] | None = None
+    eksPropertiesOverride: dict[str, Any] | None = None
+    consumableResourcePropertiesOverride: dict[str, Any] | None = None
+
+
+class NodeOverrides(Model):
+    numNodes: int | None = Field(default=None, ge=1, le=1000)
+    nodePropertyOverrides: list[NodePropertyOverride] | None = None
 
 
 class ArrayProperties(Model):
@@ -125,7 +164,7 @@ class SubmitJob(Model):
     dependsOn: list[JobDependencyModel] | None = Field(default=None, max_length=20)
     parameters: dict[str, str] | None = None
     containerOverrides: ContainerOverrides | None = None
-    nodeOverrides: dict[str, Any] | None = None
+    nodeOverrides: NodeOverrides | None = None
     retryStrategy: RetryStrategyModel | None = None
     propagateTags: bool | None = None
     timeout: Timeout | None = None
@@ -241,8 +280,12 @@ def _raw_checks(body: Any) -> list[FieldError]:
             for i, kv in enumerate(env):
                 name = kv.get("name") if isinstance(kv, dict) else None
                 if isinstance(name, str) and name.upper().startswith("AWS_BATCH"):
-                    errors.append(FieldError(f"{outer}.{inner}[{i}].name",
-                                             "names starting with AWS_BATCH are reserved"))
+                    errors.append(
+                        FieldError(
+                            f"{outer}.{inner}[{i}].name",
+                            "names starting with AWS_BATCH are reserved",
+                        )
+                    )
     tags = body.get("tags")
     if isinstance(tags, dict) and len(tags) > 50:
         errors.append(FieldError("tags", f"at most 50 tags, got {len(tags)}"))
@@ -274,10 +317,23 @@ def _cross_field(m: BaseModel) -> list[FieldError]:
             errors.append(FieldError("containerProperties", "required when type is container"))
         if m.type == "multinode" and m.nodeProperties is None:
             errors.append(FieldError("nodeProperties", "required when type is multinode"))
-        if m.type == "multinode":
+        if m.type == "container" and m.nodeProperties is not None:
+            errors.append(FieldError("nodeProperties", "only for type multinode"))
+        if m.type == "multinode" and m.containerProperties is not None:
             errors.append(
-                FieldError("type", "multinode jobs are not supported yet by this head node")
+                FieldError(
+                    "containerProperties", "not for type multinode: put containers in node ranges"
+                )
             )
+        if m.nodeProperties is not None:
+            errors += check_node_properties(m.nodeProperties.model_dump(exclude_none=True))
+            for i, r in enumerate(m.nodeProperties.nodeRangeProperties):
+                if r.container is not None:
+                    errors += _check_container(
+                        r.container,
+                        f"nodeProperties.nodeRangeProperties[{i}].container",
+                        command_required=False,
+                    )
         if m.containerProperties is not None:
             errors += _check_container(m.containerProperties, "containerProperties")
         errors += _check_retry(m.retryStrategy, "retryStrategy")
@@ -310,11 +366,18 @@ def _cross_field(m: BaseModel) -> list[FieldError]:
                     FieldError(f"dependsOn[{i}].type", "N_TO_N and SEQUENTIAL need an array job")
                 )
         if m.nodeOverrides is not None:
-            errors.append(
-                FieldError(
-                    "nodeOverrides", "multinode jobs are not supported yet by this head node"
-                )
-            )
+            if m.arrayProperties is not None:
+                errors.append(FieldError("nodeOverrides", "array jobs cannot be multi-node"))
+            for i, o in enumerate(m.nodeOverrides.nodePropertyOverrides or []):
+                where = f"nodeOverrides.nodePropertyOverrides[{i}]"
+                try:
+                    parse_range(o.targetNodes)
+                except ValueError as e:
+                    errors.append(FieldError(f"{where}.targetNodes", str(e)))
+                if o.containerOverrides is not None:
+                    errors += _check_env(
+                        o.containerOverrides.environment, f"{where}.containerOverrides.environment"
+                    )
     elif isinstance(m, CreateJobQueue | UpdateJobQueue):
         orders = [o.order for o in m.computeEnvironmentOrder or []]
         if len(set(orders)) != len(orders):
@@ -322,10 +385,12 @@ def _cross_field(m: BaseModel) -> list[FieldError]:
     return errors
 
 
-def _check_container(c: ContainerProperties, path: str) -> list[FieldError]:
+def _check_container(
+    c: ContainerProperties, path: str, command_required: bool = True
+) -> list[FieldError]:
     errors = _check_env(c.environment, f"{path}.environment")
     errors += _check_resources(c.resourceRequirements, f"{path}.resourceRequirements")
-    if not c.command:
+    if command_required and not c.command:
         errors.append(FieldError(f"{path}.command", "required (mnp runs the command directly)"))
     names = {v.name for v in c.volumes or []}
     for i, mp in enumerate(c.mountPoints or []):

@@ -228,7 +228,7 @@ def test_node_lost_kills_jobs_and_exits_3(head: FakeHead, agent: subprocess.Pope
     head.assign(assignment(["sleep", "30"]))
     started = until(lambda: head.of("job-1/1", "started"), "job start")
     head.replies.put((410, {"__type": "NodeLost"}))
-    assert agent.wait(timeout=5) == 3
+    assert agent.wait(timeout=20) == 3
     pid = started["pid"]
     until(lambda: gone(pid), f"job process {pid} to die")
 

@@ -256,8 +256,10 @@ INVALID_SUBMISSIONS: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     ),
     (
         "multinode-overrides",
-        submission(nodeOverrides={"numNodes": 2}),
-        {"nodeOverrides": "not supported"},
+        submission(nodeOverrides={"numNodes": 0, "nodePropertyOverrides": [{"targetNodes": "x"}]}),
+        {
+            "nodeOverrides.numNodes": "greater than or equal to 1",
+        },
     ),
 ]
 
@@ -438,7 +440,7 @@ INVALID_DEFINITIONS: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     (
         "multinode",
         definition(type="multinode", containerProperties=None, nodeProperties={"numNodes": 2}),
-        {"type": "not supported"},
+        {"nodeProperties.mainNode": "required", "nodeProperties.nodeRangeProperties": "required"},
     ),
     ("bad-type", definition(type="lambda"), {"type": "container"}),
     (

@@ -1,0 +1,511 @@
+"""The node's embedded SSH server: how ``mpirun``/``mpiexec`` on a job's main node reach it.
+
+One :class:`NodeSshServer` per node agent (asyncssh, on the agent's event loop). It accepts
+only public-key authentication, and only with the keys of attempts the agent has authorized;
+every exec request runs ``/bin/sh -c <command>`` as the agent's user, in a new process group,
+with stdin/stdout/stderr piped through and the exit status passed back (128+N for a process
+killed by signal N). No PTY, shell, subsystem, SFTP/scp, agent, X11 or port forwarding:
+Open MPI's ``orted`` and MPICH hydra's proxies need none of them.
+
+Lifetimes: a session's process group is killed (SIGTERM, SIGKILL after the grace period)
+when its client disconnects, when its scope is revoked and when the server closes. Group
+members that outlive a session's shell (background children that closed stdout) stay
+tracked until the scope is revoked, and are killed then.
+
+Not thread-safe: call every method on the loop that ran :meth:`NodeSshServer.start`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import asyncssh
+
+from launcher.process import exit_code_of
+
+log = logging.getLogger("launcher.sshd")
+
+SessionExitHook = Callable[[str, str, int], None]
+"""``on_session_exit(scope, command, exit_code)``."""
+
+BASE_ENV_NAMES = ("PATH", "HOME", "LANG", "USER", "LOGNAME", "SHELL")
+"""Taken from the agent's own environment; everything else comes from the client, the node
+and the scope."""
+CHUNK = 64 * 1024
+KEEPALIVE_SECONDS = 15.0
+"""Server keepalive interval; a client silent for 3 intervals is dropped (and its sessions
+killed), which catches a vanished main node that sent no FIN."""
+
+
+@dataclass(eq=False)
+class _Session:
+    scope: str
+    command: str
+    pgid: int
+    killed: bool = False
+    """Set when the server itself killed it (revoke, close, disconnect)."""
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(eq=False)
+class _Scope:
+    key: asyncssh.SSHKey
+    environment: dict[str, str]
+    sessions: set[_Session] = field(default_factory=set)
+    lingering: set[int] = field(default_factory=set)
+    """Process groups whose leader exited while other members lived on."""
+    connections: set[_Connection] = field(default_factory=set)
+
+
+class NodeSshServer:
+    """A node's SSH endpoint for the multi-node parallel jobs it runs.
+
+    ``node_env`` (e.g. ``MNP_NODE_ID``, ``TMPDIR``, ``OMPI_MCA_btl_vader_backing_directory``)
+    is added to every session's environment. Sessions see, lowest precedence first: the
+    agent's ``PATH HOME LANG USER LOGNAME SHELL``, what the client sent, ``node_env``, the
+    scope's ``environment``, then ``SSH_CONNECTION``.
+
+    ``on_session_exit(scope, command, exit_code)`` is called (on the loop) when a session's
+    shell exits on its own, with 128+N for death by signal N; not for sessions the server
+    killed itself. Exceptions it raises are logged and dropped.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        host_key_path: Path,
+        node_env: Mapping[str, str],
+        on_session_exit: SessionExitHook | None = None,
+        kill_grace_seconds: float = 2.0,
+    ) -> None:
+        self._address = address
+        self._requested_port = port
+        self._host_key_path = host_key_path
+        self._node_env = dict(node_env)
+        self._on_session_exit = on_session_exit
+        self._grace = kill_grace_seconds
+        self._scopes: dict[str, _Scope] = {}
+        self._connections: set[_Connection] = set()
+        self._sessions: set[_Session] = set()
+        self._kill_timers: dict[int, asyncio.TimerHandle] = {}
+        self._acceptor: asyncssh.SSHAcceptor | None = None
+        self._host_key: asyncssh.SSHKey | None = None
+
+    async def start(self) -> None:
+        """Load (or create, mode 0600) the ed25519 host key and start listening.
+
+        Raises :class:`OSError` when the address cannot be bound and
+        :class:`asyncssh.KeyImportError` for an unreadable host key file.
+        """
+        self._host_key = _load_or_create_host_key(self._host_key_path)
+        self._acceptor = await asyncssh.listen(
+            self._address,
+            self._requested_port,
+            server_factory=lambda: _Connection(self),
+            server_host_keys=[self._host_key],
+            process_factory=self._run_session,
+            encoding=None,
+            allow_pty=False,
+            line_editor=False,
+            x11_forwarding=False,
+            agent_forwarding=False,
+            allow_scp=False,
+            sftp_factory=None,
+            login_timeout=30.0,
+            keepalive_interval=KEEPALIVE_SECONDS,
+            keepalive_count_max=3,
+        )
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (after :meth:`start`)."""
+        if self._acceptor is None:
+            raise RuntimeError("NodeSshServer is not started")
+        return self._acceptor.get_port()
+
+    @property
+    def host_public_key(self) -> str:
+        """The host key as an OpenSSH public key line without comment: ``ssh-ed25519 AAAA…``."""
+        if self._host_key is None:
+            raise RuntimeError("NodeSshServer is not started")
+        line = self._host_key.export_public_key("openssh").decode("ascii")
+        return " ".join(line.split()[:2])
+
+    def authorize(self, scope: str, public_key: str, environment: Mapping[str, str]) -> None:
+        """Accept clients presenting ``public_key`` (an OpenSSH public key line) for ``scope``.
+
+        Their sessions get ``environment`` on top of the node's. Authorizing a scope again
+        replaces its key and environment for new sessions. Raises
+        :class:`asyncssh.KeyImportError` for a malformed key.
+        """
+        key = asyncssh.import_public_key(public_key)
+        existing = self._scopes.get(scope)
+        if existing is not None:
+            existing.key, existing.environment = key, dict(environment)
+        else:
+            self._scopes[scope] = _Scope(key=key, environment=dict(environment))
+
+    def revoke(self, scope: str) -> None:
+        """Stop accepting ``scope``'s key, drop its connections and kill its sessions'
+        process groups (SIGTERM now, SIGKILL after the grace period). Unknown scope: no-op."""
+        state = self._scopes.pop(scope, None)
+        if state is None:
+            return
+        for session in state.sessions:
+            session.killed = True
+            self._terminate_group(session.pgid)
+        for pgid in state.lingering:
+            self._terminate_group(pgid)
+        for connection in state.connections:
+            connection.close()
+
+    def session_count(self, scope: str) -> int:
+        """Sessions of ``scope`` whose shell is still running."""
+        state = self._scopes.get(scope)
+        return 0 if state is None else len(state.sessions)
+
+    async def close(self) -> None:
+        """Stop listening, revoke every scope, drop every connection, and return once every
+        session's shell has exited (killed with SIGKILL after the grace period)."""
+        if self._acceptor is not None:
+            self._acceptor.close()
+            await self._acceptor.wait_closed()
+            self._acceptor = None
+        for scope in list(self._scopes):
+            self.revoke(scope)
+        for connection in list(self._connections):
+            connection.close()
+        for session in list(self._sessions):
+            session.killed = True
+            self._terminate_group(session.pgid)
+        waits = [asyncio.ensure_future(s.done.wait()) for s in self._sessions]
+        if waits:
+            _, pending = await asyncio.wait(waits, timeout=self._grace + 5.0)
+            for w in pending:
+                w.cancel()
+        for pgid, timer in list(self._kill_timers.items()):
+            timer.cancel()
+            _signal_group(pgid, signal.SIGKILL)
+        self._kill_timers.clear()
+
+    # -- authentication (called by _Connection) ------------------------------------------
+
+    def _scope_for_key(self, key: asyncssh.SSHKey) -> str | None:
+        # Latest authorization first, should two scopes ever share a key.
+        for scope, state in reversed(self._scopes.items()):
+            if state.key.public_data == key.public_data:
+                return scope
+        return None
+
+    # -- sessions --------------------------------------------------------------------------
+
+    def _environment(
+        self, process: asyncssh.SSHServerProcess[bytes], scope: _Scope
+    ) -> dict[str, str]:
+        env = {k: os.environ[k] for k in BASE_ENV_NAMES if k in os.environ}
+        env.update(process.env)
+        env.update(self._node_env)
+        env.update(scope.environment)
+        peer = process.get_extra_info("peername") or ("", 0)
+        sock = process.get_extra_info("sockname") or ("", 0)
+        env["SSH_CONNECTION"] = f"{peer[0]} {peer[1]} {sock[0]} {sock[1]}"
+        return env
+
+    async def _run_session(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
+        connection: _Connection = process.get_extra_info("connection").get_owner()
+        scope_name = connection.scope
+        scope = self._scopes.get(scope_name) if scope_name is not None else None
+        command = process.command
+        if scope_name is None or scope is None:
+            process.stderr.write(b"mnp: this job's SSH access has been revoked\n")
+            process.exit(255)
+            return
+        if command is None:
+            process.stderr.write(b"mnp: only commands can be run here (no shell or subsystem)\n")
+            process.exit(1)
+            return
+        env = self._environment(process, scope)
+        home = env.get("HOME", "/")
+        loop = asyncio.get_running_loop()
+        try:
+            # No preexec_fn, so Popen can vfork; own session so a kill reaches the group.
+            popen = subprocess.Popen(
+                ["/bin/sh", "-c", command],
+                env=env,
+                cwd=home if os.path.isdir(home) else "/",
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            process.stderr.write(f"mnp: cannot start /bin/sh: {exc}\n".encode())
+            process.exit(127)
+            return
+        child = _Child(popen, loop)
+        session = _Session(scope_name, command, popen.pid)
+        scope.sessions.add(session)
+        self._sessions.add(session)
+        try:
+            await self._serve(process, child, session)
+        finally:
+            scope.sessions.discard(session)
+            self._sessions.discard(session)
+            if not child.exited.done():  # cancelled: never leave the group behind
+                session.killed = True
+                self._terminate_group(session.pgid)
+            elif _group_alive(session.pgid):
+                if self._scopes.get(scope_name) is scope:
+                    scope.lingering.add(session.pgid)
+                else:
+                    self._terminate_group(session.pgid)
+            # Forget groups that emptied, so a revoke never signals a reused group id.
+            scope.lingering = {g for g in scope.lingering if _group_alive(g)}
+            session.done.set()
+
+    async def _serve(
+        self, process: asyncssh.SSHServerProcess[bytes], child: _Child, session: _Session
+    ) -> None:
+        popen = child.popen
+        assert popen.stdin is not None and popen.stdout is not None and popen.stderr is not None
+        loop = asyncio.get_running_loop()
+        tasks: list[asyncio.Task[None]] = []
+        transports: list[asyncio.BaseTransport] = []
+        try:
+            stdin = await _write_stream(loop, popen.stdin, transports)
+            stdout = await _read_stream(loop, popen.stdout, transports)
+            stderr = await _read_stream(loop, popen.stderr, transports)
+            tasks.append(loop.create_task(_pump_stdin(process.stdin, stdin, session.pgid)))
+            output = [
+                loop.create_task(_pump_out(stdout, process.stdout)),
+                loop.create_task(_pump_out(stderr, process.stderr)),
+            ]
+            closed = loop.create_task(process.channel.wait_closed())
+            tasks += [*output, closed]
+            first: set[asyncio.Future[Any]] = {child.exited, closed}
+            await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+            if not child.exited.done():  # the client went away
+                session.killed = True
+                self._terminate_group(session.pgid)
+            code = await child.exited
+            if not session.killed:
+                self._session_exited(session, code)
+            # Like OpenSSH: report the status once the output pipes reach EOF (a background
+            # child still holding stdout keeps the session open), unless the client left.
+            drained = loop.create_task(_all_done(output))
+            tasks.append(drained)
+            await asyncio.wait({closed, drained}, return_when=asyncio.FIRST_COMPLETED)
+            if closed.done():  # the client went away: so does what the shell left running
+                self._terminate_group(session.pgid)
+            else:
+                with contextlib.suppress(OSError, asyncssh.Error):
+                    process.exit(code)
+        finally:
+            for task in tasks:
+                task.cancel()
+            # Close through the transports (they own the fds, registered with the loop).
+            for transport in transports:
+                transport.close()
+            adopted = {id(t.get_extra_info("pipe")) for t in transports}
+            for pipe in (popen.stdin, popen.stdout, popen.stderr):
+                if id(pipe) not in adopted:
+                    pipe.close()
+
+    def _session_exited(self, session: _Session, code: int) -> None:
+        log.debug("ssh session of %s exited with %d: %s", session.scope, code, session.command)
+        if self._on_session_exit is None:
+            return
+        try:
+            self._on_session_exit(session.scope, session.command, code)
+        except Exception:
+            log.exception("on_session_exit hook failed")
+
+    def _terminate_group(self, pgid: int) -> None:
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            return  # gone: arming a SIGKILL could hit a group that reuses the id
+        except PermissionError:
+            pass
+        if pgid not in self._kill_timers:
+            loop = asyncio.get_running_loop()
+            self._kill_timers[pgid] = loop.call_later(self._grace, self._kill_group, pgid)
+
+    def _kill_group(self, pgid: int) -> None:
+        self._kill_timers.pop(pgid, None)
+        _signal_group(pgid, signal.SIGKILL)
+
+
+class _Child:
+    """A session's shell; ``exited`` resolves with its exit code (128+N for signal N) as
+    soon as it exits, whatever its children do with the pipes.
+
+    Exit is noticed through a pidfd on the loop (no child watcher, no thread per child),
+    as in :mod:`launcher.process`; the reader stays registered until the child is reaped,
+    also when the session is abandoned.
+    """
+
+    def __init__(self, popen: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop) -> None:
+        self.popen = popen
+        self.exited: asyncio.Future[int] = loop.create_future()
+        self._loop = loop
+        # A pidfd of an exited-but-unreaped child is readable at once, so no exit is missed.
+        self._pidfd = os.pidfd_open(popen.pid)
+        loop.add_reader(self._pidfd, self._on_exit)
+
+    def _on_exit(self) -> None:
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        code = exit_code_of(self.popen.wait())
+        if not self.exited.done():
+            self.exited.set_result(code)
+
+
+class _Connection(asyncssh.SSHServer):
+    """One client connection; remembers which scope its key belongs to."""
+
+    def __init__(self, server: NodeSshServer) -> None:
+        self._server = server
+        self._conn: asyncssh.SSHServerConnection | None = None
+        self.scope: str | None = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
+        self._server._connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server._connections.discard(self)
+        state = self._server._scopes.get(self.scope) if self.scope is not None else None
+        if state is not None:
+            state.connections.discard(self)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+    def begin_auth(self, username: str) -> bool:
+        return True  # the key is the credential; commands run as the agent's user
+
+    def password_auth_supported(self) -> bool:
+        return False
+
+    def kbdint_auth_supported(self) -> bool:
+        return False
+
+    def host_based_auth_supported(self) -> bool:
+        return False
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        # Called for the key the client finally signs with right before its signature is
+        # checked, so the last accepted key is the one the connection authenticated with.
+        scope = self._server._scope_for_key(key)
+        if scope is None:
+            return False
+        self.scope = scope
+        return True
+
+    def auth_completed(self) -> None:
+        state = self._server._scopes.get(self.scope) if self.scope is not None else None
+        if state is None:  # revoked between key check and completion
+            self.close()
+        else:
+            state.connections.add(self)
+
+
+async def _pump_stdin(
+    source: asyncssh.SSHReader[bytes], target: asyncio.StreamWriter, pgid: int
+) -> None:
+    try:
+        while True:
+            try:
+                data = await source.read(CHUNK)
+            except asyncssh.SignalReceived as exc:
+                sig = getattr(signal, f"SIG{exc.signal}", None)
+                if isinstance(sig, signal.Signals):
+                    _signal_group(pgid, sig)
+                continue
+            except asyncssh.BreakReceived:
+                _signal_group(pgid, signal.SIGINT)
+                continue
+            except asyncssh.TerminalSizeChanged:
+                continue
+            if not data:
+                break
+            target.write(data)
+            await target.drain()
+    except (OSError, asyncssh.Error):
+        pass  # the command stopped reading, or the channel went away
+    finally:
+        target.close()
+
+
+async def _pump_out(source: asyncio.StreamReader, target: asyncssh.SSHWriter[bytes]) -> None:
+    with contextlib.suppress(OSError, asyncssh.Error):
+        while data := await source.read(CHUNK):
+            target.write(data)
+            await target.drain()
+
+
+async def _read_stream(
+    loop: asyncio.AbstractEventLoop, pipe: IO[bytes], transports: list[asyncio.BaseTransport]
+) -> asyncio.StreamReader:
+    reader = asyncio.StreamReader(limit=2 * CHUNK, loop=loop)
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe
+    )
+    transports.append(transport)
+    return reader
+
+
+async def _write_stream(
+    loop: asyncio.AbstractEventLoop, pipe: IO[bytes], transports: list[asyncio.BaseTransport]
+) -> asyncio.StreamWriter:
+    transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, pipe)
+    transports.append(transport)
+    return asyncio.StreamWriter(transport, protocol, None, loop)
+
+
+async def _all_done(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        await asyncio.shield(task)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _load_or_create_host_key(path: Path) -> asyncssh.SSHKey:
+    if path.exists():
+        return asyncssh.read_private_key(path)
+    key = asyncssh.generate_private_key("ssh-ed25519", comment="mnp-node")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.export_private_key("openssh"))
+    os.replace(tmp, path)  # atomic: a concurrent reader never sees half a key
+    return key

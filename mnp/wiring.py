@@ -1,0 +1,203 @@
+"""What each node of a multi-node parallel job attempt gets: environment, files, SSH trust.
+
+Pure except for :func:`mnp.sshwire.generate_job_key` (one fresh key pair per attempt).
+Paths are written with :data:`~mnp.protocol.WIRING_PLACEHOLDER`; each node's agent puts its
+own wiring directory in its place.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+from typing import TypeVar
+
+from mnp.model import Job, Node
+from mnp.protocol import PYTHON_PLACEHOLDER, WIRING_PLACEHOLDER, Wiring
+
+W = WIRING_PLACEHOLDER
+T = TypeVar("T")
+PORT_BASE = 29500
+PORT_SPAN = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class GangNode:
+    index: int
+    node: Node
+
+    @property
+    def alias(self) -> str:
+        return self.node.node_id
+
+
+def master_port(job_id: str, taken: set[int]) -> int:
+    """A port derived from the job id, moved on past ports other running jobs hold."""
+    port = PORT_BASE + zlib.crc32(job_id.encode()) % PORT_SPAN
+    while port in taken:
+        port = PORT_BASE + (port - PORT_BASE + 1) % PORT_SPAN
+    return port
+
+
+def compress_nodelist(names: list[str]) -> str:
+    """Slurm's compressed host list: ``local-1 local-2 local-3 gpu-7`` → ``local-[1-3],gpu-7``."""
+    groups: dict[str, list[tuple[int, str]]] = {}
+    order: list[str] = []
+    plain: list[str] = []
+    for name in names:
+        m = re.fullmatch(r"(.*?)(\d+)", name)
+        if m is None:
+            plain.append(name)
+            continue
+        prefix = m.group(1)
+        if prefix not in groups:
+            groups[prefix] = []
+            order.append(prefix)
+        groups[prefix].append((int(m.group(2)), m.group(2)))
+    out: list[str] = []
+    for prefix in order:
+        nums = sorted(set(groups[prefix]))
+        if len(nums) == 1:
+            out.append(f"{prefix}{nums[0][1]}")
+            continue
+        parts: list[str] = []
+        start = prev = nums[0]
+        for n in [*nums[1:], None]:
+            if n is not None and n[0] == prev[0] + 1:
+                prev = n
+                continue
+            parts.append(f"{start[1]}-{prev[1]}" if prev != start else start[1])
+            if n is not None:
+                start = prev = n
+        out.append(f"{prefix}[{','.join(parts)}]")
+    return ",".join(out + plain)
+
+
+def node_environment(
+    parent: Job, gang: list[GangNode], index: int, port: int, iface: str | None
+) -> dict[str, str]:
+    """The variables one node of the gang sees (over its job environment)."""
+    spec = parent.spec.nodes
+    assert spec is not None
+    n = spec.num_nodes
+    main = gang[spec.main_node].node
+    tasks = spec.tasks_per_node
+    slots = tasks or 1
+    aliases = [g.alias for g in main_first(gang, spec.main_node)]
+    env = {
+        "AWS_BATCH_JOB_NODE_INDEX": str(index),
+        "AWS_BATCH_JOB_NUM_NODES": str(n),
+        "AWS_BATCH_JOB_MAIN_NODE_INDEX": str(spec.main_node),
+        "MASTER_ADDR": main.address,
+        "MASTER_PORT": str(port),
+        "WORLD_SIZE": str(n * slots),
+        "NODE_RANK": str(index),
+        "GROUP_RANK": str(index),
+        "NNODES": str(n),
+        "MNP_MAIN_ADDR": main.address,
+        "MNP_WIRING_DIR": W,
+        "MNP_NODE_ALIASES": " ".join(aliases),
+        "MNP_NODE_INDEX": str(index),
+        "MNP_MAIN_NODE_INDEX": str(spec.main_node),
+        "MNP_NUM_NODES": str(n),
+        "MNP_TASKS_PER_NODE": str(tasks or int(main.capacity.vcpus)),
+        "MNP_HOSTFILE": f"{W}/hostfile",
+        "MNP_SSH_CONFIG": f"{W}/ssh_config",
+        "SLURM_JOB_NODELIST": compress_nodelist(aliases),
+        "SLURM_NNODES": str(n),
+        "SLURM_JOB_NUM_NODES": str(n),
+        "SLURM_NODEID": str(index),
+        "SLURMD_NODENAME": gang[index].alias,
+        "SLURM_NTASKS": str(n * slots),
+        "SLURM_NTASKS_PER_NODE": str(slots),
+    }
+    if tasks is None:
+        env["RANK"] = str(index)
+        env["LOCAL_RANK"] = "0"
+        env["LOCAL_WORLD_SIZE"] = "1"
+    else:
+        env["LOCAL_WORLD_SIZE"] = str(tasks)
+    if index != spec.main_node:
+        env["AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"] = main.address
+    if iface:
+        env["MNP_MPI_IFACE"] = iface
+        env["NCCL_SOCKET_IFNAME"] = iface
+        env["GLOO_SOCKET_IFNAME"] = iface
+    env.update(mpi_environment(iface))
+    return env
+
+
+def mpi_environment(iface: str | None) -> dict[str, str]:
+    """Point Open MPI, MPICH and Intel MPI at the job's hostfiles and ssh_config at once (their
+    variables do not overlap), so a plain ``mpirun -np N cmd`` on the main node just works."""
+    from mnp import mpi
+
+    env: dict[str, str] = {}
+    for flavour in ("intelmpi", "mpich", "openmpi"):
+        env.update(
+            mpi.mpi_environment(
+                flavour, W, f"{W}/ssh_config", f"{W}/{mpi.FLAVOURS[flavour].hostfile_name}", iface
+            )
+        )
+    return env
+
+
+def main_first(items: list[T], main_index: int) -> list[T]:
+    """The main node's item first, then the others in index order (hostfiles, alias lists)."""
+    return [items[main_index], *items[:main_index], *items[main_index + 1 :]]
+
+
+def wiring_files(
+    gang: list[GangNode], slots: list[int], private_key: str, main_index: int
+) -> dict[str, str]:
+    """The main node's wiring directory: key, ssh_config, known_hosts, hostfiles, wrapper."""
+    from mnp import mpi, sshwire
+
+    ssh_nodes = [
+        sshwire.SshNode(g.alias, g.node.address, g.node.ssh_port or 22, g.node.ssh_host_key or "")
+        for g in gang
+    ]
+    ordered = main_first(list(zip(gang, slots, strict=True)), main_index)
+    hosts = [(g.alias, s) for g, s in ordered]
+    files = {
+        "id_ed25519": private_key,
+        "ssh_config": sshwire.ssh_config(ssh_nodes, f"{W}/id_ed25519", f"{W}/known_hosts"),
+        "known_hosts": sshwire.known_hosts(ssh_nodes),
+        "hostfile": "".join(f"{alias}\n" for alias, _ in hosts),
+        "ssh-wrapper": mpi.ssh_wrapper(f"{W}/ssh_config"),
+    }
+    for flavour in mpi.FLAVOURS.values():
+        files[flavour.hostfile_name] = mpi.hostfile(flavour.name, hosts)
+    return files
+
+
+def main_command(parent: Job, command: list[str]) -> list[str]:
+    """The main node runs its command through ``launcher.wire``: it waits until the head node
+    has seen every other node start (and, in mpirun mode, until each answers over SSH), then
+    runs the command, or builds ``mpiexec`` around it."""
+    spec = parent.spec.nodes
+    assert spec is not None
+    argv = [
+        PYTHON_PLACEHOLDER, "-m", "launcher.wire", "--mpi", spec.mpi,
+        "--ready-timeout", f"{spec.ready_timeout_seconds:g}", "--ready-file", f"{W}/ready",
+    ]  # fmt: skip
+    if any(c.command for i, c in enumerate(spec.containers) if i != spec.main_node):
+        argv.append("--no-probe")  # the other nodes run their own commands (every-node mode)
+    return [*argv, "--", *command]
+
+
+def build_wiring(
+    gang: list[GangNode],
+    index: int,
+    main_index: int,
+    public_key: str,
+    files: dict[str, str],
+    ssh_environment: dict[str, str],
+    hold: bool,
+) -> Wiring:
+    return Wiring(
+        authorized_key=public_key,
+        files=files if index == main_index else {},
+        ssh_environment=ssh_environment,
+        hold=hold,
+    )

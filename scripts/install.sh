@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Everything mnp needs on a fresh machine (Debian 12, Python >= 3.11).
+#   bash scripts/install.sh          mnp + MPI from PyPI (the MPICH wheel): enough for the demo
+#   bash scripts/install.sh --test   also the test tier: Debian's Open MPI 4 and OpenSSH client,
+#                                    the dev tools, and CPU PyTorch for the torch example
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pip() { python3 -m pip install --quiet --disable-pip-version-check "$@"; }
+
+if [ "${1:-}" = "--test" ]; then
+    need=()
+    command -v ssh >/dev/null || need+=(openssh-client)
+    [ -x /usr/bin/orted ] || need+=(openmpi-bin libopenmpi-dev)
+    if [ ${#need[@]} -gt 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    fi
+    pip -e '.[mpi,dev]'
+    # torch.distributed (gloo) for examples/torch_ddp.py; 2.13.0 is the CPU build kept on disk
+    python3 -c "import torch" 2>/dev/null || pip torch==2.13.0
+else
+    pip -e '.[mpi]'
+fi
