@@ -80,6 +80,15 @@ def job_detail(job: Job) -> dict[str, Any]:
     array = _array_properties(job)
     if array:
         detail["arrayProperties"] = array
+    nodes = job.spec.nodes
+    if nodes is not None:
+        if job.node_index is None:
+            detail["nodeProperties"] = nodes.to_wire()
+        else:
+            detail["nodeDetails"] = {
+                "nodeIndex": job.node_index,
+                "isMainNode": job.node_index == nodes.main_node,
+            }
     return detail
 
 
@@ -122,6 +131,13 @@ def job_summary(job: Job) -> dict[str, Any]:
     array = _array_properties(job)
     if array:
         out["arrayProperties"] = array
+    nodes = job.spec.nodes
+    if nodes is not None:
+        out["nodeProperties"] = {"numNodes": nodes.num_nodes}
+        if job.node_index is not None:
+            out["nodeProperties"].update(
+                {"nodeIndex": job.node_index, "isMainNode": job.node_index == nodes.main_node}
+            )
     return out
 
 

@@ -300,11 +300,11 @@ class Service:
     def list_jobs(self, body: dict[str, Any]) -> dict[str, Any]:
         s = self.s
         queue_ref = body.get("jobQueue")
-        parent = body.get("arrayJobId")
+        parent = body.get("arrayJobId") or body.get("multiNodeJobId")
         all_statuses = bool(body.get("allStatuses"))
         if not all_statuses and not (queue_ref or parent):
             raise InvalidInput(
-                [FieldError("jobQueue", "one of jobQueue or arrayJobId is required")]
+                [FieldError("jobQueue", "one of jobQueue, arrayJobId, multiNodeJobId is required")]
             )
         queue = name_from_arn(str(queue_ref), "job-queue") if queue_ref else None
         if queue is not None and queue not in s.queues:
