@@ -44,7 +44,8 @@ class Gangs:
         return [j for i in range(spec.num_nodes) if (j := self.s.job(f"{parent.job_id}#{i}"))]
 
     def parent_of(self, node_job: Job) -> Job | None:
-        return self.s.active.get(node_job.parent_id or "")
+        """The node's MNP job (read from the store once it finished and left memory)."""
+        return self.s.job(node_job.parent_id or "") if node_job.parent_id else None
 
     def gang(self, parent: Job) -> list[GangNode]:
         return [
