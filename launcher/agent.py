@@ -61,6 +61,8 @@ REPORT_MAX_BYTES = 4 * 1024 * 1024
 FINISHED_MEMORY = 100_000
 """How many finished attempt ids are remembered to ignore repeated assignments."""
 DEFAULT_HEARTBEAT_SECONDS = 2.0
+PROBE_COMMANDS = ("true", "exit 0")
+"""What ``launcher.wire`` runs over SSH to see that a node is ready; not worth reporting."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +169,7 @@ class Agent:
                 "OMPI_MCA_btl_vader_backing_directory": str(root / "shm"),
                 NODE_ROOT_ENV: str(root),
             },
+            on_session_exit=self._session_exited,
         )
         await self._ssh.start()
 
@@ -271,6 +274,14 @@ class Agent:
             if main is not None:
                 with contextlib.suppress(OSError):  # the attempt is ending anyway
                     (wiring_dir(main.workdir) / "ready").touch()
+
+    def _session_exited(self, scope: str, command: str, exit_code: int) -> None:
+        if command.strip() in PROBE_COMMANDS:
+            return  # launcher.wire's readiness probe
+        log.info("ssh session of %s ended with %s: %s", scope, exit_code, command[:200])
+        self._emit(
+            Event(scope, "session_exited", now_ms(), exit_code=exit_code, reason=command[:500])
+        )
 
     def _wire(self, assignment: Assignment) -> Assignment:
         """Lay out an MNP attempt's files and let its key in over SSH (for this attempt only)."""

@@ -27,6 +27,7 @@ from mnp.cli_render import (
     status_view,
     wide_console,
 )
+from mnp.cli_run import mpirun_command, run_command
 from mnp.client import Client, RequestInvalid
 from mnp.config import default_home
 from mnp.errors import InvalidInput, MnpError
@@ -229,6 +230,10 @@ def nodes(state: State, as_json: bool) -> None:
     """List nodes."""
     items = state.client().nodes()
     print_json(items) if as_json else wide_console().print(nodes_table(items))
+
+
+cli.add_command(run_command)
+cli.add_command(mpirun_command)
 
 
 # -- job definitions and jobs ----------------------------------------------------------------

@@ -44,6 +44,10 @@ class HeadConfig:
     """Floor for ``timeout.attemptDurationSeconds`` (AWS: 60). Tests lower it."""
     kill_grace_seconds: float = 30.0
     """SIGTERM → SIGKILL grace on timeout and terminate (AWS: 30 s)."""
+    mpi_hang_seconds: float = 10.0
+    """An MNP attempt whose MPI daemon or proxy ended on some node, while the main node's
+    command keeps running this long afterwards, is taken as hung and failed (MPICH hangs when
+    a rank exits without MPI_Finalize)."""
 
     @property
     def db_path(self) -> Path:

@@ -243,6 +243,39 @@ class Gangs:
         self._settle(job, parent)
         s.on_wake()
 
+    def session_ended(self, job: Job, exit_code: int | None, command: str) -> None:
+        """An MPI daemon/proxy on a node ended: if the job goes on regardless, it is hung."""
+        parent = self.parent_of(job)
+        if parent is None or "outcome" in parent.gang_state or parent.status != JobStatus.RUNNING:
+            return
+        if "hang_after" in parent.gang_state:
+            return
+        attempt = job.current_attempt
+        where = f"{attempt.node_id} ({attempt.address})" if attempt else job.job_id
+        grace = self.s.config.mpi_hang_seconds
+        parent.gang_state["hang_after"] = self.s.clock() + int(grace * 1000)
+        parent.gang_state["hang_reason"] = (
+            f"MPI process on node {where} ended (exit {exit_code}) while the job went on for "
+            f"{grace:g} s: stopped as hung ({command[:120]})"
+        )
+        self.s.mark(parent)
+
+    def check_hangs(self) -> None:
+        """Fail attempts that kept running after one of their MPI processes ended."""
+        now = self.s.clock()
+        for parent in [j for j in self.s.active.values() if j.gang_state.get("hang_after")]:
+            state = parent.gang_state
+            if "outcome" in state or parent.status != JobStatus.RUNNING or "failure" in state:
+                continue
+            if now >= int(state["hang_after"]):
+                state["failure"] = state["hang_reason"]
+                self.s.mark(parent)
+                spec = parent.spec.nodes
+                assert spec is not None
+                main = self.s.active.get(f"{parent.job_id}#{spec.main_node}")
+                if main is not None and main.status in LIVE:
+                    self.rt.kill(main, state["failure"])
+
     def _decide(
         self,
         parent: Job,

@@ -27,7 +27,7 @@ POLL_PATH = "/internal/v1/agents/poll"
 REPORT_PATH = "/internal/v1/agents/report"
 TOKEN_HEADER = "X-Mnp-Token"
 
-EventKind = Literal["started", "log", "exited", "start_failed"]
+EventKind = Literal["started", "log", "exited", "start_failed", "session_exited"]
 
 
 WIRING_PLACEHOLDER = "@MNP_WIRING@"
@@ -172,6 +172,10 @@ class Event:
       ``timed_out`` when the agent killed it for its timeout; ``reason`` says why the agent
       killed it (the kill's reason, or ``"Timeout"``), else None.
     - ``start_failed``: the process could not be started; ``reason`` says why.
+    - ``session_exited``: a command that reached this node over SSH for the attempt (an MPI
+      daemon or proxy) ended by itself with ``exit_code``; ``reason`` is the command. MPI
+      launchers can hang when a rank dies without finalising; the head node uses this to
+      notice.
     """
 
     attempt_id: str

@@ -77,6 +77,7 @@ class Runtime:
     # --- the scheduling tick ------------------------------------------------------------------
     def tick(self) -> None:
         """Gather a snapshot, reconcile, apply, flush, then tell nodes about new work."""
+        self.gangs.check_hangs()
         snap = self.snapshot()
         actions = reconcile(snap)
         touched = self.apply(actions)
@@ -497,7 +498,10 @@ class Runtime:
         attempt = job.current_attempt
         if str(attempt.number) != number_text or attempt.node_id != node.node_id:
             return
-        if ev.kind == "started":
+        if ev.kind == "session_exited":
+            if job.is_node and job.status == JobStatus.RUNNING:
+                self.gangs.session_ended(job, ev.exit_code, ev.reason or "")
+        elif ev.kind == "started":
             rt.unacked.pop(ev.attempt_id, None)
             if job.status == JobStatus.STARTING:
                 attempt.started_at = ev.time_ms

@@ -262,3 +262,29 @@ def test_lost_child_fails_the_attempt_and_the_retry_takes_a_fresh_gang(tmp_path:
         assert nodes[1]["nodeId"] != child_node  # the retry ran on a fresh gang
     finally:
         c.stop()
+
+
+def test_rank_exiting_without_finalize_fails_within_seconds(four: Cluster) -> None:
+    """MPICH's mpiexec hangs when a rank exits without MPI_Finalize; mnp notices its proxy
+    ended on that node and stops the job long before the timeout."""
+    c = four
+    script = (
+        "import os\nfrom mpi4py import MPI\nc = MPI.COMM_WORLD\n"
+        "if c.Get_rank() == 3:\n    os._exit(7)\nc.Barrier()\n"
+    )
+    mnp_definition(
+        c,
+        "no-finalize",
+        [sys.executable, "-c", script],
+        mpi="mpich",
+        tasks=1,
+        timeout={"attemptDurationSeconds": 300},
+    )
+    job = c.submit("no-finalize", "no-finalize")
+    c.wait_status(job, "RUNNING", "FAILED", timeout=30)
+    t0 = time.monotonic()
+    d = c.wait_status(job, "SUCCEEDED", "FAILED", timeout=60)
+    assert d["status"] == "FAILED"
+    assert time.monotonic() - t0 < 45
+    assert "hung" in d["statusReason"] and "ended" in d["statusReason"]
+    settled(c, job, 4)
