@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import time
 from collections.abc import Mapping, Sequence
@@ -301,9 +302,12 @@ class Agent:
         self._seq += 1
         self._outbox.append(replace(event, seq=self._seq))
         if event.kind in ("exited", "start_failed"):
-            self._running.pop(event.attempt_id, None)
+            proc = self._running.pop(event.attempt_id, None)
             if self._ssh is not None:
                 self._ssh.revoke(event.attempt_id)
+            if proc is not None and proc.assignment.wiring is not None:
+                # the job's private key, ssh_config and hostfiles go with the attempt
+                shutil.rmtree(wiring_dir(proc.workdir), ignore_errors=True)
             self._finished[event.attempt_id] = None
             if len(self._finished) > FINISHED_MEMORY:
                 del self._finished[next(iter(self._finished))]

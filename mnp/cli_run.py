@@ -366,7 +366,12 @@ def attach(client: Client, make_client: Callable[[], Client], job_id: str, opts:
             f.join(max(0.0, deadline - time.monotonic()))
             if f.is_alive():
                 click.echo(f"mnp: stopped following {f.job_id} (its output lags)", err=True)
-    main = client.describe(main_job) if multinode else detail
+    main = detail
+    if multinode:
+        try:
+            main = client.describe(main_job)
+        except NotFound:  # the job ended before its nodes were placed
+            pass
     code = (main.get("container") or {}).get("exitCode")
     status = str(detail["status"])
     if status != "SUCCEEDED":

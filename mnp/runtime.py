@@ -116,6 +116,7 @@ class Runtime:
                 capacity=n.capacity,
                 free=n.capacity.minus(s.node_rt[n.node_id].used),
                 last_seen_ms=n.last_heartbeat_ms,
+                placement_group=self._placement_group(n.compute_environment),
             )
             for n in s.nodes.values()
             if n.status in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING)
@@ -150,6 +151,13 @@ class Runtime:
             launch_timeout_ms=max(30_000, int(s.config.lost_after_seconds * 1000)),
         )
         return snap
+
+    def _placement_group(self, ce_name: str) -> str:
+        """``computeResources.placementGroup`` of the node's environment; else the environment
+        itself is one group (local nodes all share this machine)."""
+        ce = self.s.ces.get(ce_name)
+        group = (ce.doc.get("computeResources") or {}).get("placementGroup") if ce else None
+        return str(group) if group else ce_name
 
     def _shapes(self, ce_name: str) -> tuple[Resources, ...]:
         """The node shapes an UNMANAGED environment has now (its registered nodes)."""

@@ -37,6 +37,8 @@ class NodeView:
     free: Resources
     last_seen_ms: int
     """Last heartbeat (or launch time while LAUNCHING)."""
+    placement_group: str = ""
+    """Nodes of one placement group sit close together; a gang never spans two."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,19 +280,24 @@ def _place_gang(
                 actions.append(SetReason(job.job_id, never))
             return
     caps = {n.node_id: n.capacity for n in snap.nodes}
+    groups = {n.node_id: n.placement_group for n in snap.nodes}
     for ce in usable:
-        idle = sorted(n for n in by_ce.get(ce, ()) if _is_idle(free[n], caps[n]))
-        chosen: list[str] = []
-        for need in needs:
-            pick = next((n for n in idle if n not in chosen and need.fits_in(caps[n])), None)
-            if pick is None:
-                break
-            chosen.append(pick)
-        if len(chosen) == len(needs):
-            for n in chosen:
-                free[n] = Resources(0, 0, 0)
-            actions.append(PlaceGang(job.job_id, tuple(chosen)))
-            return
+        by_group: dict[str, list[str]] = {}
+        for n in sorted(by_ce.get(ce, ())):
+            if _is_idle(free[n], caps[n]):
+                by_group.setdefault(groups[n], []).append(n)
+        for idle in by_group.values():
+            chosen: list[str] = []
+            for need in needs:
+                pick = next((n for n in idle if n not in chosen and need.fits_in(caps[n])), None)
+                if pick is None:
+                    break
+                chosen.append(pick)
+            if len(chosen) == len(needs):
+                for n in chosen:
+                    free[n] = Resources(0, 0, 0)
+                actions.append(PlaceGang(job.job_id, tuple(chosen)))
+                return
 
 
 def _is_idle(free: Resources, capacity: Resources) -> bool:

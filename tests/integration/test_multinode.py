@@ -111,6 +111,11 @@ def test_mpi_allreduce_on_four_nodes(four: Cluster, flavour: str) -> None:
             "isMainNode": False,
         }
     assert d["nodeProperties"]["numNodes"] == 4
+    # the job's private key and wiring files are gone from every node with the attempt
+    def wiring_gone() -> bool:
+        return not list((c.home / "nodes").glob(f"*/jobs/{job}_*/*/.mnp"))
+
+    wait_for("the wiring directories to be removed", wiring_gone)
     listed = c.client.call("listJobs", {"multiNodeJobId": job, "allStatuses": True})
     assert sorted(j["jobId"] for j in listed["jobSummaryList"]) == [f"{job}#{i}" for i in range(4)]
 
