@@ -62,6 +62,8 @@ REPORT_MAX_BYTES = 4 * 1024 * 1024
 FINISHED_MEMORY = 100_000
 """How many finished attempt ids are remembered to ignore repeated assignments."""
 DEFAULT_HEARTBEAT_SECONDS = 2.0
+COALESCE_SECONDS = 0.003
+"""How long the report sender lets events gather after the first one (latency vs requests)."""
 PROBE_COMMANDS = ("true", "exit 0")
 """What ``launcher.wire`` runs over SSH to see that a node is ready; not worth reporting."""
 
@@ -328,6 +330,8 @@ class Agent:
             if not self._outbox:
                 self._outbox_ready.clear()
                 await self._outbox_ready.wait()
+                # a short job's "started" and "exited" then travel in one report
+                await asyncio.sleep(COALESCE_SECONDS)
                 continue
             batch = self._next_batch()
             body = Report(self.options.node_id, batch).to_wire()

@@ -129,8 +129,8 @@ class Gangs:
         spec = parent.spec.nodes
         gang = self.gang(parent)
         index = job.node_index
-        ce = self.s.ces.get(attempt.compute_environment)
-        iface = "lo" if ce is not None and ce.provider == "local" else None
+        # nodes on loopback addresses (local nodes) talk over lo; others pick their own NIC
+        iface = "lo" if all(g.node.address.startswith("127.") for g in gang) else None
         env = job_environment(job, attempt)
         env.update(node_environment(parent, gang, index, int(parent.gang_state["port"]), iface))
         command = list(job.container.command)
@@ -341,10 +341,33 @@ class Gangs:
         self.s.set_status(job, target, parent.status_reason)
 
     def cancelled(self, parent: Job) -> None:
-        """The parent failed before starting (cancel): its node jobs fail too."""
+        """The parent failed before it started again (cancel): its node jobs fail too; nodes
+        still running from the last attempt are stopped and settle when they end."""
         parent.gang_state["outcome"] = JobStatus.FAILED.value
+        self.s.mark(parent)
         for node_job in self.nodes_of(parent):
-            self._settle(node_job, parent)
+            attempt = node_job.current_attempt
+            if node_job.status in LIVE and attempt is not None and attempt.stopped_at is None:
+                self.rt.kill(node_job, parent.status_reason or "cancelled")
+            else:
+                self._settle(node_job, parent)
+
+    def abandon(self, parent: Job, why: str) -> None:
+        """Placing the gang failed half way: release the nodes and fail the job."""
+        for nid in parent.gang.values():
+            rt = self.s.node_rt.get(nid)
+            if rt is not None and rt.gang_of == parent.job_id and not rt.running:
+                rt.used = Resources(0, 0, 0)
+                rt.gang_of = None
+        for node_job in self.nodes_of(parent):
+            attempt = node_job.current_attempt
+            if node_job.status in LIVE and attempt is not None and attempt.stopped_at is None:
+                self.rt.kill(node_job, why)
+        if not parent.status.terminal:
+            parent.gang_state["outcome"] = JobStatus.FAILED.value
+            self.s.set_status(parent, JobStatus.FAILED, why)
+            for node_job in self.nodes_of(parent):
+                self._settle(node_job, parent)
 
     def terminate(self, parent: Job, reason: str) -> None:
         spec = parent.spec.nodes

@@ -233,6 +233,12 @@ def resolve_nodes(
             for kv in co.get("environment") or []:
                 c.environment[str(kv["name"])] = str(kv.get("value", ""))
             c.resources = resources_from_wire(co, base=c.resources)
+    if not errors and 0 <= main < len(containers) and not containers[main].command:
+        errors.append(
+            FieldError(
+                "nodeOverrides.nodePropertyOverrides", f"the main node ({main}) needs a command"
+            )
+        )
     mnp_block = props.get("mnp") or {}
     spec = NodeSpec(
         num_nodes=num,

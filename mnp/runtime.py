@@ -117,6 +117,7 @@ class Runtime:
                 free=n.capacity.minus(s.node_rt[n.node_id].used),
                 last_seen_ms=n.last_heartbeat_ms,
                 placement_group=self._placement_group(n.compute_environment),
+                ssh=n.ssh_port is not None and bool(n.ssh_host_key),
             )
             for n in s.nodes.values()
             if n.status in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING)
@@ -186,7 +187,11 @@ class Runtime:
             elif isinstance(a, PlaceGang):
                 job = s.active.get(a.job_id)
                 if job is not None and job.status == JobStatus.RUNNABLE:
-                    touched |= self.gangs.place(job, a.node_ids)
+                    try:
+                        touched |= self.gangs.place(job, a.node_ids)
+                    except Exception as e:  # a broken gang must not stop the scheduler
+                        log.exception("placing %s failed", a.job_id)
+                        self.gangs.abandon(job, f"could not wire the nodes: {e}")
             elif isinstance(a, SetReason):
                 job = s.active.get(a.job_id)
                 if job is not None:

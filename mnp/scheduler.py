@@ -39,6 +39,8 @@ class NodeView:
     """Last heartbeat (or launch time while LAUNCHING)."""
     placement_group: str = ""
     """Nodes of one placement group sit close together; a gang never spans two."""
+    ssh: bool = True
+    """The node serves SSH, which multi-node jobs need."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,23 +283,32 @@ def _place_gang(
             return
     caps = {n.node_id: n.capacity for n in snap.nodes}
     groups = {n.node_id: n.placement_group for n in snap.nodes}
+    with_ssh = {n.node_id for n in snap.nodes if n.ssh}
+    # the biggest needs choose first, each the smallest idle node that fits it
+    order = sorted(range(len(needs)), key=lambda i: _size(needs[i]), reverse=True)
     for ce in usable:
         by_group: dict[str, list[str]] = {}
-        for n in sorted(by_ce.get(ce, ())):
-            if _is_idle(free[n], caps[n]):
+        for n in by_ce.get(ce, ()):
+            if n in with_ssh and _is_idle(free[n], caps[n]):
                 by_group.setdefault(groups[n], []).append(n)
         for idle in by_group.values():
-            chosen: list[str] = []
-            for need in needs:
-                pick = next((n for n in idle if n not in chosen and need.fits_in(caps[n])), None)
+            idle.sort(key=lambda n: (_size(caps[n]), n))
+            chosen: dict[int, str] = {}
+            for i in order:
+                taken = set(chosen.values())
+                pick = next((n for n in idle if n not in taken and needs[i].fits_in(caps[n])), None)
                 if pick is None:
                     break
-                chosen.append(pick)
+                chosen[i] = pick
             if len(chosen) == len(needs):
-                for n in chosen:
+                for n in chosen.values():
                     free[n] = Resources(0, 0, 0)
-                actions.append(PlaceGang(job.job_id, tuple(chosen)))
+                actions.append(PlaceGang(job.job_id, tuple(chosen[i] for i in range(len(needs)))))
                 return
+
+
+def _size(r: Resources) -> tuple[float, int, int]:
+    return (r.vcpus, r.memory_mib, r.gpus)
 
 
 def _is_idle(free: Resources, capacity: Resources) -> bool:

@@ -340,16 +340,7 @@ def _cross_field(m: BaseModel) -> list[FieldError]:
         errors += _check_tags(m.tags)
     elif isinstance(m, SubmitJob):
         if m.containerOverrides is not None:
-            errors += _check_env(m.containerOverrides.environment, "containerOverrides.environment")
-            errors += _check_resources(
-                m.containerOverrides.resourceRequirements, "containerOverrides.resourceRequirements"
-            )
-            if m.containerOverrides.command is not None and any(
-                c == "" for c in m.containerOverrides.command
-            ):
-                errors.append(
-                    FieldError("containerOverrides.command", "must not contain empty strings")
-                )
+            errors += _check_overrides(m.containerOverrides, "containerOverrides")
         errors += _check_retry(m.retryStrategy, "retryStrategy")
         errors += _check_tags(m.tags)
         for i, dep in enumerate(m.dependsOn or []):
@@ -375,13 +366,19 @@ def _cross_field(m: BaseModel) -> list[FieldError]:
                 except ValueError as e:
                     errors.append(FieldError(f"{where}.targetNodes", str(e)))
                 if o.containerOverrides is not None:
-                    errors += _check_env(
-                        o.containerOverrides.environment, f"{where}.containerOverrides.environment"
-                    )
+                    errors += _check_overrides(o.containerOverrides, f"{where}.containerOverrides")
     elif isinstance(m, CreateJobQueue | UpdateJobQueue):
         orders = [o.order for o in m.computeEnvironmentOrder or []]
         if len(set(orders)) != len(orders):
             errors.append(FieldError("computeEnvironmentOrder", "each order value must be unique"))
+    return errors
+
+
+def _check_overrides(o: ContainerOverrides, path: str) -> list[FieldError]:
+    errors = _check_env(o.environment, f"{path}.environment")
+    errors += _check_resources(o.resourceRequirements, f"{path}.resourceRequirements")
+    if o.command is not None and any(c == "" for c in o.command):
+        errors.append(FieldError(f"{path}.command", "must not contain empty strings"))
     return errors
 
 

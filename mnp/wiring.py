@@ -33,9 +33,14 @@ class GangNode:
 
 def master_port(job_id: str, taken: set[int]) -> int:
     """A port derived from the job id, moved on past ports other running jobs hold."""
-    port = PORT_BASE + zlib.crc32(job_id.encode()) % PORT_SPAN
-    while port in taken:
-        port = PORT_BASE + (port - PORT_BASE + 1) % PORT_SPAN
+    first = PORT_BASE + zlib.crc32(job_id.encode()) % PORT_SPAN
+    for step in range(PORT_SPAN):
+        port = PORT_BASE + (first - PORT_BASE + step) % PORT_SPAN
+        if port not in taken:
+            return port
+    port = PORT_BASE + PORT_SPAN  # every port of the span is in use: go past it
+    while port in taken and port < 65535:
+        port += 1
     return port
 
 
@@ -84,6 +89,8 @@ def node_environment(
     tasks = spec.tasks_per_node
     slots = tasks or 1
     aliases = [g.alias for g in main_first(gang, spec.main_node)]
+    # ranks count from the main node (torch's rank 0 hosts the store at MASTER_ADDR)
+    rank = main_first(list(range(n)), spec.main_node).index(index)
     env = {
         "AWS_BATCH_JOB_NODE_INDEX": str(index),
         "AWS_BATCH_JOB_NUM_NODES": str(n),
@@ -91,8 +98,8 @@ def node_environment(
         "MASTER_ADDR": main.address,
         "MASTER_PORT": str(port),
         "WORLD_SIZE": str(n * slots),
-        "NODE_RANK": str(index),
-        "GROUP_RANK": str(index),
+        "NODE_RANK": str(rank),
+        "GROUP_RANK": str(rank),
         "NNODES": str(n),
         "MNP_MAIN_ADDR": main.address,
         "MNP_WIRING_DIR": W,
@@ -106,13 +113,13 @@ def node_environment(
         "SLURM_JOB_NODELIST": compress_nodelist(aliases),
         "SLURM_NNODES": str(n),
         "SLURM_JOB_NUM_NODES": str(n),
-        "SLURM_NODEID": str(index),
+        "SLURM_NODEID": str(rank),
         "SLURMD_NODENAME": gang[index].alias,
         "SLURM_NTASKS": str(n * slots),
         "SLURM_NTASKS_PER_NODE": str(slots),
     }
     if tasks is None:
-        env["RANK"] = str(index)
+        env["RANK"] = str(rank)
         env["LOCAL_RANK"] = "0"
         env["LOCAL_WORLD_SIZE"] = "1"
     else:
