@@ -37,6 +37,7 @@ from mnp.store import Store
 log = logging.getLogger("mnp.server")
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
+TICK_GATHER_SECONDS = 0.002
 
 
 class Head:
@@ -103,6 +104,8 @@ class Head:
         while True:
             try:
                 await asyncio.wait_for(self.wake.wait(), timeout=0.5)
+                # let a burst of submissions and reports land first: one tick, one write
+                await asyncio.sleep(TICK_GATHER_SECONDS)
             except TimeoutError:
                 pass
             self.wake.clear()
