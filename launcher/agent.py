@@ -307,9 +307,12 @@ class Agent:
             proc = self._running.pop(event.attempt_id, None)
             if self._ssh is not None:
                 self._ssh.revoke(event.attempt_id)
-            if proc is not None and proc.assignment.wiring is not None:
-                # the job's private key, ssh_config and hostfiles go with the attempt
-                shutil.rmtree(wiring_dir(proc.workdir), ignore_errors=True)
+            if proc is not None:
+                if proc.assignment.wiring is not None:
+                    # the job's private key, ssh_config and hostfiles go with the attempt
+                    shutil.rmtree(wiring_dir(proc.workdir), ignore_errors=True)
+                if proc.assignment.workdir is None:  # only directories the agent made
+                    tidy(proc.workdir)
             self._finished[event.attempt_id] = None
             if len(self._finished) > FINISHED_MEMORY:
                 del self._finished[next(iter(self._finished))]
@@ -380,6 +383,18 @@ class Agent:
             await asyncio.sleep(0.02)
         if self._outbox:
             log.warning("stopping with %d undelivered events", len(self._outbox))
+
+
+def tidy(workdir: Path) -> None:
+    """Remove an ended attempt's working directory when the job left nothing in it but its
+    logs (already read into events for the head node); keep it otherwise."""
+    try:
+        if set(os.listdir(workdir)) <= {"stdout.log", "stderr.log"}:
+            shutil.rmtree(workdir, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                workdir.parent.rmdir()  # the job's directory, if no other attempt is in it
+    except OSError:
+        pass
 
 
 async def _wait_all(procs: Sequence[AttemptProcess], timeout: float) -> None:

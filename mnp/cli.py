@@ -414,7 +414,9 @@ def demo(ctx: click.Context, nodes: int) -> NoReturn:
 
     Starts a head node on a temporary home (unless --home names a running one), submits
     examples/submit-hello.json and examples/pipeline.py, waits, prints every job and array
-    child, and stops the head node it started. Exit 0 only if everything SUCCEEDED.
+    child, then (on a head node it started, with MPI installed) runs
+    examples/mpi_allreduce.py on up to 4 nodes × 2 ranks under MPICH and shows where each
+    rank ran, and stops the head node it started. Exit 0 only if everything SUCCEEDED.
     """
     from mnp.demo import run_demo
 

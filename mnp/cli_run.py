@@ -319,17 +319,20 @@ class Follower(threading.Thread):
 
 
 class Interrupts:
-    """SIGINT while attached: the first sets ``first``; the second exits 130 at once."""
+    """SIGINT while attached: the first sets ``pending`` (the caller terminates the job and
+    clears it); the second exits 130 at once, leaving the job to end on its own."""
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
-        self.first = threading.Event()
+        self.count = 0
+        self.pending = threading.Event()
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.first.is_set():
+        self.count += 1
+        if self.count > 1:
             click.echo(f"mnp: detached from job {self.job_id}", err=True)
             raise SystemExit(EXIT_INTERRUPTED)
-        self.first.set()
+        self.pending.set()
 
     @contextmanager
     def installed(self) -> Iterator[Interrupts]:
@@ -351,15 +354,14 @@ def attach(client: Client, make_client: Callable[[], Client], job_id: str, opts:
     printer = Printer(label)
     followers = [Follower(t, make_client, printer) for t in targets]
     interrupts = Interrupts(job_id)
-    terminating = False
     with interrupts.installed():
         for f in followers:
             f.start()
         while (detail := client.describe(job_id))["status"] not in TERMINAL_STATUSES:
-            if interrupts.first.wait(POLL_SECONDS) and not terminating:
+            if interrupts.pending.wait(POLL_SECONDS):
+                interrupts.pending.clear()
                 click.echo(f"mnp: terminating job {job_id}", err=True)
                 client.terminate(job_id, "Terminated by mnp run (interrupted)")
-                terminating = True
         deadline = time.monotonic() + DRAIN_SECONDS
         for f in followers:
             f.give_up.set()

@@ -4,14 +4,21 @@ It starts a head node on a fresh temporary home (unless ``home`` already has one
 registers ``examples/jobdef-hello.json``, submits ``examples/submit-hello.json`` (a standard
 job) and ``examples/pipeline.py`` (an array job of 6 and a job depending on it), waits, and
 prints every job and array child with its node, attempts, exit code, duration and first
-line of output. The head node it started is always stopped, by PID.
+line of output. Then, when MPI is installed (``pip install -e '.[mpi]'``), it runs
+``examples/mpi_allreduce.py`` as a multi-node parallel job under MPICH (up to 4 nodes × 2
+ranks, built as ``mnp run --mpi mpich`` builds it) and shows on which node each rank ran.
+The head node it started is always stopped, by PID.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +30,7 @@ from rich.text import Text
 
 from mnp.cli_head import UpOptions, running_head, start_background, stop_process
 from mnp.cli_render import WaitProgress, fmt_duration, new_table, styled, summary_counts
+from mnp.cli_run import RunOptions, build_definition, build_submission, run_options
 from mnp.client import Client
 from mnp.errors import MnpError
 from mnp.jobspec import load_jobspec, resolve_definition_paths, resolve_submit_paths, submit_jobspec
@@ -31,6 +39,10 @@ JSON = dict[str, Any]
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 WAIT_DEADLINE = 300.0
+MPI_NAME = "mpi-allreduce"
+MPI_MAX_NODES = 4
+MPI_TASKS_PER_NODE = 2
+RANK_LINE = re.compile(r"^rank=(\d+) size=(\d+) node=(\S+) ok=(True|False)$", re.M)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +62,8 @@ class Row:
 
 
 def run_demo(nodes: int, home: Path | None, console: Console) -> int:
-    """Run the demo; 0 when every job and array child SUCCEEDED (and the dependency held).
+    """Run the demo; 0 when every job and array child SUCCEEDED (and the dependency held),
+    and the MPI job, when it ran, SUCCEEDED with every rank's sum right on distinct nodes.
 
     ``home`` None means a fresh temporary home, removed afterwards when all went well.
     """
@@ -59,6 +72,7 @@ def run_demo(nodes: int, home: Path | None, console: Console) -> int:
     temporary = home is None
     home = home if home is not None else Path(tempfile.mkdtemp(prefix="mnp-demo-"))
     proc: subprocess.Popen[bytes] | None = None
+    mpi: MpiResult | None = None
     ok = False
     try:
         info = running_head(home)
@@ -73,13 +87,25 @@ def run_demo(nodes: int, home: Path | None, console: Console) -> int:
             with WaitProgress(console, {j: n for n, j in top}) as progress:
                 client.wait([j for _, j in top], timeout=WAIT_DEADLINE, on_progress=progress)
             rows = collect_rows(client, [j for _, j in top])
-        console.print(rows_table(rows))
-        problems = check(rows)
+            if proc is not None:
+                mpi = run_mpi_example(client, console, nodes)
+            else:
+                console.print(
+                    "skipping the MPI example: it needs idle local nodes of a head node the "
+                    "demo starts itself (leave out --home, or name a home without a head)"
+                )
+        console.print(rows_table(rows + ([mpi.row] if mpi else [])))
+        if mpi is not None:
+            console.print(ranks_table(mpi))
+            console.print(mpi.summary())
+        problems = check(rows + ([mpi.row] if mpi else [])) + (mpi.problems() if mpi else [])
         for problem in problems:
             console.print(f"[red]problem:[/] {problem}")
         ok = not problems
         if ok:
             console.print(f"[green]all {len(rows)} jobs and array children SUCCEEDED[/]")
+            if mpi is not None:
+                console.print(f"[green]the MPI job SUCCEEDED on {mpi.opts.nodes} nodes[/]")
     finally:
         if proc is not None:
             console.print(f"stopping the head node (pid {proc.pid})")
@@ -106,6 +132,111 @@ def submit_examples(client: Client, console: Console) -> list[tuple[str, str]]:
         console.print(f"submitted {name} {job_id}  (examples/pipeline.py)")
         top.append((name, job_id))
     return top
+
+
+@dataclass(frozen=True, slots=True)
+class Rank:
+    """One ``rank=… size=… node=… ok=…`` line of ``examples/mpi_allreduce.py``."""
+
+    rank: int
+    size: int
+    address: str
+    ok: bool
+
+
+def parse_ranks(output: str) -> list[Rank]:
+    """The rank lines of ``examples/mpi_allreduce.py``'s output, by rank."""
+    found = [
+        Rank(int(r), int(n), address, ok == "True")
+        for r, n, address, ok in RANK_LINE.findall(output)
+    ]
+    return sorted(found, key=lambda r: r.rank)
+
+
+@dataclass(frozen=True, slots=True)
+class MpiResult:
+    """The MPI example: its row, its ranks and where they ran."""
+
+    row: Row
+    opts: RunOptions
+    ranks: list[Rank]
+    node_ids: dict[str, str]
+    """Node address → node id."""
+
+    def addresses(self) -> list[str]:
+        return sorted({r.address for r in self.ranks})
+
+    def problems(self) -> list[str]:
+        """Ranks missing, a wrong sum, or ranks sharing fewer nodes than the job has."""
+        out: list[str] = []
+        if len(self.ranks) != self.opts.ranks:
+            out.append(f"{MPI_NAME}: {len(self.ranks)} rank lines, expected {self.opts.ranks}")
+        out += [f"{MPI_NAME}: rank {r.rank} got a wrong sum" for r in self.ranks if not r.ok]
+        if self.ranks and len(self.addresses()) != self.opts.nodes:
+            out.append(
+                f"{MPI_NAME}: ranks ran on {len(self.addresses())} distinct node addresses, "
+                f"expected {self.opts.nodes}"
+            )
+        return out
+
+    def summary(self) -> str:
+        where = ", ".join(f"{self.node_ids.get(a, '?')} ({a})" for a in self.addresses())
+        return f"MPI: {len(self.ranks)} ranks on {len(self.addresses())} distinct nodes: {where}"
+
+
+def mpi_available() -> str | None:
+    """Why the MPI example cannot run here (None when it can): mpi4py, numpy, an mpiexec."""
+    missing = [m for m in ("mpi4py", "numpy") if importlib.util.find_spec(m) is None]
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    if shutil.which("mpiexec", path=path) is None:
+        missing.append("mpiexec")
+    return f"{', '.join(missing)} not found" if missing else None
+
+
+def mpi_options(nodes: int) -> RunOptions:
+    """``mnp run -N <nodes> --ntasks-per-node 2 --mpi mpich -- <this python>
+    examples/mpi_allreduce.py``: this interpreter, so every node's ranks use the same one."""
+    return run_options(
+        [sys.executable, str(EXAMPLES / "mpi_allreduce.py")],
+        nodes=nodes,
+        ntasks_per_node=MPI_TASKS_PER_NODE,
+        mpi="mpich",
+        name=MPI_NAME,
+    )
+
+
+def run_mpi_example(client: Client, console: Console, nodes: int) -> MpiResult | None:
+    """Run the MPI example on up to 4 of the head's ``nodes`` local nodes (idle by now);
+    None (having said why) when MPI is not installed."""
+    why = mpi_available()
+    if why is not None:
+        console.print(f"skipping the MPI example: {why} (pip install -e '.[mpi]')")
+        return None
+    opts = mpi_options(min(nodes, MPI_MAX_NODES))
+    answer = client.register_job_definition(build_definition(opts))
+    job_id = client.submit(
+        build_submission(opts, f"{answer['jobDefinitionName']}:{answer['revision']}")
+    )
+    console.print(
+        f"submitted {MPI_NAME} {job_id}  (examples/mpi_allreduce.py: {opts.nodes} nodes × "
+        f"{MPI_TASKS_PER_NODE} ranks, MPICH)"
+    )
+    with WaitProgress(console, {job_id: MPI_NAME}) as progress:
+        client.wait([job_id], timeout=WAIT_DEADLINE, on_progress=progress)
+    detail = client.describe(job_id)
+    output = "".join(client.logs(f"{job_id}#0"))
+    verdict = next((ln for ln in output.splitlines() if ln.startswith("allreduce")), "")
+    row = _row(client, detail, MPI_NAME, output=verdict or "(no verdict line)")
+    node_ids = {str(n.get("address")): str(n.get("nodeId")) for n in client.nodes()}
+    return MpiResult(row, opts, parse_ranks(output), node_ids)
+
+
+def ranks_table(mpi: MpiResult) -> Table:
+    out = new_table("RANK", "NODE", "ADDRESS", "OK")
+    for r in mpi.ranks:
+        ok = Text("ok", style="green") if r.ok else Text("wrong sum", style="red")
+        out.add_row(str(r.rank), mpi.node_ids.get(r.address, "?"), r.address, ok)
+    return out
 
 
 def collect_rows(client: Client, job_ids: list[str]) -> list[Row]:
@@ -176,7 +307,7 @@ def _parent_row(d: JSON) -> Row:
     )
 
 
-def _row(client: Client, d: JSON, name: str) -> Row:
+def _row(client: Client, d: JSON, name: str, output: str | None = None) -> Row:
     node, address = d.get("nodeId"), d.get("nodeAddress")
     container = d.get("container") or {}
     exit_code = container.get("exitCode")
@@ -188,7 +319,7 @@ def _row(client: Client, d: JSON, name: str) -> Row:
         attempts=str(len(d.get("attempts") or [])),
         exit_code="-" if exit_code is None else str(exit_code),
         duration=fmt_duration(d.get("startedAt"), d.get("stoppedAt")),
-        output=first_line(client, str(d.get("jobId"))),
+        output=first_line(client, str(d.get("jobId"))) if output is None else output,
         started_at=d.get("startedAt"),
         stopped_at=d.get("stoppedAt"),
     )

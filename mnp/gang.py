@@ -36,6 +36,10 @@ class Gangs:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self.s: HeadState = runtime.s
+        self.watched: set[str] = set()
+        """MNP jobs with a hang deadline (see :meth:`session_ended`)."""
+        self.retrying: set[str] = set()
+        """MNP jobs back in RUNNABLE whose old nodes may still be stopping."""
 
     # --- helpers ------------------------------------------------------------------------------
     def nodes_of(self, parent: Job) -> list[Job]:
@@ -64,6 +68,7 @@ class Gangs:
         assert spec is not None
         from mnp.sshwire import generate_job_key
 
+        self.retrying.discard(parent.job_id)
         taken = {
             int(j.gang_state["port"])
             for j in s.active.values()
@@ -254,6 +259,7 @@ class Gangs:
         where = f"{attempt.node_id} ({attempt.address})" if attempt else job.job_id
         grace = self.s.config.mpi_hang_seconds
         parent.gang_state["hang_after"] = self.s.clock() + int(grace * 1000)
+        self.watched.add(parent.job_id)
         parent.gang_state["hang_reason"] = (
             f"MPI process on node {where} ended (exit {exit_code}) while the job went on for "
             f"{grace:g} s: stopped as hung ({command[:120]})"
@@ -263,9 +269,14 @@ class Gangs:
     def check_hangs(self) -> None:
         """Fail attempts that kept running after one of their MPI processes ended."""
         now = self.s.clock()
-        for parent in [j for j in self.s.active.values() if j.gang_state.get("hang_after")]:
+        for job_id in list(self.watched):
+            parent = self.s.active.get(job_id)
+            if parent is None:
+                self.watched.discard(job_id)
+                continue
             state = parent.gang_state
             if "outcome" in state or parent.status != JobStatus.RUNNING or "failure" in state:
+                self.watched.discard(job_id)
                 continue
             if now >= int(state["hang_after"]):
                 state["failure"] = state["hang_reason"]
@@ -306,6 +317,8 @@ class Gangs:
         copy.status_reason = why
         parent.gang_state["outcome"] = outcome.value
         s.set_status(parent, outcome, why)
+        if outcome == JobStatus.RUNNABLE:
+            self.retrying.add(parent.job_id)
         for node_job in self.nodes_of(parent):
             if (
                 node_job.status in LIVE

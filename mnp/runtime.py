@@ -143,11 +143,12 @@ class Runtime:
             submitted=submitted,
             pending=pending,
             dependency_status=dep_status,
-            runnable={
-                q: [j for j in jobs.values() if j.spec.nodes is None or self.gangs.settled(j)]
-                for q, jobs in s.runnable.items()
-                if jobs
-            },
+            runnable={q: jobs.values() for q, jobs in s.runnable.items() if jobs},
+            waiting_gangs=frozenset(
+                j
+                for j in self.gangs.retrying
+                if j in s.active and not self.gangs.settled(s.active[j])
+            ),
             lost_after_ms=int(s.config.lost_after_seconds * 1000),
             launch_timeout_ms=max(30_000, int(s.config.lost_after_seconds * 1000)),
         )

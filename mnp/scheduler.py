@@ -19,7 +19,7 @@ Policy, in AWS Batch's terms:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mnp.model import Job, NodeStatus, Resources
@@ -74,10 +74,13 @@ class Snapshot:
     """PENDING jobs whose dependencies may have changed (array parents excluded)."""
     dependency_status: Mapping[str, JobStatus | None]
     """Status of every dependency of ``submitted`` and ``pending`` jobs (None: unknown id)."""
-    runnable: Mapping[str, Sequence[Job]]
-    """Per queue name, RUNNABLE jobs in FIFO order."""
+    runnable: Mapping[str, Collection[Job]]
+    """Per queue name, RUNNABLE jobs in FIFO order (iterated lazily: placement stops early
+    once the queue's environments are full, so a long backlog costs little)."""
     lost_after_ms: int
     launch_timeout_ms: int
+    waiting_gangs: frozenset[str] = frozenset()
+    """RUNNABLE multi-node jobs whose last attempt's nodes have not all stopped yet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +230,8 @@ def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
         never: dict[tuple[float, int, int], str | None] = {}
         for job in jobs:
             if job.spec.nodes is not None:
+                if job.job_id in snap.waiting_gangs:
+                    continue
                 _place_gang(job, ces, usable, by_ce, free, snap, actions)
                 continue
             need = job.resources

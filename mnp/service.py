@@ -68,9 +68,20 @@ class Service:
                     continue
                 aid = f"{job.job_id}/{attempt.number}"
                 rt.running[aid] = job
-                rt.used = rt.used.plus(job.resources)
+                if job.is_node:  # an MNP node holds the whole node
+                    node = s.nodes[attempt.node_id]
+                    rt.used = Resources(
+                        node.capacity.vcpus, node.capacity.memory_mib, node.capacity.gpus
+                    )
+                    rt.gang_of = job.parent_id
+                else:
+                    rt.used = rt.used.plus(job.resources)
                 if job.status == JobStatus.STARTING:
                     rt.unacked[aid] = (self.rt.assignment(job, attempt), 0)
+            if job.is_mnp_parent and job.status == JobStatus.RUNNABLE and job.gang:
+                self.rt.gangs.retrying.add(job.job_id)
+            if job.is_mnp_parent and job.gang_state.get("hang_after"):
+                self.rt.gangs.watched.add(job.job_id)
         s.dirty.clear()
         self.rt.adopt_nodes()
         s.flush()

@@ -1,0 +1,945 @@
+#!/usr/bin/env python
+"""mnp benchmarks: throughput, large arrays, submit→RUNNING latency, head-node memory.
+
+Usage (from the repository root)::
+
+    python benchmarks/run.py            # full sizes; writes results.json and README.md
+    python benchmarks/run.py --quick    # small sizes; writes results-quick.json only
+
+Every benchmark starts its own head node (``python -m mnp --home <tmp> up …`` in the
+foreground, as a child process) with 4 local node agents, waits for the 4 nodes to be
+ACTIVE, measures, and stops it again (SIGTERM to its PID; agents it started that are still
+alive afterwards are SIGKILLed by PID). Each benchmark measures its baseline in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, TypeVar
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+if str(REPO) not in sys.path:  # run from a source checkout without installing it
+    sys.path.insert(0, str(REPO))
+
+from mnp.client import Client  # noqa: E402
+
+JSON = dict[str, Any]
+T = TypeVar("T")
+
+NODES = 4
+VCPUS = 4
+MEMORY_MIB = 4096
+TERMINAL = ("SUCCEEDED", "FAILED")
+
+TARGETS = {
+    "throughput_jobs_per_s": 300.0,
+    "array_submit_s": 0.5,
+    "latency_median_ms": 50.0,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    jobs: int
+    """Benchmark 1: trivial jobs per run."""
+    throughput_runs: int
+    array_size: int
+    """Benchmark 2: children of the array."""
+    array_runs: int
+    latency_samples: int
+    fill_arrays: int
+    """Benchmark 4: arrays submitted to fill the store."""
+    fill_array_size: int
+    fill_in_flight: int
+    """Benchmark 4: at most this many fill arrays unfinished at a time."""
+
+    @property
+    def fill_jobs(self) -> int:
+        return self.fill_arrays * self.fill_array_size
+
+
+FULL = Sizes(jobs=1000, throughput_runs=3, array_size=10_000, array_runs=3,
+             latency_samples=30, fill_arrays=100, fill_array_size=1000, fill_in_flight=4)
+QUICK = Sizes(jobs=200, throughput_runs=3, array_size=2000, array_runs=1,
+              latency_samples=10, fill_arrays=10, fill_array_size=1000, fill_in_flight=4)
+
+
+# --- small helpers ------------------------------------------------------------------------------
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Abort(Exception):
+    """Raised by a ``wait_for`` condition to stop waiting at once."""
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout: float,
+             interval: float = 0.05) -> T:
+    """Poll ``check`` until it returns something truthy; raise at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+        except Abort:
+            raise
+        except Exception as e:  # the condition may raise while things start up
+            last = e
+        else:
+            if result:
+                return result
+            last = result
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def p90(values: Sequence[float]) -> float:
+    if len(values) < 2:
+        return float(values[0])
+    return float(statistics.quantiles(values, n=10, method="inclusive")[8])
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def proc_status_kib(pid: int, field: str) -> int:
+    """A ``kB`` field of ``/proc/<pid>/status`` (VmRSS, VmHWM, …)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(f"{field} not in /proc/{pid}/status")
+
+
+def tree_usage(root: Path) -> tuple[int, int, int]:
+    """(directories, files, bytes) under ``root``."""
+    dirs = files = size = 0
+    for _dirpath, dirnames, filenames in os.walk(root):
+        dirs += len(dirnames)
+        files += len(filenames)
+        for name in filenames:
+            with contextlib.suppress(OSError):
+                size += os.stat(os.path.join(_dirpath, name)).st_size
+    return dirs, files, size
+
+
+def mib(kib: int) -> float:
+    return round(kib / 1024, 1)
+
+
+def definition(name: str, command: list[str]) -> JSON:
+    return {
+        "jobDefinitionName": name,
+        "type": "container",
+        "containerProperties": {
+            "command": command,
+            "resourceRequirements": [{"type": "VCPU", "value": "1"}],
+        },
+    }
+
+
+def per_job_ms(cpu: JSON, jobs: int) -> dict[str, float]:
+    """CPU milliseconds per job by role, from a :class:`CpuMeter` reading."""
+    return {role: round(sec * 1000 / jobs, 2) for role, sec in cpu["cpu_s"].items()}
+
+
+def median_per_job(runs: Sequence[JSON]) -> dict[str, float]:
+    roles = runs[0]["cpu_ms_per_job"]
+    return {role: median([r["cpu_ms_per_job"][role] for r in runs]) for role in roles}
+
+
+def spawn_rate(n: int) -> float:
+    """Baseline: ``subprocess.run(["true"])`` per second, in this process."""
+    t0 = time.perf_counter()
+    for _ in range(n):
+        subprocess.run(["true"], check=True)
+    return n / (time.perf_counter() - t0)
+
+
+# --- CPU accounting: how much of the machine we used, and how much something else did -----------
+def _machine_jiffies() -> tuple[int, int]:
+    """(all, idle) clock ticks of every CPU since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return sum(fields), fields[3] + fields[4]
+
+
+def _process_jiffies(pid: int) -> tuple[int, int] | None:
+    """(own utime + stime, reaped children's), in clock ticks; None if the process is gone."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(f[11]) + int(f[12]), int(f[13]) + int(f[14])
+
+
+class CpuMeter:
+    """CPU used between :meth:`start` and :meth:`stop`: the whole machine, and the processes of
+    this benchmark: this process (``client``), the head, its agents, and the agents' jobs
+    (counted once reaped).
+
+    ``other_pct`` (machine capacity used by anything else) flags a run disturbed by other work
+    on the machine; the figures of such a run are pessimistic.
+    """
+
+    def __init__(self, head: HeadNode) -> None:
+        self.roles: dict[int, tuple[str, str]] = {os.getpid(): ("client", "")}
+        self.roles[head.pid] = ("head", "")
+        for pid in head.agent_pids:
+            self.roles[pid] = ("agents", "jobs")
+        self._machine = (0, 0)
+        self._before: dict[int, tuple[int, int]] = {}
+
+    def start(self) -> CpuMeter:
+        self._machine = _machine_jiffies()
+        self._before = {p: j for p in self.roles if (j := _process_jiffies(p)) is not None}
+        return self
+
+    def stop(self) -> JSON:
+        total1, idle1 = _machine_jiffies()
+        total = max(1, total1 - self._machine[0])
+        busy = total - (idle1 - self._machine[1])
+        tick = os.sysconf("SC_CLK_TCK")
+        by_role: dict[str, int] = {"client": 0, "head": 0, "agents": 0, "jobs": 0}
+        for pid, before in self._before.items():
+            after = _process_jiffies(pid) or before
+            own, children = self.roles[pid]
+            by_role[own] += after[0] - before[0]
+            if children:  # the client's children (the head) are not reaped while measuring
+                by_role[children] += after[1] - before[1]
+        ours = sum(by_role.values())
+        return {
+            "machine_busy_pct": round(100 * busy / total, 1),
+            "cpu_s": {role: round(j / tick, 2) for role, j in by_role.items()},
+            "other_pct": round(100 * max(0, busy - ours) / total, 1),
+        }
+
+
+def machine_busy_pct(seconds: float) -> float:
+    total0, idle0 = _machine_jiffies()
+    time.sleep(seconds)
+    total1, idle1 = _machine_jiffies()
+    return 100 * (1 - (idle1 - idle0) / max(1, total1 - total0))
+
+
+def wait_quiet(limit_pct: float = 25.0, max_wait: float = 60.0) -> float:
+    """Wait (up to ``max_wait`` s) until the machine is less than ``limit_pct`` busy over one
+    second, so a measurement does not start in the middle of someone else's work. Returns
+    the last reading."""
+    deadline = time.monotonic() + max_wait
+    busy = machine_busy_pct(1.0)
+    if busy >= limit_pct:
+        say(f"  the machine is {busy:.0f}% busy with other work; waiting up to {max_wait:.0f} s")
+    while busy >= limit_pct and time.monotonic() < deadline:
+        busy = machine_busy_pct(1.0)
+    return round(busy, 1)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ignore SIGTERM/SIGINT meanwhile (in the main thread), so cleanup is not cut short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+# --- a head node with local agents, as a child process ------------------------------------------
+class HeadNode:
+    """``mnp up`` in the foreground on a private home and port; a context manager.
+
+    Leaving the ``with`` block (also on error) SIGTERMs the head by PID, waits for it, and
+    SIGKILLs any agent it started that is still alive (by the PIDs it reported), then removes
+    the home unless ``keep``.
+    """
+
+    def __init__(self, scratch: Path, label: str, keep: bool = False) -> None:
+        self.home = Path(tempfile.mkdtemp(prefix=f"mnp-bench-{label}-", dir=scratch))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.keep = keep
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.client: Client | None = None
+        self.pid = 0
+        self.agent_pids: set[int] = set()
+        self.stop_s: float | None = None
+        """How long the head took to exit after SIGTERM."""
+
+    @property
+    def c(self) -> Client:
+        assert self.client is not None, "the head node is not started"
+        return self.client
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "mnp.sqlite3"
+
+    def __enter__(self) -> HeadNode:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc is not None and not isinstance(exc, KeyboardInterrupt):
+            say(f"head log tail ({self.home / 'head.log'}):\n{self.log_tail()}")
+        self.stop()
+
+    def start(self) -> None:
+        argv = [sys.executable, "-m", "mnp", "--home", str(self.home), "up",
+                "--port", str(self.port), "--nodes", str(NODES), "--vcpus", str(VCPUS),
+                "--memory-mib", str(MEMORY_MIB)]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+        with open(self.home / "head.log", "ab") as log:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True,
+                                         env=env, cwd=self.home)
+        self.client = Client(url=self.url, home=self.home, timeout=120)
+
+        def answering() -> JSON | None:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise Abort(f"the head node exited with {self.proc.returncode}")
+            return self.c.status()
+
+        self.pid = int(wait_for("the head node to answer", answering, 30)["pid"])
+
+        def nodes_active() -> bool:
+            nodes = self.c.nodes()
+            self.agent_pids |= {int(n["pid"]) for n in nodes if n.get("pid")}
+            return sum(1 for n in nodes if n["status"] == "ACTIVE") >= NODES
+
+        wait_for(f"{NODES} ACTIVE nodes", nodes_active, 60)
+        self.agent_pids |= self._agent_pid_files()
+
+    def _agent_pid_files(self) -> set[int]:
+        pids: set[int] = set()
+        for f in (self.home / "nodes").glob("*/agent.pid"):
+            with contextlib.suppress(OSError, ValueError):
+                pids.add(int(f.read_text().strip()))
+        return pids
+
+    def rss_kib(self) -> int:
+        return proc_status_kib(self.pid, "VmRSS")
+
+    def hwm_kib(self) -> int:
+        return proc_status_kib(self.pid, "VmHWM")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = (self.home / "head.log").read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        with _signals_held():
+            self._stop()
+
+    def _stop(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        self.agent_pids |= self._agent_pid_files()
+        proc = self.proc
+        t0 = time.perf_counter()
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                say(f"head {proc.pid} ignored SIGTERM for 60 s; SIGKILL")
+                proc.kill()
+                proc.wait(10)
+            self.stop_s = time.perf_counter() - t0
+        for pid in sorted(self.agent_pids):
+            if not pid_alive(pid):
+                continue
+            with contextlib.suppress(OSError):
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if b"launcher.agent" in cmdline and str(self.home).encode() in cmdline:
+                    say(f"agent {pid} outlived its head; SIGKILL")
+                    os.kill(pid, signal.SIGKILL)
+        if not self.keep:
+            t = time.perf_counter()
+            shutil.rmtree(self.home, ignore_errors=True)
+            if time.perf_counter() - t > 5:
+                say(f"  removing {self.home} took {time.perf_counter() - t:.0f} s")
+
+
+def wait_terminal_count(c: Client, expected: int, timeout: float, interval: float = 0.02) -> None:
+    """Until getStatus counts ``expected`` SUCCEEDED+FAILED jobs (or more)."""
+    def done() -> bool:
+        counts = c.status()["jobCounts"]
+        return sum(int(counts.get(s, 0)) for s in TERMINAL) >= expected
+    wait_for(f"{expected} terminal jobs", done, timeout, interval)
+
+
+def wait_job(c: Client, job_id: str, timeout: float, interval: float = 0.05) -> JSON:
+    def terminal() -> JSON | None:
+        d = c.describe(job_id)
+        return d if d["status"] in TERMINAL else None
+    return wait_for(f"job {job_id} to finish", terminal, timeout, interval)
+
+
+# --- 1. end-to-end throughput ---------------------------------------------------------------------
+def bench_throughput(sizes: Sizes, scratch: Path, keep: bool) -> JSON:
+    runs: list[JSON] = []
+    for run in range(sizes.throughput_runs):
+        say(f"throughput run {run + 1}/{sizes.throughput_runs}: baseline spawn of {sizes.jobs}")
+        spawns = spawn_rate(sizes.jobs)
+        with HeadNode(scratch, "throughput", keep) as head:
+            c = head.c
+            c.register_job_definition(definition("t", ["true"]))
+            quiet = wait_quiet()
+            say(f"  submitting {sizes.jobs} jobs")
+            meter = CpuMeter(head).start()
+            wall0 = time.time()
+            t0 = time.perf_counter()
+            ids = [c.submit({"jobName": f"x{i}", "jobQueue": "default", "jobDefinition": "t"})
+                   for i in range(sizes.jobs)]
+            submitted = time.perf_counter() - t0
+            wait_terminal_count(c, sizes.jobs, timeout=max(120.0, sizes.jobs * 0.2))
+            elapsed = time.perf_counter() - t0
+            cpu = meter.stop()
+            details = c.describe_jobs(ids)
+        statuses = {d["status"] for d in details}
+        if len(details) != sizes.jobs or statuses != {"SUCCEEDED"}:
+            raise RuntimeError(f"throughput: expected {sizes.jobs} SUCCEEDED, got {statuses}")
+        last_stop_s = max(int(d["stoppedAt"]) for d in details) / 1000 - wall0
+        result = {
+            "jobs": sizes.jobs,
+            "elapsed_s": round(elapsed, 3),
+            "jobs_per_s": round(sizes.jobs / elapsed, 1),
+            "server_elapsed_s": round(last_stop_s, 3),
+            "submit_s": round(submitted, 3),
+            "submits_per_s": round(sizes.jobs / submitted, 1),
+            "baseline_spawns_per_s": round(spawns, 1),
+            "busy_before_pct": quiet,
+            **cpu,
+            "cpu_ms_per_job": per_job_ms(cpu, sizes.jobs),
+        }
+        say(f"  {result}")
+        runs.append(result)
+    rate = median([r["jobs_per_s"] for r in runs])
+    spawn = median([r["baseline_spawns_per_s"] for r in runs])
+    return {
+        "median_other_pct": median([r["other_pct"] for r in runs]),
+        "median_cpu_ms_per_job": median_per_job(runs),
+        "runs": runs,
+        "median_jobs_per_s": rate,
+        "median_submits_per_s": median([r["submits_per_s"] for r in runs]),
+        "median_baseline_spawns_per_s": spawn,
+        "ratio_to_spawn": round(rate / spawn, 3),
+        "target_jobs_per_s": TARGETS["throughput_jobs_per_s"],
+        "met": rate >= TARGETS["throughput_jobs_per_s"],
+    }
+
+
+# --- 2. an array of many children -----------------------------------------------------------------
+def bench_array(sizes: Sizes, scratch: Path, keep: bool) -> JSON:
+    runs: list[JSON] = []
+    n = sizes.array_size
+    for run in range(sizes.array_runs):
+        say(f"array run {run + 1}/{sizes.array_runs}: baseline spawn of 1000")
+        spawns = spawn_rate(1000)
+        with HeadNode(scratch, "array", keep) as head:
+            c = head.c
+            c.register_job_definition(definition("t", ["true"]))
+            # Baseline: plain submitJob calls on the same head (waited out before the array).
+            single: list[float] = []
+            single_ids: list[str] = []
+            for i in range(10):
+                t = time.perf_counter()
+                single_ids.append(c.submit({"jobName": f"s{i}", "jobQueue": "default",
+                                            "jobDefinition": "t"}))
+                single.append(time.perf_counter() - t)
+            wait_terminal_count(c, len(single_ids), timeout=60)
+            quiet = wait_quiet()
+            say(f"  submitting an array of {n}")
+            meter = CpuMeter(head).start()
+            t0 = time.perf_counter()
+            parent = c.submit({"jobName": "arr", "jobQueue": "default", "jobDefinition": "t",
+                               "arrayProperties": {"size": n}})
+            submit_s = time.perf_counter() - t0
+            detail = wait_job(c, parent, timeout=max(300.0, n * 0.2), interval=0.05)
+            elapsed = time.perf_counter() - t0
+            cpu = meter.stop()
+            rss = head.rss_kib()
+            hwm = head.hwm_kib()
+        summary = detail.get("arrayProperties", {}).get("statusSummary", {})
+        if detail["status"] != "SUCCEEDED" or summary.get("SUCCEEDED") != n:
+            raise RuntimeError(f"array: parent {detail['status']}, children {summary}")
+        server_s = (int(detail["stoppedAt"]) - int(detail["createdAt"])) / 1000
+        result = {
+            "children": n,
+            "submit_s": round(submit_s, 4),
+            "elapsed_s": round(elapsed, 3),
+            "jobs_per_s": round(n / elapsed, 1),
+            "server_elapsed_s": round(server_s, 3),
+            "baseline_single_submit_ms": round(median(single) * 1000, 2),
+            "baseline_spawns_per_s": round(spawns, 1),
+            "head_rss_after_mib": mib(rss),
+            "head_peak_rss_mib": mib(hwm),
+            "busy_before_pct": quiet,
+            **cpu,
+            "cpu_ms_per_job": per_job_ms(cpu, n),
+        }
+        say(f"  {result}")
+        runs.append(result)
+    submit = median([r["submit_s"] for r in runs])
+    rate = median([r["jobs_per_s"] for r in runs])
+    spawn = median([r["baseline_spawns_per_s"] for r in runs])
+    return {
+        "median_other_pct": median([r["other_pct"] for r in runs]),
+        "median_cpu_ms_per_job": median_per_job(runs),
+        "runs": runs,
+        "n_runs": len(runs),
+        "median_submit_s": submit,
+        "median_jobs_per_s": rate,
+        "median_elapsed_s": median([r["elapsed_s"] for r in runs]),
+        "median_baseline_single_submit_ms": median(
+            [r["baseline_single_submit_ms"] for r in runs]),
+        "median_baseline_spawns_per_s": spawn,
+        "ratio_to_spawn": round(rate / spawn, 3),
+        "target_submit_s": TARGETS["array_submit_s"],
+        "met": submit < TARGETS["array_submit_s"],
+    }
+
+
+# --- 3. submit → RUNNING latency ------------------------------------------------------------------
+def history_at(detail: JSON, status: str) -> int | None:
+    for h in detail.get("history", []):
+        if h.get("status") == status:
+            return int(h["at"])
+    return None
+
+
+def started_check(c: Client, job_id: str) -> Callable[[], bool]:
+    def started() -> bool:
+        return c.describe(job_id)["status"] in ("RUNNING", *TERMINAL)
+    return started
+
+
+def bench_latency(sizes: Sizes, scratch: Path, keep: bool) -> JSON:
+    server: list[float] = []
+    client: list[float] = []
+    stages: dict[str, list[float]] = {"SUBMITTED→RUNNABLE": [], "RUNNABLE→STARTING": [],
+                                      "STARTING→RUNNING": []}
+    with HeadNode(scratch, "latency", keep) as head:
+        c = head.c
+        c.register_job_definition(definition("sleep1", ["sleep", "1"]))
+        c.register_job_definition(definition("t", ["true"]))
+        # Baselines: one API round trip (describeJobs of a known job), and one process spawn.
+        known = c.submit({"jobName": "warm", "jobQueue": "default", "jobDefinition": "t"})
+        wait_job(c, known, timeout=30)
+        rtt: list[float] = []
+        for _ in range(50):
+            t = time.perf_counter()
+            c.describe(known)
+            rtt.append((time.perf_counter() - t) * 1000)
+        spawn: list[float] = []
+        for _ in range(50):
+            t = time.perf_counter()
+            p = subprocess.Popen(["true"])
+            spawn.append((time.perf_counter() - t) * 1000)
+            p.wait()
+        quiet = wait_quiet()
+        meter = CpuMeter(head).start()
+        for i in range(sizes.latency_samples):
+            time.sleep(0.3)  # idle: the previous job is done and its report handled
+            t0 = time.perf_counter()
+            job = c.submit({"jobName": f"lat{i}", "jobQueue": "default",
+                            "jobDefinition": "sleep1"})
+            wait_for("RUNNING", started_check(c, job), 30, interval=0.002)
+            client.append((time.perf_counter() - t0) * 1000)
+            detail = wait_job(c, job, timeout=30)
+            if detail["status"] != "SUCCEEDED":
+                raise RuntimeError(f"latency job {job} ended {detail['status']}")
+            at = {s: history_at(detail, s)
+                  for s in ("SUBMITTED", "RUNNABLE", "STARTING", "RUNNING")}
+            if any(v is None for v in at.values()):
+                raise RuntimeError(f"latency job {job}: incomplete history {detail['history']}")
+            sub, rnb, sta, run = (int(at[s] or 0)
+                                  for s in ("SUBMITTED", "RUNNABLE", "STARTING", "RUNNING"))
+            server.append(float(run - sub))
+            stages["SUBMITTED→RUNNABLE"].append(float(rnb - sub))
+            stages["RUNNABLE→STARTING"].append(float(sta - rnb))
+            stages["STARTING→RUNNING"].append(float(run - sta))
+        cpu = meter.stop()
+    result = {
+        "samples": len(server),
+        "history_ms": server,
+        "client_ms": [round(x, 2) for x in client],
+        "median_ms": median(server),
+        "p90_ms": p90(server),
+        "client_median_ms": round(median(client), 2),
+        "client_p90_ms": round(p90(client), 2),
+        "stage_median_ms": {k: median(v) for k, v in stages.items()},
+        "baseline_api_rtt_median_ms": round(median(rtt), 2),
+        "baseline_spawn_median_ms": round(median(spawn), 2),
+        "target_median_ms": TARGETS["latency_median_ms"],
+        "met": median(server) < TARGETS["latency_median_ms"],
+        "busy_before_pct": quiet,
+        **cpu,
+    }
+    say(f"  latency median {result['median_ms']} ms, p90 {result['p90_ms']} ms, "
+        f"client median {result['client_median_ms']} ms")
+    return result
+
+
+# --- 4. head-node memory with many finished jobs --------------------------------------------------
+def bench_memory(sizes: Sizes, scratch: Path, keep: bool) -> JSON:
+    with HeadNode(scratch, "memory", keep) as head:
+        c = head.c
+        c.register_job_definition(definition("t", ["true"]))
+        time.sleep(2.0)  # settle: every agent's first heartbeat round is done
+        idle = head.rss_kib()
+        quiet = wait_quiet()
+        say(f"memory: idle head RSS {mib(idle)} MiB; filling {sizes.fill_arrays} arrays of "
+            f"{sizes.fill_array_size}, at most {sizes.fill_in_flight} at a time")
+        meter = CpuMeter(head).start()
+        t0 = time.perf_counter()
+        submitted = 0
+        in_flight: list[str] = []
+        done: list[JSON] = []
+        peak = idle
+        last_note = t0
+        while submitted < sizes.fill_arrays or in_flight:
+            while submitted < sizes.fill_arrays and len(in_flight) < sizes.fill_in_flight:
+                in_flight.append(c.submit({
+                    "jobName": f"fill{submitted}", "jobQueue": "default", "jobDefinition": "t",
+                    "arrayProperties": {"size": sizes.fill_array_size}}))
+                submitted += 1
+            time.sleep(0.25)
+            details = c.describe_jobs(in_flight)
+            finished = [d for d in details if d["status"] in TERMINAL]
+            done.extend(finished)
+            gone = {d["jobId"] for d in finished}
+            in_flight = [j for j in in_flight if j not in gone]
+            peak = max(peak, head.rss_kib())
+            if time.perf_counter() - last_note > 30:
+                last_note = time.perf_counter()
+                rate = len(done) * sizes.fill_array_size / (last_note - t0)
+                say(f"  {len(done)}/{sizes.fill_arrays} arrays done ({rate:.0f} jobs/s), "
+                    f"RSS {mib(head.rss_kib())} MiB")
+        fill_s = time.perf_counter() - t0
+        cpu = meter.stop()
+        bad = [d["jobId"] for d in done if d["status"] != "SUCCEEDED"]
+        if bad:
+            raise RuntimeError(f"memory: fill arrays did not succeed: {bad[:5]}")
+        t = time.perf_counter()
+        counts = c.status()["jobCounts"]
+        status_s = time.perf_counter() - t
+        time.sleep(2.0)
+        after = head.rss_kib()
+        hwm = head.hwm_kib()
+        db = head.db_path.stat().st_size
+        wal_path = head.db_path.with_name(head.db_path.name + "-wal")
+        wal = wal_path.stat().st_size if wal_path.exists() else 0
+        node_dirs, node_files, node_bytes = tree_usage(head.home / "nodes")
+        log_dirs, log_files, log_bytes = tree_usage(head.home / "logs")
+    expected = sizes.fill_jobs + sizes.fill_arrays
+    if int(counts.get("SUCCEEDED", 0)) != expected:
+        raise RuntimeError(f"memory: expected {expected} SUCCEEDED jobs in the store, got {counts}")
+    result = {
+        "finished_jobs": sizes.fill_jobs,
+        "jobs_in_store": sum(int(v) for v in counts.values()),
+        "arrays": f"{sizes.fill_arrays} x {sizes.fill_array_size}",
+        "fill_s": round(fill_s, 1),
+        "fill_jobs_per_s": round(sizes.fill_jobs / fill_s, 1),
+        "baseline_idle_rss_mib": mib(idle),
+        "rss_after_mib": mib(after),
+        "rss_growth_mib": mib(after - idle),
+        "peak_rss_sampled_mib": mib(peak),
+        "peak_rss_hwm_mib": mib(hwm),
+        "sqlite_mib": round(db / 2**20, 1),
+        "sqlite_wal_mib": round(wal / 2**20, 1),
+        "sqlite_bytes_per_job": round((db + wal) / max(1, sizes.fill_jobs)),
+        "node_dirs_files_mib": [node_dirs, node_files, round(node_bytes / 2**20, 1)],
+        "log_dirs_files_mib": [log_dirs, log_files, round(log_bytes / 2**20, 1)],
+        "get_status_s": round(status_s, 3),
+        "head_stop_s": None if head.stop_s is None else round(head.stop_s, 2),
+        "busy_before_pct": quiet,
+        **cpu,
+        "cpu_ms_per_job": per_job_ms(cpu, sizes.fill_jobs),
+    }
+    say(f"  {result}")
+    return result
+
+
+# --- results and README ---------------------------------------------------------------------------
+def machine_info() -> JSON:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_kib = 0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        mem_kib = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])
+    commit = ""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, check=False).stdout.strip()
+    dirty = -1
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        status = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain"],
+                                capture_output=True, text=True, check=False).stdout
+        dirty = len(status.splitlines())
+    return {
+        "nproc": os.cpu_count(),
+        "git_dirty_paths": dirty,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "memory_mib": mem_kib // 1024,
+        "git_commit": commit,
+    }
+
+
+def verdict(met: object) -> str:
+    return "yes" if met is True else "**no**" if met is False else "–"
+
+
+def readme(results: JSON) -> str:
+    b = results["benchmarks"]
+    m = results["machine"]
+    rows: list[tuple[str, ...]] = []
+
+    def load(result: JSON) -> str:
+        other = result.get("median_other_pct", result.get("other_pct"))
+        return "" if other is None else f"{other:.0f}%"
+
+    if "throughput" in b:
+        t = b["throughput"]
+        rows.append(("1. end-to-end throughput",
+                     f"{t['median_jobs_per_s']:.0f} jobs/s",
+                     f"{t['median_baseline_spawns_per_s']:.0f} spawns/s "
+                     f"(ratio {t['ratio_to_spawn']:.2f})",
+                     f"≥ {t['target_jobs_per_s']:.0f} jobs/s", verdict(t["met"]), load(t)))
+        rows.append(("   submit rate (client, 1 thread)", f"{t['median_submits_per_s']:.0f} /s",
+                     "", "", "", ""))
+        rows.append(("   CPU per job: " + " / ".join(t["median_cpu_ms_per_job"]),
+                     " / ".join(f"{v:.1f}" for v in t["median_cpu_ms_per_job"].values())
+                     + " ms", "", "", "", ""))
+    if "array" in b:
+        a = b["array"]
+        n = a["runs"][0]["children"]
+        rows.append((f"2. array of {n:,}: submit call", f"{a['median_submit_s'] * 1000:.0f} ms",
+                     f"single submitJob {a['median_baseline_single_submit_ms']:.1f} ms",
+                     f"< {a['target_submit_s'] * 1000:.0f} ms", verdict(a["met"]), ""))
+        rows.append((f"   array of {n:,}: all children done",
+                     f"{a['median_elapsed_s']:.1f} s ({a['median_jobs_per_s']:.0f} jobs/s)",
+                     f"{a['median_baseline_spawns_per_s']:.0f} spawns/s "
+                     f"(ratio {a['ratio_to_spawn']:.2f})", "", "", load(a)))
+        rows.append(("   CPU per job: " + " / ".join(a["median_cpu_ms_per_job"]),
+                     " / ".join(f"{v:.1f}" for v in a["median_cpu_ms_per_job"].values())
+                     + " ms", "", "", "", ""))
+    if "latency" in b:
+        lat = b["latency"]
+        st = lat["stage_median_ms"]
+        rows.append(("3. submit → RUNNING (history), median / p90",
+                     f"{lat['median_ms']:.0f} / {lat['p90_ms']:.0f} ms",
+                     f"API round trip {lat['baseline_api_rtt_median_ms']:.1f} ms, "
+                     f"spawn {lat['baseline_spawn_median_ms']:.1f} ms",
+                     f"median < {lat['target_median_ms']:.0f} ms", verdict(lat["met"]), load(lat)))
+        rows.append(("   client-observed (poll describe), median / p90",
+                     f"{lat['client_median_ms']:.0f} / {lat['client_p90_ms']:.0f} ms",
+                     "", "", "", ""))
+        rows.append(("   stages: →RUNNABLE / →STARTING / →RUNNING (median)",
+                     " / ".join(f"{v:.0f}" for v in st.values()) + " ms", "", "", "", ""))
+    if "memory" in b:
+        mem = b["memory"]
+        rows.append((f"4. head RSS with {mem['finished_jobs']:,} finished jobs",
+                     f"{mem['rss_after_mib']:.0f} MiB (peak {mem['peak_rss_hwm_mib']:.0f})",
+                     f"idle head {mem['baseline_idle_rss_mib']:.0f} MiB", "", "", ""))
+        rows.append(("   SQLite file (+ WAL)",
+                     f"{mem['sqlite_mib']:.0f} MiB (+ {mem['sqlite_wal_mib']:.0f})",
+                     f"{mem['sqlite_bytes_per_job']} bytes/job", "", "", ""))
+        rows.append(("   fill rate (arrays, sustained)", f"{mem['fill_jobs_per_s']:.0f} jobs/s",
+                     "", "", "", load(mem)))
+        dirs, files, size = mem["node_dirs_files_mib"]
+        rows.append(("   agents' workdirs left on disk", f"{dirs:,} dirs, {files:,} files",
+                     f"{size:.0f} MiB", "", "", ""))
+    table = ["| benchmark | result (median) | baseline (same run) | target | met | other load |",
+             "|---|---|---|---|---|---|"]
+    table += ["| " + " | ".join(r) + " |" for r in rows]
+    runs = b.get("array", {}).get("n_runs")
+    f, q = FULL, QUICK
+    return f"""# mnp benchmarks
+
+`python benchmarks/run.py` runs four benchmarks against real head nodes, each started as
+`python -m mnp --home <tmp> up --nodes {NODES} --vcpus {VCPUS} --memory-mib {MEMORY_MIB}`
+({NODES} local node agents, {NODES * VCPUS} one-vCPU job slots) and driven through
+`mnp.client.Client` from one thread. Each benchmark starts a fresh head node, waits for
+{NODES} ACTIVE nodes, measures, and stops it (SIGTERM by PID; leftover agents are killed by
+PID, also on failure). Each one measures its own baseline in the same run.
+
+1. **End-to-end throughput.** {f.jobs:,} trivial jobs (`true`, 1 vCPU) submitted one
+   `submitJob` call at a time; time from the first submit until `getStatus` counts them all
+   terminal (polled every 20 ms; all checked SUCCEEDED). {f.throughput_runs} runs, fresh head
+   each; median. Baseline: `subprocess.run(["true"])` in a loop in the benchmark process
+   (same count), and the ratio jobs/s ÷ spawns/s.
+2. **Array job.** One `submitJob` with `arrayProperties.size = {f.array_size:,}`: the time of
+   the call, and the time until the parent is SUCCEEDED (all children done; jobs/s).
+   Median of {f.array_runs} runs, fresh head each. Baselines: a plain one-job `submitJob`
+   call on the same head; the process spawn rate.
+3. **Submit → RUNNING latency** on an idle cluster: {f.latency_samples} `sleep 1` jobs, one at
+   a time; `RUNNING.at − SUBMITTED.at` from the job's `history` (head clock), and the
+   client-observed time from before `submitJob` until `describeJobs` says RUNNING (polled
+   every 2 ms). Median and p90, and the median of each stage (SUBMITTED→RUNNABLE→STARTING→
+   RUNNING). Baselines: one `describeJobs` round trip; one `Popen(["true"])`.
+4. **Head-node memory** with {f.fill_jobs:,} finished jobs in the store: {f.fill_arrays}
+   arrays of {f.fill_array_size:,} `true` children (at most {f.fill_in_flight} unfinished at a
+   time), then the head's `VmRSS` (and `VmHWM`, its peak) and the SQLite file size.
+   Baseline: `VmRSS` of the idle head before filling.
+
+## Running
+
+    python benchmarks/run.py           # full sizes (about 10-15 min on 2 cores);
+                                       # rewrites results.json and this README
+    python benchmarks/run.py --quick   # {q.jobs} jobs, {q.array_size:,} children,
+                                       # {q.latency_samples} samples, {q.fill_jobs:,} finished jobs;
+                                       # writes results-quick.json only
+    python benchmarks/run.py --only latency,memory   # a subset (README untouched)
+    python benchmarks/run.py --readme  # only regenerate this README from results.json
+
+`--keep` leaves each head's home (store, logs) under the scratch directory (`--scratch`,
+default the system temp dir) for inspection; `--array-runs N` changes the array runs.
+
+## Last full run
+
+{results['timestamp']}: {m['nproc']} CPUs ({m['cpu'] or 'unknown CPU'}),
+{m['memory_mib']:,} MiB, Python {m['python']}, commit `{m['git_commit'] or '?'}` (plus the
+working tree); total {results['total_s']:.0f} s. Array: median of {runs} run(s).
+Raw figures: `results.json`. "CPU per job" splits the CPU time used during the measurement
+by process: the benchmark client, the head node, the 4 agents, and the job processes.
+
+"other load" is the share of the machine's CPU used by processes outside the benchmark
+(neither this script, the head, its agents nor their jobs) during the measurement; the
+benchmark waits (up to 60 s) for the machine to be under 25% busy before each measurement,
+but anything above a few percent means the run shared the machine and its figures are
+pessimistic.
+
+{chr(10).join(table)}
+
+Targets: throughput ≥ {TARGETS['throughput_jobs_per_s']:.0f} jobs/s; array submit call
+< {TARGETS['array_submit_s'] * 1000:.0f} ms; submit → RUNNING median
+< {TARGETS['latency_median_ms']:.0f} ms.
+"""
+
+
+# --- main -----------------------------------------------------------------------------------------
+BENCHMARKS: dict[str, Callable[[Sizes, Path, bool], JSON]] = {
+    "throughput": bench_throughput,
+    "array": bench_array,
+    "latency": bench_latency,
+    "memory": bench_memory,
+}
+
+
+def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # so every finally (and every head's stop) runs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a fast check")
+    parser.add_argument("--only", default=",".join(BENCHMARKS),
+                        help=f"comma-separated subset of {', '.join(BENCHMARKS)}")
+    parser.add_argument("--array-runs", type=int, default=None,
+                        help="runs of the array benchmark (default: 3 full, 1 quick)")
+    parser.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()),
+                        help="where head homes are created")
+    parser.add_argument("--keep", action="store_true", help="keep each head's home")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="results file (default results.json, or results-quick.json)")
+    parser.add_argument("--readme", action="store_true",
+                        help="only regenerate README.md from results.json, run nothing")
+    args = parser.parse_args(argv)
+    if args.readme:
+        results_file = BENCH_DIR / "results.json"
+        (BENCH_DIR / "README.md").write_text(readme(json.loads(results_file.read_text())))
+        say(f"wrote {BENCH_DIR / 'README.md'} from {results_file}")
+        return 0
+    sizes = QUICK if args.quick else FULL
+    if args.array_runs is not None:
+        sizes = Sizes(**{**asdict(sizes), "array_runs": args.array_runs})
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    args.scratch.mkdir(parents=True, exist_ok=True)
+
+    started = time.perf_counter()
+    results: JSON = {
+        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "mode": "quick" if args.quick else "full",
+        "sizes": asdict(sizes),
+        "machine": machine_info(),
+        "targets": TARGETS,
+        "benchmarks": {},
+    }
+    for name in chosen:
+        say(f"== {name}")
+        results["benchmarks"][name] = BENCHMARKS[name](sizes, args.scratch, args.keep)
+    results["total_s"] = round(time.perf_counter() - started, 1)
+
+    output = args.output or BENCH_DIR / ("results-quick.json" if args.quick else "results.json")
+    output.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    say(f"wrote {output}")
+    if not args.quick and chosen == list(BENCHMARKS) and args.output is None:
+        (BENCH_DIR / "README.md").write_text(readme(results))
+        say(f"wrote {BENCH_DIR / 'README.md'}")
+    summary = {n: {k: v for k, v in r.items() if not isinstance(v, list | dict)}
+               for n, r in results["benchmarks"].items()}
+    print(json.dumps(summary, indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
