@@ -7,7 +7,6 @@ Golden files live in ``tests/unit/golden/cli_run/``: each is what ``--dry-run`` 
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import signal
@@ -40,6 +39,7 @@ from mnp.cli_run import (
 from mnp.client import Client
 from mnp.demo import MpiResult, Rank, Row, mpi_options, parse_ranks
 from mnp.errors import NotFound
+from tests.unit import goldens
 
 JSON = dict[str, Any]
 GOLDEN = Path(__file__).parent / "golden" / "cli_run"
@@ -56,25 +56,7 @@ HOSTILE = [
 
 
 def assert_golden(name: str, text: str) -> None:
-    """``text`` equals ``golden/cli_run/<name>`` byte for byte; a unified diff otherwise."""
-    path = GOLDEN / name
-    if os.environ.get("MNP_UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(text.encode())
-        return
-    if not path.exists():
-        pytest.fail(f"no golden file {path}; MNP_UPDATE_GOLDEN=1 creates it")
-    expected = path.read_bytes().decode()
-    if text != expected:
-        diff = "".join(
-            difflib.unified_diff(
-                expected.splitlines(keepends=True),
-                text.splitlines(keepends=True),
-                fromfile=f"golden/cli_run/{name}",
-                tofile="actual",
-            )
-        )
-        pytest.fail(f"{name} differs from its golden file (MNP_UPDATE_GOLDEN=1 rewrites):\n{diff}")
+    goldens.check("cli_run", name, text)
 
 
 # -- time limits ---------------------------------------------------------------------------------

@@ -7,9 +7,7 @@ element per line, so control characters stay visible and diffs stay readable.
 
 from __future__ import annotations
 
-import difflib
 import json
-import os
 import stat
 import subprocess
 import sys
@@ -22,6 +20,7 @@ import pytest
 from launcher import wire
 from mnp import mpi
 from mnp.protocol import WIRING_PLACEHOLDER
+from tests.unit import goldens
 
 GOLDEN = Path(__file__).parent / "golden" / "mpi"
 REPO = Path(__file__).resolve().parents[2]
@@ -44,25 +43,7 @@ ALIAS = "/tmp/mnp-wiring-abc123/w"
 
 
 def assert_golden(name: str, text: str) -> None:
-    """``text`` equals ``golden/mpi/<name>`` byte for byte; a unified diff otherwise."""
-    path = GOLDEN / name
-    if os.environ.get("MNP_UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(text.encode())
-        return
-    if not path.exists():
-        pytest.fail(f"no golden file {path}; MNP_UPDATE_GOLDEN=1 creates it")
-    expected = path.read_bytes().decode()
-    if text != expected:
-        diff = "".join(
-            difflib.unified_diff(
-                expected.splitlines(keepends=True),
-                text.splitlines(keepends=True),
-                fromfile=f"golden/mpi/{name}",
-                tofile="actual",
-            )
-        )
-        pytest.fail(f"{name} differs from its golden file (MNP_UPDATE_GOLDEN=1 rewrites):\n{diff}")
+    goldens.check("mpi", name, text)
 
 
 def as_json(value: object) -> str:

@@ -6,8 +6,6 @@ review the diff before committing.
 
 from __future__ import annotations
 
-import difflib
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,6 +14,7 @@ import pytest
 
 from mnp.protocol import WIRING_PLACEHOLDER
 from mnp.sshwire import SshNode, config_path, generate_job_key, known_hosts, ssh_config
+from tests.unit import goldens
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -49,21 +48,7 @@ HOSTILE = '/tmp/we ird/it\'s $HOME; 50% "quoted" back\\slash #not-a-comment'
 
 
 def assert_golden(name: str, actual: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("MNP_UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(actual)
-    expected = path.read_text() if path.exists() else ""
-    if actual != expected:
-        diff = "".join(
-            difflib.unified_diff(
-                expected.splitlines(keepends=True),
-                actual.splitlines(keepends=True),
-                f"golden/{name}",
-                "actual",
-            )
-        )
-        pytest.fail(f"{name} differs from its golden file (MNP_UPDATE_GOLDEN=1 rewrites):\n{diff}")
+    goldens.check("", name, actual)
 
 
 def test_ssh_config_golden() -> None:

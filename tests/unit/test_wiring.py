@@ -6,8 +6,6 @@ them (review the diff before committing).
 
 from __future__ import annotations
 
-import difflib
-import os
 import zlib
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from mnp.wiring import (
     node_environment,
     wiring_files,
 )
+from tests.unit import goldens
 from tests.unit.helpers_core import HOSTILE, make_job
 
 GOLDEN = Path(__file__).parent / "golden" / "wiring"
@@ -47,25 +46,7 @@ PRIVATE_KEY = (
 
 
 def assert_golden(name: str, text: str) -> None:
-    """``text`` equals ``golden/wiring/<name>`` byte for byte; a unified diff otherwise."""
-    path = GOLDEN / name
-    if os.environ.get("MNP_UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(text.encode())
-        return
-    if not path.exists():
-        pytest.fail(f"no golden file {path}; MNP_UPDATE_GOLDEN=1 creates it")
-    expected = path.read_bytes().decode()
-    if text != expected:
-        diff = "".join(
-            difflib.unified_diff(
-                expected.splitlines(keepends=True),
-                text.splitlines(keepends=True),
-                fromfile=f"golden/wiring/{name}",
-                tofile="actual",
-            )
-        )
-        pytest.fail(f"{name} differs from its golden file (MNP_UPDATE_GOLDEN=1 rewrites):\n{diff}")
+    goldens.check("wiring", name, text)
 
 
 def gang_of(
