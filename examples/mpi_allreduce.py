@@ -17,13 +17,15 @@ from mpi4py import MPI
 
 
 def node_address() -> str:
-    """The address of the node this rank runs on: the node agent's ``MNP_NODE_ADDRESS``,
-    else the local end of the SSH session that started it, else the host's address."""
-    if os.environ.get("MNP_NODE_ADDRESS"):
-        return os.environ["MNP_NODE_ADDRESS"]
+    """The address of the node this rank runs on: the local end of the SSH session that
+    started it (a launcher may forward its own environment, ``MNP_NODE_ADDRESS`` included, to
+    every rank, but a node's SSH server sets this one itself), else ``MNP_NODE_ADDRESS``, else
+    the host's address."""
     ssh = os.environ.get("SSH_CONNECTION", "").split()
     if len(ssh) == 4:
         return ssh[2]
+    if os.environ.get("MNP_NODE_ADDRESS"):
+        return os.environ["MNP_NODE_ADDRESS"]
     try:
         return socket.gethostbyname(socket.gethostname())
     except OSError:

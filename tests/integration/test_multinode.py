@@ -111,6 +111,7 @@ def test_mpi_allreduce_on_four_nodes(four: Cluster, flavour: str) -> None:
             "isMainNode": False,
         }
     assert d["nodeProperties"]["numNodes"] == 4
+
     # the job's private key and wiring files are gone from every node with the attempt
     def wiring_gone() -> bool:
         return not list((c.home / "nodes").glob(f"*/jobs/{job}_*/*/.mnp"))
@@ -293,3 +294,35 @@ def test_rank_exiting_without_finalize_fails_within_seconds(four: Cluster) -> No
     assert time.monotonic() - t0 < 45
     assert "hung" in d["statusReason"] and "ended" in d["statusReason"]
     settled(c, job, 4)
+
+
+def test_users_own_mpiexec_finds_the_hostfile_in_place(four: Cluster) -> None:
+    """mpi: none: mnp builds nothing; a bare ``mpiexec -n 8`` reads the hostfile, launcher and
+    ssh_config from the variables every node gets (HYDRA_HOST_FILE, HYDRA_LAUNCHER_EXTRA_ARGS)."""
+    c = four
+    mpiexec = str(Path(sys.executable).parent / "mpiexec")
+    mnp_definition(c, "own-mpiexec", [mpiexec, "-n", "8", sys.executable, ALLREDUCE], tasks=2)
+    job = c.submit("own", "own-mpiexec")
+    d = c.wait_status(job, "SUCCEEDED", "FAILED", timeout=90)
+    out = c.logs(f"{job}#0")
+    assert d["status"] == "SUCCEEDED", (d, out)
+    check_ranks(out, ranks=8, nodes=4)
+
+
+def test_timeout_covers_the_whole_mnp_job(four: Cluster) -> None:
+    c = four
+    mnp_definition(
+        c,
+        "mnp-slow",
+        ["sleep", "60"],
+        nodes=3,
+        retryStrategy={"attempts": 3},
+        timeout={"attemptDurationSeconds": 2},
+    )
+    job = c.submit("slow", "mnp-slow")
+    d = c.wait_status(job, "SUCCEEDED", "FAILED", timeout=30)
+    assert d["status"] == "FAILED"
+    assert "timeout" in d["statusReason"].lower()
+    assert len(d["attempts"]) == 1  # never retried
+    nodes = settled(c, job, 3)
+    assert all(n["status"] == "FAILED" for n in nodes)
