@@ -1,15 +1,19 @@
 #!/usr/bin/env python
-"""mnp benchmarks: throughput, large arrays, submit→RUNNING latency, head-node memory.
+"""mnp benchmarks: throughput, large arrays, submit→RUNNING latency, head-node memory,
+MNP launch overhead, MNP bring-up time.
 
 Usage (from the repository root)::
 
     python benchmarks/run.py            # full sizes; writes results.json and README.md
+    python benchmarks/run.py --only mnp,bringup   # a subset
     python benchmarks/run.py --quick    # small sizes; writes results-quick.json only
 
 Every benchmark starts its own head node (``python -m mnp --home <tmp> up …`` in the
-foreground, as a child process) with 4 local node agents, waits for the 4 nodes to be
-ACTIVE, measures, and stops it again (SIGTERM to its PID; agents it started that are still
-alive afterwards are SIGKILLed by PID). Each benchmark measures its baseline in the same run.
+foreground, as a child process) with 4 local node agents (8 for the bring-up benchmark),
+waits for the nodes to be ACTIVE, measures, and stops it again (SIGTERM to its PID; agents
+it started that are still alive afterwards are SIGKILLed by PID). Each benchmark measures its
+baseline in the same run. Results are merged into the results file (entries of benchmarks not
+run this time are kept); a full-size run to the default file also rewrites README.md.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -54,7 +59,10 @@ TARGETS = {
     "throughput_jobs_per_s": 300.0,
     "array_submit_s": 0.5,
     "latency_median_ms": 50.0,
+    "mnp_ratio_to_raw_mpiexec": 1.3,
+    "mnp_slack_s": 0.2,
 }
+"""Benchmark 5: median MNP submit→SUCCEEDED ≤ ratio × median raw mpiexec + slack."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +79,11 @@ class Sizes:
     fill_array_size: int
     fill_in_flight: int
     """Benchmark 4: at most this many fill arrays unfinished at a time."""
+    mnp_samples: int
+    """Benchmark 5: MNP jobs per command; also raw mpiexec runs per command in each of the
+    two baseline jobs."""
+    bringup_samples: int
+    """Benchmark 6: MNP jobs per node count."""
 
     @property
     def fill_jobs(self) -> int:
@@ -78,9 +91,24 @@ class Sizes:
 
 
 FULL = Sizes(jobs=1000, throughput_runs=3, array_size=10_000, array_runs=3,
-             latency_samples=30, fill_arrays=100, fill_array_size=1000, fill_in_flight=4)
+             latency_samples=30, fill_arrays=100, fill_array_size=1000, fill_in_flight=4,
+             mnp_samples=9, bringup_samples=7)
 QUICK = Sizes(jobs=200, throughput_runs=3, array_size=2000, array_runs=1,
-              latency_samples=10, fill_arrays=10, fill_array_size=1000, fill_in_flight=4)
+              latency_samples=10, fill_arrays=10, fill_array_size=1000, fill_in_flight=4,
+              mnp_samples=3, bringup_samples=3)
+
+# Benchmark 5: an 8-rank MPICH job on 4 nodes; benchmark 6: every-node jobs of 2, 4, 8 nodes.
+MNP_NODES = 4
+MNP_TASKS_PER_NODE = 2
+MNP_VCPUS = 2
+BARRIER = "from mpi4py import MPI; MPI.COMM_WORLD.Barrier()"
+MNP_COMMANDS: dict[str, list[str]] = {
+    "true": ["/bin/true"],
+    "barrier": [sys.executable, "-c", BARRIER],
+}
+BRINGUP_NODES = (2, 4, 8)
+BRINGUP_VCPUS = 2
+BRINGUP_HEAD_NODES = max(BRINGUP_NODES)
 
 
 # --- small helpers ------------------------------------------------------------------------------
@@ -290,7 +318,10 @@ class HeadNode:
     the home unless ``keep``.
     """
 
-    def __init__(self, scratch: Path, label: str, keep: bool = False) -> None:
+    def __init__(self, scratch: Path, label: str, keep: bool = False, nodes: int = NODES,
+                 vcpus: int = VCPUS) -> None:
+        self.nodes = nodes
+        self.vcpus = vcpus
         self.home = Path(tempfile.mkdtemp(prefix=f"mnp-bench-{label}-", dir=scratch))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -327,7 +358,7 @@ class HeadNode:
 
     def start(self) -> None:
         argv = [sys.executable, "-m", "mnp", "--home", str(self.home), "up",
-                "--port", str(self.port), "--nodes", str(NODES), "--vcpus", str(VCPUS),
+                "--port", str(self.port), "--nodes", str(self.nodes), "--vcpus", str(self.vcpus),
                 "--memory-mib", str(MEMORY_MIB)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
@@ -348,9 +379,9 @@ class HeadNode:
         def nodes_active() -> bool:
             nodes = self.c.nodes()
             self.agent_pids |= {int(n["pid"]) for n in nodes if n.get("pid")}
-            return sum(1 for n in nodes if n["status"] == "ACTIVE") >= NODES
+            return sum(1 for n in nodes if n["status"] == "ACTIVE") >= self.nodes
 
-        wait_for(f"{NODES} ACTIVE nodes", nodes_active, 60)
+        wait_for(f"{self.nodes} ACTIVE nodes", nodes_active, 60)
         self.agent_pids |= self._agent_pid_files()
 
     def _agent_pid_files(self) -> set[int]:
@@ -709,6 +740,362 @@ def bench_memory(sizes: Sizes, scratch: Path, keep: bool) -> JSON:
     return result
 
 
+# --- multi-node parallel jobs: shared helpers -----------------------------------------------------
+def mnp_definition(name: str, nodes: int, main: list[str], others: list[str] | None, mpi: str,
+                   tasks_per_node: int | None = None, timeout_s: int | None = None) -> JSON:
+    """A ``type: multinode`` definition: node 0 runs ``main``; nodes ``1:`` run ``others``, or
+    nothing when None (they hold and serve SSH to the main node's ``mpiexec``)."""
+    ranges: list[JSON] = [{"targetNodes": "0", "container": {"command": main}}]
+    if nodes > 1:
+        ranges.append({"targetNodes": "1:",
+                       "container": {} if others is None else {"command": others}})
+    settings: JSON = {"mpi": mpi}
+    if tasks_per_node is not None:
+        settings["tasksPerNode"] = tasks_per_node
+    body: JSON = {
+        "jobDefinitionName": name,
+        "type": "multinode",
+        "nodeProperties": {"numNodes": nodes, "mainNode": 0, "nodeRangeProperties": ranges,
+                           "mnp": settings},
+    }
+    if timeout_s is not None:
+        body["timeout"] = {"attemptDurationSeconds": timeout_s}
+    return body
+
+
+def settled_nodes(c: Client, job_id: str, nodes: int, timeout: float = 60) -> list[JSON]:
+    """Every node job ``<job_id>#i``, once each is SUCCEEDED or FAILED (its node is free)."""
+    ids = [f"{job_id}#{i}" for i in range(nodes)]
+
+    def done() -> list[JSON] | None:
+        ds = c.describe_jobs(ids)
+        return ds if len(ds) == nodes and all(d["status"] in TERMINAL for d in ds) else None
+
+    return wait_for(f"the {nodes} nodes of {job_id} to settle", done, timeout)
+
+
+def run_mnp_job(c: Client, definition_name: str, nodes: int, timeout: float = 120,
+                poll: float = 0.01) -> tuple[JSON, list[JSON], float]:
+    """Submit one MNP job and wait for it: (parent, its node jobs once settled, seconds from
+    before ``submitJob`` until ``describeJobs`` says the parent is terminal, polled every
+    ``poll`` s). Raises unless everything SUCCEEDED."""
+    t0 = time.perf_counter()
+    job = c.submit({"jobName": definition_name, "jobQueue": "default",
+                    "jobDefinition": definition_name})
+    detail = wait_job(c, job, timeout, interval=poll)
+    client_s = time.perf_counter() - t0
+    node_jobs = settled_nodes(c, job, nodes)
+    bad = [d["jobId"] for d in [detail, *node_jobs] if d["status"] != "SUCCEEDED"]
+    if bad:
+        log = "".join(c.logs(f"{job}#0"))[-3000:]
+        raise RuntimeError(f"MNP job {job} ({definition_name}): not SUCCEEDED: {bad} "
+                           f"({detail.get('statusReason')}); main node log tail:\n{log}")
+    return detail, node_jobs, client_s
+
+
+def history_s(detail: JSON, start: str, end: str) -> float:
+    """Seconds between two statuses of a job's history (head clock, epoch ms)."""
+    a, b = history_at(detail, start), history_at(detail, end)
+    if a is None or b is None:
+        raise RuntimeError(f"{detail['jobId']}: no {start} or {end} in {detail.get('history')}")
+    return (b - a) / 1000
+
+
+def s3(x: float) -> float:
+    return round(x, 3)
+
+
+# --- 5. MNP launch overhead vs raw mpiexec on the same SSH endpoints ------------------------------
+RAW_PER_JOB = 3
+"""Raw mpiexec runs per command in one baseline job. mnp fails an MNP job as hung once an
+MPI proxy on a node has ended and the job goes on for ``mpi_hang_seconds`` (10 s): one job
+may not loop over mpiexec for long, so the raw runs are spread over several short jobs."""
+
+RAW_MPIEXEC = r'''
+"""Raw mpiexec over the job's own SSH endpoints, timed: runs as an MNP job's main node
+(mpi none) while the other nodes hold. argv: iterations, JSON {kind: command}."""
+import json, os, shutil, signal, subprocess, sys, tempfile, time
+from mnp import mpi
+
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: still remove the copy
+
+iterations = int(sys.argv[1])
+commands = json.loads(sys.argv[2])
+src = os.environ["MNP_WIRING_DIR"]
+nodes = len(os.environ["MNP_NODE_ALIASES"].split())
+tasks = int(os.environ["MNP_TASKS_PER_NODE"])
+iface = os.environ.get("MNP_MPI_IFACE") or None
+mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+dst = tempfile.mkdtemp(prefix="mnp-bench-raw-")  # a private, plain path
+try:
+    # (a) a copy of the wiring the main node got, pointing at itself
+    for name in ("ssh_config", "known_hosts", "id_ed25519", "hostfile.mpich", "ssh-wrapper"):
+        shutil.copy2(os.path.join(src, name), os.path.join(dst, name))
+    cfg = os.path.join(dst, "ssh_config")
+    with open(cfg) as f:
+        text = f.read()
+    with open(cfg, "w") as f:
+        f.write(text.replace(src, dst))
+
+    def argv(command):
+        return mpi.launch_argv("mpich", mpiexec, nodes * tasks, tasks,
+                               os.path.join(dst, "hostfile.mpich"), cfg, iface, command, [],
+                               ssh_wrapper=os.path.join(dst, "ssh-wrapper"))
+
+    def norm(args, directory):
+        real = os.path.realpath(directory)
+        return ["<wiring>/" + os.path.basename(a)
+                if a.startswith("/") and os.path.realpath(os.path.dirname(a)) == real else a
+                for a in args]
+
+    def wire_dry_run(command):
+        """What mnp itself would exec (launcher.wire --dry-run), and how long that took."""
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", "launcher.wire", "--mpi", "mpich",
+                              "--dry-run", "--", *command], stdin=subprocess.DEVNULL,
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+        elapsed = time.perf_counter() - t0
+        for a in out:  # a plain alias launcher.wire made for a non-plain wiring path
+            d = os.path.dirname(a)
+            if os.path.islink(d) and os.path.basename(os.path.dirname(d)).startswith("mnp-wiring-"):
+                shutil.rmtree(os.path.dirname(d), ignore_errors=True)
+        return out, elapsed
+
+    same = {}
+    for kind, command in commands.items():
+        same[kind] = {"mnp": norm(wire_dry_run(command)[0], src),
+                      "raw": norm(argv(command), dst)}
+    # (b) the same mpiexec, timed; also launcher.wire's own start (interpreter, imports,
+    # mpiexec --version, argv), without its wait for the nodes and its exec
+    times = {kind: [] for kind in commands}
+    times["wire_dry_run"] = []
+    for i in range(iterations):
+        times["wire_dry_run"].append(wire_dry_run(next(iter(commands.values())))[1])
+        for kind, command in commands.items():
+            args = argv(command)
+            sys.stdout.flush()
+            t0 = time.perf_counter()
+            rc = subprocess.run(args, stdin=subprocess.DEVNULL).returncode
+            elapsed = time.perf_counter() - t0
+            if rc != 0:
+                print(f"raw mpiexec ({kind}) exited with {rc}: {args}", file=sys.stderr)
+                sys.exit(1)
+            times[kind].append(elapsed)
+    print("RAW_RESULT " + json.dumps({"times_s": times, "argv": same}))
+finally:
+    shutil.rmtree(dst, ignore_errors=True)
+'''
+
+
+def raw_mpiexec_job(c: Client, registered: set[int], iterations: int) -> tuple[JSON, float]:
+    """One baseline MNP job (mpi none; children hold) whose main node times raw ``mpiexec``
+    ``iterations`` times per command; (its RAW_RESULT, seconds the whole job took)."""
+    name = f"mnp-raw-{iterations}"
+    if iterations not in registered:
+        c.register_job_definition(mnp_definition(
+            name, MNP_NODES, [sys.executable, "-c", RAW_MPIEXEC, str(iterations),
+                              json.dumps(MNP_COMMANDS)],
+            None, "none", MNP_TASKS_PER_NODE, 300))
+        registered.add(iterations)
+    detail, _nodes, client_s = run_mnp_job(c, name, MNP_NODES, timeout=300)
+    log = "".join(c.logs(f"{detail['jobId']}#0"))
+    for line in log.splitlines():
+        if line.startswith("RAW_RESULT "):
+            return json.loads(line.split(" ", 1)[1]), client_s
+    raise RuntimeError(f"raw mpiexec job {detail['jobId']}: no RAW_RESULT in\n{log[-3000:]}")
+
+
+def wire_ready_s(log: str) -> float | None:
+    """``launcher.wire: 3 nodes ready in 0.15 s`` → 0.15."""
+    for line in log.splitlines():
+        if line.startswith("launcher.wire:") and " nodes ready in " in line:
+            with contextlib.suppress(ValueError):
+                return float(line.rsplit(" in ", 1)[1].split()[0])
+    return None
+
+
+def bench_mnp(sizes: Sizes, scratch: Path, keep: bool) -> JSON:
+    n = sizes.mnp_samples
+    ranks = MNP_NODES * MNP_TASKS_PER_NODE
+    ratio, slack = TARGETS["mnp_ratio_to_raw_mpiexec"], TARGETS["mnp_slack_s"]
+    kinds = list(MNP_COMMANDS)
+    samples: dict[str, list[JSON]] = {kind: [] for kind in kinds}
+    raw: dict[str, list[float]] = {kind: [] for kind in [*kinds, "wire_dry_run"]}
+    raw_jobs: list[JSON] = []
+    registered: set[int] = set()
+    with HeadNode(scratch, "mnp", keep, nodes=MNP_NODES, vcpus=MNP_VCPUS) as head:
+        c = head.c
+        for kind, command in MNP_COMMANDS.items():
+            c.register_job_definition(mnp_definition(
+                f"mnp-{kind}", MNP_NODES, command, None, "mpich", MNP_TASKS_PER_NODE, 300))
+        say(f"mnp: warm-up ({', '.join(kinds)}, raw), {ranks} ranks on {MNP_NODES} nodes")
+        warmup = {kind: s3(run_mnp_job(c, f"mnp-{kind}", MNP_NODES)[2]) for kind in kinds}
+        warm_raw, _ = raw_mpiexec_job(c, registered, 1)
+        argv_check = warm_raw["argv"]
+        if any(v["mnp"] != v["raw"] for v in argv_check.values()):
+            raise RuntimeError(f"mnp: the raw mpiexec argv differs from mnp's: {argv_check}")
+        quiet = wait_quiet()
+        say(f"  {n} rounds: one MNP job per command; a raw mpiexec job ({RAW_PER_JOB} runs "
+            f"per command) every {RAW_PER_JOB} rounds")
+        meter = CpuMeter(head).start()
+        for r in range(n):  # interleaved: drift in the machine's load weighs on both sides
+            if r % RAW_PER_JOB == 0:
+                time.sleep(0.3)
+                phase = CpuMeter(head).start()
+                got, job_s = raw_mpiexec_job(c, registered, min(RAW_PER_JOB, n - r))
+                if got["argv"] != argv_check:
+                    raise RuntimeError(f"mnp: raw argv changed: {got['argv']}")
+                for kind, times in got["times_s"].items():
+                    raw[kind] += [s3(t) for t in times]
+                raw_jobs.append({"job_s": s3(job_s), "other_pct": phase.stop()["other_pct"]})
+            for kind in kinds:
+                time.sleep(0.3)  # idle: the previous job's nodes are free and reported
+                phase = CpuMeter(head).start()
+                detail, node_jobs, client_s = run_mnp_job(c, f"mnp-{kind}", MNP_NODES)
+                other = phase.stop()["other_pct"]
+                last_child = max(int(history_at(d, "RUNNING") or 0) for d in node_jobs[1:])
+                samples[kind].append({
+                    "client_s": s3(client_s),
+                    "history_s": history_s(detail, "SUBMITTED", "SUCCEEDED"),
+                    "to_running_s": history_s(detail, "SUBMITTED", "RUNNING"),
+                    "running_to_last_child_running_s":
+                        (last_child - int(history_at(detail, "RUNNING") or 0)) / 1000,
+                    "running_to_succeeded_s": history_s(detail, "RUNNING", "SUCCEEDED"),
+                    "wire_ready_s": wire_ready_s("".join(c.logs(f"{detail['jobId']}#0"))),
+                    "other_pct": other,
+                })
+        cpu = meter.stop()
+    per_kind: JSON = {}
+    for kind in kinds:
+        ss = samples[kind]
+        client = [x["client_s"] for x in ss]
+        history = [x["history_s"] for x in ss]
+        raw_median = median(raw[kind])
+        limit = ratio * raw_median + slack
+        wire = [x["wire_ready_s"] for x in ss if x["wire_ready_s"] is not None]
+        per_kind[kind] = {
+            "command": MNP_COMMANDS[kind],
+            "mnp_client_s": client,
+            "mnp_history_s": history,
+            "raw_mpiexec_s": raw[kind],
+            "median_mnp_client_s": s3(median(client)),
+            "median_mnp_history_s": s3(median(history)),
+            "median_raw_mpiexec_s": s3(raw_median),
+            "ratio_client": round(median(client) / raw_median, 2),
+            "ratio_history": round(median(history) / raw_median, 2),
+            "overhead_client_s": s3(median(client) - raw_median),
+            "overhead_history_s": s3(median(history) - raw_median),
+            "limit_s": s3(limit),
+            "met": median(client) <= limit,
+            "met_history": median(history) <= limit,
+            "stage_median_s": {
+                "SUBMITTED→RUNNING": s3(median([x["to_running_s"] for x in ss])),
+                "RUNNING→last child RUNNING": s3(median(
+                    [x["running_to_last_child_running_s"] for x in ss])),
+                "RUNNING→SUCCEEDED": s3(median([x["running_to_succeeded_s"] for x in ss])),
+            },
+            "median_wire_ready_s": s3(median(wire)) if wire else None,
+            "median_other_pct": median([x["other_pct"] for x in ss]),
+            "warmup_s": {"mnp": warmup[kind], "raw": s3(warm_raw["times_s"][kind][0])},
+        }
+    result = {
+        "nodes": MNP_NODES,
+        "tasks_per_node": MNP_TASKS_PER_NODE,
+        "ranks": ranks,
+        "mpi": "mpich",
+        "samples": n,
+        "raw_samples": len(raw[kinds[0]]),
+        "raw_runs_per_job": RAW_PER_JOB,
+        "raw_argv": argv_check[kinds[0]]["raw"],
+        "raw_argv_same_as_mnp": True,
+        "raw_jobs": raw_jobs,
+        "raw_median_other_pct": median([j["other_pct"] for j in raw_jobs]),
+        "wire_dry_run_s": raw["wire_dry_run"],
+        "median_wire_dry_run_s": s3(median(raw["wire_dry_run"])),
+        **per_kind,
+        "target": f"median ≤ {ratio:g} × raw + {slack:g} s (client-observed)",
+        "met": all(per_kind[k]["met"] for k in kinds),
+        "busy_before_pct": quiet,
+        **cpu,
+    }
+    for kind in kinds:
+        k = per_kind[kind]
+        say(f"  {kind}: mnp {k['median_mnp_client_s']} s (history {k['median_mnp_history_s']})"
+            f", raw {k['median_raw_mpiexec_s']} s, ratio {k['ratio_client']}, "
+            f"limit {k['limit_s']} s, met {k['met']}")
+    return result
+
+
+# --- 6. MNP bring-up time as the gang grows ------------------------------------------------------
+def slope(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
+    """(slope, intercept) of the least-squares line through the points."""
+    fit = statistics.linear_regression(xs, ys)
+    return fit.slope, fit.intercept
+
+
+def bench_bringup(sizes: Sizes, scratch: Path, keep: bool) -> JSON:
+    n = sizes.bringup_samples
+    top = max(BRINGUP_NODES)
+    metrics = ("submit_to_running_s", "running_to_last_child_running_s",
+               "submit_to_succeeded_s")
+    samples: dict[int, dict[str, list[float]]] = {
+        k: {m: [] for m in metrics} for k in BRINGUP_NODES}
+    plain: dict[str, list[float]] = {"submit_to_running_s": [], "submit_to_succeeded_s": []}
+    with HeadNode(scratch, "bringup", keep, nodes=top, vcpus=BRINGUP_VCPUS) as head:
+        c = head.c
+        for k in BRINGUP_NODES:
+            c.register_job_definition(mnp_definition(f"every{k}", k, ["true"], ["true"], "none"))
+        c.register_job_definition(definition("plain", ["true"]))
+        say(f"bringup: warm-up, then {n} rounds of every-node jobs of "
+            f"{', '.join(map(str, BRINGUP_NODES))} nodes (and a plain job)")
+        for k in BRINGUP_NODES:
+            run_mnp_job(c, f"every{k}", k, poll=0.02)
+        quiet = wait_quiet()
+        meter = CpuMeter(head).start()
+        for _ in range(n):  # round-robin: drift in the machine's load weighs on every size
+            for k in BRINGUP_NODES:
+                time.sleep(0.3)
+                detail, node_jobs, _ = run_mnp_job(c, f"every{k}", k, poll=0.02)
+                running = int(history_at(detail, "RUNNING") or 0)
+                last_child = max(int(history_at(d, "RUNNING") or 0) for d in node_jobs[1:])
+                samples[k]["submit_to_running_s"].append(
+                    history_s(detail, "SUBMITTED", "RUNNING"))
+                samples[k]["running_to_last_child_running_s"].append(
+                    (last_child - running) / 1000)
+                samples[k]["submit_to_succeeded_s"].append(
+                    history_s(detail, "SUBMITTED", "SUCCEEDED"))
+            time.sleep(0.3)
+            job = c.submit({"jobName": "plain", "jobQueue": "default", "jobDefinition": "plain"})
+            d = wait_job(c, job, 60, interval=0.02)
+            if d["status"] != "SUCCEEDED":
+                raise RuntimeError(f"bringup: plain job {job} ended {d['status']}")
+            plain["submit_to_running_s"].append(history_s(d, "SUBMITTED", "RUNNING"))
+            plain["submit_to_succeeded_s"].append(history_s(d, "SUBMITTED", "SUCCEEDED"))
+        cpu = meter.stop()
+    medians = {m: {str(k): s3(median(samples[k][m])) for k in BRINGUP_NODES} for m in metrics}
+    fits: JSON = {}
+    for m in metrics:
+        a, b = slope([float(k) for k in BRINGUP_NODES], [medians[m][str(k)]
+                                                         for k in BRINGUP_NODES])
+        fits[m] = {"slope_s_per_node": round(a, 4) + 0.0, "intercept_s": s3(b)}  # no -0.0
+    result = {
+        "node_counts": list(BRINGUP_NODES),
+        "head_nodes": top,
+        "vcpus_per_node": BRINGUP_VCPUS,
+        "samples": n,
+        "runs": {str(k): samples[k] for k in BRINGUP_NODES},
+        "median_s": medians,
+        "fit_over_medians": fits,
+        "baseline_plain_job_s": plain,
+        "baseline_plain_job_median_s": {m: s3(median(v)) for m, v in plain.items()},
+        "busy_before_pct": quiet,
+        **cpu,
+    }
+    for m in metrics:
+        say(f"  {m}: {medians[m]}, slope {fits[m]['slope_s_per_node']} s/node")
+    return result
+
+
 # --- results and README ---------------------------------------------------------------------------
 def machine_info() -> JSON:
     cpu = ""
@@ -740,13 +1127,77 @@ def machine_info() -> JSON:
     }
 
 
+def mn_ratio(results: JSON) -> float:
+    return float(results.get("targets", {}).get("mnp_ratio_to_raw_mpiexec",
+                                                 TARGETS["mnp_ratio_to_raw_mpiexec"]))
+
+
+def mn_slack(results: JSON) -> float:
+    return float(results.get("targets", {}).get("mnp_slack_s", TARGETS["mnp_slack_s"]))
+
+
+NUMBERS = {"throughput": 1, "array": 2, "latency": 3, "memory": 4, "mnp": 5, "bringup": 6}
+
+
+def runs_text(results: JSON) -> str:
+    """One paragraph per run that produced some of the benchmarks in ``results``."""
+    out = []
+    for run in results_runs(results):
+        m = run["machine"]
+        names = [n for n in run["benchmarks"] if n in results["benchmarks"]]
+        if not names:
+            continue
+        which = ", ".join(f"{NUMBERS.get(n, '?')}. {n}" for n in names)
+        dirty = m.get("git_dirty_paths", -1)
+        tree = " (plus the working tree)" if dirty != 0 else ""
+        out.append(textwrap.fill(
+            f"- {which}: {run['timestamp']}: {m['nproc']} CPUs ({m['cpu'] or 'unknown CPU'}), "
+            f"{m['memory_mib']:,} MiB, Python {m['python']}, commit "
+            f"`{m['git_commit'] or '?'}`{tree}; total {run['total_s']:.0f} s.",
+            width=92, subsequent_indent="  ", break_on_hyphens=False, break_long_words=False))
+    return "\n".join(out)
+
+
+def results_runs(results: JSON) -> list[JSON]:
+    """The runs recorded in ``results`` (older files have only the top-level one)."""
+    if results.get("runs"):
+        return list(results["runs"])
+    return [{"timestamp": results["timestamp"], "mode": results.get("mode"),
+             "sizes": results.get("sizes"), "machine": results["machine"],
+             "total_s": results.get("total_s", 0.0),
+             "benchmarks": list(results.get("benchmarks", {}))}]
+
+
+def merge_results(path: Path, new: JSON) -> JSON:
+    """``new`` merged over the results already in ``path`` (same mode only): benchmarks not
+    run this time keep their entries, and ``runs`` says which run produced which."""
+    run = {k: new[k] for k in ("timestamp", "mode", "sizes", "machine", "total_s")}
+    run["benchmarks"] = list(new["benchmarks"])
+    old: JSON = {}
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            say(f"cannot read {path} ({e}); not merging")
+    if old.get("mode") != new["mode"] or not old.get("benchmarks"):
+        return {**new, "runs": [run]}
+    runs = []
+    for r in results_runs(old):
+        kept = [n for n in r["benchmarks"] if n not in new["benchmarks"]]
+        if kept:
+            runs.append({**r, "benchmarks": kept})
+    merged = {**old["benchmarks"], **new["benchmarks"]}
+    order = [*BENCHMARKS, *merged]
+    benchmarks = {n: merged[n] for n in dict.fromkeys(order) if n in merged}
+    return {**new, "benchmarks": benchmarks, "runs": [*runs, run]}
+
+
 def verdict(met: object) -> str:
     return "yes" if met is True else "**no**" if met is False else "–"
 
 
 def readme(results: JSON) -> str:
     b = results["benchmarks"]
-    m = results["machine"]
     rows: list[tuple[str, ...]] = []
 
     def load(result: JSON) -> str:
@@ -804,19 +1255,72 @@ def readme(results: JSON) -> str:
         dirs, files, size = mem["node_dirs_files_mib"]
         rows.append(("   agents' workdirs left on disk", f"{dirs:,} dirs, {files:,} files",
                      f"{size:.0f} MiB", "", "", ""))
+    if "mnp" in b:
+        mn = b["mnp"]
+        shape = f"{mn['ranks']} ranks on {mn['nodes']} nodes"
+        for i, kind in enumerate(k for k in MNP_COMMANDS if k in mn):
+            r = mn[kind]
+            label = {"true": "`/bin/true`", "barrier": "mpi4py `Barrier()`"}.get(kind, kind)
+            first = f"5. MNP launch, {shape}, {label}" if i == 0 else f"   {label}"
+            rows.append((f"{first}: submit → SUCCEEDED, client / history",
+                         f"{r['median_mnp_client_s']:.2f} / {r['median_mnp_history_s']:.2f} s",
+                         f"raw mpiexec {r['median_raw_mpiexec_s']:.2f} s (ratio "
+                         f"{r['ratio_client']:.2f} / {r['ratio_history']:.2f})",
+                         f"≤ {mn_ratio(results):g} × raw + {mn_slack(results):g} s "
+                         f"= {r['limit_s']:.2f} s",
+                         f"{verdict(r['met'])} / {verdict(r['met_history'])}",
+                         load(mn) if i == 0 else ""))
+        if "true" in mn:
+            st = mn["true"]["stage_median_s"]
+            wire = []
+            if mn["true"].get("median_wire_ready_s") is not None:
+                wire.append(f"SSH check {mn['true']['median_wire_ready_s'] * 1000:.0f} ms")
+            if mn.get("median_wire_dry_run_s") is not None:
+                wire.append(f"own start {mn['median_wire_dry_run_s'] * 1000:.0f} ms")
+            rows.append(("   `/bin/true` stages: submit→RUNNING / RUNNING→last child RUNNING / "
+                         "RUNNING→SUCCEEDED",
+                         " / ".join(f"{v * 1000:.0f}" for v in st.values()) + " ms",
+                         ("launcher.wire: " + ", ".join(wire)) if wire else "",
+                         "", "", ""))
+    if "bringup" in b:
+        bu = b["bringup"]
+        counts = " / ".join(str(k) for k in bu["node_counts"])
+        plain = bu["baseline_plain_job_median_s"]
+        labels = {
+            "submit_to_running_s": (f"6. bring-up, every-node `true`, {counts} nodes: "
+                                    "submit → RUNNING", plain["submit_to_running_s"]),
+            "running_to_last_child_running_s": ("   RUNNING → last child RUNNING", None),
+            "submit_to_succeeded_s": ("   submit → SUCCEEDED", plain["submit_to_succeeded_s"]),
+        }
+        for metric, (label, base) in labels.items():
+            med = bu["median_s"][metric]
+            fit = bu["fit_over_medians"][metric]
+            rows.append((label,
+                         " / ".join(f"{med[str(k)] * 1000:.0f}" for k in bu["node_counts"])
+                         + f" ms; {fit['slope_s_per_node'] * 1000:+.1f} ms/node",
+                         "" if base is None else f"plain 1-vCPU job {base * 1000:.0f} ms",
+                         "", "", load(bu) if metric == "submit_to_running_s" else ""))
     table = ["| benchmark | result (median) | baseline (same run) | target | met | other load |",
              "|---|---|---|---|---|---|"]
     table += ["| " + " | ".join(r) + " |" for r in rows]
     runs = b.get("array", {}).get("n_runs")
     f, q = FULL, QUICK
+    head5 = f"--nodes {MNP_NODES} --vcpus {MNP_VCPUS}"
+    head6 = f"--nodes {BRINGUP_HEAD_NODES} --vcpus {BRINGUP_VCPUS}"
+    ranks = MNP_NODES * MNP_TASKS_PER_NODE
+    mnp_block = json.dumps({"mpi": "mpich", "tasksPerNode": MNP_TASKS_PER_NODE})
+    raw_cmd = (f"mpiexec -f hostfile.mpich -n {ranks} -ppn {MNP_TASKS_PER_NODE} -launcher ssh "
+               "-launcher-exec ssh-wrapper -iface lo -genvnone <command>")
+    sizes6 = ", ".join(map(str, BRINGUP_NODES))
     return f"""# mnp benchmarks
 
-`python benchmarks/run.py` runs four benchmarks against real head nodes, each started as
+`python benchmarks/run.py` runs six benchmarks against real head nodes, each started as
 `python -m mnp --home <tmp> up --nodes {NODES} --vcpus {VCPUS} --memory-mib {MEMORY_MIB}`
-({NODES} local node agents, {NODES * VCPUS} one-vCPU job slots) and driven through
-`mnp.client.Client` from one thread. Each benchmark starts a fresh head node, waits for
-{NODES} ACTIVE nodes, measures, and stops it (SIGTERM by PID; leftover agents are killed by
-PID, also on failure). Each one measures its own baseline in the same run.
+({NODES} local node agents, {NODES * VCPUS} one-vCPU job slots; benchmark 5 uses
+`{head5}`, benchmark 6 `{head6}`) and driven through `mnp.client.Client`
+from one thread. Each benchmark starts a fresh head node, waits for its nodes to be ACTIVE,
+measures, and stops it (SIGTERM by PID; leftover agents are killed by PID, also on failure).
+Each one measures its own baseline in the same run.
 
 1. **End-to-end throughput.** {f.jobs:,} trivial jobs (`true`, 1 vCPU) submitted one
    `submitJob` call at a time; time from the first submit until `getStatus` counts them all
@@ -836,15 +1340,46 @@ PID, also on failure). Each one measures its own baseline in the same run.
    arrays of {f.fill_array_size:,} `true` children (at most {f.fill_in_flight} unfinished at a
    time), then the head's `VmRSS` (and `VmHWM`, its peak) and the SQLite file size.
    Baseline: `VmRSS` of the idle head before filling.
+5. **MNP launch overhead.** A `type: multinode` job of {MNP_NODES} nodes with
+   `nodeProperties.mnp = {mnp_block}` (MPICH wheel; node `0` runs
+   the command, nodes `1:` only serve SSH): {ranks} ranks of `/bin/true`, and of
+   `python -c "{BARRIER}"` (`python`: the absolute
+   `sys.executable`). Time from submit to SUCCEEDED, client-observed (before `submitJob`
+   until `describeJobs` says SUCCEEDED, polled every 10 ms) and from the parent's `history`
+   (`SUCCEEDED.at − SUBMITTED.at`); {f.mnp_samples} rounds of one job per command, one job at
+   a time (one warm-up job each first, not counted). Baseline: **raw `mpiexec` over the
+   very same SSH endpoints**: an MNP job (`mpi: none`, nodes `1:` holding, so their SSH
+   servers accept the job's key) whose main node copies its wiring (`$MNP_WIRING_DIR`:
+   `ssh_config`, `known_hosts`, `id_ed25519`, `hostfile.mpich`, `ssh-wrapper`) and runs
+   `{raw_cmd}`
+   (built by `mnp.mpi.launch_argv`, checked equal to what `python -m launcher.wire --dry-run`
+   prints, paths aside) in a loop, {RAW_PER_JOB} runs per command, timing each with
+   `time.perf_counter()`. Such a job runs every {RAW_PER_JOB} rounds, interleaved with the MNP
+   jobs ({f.mnp_samples} raw runs per command in all, after a warm-up job). Several short jobs
+   rather than one long loop because mnp fails an MNP job as hung once an MPI proxy on a node
+   has ended and the job goes on for 10 s (`mpi_hang_seconds`). Target: median ≤
+   {mn_ratio(results):g} × raw median + {mn_slack(results):g} s (client-observed; "met" shows
+   client / history). Also reported: the parent's stages, how
+   long `launcher.wire` waited for the other nodes (its SSH check), and its own start-up
+   (`--dry-run`: interpreter, imports, `mpiexec --version`; timed in the baseline job).
+6. **Bring-up time as the gang grows.** Every-node MNP jobs (`mpi: none`, range `0:` runs
+   `true`) of {sizes6} nodes on one head of {BRINGUP_HEAD_NODES} nodes, round-robin over
+   the sizes, {f.bringup_samples} rounds (one warm-up each first). From the histories: submit
+   → parent RUNNING (the main node started), parent RUNNING → the last other node RUNNING,
+   submit → parent SUCCEEDED; medians per size and the slope of a least-squares line through
+   the medians (growth per node). Baseline: a plain 1-vCPU `true` job in each round on the
+   same head (submit → RUNNING, → SUCCEEDED).
 
 ## Running
 
     python benchmarks/run.py           # full sizes (about 10-15 min on 2 cores);
                                        # rewrites results.json and this README
     python benchmarks/run.py --quick   # {q.jobs} jobs, {q.array_size:,} children,
-                                       # {q.latency_samples} samples, {q.fill_jobs:,} finished jobs;
+                                       # {q.latency_samples} samples, {q.fill_jobs:,} finished jobs,
+                                       # {q.mnp_samples} MNP / {q.bringup_samples} bring-up samples;
                                        # writes results-quick.json only
-    python benchmarks/run.py --only latency,memory   # a subset (README untouched)
+    python benchmarks/run.py --only mnp,bringup   # a subset: merged into results.json
+                                       # (other entries kept), README regenerated
     python benchmarks/run.py --readme  # only regenerate this README from results.json
 
 `--keep` leaves each head's home (store, logs) under the scratch directory (`--scratch`,
@@ -852,10 +1387,10 @@ default the system temp dir) for inspection; `--array-runs N` changes the array 
 
 ## Last full run
 
-{results['timestamp']}: {m['nproc']} CPUs ({m['cpu'] or 'unknown CPU'}),
-{m['memory_mib']:,} MiB, Python {m['python']}, commit `{m['git_commit'] or '?'}` (plus the
-working tree); total {results['total_s']:.0f} s. Array: median of {runs} run(s).
-Raw figures: `results.json`. "CPU per job" splits the CPU time used during the measurement
+{runs_text(results)}
+
+Array: median of {runs} run(s). Raw figures: `results.json` (`runs` says which run produced
+which benchmark). "CPU per job" splits the CPU time used during the measurement
 by process: the benchmark client, the head node, the 4 agents, and the job processes.
 
 "other load" is the share of the machine's CPU used by processes outside the benchmark
@@ -868,7 +1403,8 @@ pessimistic.
 
 Targets: throughput ≥ {TARGETS['throughput_jobs_per_s']:.0f} jobs/s; array submit call
 < {TARGETS['array_submit_s'] * 1000:.0f} ms; submit → RUNNING median
-< {TARGETS['latency_median_ms']:.0f} ms.
+< {TARGETS['latency_median_ms']:.0f} ms; MNP launch median ≤ {mn_ratio(results):g} × raw
+mpiexec median + {mn_slack(results):g} s.
 """
 
 
@@ -878,6 +1414,8 @@ BENCHMARKS: dict[str, Callable[[Sizes, Path, bool], JSON]] = {
     "array": bench_array,
     "latency": bench_latency,
     "memory": bench_memory,
+    "mnp": bench_mnp,
+    "bringup": bench_bringup,
 }
 
 
@@ -896,7 +1434,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="where head homes are created")
     parser.add_argument("--keep", action="store_true", help="keep each head's home")
     parser.add_argument("--output", type=Path, default=None,
-                        help="results file (default results.json, or results-quick.json)")
+                        help="results file (default results.json, or results-quick.json); "
+                        "merged into when it holds results of the same mode")
     parser.add_argument("--readme", action="store_true",
                         help="only regenerate README.md from results.json, run nothing")
     args = parser.parse_args(argv)
@@ -930,10 +1469,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["total_s"] = round(time.perf_counter() - started, 1)
 
     output = args.output or BENCH_DIR / ("results-quick.json" if args.quick else "results.json")
-    output.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    merged = merge_results(output, results)
+    output.write_text(json.dumps(merged, indent=2, ensure_ascii=False) + "\n")
     say(f"wrote {output}")
-    if not args.quick and chosen == list(BENCHMARKS) and args.output is None:
-        (BENCH_DIR / "README.md").write_text(readme(results))
+    if not args.quick and args.output is None:
+        (BENCH_DIR / "README.md").write_text(readme(merged))
         say(f"wrote {BENCH_DIR / 'README.md'}")
     summary = {n: {k: v for k, v in r.items() if not isinstance(v, list | dict)}
                for n, r in results["benchmarks"].items()}

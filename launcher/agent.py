@@ -173,6 +173,7 @@ class Agent:
                 NODE_ROOT_ENV: str(root),
             },
             on_session_exit=self._session_exited,
+            on_session_start=self._session_started,
         )
         await self._ssh.start()
 
@@ -277,6 +278,11 @@ class Agent:
             if main is not None:
                 with contextlib.suppress(OSError):  # the attempt is ending anyway
                     (wiring_dir(main.workdir) / "ready").touch()
+
+    def _session_started(self, scope: str, command: str) -> None:
+        if command.strip() in PROBE_COMMANDS:
+            return
+        self._emit(Event(scope, "session_started", now_ms(), reason=command[:500]))
 
     def _session_exited(self, scope: str, command: str, exit_code: int) -> None:
         if command.strip() in PROBE_COMMANDS:

@@ -36,6 +36,8 @@ log = logging.getLogger("launcher.sshd")
 
 SessionExitHook = Callable[[str, str, int], None]
 """``on_session_exit(scope, command, exit_code)``."""
+SessionStartHook = Callable[[str, str], None]
+"""``on_session_start(scope, command)``: called once a session's command has started."""
 
 BASE_ENV_NAMES = ("PATH", "HOME", "LANG", "USER", "LOGNAME", "SHELL")
 """Taken from the agent's own environment; everything else comes from the client, the node
@@ -86,6 +88,7 @@ class NodeSshServer:
         host_key_path: Path,
         node_env: Mapping[str, str],
         on_session_exit: SessionExitHook | None = None,
+        on_session_start: SessionStartHook | None = None,
         kill_grace_seconds: float = 2.0,
     ) -> None:
         self._address = address
@@ -93,6 +96,7 @@ class NodeSshServer:
         self._host_key_path = host_key_path
         self._node_env = dict(node_env)
         self._on_session_exit = on_session_exit
+        self._on_session_start = on_session_start
         self._grace = kill_grace_seconds
         self._scopes: dict[str, _Scope] = {}
         self._connections: set[_Connection] = set()
@@ -256,6 +260,11 @@ class NodeSshServer:
         session = _Session(scope_name, command, popen.pid)
         scope.sessions.add(session)
         self._sessions.add(session)
+        if self._on_session_start is not None:
+            try:
+                self._on_session_start(scope_name, command)
+            except Exception:
+                log.exception("on_session_start hook failed")
         try:
             await self._serve(process, child, session)
         finally:

@@ -146,6 +146,12 @@ def main() -> None:
 @click.option("--lost-after", type=float, metavar="SECONDS", help="Silent node is lost after.")
 @click.option("--min-timeout", type=float, metavar="SECONDS", help="Floor for job timeouts.")
 @click.option("--kill-grace", type=float, metavar="SECONDS", help="SIGTERM → SIGKILL grace.")
+@click.option(
+    "--mpi-hang",
+    type=float,
+    metavar="SECONDS",
+    help="Fail a multi-node job this long after one node's MPI process ended while others ran.",
+)
 @pass_state
 def up(
     state: State,
@@ -158,12 +164,15 @@ def up(
     lost_after: float | None,
     min_timeout: float | None,
     kill_grace: float | None,
+    mpi_hang: float | None,
 ) -> None:
     """Start a head node with local node agents.
 
     Runs in the foreground until SIGTERM/SIGINT unless --background.
     """
-    options = UpOptions(host, port, nodes, vcpus, memory_mib, lost_after, min_timeout, kill_grace)
+    options = UpOptions(
+        host, port, nodes, vcpus, memory_mib, lost_after, min_timeout, kill_grace, mpi_hang
+    )
     info = running_head(state.home)
     if info is not None:
         click.echo(f"a head node is already running for {state.home}: {info.url} (pid {info.pid})")

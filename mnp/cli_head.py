@@ -38,6 +38,7 @@ class UpOptions:
     lost_after: float | None = None
     min_timeout: float | None = None
     kill_grace: float | None = None
+    mpi_hang: float | None = None
 
     def config(self, home: Path) -> HeadConfig:
         """The head-node configuration; ``nodes == 0`` means no local compute environment."""
@@ -53,6 +54,8 @@ class UpOptions:
             extra["min_timeout_seconds"] = self.min_timeout
         if self.kill_grace is not None:
             extra["kill_grace_seconds"] = self.kill_grace
+        if self.mpi_hang is not None:
+            extra["mpi_hang_seconds"] = self.mpi_hang
         return HeadConfig(home=home, host=self.host, port=self.port, local=local, **extra)
 
     def argv(self) -> list[str]:
@@ -63,6 +66,7 @@ class UpOptions:
             ("--lost-after", self.lost_after),
             ("--min-timeout", self.min_timeout),
             ("--kill-grace", self.kill_grace),
+            ("--mpi-hang", self.mpi_hang),
         ):
             if value is not None:
                 args += [flag, repr(value)]

@@ -248,23 +248,38 @@ class Gangs:
         self._settle(job, parent)
         s.on_wake()
 
+    def session_started(self, job: Job) -> None:
+        parent = self.parent_of(job)
+        if parent is None or "outcome" in parent.gang_state:
+            return
+        parent.gang_state["sessions"] = int(parent.gang_state.get("sessions", 0)) + 1
+        self.s.mark(parent)
+
     def session_ended(self, job: Job, exit_code: int | None, command: str) -> None:
-        """An MPI daemon/proxy on a node ended: if the job goes on regardless, it is hung."""
+        """An MPI daemon/proxy on a node ended. When one launch ends normally, all its
+        daemons end together; if others of the job stay for ``mpi_hang_seconds``, it hung."""
         parent = self.parent_of(job)
         if parent is None or "outcome" in parent.gang_state or parent.status != JobStatus.RUNNING:
             return
-        if "hang_after" in parent.gang_state:
+        state = parent.gang_state
+        state["sessions"] = open_now = max(0, int(state.get("sessions", 0)) - 1)
+        self.s.mark(parent)
+        if open_now == 0:  # the whole launch ended (a script may start the next one)
+            state.pop("hang_after", None)
+            state.pop("hang_reason", None)
+            self.watched.discard(parent.job_id)
+            return
+        if "hang_after" in state:
             return
         attempt = job.current_attempt
         where = f"{attempt.node_id} ({attempt.address})" if attempt else job.job_id
         grace = self.s.config.mpi_hang_seconds
-        parent.gang_state["hang_after"] = self.s.clock() + int(grace * 1000)
-        self.watched.add(parent.job_id)
-        parent.gang_state["hang_reason"] = (
-            f"MPI process on node {where} ended (exit {exit_code}) while the job went on for "
-            f"{grace:g} s: stopped as hung ({command[:120]})"
+        state["hang_after"] = self.s.clock() + int(grace * 1000)
+        state["hang_reason"] = (
+            f"MPI process on node {where} ended (exit {exit_code}) while the job's others on "
+            f"the other nodes went on for {grace:g} s: stopped as hung ({command[:120]})"
         )
-        self.s.mark(parent)
+        self.watched.add(parent.job_id)
 
     def check_hangs(self) -> None:
         """Fail attempts that kept running after one of their MPI processes ended."""
@@ -278,7 +293,10 @@ class Gangs:
             if "outcome" in state or parent.status != JobStatus.RUNNING or "failure" in state:
                 self.watched.discard(job_id)
                 continue
-            if now >= int(state["hang_after"]):
+            if "hang_after" not in state:
+                self.watched.discard(job_id)
+                continue
+            if now >= int(state["hang_after"]) and int(state.get("sessions", 0)) > 0:
                 state["failure"] = state["hang_reason"]
                 self.s.mark(parent)
                 spec = parent.spec.nodes

@@ -27,7 +27,7 @@ POLL_PATH = "/internal/v1/agents/poll"
 REPORT_PATH = "/internal/v1/agents/report"
 TOKEN_HEADER = "X-Mnp-Token"
 
-EventKind = Literal["started", "log", "exited", "start_failed", "session_exited"]
+EventKind = Literal["started", "log", "exited", "start_failed", "session_started", "session_exited"]
 
 
 WIRING_PLACEHOLDER = "@MNP_WIRING@"
@@ -172,10 +172,10 @@ class Event:
       ``timed_out`` when the agent killed it for its timeout; ``reason`` says why the agent
       killed it (the kill's reason, or ``"Timeout"``), else None.
     - ``start_failed``: the process could not be started; ``reason`` says why.
-    - ``session_exited``: a command that reached this node over SSH for the attempt (an MPI
-      daemon or proxy) ended by itself with ``exit_code``; ``reason`` is the command. MPI
-      launchers can hang when a rank dies without finalising; the head node uses this to
-      notice.
+    - ``session_started`` / ``session_exited``: a command that reached this node over SSH for
+      the attempt (an MPI daemon or proxy) started, or ended by itself with ``exit_code``;
+      ``reason`` is the command. MPI launchers can hang when a rank dies without finalising:
+      one node's proxy ends while the others' stay; the head node uses these to notice.
     """
 
     attempt_id: str

@@ -512,7 +512,10 @@ class Runtime:
         attempt = job.current_attempt
         if str(attempt.number) != number_text or attempt.node_id != node.node_id:
             return
-        if ev.kind == "session_exited":
+        if ev.kind == "session_started":
+            if job.is_node and job.status == JobStatus.RUNNING:
+                self.gangs.session_started(job)
+        elif ev.kind == "session_exited":
             if job.is_node and job.status == JobStatus.RUNNING:
                 self.gangs.session_ended(job, ev.exit_code, ev.reason or "")
         elif ev.kind == "started":

@@ -63,6 +63,7 @@ class Cluster:
         lost_after: float = 3.0,
         min_timeout: float = 1.0,
         kill_grace: float = 1.0,
+        mpi_hang: float = 3.0,
     ) -> None:
         self.home = home
         self.port = free_port()
@@ -87,6 +88,8 @@ class Cluster:
             str(min_timeout),
             "--kill-grace",
             str(kill_grace),
+            "--mpi-hang",
+            str(mpi_hang),
         ]
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None

@@ -326,3 +326,16 @@ def test_timeout_covers_the_whole_mnp_job(four: Cluster) -> None:
     assert len(d["attempts"]) == 1  # never retried
     nodes = settled(c, job, 3)
     assert all(n["status"] == "FAILED" for n in nodes)
+
+
+def test_a_script_may_run_mpiexec_several_times(four: Cluster) -> None:
+    """Each launch's proxies end together, so consecutive launches are not taken for a hang
+    (the cluster's hang allowance is 3 s; the pause between launches is longer)."""
+    c = four
+    mpiexec = str(Path(sys.executable).parent / "mpiexec")
+    script = f"set -e; for i in 1 2 3; do {mpiexec} -n 8 true; sleep 4; done; echo three launches"
+    mnp_definition(c, "many-launches", ["sh", "-c", script], tasks=2)
+    job = c.submit("many", "many-launches")
+    d = c.wait_status(job, "SUCCEEDED", "FAILED", timeout=90)
+    assert d["status"] == "SUCCEEDED", (d, c.logs(f"{job}#0"))
+    assert "three launches" in c.logs(f"{job}#0")
