@@ -186,9 +186,8 @@ def test_tick_places_the_gang_and_assigns_only_the_main_node(four: Head) -> None
     assert w.files["hostfile.mpich"] == "n0:4\nn1:4\nn2:4\nn3:4\n"
     assert "Host n3\n    HostName 127.0.0.23\n    Port 40003\n" in w.files["ssh_config"]
     assert w.files["known_hosts"].splitlines()[1] == f"[127.0.0.21]:40001 {HOST_KEY}"
-    # the command runs under launcher.wire, mpirun mode (no --no-probe), unchanged after --
+    # the command runs under launcher.wire, mpirun mode, unchanged after --
     assert a.command[:5] == [PYTHON_PLACEHOLDER, "-m", "launcher.wire", "--mpi", "openmpi"]
-    assert "--no-probe" not in a.command
     assert a.command[a.command.index("--") + 1 :] == MAIN_CMD
     env = a.environment
     assert env["AWS_BATCH_JOB_ID"] == f"{job_id}#0"

@@ -372,7 +372,7 @@ def test_build_wiring_gives_files_to_the_main_node_only() -> None:
 # --- main_command -----------------------------------------------------------------------------
 
 
-def test_main_command_in_mpirun_mode_probes_the_nodes() -> None:
+def test_main_command_in_mpirun_mode() -> None:
     parent = mnp_parent(n=3, mpi="openmpi", ready_timeout=2.5)
     assert main_command(parent, ["python", "app.py"]) == [
         PYTHON_PLACEHOLDER,
@@ -384,31 +384,33 @@ def test_main_command_in_mpirun_mode_probes_the_nodes() -> None:
         "2.5",
         "--ready-file",
         f"{W}/ready",
+        "--no-probe",
         "--",
         "python",
         "app.py",
     ]
 
 
-def test_main_command_in_every_node_mode_adds_no_probe() -> None:
-    parent = mnp_parent(n=3, main=1, commands=[["child"], ["main"], []])
-    argv = main_command(parent, ["main"])
-    assert argv.count("--no-probe") == 1
-    assert argv.index("--no-probe") < argv.index("--")
-    assert argv[argv.index("--ready-timeout") + 1] == "60"
-    assert argv[-2:] == ["--", "main"]
-
-
 @pytest.mark.parametrize(
     "commands",
     [
-        [["main"], [], []],  # only the main node runs a command
+        [["child"], ["main"], []],  # every-node mode
+        [["main"], [], []],  # only the main node runs a command (mpirun mode)
         [["main"]],  # a single-node gang
     ],
 )
-def test_main_command_without_other_commands_has_no_no_probe(commands: list[list[str]]) -> None:
-    parent = mnp_parent(n=len(commands), commands=commands)
-    assert "--no-probe" not in main_command(parent, ["main"])
+def test_main_command_waits_for_the_ready_file_without_ssh_probes(
+    commands: list[list[str]],
+) -> None:
+    """The ready file means every node started (its agent let the key in first), so the
+    launcher does not probe each node over SSH again."""
+    parent = mnp_parent(n=len(commands), main=1 if len(commands) > 1 else 0, commands=commands)
+    argv = main_command(parent, ["main"])
+    assert argv.count("--no-probe") == 1
+    assert argv.index("--no-probe") < argv.index("--")
+    assert argv[argv.index("--ready-file") + 1] == f"{W}/ready"
+    assert argv[argv.index("--ready-timeout") + 1] == "60"
+    assert argv[-2:] == ["--", "main"]
 
 
 def test_main_command_passes_a_hostile_command_unchanged() -> None:
