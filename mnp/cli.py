@@ -16,6 +16,7 @@ import click
 from rich.console import Console
 
 from mnp import __version__
+from mnp.cli_env import env_command
 from mnp.cli_head import UpOptions, head_pid, running_head, start_background, stop_pid
 from mnp.cli_render import (
     WaitProgress,
@@ -243,6 +244,7 @@ def nodes(state: State, as_json: bool) -> None:
 
 cli.add_command(run_command)
 cli.add_command(mpirun_command)
+cli.add_command(env_command)
 
 
 # -- job definitions and jobs ----------------------------------------------------------------

@@ -34,6 +34,10 @@ class HeadConfig:
     port: int = 8750
     """0 picks a free port (written to head.json)."""
     token: str | None = None
+    submit_rate_per_second: float | None = None
+    """SubmitJob requests per second through the AWS front door (429 past it); None: no limit."""
+    submit_burst: float | None = None
+    """SubmitJob requests allowed at once (default: the rate, at least 1)."""
     default_queue: str = "default"
     local: LocalNodesConfig | None = field(default_factory=LocalNodesConfig)
     """None: create no compute environment at start (an empty head node)."""

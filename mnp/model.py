@@ -36,6 +36,10 @@ def job_arn(job_id: str) -> str:
     return f"{ARN_PREFIX}:job/{job_id}"
 
 
+def scheduling_policy_arn(name: str) -> str:
+    return f"{ARN_PREFIX}:scheduling-policy/{name}"
+
+
 def name_from_arn(value: str, kind: str) -> str:
     """``arn:…:<kind>/<name>`` → ``<name>``; a plain name is returned as it is."""
     marker = f":{kind}/"
@@ -287,9 +291,22 @@ class JobSpec:
     submitted_at: int
     nodes: NodeSpec | None = None
     """Multi-node parallel jobs only: the nodes and their containers."""
+    share_identifier: str | None = None
+    """Fair-share queues only: the share the job is charged to."""
+    scheduling_priority: int | None = None
+    """``schedulingPriorityOverride`` or the definition's ``schedulingPriority``."""
+    propagate_tags: bool = False
 
     def to_doc(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.share_identifier is not None:
+            extra["share_identifier"] = self.share_identifier
+        if self.scheduling_priority is not None:
+            extra["scheduling_priority"] = self.scheduling_priority
+        if self.propagate_tags:
+            extra["propagate_tags"] = True
         return {
+            **extra,
             "nodes": self.nodes.to_doc() if self.nodes is not None else None,
             "spec_id": self.spec_id,
             "name": self.name,
@@ -325,6 +342,9 @@ class JobSpec:
             platform_capabilities=d["platform_capabilities"],
             submitted_at=d["submitted_at"],
             nodes=_node_spec(d.get("nodes")),
+            share_identifier=d.get("share_identifier"),
+            scheduling_priority=d.get("scheduling_priority"),
+            propagate_tags=bool(d.get("propagate_tags")),
         )
 
 
@@ -603,6 +623,10 @@ class JobQueue:
     """(order, compute environment name), ascending order tried first."""
     created_at: int
     tags: dict[str, str] = field(default_factory=dict)
+    scheduling_policy_arn: str | None = None
+    """None: a FIFO queue (and it stays one); else its fair-share policy."""
+    time_limit_actions: list[dict[str, Any]] = field(default_factory=list)
+    """``jobStateTimeLimitActions`` as given."""
 
     @property
     def arn(self) -> str:
@@ -620,6 +644,8 @@ class JobQueue:
             "ce_order": [list(x) for x in self.compute_environment_order],
             "created_at": self.created_at,
             "tags": self.tags,
+            "scheduling_policy_arn": self.scheduling_policy_arn,
+            "time_limit_actions": self.time_limit_actions,
         }
 
     @classmethod
@@ -631,4 +657,34 @@ class JobQueue:
             compute_environment_order=[(int(o), str(n)) for o, n in d["ce_order"]],
             created_at=d["created_at"],
             tags=d.get("tags", {}),
+            scheduling_policy_arn=d.get("scheduling_policy_arn"),
+            time_limit_actions=d.get("time_limit_actions") or [],
         )
+
+
+@dataclass(slots=True)
+class SchedulingPolicy:
+    """A fair-share scheduling policy (AWS Batch's SchedulingPolicyDetail)."""
+
+    name: str
+    fairshare: dict[str, Any]
+    """``fairsharePolicy`` as validated: shareDecaySeconds, computeReservation,
+    shareDistribution[{shareIdentifier, weightFactor}]."""
+    created_at: int
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def arn(self) -> str:
+        return scheduling_policy_arn(self.name)
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "fairshare": self.fairshare,
+            "created_at": self.created_at,
+            "tags": self.tags,
+        }
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any]) -> SchedulingPolicy:
+        return cls(d["name"], d["fairshare"], d["created_at"], d.get("tags", {}))

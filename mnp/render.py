@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from mnp.model import ComputeEnvironment, Job, JobQueue, Node, job_arn, queue_arn
+from mnp.model import (
+    ComputeEnvironment,
+    Job,
+    JobQueue,
+    Node,
+    SchedulingPolicy,
+    job_arn,
+    queue_arn,
+)
 from mnp.state import NodeRuntime
 
 
@@ -34,6 +42,8 @@ def job_detail(job: Job) -> dict[str, Any]:
             "jobQueue": queue_arn(spec.queue),
             "status": job.status.value,
             "statusReason": job.status_reason,
+            "shareIdentifier": spec.share_identifier,
+            "schedulingPriority": spec.scheduling_priority,
             "createdAt": job.created_at,
             "startedAt": job.started_at,
             "stoppedAt": job.stopped_at,
@@ -64,6 +74,7 @@ def job_detail(job: Job) -> dict[str, Any]:
             if spec.timeout_seconds
             else None,
             "tags": spec.tags or None,
+            "propagateTags": spec.propagate_tags or None,
             "platformCapabilities": spec.platform_capabilities,
             "isCancelled": job.is_cancelled,
             "isTerminated": job.is_terminated,
@@ -119,6 +130,7 @@ def job_summary(job: Job) -> dict[str, Any]:
             "stoppedAt": job.stopped_at,
             "status": job.status.value,
             "statusReason": job.status_reason,
+            "shareIdentifier": job.spec.share_identifier,
             "jobDefinition": job.spec.definition_arn,
             "container": _drop_none({"exitCode": current.exit_code, "reason": current.reason})
             if current and current.stopped_at
@@ -142,9 +154,11 @@ def job_summary(job: Job) -> dict[str, Any]:
 
 
 def queue_detail(q: JobQueue) -> dict[str, Any]:
+    policy = {"schedulingPolicyArn": q.scheduling_policy_arn} if q.scheduling_policy_arn else {}
     return {
         "jobQueueName": q.name,
         "jobQueueArn": q.arn,
+        **policy,
         "state": q.state.value,
         "status": "VALID",
         "statusReason": "JobQueue Healthy",
@@ -157,8 +171,12 @@ def queue_detail(q: JobQueue) -> dict[str, Any]:
             for o, n in sorted(q.compute_environment_order)
         ],
         "tags": q.tags,
-        "jobStateTimeLimitActions": [],
+        "jobStateTimeLimitActions": q.time_limit_actions,
     }
+
+
+def policy_detail(p: SchedulingPolicy) -> dict[str, Any]:
+    return {"name": p.name, "arn": p.arn, "fairsharePolicy": p.fairshare, "tags": p.tags}
 
 
 def ce_detail(ce: ComputeEnvironment, nodes: list[Node]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import re
 import uuid
 from pathlib import Path
 
+from mnp.aws.logstreams import record_chunk_time
 from mnp.errors import NotFound
 from mnp.gang import Gangs
 from mnp.jobenv import job_environment
@@ -563,6 +564,7 @@ class Runtime:
                 return  # already have it (a re-sent event)
             if ev.offset < size:
                 data = data[size - ev.offset :]
+            record_chunk_time(path, size, ev.time_ms)
             f.write(data)
 
 

@@ -26,6 +26,8 @@ from starlette.routing import Route
 
 import mnp
 from mnp import protocol
+from mnp.aws import batch, logs
+from mnp.aws.frontdoor import FrontDoor
 from mnp.config import HeadConfig, HeadInfo
 from mnp.errors import InvalidInput, MnpError, NotFound
 from mnp.runtime import NodeGone, Runtime
@@ -73,6 +75,15 @@ class Head:
             "updateComputeEnvironment": self.service.update_compute_environment,
             "deleteComputeEnvironment": self.service.delete_compute_environment,
             "describeComputeEnvironments": self.service.describe_compute_environments,
+            "createSchedulingPolicy": self.service.create_scheduling_policy,
+            "updateSchedulingPolicy": self.service.update_scheduling_policy,
+            "deleteSchedulingPolicy": self.service.delete_scheduling_policy,
+            "describeSchedulingPolicies": self.service.describe_scheduling_policies,
+            "listSchedulingPolicies": self.service.list_scheduling_policies,
+            "getJobQueueSnapshot": self.service.get_job_queue_snapshot,
+            "tagResource": self.service.tag_resource,
+            "untagResource": self.service.untag_resource,
+            "listTagsForResource": self.service.list_tags_for_resource,
             "listNodes": self.service.list_nodes,
             "getStatus": self.get_status,
         }
@@ -131,6 +142,11 @@ def error_response(e: MnpError) -> JSONResponse:
 
 def build_app(head: Head) -> Starlette:
     token = head.config.token
+    front_door = FrontDoor.for_home(
+        head.config.home,
+        submit_rate=head.config.submit_rate_per_second,
+        submit_burst=head.config.submit_burst,
+    )
 
     def authorised(request: Request) -> bool:
         return token is None or secrets.compare_digest(
@@ -175,7 +191,7 @@ def build_app(head: Head) -> Starlette:
                 status_code=500,
             )
 
-    async def logs(request: Request) -> Response:
+    async def logs_endpoint(request: Request) -> Response:
         if not authorised(request):
             return denied()
         job_id = request.path_params["job_id"]
@@ -237,7 +253,9 @@ def build_app(head: Head) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/api/v1/logs/{job_id:path}", logs, methods=["GET"]),
+            *logs.routes(head, authenticate=front_door.check),
+            *batch.routes(head, authenticate=front_door.check),
+            Route("/api/v1/logs/{job_id:path}", logs_endpoint, methods=["GET"]),
             Route("/api/v1/{op}", api, methods=["POST"]),
             Route(protocol.REGISTER_PATH, agent(register), methods=["POST"]),
             Route(protocol.POLL_PATH, agent(poll), methods=["POST"]),

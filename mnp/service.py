@@ -8,8 +8,11 @@ it to the store before returning. Not thread-safe: call from the head node's eve
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
+from collections.abc import Callable
+from itertools import islice
 from typing import Any
 
 from mnp import validation as v
@@ -25,12 +28,21 @@ from mnp.model import (
     NodeStatus,
     Resources,
     RetryStrategy,
+    SchedulingPolicy,
     State,
+    job_arn,
     name_from_arn,
     resources_from_wire,
 )
 from mnp.multinode import resolve_nodes
-from mnp.render import ce_detail, job_detail, job_summary, node_detail, queue_detail
+from mnp.render import (
+    ce_detail,
+    job_detail,
+    job_summary,
+    node_detail,
+    policy_detail,
+    queue_detail,
+)
 from mnp.runtime import Runtime
 from mnp.state import HeadState
 from mnp.states import HistoryEntry, JobStatus
@@ -39,12 +51,20 @@ REF = re.compile(r"Ref::([A-Za-z0-9_-]+)")
 JOB_DEFINITION_MAX = 24 * 1024
 SUBMIT_MAX = 30 * 1024
 CANCELLABLE = (JobStatus.SUBMITTED, JobStatus.PENDING, JobStatus.RUNNABLE)
+MAX_QUEUES = 50
+MAX_COMPUTE_ENVIRONMENTS = 50
+MAX_ACTIVE_SHARES = 500
+MAX_TAGS = 50
+SNAPSHOT_JOBS = 100
+LIST_FILTERS = ("JOB_NAME", "JOB_DEFINITION", "BEFORE_CREATED_AT", "AFTER_CREATED_AT")
 
 
 class Service:
     def __init__(self, state: HeadState, runtime: Runtime) -> None:
         self.s = state
         self.rt = runtime
+        self.policies: dict[str, SchedulingPolicy] = {}
+        """Fair-share scheduling policies by name."""
 
     # --- loading ------------------------------------------------------------------------------
     def load(self) -> None:
@@ -54,6 +74,7 @@ class Service:
             s.definitions.setdefault(d.name, []).append(d)
         s.queues = {q.name: q for q in s.store.load_queues()}
         s.ces = {c.name: c for c in s.store.load_ces()}
+        self.policies = {p.name: p for p in s.store.load_policies()}
         from mnp.state import NodeRuntime
 
         for n in s.store.load_nodes():
@@ -163,6 +184,8 @@ class Service:
             errors.append(FieldError("jobQueue", f"job queue {req.jobQueue!r} does not exist"))
         elif queue.state == State.DISABLED:
             errors.append(FieldError("jobQueue", f"job queue {queue.name!r} is DISABLED"))
+        else:
+            errors += self._check_share(queue, req.shareIdentifier)
         definition: JobDefinition | None = None
         try:
             definition = self._definition(req.jobDefinition, active_only=True)
@@ -291,7 +314,49 @@ class Service:
             platform_capabilities=list(doc.get("platformCapabilities") or ["EC2"]),
             submitted_at=self.s.clock(),
             nodes=nodes,
+            share_identifier=req.shareIdentifier,
+            scheduling_priority=req.schedulingPriorityOverride
+            if req.schedulingPriorityOverride is not None
+            else doc.get("schedulingPriority"),
+            propagate_tags=bool(
+                req.propagateTags if req.propagateTags is not None else doc.get("propagateTags")
+            ),
         )
+
+    def _check_share(self, queue: JobQueue, share: str | None) -> list[FieldError]:
+        """shareIdentifier: required on a fair-share queue, absent on a FIFO one; a queue has
+        at most 500 active share identifiers."""
+        if queue.scheduling_policy_arn is None:
+            if share is not None:
+                return [
+                    FieldError(
+                        "shareIdentifier",
+                        f"job queue {queue.name!r} has no fair-share scheduling policy; "
+                        "leave shareIdentifier out",
+                    )
+                ]
+            return []
+        if share is None:
+            return [
+                FieldError(
+                    "shareIdentifier",
+                    f"required: job queue {queue.name!r} has a fair-share scheduling policy",
+                )
+            ]
+        active = {
+            j.spec.share_identifier
+            for j in self.s.active.values()
+            if j.queue == queue.name and j.parent_id is None
+        }
+        if share not in active and len(active) >= MAX_ACTIVE_SHARES:
+            return [
+                FieldError(
+                    "shareIdentifier",
+                    f"job queue {queue.name!r} already has {MAX_ACTIVE_SHARES} active share "
+                    "identifiers",
+                )
+            ]
+        return []
 
     def describe_jobs(self, body: dict[str, Any]) -> dict[str, Any]:
         ids = body.get("jobs")
@@ -313,9 +378,16 @@ class Service:
         queue_ref = body.get("jobQueue")
         parent = body.get("arrayJobId") or body.get("multiNodeJobId")
         all_statuses = bool(body.get("allStatuses"))
-        if not all_statuses and not (queue_ref or parent):
+        selectors = [k for k in ("jobQueue", "arrayJobId", "multiNodeJobId") if body.get(k)]
+        if not all_statuses and len(selectors) != 1:
             raise InvalidInput(
-                [FieldError("jobQueue", "one of jobQueue, arrayJobId, multiNodeJobId is required")]
+                [
+                    FieldError(
+                        "jobQueue",
+                        "exactly one of jobQueue, arrayJobId, multiNodeJobId is required"
+                        + (f" (got {', '.join(selectors)})" if selectors else ""),
+                    )
+                ]
             )
         queue = name_from_arn(str(queue_ref), "job-queue") if queue_ref else None
         if queue is not None and queue not in s.queues:
@@ -324,8 +396,10 @@ class Service:
         status = body.get("jobStatus")
         if status is not None and status not in JobStatus.__members__:
             raise InvalidInput([FieldError("jobStatus", f"must be one of {', '.join(JobStatus)}")])
+        if not all_statuses and len(filters) > 1:
+            raise InvalidInput([FieldError("filters", "only one filter can be used at a time")])
         statuses = None if all_statuses or filters else [status or "RUNNING"]
-        if all_statuses and status:
+        if status and (all_statuses or any(f.get("name") == "SHARE_IDENTIFIER" for f in filters)):
             statuses = [status]
         query: dict[str, Any] = {}
         for i, f in enumerate(filters):
@@ -358,12 +432,20 @@ class Service:
                         [FieldError(f"filters[{i}].values", "epoch milliseconds")]
                     ) from None
                 query["created_before" if name == "BEFORE_CREATED_AT" else "created_after"] = stamp
+            elif name == "SHARE_IDENTIFIER":
+                query["share_identifier"] = value
             else:
                 raise InvalidInput(
-                    [FieldError(f"filters[{i}].name", f"unsupported filter {name!r}")]
+                    [
+                        FieldError(
+                            f"filters[{i}].name",
+                            f"unsupported filter {name!r}: one of "
+                            f"{', '.join((*LIST_FILTERS, 'SHARE_IDENTIFIER'))}",
+                        )
+                    ]
                 )
-        limit = int(body.get("maxResults") or (1000 if statuses else 100))
-        offset = int(body.get("nextToken") or 0)
+        most = 100 if filters and not all_statuses else 1000
+        limit, offset = _page(body, 1000 if statuses else 100, most)
         jobs = s.store.query_jobs(
             queue=queue,
             statuses=statuses,
@@ -443,7 +525,12 @@ class Service:
         req = v.parse(v.CreateJobQueue, body)
         if req.jobQueueName in self.s.queues:
             raise Conflict(f"job queue {req.jobQueueName!r} already exists")
+        if len(self.s.queues) >= MAX_QUEUES:
+            raise InvalidInput(f"at most {MAX_QUEUES} job queues; delete one first")
         order = self._ce_order(req.computeEnvironmentOrder)
+        policy = (
+            self._policy_for_queue(req.schedulingPolicyArn) if req.schedulingPolicyArn else None
+        )
         q = JobQueue(
             req.jobQueueName,
             req.priority,
@@ -451,6 +538,8 @@ class Service:
             order,
             self.s.clock(),
             dict(req.tags or {}),
+            policy.arn if policy else None,
+            [a.model_dump() for a in req.jobStateTimeLimitActions or []],
         )
         with self.s.store.transaction():
             self.s.store.save_queue(q)
@@ -479,6 +568,29 @@ class Service:
         req = v.parse(v.UpdateJobQueue, body)
         q = self._queue(req.jobQueue)
         order = self._ce_order(req.computeEnvironmentOrder) if req.computeEnvironmentOrder else None
+        if req.schedulingPolicyArn is not None:
+            if q.scheduling_policy_arn is None:
+                raise InvalidInput(
+                    [
+                        FieldError(
+                            "schedulingPolicyArn",
+                            f"job queue {q.name!r} is a FIFO queue: a scheduling policy can only "
+                            "be given when the queue is created",
+                        )
+                    ]
+                )
+            if not req.schedulingPolicyArn:
+                raise InvalidInput(
+                    [
+                        FieldError(
+                            "schedulingPolicyArn",
+                            "a job queue's scheduling policy can be replaced but not removed",
+                        )
+                    ]
+                )
+            q.scheduling_policy_arn = self._policy_for_queue(req.schedulingPolicyArn).arn
+        if req.jobStateTimeLimitActions is not None:
+            q.time_limit_actions = [a.model_dump() for a in req.jobStateTimeLimitActions]
         if req.state is not None:
             q.state = State(req.state)
         if req.priority is not None:
@@ -511,6 +623,12 @@ class Service:
             "jobQueues", [queue_detail(q) for q in sorted(qs, key=lambda q: q.name)], body, 100
         )
 
+    def _policy_for_queue(self, ref: str) -> SchedulingPolicy:
+        try:
+            return self._policy(ref)
+        except NotFound as e:
+            raise InvalidInput([FieldError("schedulingPolicyArn", str(e))]) from None
+
     def _queue(self, ref: str) -> JobQueue:
         q = self.s.queues.get(name_from_arn(ref, "job-queue"))
         if q is None:
@@ -522,7 +640,11 @@ class Service:
         req = v.parse(v.CreateComputeEnvironment, body)
         if req.computeEnvironmentName in self.s.ces:
             raise Conflict(f"compute environment {req.computeEnvironmentName!r} already exists")
-        m = req.mnp
+        if len(self.s.ces) >= MAX_COMPUTE_ENVIRONMENTS:
+            raise InvalidInput(
+                f"at most {MAX_COMPUTE_ENVIRONMENTS} compute environments; delete one first"
+            )
+        m = req.mnp if "mnp" in body else self._local_settings(req)
         ce = ComputeEnvironment(
             name=req.computeEnvironmentName,
             type=req.type,
@@ -545,12 +667,48 @@ class Service:
         ce = self._ce(req.computeEnvironment)
         if req.state is not None:
             ce.state = State(req.state)
+        for key in ("serviceRole", "unmanagedvCpus", "updatePolicy", "context"):
+            value = getattr(req, key)
+            if value is not None:
+                ce.doc[key] = value
+        if req.computeResources:
+            ce.doc["computeResources"] = {
+                **(ce.doc.get("computeResources") or {}),
+                **req.computeResources,
+            }
         if req.mnp is not None and req.mnp.nodes is not None:
             self._resize(ce, req.mnp.nodes)
+        elif ce.type == "MANAGED" and (req.computeResources or {}).get("maxvCpus") is not None:
+            max_vcpus = int((req.computeResources or {})["maxvCpus"])
+            per_node = max(1, int(ce.node_resources.vcpus))
+            self._resize(ce, min(64, math.ceil(max_vcpus / per_node)))
         with self.s.store.transaction():
             self.s.store.save_ce(ce)
         self.s.on_wake()
         return {"computeEnvironmentName": ce.name, "computeEnvironmentArn": ce.arn}
+
+    def _local_settings(self, req: v.CreateComputeEnvironment) -> v.LocalProviderSettings:
+        """Local nodes for an AWS-shaped request (no ``mnp`` block): nodes of the embedded
+        default's shape, as many as ``computeResources.maxvCpus`` needs (at most 64), at
+        loopback addresses no other environment uses."""
+        local = self.s.config.local
+        shape = v.LocalProviderSettings()
+        vcpus = local.vcpus if local else shape.vcpus
+        max_vcpus = (req.computeResources or {}).get("maxvCpus")
+        nodes = 0
+        if req.type == "MANAGED":
+            nodes = shape.nodes
+            if isinstance(max_vcpus, int) and max_vcpus >= 0:
+                nodes = min(64, math.ceil(max_vcpus / vcpus))
+        end = max((_ip(c.first_address) + 64 for c in self.s.ces.values()), default=0)
+        first = max(end, _ip(local.first_address) + 64 if local else 0, _ip(shape.firstAddress))
+        return v.LocalProviderSettings(
+            nodes=nodes,
+            vcpus=vcpus,
+            memoryMiB=local.memory_mib if local else shape.memoryMiB,
+            gpus=local.gpus if local else shape.gpus,
+            firstAddress=f"127.{(first >> 16) & 255}.{(first >> 8) & 255}.{first & 255}",
+        )
 
     def _resize(self, ce: ComputeEnvironment, count: int) -> None:
         ce.node_count = count
@@ -606,6 +764,173 @@ class Service:
         if ce is None:
             raise NotFound(f"compute environment {ref!r} does not exist")
         return ce
+
+    # --- scheduling policies ---------------------------------------------------------------------
+    def create_scheduling_policy(self, body: dict[str, Any]) -> dict[str, Any]:
+        req = v.parse(v.CreateSchedulingPolicy, body)
+        if req.name in self.policies:
+            raise Conflict(f"scheduling policy {req.name!r} already exists")
+        policy = SchedulingPolicy(
+            req.name, _fairshare(req.fairsharePolicy), self.s.clock(), dict(req.tags or {})
+        )
+        with self.s.store.transaction():
+            self.s.store.save_policy(policy)
+        self.policies[policy.name] = policy
+        return {"name": policy.name, "arn": policy.arn}
+
+    def update_scheduling_policy(self, body: dict[str, Any]) -> dict[str, Any]:
+        req = v.parse(v.UpdateSchedulingPolicy, body)
+        policy = self._policy(req.arn)
+        if req.fairsharePolicy is not None:
+            policy.fairshare = _fairshare(req.fairsharePolicy)
+            with self.s.store.transaction():
+                self.s.store.save_policy(policy)
+        return {}
+
+    def delete_scheduling_policy(self, body: dict[str, Any]) -> dict[str, Any]:
+        policy = self._policy(_required(body, "arn"))
+        users = sorted(
+            q.name for q in self.s.queues.values() if q.scheduling_policy_arn == policy.arn
+        )
+        if users:
+            raise InvalidInput(
+                [
+                    FieldError(
+                        "arn",
+                        f"scheduling policy {policy.name!r} is used by job queues: "
+                        f"{', '.join(users)}",
+                    )
+                ]
+            )
+        with self.s.store.transaction():
+            self.s.store.delete_policy(policy.name)
+        del self.policies[policy.name]
+        return {}
+
+    def describe_scheduling_policies(self, body: dict[str, Any]) -> dict[str, Any]:
+        arns = body.get("arns")
+        if not isinstance(arns, list) or not 1 <= len(arns) <= 100:
+            raise InvalidInput([FieldError("arns", "required: a list of 1-100 ARNs")])
+        found = [self.policies.get(name_from_arn(str(a), "scheduling-policy")) for a in arns]
+        return {"schedulingPolicies": [policy_detail(p) for p in found if p is not None]}
+
+    def list_scheduling_policies(self, body: dict[str, Any]) -> dict[str, Any]:
+        items = [{"arn": p.arn} for _, p in sorted(self.policies.items())]
+        return _paginate("schedulingPolicies", items, body, 100)
+
+    def _policy(self, ref: str) -> SchedulingPolicy:
+        policy = self.policies.get(name_from_arn(ref, "scheduling-policy"))
+        if policy is None:
+            raise NotFound(f"scheduling policy {ref!r} does not exist")
+        return policy
+
+    # --- queue snapshot -----------------------------------------------------------------------
+    def get_job_queue_snapshot(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The first 100 RUNNABLE jobs in the order the scheduler considers them, and the
+        vCPUs the queue's STARTING/RUNNING jobs hold (per share on fair-share queues)."""
+        q = self._queue(_required(body, "jobQueue"))
+        now = self.s.clock()
+        front = [
+            {"jobArn": job_arn(j.job_id), "earliestTimeAtPosition": _runnable_since(j)}
+            for j in islice(self.s.runnable.get(q.name, {}).values(), SNAPSHOT_JOBS)
+        ]
+        used: dict[str | None, float] = {}
+        shares: set[str] = set()
+        for j in self.s.active.values():
+            if j.queue != q.name:
+                continue
+            if j.spec.share_identifier is not None and not j.status.terminal:
+                shares.add(j.spec.share_identifier)
+            placed = j.status in (JobStatus.STARTING, JobStatus.RUNNING)
+            if placed and not (j.is_mnp_parent or j.is_array_parent):
+                share = j.spec.share_identifier
+                used[share] = used.get(share, 0.0) + j.resources.vcpus
+        utilization: dict[str, Any] = {
+            "totalCapacityUsage": [{"capacityUnit": "VCPU", "quantity": sum(used.values())}],
+            "lastUpdatedAt": now,
+        }
+        if q.scheduling_policy_arn is not None:
+            top = sorted(((n, s) for s, n in used.items() if s is not None), reverse=True)[:20]
+            utilization["fairshareUtilization"] = {
+                "activeShareCount": len(shares),
+                "topCapacityUtilization": [
+                    {
+                        "shareIdentifier": s,
+                        "capacityUsage": [{"capacityUnit": "VCPU", "quantity": n}],
+                    }
+                    for n, s in top
+                ],
+            }
+        return {
+            "frontOfQueue": {"jobs": front, "lastUpdatedAt": now},
+            "queueUtilization": utilization,
+        }
+
+    # --- tags ---------------------------------------------------------------------------------
+    def tag_resource(self, body: dict[str, Any]) -> dict[str, Any]:
+        req = v.parse(v.TagResource, body)
+        tags, save = self._tagged(req.resourceArn)
+        total = len({**tags, **req.tags})
+        if total > MAX_TAGS:
+            raise InvalidInput(
+                [FieldError("tags", f"a resource has at most {MAX_TAGS} tags; this makes {total}")]
+            )
+        tags.update(req.tags)
+        with self.s.store.transaction():
+            save()
+        return {}
+
+    def untag_resource(self, body: dict[str, Any]) -> dict[str, Any]:
+        req = v.parse(v.UntagResource, body)
+        tags, save = self._tagged(req.resourceArn)
+        for key in req.tagKeys:
+            tags.pop(key, None)
+        with self.s.store.transaction():
+            save()
+        return {}
+
+    def list_tags_for_resource(self, body: dict[str, Any]) -> dict[str, Any]:
+        tags, _ = self._tagged(_required(body, "resourceArn"))
+        return {"tags": dict(tags)}
+
+    def _tagged(self, arn: str) -> tuple[dict[str, str], Callable[[], None]]:
+        """The live tag map of the resource ``arn`` names, and how to store it."""
+        parts = arn.split(":", 5)
+        kind, _, rest = parts[5].partition("/") if len(parts) == 6 else ("", "", "")
+        if parts[0] != "arn" or not rest:
+            raise InvalidInput([FieldError("resourceArn", f"{arn!r} is not a Batch resource ARN")])
+        store = self.s.store
+        if kind == "compute-environment":
+            ce = self._ce(rest)
+            return ce.doc.setdefault("tags", {}), lambda: store.save_ce(ce)
+        if kind == "job-queue":
+            q = self._queue(rest)
+            return q.tags, lambda: store.save_queue(q)
+        if kind == "job-definition":
+            d = self._definition(rest, active_only=False)
+            return d.doc.setdefault("tags", {}), lambda: store.save_definition(d)
+        if kind == "scheduling-policy":
+            p = self._policy(rest)
+            return p.tags, lambda: store.save_policy(p)
+        if kind == "job":
+            if ":" in rest or "#" in rest:
+                raise InvalidInput(
+                    [
+                        FieldError(
+                            "resourceArn",
+                            "child jobs of array and multi-node parallel jobs have no tags of "
+                            "their own; use the parent job's ARN",
+                        )
+                    ]
+                )
+            job = self.s.job(rest)
+            if job is None:
+                raise NotFound(f"no job with id {rest!r}")
+            spec = job.spec
+            return spec.tags, lambda: store.save_spec(spec)
+        raise InvalidInput(
+            [FieldError("resourceArn", f"{kind!r} resources cannot be tagged (ARN {arn!r})")]
+        )
 
     # --- mnp's own --------------------------------------------------------------------------------
     def list_nodes(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -674,11 +999,65 @@ def _arn_base(arn: str) -> str:
     return ":".join(arn.split(":")[:5])
 
 
+def _ip(address: str) -> int:
+    """The low 24 bits of a 127.x.y.z address, as a number."""
+    _, b, c, d = (int(x) for x in address.split("."))
+    return (b << 16) + (c << 8) + d
+
+
+def _fairshare(fp: v.FairsharePolicy | None) -> dict[str, Any]:
+    """A fair-share policy with AWS's defaults filled in (0, 0, weight 1.0)."""
+    fp = fp or v.FairsharePolicy()
+    return {
+        "shareDecaySeconds": fp.shareDecaySeconds or 0,
+        "computeReservation": fp.computeReservation or 0,
+        "shareDistribution": [
+            {
+                "shareIdentifier": s.shareIdentifier,
+                "weightFactor": s.weightFactor if s.weightFactor is not None else 1.0,
+            }
+            for s in fp.shareDistribution or []
+        ],
+    }
+
+
+def _runnable_since(job: Job) -> int:
+    """When the job last became RUNNABLE (its place in a FIFO queue dates from then)."""
+    for h in reversed(job.history):
+        if h.status == JobStatus.RUNNABLE:
+            return h.at
+    return job.created_at
+
+
+def _required(body: dict[str, Any], key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidInput([FieldError(key, "required")])
+    return value
+
+
+def _page(body: dict[str, Any], default: int, most: int) -> tuple[int, int]:
+    """``(maxResults, offset from nextToken)``, both checked; a page holds at most ``most``."""
+    errors = []
+    limit = body.get("maxResults")
+    if limit is None:
+        limit = default
+    elif not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        errors.append(FieldError("maxResults", "must be at least 1"))
+        limit = default
+    token = body.get("nextToken") or "0"
+    if not (isinstance(token, str) and token.isdigit()):
+        errors.append(FieldError("nextToken", "not a token this head node gave out"))
+        token = "0"
+    if errors:
+        raise InvalidInput(errors)
+    return min(limit, most), int(token)
+
+
 def _paginate(
     key: str, items: list[dict[str, Any]], body: dict[str, Any], default: int
 ) -> dict[str, Any]:
-    limit = int(body.get("maxResults") or default)
-    offset = int(body.get("nextToken") or 0)
+    limit, offset = _page(body, default, default)
     out: dict[str, Any] = {key: items[offset : offset + limit]}
     if offset + limit < len(items):
         out["nextToken"] = str(offset + limit)

@@ -22,6 +22,7 @@ from mnp.model import (
     JobQueue,
     JobSpec,
     Node,
+    SchedulingPolicy,
 )
 from mnp.states import HistoryEntry, JobStatus
 
@@ -32,6 +33,7 @@ CREATE TABLE IF NOT EXISTS job_definitions (
     PRIMARY KEY (name, revision));
 CREATE TABLE IF NOT EXISTS job_queues (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS compute_environments (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS scheduling_policies (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes (node_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS job_specs (spec_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -44,6 +46,16 @@ CREATE INDEX IF NOT EXISTS jobs_parent ON jobs (parent_id, array_index);
 CREATE TABLE IF NOT EXISTS job_history (
     job_id TEXT NOT NULL, at INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT);
 CREATE INDEX IF NOT EXISTS job_history_job ON job_history (job_id);
+CREATE TABLE IF NOT EXISTS log_streams (
+    name TEXT PRIMARY KEY, job_id TEXT NOT NULL, attempt INTEGER NOT NULL,
+    created_at INTEGER NOT NULL);
+"""
+LOG_STREAMS_BACKFILL = """
+INSERT OR IGNORE INTO log_streams
+SELECT json_extract(a.value, '$.log_stream_name'), j.job_id, json_extract(a.value, '$.number'),
+       json_extract(a.value, '$.placed_at')
+FROM jobs j, json_each(j.doc, '$.attempts') a
+ORDER BY instr(j.job_id, '#') = 0
 """
 
 TERMINAL = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value)
@@ -56,7 +68,12 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=OFF")
+        new_index = not self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'log_streams'"
+        ).fetchone()
         self.db.executescript(SCHEMA)
+        if new_index:
+            self.db.execute(LOG_STREAMS_BACKFILL)
         self._specs: dict[str, JobSpec] = {}
 
     def close(self) -> None:
@@ -119,6 +136,18 @@ class Store:
         rows = self.db.execute("SELECT doc FROM compute_environments")
         return [ComputeEnvironment.from_doc(json.loads(doc)) for (doc,) in rows]
 
+    def save_policy(self, p: SchedulingPolicy) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO scheduling_policies VALUES (?, ?)", (p.name, _dump(p.to_doc()))
+        )
+
+    def delete_policy(self, name: str) -> None:
+        self.db.execute("DELETE FROM scheduling_policies WHERE name = ?", (name,))
+
+    def load_policies(self) -> list[SchedulingPolicy]:
+        rows = self.db.execute("SELECT doc FROM scheduling_policies ORDER BY name")
+        return [SchedulingPolicy.from_doc(json.loads(doc)) for (doc,) in rows]
+
     def save_node(self, n: Node) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO nodes VALUES (?, ?)", (n.node_id, _dump(n.to_doc()))
@@ -139,7 +168,11 @@ class Store:
         """Write each job's row and the history entries it gained since the last save."""
         rows = []
         history = []
+        streams = []
         for j in jobs:
+            a = j.current_attempt
+            if a is not None and not j.is_mnp_parent:
+                streams.append((a.log_stream_name, j.job_id, a.number, a.placed_at))
             rows.append(
                 (
                     j.job_id,
@@ -158,6 +191,7 @@ class Store:
             j.history_saved = len(j.history)
         self.db.executemany("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         self.db.executemany("INSERT INTO job_history VALUES (?, ?, ?, ?)", history)
+        self.db.executemany("INSERT OR IGNORE INTO log_streams VALUES (?, ?, ?, ?)", streams)
 
     def spec(self, spec_id: str) -> JobSpec:
         spec = self._specs.get(spec_id)
@@ -232,6 +266,7 @@ class Store:
         name_prefix: str | None = None,
         name_exact: str | None = None,
         definition: str | None = None,
+        share_identifier: str | None = None,
         created_before: int | None = None,
         created_after: int | None = None,
         newest_first: bool = True,
@@ -262,6 +297,9 @@ class Store:
             # GLOB: case-sensitive, as AWS's JOB_DEFINITION filter; specials matched literally
             where.append("spec_id IN (SELECT spec_id FROM job_specs WHERE doc GLOB ?)")
             args.append(f'*"definition_arn":"{_glob_literal(definition)}*')
+        if share_identifier is not None:
+            where.append("spec_id IN (SELECT spec_id FROM job_specs WHERE doc GLOB ?)")
+            args.append(f'*"share_identifier":{_glob_literal(json.dumps(share_identifier))}*')
         if created_before is not None:
             where.append("created_at < ?")
             args.append(created_before)

@@ -158,7 +158,7 @@ class SubmitJob(Model):
     jobName: str = Field(pattern=NAME_RE)
     jobQueue: str = Field(min_length=1)
     jobDefinition: str = Field(min_length=1)
-    shareIdentifier: str | None = None
+    shareIdentifier: str | None = Field(default=None, min_length=1, max_length=255)
     schedulingPriorityOverride: int | None = Field(default=None, ge=0, le=9999)
     arrayProperties: ArrayProperties | None = None
     dependsOn: list[JobDependencyModel] | None = Field(default=None, max_length=20)
@@ -176,6 +176,13 @@ class ComputeEnvironmentOrder(Model):
     computeEnvironment: str = Field(min_length=1)
 
 
+class JobStateTimeLimitAction(Model):
+    reason: str = Field(min_length=1)
+    state: Literal["RUNNABLE"]
+    maxTimeSeconds: int = Field(ge=600, le=86400)
+    action: Literal["CANCEL", "TERMINATE"]
+
+
 class CreateJobQueue(Model):
     jobQueueName: str = Field(pattern=NAME_RE)
     state: Literal["ENABLED", "DISABLED"] = "ENABLED"
@@ -183,7 +190,8 @@ class CreateJobQueue(Model):
     computeEnvironmentOrder: list[ComputeEnvironmentOrder] = Field(min_length=1, max_length=3)
     schedulingPolicyArn: str | None = None
     tags: dict[str, str] | None = None
-    jobStateTimeLimitActions: list[dict[str, Any]] | None = None
+    jobStateTimeLimitActions: list[JobStateTimeLimitAction] | None = None
+    jobQueueType: Literal["ECS"] | None = None
 
 
 class UpdateJobQueue(Model):
@@ -194,7 +202,42 @@ class UpdateJobQueue(Model):
         default=None, min_length=1, max_length=3
     )
     schedulingPolicyArn: str | None = None
-    jobStateTimeLimitActions: list[dict[str, Any]] | None = None
+    jobStateTimeLimitActions: list[JobStateTimeLimitAction] | None = None
+
+
+SHARE_RE = r"^[A-Za-z0-9]{1,255}\*?$"
+
+
+class ShareAttributes(Model):
+    shareIdentifier: str = Field(pattern=SHARE_RE)
+    weightFactor: float | None = Field(default=None, ge=0.0001, le=999.9999)
+
+
+class FairsharePolicy(Model):
+    shareDecaySeconds: int | None = Field(default=None, ge=0, le=604800)
+    computeReservation: int | None = Field(default=None, ge=0, le=99)
+    shareDistribution: list[ShareAttributes] | None = None
+
+
+class CreateSchedulingPolicy(Model):
+    name: str = Field(pattern=NAME_RE)
+    fairsharePolicy: FairsharePolicy | None = None
+    tags: dict[str, str] | None = None
+
+
+class UpdateSchedulingPolicy(Model):
+    arn: str = Field(min_length=1)
+    fairsharePolicy: FairsharePolicy | None = None
+
+
+class TagResource(Model):
+    resourceArn: str = Field(min_length=1)
+    tags: dict[str, str] = Field(min_length=1)
+
+
+class UntagResource(Model):
+    resourceArn: str = Field(min_length=1)
+    tagKeys: list[str] = Field(min_length=1, max_length=50)
 
 
 class LocalProviderSettings(Model):
@@ -216,6 +259,7 @@ class CreateComputeEnvironment(Model):
     computeResources: dict[str, Any] | None = None
     serviceRole: str | None = None
     tags: dict[str, str] | None = None
+    context: str | None = None
     mnp: LocalProviderSettings = Field(default_factory=LocalProviderSettings)
 
 
@@ -230,6 +274,8 @@ class UpdateComputeEnvironment(Model):
     unmanagedvCpus: int | None = None
     computeResources: dict[str, Any] | None = None
     serviceRole: str | None = None
+    updatePolicy: dict[str, Any] | None = None
+    context: str | None = None
 
 
 class JobReason(Model):
@@ -299,12 +345,26 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+UNSUPPORTED = {
+    "eksConfiguration": "EKS is not supported by mnp",
+    "eksPropertiesOverride": "EKS is not supported by mnp",
+    "ecsPropertiesOverride": "ECS task properties are not supported by mnp",
+    "consumableResourcePropertiesOverride": "consumable resources are not supported by mnp",
+    "serviceEnvironmentOrder": "service environments (SageMaker) are not supported by mnp",
+    "quotaSharePolicy": "quota-share policies (SageMaker queues) are not supported by mnp",
+}
+
+
 def _msg(err: Any) -> str:
     kind = err["type"]
-    if kind == "string_pattern_mismatch" and NAME_RE in str(err.get("ctx", {}).get("pattern", "")):
+    pattern = str(err.get("ctx", {}).get("pattern", ""))
+    if kind == "string_pattern_mismatch" and NAME_RE in pattern:
         return f"must be {NAME_RULE}"
+    if kind == "string_pattern_mismatch" and SHARE_RE in pattern:
+        return "1-255 letters and digits, optionally ending in *"
     if kind == "extra_forbidden":
-        return "unknown field"
+        field = err["loc"][-1] if err.get("loc") else ""
+        return UNSUPPORTED.get(str(field), "unknown field")
     if kind == "missing":
         return "required"
     return str(err["msg"])
@@ -371,6 +431,35 @@ def _cross_field(m: BaseModel) -> list[FieldError]:
         orders = [o.order for o in m.computeEnvironmentOrder or []]
         if len(set(orders)) != len(orders):
             errors.append(FieldError("computeEnvironmentOrder", "each order value must be unique"))
+        if isinstance(m, CreateJobQueue):
+            errors += _check_tags(m.tags)
+    elif isinstance(m, CreateSchedulingPolicy | UpdateSchedulingPolicy):
+        if m.fairsharePolicy is not None:
+            errors += _check_shares(m.fairsharePolicy.shareDistribution or [])
+        if isinstance(m, CreateSchedulingPolicy):
+            errors += _check_tags(m.tags)
+    elif isinstance(m, TagResource | CreateComputeEnvironment):
+        errors += _check_tags(m.tags)
+    return errors
+
+
+def _check_shares(shares: list[ShareAttributes]) -> list[FieldError]:
+    """Share identifiers must not overlap: no duplicates, no prefix covering another entry."""
+    errors: list[FieldError] = []
+    for i, a in enumerate(shares):
+        for j, b in enumerate(shares[:i]):
+            pa, pb = a.shareIdentifier, b.shareIdentifier
+            if (
+                pa == pb
+                or (pb.endswith("*") and pa.rstrip("*").startswith(pb[:-1]))
+                or (pa.endswith("*") and pb.rstrip("*").startswith(pa[:-1]))
+            ):
+                errors.append(
+                    FieldError(
+                        f"fairsharePolicy.shareDistribution[{i}].shareIdentifier",
+                        f"{pa!r} overlaps {pb!r} (shareDistribution[{j}])",
+                    )
+                )
     return errors
 
 
@@ -469,6 +558,8 @@ def _check_tags(tags: dict[str, str] | None) -> list[FieldError]:
     for k, v in tags.items():
         if not 1 <= len(k) <= 128:
             errors.append(FieldError(f"tags.{k}", "keys are 1-128 characters"))
+        if k.lower().startswith("aws:"):
+            errors.append(FieldError(f"tags.{k}", "keys starting with aws: are reserved"))
         if len(v) > 256:
             errors.append(FieldError(f"tags.{k}", "values are at most 256 characters"))
     return errors

@@ -1,0 +1,61 @@
+"""Answer translation for the AWS Batch wire: mnp's own fields out, AWS's constants in."""
+
+from __future__ import annotations
+
+from mnp.aws import batch_shapes as shapes
+
+
+def test_job_detail_and_summary_lose_only_mnp_fields() -> None:
+    native = {
+        "jobId": "j",
+        "status": "RUNNING",
+        "container": {"exitCode": 0, "logStreamName": "d/default/x"},
+        "attempts": [{"container": {"exitCode": 1}}],
+        "nodeDetails": {"nodeIndex": 1, "isMainNode": False},
+        "history": [{"status": "SUBMITTED", "at": 1}],
+        "jobQueueName": "q",
+        "computeEnvironment": "ce",
+        "nodeId": "n",
+        "nodeAddress": "127.0.0.2",
+        "attempt": 2,
+    }
+    aws = {k: v for k, v in native.items() if k in ("jobId", "status", "container", "attempts")}
+    aws["nodeDetails"] = native["nodeDetails"]
+    assert shapes.job_detail(native) == aws
+    assert shapes.describe_jobs({"jobs": [native]}) == {"jobs": [aws]}
+    assert shapes.list_jobs({"jobSummaryList": [native], "nextToken": "5"}) == {
+        "jobSummaryList": [aws],
+        "nextToken": "5",
+    }
+    assert "history" in native  # the native answer is left alone
+
+
+def test_compute_environment_without_compute_resources_shows_its_local_vcpus() -> None:
+    native = {
+        "computeEnvironmentName": "local",
+        "type": "MANAGED",
+        "mnp": {"provider": "local", "nodes": 3, "vcpus": 4},
+    }
+    got = shapes.compute_environment(native)
+    assert "mnp" not in got
+    assert got["containerOrchestrationType"] == "ECS"
+    assert got["computeResources"] == {
+        "type": "EC2",
+        "minvCpus": 12,
+        "maxvCpus": 12,
+        "desiredvCpus": 12,
+        "instanceTypes": ["optimal"],
+        "subnets": [],
+    }
+    given = {**native, "computeResources": {"type": "SPOT", "maxvCpus": 64, "subnets": ["s"]}}
+    assert shapes.compute_environment(given)["computeResources"] == given["computeResources"]
+    unmanaged = {"computeEnvironmentName": "u", "type": "UNMANAGED", "mnp": {"nodes": 0}}
+    assert "computeResources" not in shapes.compute_environment(unmanaged)
+
+
+def test_job_definition_gets_an_orchestration_type() -> None:
+    d = {"jobDefinitionName": "d", "revision": 1, "type": "container"}
+    assert shapes.describe_job_definitions({"jobDefinitions": [d], "nextToken": "1"}) == {
+        "jobDefinitions": [{**d, "containerOrchestrationType": "ECS"}],
+        "nextToken": "1",
+    }
