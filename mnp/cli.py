@@ -153,6 +153,12 @@ def main() -> None:
     metavar="SECONDS",
     help="Fail a multi-node job this long after one node's MPI process ended while others ran.",
 )
+@click.option(
+    "--submit-rate",
+    type=float,
+    metavar="PER_SECOND",
+    help="Throttle SubmitJob through the AWS API (429 TooManyRequestsException past it).",
+)
 @pass_state
 def up(
     state: State,
@@ -166,13 +172,23 @@ def up(
     min_timeout: float | None,
     kill_grace: float | None,
     mpi_hang: float | None,
+    submit_rate: float | None,
 ) -> None:
     """Start a head node with local node agents.
 
     Runs in the foreground until SIGTERM/SIGINT unless --background.
     """
     options = UpOptions(
-        host, port, nodes, vcpus, memory_mib, lost_after, min_timeout, kill_grace, mpi_hang
+        host,
+        port,
+        nodes,
+        vcpus,
+        memory_mib,
+        lost_after,
+        min_timeout,
+        kill_grace,
+        mpi_hang,
+        submit_rate,
     )
     info = running_head(state.home)
     if info is not None:

@@ -39,6 +39,7 @@ class UpOptions:
     min_timeout: float | None = None
     kill_grace: float | None = None
     mpi_hang: float | None = None
+    submit_rate: float | None = None
 
     def config(self, home: Path) -> HeadConfig:
         """The head-node configuration; ``nodes == 0`` means no local compute environment."""
@@ -56,6 +57,8 @@ class UpOptions:
             extra["kill_grace_seconds"] = self.kill_grace
         if self.mpi_hang is not None:
             extra["mpi_hang_seconds"] = self.mpi_hang
+        if self.submit_rate is not None:
+            extra["submit_rate_per_second"] = self.submit_rate
         return HeadConfig(home=home, host=self.host, port=self.port, local=local, **extra)
 
     def argv(self) -> list[str]:
@@ -67,6 +70,7 @@ class UpOptions:
             ("--min-timeout", self.min_timeout),
             ("--kill-grace", self.kill_grace),
             ("--mpi-hang", self.mpi_hang),
+            ("--submit-rate", self.submit_rate),
         ):
             if value is not None:
                 args += [flag, repr(value)]

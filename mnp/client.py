@@ -91,6 +91,7 @@ class Client:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self._head_pid = info.pid if info is not None and info.url.rstrip("/") == self.url else None
+        self._token_given = token is not None
         headers = {TOKEN_HEADER: token} if token else {}
         # Proxies from the environment would only get in the way of a loopback head.
         parts = urlsplit(self.url)
@@ -116,6 +117,8 @@ class Client:
         Error answers raise the matching :mod:`mnp.errors` exception (see the class doc).
         """
         resp = self._post(f"/api/v1/{operation}", body or {})
+        if resp.status_code == 401 and self._fresh_token():
+            resp = self._post(f"/api/v1/{operation}", body or {})
         if resp.status_code >= 400:
             raise _error_from(operation, resp)
         try:
@@ -125,6 +128,21 @@ class Client:
         if not isinstance(answer, dict):
             raise MnpError(f"{operation}: the head answered {type(answer).__name__}, not an object")
         return answer
+
+    def _fresh_token(self) -> bool:
+        """Re-read the token from head.json (the head may have started after this client was
+        made, or restarted); True when it changed."""
+        if self._token_given:
+            return False
+        info = HeadInfo.read(self.home / "head.json")
+        if info is None or not info.token or info.url.rstrip("/") != self.url:
+            return False
+        if self._headers.get(TOKEN_HEADER) == info.token:
+            return False
+        self._headers[TOKEN_HEADER] = info.token
+        self._http.headers[TOKEN_HEADER] = info.token
+        self._head_pid = info.pid
+        return True
 
     def _post(self, path: str, body: JSON) -> httpx.Response:
         """POST JSON over a kept-alive stdlib connection (a fraction of httpx's CPU per call,
@@ -306,6 +324,8 @@ class Client:
             params["attempt"] = str(attempt)
         if follow:
             params["follow"] = "1"
+        if TOKEN_HEADER not in self._headers:
+            self._fresh_token()  # a stream cannot be retried after a 401 as calls are
         timeout = httpx.Timeout(self.timeout, read=None) if follow else self._http.timeout
         url = f"/api/v1/logs/{quote(job_id, safe=':')}"
         try:

@@ -83,8 +83,11 @@ class HeadInfo:
     token: str | None
 
     def write(self, path: Path) -> None:
+        """Atomically, readable by the owner only (it holds the native API's token)."""
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"url": self.url, "pid": self.pid, "token": self.token}))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps({"url": self.url, "pid": self.pid, "token": self.token}))
         os.replace(tmp, path)
 
     @classmethod
@@ -94,3 +97,20 @@ class HeadInfo:
         except (OSError, ValueError):
             return None
         return cls(url=str(d["url"]), pid=int(d["pid"]), token=d.get("token"))
+
+
+def ensure_token(home: Path) -> str:
+    """The native API's token: ``<home>/token``, created (0600) on first start."""
+    path = home / "token"
+    try:
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        token = ""
+    if not token:
+        import secrets
+
+        token = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+    return token

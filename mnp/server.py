@@ -8,6 +8,7 @@ serve and schedule. Shut-down stops local nodes it launched and removes ``head.j
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import secrets
@@ -28,7 +29,7 @@ import mnp
 from mnp import protocol
 from mnp.aws import batch, logs
 from mnp.aws.frontdoor import FrontDoor
-from mnp.config import HeadConfig, HeadInfo
+from mnp.config import HeadConfig, HeadInfo, ensure_token
 from mnp.errors import InvalidInput, MnpError, NotFound
 from mnp.runtime import NodeGone, Runtime
 from mnp.service import Service
@@ -324,6 +325,9 @@ def run(config: HeadConfig) -> None:
 
 
 async def _serve(config: HeadConfig) -> None:
+    config.home.mkdir(parents=True, exist_ok=True)
+    if config.token is None:  # the native API always asks for a token; clients read head.json
+        config = dataclasses.replace(config, token=ensure_token(config.home))
     sock = bind(config.host, config.port)
     host, port = sock.getsockname()[:2]
     url = f"http://{host}:{port}"
