@@ -1,11 +1,12 @@
 #!/usr/bin/env python
 """mnp benchmarks: throughput, large arrays, submit→RUNNING latency, head-node memory,
-MNP launch overhead, MNP bring-up time.
+MNP launch overhead, MNP bring-up time, SubmitJob throughput through boto3.
 
 Usage (from the repository root)::
 
     python benchmarks/run.py            # full sizes; writes results.json and README.md
     python benchmarks/run.py --only mnp,bringup   # a subset
+    python benchmarks/run.py --only aws           # SubmitJob/DescribeJobs through boto3
     python benchmarks/run.py --quick    # small sizes; writes results-quick.json only
 
 Every benchmark starts its own head node (``python -m mnp --home <tmp> up …`` in the
@@ -21,9 +22,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import importlib
 import json
 import os
 import platform
+import shlex
 import shutil
 import signal
 import socket
@@ -61,8 +64,10 @@ TARGETS = {
     "latency_median_ms": 50.0,
     "mnp_ratio_to_raw_mpiexec": 1.3,
     "mnp_slack_s": 0.2,
+    "aws_submits_per_s": 500.0,
 }
-"""Benchmark 5: median MNP submit→SUCCEEDED ≤ ratio × median raw mpiexec + slack."""
+"""Benchmark 5: median MNP submit→SUCCEEDED ≤ ratio × median raw mpiexec + slack.
+Benchmark 7: SubmitJob through boto3 ≥ 10 × AWS's per-account rate (``AWS_SUBMIT_LIMIT``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +89,11 @@ class Sizes:
     two baseline jobs."""
     bringup_samples: int
     """Benchmark 6: MNP jobs per node count."""
+    aws_submits: int
+    """Benchmark 7: SubmitJob calls per measurement (split over the clients when concurrent)."""
+    aws_runs: int
+    aws_describe_calls: int
+    """Benchmark 7: DescribeJobs calls (of 100 ids) per run, each through boto3 and natively."""
 
     @property
     def fill_jobs(self) -> int:
@@ -92,10 +102,12 @@ class Sizes:
 
 FULL = Sizes(jobs=1000, throughput_runs=3, array_size=10_000, array_runs=3,
              latency_samples=30, fill_arrays=100, fill_array_size=1000, fill_in_flight=4,
-             mnp_samples=9, bringup_samples=7)
+             mnp_samples=9, bringup_samples=7, aws_submits=1000, aws_runs=3,
+             aws_describe_calls=50)
 QUICK = Sizes(jobs=200, throughput_runs=3, array_size=2000, array_runs=1,
               latency_samples=10, fill_arrays=10, fill_array_size=1000, fill_in_flight=4,
-              mnp_samples=3, bringup_samples=3)
+              mnp_samples=3, bringup_samples=3, aws_submits=200, aws_runs=1,
+              aws_describe_calls=10)
 
 # Benchmark 5: an 8-rank MPICH job on 4 nodes; benchmark 6: every-node jobs of 2, 4, 8 nodes.
 MNP_NODES = 4
@@ -109,6 +121,12 @@ MNP_COMMANDS: dict[str, list[str]] = {
 BRINGUP_NODES = (2, 4, 8)
 BRINGUP_VCPUS = 2
 BRINGUP_HEAD_NODES = max(BRINGUP_NODES)
+# Benchmark 7: boto3 against the head's AWS Batch endpoint.
+AWS_CLIENTS = 8
+AWS_SUBMIT_LIMIT = 50.0
+"""AWS Batch's SubmitJob rate per account (requests per second)."""
+AWS_REGION = "us-east-1"
+AWS_DESCRIBE_IDS = 100
 
 
 # --- small helpers ------------------------------------------------------------------------------
@@ -255,12 +273,15 @@ class CpuMeter:
         self._before = {p: j for p in self.roles if (j := _process_jiffies(p)) is not None}
         return self
 
-    def stop(self) -> JSON:
+    def stop(self, extra_client_s: float = 0.0) -> JSON:
+        """``extra_client_s``: CPU seconds of client processes this meter cannot see (worker
+        processes that exit before it stops, reporting their own time), counted as client."""
         total1, idle1 = _machine_jiffies()
         total = max(1, total1 - self._machine[0])
         busy = total - (idle1 - self._machine[1])
         tick = os.sysconf("SC_CLK_TCK")
-        by_role: dict[str, int] = {"client": 0, "head": 0, "agents": 0, "jobs": 0}
+        by_role: dict[str, int] = {"client": round(extra_client_s * tick), "head": 0,
+                                   "agents": 0, "jobs": 0}
         for pid, before in self._before.items():
             after = _process_jiffies(pid) or before
             own, children = self.roles[pid]
@@ -1096,6 +1117,334 @@ def bench_bringup(sizes: Sizes, scratch: Path, keep: bool) -> JSON:
     return result
 
 
+# --- 7. SubmitJob throughput through boto3 over HTTP --------------------------------------------
+AWS_WORKER = r'''
+import json, os, sys, time
+import boto3, botocore.config
+count, prefix = int(sys.argv[1]), sys.argv[2]
+client = boto3.session.Session().client(
+    "batch", endpoint_url=os.environ["MNP_BENCH_ENDPOINT"],
+    aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
+    aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
+    region_name=os.environ["AWS_DEFAULT_REGION"],
+    config=botocore.config.Config(retries={"total_max_attempts": 1}))
+client.describe_job_queues()  # warm: the service model loaded, the connection open
+print("ready", flush=True)
+if sys.stdin.readline().strip() != "go":
+    sys.exit(3)
+cpu0, start = time.process_time(), time.monotonic()
+for i in range(count):
+    client.submit_job(jobName=f"{prefix}{i}", jobQueue="default", jobDefinition="t")
+end = time.monotonic()
+print(json.dumps({"start": start, "end": end, "cpu_s": time.process_time() - cpu0}), flush=True)
+'''
+"""One client process of the 8-process measurement: ``python -c AWS_WORKER COUNT PREFIX``,
+the endpoint and key in its environment; says ``ready``, submits on ``go``, prints its times
+(``time.monotonic``, one clock for every process on Linux) and its own CPU time."""
+
+AWS_MODES = ("native", "boto3_single", "boto3_threads", "boto3_processes")
+
+
+def aws_env(head: HeadNode) -> dict[str, str]:
+    """The ``export`` lines of ``python -m mnp --home H env``, as a dict."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    out = subprocess.run([sys.executable, "-m", "mnp", "--home", str(head.home), "env"],
+                         capture_output=True, text=True, check=True, env=env,
+                         timeout=60).stdout
+    exports: dict[str, str] = {}
+    for line in out.splitlines():
+        words = shlex.split(line)
+        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+            name, value = words[1].split("=", 1)
+            exports[name] = value
+    missing = {"AWS_ENDPOINT_URL_BATCH", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} - set(
+        exports)
+    if missing:
+        raise RuntimeError(f"aws: `mnp env` printed no {', '.join(sorted(missing))}")
+    return exports
+
+
+class Boto3Batch:
+    """Makes boto3 ``batch`` clients for one head: its endpoint and key, retries off."""
+
+    def __init__(self, exports: dict[str, str]) -> None:
+        self.boto3: Any = importlib.import_module("boto3")  # untyped; a dev dependency
+        self.config: Any = importlib.import_module("botocore.config").Config(
+            retries={"total_max_attempts": 1})
+        self.endpoint = exports["AWS_ENDPOINT_URL_BATCH"]
+        self.key_id = exports["AWS_ACCESS_KEY_ID"]
+        self.secret = exports["AWS_SECRET_ACCESS_KEY"]
+
+    def client(self) -> Any:
+        """A new client on its own session (creating clients from one session is not
+        thread-safe), warmed by one call: the service model loaded, the connection open."""
+        client = self.boto3.session.Session().client(
+            "batch", endpoint_url=self.endpoint, aws_access_key_id=self.key_id,
+            aws_secret_access_key=self.secret, region_name=AWS_REGION, config=self.config)
+        client.describe_job_queues()
+        return client
+
+    def worker_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE")}
+        env.update(MNP_BENCH_ENDPOINT=self.endpoint, AWS_ACCESS_KEY_ID=self.key_id,
+                   AWS_SECRET_ACCESS_KEY=self.secret, AWS_DEFAULT_REGION=AWS_REGION)
+        return env
+
+
+def aws_phase(head: HeadNode, mode: str, n: int, elapsed: float, quiet: float, cpu: JSON,
+              **extra: Any) -> JSON:
+    result = {"mode": mode, "submits": n, "elapsed_s": round(elapsed, 3),
+              "submits_per_s": round(n / elapsed, 1),
+              "ratio_to_aws_limit": round(n / elapsed / AWS_SUBMIT_LIMIT, 2),
+              **extra, "busy_before_pct": quiet, **cpu,
+              "cpu_ms_per_submit": per_job_ms(cpu, n)}
+    say(f"  {mode}: {result['submits_per_s']:.0f} submits/s "
+        f"({result['ratio_to_aws_limit']:.1f}× AWS), other load {cpu['other_pct']:.0f}%")
+    return result
+
+
+def aws_threads(head: HeadNode, boto: Boto3Batch, per_client: int) -> tuple[JSON, list[str]]:
+    """``AWS_CLIENTS`` threads, one boto3 client each, released together by a barrier."""
+    clients = [boto.client() for _ in range(AWS_CLIENTS)]
+    barrier = threading.Barrier(AWS_CLIENTS + 1)
+    ends = [0.0] * AWS_CLIENTS
+    ids: list[list[str]] = [[] for _ in range(AWS_CLIENTS)]
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(per_client):
+                ids[k].append(clients[k].submit_job(
+                    jobName=f"t{k}-{i}", jobQueue="default", jobDefinition="t")["jobId"])
+        except threading.BrokenBarrierError:
+            pass
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
+        finally:
+            ends[k] = time.perf_counter()
+
+    threads = [threading.Thread(target=work, args=(k,), daemon=True, name=f"boto3-{k}")
+               for k in range(AWS_CLIENTS)]
+    for t in threads:
+        t.start()
+    try:
+        quiet = wait_quiet()
+        meter = CpuMeter(head).start()
+        t0 = time.perf_counter()
+        barrier.wait()
+        for t in threads:
+            t.join()
+        cpu = meter.stop()
+    finally:
+        barrier.abort()  # releases the threads if we did not get as far as the barrier
+        for t in threads:
+            t.join(60)
+    if errors:
+        raise RuntimeError(f"aws: {len(errors)} boto3 thread(s) failed: {errors[0]!r}")
+    n = per_client * AWS_CLIENTS
+    per = [round(per_client / (e - t0), 1) for e in ends]
+    return aws_phase(head, "boto3_threads", n, max(ends) - t0, quiet, cpu, clients=AWS_CLIENTS,
+                     per_client_submits_per_s=per), [i for part in ids for i in part]
+
+
+def aws_processes(head: HeadNode, boto: Boto3Batch, per_client: int) -> JSON:
+    """``AWS_CLIENTS`` processes (``AWS_WORKER``), one boto3 client each, started together.
+    Every worker is killed by PID if it is still running when this returns or fails."""
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        for k in range(AWS_CLIENTS):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-c", AWS_WORKER, str(per_client), f"p{k}-"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                env=boto.worker_env(), cwd=head.home))
+        for p in procs:
+            assert p.stdout is not None
+            if p.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"aws: worker {p.pid} did not start (exit {p.wait(30)})")
+        quiet = wait_quiet()
+        meter = CpuMeter(head).start()
+        t0 = time.monotonic()
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        reports: list[JSON] = []
+        for p in procs:
+            assert p.stdout is not None
+            line = p.stdout.readline()
+            if not line:
+                raise RuntimeError(f"aws: worker {p.pid} failed (exit {p.wait(30)})")
+            reports.append(json.loads(line))
+        worker_cpu = sum(float(r["cpu_s"]) for r in reports)
+        cpu = meter.stop(extra_client_s=worker_cpu)
+        for p in procs:
+            if p.wait(30) != 0:
+                raise RuntimeError(f"aws: worker {p.pid} exited with {p.returncode}")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait()
+            for stream in (p.stdin, p.stdout):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
+    n = per_client * AWS_CLIENTS
+    elapsed = max(float(r["end"]) for r in reports) - t0
+    per = [round(per_client / (float(r["end"]) - t0), 1) for r in reports]
+    start_spread = max(float(r["start"]) for r in reports) - t0
+    return aws_phase(head, "boto3_processes", n, elapsed, quiet, cpu, clients=AWS_CLIENTS,
+                     per_client_submits_per_s=per, start_spread_ms=round(start_spread * 1000, 1),
+                     worker_cpu_s=round(worker_cpu, 2))
+
+
+def aws_describe(head: HeadNode, boto: Boto3Batch, ids: list[str], calls: int) -> JSON:
+    """DescribeJobs of ``AWS_DESCRIBE_IDS`` finished jobs: boto3 and ``Client.describe_jobs``
+    alternately (which goes first alternates too), the same ids for both in each round."""
+    chunks = [ids[i:i + AWS_DESCRIBE_IDS]
+              for i in range(0, len(ids) - AWS_DESCRIBE_IDS + 1, AWS_DESCRIBE_IDS)]
+    if not chunks:
+        raise RuntimeError(f"aws: {len(ids)} job ids, fewer than {AWS_DESCRIBE_IDS}")
+    client = boto.client()
+    c = head.c
+    calls_by: dict[str, Callable[[list[str]], int]] = {
+        "boto3": lambda chunk: len(client.describe_jobs(jobs=chunk)["jobs"]),
+        "native": lambda chunk: len(c.describe_jobs(chunk)),
+    }
+    ms: dict[str, list[float]] = {k: [] for k in calls_by}
+    cpu_ms: dict[str, list[float]] = {k: [] for k in calls_by}
+    for call in calls_by.values():  # warm-up
+        call(chunks[0])
+    quiet = wait_quiet()
+    meter = CpuMeter(head).start()
+    for i in range(calls):
+        chunk = chunks[i % len(chunks)]
+        order = list(calls_by) if i % 2 == 0 else list(reversed(calls_by))
+        for kind in order:
+            cpu0, t = time.process_time(), time.perf_counter()
+            got = calls_by[kind](chunk)
+            ms[kind].append(round((time.perf_counter() - t) * 1000, 2))
+            cpu_ms[kind].append(round((time.process_time() - cpu0) * 1000, 2))
+            if got != len(chunk):
+                raise RuntimeError(f"aws: {kind} describeJobs returned {got} of {len(chunk)}")
+    cpu = meter.stop()
+    result = {
+        "ids_per_call": AWS_DESCRIBE_IDS, "calls": calls,
+        "boto3_ms": ms["boto3"], "native_ms": ms["native"],
+        "median_boto3_ms": round(median(ms["boto3"]), 2),
+        "p90_boto3_ms": round(p90(ms["boto3"]), 2),
+        "median_native_ms": round(median(ms["native"]), 2),
+        "p90_native_ms": round(p90(ms["native"]), 2),
+        "median_boto3_client_cpu_ms": round(median(cpu_ms["boto3"]), 2),
+        "median_native_client_cpu_ms": round(median(cpu_ms["native"]), 2),
+        "busy_before_pct": quiet, **cpu,
+    }
+    say(f"  describeJobs of {AWS_DESCRIBE_IDS}: boto3 {result['median_boto3_ms']:.1f} ms "
+        f"(client CPU {result['median_boto3_client_cpu_ms']:.1f}), native "
+        f"{result['median_native_ms']:.1f} ms")
+    return result
+
+
+def aws_run(head: HeadNode, sizes: Sizes) -> JSON:
+    """One run on a fresh head: the native baseline, then boto3 with 1 client, threads,
+    processes (each phase starting on an idle cluster), then DescribeJobs."""
+    c = head.c
+    boto = Boto3Batch(aws_env(head))
+    registered = boto.client().register_job_definition(
+        jobDefinitionName="t", type="container",
+        containerProperties={"command": ["true"],
+                             "resourceRequirements": [{"type": "VCPU", "value": "1"}]})
+    if registered["jobDefinitionName"] != "t":
+        raise RuntimeError(f"aws: registerJobDefinition answered {registered}")
+    n = sizes.aws_submits
+    per_client = max(1, n // AWS_CLIENTS)
+    result: JSON = {}
+    submitted = 0
+    describe_ids: list[str] = []
+
+    def settle(count: int) -> None:
+        """Wait until the phase's jobs are done, so the next one starts on an idle cluster."""
+        nonlocal submitted
+        submitted += count
+        wait_terminal_count(c, submitted, timeout=max(120.0, count * 0.2))
+
+    # Baseline: mnp's own client (native API), one thread, same count.
+    quiet = wait_quiet()
+    meter = CpuMeter(head).start()
+    t0 = time.perf_counter()
+    for i in range(n):
+        c.submit({"jobName": f"n{i}", "jobQueue": "default", "jobDefinition": "t"})
+    result["native"] = aws_phase(head, "native", n, time.perf_counter() - t0, quiet,
+                                 meter.stop())
+    settle(n)
+
+    client = boto.client()
+    quiet = wait_quiet()
+    meter = CpuMeter(head).start()
+    t0 = time.perf_counter()
+    for i in range(n):
+        describe_ids.append(client.submit_job(
+            jobName=f"b{i}", jobQueue="default", jobDefinition="t")["jobId"])
+    result["boto3_single"] = aws_phase(head, "boto3_single", n, time.perf_counter() - t0,
+                                       quiet, meter.stop())
+    settle(n)
+
+    result["boto3_threads"], thread_ids = aws_threads(head, boto, per_client)
+    describe_ids += thread_ids
+    settle(per_client * AWS_CLIENTS)
+    result["boto3_processes"] = aws_processes(head, boto, per_client)
+    settle(per_client * AWS_CLIENTS)
+
+    counts = c.status()["jobCounts"]
+    if int(counts.get("SUCCEEDED", 0)) != submitted:
+        raise RuntimeError(f"aws: {submitted} jobs submitted, counts {counts}")
+    result["describe"] = aws_describe(head, boto, describe_ids, sizes.aws_describe_calls)
+    return result
+
+
+def bench_aws(sizes: Sizes, scratch: Path, keep: bool) -> JSON:
+    runs: list[JSON] = []
+    for run in range(sizes.aws_runs):
+        say(f"aws run {run + 1}/{sizes.aws_runs}: {sizes.aws_submits} submits each: native, "
+            f"boto3 1 client, {AWS_CLIENTS} threads, {AWS_CLIENTS} processes; describeJobs")
+        with HeadNode(scratch, "aws", keep) as head:
+            runs.append(aws_run(head, sizes))
+
+    def med(mode: str, key: str) -> float:
+        return median([r[mode][key] for r in runs])
+
+    rates = {mode: med(mode, "submits_per_s") for mode in AWS_MODES}
+    cpu_per_submit = {mode: {role: median([r[mode]["cpu_ms_per_submit"][role] for r in runs])
+                             for role in runs[0][mode]["cpu_ms_per_submit"]}
+                      for mode in AWS_MODES}
+    target = TARGETS["aws_submits_per_s"]
+    concurrent = max(("boto3_threads", "boto3_processes"), key=lambda m: rates[m])
+    describe = {key: round(median([r["describe"][key] for r in runs]), 2) for key in (
+        "median_boto3_ms", "p90_boto3_ms", "median_native_ms", "p90_native_ms",
+        "median_boto3_client_cpu_ms", "median_native_client_cpu_ms", "other_pct")}
+    return {
+        "submits": sizes.aws_submits,
+        "clients": AWS_CLIENTS,
+        "n_runs": len(runs),
+        "runs": runs,
+        "median_submits_per_s": rates,
+        "ratio_to_aws_limit": {m: round(v / AWS_SUBMIT_LIMIT, 2) for m, v in rates.items()},
+        "median_other_pct_by_mode": {m: med(m, "other_pct") for m in AWS_MODES},
+        "median_other_pct": median([r[m]["other_pct"] for r in runs for m in AWS_MODES]),
+        "median_cpu_ms_per_submit": cpu_per_submit,
+        "best_concurrent": concurrent,
+        "describe": {"ids_per_call": AWS_DESCRIBE_IDS, "calls_per_run": sizes.aws_describe_calls,
+                     **describe},
+        "aws_submit_limit_per_s": AWS_SUBMIT_LIMIT,
+        "target_submits_per_s": target,
+        "met_by_mode": {m: rates[m] >= target for m in AWS_MODES if m != "native"},
+        "met": rates[concurrent] >= target,
+    }
+
+
 # --- results and README ---------------------------------------------------------------------------
 def machine_info() -> JSON:
     cpu = ""
@@ -1136,7 +1485,8 @@ def mn_slack(results: JSON) -> float:
     return float(results.get("targets", {}).get("mnp_slack_s", TARGETS["mnp_slack_s"]))
 
 
-NUMBERS = {"throughput": 1, "array": 2, "latency": 3, "memory": 4, "mnp": 5, "bringup": 6}
+NUMBERS = {"throughput": 1, "array": 2, "latency": 3, "memory": 4, "mnp": 5, "bringup": 6,
+           "aws": 7}
 
 
 def runs_text(results: JSON) -> str:
@@ -1300,6 +1650,37 @@ def readme(results: JSON) -> str:
                          + f" ms; {fit['slope_s_per_node'] * 1000:+.1f} ms/node",
                          "" if base is None else f"plain 1-vCPU job {base * 1000:.0f} ms",
                          "", "", load(bu) if metric == "submit_to_running_s" else ""))
+    if "aws" in b:
+        w = b["aws"]
+        rate, ratio = w["median_submits_per_s"], w["ratio_to_aws_limit"]
+        met_by, other_by = w.get("met_by_mode", {}), w.get("median_other_pct_by_mode", {})
+        limit = w["aws_submit_limit_per_s"]
+        goal = (f"≥ {w['target_submits_per_s']:.0f} /s "
+                f"({w['target_submits_per_s'] / limit:g} × AWS)")
+
+        def pct(mode: str) -> str:
+            return "" if mode not in other_by else f"{other_by[mode]:.0f}%"
+
+        rows.append(("7. AWS SubmitJob, boto3 over HTTP, 1 client",
+                     f"{rate['boto3_single']:.0f} /s ({ratio['boto3_single']:.1f} × AWS's "
+                     f"{limit:.0f}/s)",
+                     f"native `Client.submit` {rate['native']:.0f} /s "
+                     f"({pct('native')} other load)",
+                     goal, verdict(met_by.get("boto3_single")), pct("boto3_single")))
+        for mode, label in (("boto3_threads", "threads, one process"),
+                            ("boto3_processes", "processes")):
+            best = " (best)" if w.get("best_concurrent") == mode else ""
+            rows.append((f"   {w['clients']} clients, {label}{best}",
+                         f"{rate[mode]:.0f} /s ({ratio[mode]:.1f} × AWS)", "", goal,
+                         verdict(met_by.get(mode)), pct(mode)))
+        d = w["describe"]
+        rows.append((f"   DescribeJobs of {d['ids_per_call']} ids (boto3), median / p90",
+                     f"{d['median_boto3_ms']:.0f} / {d['p90_boto3_ms']:.0f} ms (client CPU "
+                     f"{d['median_boto3_client_cpu_ms']:.0f} ms)",
+                     f"native `Client.describe_jobs` {d['median_native_ms']:.0f} / "
+                     f"{d['p90_native_ms']:.0f} ms (client CPU "
+                     f"{d['median_native_client_cpu_ms']:.0f} ms)", "", "",
+                     f"{d['other_pct']:.0f}%"))
     table = ["| benchmark | result (median) | baseline (same run) | target | met | other load |",
              "|---|---|---|---|---|---|"]
     table += ["| " + " | ".join(r) + " |" for r in rows]
@@ -1312,14 +1693,16 @@ def readme(results: JSON) -> str:
     raw_cmd = (f"mpiexec -f hostfile.mpich -n {ranks} -ppn {MNP_TASKS_PER_NODE} -launcher ssh "
                "-launcher-exec ssh-wrapper -iface lo -genvnone <command>")
     sizes6 = ", ".join(map(str, BRINGUP_NODES))
+    aws_x = TARGETS["aws_submits_per_s"] / AWS_SUBMIT_LIMIT
     return f"""# mnp benchmarks
 
-`python benchmarks/run.py` runs six benchmarks against real head nodes, each started as
+`python benchmarks/run.py` runs seven benchmarks against real head nodes, each started as
 `python -m mnp --home <tmp> up --nodes {NODES} --vcpus {VCPUS} --memory-mib {MEMORY_MIB}`
 ({NODES} local node agents, {NODES * VCPUS} one-vCPU job slots; benchmark 5 uses
 `{head5}`, benchmark 6 `{head6}`) and driven through `mnp.client.Client`
-from one thread. Each benchmark starts a fresh head node, waits for its nodes to be ACTIVE,
-measures, and stops it (SIGTERM by PID; leftover agents are killed by PID, also on failure).
+from one thread (benchmark 7 also through boto3, from several threads and processes).
+Each benchmark starts a fresh head node, waits for its nodes to be ACTIVE, measures, and
+stops it (SIGTERM by PID; leftover agents are killed by PID, also on failure).
 Each one measures its own baseline in the same run.
 
 1. **End-to-end throughput.** {f.jobs:,} trivial jobs (`true`, 1 vCPU) submitted one
@@ -1369,6 +1752,29 @@ Each one measures its own baseline in the same run.
    submit → parent SUCCEEDED; medians per size and the slope of a least-squares line through
    the medians (growth per node). Baseline: a plain 1-vCPU `true` job in each round on the
    same head (submit → RUNNING, → SUCCEEDED).
+7. **AWS SubmitJob throughput through boto3 over HTTP.** boto3 `batch` clients pointed at
+   the head (`endpoint_url` and key as `python -m mnp --home H env` prints them,
+   `region_name="{AWS_REGION}"`, retries off: `Config(retries={{"total_max_attempts": 1}})`,
+   so a refused or failed call fails the benchmark); a `true` job definition registered
+   through boto3. Each client is made on its own `boto3.session.Session` and warmed with one
+   `describeJobQueues` call before timing. Per run, on a fresh head, {f.aws_submits:,} `submit_job`
+   calls (a) from one client in a loop; (b) from {AWS_CLIENTS} clients at once, \
+{f.aws_submits // AWS_CLIENTS} each: {AWS_CLIENTS} threads
+   of this process (released by a barrier; they share the GIL), and {AWS_CLIENTS} processes
+   (`python -c`, started and warmed first, released by a line on stdin; time until the last
+   one is done). submits/s, median of {f.aws_runs} runs, and the ratio to AWS Batch's \
+{AWS_SUBMIT_LIMIT:.0f}
+   SubmitJob/s per account. The head runs the `true` jobs while they are being submitted:
+   that load is part of the measurement (each phase starts on an idle cluster, once the
+   previous phase's jobs are done; all checked SUCCEEDED).
+   Baseline: the same count through mnp's native `Client.submit`, same head.
+   (c) `describe_jobs` of {AWS_DESCRIBE_IDS} finished jobs' ids on the idle head, \
+{f.aws_describe_calls} calls per run,
+   alternating call by call with `Client.describe_jobs` of the same ids (the baseline);
+   latency and the client's own CPU time per call, median per run, median of the runs.
+   Target: ≥ {TARGETS['aws_submits_per_s']:.0f} submits/s ({aws_x:g} × AWS), shown for each \
+client setup (the JSON's
+   `met`: the better of threads and processes).
 
 ## Running
 
@@ -1376,7 +1782,8 @@ Each one measures its own baseline in the same run.
                                        # rewrites results.json and this README
     python benchmarks/run.py --quick   # {q.jobs} jobs, {q.array_size:,} children,
                                        # {q.latency_samples} samples, {q.fill_jobs:,} finished jobs,
-                                       # {q.mnp_samples} MNP / {q.bringup_samples} bring-up samples;
+                                       # {q.mnp_samples} MNP / {q.bringup_samples} bring-up samples,
+                                       # {q.aws_submits} boto3 submits × {q.aws_runs} run;
                                        # writes results-quick.json only
     python benchmarks/run.py --only mnp,bringup   # a subset: merged into results.json
                                        # (other entries kept), README regenerated
@@ -1404,7 +1811,9 @@ pessimistic.
 Targets: throughput ≥ {TARGETS['throughput_jobs_per_s']:.0f} jobs/s; array submit call
 < {TARGETS['array_submit_s'] * 1000:.0f} ms; submit → RUNNING median
 < {TARGETS['latency_median_ms']:.0f} ms; MNP launch median ≤ {mn_ratio(results):g} × raw
-mpiexec median + {mn_slack(results):g} s.
+mpiexec median + {mn_slack(results):g} s; SubmitJob through boto3 \
+≥ {TARGETS['aws_submits_per_s']:.0f} /s
+({aws_x:g} × AWS Batch's {AWS_SUBMIT_LIMIT:.0f}/s per account).
 """
 
 
@@ -1416,6 +1825,7 @@ BENCHMARKS: dict[str, Callable[[Sizes, Path, bool], JSON]] = {
     "memory": bench_memory,
     "mnp": bench_mnp,
     "bringup": bench_bringup,
+    "aws": bench_aws,
 }
 
 
