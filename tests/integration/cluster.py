@@ -108,9 +108,13 @@ class Cluster:
             start_new_session=True,
         )
         log.close()
-        wait_for("the head node to answer", lambda: self.client.status())
-        if wait_nodes:
-            self.wait_nodes(self.nodes)
+        try:
+            wait_for("the head node to answer", lambda: self.client.status())
+            if wait_nodes:
+                self.wait_nodes(self.nodes)
+        except BaseException:
+            self.stop()  # whatever came up goes down again: nothing outlives a failed start
+            raise
         return self
 
     def wait_nodes(self, n: int) -> list[dict[str, Any]]:
