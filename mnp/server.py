@@ -160,19 +160,7 @@ def build_app(head: Head) -> Starlette:
             status_code=401,
         )
 
-    async def body_of(request: Request) -> dict[str, Any]:
-        raw = await request.body()
-        if not raw:
-            return {}
-        try:
-            import json
-
-            data = json.loads(raw)
-        except ValueError as e:
-            raise InvalidInput(f"request body is not JSON: {e}") from None
-        if not isinstance(data, dict):
-            raise InvalidInput("request body must be a JSON object")
-        return data
+    body_of = batch.json_body  # one JSON-object reader for both front doors
 
     async def api(request: Request) -> Response:
         if not authorised(request):
