@@ -1,0 +1,1 @@
+"""Slurm habits on mnp: hostlists, squeue/scancel/sacct views, sbatch."""
