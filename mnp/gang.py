@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mnp.containers import attempt_container
 from mnp.model import Attempt, Job, Node, Resources
 from mnp.protocol import Assignment, Ready, attempt_id
 from mnp.state import HeadState
@@ -158,6 +159,7 @@ class Gangs:
             timeout_seconds=parent.spec.timeout_seconds if is_main else None,
             kill_grace_seconds=self.s.config.kill_grace_seconds,
             wiring=build_wiring(gang, index, spec.main_node, public, files, env, hold),
+            container=attempt_container(job, self.s.ces, attempt.compute_environment),
         )
 
     # --- events ---------------------------------------------------------------------------------

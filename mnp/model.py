@@ -577,6 +577,8 @@ class ComputeEnvironment:
     """The create request as given (computeResources, tags, …), echoed on describe."""
     first_address: str = "127.0.0.2"
     next_node_number: int = 1
+    shared_filesystem: dict[str, str] | None = None
+    """``{"hostPath", "containerPath"}``: the path every node shares, mounted into containers."""
 
     @property
     def arn(self) -> str:
@@ -596,6 +598,7 @@ class ComputeEnvironment:
             "doc": self.doc,
             "first_address": self.first_address,
             "next_node_number": self.next_node_number,
+            "shared_filesystem": self.shared_filesystem,
         }
 
     @classmethod
@@ -611,6 +614,7 @@ class ComputeEnvironment:
             doc=d["doc"],
             first_address=d["first_address"],
             next_node_number=d["next_node_number"],
+            shared_filesystem=d.get("shared_filesystem"),
         )
 
 

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 from mnp.aws.logstreams import record_chunk_time
+from mnp.containers import attempt_container
 from mnp.errors import NotFound
 from mnp.gang import Gangs
 from mnp.jobenv import job_environment
@@ -263,6 +264,7 @@ class Runtime:
             environment=job_environment(job, attempt),
             timeout_seconds=job.spec.timeout_seconds,
             kill_grace_seconds=self.s.config.kill_grace_seconds,
+            container=attempt_container(job, self.s.ces, attempt.compute_environment),
         )
 
     def end_attempt(

@@ -655,6 +655,9 @@ class Service:
             created_at=self.s.clock(),
             doc=req.model_dump(exclude_none=True, exclude={"mnp"}),
             first_address=m.firstAddress,
+            shared_filesystem=m.sharedFilesystem.model_dump(exclude_none=True)
+            if m.sharedFilesystem
+            else None,
         )
         with self.s.store.transaction():
             self.s.store.save_ce(ce)

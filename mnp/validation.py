@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mnp.containers import field_errors as container_field_errors
 from mnp.errors import FieldError, InvalidInput
 from mnp.multinode import check_node_properties, parse_range
 
@@ -240,6 +241,14 @@ class UntagResource(Model):
     tagKeys: list[str] = Field(min_length=1, max_length=50)
 
 
+class SharedFilesystem(Model):
+    """A path every node of the environment shares (``/fsx`` style); container jobs see it
+    at ``containerPath`` (default: the same path)."""
+
+    hostPath: str = Field(pattern=r"^/")
+    containerPath: str | None = Field(default=None, pattern=r"^/")
+
+
 class LocalProviderSettings(Model):
     """mnp's own block on a compute environment: how its nodes are brought up."""
 
@@ -249,6 +258,7 @@ class LocalProviderSettings(Model):
     memoryMiB: int = Field(default=4096, ge=4)
     gpus: int = Field(default=0, ge=0)
     firstAddress: str = Field(default="127.0.0.2", pattern=r"^127\.\d+\.\d+\.\d+$")
+    sharedFilesystem: SharedFilesystem | None = None
 
 
 class CreateComputeEnvironment(Model):
@@ -476,6 +486,7 @@ def _check_container(
 ) -> list[FieldError]:
     errors = _check_env(c.environment, f"{path}.environment")
     errors += _check_resources(c.resourceRequirements, f"{path}.resourceRequirements")
+    errors += [FieldError(p, m) for p, m in container_field_errors(c.model_dump(), path)]
     if command_required and not c.command:
         errors.append(FieldError(f"{path}.command", "required (mnp runs the command directly)"))
     names = {v.name for v in c.volumes or []}

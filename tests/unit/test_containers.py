@@ -1,0 +1,121 @@
+"""The head-side container builder: AWS container fields → ContainerRun (golden), checks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mnp.containers import container_run, cpu_shares, field_errors
+from mnp.model import ContainerSpec
+from mnp.protocol import Assignment, ContainerRun
+from tests.unit import goldens
+
+FULL: dict[str, Any] = {
+    "image": "registry.example/team/app:1.2",
+    "command": ["python3", "train.py", "--lr", "0.1"],
+    "environment": [{"name": "A", "value": "1"}],
+    "resourceRequirements": [
+        {"type": "VCPU", "value": "1.5"},
+        {"type": "MEMORY", "value": "512"},
+        {"type": "GPU", "value": "2"},
+    ],
+    "user": "1000:1000",
+    "privileged": True,
+    "readonlyRootFilesystem": True,
+    "ulimits": [{"name": "nofile", "softLimit": 1024, "hardLimit": 4096}],
+    "volumes": [
+        {"name": "data", "host": {"sourcePath": "/srv/data set; $x"}},
+        {"name": "scratch"},
+    ],
+    "mountPoints": [
+        {"sourceVolume": "data", "containerPath": "/data", "readOnly": True},
+        {"sourceVolume": "scratch", "containerPath": "/scratch"},
+    ],
+    "linuxParameters": {
+        "sharedMemorySize": 256,
+        "tmpfs": [{"containerPath": "/run/t", "size": 64, "mountOptions": ["noexec", "mode=1777"]}],
+        "initProcessEnabled": True,
+        "devices": [{"hostPath": "/dev/fuse", "permissions": ["READ", "WRITE"]}],
+        "maxSwap": 0,
+        "swappiness": 10,
+    },
+}
+
+
+def test_full_definition_matches_golden() -> None:
+    run = container_run(
+        ContainerSpec.from_wire(FULL), {"hostPath": "/fsx host", "containerPath": "/fsx"}
+    )
+    assert run is not None
+    goldens.check("containers", "full.json", json.dumps(run.to_wire(), indent=2) + "\n")
+    assert ContainerRun.from_wire(run.to_wire()) == run
+
+
+def test_no_image_means_a_plain_process() -> None:
+    assert container_run(ContainerSpec.from_wire({"command": ["true"]})) is None
+
+
+def test_resources_as_aws_applies_them() -> None:
+    spec = ContainerSpec.from_wire({"image": "i", "command": ["true"], "vcpus": 2, "memory": 64})
+    run = container_run(spec)
+    assert run is not None
+    assert (run.cpu_shares, run.memory_mib, run.gpus, run.mounts) == (2048, 64, 0, ())
+    assert cpu_shares(0.001) == 2 and cpu_shares(0.25) == 256
+
+
+def test_swappiness_ignored_without_max_swap() -> None:
+    spec = ContainerSpec.from_wire(
+        {"image": "i", "command": ["x"], "linuxParameters": {"swappiness": 5}}
+    )
+    run = container_run(spec)
+    assert run is not None and run.swappiness is None and run.max_swap_mib is None
+
+
+def test_shared_filesystem_defaults_to_the_same_path() -> None:
+    run = container_run(ContainerSpec.from_wire({"image": "i"}), {"hostPath": "/fsx"})
+    assert run is not None
+    assert [(m.source, m.target, m.read_only) for m in run.mounts] == [("/fsx", "/fsx", False)]
+
+
+def test_assignment_round_trips_with_and_without_container() -> None:
+    run = container_run(ContainerSpec.from_wire(FULL))
+    a = Assignment("j/1", "j", 1, ["true"], {}, None, 1.0, container=run)
+    assert Assignment.from_wire(json.loads(json.dumps(a.to_wire()))) == a
+    plain = Assignment("j/1", "j", 1, ["true"], {}, None, 1.0)
+    assert "container" not in plain.to_wire()
+    assert Assignment.from_wire(plain.to_wire()).container is None
+
+
+def test_field_errors_name_every_bad_field() -> None:
+    bad = {
+        "user": 5,
+        "privileged": "yes",
+        "ulimits": [{"name": "files", "softLimit": 10, "hardLimit": 5}, {"name": "nofile"}],
+        "volumes": [{"name": "v", "host": {"sourcePath": "relative"}}],
+        "mountPoints": [{"sourceVolume": "v"}],
+        "linuxParameters": {
+            "sharedMemorySize": 0,
+            "swappiness": 101,
+            "maxSwap": -1,
+            "tmpfs": [{"containerPath": "/t"}, {"size": 1}],
+            "devices": [{"hostPath": "/dev/x", "permissions": ["EXEC"]}],
+        },
+    }
+    paths = [p for p, _ in field_errors(bad, "containerProperties")]
+    assert paths == [
+        "containerProperties.user",
+        "containerProperties.privileged",
+        "containerProperties.ulimits[0].name",
+        "containerProperties.ulimits[0].softLimit",
+        "containerProperties.ulimits[1].softLimit",
+        "containerProperties.ulimits[1].hardLimit",
+        "containerProperties.volumes[0].host.sourcePath",
+        "containerProperties.mountPoints[0].containerPath",
+        "containerProperties.linuxParameters.sharedMemorySize",
+        "containerProperties.linuxParameters.maxSwap",
+        "containerProperties.linuxParameters.swappiness",
+        "containerProperties.linuxParameters.tmpfs[0].size",
+        "containerProperties.linuxParameters.tmpfs[1].containerPath",
+        "containerProperties.linuxParameters.devices[0].permissions",
+    ]
+    assert field_errors(FULL, "c") == []
