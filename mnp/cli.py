@@ -40,6 +40,7 @@ from mnp.jobspec import (
     resolve_submit_paths,
     submit_jobspec,
 )
+from mnp.slurm.cli_views import sacct_command, scancel_command, squeue_command
 
 JSON = dict[str, Any]
 STARTED_STATES = ("STARTING", "RUNNING")
@@ -261,6 +262,9 @@ def nodes(state: State, as_json: bool) -> None:
 cli.add_command(run_command)
 cli.add_command(mpirun_command)
 cli.add_command(env_command)
+cli.add_command(squeue_command)
+cli.add_command(scancel_command)
+cli.add_command(sacct_command)
 
 
 # -- job definitions and jobs ----------------------------------------------------------------
