@@ -40,6 +40,7 @@ from mnp.jobspec import (
     resolve_submit_paths,
     submit_jobspec,
 )
+from mnp.slurm.cli import sbatch_command
 from mnp.slurm.cli_views import sacct_command, scancel_command, squeue_command
 
 JSON = dict[str, Any]
@@ -265,6 +266,7 @@ cli.add_command(env_command)
 cli.add_command(squeue_command)
 cli.add_command(scancel_command)
 cli.add_command(sacct_command)
+cli.add_command(sbatch_command)
 
 
 # -- job definitions and jobs ----------------------------------------------------------------

@@ -1,0 +1,3 @@
+#!/bin/bash
+#SBATCH -d afterok:111?afternotok:111
+echo either way

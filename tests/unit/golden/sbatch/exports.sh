@@ -1,0 +1,3 @@
+#!/bin/bash
+#SBATCH --export=FOO,"BAR=a,b c",HOSTILE
+env
