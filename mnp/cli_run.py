@@ -8,8 +8,8 @@ Three layouts, chosen from the options (:func:`run_options`):
 - ``EVERY_NODE``: an MNP job running the command on every node (torchrun style).
 
 The submission is built by pure functions (:func:`build_definition`, :func:`build_submission`;
-``--dry-run`` prints them). Attached, the command's output streams live, Ctrl-C terminates the
-job (twice: detach) and the exit status is the job's (:func:`exit_status`).
+``--dry-run`` prints them). Attached (:mod:`mnp.attach`), the command's output streams live,
+Ctrl-C terminates the job (twice: detach) and the exit status is the job's (:func:`exit_status`).
 """
 
 from __future__ import annotations
@@ -18,31 +18,22 @@ import json
 import math
 import os
 import re
-import signal
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from types import FrameType
 from typing import Any, Protocol
 
 import click
 
-from mnp.client import TERMINAL_STATUSES, Client
-from mnp.errors import NotFound
+from mnp.attach import follow
+from mnp.client import Client
 from mnp.jobspec import DEFAULT_QUEUE, resolve_command_paths
 from mnp.multinode import MPI_CHOICES
 
 JSON = dict[str, Any]
 
 FLAVOURS = tuple(m for m in MPI_CHOICES if m != "none")
-POLL_SECONDS = 0.2
-DRAIN_SECONDS = 10.0
-"""How long the output of nodes may lag behind the job's end before we stop following it."""
-EXIT_INTERRUPTED = 130
 TIME_FORMATS = "MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -262,85 +253,7 @@ def nodes_text(n: int) -> str:
     return f"{n} node" if n == 1 else f"{n} nodes"
 
 
-# -- attached: following output, Ctrl-C, the end ---------------------------------------------
-
-
-class Printer:
-    """Writes lines from several follower threads whole, optionally labelled with the node."""
-
-    def __init__(self, label: bool) -> None:
-        self.label = label
-        self._lock = threading.Lock()
-
-    def line(self, node: str, text: str) -> None:
-        if self.label:
-            text = f"{node}: {text}" if text.endswith("\n") else f"{node}: {text}\n"
-        with self._lock:
-            click.echo(text, nl=False)
-
-
-class Follower(threading.Thread):
-    """Streams one (node) job's output once it is placed; gives up waiting for placement when
-    ``give_up`` is set (the job ended before that node was ever created)."""
-
-    def __init__(self, job_id: str, make_client: Callable[[], Client], printer: Printer) -> None:
-        super().__init__(name=f"follow {job_id}", daemon=True)
-        self.job_id = job_id
-        self.make_client = make_client
-        self.printer = printer
-        self.give_up = threading.Event()
-
-    def run(self) -> None:
-        try:
-            with self.make_client() as client:
-                node = self._wait_placed(client)
-                if node is None:
-                    return
-                lines = client.logs(self.job_id, follow=True)
-                try:
-                    for line in lines:
-                        self.printer.line(node, line)
-                finally:
-                    lines.close()
-        except Exception as exc:  # a follower must not die silently
-            click.echo(f"mnp: cannot follow the output of {self.job_id}: {exc}", err=True)
-
-    def _wait_placed(self, client: Client) -> str | None:
-        """The node id once the job has one (or has ended); None when told to give up."""
-        while True:
-            try:
-                detail = client.describe(self.job_id)
-            except NotFound:  # node jobs appear when the gang is placed
-                detail = {}
-            if detail.get("nodeId") or detail.get("status") in TERMINAL_STATUSES:
-                return str(detail.get("nodeId") or "-")
-            if self.give_up.wait(POLL_SECONDS):
-                return None
-
-
-class Interrupts:
-    """SIGINT while attached: the first sets ``pending`` (the caller terminates the job and
-    clears it); the second exits 130 at once, leaving the job to end on its own."""
-
-    def __init__(self, job_id: str) -> None:
-        self.job_id = job_id
-        self.count = 0
-        self.pending = threading.Event()
-
-    def handle(self, signum: int, frame: FrameType | None) -> None:
-        self.count += 1
-        if self.count > 1:
-            click.echo(f"mnp: detached from job {self.job_id}", err=True)
-            raise SystemExit(EXIT_INTERRUPTED)
-        self.pending.set()
-
-    @contextmanager
-    def installed(self) -> Iterator[Interrupts]:
-        previous = signal.signal(signal.SIGINT, self.handle)
-        try:
-            yield self
-        finally:
-            signal.signal(signal.SIGINT, previous)
+# -- attached (the following itself is mnp.attach) ---------------------------------------------
 
 
 def attach(client: Client, make_client: Callable[[], Client], job_id: str, opts: RunOptions,
@@ -351,36 +264,8 @@ def attach(client: Client, make_client: Callable[[], Client], job_id: str, opts:
     main_job = f"{job_id}#0" if multinode else job_id
     targets = [f"{job_id}#{i}" for i in range(opts.nodes)] if opts.layout is Layout.EVERY_NODE \
         else [main_job]  # fmt: skip
-    printer = Printer(label)
-    followers = [Follower(t, make_client, printer) for t in targets]
-    interrupts = Interrupts(job_id)
-    with interrupts.installed():
-        for f in followers:
-            f.start()
-        while (detail := client.describe(job_id))["status"] not in TERMINAL_STATUSES:
-            if interrupts.pending.wait(POLL_SECONDS):
-                interrupts.pending.clear()
-                click.echo(f"mnp: terminating job {job_id}", err=True)
-                client.terminate(job_id, "Terminated by mnp run (interrupted)")
-        deadline = time.monotonic() + DRAIN_SECONDS
-        for f in followers:
-            f.give_up.set()
-            f.join(max(0.0, deadline - time.monotonic()))
-            if f.is_alive():
-                click.echo(f"mnp: stopped following {f.job_id} (its output lags)", err=True)
-    main = detail
-    if multinode:
-        try:
-            main = client.describe(main_job)
-        except NotFound:  # the job ended before its nodes were placed
-            pass
-    code = (main.get("container") or {}).get("exitCode")
-    status = str(detail["status"])
-    if status != "SUCCEEDED":
-        why = detail.get("statusReason") or "no reason given"
-        shown = "" if code is None else f", exit code {code}"
-        click.echo(f"mnp: job {job_id} {status}: {why}{shown}", err=True)
-    return exit_status(status, code if isinstance(code, int) else None)
+    status, code = follow(client, make_client, job_id, main_job, targets, label)
+    return exit_status(status, code)
 
 
 # -- the commands --------------------------------------------------------------------------------

@@ -20,9 +20,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from mnp.attach import Interrupts
 from mnp.cli import cli
 from mnp.cli_run import (
-    Interrupts,
     Layout,
     RunOptions,
     attach,
