@@ -29,6 +29,7 @@ import click
 from mnp.attach import follow
 from mnp.client import Client
 from mnp.jobspec import DEFAULT_QUEUE, resolve_command_paths
+from mnp.mpihosts import HostsError, host_shape, mpirun_counts, read_hosts
 from mnp.multinode import MPI_CHOICES
 
 JSON = dict[str, Any]
@@ -173,15 +174,6 @@ def run_options(
         queue=queue,
         export=export,
     )
-
-
-def mpirun_counts(np: int, per_node: int | None, nodes: int | None) -> tuple[int, int]:
-    """``(nodes, tasks per node)`` for ``mnp mpirun``: tasks per node default to
-    ``ceil(np / nodes)`` with ``-N``, else to 2 when np > 2 (else np); nodes to
-    ``ceil(np / tasks per node)``."""
-    if per_node is None:
-        per_node = math.ceil(np / nodes) if nodes else (2 if np > 2 else np)
-    return (nodes or math.ceil(np / per_node)), per_node
 
 
 def _container(opts: RunOptions, command: bool) -> JSON:
@@ -344,16 +336,38 @@ def run_command(ctx: click.Context, /, nodes: int | None, ntasks: int | None,
 
 
 @click.command("mpirun", context_settings=COMMAND_SETTINGS)
-@click.option("-np", "-n", "np", type=click.IntRange(min=1), required=True, help="Ranks.")
+@click.option("-np", "-n", "np", type=click.IntRange(min=1),
+              help="Ranks (required unless -H/--hostfile: then their slots).")  # fmt: skip
 @click.option("--npernode", "--ntasks-per-node", "per_node", type=click.IntRange(min=1),
               help="Ranks per node (default 2 when -np > 2, or np / -N).")  # fmt: skip
 @click.option("-N", "--nodes", type=click.IntRange(min=1), help="Nodes (default np / npernode).")
+@click.option("-H", "--host", "-host", "--hosts", "-hosts", "hosts", multiple=True,
+              metavar="HOST[:SLOTS],...",
+              help="Hosts and slots, as mpirun takes them: they say nodes × tasks per node; "
+                   "mnp chooses the nodes itself.")  # fmt: skip
+@click.option("--hostfile", "-hostfile", "--machinefile", "-machinefile", "-f", "hostfile",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Hostfile: `host slots=N`, `host:N` or `host` lines; as -H.")  # fmt: skip
 @click.option("--mpi", type=click.Choice(FLAVOURS), default="auto", show_default=True)
 @common_options
 @click.pass_context
-def mpirun_command(ctx: click.Context, /, np: int, per_node: int | None, nodes: int | None,
-                   mpi: str, **common: Any) -> None:  # fmt: skip
+def mpirun_command(ctx: click.Context, /, np: int | None, per_node: int | None,
+                   nodes: int | None, hosts: tuple[str, ...], hostfile: Path | None, mpi: str,
+                   **common: Any) -> None:  # fmt: skip
     """Run an MPI program across nodes, like mpirun: `mnp run --mpi auto` with mpirun's flags."""
+    try:
+        listed = read_hosts(hosts, hostfile)
+        shape = None if listed is None else host_shape(listed, np)
+    except HostsError as exc:
+        raise click.UsageError(str(exc)) from None
+    if shape is not None:
+        if nodes is not None or per_node is not None:
+            raise click.UsageError("-H/--hostfile give nodes and tasks per node: no -N/--npernode")
+        for note in shape.notes:
+            click.echo(f"mnp: note: {note}", err=True)
+        np, nodes, per_node = shape.np, shape.nodes, shape.tasks_per_node
+    elif np is None:
+        raise click.UsageError("-np is required (or -H/--hostfile, whose slots it sums)")
     nodes, per_node = mpirun_counts(np, per_node, nodes)
     command, shaping = common.pop("command"), _submission_options(common)
     opts = run_options(
