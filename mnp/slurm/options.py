@@ -73,7 +73,7 @@ SBATCH_OPTIONS: tuple[Option, ...] = (
 MNP_OPTIONS: tuple[Option, ...] = (
     _o("mpi", "--mpi", None,
        "MPI flavour for a multi-node job (none: the script runs as written on the main node)."),
-    _o("every_node", "--every-node", None, "Run the script on every node (torchrun style).", F),
+    _o("every_node", "--every-node", None, "Run the script on every node (not supported yet).", F),
 )  # fmt: skip
 """Options for ``#MNP`` lines (and the command line): mnp's own, not Slurm's."""
 

@@ -89,7 +89,7 @@ def plan(argv: list[str], script_text: str | None = None) -> JSON:
 CASES: dict[str, list[str]] = {
     "single_node": ["single_node.sh", "arg one", "two"],
     "mpi_multinode": ["mpi_multinode.sh"],
-    "every_node": ["every_node.sh"],
+    "gpus_multinode": ["gpus_multinode.sh"],
     "array_limit": ["array_limit.sh"],
     "array_sparse": ["array_sparse.sh"],
     "array_single": ["array_single.sh"],
@@ -297,10 +297,10 @@ def test_default_job_names_use_the_api_alphabet() -> None:
 
 
 def test_limits_match_the_head() -> None:
-    from mnp.service import SUBMIT_MAX
+    from mnp.service import MNP_SUBMIT_MAX
     from mnp.validation import NAME_RE as HEAD_NAME_RE
 
-    assert SUBMIT_MAX == SUBMIT_MAX_BYTES
+    assert MNP_SUBMIT_MAX == SUBMIT_MAX_BYTES
     assert f"^{NAME_RE.pattern}$" == HEAD_NAME_RE
 
 
@@ -324,7 +324,9 @@ def test_limits_match_the_head() -> None:
         (["--export", "1BAD=x"], "", ["--export (command line): '1BAD=x': expected VAR=value"]),
         (["--export", "UNSET_HERE"], "", ["--export (command line): UNSET_HERE is not set here"]),
         (["--mpi", "lam"], "", ["--mpi (command line): must be one of"]),
-        (["--mpi", "auto", "--every-node"], "", ["--mpi (command line): --mpi and --every-node"]),
+        (["--mpi", "auto", "--every-node"], "", ["--mpi (command line): --mpi and --every-node",
+                                                  "--every-node (command line): not supported"]),
+        ([], "#MNP --every-node\n", ["--every-node (line 2): not supported for batch scripts"]),
         (["--mem", "lots", "-c", "x"], "", ["--mem (command line): 'lots' must be a whole number",
                                              "-c (command line): 'x' must be a whole number"]),
     ],
@@ -346,9 +348,9 @@ def test_dependency_on_a_task_the_array_lacks() -> None:
 
 
 def test_a_submission_over_the_heads_limit_says_what_makes_it_large() -> None:
-    big = "#!/bin/sh\n" + "echo xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n" * 600
+    big = "#!/bin/sh\n" + "echo xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n" * 18000
     with pytest.raises(
-        SbatchError, match=r"over the head's 30 KiB limit: .* the script 3\d\.\d KiB"
+        SbatchError, match=r"over the head's 1024 KiB limit: .* the script 1037\.\d KiB"
     ):
         plan(["job.sh"], big)
 

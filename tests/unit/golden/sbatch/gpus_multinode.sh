@@ -2,5 +2,4 @@
 #SBATCH --nodes=2-3 --ntasks=4 -c 2
 #SBATCH -G a100:4
 #SBATCH --exclusive
-#MNP --every-node
 torchrun --nnodes "$SLURM_NNODES" train.py
