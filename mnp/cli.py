@@ -41,7 +41,8 @@ from mnp.jobspec import (
     submit_jobspec,
 )
 from mnp.slurm.cli import sbatch_command
-from mnp.slurm.cli_views import sacct_command, scancel_command, squeue_command
+from mnp.slurm.cli_sacct import sacct_command
+from mnp.slurm.cli_views import scancel_command, squeue_command
 
 JSON = dict[str, Any]
 STARTED_STATES = ("STARTING", "RUNNING")
