@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal
 
-from mnp.protocol import Assignment, Event, EventKind
+from mnp.protocol import SCRIPT_PLACEHOLDER, Assignment, Event, EventKind
 
 Stream = Literal["stdout", "stderr"]
 EventSink = Callable[[Event], None]
@@ -63,6 +63,31 @@ def workdir_for(assignment: Assignment, root: Path) -> Path:
     if assignment.workdir:
         return Path(assignment.workdir)
     return root / "jobs" / safe_job_dir_name(assignment.job_id) / str(assignment.attempt)
+
+
+def open_outputs(assignment: Assignment, workdir: Path) -> list[int]:
+    """File descriptors for the process's stdout and stderr: one when both go to one file.
+
+    Without ``stdout_path`` they are ``stdout.log`` and ``stderr.log`` in ``workdir``; with
+    it, the user's file(s), truncated as sbatch does (the directory must exist). The caller
+    owns (closes) them.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    if assignment.stdout_path is None:
+        paths = [workdir / "stdout.log", workdir / "stderr.log"]
+    elif assignment.stderr_path in (None, assignment.stdout_path):
+        paths = [Path(assignment.stdout_path)]
+    else:
+        paths = [Path(assignment.stdout_path), Path(assignment.stderr_path or "")]
+    fds: list[int] = []
+    try:
+        for path in paths:
+            fds.append(os.open(path, flags, 0o644))
+    except OSError:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -179,19 +204,18 @@ class AttemptProcess:
         a = self.assignment
         fds: list[int] = []
         try:
-            if not a.command:
+            if not a.command and a.script is None:
                 raise ValueError("empty command")
             self.workdir.mkdir(parents=True, exist_ok=True)
-            flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-            for name in ("stdout.log", "stderr.log"):
-                fds.append(os.open(self.workdir / name, flags, 0o644))
+            fds = open_outputs(a, self.workdir)
+            command = self._command()
             popen = subprocess.Popen(
-                a.command,
+                command,
                 cwd=self.workdir,
                 env={**self._env, **a.environment, NODE_ROOT_ENV: str(self._root)},
                 stdin=subprocess.DEVNULL,
                 stdout=fds[0],
-                stderr=fds[1],
+                stderr=fds[-1],
                 # Own session (so a kill reaches the whole group), and no preexec_fn: Python
                 # code in the child would force fork() over vfork(), ~5x the cost per start.
                 # Processes a killed agent leaves behind carry MNP_NODE_ROOT, by which the
@@ -206,7 +230,8 @@ class AttemptProcess:
             return False
         self._popen = popen
         self.pid = popen.pid
-        self._tails = [LogTail(fds[0], "stdout"), LogTail(fds[1], "stderr")]
+        streams: tuple[Stream, Stream] = ("stdout", "stderr")
+        self._tails = [LogTail(fd, s) for fd, s in zip(fds, streams, strict=False)]
         # A pidfd of an exited-but-unreaped child is readable at once, so no exit is missed.
         self._pidfd = os.pidfd_open(popen.pid)
         self._loop.add_reader(self._pidfd, self._on_exit)
@@ -286,7 +311,29 @@ class AttemptProcess:
             for offset, text in tail.read(max_chunks, final):
                 self._emit("log", stream=tail.stream, offset=offset, data=text)
 
+    def _command(self) -> list[str]:
+        """The argv: with a script, write it to a private file and run that with the command
+        as its arguments (in place of :data:`SCRIPT_PLACEHOLDER` if the command has one)."""
+        a = self.assignment
+        if a.script is None:
+            return list(a.command)
+        path = self.script_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o700)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(a.script)
+        if SCRIPT_PLACEHOLDER in a.command:
+            return [str(path) if arg == SCRIPT_PLACEHOLDER else arg for arg in a.command]
+        return [str(path), *a.command]
+
+    @property
+    def script_path(self) -> Path:
+        return self._root / "scripts" / safe_job_dir_name(self.attempt_id)
+
     def _release(self) -> None:
+        if self.assignment.script is not None:
+            with contextlib.suppress(OSError):
+                self.script_path.unlink()
         for handle in (self._timeout_handle, self._escalate_handle):
             if handle is not None:
                 handle.cancel()

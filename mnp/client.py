@@ -8,6 +8,7 @@ threads; create one per thread (they are cheap).
 
 from __future__ import annotations
 
+import getpass
 import http.client
 import ipaddress
 import json
@@ -201,7 +202,13 @@ class Client:
         return self.call("registerJobDefinition", defn)
 
     def submit(self, spec: JSON) -> str:
-        """Submit one job (SubmitJob shape); returns its jobId once the head has stored it."""
+        """Submit one job (SubmitJob shape); returns its jobId once the head has stored it.
+
+        ``mnp.user`` (who submitted, for ``mnp squeue``/``sacct``) defaults to this process's
+        user."""
+        extras = spec.get("mnp") or {}
+        if "user" not in extras:
+            spec = {**spec, "mnp": {**extras, "user": current_user()}}
         return str(self.call("submitJob", spec)["jobId"])
 
     def describe_jobs(self, ids: Sequence[str]) -> list[JSON]:
@@ -419,3 +426,11 @@ def pid_alive(pid: int) -> bool:
         return True
     # The state letter follows the parenthesised command name, which may contain spaces.
     return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
+
+
+def current_user() -> str:
+    """The login name of this process's user (``USER``/``LOGNAME``, else the uid's name)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid
+        return str(os.getuid())

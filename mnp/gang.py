@@ -128,7 +128,9 @@ class Gangs:
         s.on_node_work(node.node_id)
 
     def assignment(self, job: Job, attempt: Attempt) -> Assignment:
-        from mnp.jobenv import job_environment
+        from mnp.extras import attempt_files
+        from mnp.jobenv import job_environment, slurm_request_environment
+        from mnp.protocol import SCRIPT_PLACEHOLDER
 
         parent = self.s.active.get(job.parent_id or "") or self.s.job(job.parent_id or "")
         assert parent is not None and parent.spec.nodes is not None and job.node_index is not None
@@ -139,9 +141,10 @@ class Gangs:
         iface = "lo" if all(g.node.address.startswith("127.") for g in gang) else None
         env = job_environment(job, attempt)
         env.update(node_environment(parent, gang, index, int(parent.gang_state["port"]), iface))
+        env.update(slurm_request_environment(parent))
         command = list(job.container.command)
-        hold = not command
         is_main = index == spec.main_node
+        hold = not command and not (is_main and parent.spec.extras.script is not None)
         files: dict[str, str] = {}
         private, public = parent.gang_state["key"]
         if is_main:
@@ -149,6 +152,8 @@ class Gangs:
 
             slots = [spec.tasks_per_node or int(g.node.capacity.vcpus) for g in gang]
             files = wiring_files(gang, slots, private, spec.main_node)
+            if parent.spec.extras.script is not None:
+                command = [SCRIPT_PLACEHOLDER, *command]
             command = main_command(parent, command)
         return Assignment(
             attempt_id=attempt_id(job.job_id, attempt.number),
@@ -160,6 +165,7 @@ class Gangs:
             kill_grace_seconds=self.s.config.kill_grace_seconds,
             wiring=build_wiring(gang, index, spec.main_node, public, files, env, hold),
             container=attempt_container(job, self.s.ces, attempt.compute_environment),
+            **attempt_files(parent, attempt, main=is_main),
         )
 
     # --- events ---------------------------------------------------------------------------------

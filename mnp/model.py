@@ -255,11 +255,40 @@ class JobDefinition:
         }
 
 
+DEPENDENCY_TYPES = ("N_TO_N", "SEQUENTIAL", "AFTER_OK", "AFTER_ANY", "AFTER_NOT_OK", "AFTER_START")
+"""AWS's two, then mnp's: what the dependency must have done (Slurm's afterok, afterany,
+afternotok, after). No type means AFTER_OK."""
+
+
+class Condition(enum.StrEnum):
+    """What a dependency must have done for its dependent to go on."""
+
+    OK = "OK"
+    """SUCCEEDED (AWS's only rule; Slurm's ``afterok``)."""
+    ANY = "ANY"
+    """Ended, either way (``afterany``)."""
+    NOT_OK = "NOT_OK"
+    """FAILED (``afternotok``)."""
+    START = "START"
+    """Started: RUNNING or ended (``after``)."""
+
+
+CONDITION_OF_TYPE = {
+    "AFTER_ANY": Condition.ANY,
+    "AFTER_NOT_OK": Condition.NOT_OK,
+    "AFTER_START": Condition.START,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Dependency:
     job_id: str | None
     type: str | None = None
-    """None, N_TO_N or SEQUENTIAL."""
+    """None or one of :data:`DEPENDENCY_TYPES`."""
+
+    @property
+    def condition(self) -> Condition:
+        return CONDITION_OF_TYPE.get(self.type or "", Condition.OK)
 
     def to_wire(self) -> dict[str, str]:
         out = {}
@@ -268,6 +297,66 @@ class Dependency:
         if self.type is not None:
             out["type"] = self.type
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class JobExtras:
+    """mnp's additions to SubmitJob (its ``mnp`` object): what Slurm users ask for and AWS
+    Batch has no field for. Stored with the spec; every field optional."""
+
+    user: str | None = None
+    array_max_running: int | None = None
+    """At most this many children RUNNABLE, STARTING or RUNNING at once (``--array=…%N``)."""
+    dependency_mode: str = "ALL"
+    """``ALL``: every dependency must be satisfied; ``ANY``: one is enough (Slurm's ``?``)."""
+    singleton_after: tuple[str, ...] = ()
+    """``singleton``: the earlier active jobs of the same name and user, resolved at submit;
+    each must have ended (whatever ``dependency_mode`` says)."""
+    stdout: str | None = None
+    """Path pattern (``%j %A %a %x %N %u %%``) the output also goes to; stderr joins it when
+    ``stderr`` is None."""
+    stderr: str | None = None
+    workdir: str | None = None
+    submit_dir: str | None = None
+    script: str | None = None
+    """A batch script: written to a private file per attempt and run with the command as its
+    arguments."""
+    ntasks: int | None = None
+    ntasks_per_node: int | None = None
+    cpus_per_task: int | None = None
+
+    _WIRE = (
+        ("user", "user"), ("array_max_running", "arrayMaxRunning"),
+        ("stdout", "stdout"), ("stderr", "stderr"), ("workdir", "workingDirectory"),
+        ("submit_dir", "submitDir"), ("script", "script"), ("ntasks", "ntasks"),
+        ("ntasks_per_node", "ntasksPerNode"), ("cpus_per_task", "cpusPerTask"),
+    )  # fmt: skip
+
+    def to_doc(self) -> dict[str, Any]:
+        """camelCase, as the ``mnp`` object of SubmitJob; defaults left out."""
+        out: dict[str, Any] = {
+            wire: getattr(self, attr)
+            for attr, wire in self._WIRE
+            if getattr(self, attr) is not None
+        }
+        if self.dependency_mode != "ALL":
+            out["dependencyMode"] = self.dependency_mode
+        if self.singleton_after:
+            out["singletonAfter"] = list(self.singleton_after)
+        return out
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any] | None) -> JobExtras:
+        if not d:
+            return NO_EXTRAS
+        return cls(
+            **{attr: d.get(wire) for attr, wire in cls._WIRE},
+            dependency_mode=str(d.get("dependencyMode") or "ALL"),
+            singleton_after=tuple(d.get("singletonAfter") or ()),
+        )
+
+
+NO_EXTRAS = JobExtras()
 
 
 @dataclass(slots=True)
@@ -296,9 +385,12 @@ class JobSpec:
     scheduling_priority: int | None = None
     """``schedulingPriorityOverride`` or the definition's ``schedulingPriority``."""
     propagate_tags: bool = False
+    extras: JobExtras = NO_EXTRAS
 
     def to_doc(self) -> dict[str, Any]:
         extra: dict[str, Any] = {}
+        if self.extras is not NO_EXTRAS:
+            extra["mnp"] = self.extras.to_doc()
         if self.share_identifier is not None:
             extra["share_identifier"] = self.share_identifier
         if self.scheduling_priority is not None:
@@ -345,6 +437,7 @@ class JobSpec:
             share_identifier=d.get("share_identifier"),
             scheduling_priority=d.get("scheduling_priority"),
             propagate_tags=bool(d.get("propagate_tags")),
+            extras=JobExtras.from_doc(d.get("mnp")),
         )
 
 
@@ -457,7 +550,16 @@ class Job:
         return self.container.resources
 
     def dependency_ids(self) -> list[str]:
-        """The job ids this job waits for, with array semantics applied.
+        """Every job id whose status this job's start depends on: :meth:`dependencies` and,
+        for ``singleton``, the earlier jobs of its name (``extras.singleton_after``)."""
+        if self.is_array_parent or self.node_index is not None:
+            return []
+        return [dep_id for dep_id, _ in self.dependencies()] + list(
+            self.spec.extras.singleton_after
+        )
+
+    def dependencies(self) -> list[tuple[str, Condition]]:
+        """The jobs this job waits for and what each must have done, with array semantics.
 
         A child ``P:i`` inherits its parent's dependencies: a plain dependency waits for the
         whole job, ``N_TO_N`` on ``X`` waits for ``X:i``, ``SEQUENTIAL`` waits for ``P:i-1``.
@@ -465,18 +567,18 @@ class Job:
         """
         if self.is_array_parent or self.node_index is not None:
             return []
-        out: list[str] = []
+        out: list[tuple[str, Condition]] = []
         for dep in self.spec.depends_on:
             if self.array_index is not None:
                 if dep.type == "SEQUENTIAL" and dep.job_id is None:
                     if self.array_index > 0:
-                        out.append(f"{self.parent_id}:{self.array_index - 1}")
+                        out.append((f"{self.parent_id}:{self.array_index - 1}", Condition.OK))
                     continue
                 if dep.type == "N_TO_N" and dep.job_id is not None:
-                    out.append(f"{dep.job_id}:{self.array_index}")
+                    out.append((f"{dep.job_id}:{self.array_index}", Condition.OK))
                     continue
             if dep.job_id is not None:
-                out.append(dep.job_id)
+                out.append((dep.job_id, dep.condition))
         return out
 
     def to_doc(self) -> dict[str, Any]:

@@ -138,8 +138,14 @@ def job_summary(job: Job) -> dict[str, Any]:
             "jobQueueName": job.spec.queue,
             "nodeId": current.node_id if current else None,
             "attempt": len(job.attempts),
+            "user": job.spec.extras.user,
+            "arrayJobId": job.parent_id if job.array_index is not None else None,
         }
     )
+    if job.gang:
+        out["nodeIds"] = [job.gang[k] for k in sorted(job.gang, key=int)]
+    elif current is not None:
+        out["nodeIds"] = [current.node_id]
     array = _array_properties(job)
     if array:
         out["arrayProperties"] = array

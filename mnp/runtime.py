@@ -14,6 +14,7 @@ from pathlib import Path
 from mnp.aws.logstreams import record_chunk_time
 from mnp.containers import attempt_container
 from mnp.errors import NotFound
+from mnp.extras import attempt_files
 from mnp.gang import Gangs
 from mnp.jobenv import job_environment
 from mnp.model import Attempt, Job, Node, NodeStatus, Resources
@@ -34,6 +35,7 @@ from mnp.scheduler import (
     Advance,
     CEView,
     ExpandArray,
+    HoldForLimit,
     LaunchNodes,
     LoseNode,
     NodeView,
@@ -44,7 +46,7 @@ from mnp.scheduler import (
     Snapshot,
     reconcile,
 )
-from mnp.state import HeadState, NodeRuntime
+from mnp.state import HOLDS_A_SLOT, HeadState, NodeRuntime
 from mnp.states import HistoryEntry, JobStatus
 
 log = logging.getLogger("mnp.runtime")
@@ -104,6 +106,9 @@ class Runtime:
         pending_ids = list(s.pending_dirty)
         s.pending_dirty.clear()
         pending = [s.active[j] for j in pending_ids if j in s.active]
+        room = self._array_room(pending)
+        if room:  # limited arrays start their lowest indices first
+            pending.sort(key=lambda j: (j.parent_id or "", j.array_index or 0))
         submitted = list(s.submitted.values())
         dep_status: dict[str, JobStatus | None] = {}
         for job in (*submitted, *pending):
@@ -153,8 +158,22 @@ class Runtime:
             ),
             lost_after_ms=int(s.config.lost_after_seconds * 1000),
             launch_timeout_ms=max(30_000, int(s.config.lost_after_seconds * 1000)),
+            array_room=room,
         )
         return snap
+
+    def _array_room(self, pending: list[Job]) -> dict[str, int]:
+        """For the arrays with a running limit among ``pending``: free slots now."""
+        room: dict[str, int] = {}
+        for job in pending:
+            limit = job.spec.extras.array_max_running
+            if limit is None or job.parent_id is None or job.parent_id in room:
+                continue
+            parent = self.s.active.get(job.parent_id)
+            summary = (parent.status_summary if parent is not None else None) or {}
+            busy = sum(summary.get(st.value, 0) for st in HOLDS_A_SLOT)
+            room[job.parent_id] = limit - busy
+        return room
 
     def _placement_group(self, ce_name: str) -> str:
         """``computeResources.placementGroup`` of the node's environment; else the environment
@@ -195,6 +214,10 @@ class Runtime:
                     except Exception as e:  # a broken gang must not stop the scheduler
                         log.exception("placing %s failed", a.job_id)
                         self.gangs.abandon(job, f"could not wire the nodes: {e}")
+            elif isinstance(a, HoldForLimit):
+                job = s.active.get(a.job_id)
+                if job is not None and job.status == JobStatus.PENDING:
+                    s.hold(job)
             elif isinstance(a, SetReason):
                 job = s.active.get(a.job_id)
                 if job is not None:
@@ -265,6 +288,7 @@ class Runtime:
             timeout_seconds=job.spec.timeout_seconds,
             kill_grace_seconds=self.s.config.kill_grace_seconds,
             container=attempt_container(job, self.s.ces, attempt.compute_environment),
+            **attempt_files(job, attempt),
         )
 
     def end_attempt(

@@ -7,7 +7,12 @@ snapshots.
 Policy, in AWS Batch's terms:
 
 - SUBMITTED jobs become PENDING (unmet dependencies, array parents) or RUNNABLE.
-- A PENDING job becomes RUNNABLE when every dependency SUCCEEDED and FAILED when any failed.
+- A PENDING job becomes RUNNABLE when its dependencies are satisfied and FAILED when they no
+  longer can be. Each dependency has a condition (AWS's: SUCCEEDED; mnp's: ended, FAILED, or
+  started); with ``dependency_mode`` ``ALL`` every one must hold, with ``ANY`` one is enough.
+  ``singleton`` jobs also wait for the earlier jobs of their name to end.
+- An array with ``array_max_running`` keeps children PENDING (``JobArrayTaskLimit``) while
+  that many are RUNNABLE, STARTING or RUNNING; lower indices go first.
 - Queues are evaluated by descending ``priority``; each queue's RUNNABLE jobs in FIFO order;
   each job tries the queue's ENABLED compute environments in ascending ``order`` and takes the
   least-loaded node there that fits (most vCPUs free, so work spreads over node agents).
@@ -22,10 +27,11 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from mnp.model import Job, NodeStatus, Resources
+from mnp.model import Condition, Job, NodeStatus, Resources
 from mnp.states import JobStatus
 
 NEVER_FITS = "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"
+STARTED = frozenset({JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +87,9 @@ class Snapshot:
     launch_timeout_ms: int
     waiting_gangs: frozenset[str] = frozenset()
     """RUNNABLE multi-node jobs whose last attempt's nodes have not all stopped yet."""
+    array_room: Mapping[str, int] = field(default_factory=dict)
+    """Per array parent with ``array_max_running`` (of a ``pending`` child): how many more
+    children may become RUNNABLE now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +119,15 @@ class PlaceGang:
 
 
 @dataclass(frozen=True, slots=True)
+class HoldForLimit:
+    """A child whose dependencies are met stays PENDING: its array is at its running limit.
+    Look at it again when a sibling ends."""
+
+    job_id: str
+    parent_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class SetReason:
     job_id: str
     reason: str
@@ -127,7 +145,9 @@ class LaunchNodes:
     count: int
 
 
-Action = Advance | ExpandArray | Place | PlaceGang | SetReason | LoseNode | LaunchNodes
+Action = (
+    Advance | ExpandArray | Place | PlaceGang | SetReason | LoseNode | LaunchNodes | HoldForLimit
+)
 
 
 @dataclass(slots=True)
@@ -169,6 +189,7 @@ def _nodes(snap: Snapshot, actions: list[Action]) -> set[str]:
 
 
 def _dependencies(snap: Snapshot, actions: list[Action]) -> None:
+    room = dict(snap.array_room)
     for job in snap.submitted:
         if job.is_array_parent:
             actions.append(ExpandArray(job.job_id))
@@ -183,29 +204,75 @@ def _dependencies(snap: Snapshot, actions: list[Action]) -> None:
     for job in snap.pending:
         verdict = _dependency_verdict(job, snap.dependency_status)
         if verdict is None:
+            parent = job.parent_id
+            if parent is not None and parent in room:
+                if room[parent] <= 0:
+                    actions.append(HoldForLimit(job.job_id, parent))
+                    continue
+                room[parent] -= 1
             actions.append(Advance(job.job_id, JobStatus.RUNNABLE))
         elif verdict.status == JobStatus.FAILED:
             actions.append(verdict)
 
 
 def _dependency_verdict(job: Job, status: Mapping[str, JobStatus | None]) -> Advance | None:
-    """None: all dependencies succeeded. Advance(FAILED): one failed. Advance(PENDING): wait."""
+    """None: the job may run. Advance(FAILED): it never can. Advance(PENDING): wait.
+
+    Each dependency is met, not yet met, or can never be met (its condition cannot hold any
+    more, or the job does not exist). ``ALL`` fails on the first that never can be; ``ANY``
+    fails when none can be any more. Singleton predecessors must end in any case (an
+    unknown one counts as ended).
+    """
+    for earlier in job.spec.extras.singleton_after:
+        s = status.get(earlier)
+        if s is not None and not s.terminal:
+            return Advance(job.job_id, JobStatus.PENDING)
+    deps = job.dependencies()
+    if not deps:
+        return None
+    any_mode = job.spec.extras.dependency_mode == "ANY"
+    failures: list[str] = []
     waiting = False
-    for dep in job.dependency_ids():
+    for dep, condition in deps:
         s = status.get(dep)
-        if s == JobStatus.FAILED:
-            return Advance(
-                job.job_id, JobStatus.FAILED, f"DEPENDENCY:FAILED - dependency {dep} failed"
-            )
         if s is None:
-            return Advance(
-                job.job_id,
-                JobStatus.FAILED,
-                f"DEPENDENCY:NOT_FOUND - dependency {dep} does not exist",
-            )
-        if s != JobStatus.SUCCEEDED:
+            failures.append(f"DEPENDENCY:NOT_FOUND - dependency {dep} does not exist")
+        elif _met(condition, s):
+            if any_mode:
+                return None
+            continue
+        elif _never(condition, s):
+            failures.append(_never_reason(dep, condition, s))
+        else:
             waiting = True
+        if failures and not any_mode:
+            return Advance(job.job_id, JobStatus.FAILED, failures[0])
+    if any_mode and not waiting:
+        reason = failures[0] if len(failures) == 1 else f"{failures[0]} (and every other)"
+        return Advance(job.job_id, JobStatus.FAILED, reason)
     return Advance(job.job_id, JobStatus.PENDING) if waiting else None
+
+
+def _met(condition: Condition, s: JobStatus) -> bool:
+    if condition is Condition.OK:
+        return s == JobStatus.SUCCEEDED
+    if condition is Condition.NOT_OK:
+        return s == JobStatus.FAILED
+    if condition is Condition.ANY:
+        return s.terminal
+    return s in STARTED
+
+
+def _never(condition: Condition, s: JobStatus) -> bool:
+    return (condition is Condition.OK and s == JobStatus.FAILED) or (
+        condition is Condition.NOT_OK and s == JobStatus.SUCCEEDED
+    )
+
+
+def _never_reason(dep: str, condition: Condition, s: JobStatus) -> str:
+    if condition is Condition.NOT_OK:
+        return f"DEPENDENCY:SUCCEEDED - dependency {dep} succeeded (this job runs after a failure)"
+    return f"DEPENDENCY:FAILED - dependency {dep} failed"
 
 
 def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:

@@ -17,12 +17,15 @@ from typing import Any
 
 from mnp import validation as v
 from mnp.errors import Conflict, FieldError, InvalidInput, NotFound
+from mnp.extras import check_extras
 from mnp.model import (
+    NO_EXTRAS,
     ComputeEnvironment,
     ContainerSpec,
     Dependency,
     Job,
     JobDefinition,
+    JobExtras,
     JobQueue,
     JobSpec,
     NodeStatus,
@@ -50,6 +53,8 @@ from mnp.states import HistoryEntry, JobStatus
 REF = re.compile(r"Ref::([A-Za-z0-9_-]+)")
 JOB_DEFINITION_MAX = 24 * 1024
 SUBMIT_MAX = 30 * 1024
+MNP_SUBMIT_MAX = 1024 * 1024
+"""With mnp's additions (a batch script, an exported environment) a submission may be larger."""
 CANCELLABLE = (JobStatus.SUBMITTED, JobStatus.PENDING, JobStatus.RUNNABLE)
 MAX_QUEUES = 50
 MAX_COMPUTE_ENVIRONMENTS = 50
@@ -177,8 +182,10 @@ class Service:
     # --- jobs ---------------------------------------------------------------------------------
     def submit_job(self, body: dict[str, Any]) -> dict[str, Any]:
         s = self.s
-        req = v.parse(v.SubmitJob, body, SUBMIT_MAX, "SubmitJob payload")
+        limit = MNP_SUBMIT_MAX if isinstance(body, dict) and "mnp" in body else SUBMIT_MAX
+        req = v.parse(v.SubmitJob, body, limit, "SubmitJob payload")
         errors = v.check_timeout(req.timeout, s.config.min_timeout_seconds)
+        errors += check_extras(req)
         queue = s.queues.get(name_from_arn(req.jobQueue, "job-queue"))
         if queue is None:
             errors.append(FieldError("jobQueue", f"job queue {req.jobQueue!r} does not exist"))
@@ -244,6 +251,20 @@ class Service:
                         )
             deps.append(Dependency(d.jobId, d.type))
         return deps
+
+    def _singleton_after(self, req: v.SubmitJob) -> tuple[str, ...]:
+        """``singleton``: the active jobs (not array children or nodes) already submitted with
+        this name by this user; the new job waits until each has ended."""
+        if req.mnp is None or not req.mnp.singleton:
+            return ()
+        return tuple(
+            j.job_id
+            for j in self.s.active.values()
+            if j.parent_id is None
+            and j.spec.name == req.jobName
+            and j.spec.extras.user == req.mnp.user
+            and not j.status.terminal
+        )
 
     def _spec(
         self, req: v.SubmitJob, queue: JobQueue, definition: JobDefinition, deps: list[Dependency]
@@ -321,6 +342,26 @@ class Service:
             propagate_tags=bool(
                 req.propagateTags if req.propagateTags is not None else doc.get("propagateTags")
             ),
+            extras=self._extras(req),
+        )
+
+    def _extras(self, req: v.SubmitJob) -> JobExtras:
+        m = req.mnp
+        if m is None:
+            return NO_EXTRAS
+        return JobExtras(
+            user=m.user,
+            array_max_running=m.arrayMaxRunning,
+            dependency_mode=m.dependencyMode,
+            singleton_after=self._singleton_after(req),
+            stdout=m.stdout,
+            stderr=m.stderr,
+            workdir=m.workingDirectory,
+            submit_dir=m.submitDir,
+            script=m.script,
+            ntasks=m.ntasks,
+            ntasks_per_node=m.ntasksPerNode,
+            cpus_per_task=m.cpusPerTask,
         )
 
     def _check_share(self, queue: JobQueue, share: str | None) -> list[FieldError]:
@@ -450,6 +491,7 @@ class Service:
             queue=queue,
             statuses=statuses,
             parent_id=parent,
+            children=all_statuses and bool(body.get("includeChildren")),
             offset=offset,
             limit=limit + 1,
             **query,

@@ -7,6 +7,7 @@ at the next :meth:`HeadState.flush`, so memory grows with active work, not with 
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ from mnp.states import JobStatus, transition
 from mnp.store import Store
 
 Clock = Callable[[], int]
+HOLDS_A_SLOT = frozenset({JobStatus.RUNNABLE, JobStatus.STARTING, JobStatus.RUNNING})
+"""Statuses that count against an array's running limit."""
+ARRAY_LIMIT_REASON = "JobArrayTaskLimit"
 
 
 def wall_ms() -> int:
@@ -54,6 +58,10 @@ class HeadState:
         self.runnable: dict[str, dict[str, Job]] = {}
         self.pending_dirty: set[str] = set()
         self.waiters: dict[str, set[str]] = {}
+        self.array_held: dict[str, list[int]] = {}
+        """Array parent → indices of PENDING children held by its running limit (a heap)."""
+        self.held: set[str] = set()
+        """The ids of those children."""
         self.dirty: dict[str, Job] = {}
         self.dirty_nodes: set[str] = set()
         self.finished: list[str] = []
@@ -80,11 +88,41 @@ class HeadState:
             job.stopped_at = now
             self.pending_dirty.discard(job.job_id)
             self.finished.append(job.job_id)
+        if target.terminal or target == JobStatus.RUNNING:
+            # RUNNING too: a job waiting for this one to start (AFTER_START) may go on; the
+            # others go back to waiting at the next tick
             for waiter in self.waiters.pop(job.job_id, ()):
                 self.pending_dirty.add(waiter)
             self.on_wake()
         if job.parent_id is not None:
+            if target.terminal and old in HOLDS_A_SLOT:
+                self.release_held(job.parent_id)
             self._child_changed(job, old, target, now)
+
+    def hold(self, child: Job) -> None:
+        """Keep a PENDING array child waiting for a free slot of its array's running limit."""
+        if child.parent_id is None or child.array_index is None:
+            return
+        if child.job_id not in self.held:
+            self.held.add(child.job_id)
+            heapq.heappush(self.array_held.setdefault(child.parent_id, []), child.array_index)
+        if child.status_reason != ARRAY_LIMIT_REASON:
+            child.status_reason = ARRAY_LIMIT_REASON
+            self.mark(child)
+
+    def release_held(self, parent_id: str) -> None:
+        """A slot of the array's limit came free: look again at its lowest held child."""
+        heap = self.array_held.get(parent_id)
+        while heap:
+            child_id = f"{parent_id}:{heapq.heappop(heap)}"
+            self.held.discard(child_id)
+            child = self.active.get(child_id)
+            if child is not None and child.status == JobStatus.PENDING:
+                self.pending_dirty.add(child.job_id)
+                self.on_wake()
+                break
+        if not heap:
+            self.array_held.pop(parent_id, None)
 
     def _child_changed(self, child: Job, old: JobStatus, new: JobStatus, now: int) -> None:
         parent = self.active.get(child.parent_id or "")

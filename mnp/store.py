@@ -279,7 +279,9 @@ class Store:
         if parent_id is not None:
             where.append("parent_id = ?")
             args.append(parent_id)
-        elif not children:
+        elif children:  # array children too, not the nodes of multi-node jobs
+            where.append("(parent_id IS NULL OR array_index IS NOT NULL)")
+        else:
             where.append("parent_id IS NULL")
         if queue is not None:
             where.append("queue = ?")

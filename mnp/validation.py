@@ -152,7 +152,27 @@ class ArrayProperties(Model):
 
 class JobDependencyModel(Model):
     jobId: str | None = None
-    type: Literal["N_TO_N", "SEQUENTIAL"] | None = None
+    type: (
+        Literal["N_TO_N", "SEQUENTIAL", "AFTER_OK", "AFTER_ANY", "AFTER_NOT_OK", "AFTER_START"]
+        | None
+    ) = None
+
+
+class MnpSubmit(Model):
+    """mnp's additions to SubmitJob (see docs/native-api.md)."""
+
+    user: str | None = Field(default=None, min_length=1, max_length=256)
+    arrayMaxRunning: int | None = Field(default=None, ge=1)
+    dependencyMode: Literal["ALL", "ANY"] = "ALL"
+    singleton: bool = False
+    stdout: str | None = Field(default=None, min_length=1, max_length=4096)
+    stderr: str | None = Field(default=None, min_length=1, max_length=4096)
+    workingDirectory: str | None = Field(default=None, min_length=1, max_length=4096)
+    submitDir: str | None = Field(default=None, min_length=1, max_length=4096)
+    script: str | None = Field(default=None, min_length=1)
+    ntasks: int | None = Field(default=None, ge=1)
+    ntasksPerNode: int | None = Field(default=None, ge=1)
+    cpusPerTask: int | None = Field(default=None, ge=1)
 
 
 class SubmitJob(Model):
@@ -170,6 +190,7 @@ class SubmitJob(Model):
     propagateTags: bool | None = None
     timeout: Timeout | None = None
     tags: dict[str, str] | None = None
+    mnp: MnpSubmit | None = None
 
 
 class ComputeEnvironmentOrder(Model):
@@ -422,7 +443,7 @@ def _cross_field(m: BaseModel) -> list[FieldError]:
                 errors.append(
                     FieldError(f"dependsOn[{i}].jobId", "must be absent when type is SEQUENTIAL")
                 )
-            if dep.type is not None and m.arrayProperties is None:
+            if dep.type in ("N_TO_N", "SEQUENTIAL") and m.arrayProperties is None:
                 errors.append(
                     FieldError(f"dependsOn[{i}].type", "N_TO_N and SEQUENTIAL need an array job")
                 )

@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -19,7 +20,7 @@ from launcher.process import (
     exit_code_of,
     safe_job_dir_name,
 )
-from mnp.protocol import Assignment, Event
+from mnp.protocol import SCRIPT_PLACEHOLDER, Assignment, Event
 
 T = TypeVar("T")
 Runner = Callable[..., tuple[AttemptProcess, list[Event]]]
@@ -280,3 +281,72 @@ def test_safe_job_dir_name_never_escapes() -> None:
 
 def test_exit_code_mapping() -> None:
     assert [exit_code_of(c) for c in (0, 3, -9, -15)] == [0, 3, 137, 143]
+
+
+# --- output files and batch scripts (sbatch) ---------------------------------------------------
+
+
+def logged(events: list[Event], stream: str) -> str:
+    return "".join(e.data for e in events if e.kind == "log" and e.stream == stream)
+
+
+def test_stdout_path_takes_both_streams_and_still_feeds_the_log(
+    run: Runner, tmp_path: Path
+) -> None:
+    out = tmp_path / "out dir; 'q' $x"
+    out.mkdir()
+    target = out / "slurm-1.out"
+    a = replace(
+        assignment(
+            [
+                sys.executable,
+                "-c",
+                "import sys; print('o'); sys.stdout.flush(); print('e', file=sys.stderr)",
+            ]
+        ),
+        stdout_path=str(target),
+    )
+    proc, events = run(a)
+    assert proc.exit_code == 0
+    assert target.read_text() == "o\ne\n"
+    assert logged(events, "stdout") == "o\ne\n"
+
+
+def test_separate_stderr_path(run: Runner, tmp_path: Path) -> None:
+    a = replace(
+        assignment(["sh", "-c", "echo o; echo e >&2"]),
+        stdout_path=str(tmp_path / "o.txt"),
+        stderr_path=str(tmp_path / "e.txt"),
+    )
+    _, events = run(a)
+    assert (tmp_path / "o.txt").read_text() == "o\n"
+    assert (tmp_path / "e.txt").read_text() == "e\n"
+    assert logged(events, "stderr") == "e\n"
+
+
+def test_missing_output_directory_fails_the_start(run: Runner, tmp_path: Path) -> None:
+    a = replace(assignment(["true"]), stdout_path=str(tmp_path / "nope" / "o.txt"))
+    _, events = run(a)
+    assert [e.kind for e in events] == ["start_failed"]
+    assert "CannotStartContainerError" in (events[0].reason or "")
+
+
+def test_script_runs_with_the_command_as_arguments_and_is_removed(
+    run: Runner, tmp_path: Path
+) -> None:
+    script = '#!/bin/sh\nprintf "%s|" "$0" "$@"\n'
+    hostile = "a b; 'c' \"d\" $e\nf"
+    a = replace(assignment([hostile, "two"]), script=script)
+    proc, events = run(a)
+    assert proc.exit_code == 0
+    path, *args = logged(events, "stdout").rstrip("|").split("|")
+    assert args == [hostile, "two"]
+    assert path == str(proc.script_path)
+    assert not proc.script_path.exists()
+
+
+def test_script_takes_the_placeholder_position(run: Runner) -> None:
+    a = replace(assignment(["sh", "-c", 'sh "$1" x', "-", SCRIPT_PLACEHOLDER]),
+                script="#!/bin/sh\necho got $1\n")  # fmt: skip
+    _, events = run(a)
+    assert logged(events, "stdout") == "got x\n"
