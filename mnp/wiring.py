@@ -7,13 +7,13 @@ own wiring directory in its place.
 
 from __future__ import annotations
 
-import re
 import zlib
 from dataclasses import dataclass
 from typing import TypeVar
 
 from mnp.model import Job, Node
 from mnp.protocol import PYTHON_PLACEHOLDER, WIRING_PLACEHOLDER, Wiring
+from mnp.slurm.hostlist import compress
 
 W = WIRING_PLACEHOLDER
 T = TypeVar("T")
@@ -42,40 +42,6 @@ def master_port(job_id: str, taken: set[int]) -> int:
     while port in taken and port < 65535:
         port += 1
     return port
-
-
-def compress_nodelist(names: list[str]) -> str:
-    """Slurm's compressed host list: ``local-1 local-2 local-3 gpu-7`` → ``local-[1-3],gpu-7``."""
-    groups: dict[str, list[tuple[int, str]]] = {}
-    order: list[str] = []
-    plain: list[str] = []
-    for name in names:
-        m = re.fullmatch(r"(.*?)(\d+)", name)
-        if m is None:
-            plain.append(name)
-            continue
-        prefix = m.group(1)
-        if prefix not in groups:
-            groups[prefix] = []
-            order.append(prefix)
-        groups[prefix].append((int(m.group(2)), m.group(2)))
-    out: list[str] = []
-    for prefix in order:
-        nums = sorted(set(groups[prefix]))
-        if len(nums) == 1:
-            out.append(f"{prefix}{nums[0][1]}")
-            continue
-        parts: list[str] = []
-        start = prev = nums[0]
-        for n in [*nums[1:], None]:
-            if n is not None and n[0] == prev[0] + 1:
-                prev = n
-                continue
-            parts.append(f"{start[1]}-{prev[1]}" if prev != start else start[1])
-            if n is not None:
-                start = prev = n
-        out.append(f"{prefix}[{','.join(parts)}]")
-    return ",".join(out + plain)
 
 
 def node_environment(
@@ -110,7 +76,7 @@ def node_environment(
         "MNP_TASKS_PER_NODE": str(tasks or int(main.capacity.vcpus)),
         "MNP_HOSTFILE": f"{W}/hostfile",
         "MNP_SSH_CONFIG": f"{W}/ssh_config",
-        "SLURM_JOB_NODELIST": compress_nodelist(aliases),
+        "SLURM_JOB_NODELIST": compress(aliases),
         "SLURM_NNODES": str(n),
         "SLURM_JOB_NUM_NODES": str(n),
         "SLURM_NODEID": str(rank),

@@ -20,7 +20,6 @@ from mnp.wiring import (
     PORT_SPAN,
     GangNode,
     build_wiring,
-    compress_nodelist,
     main_command,
     main_first,
     master_port,
@@ -89,30 +88,6 @@ def mnp_parent(
         ready_timeout_seconds=ready_timeout,
     )
     return job
-
-
-# --- compress_nodelist ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("names", "expected"),
-    [
-        (["local-1", "local-2", "local-3", "local-5"], "local-[1-3,5]"),
-        (["local-5", "local-3", "local-1", "local-2"], "local-[1-3,5]"),
-        (["local-1", "local-2", "local-3", "gpu-7"], "local-[1-3],gpu-7"),
-        (["gpu-7", "local-2", "gpu-8", "local-1"], "gpu-[7-8],local-[1-2]"),
-        (["local-1"], "local-1"),
-        (["n1", "n3"], "n[1,3]"),
-        (["head"], "head"),
-        (["head", "local-1", "login", "local-2"], "local-[1-2],head,login"),
-        (["n08", "n09", "n10", "n12"], "n[08-10,12]"),
-        (["a1", "a1", "a2"], "a[1-2]"),
-        (["rack1-node4", "rack1-node5", "rack2-node4"], "rack1-node[4-5],rack2-node4"),
-        ([], ""),
-    ],
-)
-def test_compress_nodelist(names: list[str], expected: str) -> None:
-    assert compress_nodelist(names) == expected
 
 
 # --- master_port ------------------------------------------------------------------------------
