@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from launcher.container import ContainerAttempt, Engine, EngineError, container_name, in_container
 from launcher.http import HttpError, JsonHttp, Reply
 from launcher.process import NODE_ROOT_ENV, AttemptProcess, now_ms, workdir_for
 from launcher.wiring import prepare, wiring_dir
@@ -66,6 +67,11 @@ COALESCE_SECONDS = 0.003
 """How long the report sender lets events gather after the first one (latency vs requests)."""
 PROBE_COMMANDS = ("true", "exit 0")
 """What ``launcher.wire`` runs over SSH to see that a node is ready; not worth reporting."""
+RECONCILE_SECONDS = 10.0
+"""How long a starting agent waits for the Docker engine to list its leftover containers."""
+
+RunningAttempt = AttemptProcess | ContainerAttempt
+"""An attempt the agent runs: a plain process, or a Docker container when it names an image."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +101,8 @@ class Agent:
         """``env``: base environment of every job (default: this process's environment)."""
         self.options = options
         self._env: Mapping[str, str] = dict(os.environ) if env is None else env
-        self._running: dict[str, AttemptProcess] = {}
+        self._running: dict[str, RunningAttempt] = {}
+        self._engine: Engine | None = None
         self._finished: dict[str, None] = {}  # insertion-ordered set, bounded
         self._outbox: list[Event] = []
         self._outbox_ready = asyncio.Event()
@@ -120,6 +127,7 @@ class Agent:
         (root / "agent.pid").write_text(f"{os.getpid()}\n")
         headers = {TOKEN_HEADER: self.options.token} if self.options.token else {}
         client = JsonHttp(self.options.head, headers)
+        await self._remove_orphan_containers()
         await self._start_ssh()
         try:
             self._client = client
@@ -151,6 +159,31 @@ class Agent:
             await client.aclose()
             if self._ssh is not None:
                 await self._ssh.close()
+            if self._engine is not None:
+                self._engine.close()
+
+    def engine(self) -> Engine:
+        """The node's Docker engine client (made on first use: only container jobs need it)."""
+        if self._engine is None:
+            self._engine = Engine(self.options.node_id, self.options.root)
+        return self._engine
+
+    async def _remove_orphan_containers(self) -> None:
+        """Remove the containers a previous agent of this node left (labelled with the node id
+        and root); the head node has failed their attempts as lost already. Skipped when no
+        engine is configured (``DOCKER_HOST`` unset and no ``/var/run/docker.sock``)."""
+        if not (os.environ.get("DOCKER_HOST") or os.path.exists("/var/run/docker.sock")):
+            return
+        engine = self.engine()
+        try:
+            removed = await asyncio.wait_for(
+                engine.call(engine.remove_orphans, self.running_ids()), RECONCILE_SECONDS
+            )
+        except (EngineError, TimeoutError) as exc:
+            log.info("not looking for leftover containers: %s", exc or "engine timed out")
+            return
+        if removed:
+            log.warning("removed %d leftover containers of attempts: %s", len(removed), removed)
 
     async def _start_ssh(self) -> None:
         if self.options.ssh_port is None:
@@ -266,7 +299,13 @@ class Agent:
                         )
                     )
                     continue
-            proc = AttemptProcess(assignment, self.options.root, self._emit, env=self._env)
+            proc: RunningAttempt
+            if assignment.container is not None:
+                proc = ContainerAttempt(
+                    assignment, self.options.root, self._emit, engine=self.engine()
+                )
+            else:
+                proc = AttemptProcess(assignment, self.options.root, self._emit, env=self._env)
             self._running[aid] = proc  # before start(): a start_failed event removes it
             proc.start()
         for kill in reply.kills:
@@ -294,12 +333,18 @@ class Agent:
 
     def _wire(self, assignment: Assignment) -> Assignment:
         """Lay out an MNP attempt's files and let its key in over SSH (for this attempt only)."""
-        wired = prepare(assignment, workdir_for(assignment, self.options.root))
+        wired = prepare(in_container(assignment), workdir_for(assignment, self.options.root))
         if wired.wiring is not None:
             if self._ssh is None:
                 raise ValueError("this node serves no SSH (started with --no-ssh)")
             self._ssh.authorize(
-                wired.attempt_id, wired.wiring.authorized_key, wired.wiring.ssh_environment
+                wired.attempt_id,
+                wired.wiring.authorized_key,
+                wired.wiring.ssh_environment,
+                # commands arriving over SSH run inside the attempt's container
+                container=container_name(self.options.node_id, wired.attempt_id)
+                if wired.container is not None
+                else None,
             )
         return wired
 
@@ -403,7 +448,7 @@ def tidy(workdir: Path) -> None:
         pass
 
 
-async def _wait_all(procs: Sequence[AttemptProcess], timeout: float) -> None:
+async def _wait_all(procs: Sequence[RunningAttempt], timeout: float) -> None:
     waits = [asyncio.ensure_future(p.wait()) for p in procs]
     if waits:
         _, pending = await asyncio.wait(waits, timeout=timeout)

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Callable, Mapping
@@ -66,6 +67,8 @@ class _Scope:
     lingering: set[int] = field(default_factory=set)
     """Process groups whose leader exited while other members lived on."""
     connections: set[_Connection] = field(default_factory=set)
+    container: str | None = None
+    """Run the scope's commands inside this Docker container (``docker exec``)."""
 
 
 class NodeSshServer:
@@ -145,19 +148,30 @@ class NodeSshServer:
         line = self._host_key.export_public_key("openssh").decode("ascii")
         return " ".join(line.split()[:2])
 
-    def authorize(self, scope: str, public_key: str, environment: Mapping[str, str]) -> None:
+    def authorize(
+        self,
+        scope: str,
+        public_key: str,
+        environment: Mapping[str, str],
+        container: str | None = None,
+    ) -> None:
         """Accept clients presenting ``public_key`` (an OpenSSH public key line) for ``scope``.
 
-        Their sessions get ``environment`` on top of the node's. Authorizing a scope again
-        replaces its key and environment for new sessions. Raises
-        :class:`asyncssh.KeyImportError` for a malformed key.
+        Their sessions get ``environment`` on top of the node's. With ``container`` (a Docker
+        container's name) each command runs inside that container through ``docker exec``,
+        with the container's own environment plus what the client sent (the node's paths mean
+        nothing there). Authorizing a scope again replaces its key, environment and container
+        for new sessions. Raises :class:`asyncssh.KeyImportError` for a malformed key.
         """
         key = asyncssh.import_public_key(public_key)
         existing = self._scopes.get(scope)
         if existing is not None:
             existing.key, existing.environment = key, dict(environment)
+            existing.container = container
         else:
-            self._scopes[scope] = _Scope(key=key, environment=dict(environment))
+            self._scopes[scope] = _Scope(
+                key=key, environment=dict(environment), container=container
+            )
 
     def revoke(self, scope: str) -> None:
         """Stop accepting ``scope``'s key, drop its connections and kill its sessions'
@@ -240,11 +254,18 @@ class NodeSshServer:
             return
         env = self._environment(process, scope)
         home = env.get("HOME", "/")
+        argv = ["/bin/sh", "-c", command]
+        if scope.container is not None:
+            from launcher.container import exec_argv
+
+            inside = {**process.env, "SSH_CONNECTION": env["SSH_CONNECTION"]}
+            argv = exec_argv(shutil.which("docker") or "docker", scope.container, inside, command)
+            env = {**env, **{k: v for k, v in os.environ.items() if k.startswith("DOCKER_")}}
         loop = asyncio.get_running_loop()
         try:
             # No preexec_fn, so Popen can vfork; own session so a kill reaches the group.
             popen = subprocess.Popen(
-                ["/bin/sh", "-c", command],
+                argv,
                 env=env,
                 cwd=home if os.path.isdir(home) else "/",
                 stdin=subprocess.PIPE,
@@ -253,7 +274,7 @@ class NodeSshServer:
                 start_new_session=True,
             )
         except OSError as exc:
-            process.stderr.write(f"mnp: cannot start /bin/sh: {exc}\n".encode())
+            process.stderr.write(f"mnp: cannot start {argv[0]}: {exc}\n".encode())
             process.exit(127)
             return
         child = _Child(popen, loop)

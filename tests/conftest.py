@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.docker_support import DockerEngine
 from tests.integration.cluster import Cluster
 
 
@@ -35,3 +36,30 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     skipped = call.excinfo is not None and call.excinfo.errisinstance(pytest.skip.Exception)
     if skipped and os.environ.get("MNP_NO_SKIP") == "1":
         raise RuntimeError(f"{item.nodeid} was skipped ({call.excinfo}); CI runs every test")
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[DockerEngine]:
+    """A Docker engine (the running one, or ``dockerd`` started for the session and stopped
+    by PID after) with the test images built; ``DOCKER_HOST`` points at it for every head
+    node and agent the tests start. At the end no container with mnp's labels may remain."""
+    import os
+
+    pytest.importorskip("docker")
+    engine = DockerEngine()
+    saved = os.environ.get("DOCKER_HOST")
+    try:
+        engine.start()
+        os.environ["DOCKER_HOST"] = engine.host
+        engine.build_images()
+        yield engine
+        left = engine.mnp_containers()
+        for c in left:
+            engine.api().remove_container(c["Id"], force=True)
+        assert not left, f"containers left behind: {[c['Names'] for c in left]}"
+    finally:
+        if saved is None:
+            os.environ.pop("DOCKER_HOST", None)
+        else:
+            os.environ["DOCKER_HOST"] = saved
+        engine.stop()

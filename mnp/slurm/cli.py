@@ -129,7 +129,7 @@ def sbatch_command(ctx: click.Context, argv: tuple[str, ...]) -> None:
     before the first command, command-line options overriding them.
 
     Prints "Submitted batch job <id>" (--parsable: the id alone). Several nodes make a
-    multi-node parallel job whose main node runs the script. See docs/slurm.md.
+    multi-node parallel job whose main node runs the script. See docs/sbatch.md.
     """
     state: HasClient = ctx.obj
     cl = parse_command_line(argv)

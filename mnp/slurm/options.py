@@ -10,7 +10,8 @@ in a script, a usage error on the command line).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -67,7 +68,7 @@ SBATCH_OPTIONS: tuple[Option, ...] = (
     _o("quiet", "--quiet", "-Q", "No warnings.", F),
     _o("dry_run", "--test-only", None, "Print the requests as JSON; submit nothing.", F),
     _o("dry_run", "--dry-run", None, "Same as --test-only.", F),
-    _o("wait", "--wait", "-W", "Wait for the job to end; exit 0 if it SUCCEEDED, else 1.", F),
+    _o("wait", "--wait", "-W", "Wait for the job to end; exit with its exit code.", F),
 )  # fmt: skip
 
 MNP_OPTIONS: tuple[Option, ...] = (
@@ -252,6 +253,34 @@ def _record(out: Parsed, spec: Option | Ignored | None, name: str, value: str | 
         out.settings.append(Setting(spec.key, spec.const if value is None else value, name, origin))
 
 
+INPUT_ENVIRONMENT: Mapping[str, str] = {
+    "SBATCH_JOB_NAME": "--job-name", "SBATCH_PARTITION": "--partition",
+    "SBATCH_TIMELIMIT": "--time", "SBATCH_ARRAY_INX": "--array", "SBATCH_EXPORT": "--export",
+    "SBATCH_GPUS": "--gpus", "SBATCH_GPUS_PER_NODE": "--gpus-per-node",
+    "SBATCH_MEM_PER_CPU": "--mem-per-cpu", "SBATCH_MEM_PER_NODE": "--mem",
+    "SBATCH_REQUEUE": "--requeue", "SBATCH_NO_REQUEUE": "--no-requeue", "SBATCH_WAIT": "--wait",
+    "SBATCH_ACCOUNT": "--account", "SBATCH_QOS": "--qos", "SBATCH_RESERVATION": "--reservation",
+    "SBATCH_EXCLUSIVE": "--exclusive",
+}  # fmt: skip
+"""sbatch's input environment variables: each stands for an option, which the script's
+directives yield to and the command line overrides (Slurm's order)."""
+
+
+def environment_settings(environ: Mapping[str, str], options: Sequence[Option]) -> Parsed:
+    """Settings from :data:`INPUT_ENVIRONMENT` variables present in ``environ``."""
+    longs, _ = _tables(options)
+    out = Parsed()
+    for var, long in INPUT_ENVIRONMENT.items():
+        if var not in environ:
+            continue
+        spec = longs[long]
+        tokens = [long] if spec.arg is Arg.NONE else [f"{long}={environ[var]}"]
+        parsed, _ = parse_tokens(tokens, options, f"environment {var}", stop_at_positional=False)
+        out.settings += parsed.settings
+        out.warnings += parsed.warnings
+    return out
+
+
 def help_text() -> str:
     """The option table as ``mnp sbatch --help`` shows it."""
     lines = []
@@ -261,5 +290,10 @@ def help_text() -> str:
             names = ", ".join(n for n in (o.short, o.long) if n)
             metavar = "" if o.arg is Arg.NONE else " VALUE"
             lines.append(f"  {names}{metavar}\n      {o.help}\n")
-    lines.append("Ignored with a warning: " + " ".join(o.long for o in IGNORED) + "\n")
+        lines.append("\n")
+    ignored = " ".join(o.long for o in IGNORED)
+    lines.append("Ignored with a warning:\n")
+    lines += [f"  {line}\n" for line in textwrap.wrap(ignored, 88)]
+    lines.append("\nInput environment variables (between the script and the command line):\n")
+    lines += [f"  {line}\n" for line in textwrap.wrap(" ".join(INPUT_ENVIRONMENT), 88)]
     return "".join(lines)

@@ -15,7 +15,13 @@ from typing import Any
 from mnp.errors import FieldError
 from mnp.jobspec import DEFAULT_QUEUE
 from mnp.multinode import MPI_CHOICES
-from mnp.slurm.options import Parsed, Setting
+from mnp.slurm.options import (
+    MNP_OPTIONS,
+    SBATCH_OPTIONS,
+    Parsed,
+    Setting,
+    environment_settings,
+)
 from mnp.slurm.script import SbatchError, parse_script, read_script_settings
 from mnp.slurm.values import (
     ArraySpec,
@@ -103,14 +109,16 @@ _CONVERTERS: Mapping[str, Any] = {
 def request_from(
     script_text: str, command_line: Parsed, environ: Mapping[str, str]
 ) -> tuple[SbatchRequest, list[str]]:
-    """The request the script's directives and the command line make (the command line
-    overrides the script per option) and the warnings to show. Raises :class:`SbatchError`
+    """The request the script's directives, sbatch's input environment variables
+    (:data:`mnp.slurm.options.INPUT_ENVIRONMENT`) and the command line make, each overriding the
+    one before per option, and the warnings to show. Raises :class:`SbatchError`
     listing every bad value and contradiction (``environ`` resolves ``--export=VAR``)."""
     script = read_script_settings(parse_script(script_text))
+    env = environment_settings(environ, (*SBATCH_OPTIONS, *MNP_OPTIONS))
     last: dict[str, Setting] = {}
-    for s in [*script.settings, *command_line.settings]:
+    for s in [*script.settings, *env.settings, *command_line.settings]:
         last[s.key] = s
-    warnings = [*script.warnings, *command_line.warnings]
+    warnings = [*script.warnings, *env.warnings, *command_line.warnings]
     errors: list[FieldError] = []
     values: dict[str, Any] = {}
     for key, s in last.items():

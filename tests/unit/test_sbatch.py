@@ -424,3 +424,18 @@ def test_sbatch_errors_exit_1_listing_every_problem(fake: FakeClient, tmp_path: 
     assert "-t (command line): time 'x'" in r.stderr and "-N (command line): 'y'" in r.stderr
     r = CliRunner().invoke(cli, ["sbatch", "--nope", str(script)])
     assert r.exit_code == 2 and "unknown option --nope" in r.stderr
+
+
+def test_input_environment_sits_between_the_script_and_the_command_line() -> None:
+    text = "#!/bin/sh\n#SBATCH -p cpu -t 5 -J script\ntrue\n"
+    environ = {**ENVIRON, "SBATCH_PARTITION": "gpu", "SBATCH_TIMELIMIT": "10",
+               "SBATCH_REQUEUE": "1", "SBATCH_ACCOUNT": "physics"}  # fmt: skip
+    cl = parse_command_line(["-t", "7", "job.sh"])
+    req, warnings = request_from(text, cl.parsed, environ)
+    assert (req.partition, req.time_seconds, req.job_name, req.requeue) == ("gpu", 420, "script",
+                                                                            True)  # fmt: skip
+    assert warnings == [
+        "environment SBATCH_ACCOUNT: --account ignored (mnp has no accounts, QOS or reservations)"
+    ]
+    with pytest.raises(SbatchError, match=r"--time \(environment SBATCH_TIMELIMIT\): time 'x'"):
+        request_from(text, parse_command_line(["job.sh"]).parsed, {"SBATCH_TIMELIMIT": "x"})

@@ -1,0 +1,521 @@
+"""One attempt's Docker container on a node: create, start, stream logs, wait, stop, remove.
+
+:class:`ContainerAttempt` offers the interface of :class:`launcher.process.AttemptProcess`
+(``start``, ``kill``, ``kill_now``, ``read_logs``, ``wait``, ``close``, ``running``,
+``workdir``, ``assignment``) with the same event contract, so the agent picks one or the
+other by ``assignment.container`` in one place. It drives a real engine through the docker
+SDK (``docker`` on PyPI), imported on first use only: an agent that runs no container job
+never loads it.
+
+The SDK blocks, so every engine call runs on :class:`Engine`'s thread pool, never on the
+loop; each running container has one more thread that follows its output (``attach`` with
+``logs``, so nothing written before the attach is lost) and then waits for its exit. Output
+is buffered and turned into ``log`` events by :meth:`ContainerAttempt.read_logs` on the
+loop, like the process runtime's file tails.
+
+Containers use the host's network (MNP jobs reach each other's SSH endpoints and MPI ports
+on the node addresses), run with the attempt's working directory bind-mounted at the same
+path (and as their working directory), and carry the labels :data:`LABEL_JOB`,
+:data:`LABEL_ATTEMPT`, :data:`LABEL_NODE` and :data:`LABEL_ROOT`, by which a restarted agent
+finds the containers its predecessor left (:meth:`Engine.remove_orphans`). A container is
+removed once its exit has been seen, whatever the outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import logging
+import re
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from launcher.process import (
+    LOG_CHUNK_BYTES,
+    START_FAILED_PREFIX,
+    TIMEOUT_REASON,
+    EventSink,
+    Stream,
+    now_ms,
+    workdir_for,
+)
+from mnp.protocol import PYTHON_PLACEHOLDER, Assignment, ContainerRun, Event, EventKind, Mount
+
+log = logging.getLogger("launcher.container")
+T = TypeVar("T")
+
+LABEL_JOB = "mnp.job-id"
+LABEL_ATTEMPT = "mnp.attempt-id"
+LABEL_NODE = "mnp.node-id"
+LABEL_ROOT = "mnp.node-root"
+"""The agent's root directory: tells apart nodes of different head nodes with the same id."""
+OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
+PULL_FAILED_PREFIX = "CannotPullContainerError"
+LIB_DIR = "/opt/mnp/lib"
+"""Where the node's ``launcher`` and ``mnp`` packages appear (read-only) in the container of
+an MNP node, so the main node can run ``launcher.wire`` with the image's own Python."""
+IMAGE_PYTHON = "python3"
+"""The Python an MNP image provides (>= 3.10) on its ``PATH``."""
+ENGINE_THREADS = 8
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_BOOT = (
+    "import runpy, sys; sys.path.insert(0, {lib!r}); sys.argv[0] = {module!r}; "
+    "runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
+)
+
+
+def container_name(node_id: str, attempt_id: str) -> str:
+    """A deterministic container name for an attempt on a node (Docker's name alphabet)."""
+    return "mnp-" + _NAME_UNSAFE.sub("_", f"{node_id}-{attempt_id}")
+
+
+def in_container(assignment: Assignment) -> Assignment:
+    """The assignment of an MNP node with its command made runnable inside the image.
+
+    ``@MNP_PYTHON@ -m <module> args…`` (the main node's ``launcher.wire``) becomes the image's
+    ``python3`` running that module from :data:`LIB_DIR`, where the node's own ``launcher``
+    and ``mnp`` packages are mounted read-only. Other assignments are returned unchanged.
+    """
+    run, cmd = assignment.container, assignment.command
+    if run is None or assignment.wiring is None:
+        return assignment
+    pkgs = Path(__file__).resolve().parent.parent
+    mounts = tuple(Mount(f"{LIB_DIR}/{p}", str(pkgs / p), True) for p in ("launcher", "mnp"))
+    if len(cmd) >= 3 and cmd[0] == PYTHON_PLACEHOLDER and cmd[1] == "-m":
+        boot = _BOOT.format(lib=LIB_DIR, module=cmd[2])
+        cmd = [IMAGE_PYTHON, "-c", boot, *cmd[3:]]
+    return replace(assignment, command=cmd, container=replace(run, mounts=run.mounts + mounts))
+
+
+class EngineError(Exception):
+    """The Docker engine (or the docker SDK) is not usable."""
+
+
+class Engine:
+    """A lazily made docker ``APIClient`` (from ``DOCKER_HOST`` etc.) and the thread pool its
+    blocking calls run on. One per agent; :meth:`call` is safe from the loop at any time."""
+
+    def __init__(self, node_id: str, root: Path) -> None:
+        self.node_id = node_id
+        self.root = root
+        self._api: Any = None
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(ENGINE_THREADS, thread_name_prefix="docker")
+
+    def api(self) -> Any:
+        """The docker ``APIClient``; raises :class:`EngineError` when the SDK is missing."""
+        with self._lock:
+            if self._api is None:
+                try:
+                    import docker
+                except ImportError as e:
+                    raise EngineError(f"the docker SDK is not installed: {e}") from None
+                self._api = docker.APIClient(
+                    version="auto", max_pool_size=64, **docker.utils.kwargs_from_env()
+                )
+            return self._api
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` on the engine's thread pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, partial(fn, *args, **kwargs))
+
+    def labels(self, assignment: Assignment) -> dict[str, str]:
+        return {
+            LABEL_JOB: assignment.job_id,
+            LABEL_ATTEMPT: assignment.attempt_id,
+            LABEL_NODE: self.node_id,
+            LABEL_ROOT: str(self.root),
+        }
+
+    def remove_orphans(self, keep: Sequence[str]) -> list[str]:
+        """Remove (force) this node's containers whose attempt is not in ``keep``; returns
+        their attempt ids. Blocking. Raises :class:`EngineError` when no engine answers."""
+        try:
+            api = self.api()
+            found = api.containers(
+                all=True,
+                filters={"label": [f"{LABEL_NODE}={self.node_id}", f"{LABEL_ROOT}={self.root}"]},
+            )
+        except EngineError:
+            raise
+        except Exception as e:  # docker.errors.DockerException, requests' errors
+            raise EngineError(f"cannot list containers: {e}") from e
+        removed = []
+        for c in found:
+            aid = (c.get("Labels") or {}).get(LABEL_ATTEMPT, "")
+            if aid in keep:
+                continue
+            with contextlib.suppress(Exception):
+                api.remove_container(c["Id"], force=True, v=True)
+                removed.append(aid)
+        return removed
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def host_config(api: Any, run: ContainerRun, workdir: Path) -> Any:
+    """The engine's HostConfig for ``run`` (host network, resources, mounts, Linux options)."""
+    from docker.types import DeviceRequest, Ulimit
+    from docker.types import Mount as DockerMount
+
+    mounts = [DockerMount(str(workdir), str(workdir), type="bind")]
+    for m in run.mounts:
+        if m.source is None:
+            mounts.append(DockerMount(m.target, None, type="volume", read_only=m.read_only))
+        else:
+            mounts.append(DockerMount(m.target, m.source, type="bind", read_only=m.read_only))
+    kwargs: dict[str, Any] = {
+        "network_mode": "host",
+        "mounts": mounts,
+        "privileged": run.privileged,
+        "read_only": run.read_only_root,
+        "init": run.init or None,
+        "ulimits": [Ulimit(name=u.name, soft=u.soft, hard=u.hard) for u in run.ulimits] or None,
+        "tmpfs": {
+            t.target: ",".join([*([f"size={t.size_mib}m"] if t.size_mib else []), *t.options])
+            for t in run.tmpfs
+        }
+        or None,
+        "devices": [f"{d.host_path}:{d.container_path}:{d.permissions}" for d in run.devices]
+        or None,
+        "cpu_shares": run.cpu_shares,
+    }
+    if run.shm_size_mib:
+        kwargs["shm_size"] = f"{run.shm_size_mib}m"
+    if run.memory_mib:
+        kwargs["mem_limit"] = f"{run.memory_mib}m"
+        if run.max_swap_mib is not None:
+            kwargs["memswap_limit"] = f"{run.memory_mib + run.max_swap_mib}m"
+            if run.swappiness is not None:
+                kwargs["mem_swappiness"] = run.swappiness
+    if run.gpus:
+        kwargs["device_requests"] = [DeviceRequest(count=run.gpus, capabilities=[["gpu"]])]
+    return api.create_host_config(**{k: v for k, v in kwargs.items() if v is not None})
+
+
+def _explain(exc: BaseException) -> str:
+    text = getattr(exc, "explanation", None) or str(exc)
+    return " ".join(str(text).split())
+
+
+class ContainerAttempt:
+    """The container of one attempt, from start to removal.
+
+    Contract (as :class:`launcher.process.AttemptProcess`): after :meth:`start`, the sink
+    receives either one ``start_failed`` event (reason ``CannotPullContainerError: …`` when
+    the image is neither present nor pullable, else ``CannotStartContainerError: …``), or one
+    ``started``, any number of ``log`` events and exactly one ``exited`` (reason: the stop's,
+    ``Timeout``, or :data:`OOM_REASON` when the kernel killed it for memory). ``exited`` is
+    sent once the container has been removed. Methods must be called on the loop's thread.
+    """
+
+    def __init__(
+        self,
+        assignment: Assignment,
+        root: Path,
+        sink: EventSink,
+        *,
+        engine: Engine,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        if assignment.container is None:
+            raise ValueError("ContainerAttempt needs an assignment with a container")
+        self.assignment = assignment
+        self.run: ContainerRun = assignment.container
+        self.attempt_id = assignment.attempt_id
+        self.workdir = workdir_for(assignment, root)
+        self.name = container_name(engine.node_id, assignment.attempt_id)
+        self.container_id: str | None = None
+        self.pid: int | None = None
+        self.exit_code: int | None = None
+        self._engine = engine
+        self._sink = sink
+        self._loop = loop or asyncio.get_running_loop()
+        self._finished: asyncio.Future[int | None] = self._loop.create_future()
+        self._task: asyncio.Task[None] | None = None
+        self._output: Any = ()
+        """The attached output stream: ``(stdout bytes | None, stderr bytes | None)`` pairs."""
+        self._started = False
+        self._timeout_handle: asyncio.TimerHandle | None = None
+        self._escalate_handle: asyncio.TimerHandle | None = None
+        self._escalate_at: float | None = None
+        self._stop_reason: str | None = None
+        self._timed_out = False
+        self._buffers: dict[Stream, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+        self._buffer_lock = threading.Lock()
+        self._positions: dict[Stream, int] = {"stdout": 0, "stderr": 0}
+        self._decoders = {
+            s: codecs.getincrementaldecoder("utf-8")(errors="replace") for s in self._buffers
+        }
+
+    @property
+    def running(self) -> bool:
+        """Started (or starting) and not yet seen to exit."""
+        return self._task is not None and self.exit_code is None and not self._finished.done()
+
+    async def wait(self) -> int | None:
+        """The exit code once the container has exited and is removed; None if it never
+        started."""
+        return await asyncio.shield(self._finished)
+
+    def start(self) -> bool:
+        """Begin creating and starting the container; events follow on the loop. Call once."""
+        self._task = self._loop.create_task(self._run())
+        return True
+
+    def kill(self, reason: str, grace: float | None = None) -> None:
+        """SIGTERM the container now, SIGKILL it after ``grace`` seconds (default the
+        assignment's) if it still runs. The first stop's reason is reported; a later call can
+        only bring the SIGKILL forward. A stop before the container started applies once it
+        has."""
+        if not self.running:
+            return
+        if grace is None:
+            grace = self.assignment.kill_grace_seconds
+        deadline = self._loop.time() + max(0.0, grace)
+        if self._stop_reason is None:
+            self._stop_reason = reason
+            if self._started:
+                self._signal("SIGTERM")
+        elif self._escalate_at is not None and deadline >= self._escalate_at:
+            return
+        self._escalate_at = deadline
+        if self._started:
+            self._arm_escalation()
+
+    def kill_now(self) -> None:
+        """SIGKILL the container (its exit is then reported as usual)."""
+        if self.running:
+            if self._stop_reason is None:
+                self._stop_reason = "Killed"
+            self._escalate_at = self._loop.time()
+            if self._started:
+                self._signal("SIGKILL")
+
+    def read_logs(self) -> None:
+        """Emit ``log`` events for the output received since the last call."""
+        self._drain(final=False)
+
+    def close(self) -> None:
+        """Remove the container (force) without emitting events; blocks. Idempotent."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        for handle in (self._timeout_handle, self._escalate_handle):
+            if handle is not None:
+                handle.cancel()
+        if self._task is not None and self.exit_code is None:
+            with contextlib.suppress(Exception):
+                self._engine.api().remove_container(self.name, force=True, v=True)
+
+    # --- the container's life, on the loop -----------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            await self._create_and_start()
+        except _StartFailed as e:
+            await self._remove()
+            self._emit("start_failed", reason=str(e))
+            self._finished.set_result(None)
+            return
+        self._started = True
+        a = self.assignment
+        if a.timeout_seconds is not None:
+            self._timeout_handle = self._loop.call_later(a.timeout_seconds, self._on_timeout)
+        self._emit("started", pid=self.pid)
+        if self._stop_reason is not None:  # stopped while it was starting
+            self._signal("SIGTERM")
+            self._arm_escalation()
+        threading.Thread(target=self._follow, name=f"logs-{self.name}", daemon=True).start()
+
+    async def _create_and_start(self) -> None:
+        e = self._engine
+        a, run = self.assignment, self.run
+        try:
+            api = await e.call(e.api)
+            self.workdir.mkdir(parents=True, exist_ok=True)
+        except (EngineError, OSError) as exc:
+            raise _StartFailed(f"{START_FAILED_PREFIX}: {exc}") from exc
+        from docker.errors import DockerException, ImageNotFound, NotFound
+
+        try:
+            await e.call(api.inspect_image, run.image)
+        except ImageNotFound:
+            try:
+                await e.call(api.pull, run.image)
+            except DockerException as exc:
+                raise _StartFailed(f"{PULL_FAILED_PREFIX}: {_explain(exc)}") from exc
+        except DockerException as exc:
+            raise _StartFailed(f"{START_FAILED_PREFIX}: {_explain(exc)}") from exc
+        try:
+            with contextlib.suppress(NotFound):  # a leftover of an earlier agent
+                await e.call(api.remove_container, self.name, force=True, v=True)
+            created = await e.call(
+                api.create_container,
+                run.image,
+                command=list(a.command) or None,
+                environment=dict(a.environment),
+                user=run.user or "",
+                working_dir=str(self.workdir),
+                labels=e.labels(a),
+                name=self.name,
+                host_config=host_config(api, run, self.workdir),
+                detach=True,
+            )
+            self.container_id = str(created["Id"])
+            # Attach before starting, as ``docker run`` does: an attach to a container that
+            # has already exited would wait for a start that never comes.
+            self._output = await e.call(
+                api.attach,
+                self.container_id,
+                stdout=True,
+                stderr=True,
+                stream=True,
+                logs=True,
+                demux=True,
+            )
+            await e.call(api.start, self.container_id)
+            info = await e.call(api.inspect_container, self.container_id)
+        except DockerException as exc:
+            raise _StartFailed(f"{START_FAILED_PREFIX}: {_explain(exc)}") from exc
+        self.pid = int(info["State"].get("Pid") or 0) or None
+
+    def _follow(self) -> None:
+        """Thread: copy the container's output into the buffers, then wait for its exit."""
+        api, cid = self._engine.api(), self.container_id
+        code, oom = 255, False
+        try:
+            for out, err in self._output:
+                with self._buffer_lock:
+                    if out:
+                        self._buffers["stdout"] += out
+                    if err:
+                        self._buffers["stderr"] += err
+            code = int(api.wait(cid)["StatusCode"])
+            oom = bool(api.inspect_container(cid)["State"].get("OOMKilled"))
+        except Exception:
+            log.exception("following container %s failed", self.name)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: close() cleans up
+            self._loop.call_soon_threadsafe(self._on_exit, code, oom)
+
+    def _on_exit(self, code: int, oom: bool) -> None:
+        self._loop.create_task(self._exited(code, oom))
+
+    async def _exited(self, code: int, oom: bool) -> None:
+        for handle in (self._timeout_handle, self._escalate_handle):
+            if handle is not None:
+                handle.cancel()
+        self._drain(final=True)
+        await self._remove()
+        self.exit_code = code
+        reason = self._stop_reason or (OOM_REASON if oom else None)
+        self._emit("exited", exit_code=code, timed_out=self._timed_out, reason=reason)
+        if not self._finished.done():
+            self._finished.set_result(code)
+
+    async def _remove(self) -> None:
+        e = self._engine
+        try:
+            api = await e.call(e.api)
+            await e.call(api.remove_container, self.name, force=True, v=True)
+        except Exception as exc:  # NotFound: it never got created
+            if "No such container" not in str(exc):
+                log.warning("removing container %s: %s", self.name, _explain(exc))
+
+    def _on_timeout(self) -> None:
+        self._timeout_handle = None
+        if self.running and self._stop_reason is None:
+            self._timed_out = True
+            self.kill(TIMEOUT_REASON)
+
+    def _arm_escalation(self) -> None:
+        if self._escalate_handle is not None:
+            self._escalate_handle.cancel()
+        if self._escalate_at is not None:
+            self._escalate_handle = self._loop.call_at(self._escalate_at, self._escalate)
+
+    def _escalate(self) -> None:
+        self._escalate_handle = None
+        if self.running:
+            self._signal("SIGKILL")
+
+    def _signal(self, sig: str) -> None:
+        async def send() -> None:
+            e = self._engine
+            try:
+                await e.call(e.api().kill, self.name, signal=sig)
+            except Exception as exc:  # not running any more: its exit is on the way
+                log.debug("signalling %s with %s: %s", self.name, sig, _explain(exc))
+
+        self._loop.create_task(send())
+
+    def _drain(self, final: bool) -> None:
+        with self._buffer_lock:
+            taken = {s: bytes(b) for s, b in self._buffers.items()}
+            for b in self._buffers.values():
+                b.clear()
+        for stream, data in taken.items():
+            decoder = self._decoders[stream]
+            for start in range(0, len(data), LOG_CHUNK_BYTES):
+                chunk = data[start : start + LOG_CHUNK_BYTES]
+                held = len(decoder.getstate()[0])
+                text = decoder.decode(chunk)
+                if text:
+                    self._emit_log(stream, self._positions[stream] - held, text)
+                self._positions[stream] += len(chunk)
+            if final:
+                held = len(decoder.getstate()[0])
+                text = decoder.decode(b"", final=True)
+                if text:
+                    self._emit_log(stream, self._positions[stream] - held, text)
+
+    def _emit_log(self, stream: Stream, offset: int, text: str) -> None:
+        self._emit("log", stream=stream, offset=offset, data=text)
+
+    def _emit(
+        self,
+        kind: EventKind,
+        *,
+        pid: int | None = None,
+        exit_code: int | None = None,
+        timed_out: bool = False,
+        reason: str | None = None,
+        stream: Stream | None = None,
+        offset: int = 0,
+        data: str = "",
+    ) -> None:
+        self._sink(
+            Event(
+                attempt_id=self.attempt_id,
+                kind=kind,
+                time_ms=now_ms(),
+                pid=pid,
+                exit_code=exit_code,
+                timed_out=timed_out,
+                reason=reason,
+                stream=stream,
+                offset=offset,
+                data=data,
+            )
+        )
+
+
+class _StartFailed(Exception):
+    """The attempt could not start; the message is the event's reason."""
+
+
+def exec_argv(docker: str, container: str, env: dict[str, str], command: str) -> list[str]:
+    """``docker exec`` argv running ``/bin/sh -c command`` inside ``container`` with ``env``
+    added (the container's own environment stays underneath): how the node's SSH server
+    puts an MNP job's remote commands (MPI proxies) into the job's container."""
+    argv = [docker, "exec", "-i"]
+    for k, v in sorted(env.items()):
+        argv += ["-e", f"{k}={v}"]
+    return [*argv, container, "/bin/sh", "-c", command]
