@@ -57,8 +57,9 @@ def parse_command_line(argv: Sequence[str]) -> CommandLine:
     parsed, i = parse_tokens(
         argv, (*SBATCH_OPTIONS, *MNP_OPTIONS), "command line", stop_at_positional=True
     )
-    if parsed.unknown:
-        raise click.UsageError(f"unknown option {', '.join(parsed.unknown)} (mnp sbatch --help)")
+    problems = [f"unknown option {u}" for u in parsed.unknown] + parsed.malformed
+    if problems:
+        raise click.UsageError(f"{', '.join(problems)} (mnp sbatch --help)")
     rest = list(argv[i:])
     return CommandLine(parsed, rest[0] if rest else None, tuple(rest[1:]))
 

@@ -164,6 +164,8 @@ class Parsed:
     settings: list[Setting] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
+    malformed: list[str] = field(default_factory=list)
+    """Known options used wrongly: ``--time (needs a value)``, ``--requeue (takes no value)``."""
     positional: list[str] = field(default_factory=list)
 
 
@@ -189,7 +191,7 @@ def parse_tokens(
 
     Unknown options go to ``unknown`` (their arity is guessed: ``--opt value`` takes the value
     when it does not start with ``-``); ignored ones add a warning naming them and why; a
-    missing value is recorded in ``unknown`` as ``<opt> (needs a value)``.
+    known option missing its value, or a flag given one, goes to ``malformed``.
     """
     longs, shorts = _tables(options)
     out = Parsed()
@@ -213,10 +215,10 @@ def parse_tokens(
                 if i < len(tokens) and (spec is not None or not tokens[i].startswith("-")):
                     value, i = tokens[i], i + 1
                 elif spec is not None:
-                    out.unknown.append(f"{name} (needs a value)")
+                    out.malformed.append(f"{name} (needs a value)")
                     continue
             if spec is not None and arg is Arg.NONE and eq:
-                out.unknown.append(f"{name} (takes no value)")
+                out.malformed.append(f"{name} (takes no value)")
                 continue
             _record(out, spec, name, value, origin)
             continue
@@ -235,7 +237,7 @@ def parse_tokens(
             value = rest or None
             if value is None and spec.arg is Arg.REQUIRED:
                 if i >= len(tokens):
-                    out.unknown.append(f"{name} (needs a value)")
+                    out.malformed.append(f"{name} (needs a value)")
                     break
                 value, i = tokens[i], i + 1
             _record(out, spec, name, value, origin)
@@ -260,7 +262,7 @@ INPUT_ENVIRONMENT: Mapping[str, str] = {
     "SBATCH_MEM_PER_CPU": "--mem-per-cpu", "SBATCH_MEM_PER_NODE": "--mem",
     "SBATCH_REQUEUE": "--requeue", "SBATCH_NO_REQUEUE": "--no-requeue", "SBATCH_WAIT": "--wait",
     "SBATCH_ACCOUNT": "--account", "SBATCH_QOS": "--qos", "SBATCH_RESERVATION": "--reservation",
-    "SBATCH_EXCLUSIVE": "--exclusive",
+    "SBATCH_EXCLUSIVE": "--exclusive", "SLURM_EXPORT_ENV": "--export",
 }  # fmt: skip
 """sbatch's input environment variables: each stands for an option, which the script's
 directives yield to and the command line overrides (Slurm's order)."""

@@ -66,8 +66,11 @@ def check_script(text: str, name: str) -> None:
 
 
 def read_script_settings(directives: Sequence[Directive]) -> Parsed:
-    """Every directive's settings in order; unknown options and stray words become warnings."""
+    """Every directive's settings in order; unknown options and stray words become warnings.
+    Raises :class:`SbatchError` naming each known option given without its value (or a flag
+    given one)."""
     out = Parsed()
+    errors: list[FieldError] = []
     for d in directives:
         table = SBATCH_OPTIONS if d.kind == "SBATCH" else MNP_OPTIONS
         origin = f"line {d.line}"
@@ -76,4 +79,7 @@ def read_script_settings(directives: Sequence[Directive]) -> Parsed:
         out.warnings += parsed.warnings
         out.warnings += [f"{origin}: unknown #{d.kind} option {u} ignored" for u in parsed.unknown]
         out.warnings += [f"{origin}: {p!r} ignored (not an option)" for p in parsed.positional]
+        errors += [FieldError(origin, f"#{d.kind} {m}") for m in parsed.malformed]
+    if errors:
+        raise SbatchError(errors)
     return out

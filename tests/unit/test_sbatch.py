@@ -142,6 +142,17 @@ def test_directives_stop_at_the_first_command_and_respect_quotes_and_comments() 
     ]
 
 
+def test_directives_missing_their_values_are_errors_naming_the_line() -> None:
+    text = "#!/bin/sh\n#SBATCH -J\n#SBATCH --requeue=no --time\n"
+    with pytest.raises(SbatchError) as info:
+        request_from(text, parse_command_line(["job.sh"]).parsed, ENVIRON)
+    assert [str(e) for e in info.value.errors] == [
+        "line 2: #SBATCH -J (needs a value)",
+        "line 3: #SBATCH --requeue (takes no value)",
+        "line 3: #SBATCH --time (needs a value)",
+    ]
+
+
 def test_unbalanced_quotes_name_the_line() -> None:
     with pytest.raises(SbatchError, match=r"line 2: #SBATCH: No closing quotation"):
         parse_script("#!/bin/sh\n#SBATCH -J 'oops\n")
@@ -181,8 +192,10 @@ def test_option_tables_do_not_clash() -> None:
 
 
 def test_unknown_command_line_options_are_usage_errors_naming_each() -> None:
-    with pytest.raises(click.UsageError, match=r"--frob, -Z"):
+    with pytest.raises(click.UsageError, match=r"unknown option --frob, unknown option -Z"):
         parse_command_line(["--frob", "-Z", "job.sh"])
+    with pytest.raises(click.UsageError, match=r"--requeue \(takes no value\)"):
+        parse_command_line(["--requeue=yes", "job.sh"])
     with pytest.raises(click.UsageError, match=r"-t \(needs a value\)"):
         parse_command_line(["-t"])
 
