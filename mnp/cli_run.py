@@ -29,7 +29,7 @@ import click
 from mnp.attach import follow
 from mnp.client import Client
 from mnp.jobspec import DEFAULT_QUEUE, resolve_command_paths
-from mnp.mpihosts import HostsError, host_shape, mpirun_counts, read_hosts
+from mnp.mpihosts import HostsError, mpirun_shape
 from mnp.multinode import MPI_CHOICES
 
 JSON = dict[str, Any]
@@ -342,37 +342,27 @@ def run_command(ctx: click.Context, /, nodes: int | None, ntasks: int | None,
               help="Ranks per node (default 2 when -np > 2, or np / -N).")  # fmt: skip
 @click.option("-N", "--nodes", type=click.IntRange(min=1), help="Nodes (default np / npernode).")
 @click.option("-H", "--host", "-host", "--hosts", "-hosts", "hosts", multiple=True,
-              metavar="HOST[:SLOTS],...",
-              help="Hosts and slots, as mpirun takes them: they say nodes × tasks per node; "
-                   "mnp chooses the nodes itself.")  # fmt: skip
+              metavar="HOST[:SLOTS],...", help="Hosts and slots, as mpirun takes them: "
+              "they say nodes × tasks per node; mnp chooses the nodes itself.")  # fmt: skip
 @click.option("--hostfile", "-hostfile", "--machinefile", "-machinefile", "-f", "hostfile",
               type=click.Path(dir_okay=False, path_type=Path),
               help="Hostfile: `host slots=N`, `host:N` or `host` lines; as -H.")  # fmt: skip
 @click.option("--mpi", type=click.Choice(FLAVOURS), default="auto", show_default=True)
 @common_options
 @click.pass_context
-def mpirun_command(ctx: click.Context, /, np: int | None, per_node: int | None,
-                   nodes: int | None, hosts: tuple[str, ...], hostfile: Path | None, mpi: str,
+def mpirun_command(ctx: click.Context, /, np: int | None, per_node: int | None, nodes: int | None,
+                   hosts: tuple[str, ...], hostfile: Path | None, mpi: str,
                    **common: Any) -> None:  # fmt: skip
     """Run an MPI program across nodes, like mpirun: `mnp run --mpi auto` with mpirun's flags."""
     try:
-        listed = read_hosts(hosts, hostfile)
-        shape = None if listed is None else host_shape(listed, np)
+        shape = mpirun_shape(np, per_node, nodes, hosts, hostfile)
     except HostsError as exc:
         raise click.UsageError(str(exc)) from None
-    if shape is not None:
-        if nodes is not None or per_node is not None:
-            raise click.UsageError("-H/--hostfile give nodes and tasks per node: no -N/--npernode")
-        for note in shape.notes:
-            click.echo(f"mnp: note: {note}", err=True)
-        np, nodes, per_node = shape.np, shape.nodes, shape.tasks_per_node
-    elif np is None:
-        raise click.UsageError("-np is required (or -H/--hostfile, whose slots it sums)")
-    nodes, per_node = mpirun_counts(np, per_node, nodes)
+    for note in shape.notes:
+        click.echo(f"mnp: note: {note}", err=True)
     command, shaping = common.pop("command"), _submission_options(common)
-    opts = run_options(
-        command, nodes=nodes, ntasks=np, ntasks_per_node=per_node, mpi=mpi, **shaping
-    )
+    opts = run_options(command, nodes=shape.nodes, ntasks=shape.np,
+                       ntasks_per_node=shape.tasks_per_node, mpi=mpi, **shaping)  # fmt: skip
     ctx.exit(submit_and_attach(ctx.obj, opts, **common))
 
 

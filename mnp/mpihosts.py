@@ -134,3 +134,19 @@ def mpirun_counts(np: int, per_node: int | None, nodes: int | None) -> tuple[int
     if per_node is None:
         per_node = math.ceil(np / nodes) if nodes else (2 if np > 2 else np)
     return (nodes or math.ceil(np / per_node)), per_node
+
+
+def mpirun_shape(np: int | None, per_node: int | None, nodes: int | None,
+                 hosts: Sequence[str], hostfile: Path | None) -> Shape:  # fmt: skip
+    """``mnp mpirun``'s options → the job's shape: from ``-H``/``--hostfile`` when given
+    (:func:`host_shape`; then ``-N``/``--npernode`` must not be), else :func:`mpirun_counts`
+    (``np`` required). Raises HostsError naming what is wrong."""
+    listed = read_hosts(hosts, hostfile)
+    if listed is not None:
+        if nodes is not None or per_node is not None:
+            raise HostsError("-H/--hostfile give nodes and tasks per node: no -N/--npernode")
+        return host_shape(listed, np)
+    if np is None:
+        raise HostsError("-np is required (or -H/--hostfile, whose slots it sums)")
+    nodes, per_node = mpirun_counts(np, per_node, nodes)
+    return Shape(nodes, per_node, np, ())

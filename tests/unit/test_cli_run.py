@@ -31,7 +31,6 @@ from mnp.cli_run import (
     default_name,
     dry_run_text,
     exit_status,
-    mpirun_counts,
     parse_export,
     parse_time,
     run_options,
@@ -39,6 +38,7 @@ from mnp.cli_run import (
 from mnp.client import Client
 from mnp.demo import MpiResult, Rank, Row, mpi_options, parse_ranks
 from mnp.errors import NotFound
+from mnp.mpihosts import mpirun_counts
 from tests.unit import goldens
 
 JSON = dict[str, Any]

@@ -10,7 +10,15 @@ import pytest
 from click.testing import CliRunner
 
 from mnp.cli import cli
-from mnp.mpihosts import HostsError, host_shape, parse_host_args, parse_hostfile, read_hosts
+from mnp.mpihosts import (
+    HostsError,
+    Shape,
+    host_shape,
+    mpirun_shape,
+    parse_host_args,
+    parse_hostfile,
+    read_hosts,
+)
 
 
 @pytest.mark.parametrize(
@@ -132,3 +140,14 @@ def test_mpirun_host_flags_give_nodes_and_slots_and_say_placement_is_mnps(tmp_pa
 def test_mpirun_host_flag_errors(argv: list[str], message: str) -> None:
     code, _, err = mpirun(*argv)
     assert code == 2 and message in err
+
+
+def test_mpirun_shape_from_counts_or_hosts() -> None:
+    assert mpirun_shape(8, None, None, (), None) == Shape(4, 2, 8, ())
+    assert mpirun_shape(6, 3, None, (), None) == Shape(2, 3, 6, ())
+    shape = mpirun_shape(None, None, None, ("a:2,b:2",), None)
+    assert (shape.nodes, shape.tasks_per_node, shape.np) == (2, 2, 4)
+    with pytest.raises(HostsError, match="-np is required"):
+        mpirun_shape(None, None, None, (), None)
+    with pytest.raises(HostsError, match="no -N/--npernode"):
+        mpirun_shape(None, 2, None, ("a:2",), None)
