@@ -272,3 +272,26 @@ def test_mpi_job_from_a_hostile_directory_leaves_only_its_output(
     lines = sorted((submit_dir / "ranks.out").read_text().splitlines())
     assert lines == [f"rank {i} of 4: a b" for i in range(4)]
     assert sorted(p.name for p in submit_dir.iterdir()) == ["ranks.out", "ranks.sh"]
+
+
+def test_singleton_any_mode_and_aftercorr(c: Cluster, submit_dir: Path) -> None:
+    first = submitted(sbatch(c, submit_dir, "-J", "single", "--wrap", "sleep 2"))
+    second = submitted(sbatch(c, submit_dir, "-J", "single", "-d", "singleton", "--wrap", "true"))
+    ok = submitted(sbatch(c, submit_dir, "--wrap", "true"))
+    bad = submitted(sbatch(c, submit_dir, "--wrap", "exit 1"))
+    either = submitted(sbatch(c, submit_dir, "-d", f"afternotok:{ok}?afternotok:{bad}",
+                              "--wrap", "true"))  # fmt: skip
+    arr = submitted(sbatch(c, submit_dir, "-a", "0-1", "-o", "a_%a.out",
+                           "--wrap", "echo first $SLURM_ARRAY_TASK_ID"))  # fmt: skip
+    corr = submitted(sbatch(c, submit_dir, "-a", "0-1", "-d", f"aftercorr:{arr}", "-o", "c_%a.out",
+                            "--wrap", "cat a_$SLURM_ARRAY_TASK_ID.out"))  # fmt: skip
+    one = finished(c, first)
+    two = finished(c, second)
+    assert two["startedAt"] >= one["stoppedAt"]
+    finished(c, either)
+    finished(c, arr)
+    finished(c, corr)
+    assert (submit_dir / "c_0.out").read_text() == "first 0\n"
+    assert (submit_dir / "c_1.out").read_text() == "first 1\n"
+    finished(c, ok)
+    finished(c, bad, "FAILED")
