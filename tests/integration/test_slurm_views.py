@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.cluster import Cluster
+from tests.integration.cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -145,3 +145,20 @@ def test_mpirun_with_hosts_runs_nodes_times_slots_ranks(c: Cluster) -> None:
     ranks = re.findall(r"^rank=(\d+) size=(\d+) node=(\S+)", r.stdout, re.M)
     assert sorted(int(rank) for rank, _, _ in ranks) == [0, 1, 2, 3]
     assert len({node for _, _, node in ranks}) == 2
+
+
+def test_squeue_folds_tasks_held_by_the_array_limit(c: Cluster) -> None:
+    sleep = c.register("sv-limit", ["sleep", "60"])
+    array = c.submit("sv-lim", sleep, arrayProperties={"size": 4}, mnp={"arrayMaxRunning": 1})
+    c.wait_status(f"{array}:0", "RUNNING")
+
+    def folded() -> dict[str, list[str]] | None:
+        rows = squeue_rows(c, "-n", "sv-lim")
+        return rows if f"{array}_[1-3]" in rows else None
+
+    rows = wait_for("the held tasks on one line", folded)
+    assert rows[f"{array}_[1-3]"][:2] == ["PD", "(JobArrayTaskLimit)"]
+    assert rows[f"{array}_0"][0] == "R"
+    assert len(squeue_rows(c, "-r", "-n", "sv-lim")) == 4
+    assert mnp(c, "scancel", array).returncode == 0
+    c.wait_status(array, "FAILED")
