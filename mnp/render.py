@@ -142,6 +142,10 @@ def job_summary(job: Job) -> dict[str, Any]:
             "arrayJobId": job.parent_id if job.array_index is not None else None,
         }
     )
+    if job.is_cancelled:
+        out["isCancelled"] = True
+    if job.is_terminated:
+        out["isTerminated"] = True
     if job.gang:
         out["nodeIds"] = [job.gang[k] for k in sorted(job.gang, key=int)]
     elif current is not None:
