@@ -16,6 +16,8 @@ import click
 from rich.console import Console
 
 from mnp import __version__
+from mnp.api_run import Run
+from mnp.api_run import submit as submit_specs
 from mnp.cli_env import env_command
 from mnp.cli_head import UpOptions, head_pid, running_head, start_background, stop_pid
 from mnp.cli_render import (
@@ -35,6 +37,7 @@ from mnp.errors import InvalidInput, MnpError
 from mnp.jobspec import (
     DEFAULT_QUEUE,
     JobSpecError,
+    JobSpecFile,
     load_jobspec,
     resolve_definition_paths,
     resolve_submit_paths,
@@ -302,23 +305,34 @@ def register(state: State, file: str, as_json: bool) -> None:
 @click.option("--queue", help="Submit to this job queue (overrides the file).")
 @click.option("--name", help="Job name (overrides the file; one job only).")
 @click.option("--wait", is_flag=True, help="Wait for every job; exit 1 unless all SUCCEEDED.")
+@click.option("--follow", "-f", is_flag=True,
+              help="Wait, streaming every job's output; exit 1 naming failed jobs.")  # fmt: skip
 @json_option
 @click.pass_context
 def submit(
-    ctx: click.Context, file: str, queue: str | None, name: str | None, wait: bool, as_json: bool
+    ctx: click.Context,
+    file: str,
+    queue: str | None,
+    name: str | None,
+    wait: bool,
+    follow: bool,
+    as_json: bool,
 ) -> None:
     """Submit jobs from a .json or .py file; print their ids.
 
     FILE is a SubmitJob request (as `aws batch submit-job --cli-input-json` takes; - for
-    stdin) or a Python job-spec file defining JOB or JOBS (and optionally JOB_DEFINITIONS).
+    stdin) or a Python job-spec file defining JOB or JOBS (and optionally JOB_DEFINITIONS):
+    dicts in SubmitJob shape, or mnp.Job / ArrayJob / MpiJob objects (see README.md).
 
     Relative script paths in commands are made absolute (see `mnp register --help`).
     """
     state: State = ctx.obj
     client = state.client()
     overrides = {k: v for k, v in (("jobQueue", queue), ("jobName", name)) if v}
-    if file.endswith(".py"):
-        spec = load_jobspec(file)
+    spec = load_jobspec(file) if file.endswith(".py") else None
+    if spec is not None and spec.specs:
+        submitted = submit_objects(client, spec, queue, name)
+    elif spec is not None:
         if name is not None and len(spec.jobs) != 1:
             raise click.UsageError(f"--name needs a single job; {file} defines {len(spec.jobs)}")
         spec = replace(
@@ -335,6 +349,9 @@ def submit(
         body.setdefault("jobQueue", DEFAULT_QUEUE)
         submitted = [(str(body.get("jobName")), client.submit(body))]
     rows: list[JSON] = [{"jobName": n, "jobId": j} for n, j in submitted]
+    if follow:
+        follow_run(client, submitted)
+        return
     if not wait:
         if as_json:
             print_json(rows)
@@ -354,6 +371,35 @@ def submit(
             click.echo(f"{row['jobName']}\t{row['jobId']}\t{row['status']}")
     if any(s != "SUCCEEDED" for s in final.values()):
         ctx.exit(1)
+
+
+def submit_objects(
+    client: Client, spec: JobSpecFile, queue: str | None, name: str | None
+) -> list[tuple[str, str]]:
+    """Submit a job-spec file's Python API specs (see :func:`mnp.api_run.submit`) after its
+    JOB_DEFINITIONS; ``[(jobName, jobId)]`` in submission order."""
+    if name is not None and len(spec.specs) != 1:
+        raise click.UsageError(f"--name needs a single job; {spec.path} defines {len(spec.specs)}")
+    specs = [replace(spec.specs[0], name=name)] if name is not None else spec.specs
+    for defn in spec.job_definitions:
+        client.register_job_definition(resolve_definition_paths(defn, Path.cwd()))
+    return list(submit_specs(specs, client, queue=queue, base_dir=Path.cwd()).ids.items())
+
+
+def follow_run(client: Client, submitted: list[tuple[str, str]]) -> None:
+    """Stream the output of the submitted jobs until they end; say each one's final status on
+    stderr. A failed job raises :class:`mnp.api_run.JobFailed` (exit status 1, naming it)."""
+    labels: dict[str, str] = {}
+    for n, j in submitted:  # dict files may repeat a name; the label must tell them apart
+        labels[f"{n}({j})" if n in labels else n] = j
+    run = Run(client, labels)
+    try:
+        final = run.wait(stream=True)
+    except KeyboardInterrupt:
+        click.echo("mnp: stopped following; the jobs keep running (mnp cancel/terminate)", err=True)
+        raise click.exceptions.Exit(130) from None
+    for label, status in final.items():
+        click.echo(f"mnp: {label} {labels[label]} {status}", err=True)
 
 
 @cli.command()

@@ -176,6 +176,11 @@ class Client:
             hint = f" (head.json is stale: pid {self._head_pid} is not running; `mnp up -d`)"
         return HeadUnavailable(f"cannot reach the head node at {self.url}: {exc}{hint}")
 
+    def clone(self) -> Client:
+        """A new client of the same head with the same token and timeout (one per thread)."""
+        token = self._headers.get(TOKEN_HEADER) if self._token_given else None
+        return Client(url=self.url, token=token, home=self.home, timeout=self.timeout)
+
     def close(self) -> None:
         """Close the connections; the client cannot be used afterwards."""
         if self._conn is not None:

@@ -3,6 +3,8 @@
 A job-spec file is Python that defines, at module level:
 
 - ``JOB`` (one dict) or ``JOBS`` (a list of dicts), each in SubmitJob shape;
+- or ``JOB``/``JOBS`` as specs of the Python API (:class:`mnp.api.Job`, ``ArrayJob``,
+  ``MpiJob``: one kind or the other in a file), whose dependencies are objects or names;
 - optionally ``JOB_DEFINITIONS``, a list of RegisterJobDefinition dicts, registered first.
 
 Inside ``dependsOn``, ``{"jobId": "@<jobName>"}`` names a job defined earlier in the same
@@ -20,10 +22,11 @@ import copy
 import json
 import os
 import runpy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mnp.api import Job, plan
 from mnp.errors import FieldError, InvalidInput, MnpError
 
 if TYPE_CHECKING:
@@ -40,7 +43,9 @@ SUBMIT_FIELDS = frozenset({
     "retryStrategy", "propagateTags", "timeout", "tags", "ecsPropertiesOverride",
     "eksPropertiesOverride", "consumableResourcePropertiesOverride",
 })  # fmt: skip
-DEPENDENCY_TYPES = frozenset({"N_TO_N", "SEQUENTIAL"})
+DEPENDENCY_TYPES = frozenset(
+    {"N_TO_N", "SEQUENTIAL", "AFTER_OK", "AFTER_ANY", "AFTER_NOT_OK", "AFTER_START"}
+)
 DEFINITION_TYPES = frozenset({"container", "multinode"})
 
 
@@ -64,6 +69,9 @@ class JobSpecFile:
     job_definitions: list[JSON]
     jobs: list[JSON]
     """In file order; ``@name`` references are still unresolved."""
+    specs: list[Job] = field(default_factory=list)
+    """Python API specs (then ``jobs`` is empty), in dependency order (:func:`mnp.api.plan`):
+    submit them with :func:`mnp.api_run.submit`."""
 
 
 def load_jobspec(path: Path | str) -> JobSpecFile:
@@ -108,6 +116,17 @@ def load_jobspec(path: Path | str) -> JobSpecFile:
             if checked is not None:
                 definitions.append(checked)
 
+    specs = [job for _, job in jobs if isinstance(job, Job)]
+    if specs:
+        dicts = [where for where, job in jobs if not isinstance(job, Job)]
+        if dicts:
+            errors.append(FieldError(dicts[0], "mixes dicts and Job objects; use one kind"))
+        else:
+            try:
+                specs = plan(specs)
+            except InvalidInput as exc:
+                errors += [FieldError(f"JOBS: {e.path}", e.message) for e in exc.errors]
+        jobs = []
     checked_jobs: list[JSON] = []
     names_so_far: list[str] = []
     for where, job in jobs:
@@ -117,7 +136,7 @@ def load_jobspec(path: Path | str) -> JobSpecFile:
             names_so_far.append(str(checked.get("jobName")))
     if errors:
         raise JobSpecError(path, errors)
-    return JobSpecFile(path=path, job_definitions=definitions, jobs=checked_jobs)
+    return JobSpecFile(path=path, job_definitions=definitions, jobs=checked_jobs, specs=specs)
 
 
 def submit_jobspec(client: Client, spec: JobSpecFile) -> list[tuple[str, str]]:
