@@ -28,7 +28,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from launcher.container import ContainerAttempt, Engine, EngineError, container_name, in_container
+from launcher.container import (
+    CONTAINER_WORKDIR,
+    ContainerAttempt,
+    Engine,
+    EngineError,
+    container_name,
+    in_container,
+)
 from launcher.http import HttpError, JsonHttp, Reply
 from launcher.process import NODE_ROOT_ENV, AttemptProcess, now_ms, workdir_for
 from launcher.wiring import prepare, wiring_dir
@@ -165,7 +172,8 @@ class Agent:
     def engine(self) -> Engine:
         """The node's Docker engine client (made on first use: only container jobs need it)."""
         if self._engine is None:
-            self._engine = Engine(self.options.node_id, self.options.root)
+            o = self.options
+            self._engine = Engine(o.node_id, o.root, o.address)
         return self._engine
 
     async def _remove_orphan_containers(self) -> None:
@@ -333,7 +341,11 @@ class Agent:
 
     def _wire(self, assignment: Assignment) -> Assignment:
         """Lay out an MNP attempt's files and let its key in over SSH (for this attempt only)."""
-        wired = prepare(in_container(assignment), workdir_for(assignment, self.options.root))
+        workdir = workdir_for(assignment, self.options.root)
+        if assignment.container is None:
+            wired = prepare(assignment, workdir)
+        else:  # the container sees its working directory at CONTAINER_WORKDIR
+            wired = prepare(in_container(assignment), workdir, str(wiring_dir(CONTAINER_WORKDIR)))
         if wired.wiring is not None:
             if self._ssh is None:
                 raise ValueError("this node serves no SSH (started with --no-ssh)")

@@ -14,8 +14,8 @@ is buffered and turned into ``log`` events by :meth:`ContainerAttempt.read_logs`
 loop, like the process runtime's file tails.
 
 Containers use the host's network (MNP jobs reach each other's SSH endpoints and MPI ports
-on the node addresses), run with the attempt's working directory bind-mounted at the same
-path (and as their working directory), and carry the labels :data:`LABEL_JOB`,
+on the node addresses), run with the attempt's working directory bind-mounted at
+:data:`CONTAINER_WORKDIR` (and as their working directory), and carry the labels :data:`LABEL_JOB`,
 :data:`LABEL_ATTEMPT`, :data:`LABEL_NODE` and :data:`LABEL_ROOT`, by which a restarted agent
 finds the containers its predecessor left (:meth:`Engine.remove_orphans`). A container is
 removed once its exit has been seen, whatever the outcome.
@@ -57,6 +57,9 @@ LABEL_ROOT = "mnp.node-root"
 """The agent's root directory: tells apart nodes of different head nodes with the same id."""
 OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
 PULL_FAILED_PREFIX = "CannotPullContainerError"
+CONTAINER_WORKDIR = Path("/mnp/work")
+"""Where the attempt's working directory appears in its container (its working directory):
+the same path on every node, as MPI launchers expect of the directory they start ranks in."""
 LIB_DIR = "/opt/mnp/lib"
 """Where the node's ``launcher`` and ``mnp`` packages appear (read-only) in the container of
 an MNP node, so the main node can run ``launcher.wire`` with the image's own Python."""
@@ -101,9 +104,11 @@ class Engine:
     """A lazily made docker ``APIClient`` (from ``DOCKER_HOST`` etc.) and the thread pool its
     blocking calls run on. One per agent; :meth:`call` is safe from the loop at any time."""
 
-    def __init__(self, node_id: str, root: Path) -> None:
+    def __init__(self, node_id: str, root: Path, address: str = "") -> None:
         self.node_id = node_id
         self.root = root
+        self.address = address
+        """The node's address (loopback: a fake node sharing this machine)."""
         self._api: Any = None
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(ENGINE_THREADS, thread_name_prefix="docker")
@@ -161,12 +166,17 @@ class Engine:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def host_config(api: Any, run: ContainerRun, workdir: Path) -> Any:
-    """The engine's HostConfig for ``run`` (host network, resources, mounts, Linux options)."""
+def host_config(api: Any, run: ContainerRun, workdir: Path, share_host: bool = False) -> Any:
+    """The engine's HostConfig for ``run`` (host network, resources, mounts, Linux options).
+
+    ``share_host`` also shares the host's IPC and PID namespaces: for the nodes of an MNP job
+    that are fake nodes on one machine (loopback addresses), whose MPI libraries see one
+    host and reach each other's ranks through shared memory, as their processes would.
+    """
     from docker.types import DeviceRequest, Ulimit
     from docker.types import Mount as DockerMount
 
-    mounts = [DockerMount(str(workdir), str(workdir), type="bind")]
+    mounts = [DockerMount(str(CONTAINER_WORKDIR), str(workdir), type="bind")]
     for m in run.mounts:
         if m.source is None:
             mounts.append(DockerMount(m.target, None, type="volume", read_only=m.read_only))
@@ -187,6 +197,10 @@ def host_config(api: Any, run: ContainerRun, workdir: Path) -> Any:
         "devices": [f"{d.host_path}:{d.container_path}:{d.permissions}" for d in run.devices]
         or None,
         "cpu_shares": run.cpu_shares,
+        "ipc_mode": "host" if share_host else None,
+        "pid_mode": "host" if share_host else None,
+        # MPI's single-copy transfers between ranks (CMA: process_vm_readv) need it
+        "cap_add": ["SYS_PTRACE"] if share_host else None,
     }
     if run.shm_size_mib:
         kwargs["shm_size"] = f"{run.shm_size_mib}m"
@@ -363,10 +377,10 @@ class ContainerAttempt:
                 command=list(a.command) or None,
                 environment=dict(a.environment),
                 user=run.user or "",
-                working_dir=str(self.workdir),
+                working_dir=str(CONTAINER_WORKDIR),
                 labels=e.labels(a),
                 name=self.name,
-                host_config=host_config(api, run, self.workdir),
+                host_config=host_config(api, run, self.workdir, share_host=self._shares_host(a)),
                 detach=True,
             )
             self.container_id = str(created["Id"])
@@ -386,6 +400,10 @@ class ContainerAttempt:
         except DockerException as exc:
             raise _StartFailed(f"{START_FAILED_PREFIX}: {_explain(exc)}") from exc
         self.pid = int(info["State"].get("Pid") or 0) or None
+
+    def _shares_host(self, a: Assignment) -> bool:
+        """MNP nodes on loopback addresses are fake nodes of one machine (see host_config)."""
+        return a.wiring is not None and self._engine.address.startswith("127.")
 
     def _follow(self) -> None:
         """Thread: copy the container's output into the buffers, then wait for its exit."""

@@ -20,10 +20,12 @@ def wiring_dir(workdir: Path) -> Path:
     return workdir / ".mnp"
 
 
-def prepare(assignment: Assignment, workdir: Path) -> Assignment:
+def prepare(assignment: Assignment, workdir: Path, seen_as: str | None = None) -> Assignment:
     """Write the wiring files (0600) and return the assignment with every placeholder filled.
 
-    Returns ``assignment`` unchanged when it has no wiring.
+    ``seen_as`` is the wiring directory's path as the job sees it (in a container, where the
+    working directory is mounted elsewhere); placeholders name that path. Returns
+    ``assignment`` unchanged when it has no wiring.
     """
     w = assignment.wiring
     if w is None:
@@ -31,7 +33,7 @@ def prepare(assignment: Assignment, workdir: Path) -> Assignment:
     directory = wiring_dir(workdir)
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
-    where = str(directory)
+    where = seen_as or str(directory)
     for name, text in w.files.items():
         if "/" in name or name in (".", ".."):
             raise ValueError(f"wiring file name {name!r} is not a plain file name")
