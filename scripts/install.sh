@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Everything mnp needs on a fresh machine (Debian 12, Python >= 3.11).
 #   bash scripts/install.sh          mnp + MPI from PyPI (the MPICH wheel): enough for the demo
-#   bash scripts/install.sh --test   also the test tier: Debian's Open MPI 4 and OpenSSH client,
-#                                    the dev tools, and CPU PyTorch for the torch example
+#   bash scripts/install.sh --test   also the test tier: Debian's Open MPI 4, OpenSSH client and
+#                                    Docker engine (docker.io), the dev tools (with the docker
+#                                    SDK), and CPU PyTorch for the torch example
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pip() { python3 -m pip install --quiet --disable-pip-version-check "$@"; }
@@ -11,6 +12,8 @@ if [ "${1:-}" = "--test" ]; then
     need=()
     command -v ssh >/dev/null || need+=(openssh-client)
     [ -x /usr/bin/orted ] || need+=(openmpi-bin libopenmpi-dev)
+    # container jobs: the Docker engine (tests start their own dockerd, no bridge network)
+    command -v dockerd >/dev/null || need+=(docker.io)
     if [ ${#need[@]} -gt 0 ]; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
