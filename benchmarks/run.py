@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """mnp benchmarks: throughput, large arrays, submit→RUNNING latency, head-node memory,
-MNP launch overhead, MNP bring-up time, SubmitJob throughput through boto3.
+MNP launch overhead, MNP bring-up time, SubmitJob throughput through boto3, container jobs.
 
 Usage (from the repository root)::
 
     python benchmarks/run.py            # full sizes; writes results.json and README.md
     python benchmarks/run.py --only mnp,bringup   # a subset
     python benchmarks/run.py --only aws           # SubmitJob/DescribeJobs through boto3
+    python benchmarks/run.py --only containers    # container vs process jobs vs docker run
     python benchmarks/run.py --quick    # small sizes; writes results-quick.json only
 
 Every benchmark starts its own head node (``python -m mnp --home <tmp> up …`` in the
@@ -94,6 +95,8 @@ class Sizes:
     aws_runs: int
     aws_describe_calls: int
     """Benchmark 7: DescribeJobs calls (of 100 ids) per run, each through boto3 and natively."""
+    container_jobs: int = 100
+    """Benchmark 8: trivial jobs of each kind (container, process, raw ``docker run``)."""
 
     @property
     def fill_jobs(self) -> int:
@@ -103,11 +106,11 @@ class Sizes:
 FULL = Sizes(jobs=1000, throughput_runs=3, array_size=10_000, array_runs=3,
              latency_samples=30, fill_arrays=100, fill_array_size=1000, fill_in_flight=4,
              mnp_samples=9, bringup_samples=7, aws_submits=1000, aws_runs=3,
-             aws_describe_calls=50)
+             aws_describe_calls=50, container_jobs=100)
 QUICK = Sizes(jobs=200, throughput_runs=3, array_size=2000, array_runs=1,
               latency_samples=10, fill_arrays=10, fill_array_size=1000, fill_in_flight=4,
               mnp_samples=3, bringup_samples=3, aws_submits=200, aws_runs=1,
-              aws_describe_calls=10)
+              aws_describe_calls=10, container_jobs=20)
 
 # Benchmark 5: an 8-rank MPICH job on 4 nodes; benchmark 6: every-node jobs of 2, 4, 8 nodes.
 MNP_NODES = 4
@@ -1486,7 +1489,7 @@ def mn_slack(results: JSON) -> float:
 
 
 NUMBERS = {"throughput": 1, "array": 2, "latency": 3, "memory": 4, "mnp": 5, "bringup": 6,
-           "aws": 7}
+           "aws": 7, "containers": 8}
 
 
 def runs_text(results: JSON) -> str:
@@ -1681,6 +1684,19 @@ def readme(results: JSON) -> str:
                      f"{d['p90_native_ms']:.0f} ms (client CPU "
                      f"{d['median_native_client_cpu_ms']:.0f} ms)", "", "",
                      f"{d['other_pct']:.0f}%"))
+    if "containers" in b:
+        ct = b["containers"]
+        rows.append((f"8. container job, submit → SUCCEEDED, one at a time ({ct['jobs']})",
+                     f"{ct['median_container_job_s'] * 1000:.0f} ms",
+                     f"process job {ct['median_process_job_s'] * 1000:.0f} ms (ratio "
+                     f"{ct['ratio_container_to_process']:.1f}); `docker run --rm` "
+                     f"{ct['median_raw_docker_run_s'] * 1000:.0f} ms (ratio "
+                     f"{ct['ratio_container_to_raw_docker_run']:.2f})", "", "", ""))
+        rows.append((f"   {ct['jobs']} submitted at once: all done",
+                     f"{ct['batch_container_s']:.1f} s ({ct['batch_container_jobs_per_s']:.0f} "
+                     "jobs/s)",
+                     f"process jobs {ct['batch_process_s']:.1f} s (ratio "
+                     f"{ct['batch_ratio_container_to_process']:.1f})", "", "", ""))
     table = ["| benchmark | result (median) | baseline (same run) | target | met | other load |",
              "|---|---|---|---|---|---|"]
     table += ["| " + " | ".join(r) + " |" for r in rows]
@@ -1696,7 +1712,7 @@ def readme(results: JSON) -> str:
     aws_x = TARGETS["aws_submits_per_s"] / AWS_SUBMIT_LIMIT
     return f"""# mnp benchmarks
 
-`python benchmarks/run.py` runs seven benchmarks against real head nodes, each started as
+`python benchmarks/run.py` runs eight benchmarks against real head nodes, each started as
 `python -m mnp --home <tmp> up --nodes {NODES} --vcpus {VCPUS} --memory-mib {MEMORY_MIB}`
 ({NODES} local node agents, {NODES * VCPUS} one-vCPU job slots; benchmark 5 uses
 `{head5}`, benchmark 6 `{head6}`) and driven through `mnp.client.Client`
@@ -1775,6 +1791,15 @@ Each one measures its own baseline in the same run.
    Target: ≥ {TARGETS['aws_submits_per_s']:.0f} submits/s ({aws_x:g} × AWS), shown for each \
 client setup (the JSON's
    `met`: the better of threads and processes).
+8. **Container job overhead.** On one head, with a Docker engine (the running one, else
+   `dockerd --bridge=none --iptables=false` started for the benchmark and stopped by PID)
+   and a tiny image imported from this machine's files (`tests/docker_support.py`, nothing
+   pulled): {f.container_jobs} trivial `true` jobs run as processes, then {f.container_jobs} \
+with that `image`, one at
+   a time (client-observed submit → SUCCEEDED, polled every 5 ms; 3 warm-up jobs each
+   first), and {f.container_jobs} of each submitted at once (time until all are done).
+   Baseline: `docker run --rm --network host <image> true` through the CLI, one at a time,
+   {f.container_jobs} runs. Medians and their ratios.
 
 ## Running
 
@@ -1817,6 +1842,106 @@ mpiexec median + {mn_slack(results):g} s; SubmitJob through boto3 \
 """
 
 
+# --- 8. container jobs ----------------------------------------------------------------------------
+def one_by_one(c: Client, definition_name: str, count: int) -> list[float]:
+    """Client-observed seconds from before ``submitJob`` until ``describeJobs`` says the job
+    ended, one job at a time (polled every 5 ms); every job must succeed."""
+    times = []
+    for i in range(count):
+        t0 = time.perf_counter()
+        job = c.submit({"jobName": f"{definition_name}{i}", "jobQueue": "default",
+                        "jobDefinition": definition_name})
+        d = wait_job(c, job, timeout=60, interval=0.005)
+        times.append(time.perf_counter() - t0)
+        if d["status"] != "SUCCEEDED":
+            raise RuntimeError(f"containers: {definition_name} job {job} {d['status']}: "
+                               f"{d.get('statusReason')}")
+    return times
+
+
+def all_at_once(c: Client, definition_name: str, count: int) -> float:
+    """Seconds from the first of ``count`` submits until all are terminal (all SUCCEEDED)."""
+    t0 = time.perf_counter()
+    ids = [c.submit({"jobName": f"{definition_name}-b{i}", "jobQueue": "default",
+                     "jobDefinition": definition_name}) for i in range(count)]
+    for job in ids:
+        d = wait_job(c, job, timeout=max(120.0, count * 2.0), interval=0.02)
+        if d["status"] != "SUCCEEDED":
+            raise RuntimeError(f"containers: {job} {d['status']}: {d.get('statusReason')}")
+    return time.perf_counter() - t0
+
+
+def raw_docker_runs(host: str, image: str, count: int) -> list[float]:
+    """Seconds per ``docker run --rm --network host <image> true`` (the CLI), one at a time."""
+    env = {**os.environ, "DOCKER_HOST": host}
+    times = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        subprocess.run(["docker", "run", "--rm", "--network", "host", image, "true"],
+                       check=True, env=env, stdout=subprocess.DEVNULL, timeout=60)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def bench_containers(sizes: Sizes, scratch: Path, keep: bool) -> JSON:
+    from tests.docker_support import DockerEngine
+
+    n = sizes.container_jobs
+    engine = DockerEngine()
+    saved = os.environ.get("DOCKER_HOST")
+    try:
+        engine.start()
+        os.environ["DOCKER_HOST"] = engine.host  # the head's agents inherit it
+        image = engine.build_images()["base"]
+        with HeadNode(scratch, "containers", keep) as head:
+            c = head.c
+            c.register_job_definition(definition("proc", ["true"]))
+            ctr = definition("ctr", ["true"])
+            ctr["containerProperties"]["image"] = image
+            c.register_job_definition(ctr)
+            one_by_one(c, "proc", 3)  # warm-up, not counted
+            one_by_one(c, "ctr", 3)
+            quiet = wait_quiet()
+            say(f"  {n} process jobs, then {n} container jobs, one at a time")
+            proc_s = one_by_one(c, "proc", n)
+            ctr_s = one_by_one(c, "ctr", n)
+            say(f"  {n} of each submitted at once")
+            proc_batch = all_at_once(c, "proc", n)
+            ctr_batch = all_at_once(c, "ctr", n)
+        raw_docker_runs(engine.host, image, 3)
+        say(f"  {n} raw docker run --rm")
+        raw_s = raw_docker_runs(engine.host, image, n)
+        left = engine.mnp_containers()
+    finally:
+        if saved is None:
+            os.environ.pop("DOCKER_HOST", None)
+        else:
+            os.environ["DOCKER_HOST"] = saved
+        engine.stop()
+    if left:
+        raise RuntimeError(f"containers: {len(left)} containers left behind")
+    mp, mc, mr = median(proc_s), median(ctr_s), median(raw_s)
+    result = {
+        "jobs": n,
+        "image": image,
+        "busy_before_pct": quiet,
+        "median_process_job_s": round(mp, 4),
+        "median_container_job_s": round(mc, 4),
+        "median_raw_docker_run_s": round(mr, 4),
+        "p90_container_job_s": round(p90(ctr_s), 4),
+        "ratio_container_to_process": round(mc / mp, 2),
+        "ratio_container_to_raw_docker_run": round(mc / mr, 2),
+        "container_overhead_over_raw_s": round(mc - mr, 4),
+        "batch_process_s": round(proc_batch, 3),
+        "batch_container_s": round(ctr_batch, 3),
+        "batch_process_jobs_per_s": round(n / proc_batch, 1),
+        "batch_container_jobs_per_s": round(n / ctr_batch, 1),
+        "batch_ratio_container_to_process": round(ctr_batch / proc_batch, 2),
+    }
+    say(f"  {result}")
+    return result
+
+
 # --- main -----------------------------------------------------------------------------------------
 BENCHMARKS: dict[str, Callable[[Sizes, Path, bool], JSON]] = {
     "throughput": bench_throughput,
@@ -1826,6 +1951,7 @@ BENCHMARKS: dict[str, Callable[[Sizes, Path, bool], JSON]] = {
     "mnp": bench_mnp,
     "bringup": bench_bringup,
     "aws": bench_aws,
+    "containers": bench_containers,
 }
 
 
