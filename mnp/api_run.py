@@ -14,6 +14,7 @@ nodes from the head.
 
 from __future__ import annotations
 
+import queue
 import sys
 import threading
 import time
@@ -136,11 +137,13 @@ class Run:
         """Block until every job has ended; return each one's final status by name.
 
         With ``stream`` every job's output (each array child's, each node's) is written to
-        ``out`` (default ``sys.stdout``) line by line as it comes, prefixed with its label;
-        only an attempt's latest output is followed. Raises :class:`JobFailed` when any job
-        FAILED (after its output), :class:`TimeoutError` naming the unfinished jobs after
-        ``timeout`` seconds (they keep running: see :meth:`cancel`), and :class:`NotFound`
-        when the head does not know a job. Interrupting it leaves the jobs running too.
+        ``out`` (default ``sys.stdout``) line by line as it comes, prefixed with its label,
+        from the head's followed log (which goes on into retried attempts).
+
+        Raises :class:`JobFailed` when any job FAILED (after its output), :class:`TimeoutError`
+        naming the unfinished jobs after ``timeout`` seconds (they keep running: see
+        :meth:`cancel`), and :class:`NotFound` when the head does not know a job. Interrupting
+        it leaves the jobs running too.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         streams = _Streams(self.client, self.ids, out or sys.stdout) if stream else None
@@ -227,8 +230,9 @@ def _ran(detail: JSON) -> bool:
 
 
 class _Streams:
-    """One follower thread per started job, array child and node, each with its own client,
-    writing whole lines to ``out`` under a lock."""
+    """Follows the output of every started job, array child and node: :meth:`discover` queues
+    each once; up to ``MAX_FOLLOWERS`` worker threads, each with its own client, stream them
+    (a stream ends when its job has) and write whole lines to ``out`` under a lock."""
 
     def __init__(self, client: Client, ids: Mapping[str, str], out: TextIO) -> None:
         self.client = client
@@ -236,22 +240,28 @@ class _Streams:
         self.out = out
         self.stop = threading.Event()
         self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(MAX_FOLLOWERS)
+        self._queue: queue.SimpleQueue[tuple[str, str] | None] = queue.SimpleQueue()
+        self._idle = 0  # workers waiting for work (guarded by _lock)
         self._followed: set[str] = set()
-        self._threads: list[threading.Thread] = []
+        self._workers: list[threading.Thread] = []
 
     def discover(self, details: Mapping[str, JSON]) -> None:
-        """Start following whatever of these jobs has started and is not followed yet."""
+        """Queue whatever of these jobs has started and is not followed yet; start a worker
+        when none is idle (up to ``MAX_FOLLOWERS``)."""
         for job_id, name in self.names.items():
             for target, label in self._targets(job_id, name, details[job_id]):
                 if target in self._followed:
                     continue
                 self._followed.add(target)
-                thread = threading.Thread(
-                    target=self._follow, args=(target, label), name=f"follow {target}", daemon=True
-                )
-                thread.start()
-                self._threads.append(thread)
+                with self._lock:
+                    spare = self._idle > 0
+                    if spare:
+                        self._idle -= 1  # claimed by this item
+                if not spare and len(self._workers) < MAX_FOLLOWERS:
+                    worker = threading.Thread(target=self._work, name="mnp follower", daemon=True)
+                    worker.start()
+                    self._workers.append(worker)
+                self._queue.put((target, label))
 
     def _targets(self, job_id: str, name: str, detail: JSON) -> list[tuple[str, str]]:
         status = detail.get("status")
@@ -280,23 +290,25 @@ class _Streams:
             return out
         return [(job_id, name)] if _ran(detail) else []
 
-    def _follow(self, target: str, label: str) -> None:
-        with self._slots:
-            if self.stop.is_set():
-                return
+    def _work(self) -> None:
+        with self.client.clone() as client:
+            while (item := self._queue.get()) is not None and not self.stop.is_set():
+                self._follow(client, *item)
+                with self._lock:
+                    self._idle += 1
+
+    def _follow(self, client: Client, target: str, label: str) -> None:
+        try:
+            lines = client.logs(target, follow=True)
             try:
-                with self.client.clone() as client:
-                    lines = client.logs(target, follow=True)
-                    try:
-                        for line in lines:
-                            if self.stop.is_set():
-                                return
-                            self._write(label, line)
-                    finally:
-                        lines.close()
-            except MnpError as exc:  # a follower must not die silently
-                print(f"mnp: cannot follow the output of {label} ({target}): {exc}",
-                      file=sys.stderr)  # fmt: skip
+                for line in lines:
+                    if self.stop.is_set():
+                        return
+                    self._write(label, line)
+            finally:
+                lines.close()
+        except MnpError as exc:  # a follower must not die silently
+            print(f"mnp: cannot follow the output of {label} ({target}): {exc}", file=sys.stderr)
 
     def _write(self, label: str, line: str) -> None:
         text = f"{label}: {line}" if line.endswith("\n") else f"{label}: {line}\n"
@@ -305,10 +317,12 @@ class _Streams:
             self.out.flush()
 
     def drain(self, seconds: float) -> None:
-        """Let the followers finish (each ends when its job has); say which lag behind."""
+        """Let the workers finish what is queued (each stream ends when its job has); say so
+        when output still lags after ``seconds``."""
+        for _ in self._workers:
+            self._queue.put(None)
         deadline = time.monotonic() + seconds
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-            if thread.is_alive():
-                print(f"mnp: stopped following {thread.name[7:]} (its output lags)",
-                      file=sys.stderr)  # fmt: skip
+        for worker in self._workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        if any(w.is_alive() for w in self._workers):
+            print("mnp: stopped following output that lags behind the jobs' end", file=sys.stderr)

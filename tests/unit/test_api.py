@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -478,3 +479,51 @@ def test_examples_load_as_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert all(j.environment["WORK"] == str(tmp_path / "genomics") for j in genomics)
     assert isinstance(found["mpi_job"][0], MpiJob)
     assert names(found["pipeline_api"]) == ["prepare", "simulate", "allreduce", "report"]
+
+
+class StreamingClient(RecordingClient):
+    """Adds logs (two lines per target) and clone (itself: it keeps no per-call state)."""
+
+    def clone(self) -> StreamingClient:
+        return self
+
+    def __enter__(self) -> StreamingClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def logs(self, job_id: str, follow: bool = False) -> Iterator[str]:
+        assert follow
+        yield f"out of {job_id}\n"
+        yield "no newline at the end"
+
+
+def test_wait_streams_jobs_children_and_nodes_with_labels() -> None:
+    client = StreamingClient()
+    client.details = {
+        "J": {"jobId": "J", "status": "SUCCEEDED", "nodeId": "n1"},
+        "Q": {"jobId": "Q", "status": "SUCCEEDED"},  # never ran: nothing to follow
+        "A": {"jobId": "A", "status": "SUCCEEDED", "arrayProperties": {"size": 3}},
+        "M": {"jobId": "M", "status": "SUCCEEDED", "nodeProperties": {"numNodes": 2,
+                                                                      "mainNode": 0}},
+        "M#0": {"jobId": "M#0", "status": "SUCCEEDED", "nodeId": "n1",
+                "nodeDetails": {"nodeIndex": 0}},
+        "M#1": {"jobId": "M#1", "status": "SUCCEEDED", "nodeId": "n2",
+                "nodeDetails": {"nodeIndex": 1}},
+    }  # fmt: skip
+    client.children["A"] = [
+        {"status": "SUCCEEDED", "nodeId": "n1", "arrayProperties": {"index": 0}},
+        {"status": "SUCCEEDED", "attempt": 1, "arrayProperties": {"index": 2}},
+        {"status": "FAILED", "attempt": 0, "arrayProperties": {"index": 1}},
+    ]
+    out = io.StringIO()
+    run = Run(client, {"job": "J", "queued": "Q", "arr": "A", "mpi": "M"})  # type: ignore[arg-type]
+    assert set(run.wait(out=out).values()) == {"SUCCEEDED"}
+    assert sorted(out.getvalue().splitlines()) == sorted([
+        "job: out of J", "job: no newline at the end",
+        "arr[0]: out of A:0", "arr[0]: no newline at the end",
+        "arr[2]: out of A:2", "arr[2]: no newline at the end",
+        "mpi: out of M#0", "mpi: no newline at the end",
+        "mpi#1: out of M#1", "mpi#1: no newline at the end",
+    ])  # fmt: skip
