@@ -30,15 +30,9 @@ DEADLINE = 120.0
 
 def run_example(c: Cluster, name: str, shared: Path) -> tuple[dict[str, str], str]:
     """Submit ``examples/<name>.py``'s specs with the API; (final statuses, streamed output)."""
-    old = os.environ.get("MNP_SHARED")
-    os.environ["MNP_SHARED"] = str(shared)
-    try:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MNP_SHARED", str(shared))
         specs = load_jobspec(EXAMPLES / f"{name}.py").specs
-    finally:
-        if old is None:
-            del os.environ["MNP_SHARED"]
-        else:
-            os.environ["MNP_SHARED"] = old
     out = io.StringIO()
     statuses = submit(specs, c.client).wait(out=out, timeout=DEADLINE)
     return statuses, out.getvalue()
