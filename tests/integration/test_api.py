@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mnp.api import Job
+from mnp.api import Job, MpiJob
 from mnp.api_run import JobFailed, Run, submit
 from mnp.demo import mpi_available
 from mnp.jobspec import load_jobspec
@@ -149,3 +149,16 @@ def test_run_follows_jobs_submitted_otherwise_and_cancels(shared_cluster: Cluste
     run.cancel("done with it")
     with pytest.raises(JobFailed, match="plain"):
         run.wait(out=io.StringIO(), timeout=30)
+
+
+def test_every_node_job_streams_each_node(shared_cluster: Cluster) -> None:
+    say = "echo node $AWS_BATCH_JOB_NODE_INDEX of $AWS_BATCH_JOB_NUM_NODES"
+    job = MpiJob("api-every", ["bash", "-c", say], nodes=2, every_node=True)
+    out = io.StringIO()
+    assert submit(job, shared_cluster.client).wait(out=out, timeout=DEADLINE) == {
+        "api-every": "SUCCEEDED"
+    }
+    assert sorted(out.getvalue().splitlines()) == [
+        "api-every#1: node 1 of 2",
+        "api-every: node 0 of 2",
+    ]

@@ -527,3 +527,15 @@ def test_wait_streams_jobs_children_and_nodes_with_labels() -> None:
         "mpi: out of M#0", "mpi: no newline at the end",
         "mpi#1: out of M#1", "mpi#1: no newline at the end",
     ])  # fmt: skip
+
+
+def test_dict_jobspec_files_take_the_after_conditions(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        JOBS = [{"jobName": "a", "jobDefinition": "d"},
+                {"jobName": "b", "jobDefinition": "d",
+                 "dependsOn": [{"jobId": "@a", "type": "AFTER_ANY"}]}]
+        """,
+    )
+    assert load_jobspec(path).jobs[1]["dependsOn"] == [{"jobId": "@a", "type": "AFTER_ANY"}]
