@@ -263,3 +263,43 @@ def test_launcher_imports_docker_only_for_container_jobs() -> None:
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_shared_filesystem_of_the_environment_is_mounted(
+    dc: Cluster, docker_engine: DockerEngine, tmp_path: Path
+) -> None:
+    fsx = tmp_path / "fsx host"
+    fsx.mkdir()
+    fsx.chmod(0o777)
+    shared = {"hostPath": str(fsx), "containerPath": "/fsx"}
+    dc.client.call(
+        "createComputeEnvironment",
+        {
+            "computeEnvironmentName": "with-fsx",
+            "type": "MANAGED",
+            "mnp": {"nodes": 1, "vcpus": 1, "memoryMiB": 512, "firstAddress": "127.0.9.2",
+                    "sharedFilesystem": shared},
+        },
+    )  # fmt: skip
+    described = dc.client.call("describeComputeEnvironments", {"computeEnvironments": ["with-fsx"]})
+    assert described["computeEnvironments"][0]["mnp"]["sharedFilesystem"] == shared
+    dc.client.call(
+        "createJobQueue",
+        {
+            "jobQueueName": "fsxq",
+            "priority": 1,
+            "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": "with-fsx"}],
+        },
+    )
+    dc.register(
+        "fsx-writer",
+        ["sh", "-c", 'echo "from $AWS_BATCH_JOB_ID" > /fsx/out; cat /fsx/in'],
+        container={"image": docker_engine.images["base"]},
+    )
+    (fsx / "in").write_text("shared in\n")
+    job = dc.client.submit({"jobName": "w", "jobQueue": "fsxq", "jobDefinition": "fsx-writer"})
+    d = dc.wait_status(job, "SUCCEEDED", "FAILED", timeout=60)
+    assert d["status"] == "SUCCEEDED", (d, dc.logs(job))
+    assert (fsx / "out").read_text() == f"from {job}\n"
+    assert "shared in" in dc.logs(job)
+    gone(docker_engine, job)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
+import pytest
+
+from launcher.container import IMAGE_PYTHON, LIB_DIR, container_name, exec_argv, in_container
 from mnp.containers import container_run, cpu_shares, field_errors
+from mnp.errors import InvalidInput
 from mnp.model import ContainerSpec
-from mnp.protocol import Assignment, ContainerRun
+from mnp.protocol import PYTHON_PLACEHOLDER, Assignment, ContainerRun, Wiring
+from mnp.validation import RegisterJobDefinition, parse
 from tests.unit import goldens
 
 FULL: dict[str, Any] = {
@@ -119,3 +125,48 @@ def test_field_errors_name_every_bad_field() -> None:
         "containerProperties.linuxParameters.devices[0].permissions",
     ]
     assert field_errors(FULL, "c") == []
+
+
+def test_registration_names_bad_container_fields() -> None:
+    body = {
+        "jobDefinitionName": "d",
+        "type": "container",
+        "containerProperties": {
+            "image": "i",
+            "command": ["true"],
+            "ulimits": [{"name": "nofile", "softLimit": 9, "hardLimit": 1}],
+            "linuxParameters": {"swappiness": 500},
+        },
+    }
+    with pytest.raises(InvalidInput) as info:
+        parse(RegisterJobDefinition, body)
+    text = str(info.value)
+    assert "containerProperties.ulimits[0].softLimit: 9 exceeds hardLimit 1" in text
+    assert "containerProperties.linuxParameters.swappiness" in text
+
+
+def test_container_names_and_exec_argv_survive_hostile_ids() -> None:
+    name = container_name("local-1", "job id; $(rm -rf /)#0/1")
+    assert name == "mnp-local-1-job_id____rm_-rf____0_1"
+    argv = exec_argv("docker", name, {"A": "x y; $z", "B": "'"}, "echo $A")
+    assert argv == [
+        "docker", "exec", "-i", "-e", "A=x y; $z", "-e", "B='", name, "/bin/sh", "-c", "echo $A",
+    ]  # fmt: skip
+
+
+def test_main_node_command_runs_launcher_wire_with_the_image_python() -> None:
+    run = container_run(ContainerSpec.from_wire({"image": "i"}))
+    wiring = Wiring("ssh-ed25519 AAAA", {}, {})
+    a = Assignment(
+        "j#0/1", "j#0", 1, [PYTHON_PLACEHOLDER, "-m", "launcher.wire", "--", "hostname"],
+        {}, None, 1.0, wiring=wiring, container=run,
+    )  # fmt: skip
+    b = in_container(a)
+    assert b.command[:2] == [IMAGE_PYTHON, "-c"] and b.command[3:] == ["--", "hostname"]
+    assert "runpy.run_module('launcher.wire'" in b.command[2]
+    assert b.container is not None
+    assert [(m.target, m.read_only) for m in b.container.mounts] == [
+        (f"{LIB_DIR}/launcher", True), (f"{LIB_DIR}/mnp", True),
+    ]  # fmt: skip
+    plain = replace(a, wiring=None)
+    assert in_container(plain) == plain
