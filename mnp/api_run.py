@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from mnp.api import Job, build_definition, build_submission, plan
+from mnp.api import Job, build_definition, build_submission
+from mnp.api_plan import plan
 from mnp.errors import MnpError, NotFound
 from mnp.jobspec import resolve_definition_paths
 
@@ -88,7 +89,7 @@ def submit(
     overrides every spec's queue; with ``base_dir``, relative paths in commands that name
     files there are made absolute (as ``mnp submit`` does with the current directory).
 
-    Raises :class:`mnp.errors.InvalidInput` from :func:`mnp.api.plan` before anything is
+    Raises :class:`mnp.errors.InvalidInput` from :func:`mnp.api_plan.plan` before anything is
     submitted; an error from the head while submitting propagates with a note naming the
     jobs already submitted (they are left as they are).
     """

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mnp.api import Job, plan
+from mnp.api import Job
+from mnp.api_plan import plan
 from mnp.errors import FieldError, InvalidInput, MnpError
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ class JobSpecFile:
     jobs: list[JSON]
     """In file order; ``@name`` references are still unresolved."""
     specs: list[Job] = field(default_factory=list)
-    """Python API specs (then ``jobs`` is empty), in dependency order (:func:`mnp.api.plan`):
+    """Python API specs (then ``jobs`` is empty), in dependency order (:func:`mnp.api_plan.plan`):
     submit them with :func:`mnp.api_run.submit`."""
 
 

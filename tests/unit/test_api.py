@@ -26,8 +26,8 @@ from mnp.api import (
     NToN,
     build_definition,
     build_submission,
-    plan,
 )
+from mnp.api_plan import plan
 from mnp.api_run import Failure, JobFailed, Run, submit
 from mnp.errors import FieldError, InvalidInput
 from mnp.jobspec import JobSpecError, load_jobspec
@@ -270,7 +270,7 @@ def test_plan_reports_every_problem_at_once() -> None:
         "ghost.depends_on[0]: no job named 'nobody' is submitted",
         "nton.depends_on[0]: n_to_n links two array jobs",
         "a4.depends_on[0]: n_to_n needs arrays of one size: 4 ≠ 3",
-        "a4.depends_on[1]: index 3: a3 has 3",
+        "a4.depends_on[1]: index 3: a3 has children 0..2",
         "idx.depends_on[0]: index 0: prep is not an array job",
     ]
 
