@@ -114,16 +114,20 @@ class Engine:
         self._pool = ThreadPoolExecutor(ENGINE_THREADS, thread_name_prefix="docker")
 
     def api(self) -> Any:
-        """The docker ``APIClient``; raises :class:`EngineError` when the SDK is missing."""
+        """The docker ``APIClient``; raises :class:`EngineError` when the SDK is missing or
+        no engine answers (tried again on the next call)."""
         with self._lock:
             if self._api is None:
                 try:
                     import docker
                 except ImportError as e:
                     raise EngineError(f"the docker SDK is not installed: {e}") from None
-                self._api = docker.APIClient(
-                    version="auto", max_pool_size=64, **docker.utils.kwargs_from_env()
-                )
+                try:
+                    self._api = docker.APIClient(
+                        version="auto", max_pool_size=64, **docker.utils.kwargs_from_env()
+                    )
+                except docker.errors.DockerException as e:
+                    raise EngineError(f"cannot reach the Docker engine: {_explain(e)}") from e
             return self._api
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -334,8 +338,12 @@ class ContainerAttempt:
     async def _run(self) -> None:
         try:
             await self._create_and_start()
-        except _StartFailed as e:
-            await self._remove()
+        except Exception as e:  # whatever went wrong, the attempt reports it
+            if not isinstance(e, _StartFailed):
+                log.exception("starting container %s failed", self.name)
+                e = _StartFailed(f"{START_FAILED_PREFIX}: {_explain(e)}")
+            with contextlib.suppress(EngineError):
+                await self._remove()
             self._emit("start_failed", reason=str(e))
             self._finished.set_result(None)
             return
@@ -431,7 +439,8 @@ class ContainerAttempt:
             if handle is not None:
                 handle.cancel()
         self._drain(final=True)
-        await self._remove()
+        with contextlib.suppress(EngineError):
+            await self._remove()
         self.exit_code = code
         reason = self._stop_reason or (OOM_REASON if oom else None)
         self._emit("exited", exit_code=code, timed_out=self._timed_out, reason=reason)
@@ -443,6 +452,8 @@ class ContainerAttempt:
         try:
             api = await e.call(e.api)
             await e.call(api.remove_container, self.name, force=True, v=True)
+        except EngineError:
+            raise
         except Exception as exc:  # NotFound: it never got created
             if "No such container" not in str(exc):
                 log.warning("removing container %s: %s", self.name, _explain(exc))

@@ -204,6 +204,12 @@ def test_terminate_and_timeout_remove_the_container(
     assert d["statusReason"] == "enough"
     gone(docker_engine, job)
 
+    early = dc.submit("sleeper", "sleeper")  # stopped while its container may be starting
+    dc.wait_status(early, "STARTING", "RUNNING", timeout=60)
+    dc.client.terminate(early, "changed my mind")
+    assert dc.wait_status(early, "FAILED", timeout=30)["statusReason"] == "changed my mind"
+    gone(docker_engine, early)
+
     dc.register(
         "slow",
         ["sleep", "600"],
