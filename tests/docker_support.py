@@ -10,8 +10,8 @@ reused when the tag exists, so a rerun costs a ``/_ping`` and two inspects.
 - :data:`MPI` — the base, the OpenSSH client, and this Python (at its own path, standard
   library only) with mpi4py and the MPICH wheel (``mpiexec`` beside ``python3``).
 
-:class:`DockerEngine` uses the engine at ``$DOCKER_HOST`` or ``/var/run/docker.sock`` when
-one answers, else starts ``dockerd --bridge=none --iptables=false`` (no bridge network, no
+:class:`DockerEngine` uses the engine at ``$DOCKER_HOST``, ``/var/run/docker.sock`` or
+:data:`STATE`'s socket (another test session's) when one answers, else starts ``dockerd --bridge=none --iptables=false`` (no bridge network, no
 firewall rules: containers use the host's loopback only) on private sockets and stops it by
 PID afterwards.
 """
@@ -59,7 +59,12 @@ class DockerEngine:
 
     def start(self, timeout: float = 60.0) -> DockerEngine:
         """Use a running engine or start one; returns once ``/_ping`` answers."""
-        for host in (os.environ.get("DOCKER_HOST", ""), f"unix://{DEFAULT_SOCKET}"):
+        sock = STATE / "docker.sock"  # another session's engine, say
+        for host in (
+            os.environ.get("DOCKER_HOST", ""),
+            f"unix://{DEFAULT_SOCKET}",
+            f"unix://{sock}",
+        ):
             if host and _ping(host):
                 self.host = host
                 return self
@@ -68,7 +73,6 @@ class DockerEngine:
             raise RuntimeError("no Docker engine runs and dockerd is not installed (docker.io)")
         for sub in ("data", "exec"):
             (STATE / sub).mkdir(parents=True, exist_ok=True)
-        sock = STATE / "docker.sock"
         self.host = f"unix://{sock}"
         argv = [
             dockerd, "--bridge=none", "--iptables=false", "--ip6tables=false",
