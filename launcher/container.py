@@ -45,16 +45,26 @@ from launcher.process import (
     now_ms,
     workdir_for,
 )
-from mnp.protocol import PYTHON_PLACEHOLDER, Assignment, ContainerRun, Event, EventKind, Mount
+from mnp.protocol import (
+    CONTAINER_LABEL_ATTEMPT,
+    CONTAINER_LABEL_JOB,
+    CONTAINER_LABEL_NODE,
+    CONTAINER_LABEL_ROOT,
+    PYTHON_PLACEHOLDER,
+    Assignment,
+    ContainerRun,
+    Event,
+    EventKind,
+    Mount,
+)
 
 log = logging.getLogger("launcher.container")
 T = TypeVar("T")
 
-LABEL_JOB = "mnp.job-id"
-LABEL_ATTEMPT = "mnp.attempt-id"
-LABEL_NODE = "mnp.node-id"
-LABEL_ROOT = "mnp.node-root"
-"""The agent's root directory: tells apart nodes of different head nodes with the same id."""
+LABEL_JOB = CONTAINER_LABEL_JOB
+LABEL_ATTEMPT = CONTAINER_LABEL_ATTEMPT
+LABEL_NODE = CONTAINER_LABEL_NODE
+LABEL_ROOT = CONTAINER_LABEL_ROOT
 OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
 PULL_FAILED_PREFIX = "CannotPullContainerError"
 CONTAINER_WORKDIR = Path("/mnp/work")

@@ -124,6 +124,14 @@ class Device:
     """Any of ``r``, ``w``, ``m`` (mknod), as Docker writes it."""
 
 
+CONTAINER_LABEL_JOB = "mnp.job-id"
+CONTAINER_LABEL_ATTEMPT = "mnp.attempt-id"
+CONTAINER_LABEL_NODE = "mnp.node-id"
+CONTAINER_LABEL_ROOT = "mnp.node-root"
+"""Labels on every container an agent creates; the node root (the agent's directory) tells
+apart nodes of different head nodes that share an id (``local-1``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ContainerRun:
     """How the node runs an attempt in a Docker container (plain data; built by

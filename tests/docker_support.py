@@ -4,16 +4,16 @@ Nothing is pulled: both test images are ``docker import``-ed root filesystems ma
 machine's own files (Debian 12 merged-/usr layout), tagged by a hash of their contents and
 reused when the tag exists, so a rerun costs a ``/_ping`` and two inspects.
 
-- :data:`BASE` — dash, coreutils, grep and their libraries: enough for ``sh -c`` jobs,
+- ``base`` — dash, coreutils, grep and their libraries: enough for ``sh -c`` jobs,
   ``id``, and eating memory past a limit (``head -c … /dev/zero | tail``: tail keeps a whole
   "line" in memory).
-- :data:`MPI` — the base, the OpenSSH client, and this Python (at its own path, standard
+- ``mpi`` — the base, the OpenSSH client, and this Python (at its own path, standard
   library only) with mpi4py and the MPICH wheel (``mpiexec`` beside ``python3``).
 
 :class:`DockerEngine` uses the engine at ``$DOCKER_HOST``, ``/var/run/docker.sock`` or
-:data:`STATE`'s socket (another test session's) when one answers, else starts ``dockerd --bridge=none --iptables=false`` (no bridge network, no
-firewall rules: containers use the host's loopback only) on private sockets and stops it by
-PID afterwards.
+:data:`STATE`'s socket (another test session's) when one answers, else starts
+``dockerd --bridge=none --iptables=false`` (no bridge network, no firewall rules: containers
+use the host's loopback only) on private sockets and stops it by PID afterwards.
 """
 
 from __future__ import annotations

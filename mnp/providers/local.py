@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from mnp.containers import remove_leftover_containers
 from mnp.errors import ProviderError
 from mnp.model import Node
 
@@ -104,6 +105,7 @@ class LocalProvider:
             _signal(n.pid, signal.SIGKILL)
         for n in nodes:
             sweep(self.node_root(n))
+            remove_leftover_containers(self.node_root(n))
         for n in nodes:
             child = self._children.pop(n.pid or -1, None)
             if child is not None:

@@ -309,3 +309,20 @@ def test_shared_filesystem_of_the_environment_is_mounted(
     assert (fsx / "out").read_text() == f"from {job}\n"
     assert "shared in" in dc.logs(job)
     gone(docker_engine, job)
+
+
+def test_lost_node_leaves_no_container(docker_engine: DockerEngine, tmp_path: Path) -> None:
+    c = Cluster(tmp_path / "home", nodes=1, vcpus=1)
+    try:
+        c.start()
+        c.register("forever", ["sleep", "600"], container={"image": docker_engine.images["base"]})
+        job = c.submit("forever", "forever")
+        c.wait_status(job, "RUNNING", timeout=60)
+        wait_for("its container", lambda: containers_of(docker_engine, job))
+        for pid in c.agent_pids().values():
+            os.kill(pid, signal.SIGKILL)  # the agent cannot remove anything itself now
+        d = c.wait_status(job, "FAILED", timeout=30)
+        assert d["statusReason"].startswith("Host lost"), d
+        gone(docker_engine, job)  # the head's provider removed what the agent left
+    finally:
+        c.stop()
