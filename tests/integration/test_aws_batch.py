@@ -61,8 +61,7 @@ def b(cluster: Cluster) -> Any:
 
 
 def definition(b: Any, name: str, command: list[str], **extra: Any) -> str:
-    props = {
-        "image": "busybox",
+    props = {  # no image: the job runs as a plain process (an image means a container)
         "command": command,
         "resourceRequirements": [
             {"type": "VCPU", "value": "1"},
