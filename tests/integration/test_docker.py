@@ -99,7 +99,8 @@ def test_limits_seen_from_inside(dc: Cluster, docker_engine: DockerEngine) -> No
         "cat /sys/fs/cgroup/cpu.weight); "
         "echo mem=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || "
         "cat /sys/fs/cgroup/memory.max); echo nofile=$(sh -c 'ulimit -n'); "
-        "echo shm=$(stat -f -c '%b*%S' /dev/shm); echo pid1=$(cat /proc/1/comm)"
+        "echo shm=$(stat -f -c '%b*%S' /dev/shm); echo pid1=$(cat /proc/1/comm); "
+        "echo tmp=$(stat -f -c '%b*%S' /scratch); test -c /dev/mnp-null && echo device-ok"
     )
     dc.register(
         "limits",
@@ -111,7 +112,12 @@ def test_limits_seen_from_inside(dc: Cluster, docker_engine: DockerEngine) -> No
                 {"type": "MEMORY", "value": "64"},
             ],
             "ulimits": [{"name": "nofile", "softLimit": 321, "hardLimit": 654}],
-            "linuxParameters": {"sharedMemorySize": 32, "initProcessEnabled": True},
+            "linuxParameters": {
+                "sharedMemorySize": 32,
+                "initProcessEnabled": True,
+                "tmpfs": [{"containerPath": "/scratch", "size": 16, "mountOptions": ["noexec"]}],
+                "devices": [{"hostPath": "/dev/null", "containerPath": "/dev/mnp-null"}],
+            },
         },
     )
     job = dc.submit("limits", "limits")
@@ -120,9 +126,11 @@ def test_limits_seen_from_inside(dc: Cluster, docker_engine: DockerEngine) -> No
     assert d["status"] == "SUCCEEDED", (d, logs)
     assert "shares=512" in logs and f"mem={64 * 1024 * 1024}" in logs, logs
     assert "nofile=321" in logs and "pid1=docker-init" in logs, logs
-    shm = next(line for line in logs.splitlines() if line.startswith("shm="))
-    blocks, size = shm[4:].split("*")
-    assert int(blocks) * int(size) == 32 * 1024 * 1024, logs
+    assert "device-ok" in logs, logs
+    for name, mib in (("shm", 32), ("tmp", 16)):
+        line = next(x for x in logs.splitlines() if x.startswith(f"{name}="))
+        blocks, size = line.split("=")[1].split("*")
+        assert int(blocks) * int(size) == mib * 1024 * 1024, logs
     gone(docker_engine, job)
 
 
