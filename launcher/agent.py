@@ -37,7 +37,13 @@ from launcher.container import (
     in_container,
 )
 from launcher.http import HttpError, JsonHttp, Reply
-from launcher.process import NODE_ROOT_ENV, AttemptProcess, now_ms, workdir_for
+from launcher.process import (
+    NODE_ROOT_ENV,
+    AttemptProcess,
+    attempt_dir_for,
+    now_ms,
+    workdir_for,
+)
 from launcher.wiring import prepare, wiring_dir
 from mnp.protocol import (
     POLL_PATH,
@@ -324,7 +330,7 @@ class Agent:
             main = self._running.get(ready.attempt_id)
             if main is not None:
                 with contextlib.suppress(OSError):  # the attempt is ending anyway
-                    (wiring_dir(main.workdir) / "ready").touch()
+                    (wiring_dir(wiring_home(main.assignment, self.options.root)) / "ready").touch()
 
     def _session_started(self, scope: str, command: str) -> None:
         if command.strip() in PROBE_COMMANDS:
@@ -343,7 +349,7 @@ class Agent:
         """Lay out an MNP attempt's files and let its key in over SSH (for this attempt only)."""
         workdir = workdir_for(assignment, self.options.root)
         if assignment.container is None:
-            wired = prepare(assignment, workdir)
+            wired = prepare(assignment, wiring_home(assignment, self.options.root))
         else:  # the container sees its working directory at CONTAINER_WORKDIR
             wired = prepare(in_container(assignment), workdir, str(wiring_dir(CONTAINER_WORKDIR)))
         if wired.wiring is not None:
@@ -373,8 +379,11 @@ class Agent:
             if proc is not None:
                 if proc.assignment.wiring is not None:
                     # the job's private key, ssh_config and hostfiles go with the attempt
-                    shutil.rmtree(wiring_dir(proc.workdir), ignore_errors=True)
-                if proc.assignment.workdir is None:  # only directories the agent made
+                    home = wiring_home(proc.assignment, self.options.root)
+                    shutil.rmtree(wiring_dir(home), ignore_errors=True)
+                if proc.assignment.container is None:
+                    tidy(attempt_dir_for(proc.assignment, self.options.root))
+                elif proc.assignment.workdir is None:  # only directories the agent made
                     tidy(proc.workdir)
             self._finished[event.attempt_id] = None
             if len(self._finished) > FINISHED_MEMORY:
@@ -446,6 +455,15 @@ class Agent:
             await asyncio.sleep(0.02)
         if self._outbox:
             log.warning("stopping with %d undelivered events", len(self._outbox))
+
+
+def wiring_home(assignment: Assignment, root: Path) -> Path:
+    """The directory whose ``.mnp`` holds a multi-node attempt's wiring: the agent's own
+    attempt directory for a process (never the user's working directory, which other jobs may
+    share); a container's working directory, which it sees mounted."""
+    if assignment.container is None:
+        return attempt_dir_for(assignment, root)
+    return workdir_for(assignment, root)
 
 
 def tidy(workdir: Path) -> None:

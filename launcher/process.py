@@ -58,23 +58,29 @@ def safe_job_dir_name(job_id: str) -> str:
     return safe if safe.strip(".") else "_" * max(1, len(safe))
 
 
+def attempt_dir_for(assignment: Assignment, root: Path) -> Path:
+    """The agent's own directory for one attempt, ``<root>/jobs/<safe job id>/<attempt>``:
+    its logs and (for a process) its multi-node wiring, whatever the working directory is."""
+    return root / "jobs" / safe_job_dir_name(assignment.job_id) / str(assignment.attempt)
+
+
 def workdir_for(assignment: Assignment, root: Path) -> Path:
-    """``assignment.workdir``, else ``<root>/jobs/<safe job id>/<attempt>``."""
+    """``assignment.workdir``, else the attempt's own directory (:func:`attempt_dir_for`)."""
     if assignment.workdir:
         return Path(assignment.workdir)
     return root / "jobs" / safe_job_dir_name(assignment.job_id) / str(assignment.attempt)
 
 
-def open_outputs(assignment: Assignment, workdir: Path) -> list[int]:
+def open_outputs(assignment: Assignment, directory: Path) -> list[int]:
     """File descriptors for the process's stdout and stderr: one when both go to one file.
 
-    Without ``stdout_path`` they are ``stdout.log`` and ``stderr.log`` in ``workdir``; with
+    Without ``stdout_path`` they are ``stdout.log`` and ``stderr.log`` in ``directory``; with
     it, the user's file(s), truncated as sbatch does (the directory must exist). The caller
     owns (closes) them.
     """
     flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
     if assignment.stdout_path is None:
-        paths = [workdir / "stdout.log", workdir / "stderr.log"]
+        paths = [directory / "stdout.log", directory / "stderr.log"]
     elif assignment.stderr_path in (None, assignment.stdout_path):
         paths = [Path(assignment.stdout_path)]
     else:
@@ -169,6 +175,9 @@ class AttemptProcess:
         self.assignment = assignment
         self.attempt_id = assignment.attempt_id
         self.workdir = workdir_for(assignment, root)
+        """Where the command starts."""
+        self.attempt_dir = attempt_dir_for(assignment, root)
+        """The agent's own: the logs (unless the job names output files) and wiring."""
         self.pid: int | None = None
         self.exit_code: int | None = None
         """Set once the process has exited (see :func:`exit_code_of`)."""
@@ -207,7 +216,8 @@ class AttemptProcess:
             if not a.command and a.script is None:
                 raise ValueError("empty command")
             self.workdir.mkdir(parents=True, exist_ok=True)
-            fds = open_outputs(a, self.workdir)
+            self.attempt_dir.mkdir(parents=True, exist_ok=True)
+            fds = open_outputs(a, self.attempt_dir)
             command = self._command()
             popen = subprocess.Popen(
                 command,

@@ -151,7 +151,7 @@ def test_timeout_sends_sigterm(run: Runner) -> None:
 
 def test_sigterm_ignored_escalates_to_sigkill_after_grace(run: Runner) -> None:
     async def kill_when_ready(proc: AttemptProcess) -> None:
-        ready = proc.workdir / "stdout.log"
+        ready = proc.attempt_dir / "stdout.log"
         await until(lambda: ready.read_text() == "ready\n", "the TERM trap to be set")
         proc.kill("Terminated by user")
         t0 = time.monotonic()
@@ -217,7 +217,7 @@ def test_utf8_character_split_across_reads(run: Runner, tmp_path: Path) -> None:
     )
 
     async def split(proc: AttemptProcess) -> None:
-        log = proc.workdir / "stdout.log"
+        log = proc.attempt_dir / "stdout.log"
         await until(lambda: log.stat().st_size == 2, "the first half of 'é'")
         proc.read_logs()  # reads b"a\xc3": only "a" can be decoded yet
         gate.write_text("")
@@ -260,8 +260,10 @@ def test_workdir_with_hostile_characters(run: Runner, tmp_path: Path) -> None:
     proc, events = run(assignment(["pwd"], workdir=str(workdir)))
     assert proc.workdir == workdir
     assert output(events, "stdout") == f"{workdir}\n"
-    assert (workdir / "stdout.log").read_text() == f"{workdir}\n"
-    assert (workdir / "stderr.log").read_text() == ""
+    # the logs stay in the agent's own directory: the user's directory gets nothing of mnp's
+    assert (proc.attempt_dir / "stdout.log").read_text() == f"{workdir}\n"
+    assert (proc.attempt_dir / "stderr.log").read_text() == ""
+    assert list(workdir.iterdir()) == []
 
 
 def test_default_workdir_uses_a_safe_job_id(run: Runner, tmp_path: Path) -> None:
