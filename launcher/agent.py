@@ -28,14 +28,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from launcher.container import (
-    CONTAINER_WORKDIR,
-    ContainerAttempt,
-    Engine,
-    EngineError,
-    container_name,
-    in_container,
-)
+from launcher.container import ContainerAttempt, in_container
+from launcher.engine import CONTAINER_WORKDIR, Engine, EngineError, container_name
 from launcher.http import HttpError, JsonHttp, Reply
 from launcher.process import (
     NODE_ROOT_ENV,

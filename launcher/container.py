@@ -4,10 +4,9 @@
 (``start``, ``kill``, ``kill_now``, ``read_logs``, ``wait``, ``close``, ``running``,
 ``workdir``, ``assignment``) with the same event contract, so the agent picks one or the
 other by ``assignment.container`` in one place. It drives a real engine through the docker
-SDK (``docker`` on PyPI), imported on first use only: an agent that runs no container job
-never loads it.
+SDK (:mod:`launcher.engine`; imported on first use only).
 
-The SDK blocks, so every engine call runs on :class:`Engine`'s thread pool, never on the
+Every engine call runs on the :class:`~launcher.engine.Engine`'s thread pool, never on the
 loop; each running container has one more thread that follows its output (``attach`` with
 ``logs``, so nothing written before the attach is lost) and then waits for its exit. Output
 is buffered and turned into ``log`` events by :meth:`ContainerAttempt.read_logs` on the
@@ -15,10 +14,10 @@ loop, like the process runtime's file tails.
 
 Containers use the host's network (MNP jobs reach each other's SSH endpoints and MPI ports
 on the node addresses), run with the attempt's working directory bind-mounted at
-:data:`CONTAINER_WORKDIR` (and as their working directory), and carry the labels :data:`LABEL_JOB`,
-:data:`LABEL_ATTEMPT`, :data:`LABEL_NODE` and :data:`LABEL_ROOT`, by which a restarted agent
-finds the containers its predecessor left (:meth:`Engine.remove_orphans`). A container is
-removed once its exit has been seen, whatever the outcome.
+``/mnp/work`` (their working directory), and carry mnp's labels (job, attempt, node id, node
+root), by which a restarted agent finds the containers its predecessor left
+(:meth:`~launcher.engine.Engine.remove_orphans`). A container is removed once its exit has
+been seen, whatever the outcome.
 """
 
 from __future__ import annotations
@@ -27,15 +26,20 @@ import asyncio
 import codecs
 import contextlib
 import logging
-import re
 import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Coroutine
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from launcher.engine import (
+    CONTAINER_WORKDIR,
+    Engine,
+    EngineError,
+    container_name,
+    explain,
+    host_config,
+)
 from launcher.process import (
     LOG_CHUNK_BYTES,
     START_FAILED_PREFIX,
@@ -45,47 +49,21 @@ from launcher.process import (
     now_ms,
     workdir_for,
 )
-from mnp.protocol import (
-    CONTAINER_LABEL_ATTEMPT,
-    CONTAINER_LABEL_JOB,
-    CONTAINER_LABEL_NODE,
-    CONTAINER_LABEL_ROOT,
-    PYTHON_PLACEHOLDER,
-    Assignment,
-    ContainerRun,
-    Event,
-    EventKind,
-    Mount,
-)
+from mnp.protocol import PYTHON_PLACEHOLDER, Assignment, ContainerRun, Event, EventKind, Mount
 
 log = logging.getLogger("launcher.container")
-T = TypeVar("T")
 
-LABEL_JOB = CONTAINER_LABEL_JOB
-LABEL_ATTEMPT = CONTAINER_LABEL_ATTEMPT
-LABEL_NODE = CONTAINER_LABEL_NODE
-LABEL_ROOT = CONTAINER_LABEL_ROOT
 OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
 PULL_FAILED_PREFIX = "CannotPullContainerError"
-CONTAINER_WORKDIR = Path("/mnp/work")
-"""Where the attempt's working directory appears in its container (its working directory):
-the same path on every node, as MPI launchers expect of the directory they start ranks in."""
 LIB_DIR = "/opt/mnp/lib"
 """Where the node's ``launcher`` and ``mnp`` packages appear (read-only) in the container of
 an MNP node, so the main node can run ``launcher.wire`` with the image's own Python."""
 IMAGE_PYTHON = "python3"
 """The Python an MNP image provides (>= 3.10) on its ``PATH``."""
-ENGINE_THREADS = 8
-_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _BOOT = (
     "import runpy, sys; sys.path.insert(0, {lib!r}); sys.argv[0] = {module!r}; "
     "runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
 )
-
-
-def container_name(node_id: str, attempt_id: str) -> str:
-    """A deterministic container name for an attempt on a node (Docker's name alphabet)."""
-    return "mnp-" + _NAME_UNSAFE.sub("_", f"{node_id}-{attempt_id}")
 
 
 def in_container(assignment: Assignment) -> Assignment:
@@ -104,134 +82,6 @@ def in_container(assignment: Assignment) -> Assignment:
         boot = _BOOT.format(lib=LIB_DIR, module=cmd[2])
         cmd = [IMAGE_PYTHON, "-c", boot, *cmd[3:]]
     return replace(assignment, command=cmd, container=replace(run, mounts=run.mounts + mounts))
-
-
-class EngineError(Exception):
-    """The Docker engine (or the docker SDK) is not usable."""
-
-
-class Engine:
-    """A lazily made docker ``APIClient`` (from ``DOCKER_HOST`` etc.) and the thread pool its
-    blocking calls run on. One per agent; :meth:`call` is safe from the loop at any time."""
-
-    def __init__(self, node_id: str, root: Path, address: str = "") -> None:
-        self.node_id = node_id
-        self.root = root
-        self.address = address
-        """The node's address (loopback: a fake node sharing this machine)."""
-        self._api: Any = None
-        self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(ENGINE_THREADS, thread_name_prefix="docker")
-
-    def api(self) -> Any:
-        """The docker ``APIClient``; raises :class:`EngineError` when the SDK is missing or
-        no engine answers (tried again on the next call)."""
-        with self._lock:
-            if self._api is None:
-                try:
-                    import docker
-                except ImportError as e:
-                    raise EngineError(f"the docker SDK is not installed: {e}") from None
-                try:
-                    self._api = docker.APIClient(
-                        version="auto", max_pool_size=64, **docker.utils.kwargs_from_env()
-                    )
-                except docker.errors.DockerException as e:
-                    raise EngineError(f"cannot reach the Docker engine: {_explain(e)}") from e
-            return self._api
-
-    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``fn(*args, **kwargs)`` on the engine's thread pool."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, partial(fn, *args, **kwargs))
-
-    def labels(self, assignment: Assignment) -> dict[str, str]:
-        return {
-            LABEL_JOB: assignment.job_id,
-            LABEL_ATTEMPT: assignment.attempt_id,
-            LABEL_NODE: self.node_id,
-            LABEL_ROOT: str(self.root),
-        }
-
-    def remove_orphans(self, keep: Sequence[str]) -> list[str]:
-        """Remove (force) this node's containers whose attempt is not in ``keep``; returns
-        their attempt ids. Blocking. Raises :class:`EngineError` when no engine answers."""
-        try:
-            api = self.api()
-            found = api.containers(
-                all=True,
-                filters={"label": [f"{LABEL_NODE}={self.node_id}", f"{LABEL_ROOT}={self.root}"]},
-            )
-        except EngineError:
-            raise
-        except Exception as e:  # docker.errors.DockerException, requests' errors
-            raise EngineError(f"cannot list containers: {e}") from e
-        removed = []
-        for c in found:
-            aid = (c.get("Labels") or {}).get(LABEL_ATTEMPT, "")
-            if aid in keep:
-                continue
-            with contextlib.suppress(Exception):
-                api.remove_container(c["Id"], force=True, v=True)
-                removed.append(aid)
-        return removed
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-def host_config(api: Any, run: ContainerRun, workdir: Path, share_host: bool = False) -> Any:
-    """The engine's HostConfig for ``run`` (host network, resources, mounts, Linux options).
-
-    ``share_host`` also shares the host's IPC and PID namespaces: for the nodes of an MNP job
-    that are fake nodes on one machine (loopback addresses), whose MPI libraries see one
-    host and reach each other's ranks through shared memory, as their processes would.
-    """
-    from docker.types import DeviceRequest, Ulimit
-    from docker.types import Mount as DockerMount
-
-    mounts = [DockerMount(str(CONTAINER_WORKDIR), str(workdir), type="bind")]
-    for m in run.mounts:
-        if m.source is None:
-            mounts.append(DockerMount(m.target, None, type="volume", read_only=m.read_only))
-        else:
-            mounts.append(DockerMount(m.target, m.source, type="bind", read_only=m.read_only))
-    kwargs: dict[str, Any] = {
-        "network_mode": "host",
-        "mounts": mounts,
-        "privileged": run.privileged,
-        "read_only": run.read_only_root,
-        "init": run.init or None,
-        "ulimits": [Ulimit(name=u.name, soft=u.soft, hard=u.hard) for u in run.ulimits] or None,
-        "tmpfs": {
-            t.target: ",".join([*([f"size={t.size_mib}m"] if t.size_mib else []), *t.options])
-            for t in run.tmpfs
-        }
-        or None,
-        "devices": [f"{d.host_path}:{d.container_path}:{d.permissions}" for d in run.devices]
-        or None,
-        "cpu_shares": run.cpu_shares,
-        "ipc_mode": "host" if share_host else None,
-        "pid_mode": "host" if share_host else None,
-        # MPI's single-copy transfers between ranks (CMA: process_vm_readv) need it
-        "cap_add": ["SYS_PTRACE"] if share_host else None,
-    }
-    if run.shm_size_mib:
-        kwargs["shm_size"] = f"{run.shm_size_mib}m"
-    if run.memory_mib:
-        kwargs["mem_limit"] = f"{run.memory_mib}m"
-        if run.max_swap_mib is not None:
-            kwargs["memswap_limit"] = f"{run.memory_mib + run.max_swap_mib}m"
-            if run.swappiness is not None:
-                kwargs["mem_swappiness"] = run.swappiness
-    if run.gpus:
-        kwargs["device_requests"] = [DeviceRequest(count=run.gpus, capabilities=[["gpu"]])]
-    return api.create_host_config(**{k: v for k, v in kwargs.items() if v is not None})
-
-
-def _explain(exc: BaseException) -> str:
-    text = getattr(exc, "explanation", None) or str(exc)
-    return " ".join(str(text).split())
 
 
 class ContainerAttempt:
@@ -269,6 +119,8 @@ class ContainerAttempt:
         self._loop = loop or asyncio.get_running_loop()
         self._finished: asyncio.Future[int | None] = self._loop.create_future()
         self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        """Signals and the exit's handling in flight (referenced until done)."""
         self._output: Any = ()
         """The attached output stream: ``(stdout bytes | None, stderr bytes | None)`` pairs."""
         self._started = False
@@ -351,7 +203,7 @@ class ContainerAttempt:
         except Exception as e:  # whatever went wrong, the attempt reports it
             if not isinstance(e, _StartFailed):
                 log.exception("starting container %s failed", self.name)
-                e = _StartFailed(f"{START_FAILED_PREFIX}: {_explain(e)}")
+                e = _StartFailed(f"{START_FAILED_PREFIX}: {explain(e)}")
             with contextlib.suppress(EngineError):
                 await self._remove()
             self._emit("start_failed", reason=str(e))
@@ -383,9 +235,9 @@ class ContainerAttempt:
             try:
                 await e.call(api.pull, run.image)
             except DockerException as exc:
-                raise _StartFailed(f"{PULL_FAILED_PREFIX}: {_explain(exc)}") from exc
+                raise _StartFailed(f"{PULL_FAILED_PREFIX}: {explain(exc)}") from exc
         except DockerException as exc:
-            raise _StartFailed(f"{START_FAILED_PREFIX}: {_explain(exc)}") from exc
+            raise _StartFailed(f"{START_FAILED_PREFIX}: {explain(exc)}") from exc
         try:
             with contextlib.suppress(NotFound):  # a leftover of an earlier agent
                 await e.call(api.remove_container, self.name, force=True, v=True)
@@ -416,7 +268,7 @@ class ContainerAttempt:
             await e.call(api.start, self.container_id)
             info = await e.call(api.inspect_container, self.container_id)
         except DockerException as exc:
-            raise _StartFailed(f"{START_FAILED_PREFIX}: {_explain(exc)}") from exc
+            raise _StartFailed(f"{START_FAILED_PREFIX}: {explain(exc)}") from exc
         self.pid = int(info["State"].get("Pid") or 0) or None
 
     def _shares_host(self, a: Assignment) -> bool:
@@ -442,7 +294,7 @@ class ContainerAttempt:
             self._loop.call_soon_threadsafe(self._on_exit, code, oom)
 
     def _on_exit(self, code: int, oom: bool) -> None:
-        self._loop.create_task(self._exited(code, oom))
+        self._spawn(self._exited(code, oom))
 
     async def _exited(self, code: int, oom: bool) -> None:
         for handle in (self._timeout_handle, self._escalate_handle):
@@ -466,7 +318,7 @@ class ContainerAttempt:
             raise
         except Exception as exc:  # NotFound: it never got created
             if "No such container" not in str(exc):
-                log.warning("removing container %s: %s", self.name, _explain(exc))
+                log.warning("removing container %s: %s", self.name, explain(exc))
 
     def _on_timeout(self) -> None:
         self._timeout_handle = None
@@ -491,9 +343,14 @@ class ContainerAttempt:
             try:
                 await e.call(e.api().kill, self.name, signal=sig)
             except Exception as exc:  # not running any more: its exit is on the way
-                log.debug("signalling %s with %s: %s", self.name, sig, _explain(exc))
+                log.debug("signalling %s with %s: %s", self.name, sig, explain(exc))
 
-        self._loop.create_task(send())
+        self._spawn(send())
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _drain(self, final: bool) -> None:
         with self._buffer_lock:
@@ -548,13 +405,3 @@ class ContainerAttempt:
 
 class _StartFailed(Exception):
     """The attempt could not start; the message is the event's reason."""
-
-
-def exec_argv(docker: str, container: str, env: dict[str, str], command: str) -> list[str]:
-    """``docker exec`` argv running ``/bin/sh -c command`` inside ``container`` with ``env``
-    added (the container's own environment stays underneath): how the node's SSH server
-    puts an MNP job's remote commands (MPI proxies) into the job's container."""
-    argv = [docker, "exec", "-i"]
-    for k, v in sorted(env.items()):
-        argv += ["-e", f"{k}={v}"]
-    return [*argv, container, "/bin/sh", "-c", command]

@@ -256,7 +256,7 @@ class NodeSshServer:
         home = env.get("HOME", "/")
         argv = ["/bin/sh", "-c", command]
         if scope.container is not None:
-            from launcher.container import exec_argv
+            from launcher.engine import exec_argv
 
             inside = {**process.env, "SSH_CONNECTION": env["SSH_CONNECTION"]}
             argv = exec_argv(shutil.which("docker") or "docker", scope.container, inside, command)

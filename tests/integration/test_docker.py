@@ -272,7 +272,7 @@ def test_restarted_agent_removes_its_leftover_containers(
 
 def test_launcher_imports_docker_only_for_container_jobs() -> None:
     code = (
-        "import sys; import launcher.agent, launcher.container; "
+        "import sys; import launcher.agent, launcher.container, launcher.engine; "
         "assert 'docker' not in sys.modules, 'docker imported at module import'"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}

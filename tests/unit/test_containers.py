@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from launcher.container import IMAGE_PYTHON, LIB_DIR, container_name, exec_argv, in_container
+from launcher.container import IMAGE_PYTHON, LIB_DIR, in_container
+from launcher.engine import container_name, exec_argv
 from mnp.containers import container_run, cpu_shares, field_errors
 from mnp.errors import InvalidInput
 from mnp.model import ContainerSpec

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from launcher.container import ContainerAttempt, Engine
+from launcher.container import ContainerAttempt
+from launcher.engine import Engine
 from mnp.protocol import Assignment, ContainerRun, Event
 
 

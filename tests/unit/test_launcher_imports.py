@@ -16,7 +16,8 @@ def test_launcher_imports_without_head_dependencies() -> None:
         [
             "import sys",
             *(f"sys.modules[{name!r}] = None" for name in FORBIDDEN),
-            "import launcher, launcher.agent, launcher.process, launcher.container",
+            "import launcher, launcher.agent, launcher.process",
+            "import launcher.container, launcher.engine",
             "launcher.agent.parse_args(['--head', 'http://h', '--node-id', 'n',"
             " '--compute-environment', 'c', '--address', 'a', '--vcpus', '1',"
             " '--memory-mib', '1', '--root', '/tmp/x'])",
