@@ -71,17 +71,21 @@ def in_container(assignment: Assignment) -> Assignment:
 
     ``@MNP_PYTHON@ -m <module> args…`` (the main node's ``launcher.wire``) becomes the image's
     ``python3`` running that module from :data:`LIB_DIR`, where the node's own ``launcher``
-    and ``mnp`` packages are mounted read-only. Other assignments are returned unchanged.
+    and ``mnp`` packages are mounted read-only. A node that only holds (serves SSH) gets the
+    engine's init process, so its ``sleep infinity`` ends at the first SIGTERM instead of
+    lasting the whole grace period (PID 1 ignores signals it has no handler for). Other
+    assignments are returned unchanged.
     """
-    run, cmd = assignment.container, assignment.command
-    if run is None or assignment.wiring is None:
+    run, cmd, wiring = assignment.container, assignment.command, assignment.wiring
+    if run is None or wiring is None:
         return assignment
     pkgs = Path(__file__).resolve().parent.parent
     mounts = tuple(Mount(f"{LIB_DIR}/{p}", str(pkgs / p), True) for p in ("launcher", "mnp"))
     if len(cmd) >= 3 and cmd[0] == PYTHON_PLACEHOLDER and cmd[1] == "-m":
         boot = _BOOT.format(lib=LIB_DIR, module=cmd[2])
         cmd = [IMAGE_PYTHON, "-c", boot, *cmd[3:]]
-    return replace(assignment, command=cmd, container=replace(run, mounts=run.mounts + mounts))
+    run = replace(run, mounts=run.mounts + mounts, init=run.init or wiring.hold)
+    return replace(assignment, command=cmd, container=run)
 
 
 class ContainerAttempt:

@@ -27,7 +27,8 @@ print(f"rank={comm.Get_rank()} size={comm.Get_size()} node={node} total={total} 
 
 @pytest.fixture(scope="module")
 def two(docker_engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("docker-mpi") / "home", nodes=2, vcpus=2)
+    # a long grace: the holding node still ends at once when the main node is done
+    c = Cluster(tmp_path_factory.mktemp("docker-mpi") / "home", nodes=2, vcpus=2, kill_grace=30)
     try:
         yield c.start()
     finally:
@@ -71,4 +72,4 @@ def test_two_node_mpi_job_runs_every_rank_in_the_image(
             for i in range(2)
         )
 
-    wait_for("the node containers to be removed", none_left)
+    wait_for("the node containers to be removed", none_left, timeout=10)

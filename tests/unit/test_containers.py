@@ -169,5 +169,8 @@ def test_main_node_command_runs_launcher_wire_with_the_image_python() -> None:
     assert [(m.target, m.read_only) for m in b.container.mounts] == [
         (f"{LIB_DIR}/launcher", True), (f"{LIB_DIR}/mnp", True),
     ]  # fmt: skip
+    assert not b.container.init
     plain = replace(a, wiring=None)
     assert in_container(plain) == plain
+    held = in_container(replace(a, wiring=replace(wiring, hold=True)))
+    assert held.container is not None and held.container.init  # sleep ends on SIGTERM
