@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -174,3 +175,19 @@ def test_main_node_command_runs_launcher_wire_with_the_image_python() -> None:
     assert in_container(plain) == plain
     held = in_container(replace(a, wiring=replace(wiring, hold=True)))
     assert held.container is not None and held.container.init  # sleep ends on SIGTERM
+
+
+def test_engine_host_config_matches_golden() -> None:
+    docker = pytest.importorskip("docker")
+    from launcher.engine import host_config
+
+    run = container_run(
+        ContainerSpec.from_wire(FULL), {"hostPath": "/fsx host", "containerPath": "/fsx"}
+    )
+    assert run is not None
+    # with a fixed API version the SDK builds the HostConfig without talking to an engine
+    api = docker.APIClient(base_url="unix:///nonexistent/docker.sock", version="1.41")
+    config = host_config(api, run, Path("/nodes/n1/jobs/j/1"), share_host=True)
+    goldens.check("containers", "host_config.json", json.dumps(config, indent=2) + "\n")
+    plain = host_config(api, ContainerRun("i"), Path("/w"))
+    assert plain["NetworkMode"] == "host" and "IpcMode" not in plain and "Memory" not in plain
