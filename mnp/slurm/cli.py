@@ -104,27 +104,6 @@ def array_task_ids(client: Client, req: SbatchRequest) -> dict[str, list[int]]:
     return out
 
 
-WIRING_DIR_NAME = ".mnp"
-"""Where the head's node agents keep a multi-node job's wiring (key, hostfile, ssh_config)
-inside its working directory, removing it when the job ends (launcher.wiring.wiring_dir)."""
-
-
-def refuse_wiring_clash(req: SbatchRequest, submit_dir: str) -> None:
-    """Refuse a multi-node job whose working directory already has a ``.mnp`` entry: the
-    agents would write the job's wiring into it and remove it afterwards (``~/.mnp`` is the
-    head's own home by default). Goes once the head keeps wiring out of working directories."""
-    if not req.multinode:
-        return
-    workdir = Path(submit_dir, req.chdir) if req.chdir else Path(submit_dir)
-    clash = workdir / WIRING_DIR_NAME
-    if clash.exists() or clash.is_symlink():
-        raise SbatchError([FieldError(
-            "-D/--chdir" if req.chdir else "working directory",
-            f"{clash} exists; a multi-node job keeps its wiring there and removes it when it "
-            "ends: submit from (or -D to) another directory",
-        )])  # fmt: skip
-
-
 class HasClient(Protocol):
     """The CLI's state object (``mnp.cli.State``), as far as this command needs it."""
 
@@ -161,7 +140,6 @@ def sbatch_command(ctx: click.Context, argv: tuple[str, ...]) -> None:
     if not req.quiet:
         for w in warnings:
             click.echo(f"mnp sbatch: warning: {w}", err=True)
-    refuse_wiring_clash(req, os.getcwd())
     client = None if req.dry_run else state.client()
     defn, sub = build_requests(
         req, script_text=text, script_name=name, script_args=cl.args, submit_dir=os.getcwd(),

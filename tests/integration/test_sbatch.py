@@ -256,12 +256,6 @@ def test_mnp_mpi_runs_the_script_as_every_rank(c: Cluster, tmp_path: Path) -> No
     assert lines == [f"rank {i} of 4: a b" for i in range(4)]
 
 
-@pytest.mark.xfail(
-    reason="head side: a multi-node job's wiring lives in <working directory>/.mnp (MPICH cannot "
-    "read an ssh config under a path with quotes; jobs sharing a directory share it) and its "
-    "other nodes write stdout.log/stderr.log there",
-    strict=False,
-)
 @pytest.mark.skipif(not _have_mpich(), reason="pip install -e '.[mpi]' needed")
 def test_mpi_job_from_a_hostile_directory_leaves_only_its_output(
     c: Cluster, submit_dir: Path

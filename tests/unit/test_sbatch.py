@@ -452,20 +452,3 @@ def test_input_environment_sits_between_the_script_and_the_command_line() -> Non
     ]
     with pytest.raises(SbatchError, match=r"--time \(environment SBATCH_TIMELIMIT\): time 'x'"):
         request_from(text, parse_command_line(["job.sh"]).parsed, {"SBATCH_TIMELIMIT": "x"})
-
-
-def test_multi_node_jobs_never_run_where_their_wiring_would_remove_a_dot_mnp(
-    fake: FakeClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (tmp_path / ".mnp").mkdir()  # e.g. the head's home, ~/.mnp, when submitting from ~
-    script = tmp_path / "j.sh"
-    script.write_text("#!/bin/sh\n#SBATCH -N 2\ntrue\n")
-    monkeypatch.chdir(tmp_path)
-    r = CliRunner().invoke(cli, ["sbatch", str(script)])
-    assert r.exit_code == 1 and f"{tmp_path}/.mnp exists" in r.stderr
-    assert fake.calls == []
-    (tmp_path / "elsewhere").mkdir()
-    r = CliRunner().invoke(cli, ["sbatch", "-D", "elsewhere", str(script)])
-    assert r.exit_code == 0, r.output
-    r = CliRunner().invoke(cli, ["sbatch", "-N", "1", str(script)])
-    assert r.exit_code == 0, r.output
