@@ -54,6 +54,8 @@ from mnp.protocol import PYTHON_PLACEHOLDER, Assignment, ContainerRun, Event, Ev
 log = logging.getLogger("launcher.container")
 
 OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
+OOM_EXIT_CODE = 128 + 9
+"""What a container killed by the kernel's OOM killer (SIGKILL) exits with."""
 PULL_FAILED_PREFIX = "CannotPullContainerError"
 LIB_DIR = "/opt/mnp/lib"
 """Where the node's ``launcher`` and ``mnp`` packages appear (read-only) in the container of
@@ -117,6 +119,7 @@ class ContainerAttempt:
         self.name = container_name(engine.node_id, assignment.attempt_id)
         self.container_id: str | None = None
         self.pid: int | None = None
+        """Always None: the container's processes belong to the engine (``started`` has none)."""
         self.exit_code: int | None = None
         self._engine = engine
         self._sink = sink
@@ -224,39 +227,26 @@ class ContainerAttempt:
         threading.Thread(target=self._follow, name=f"logs-{self.name}", daemon=True).start()
 
     async def _create_and_start(self) -> None:
+        """Create, attach to and start the container: four engine calls when all goes well
+        (a missing image costs a pull and another create; a leftover of the same name, a
+        removal and another create)."""
         e = self._engine
-        a, run = self.assignment, self.run
         try:
             api = await e.call(e.api)
             self.workdir.mkdir(parents=True, exist_ok=True)
         except (EngineError, OSError) as exc:
             raise _StartFailed(f"{START_FAILED_PREFIX}: {exc}") from exc
-        from docker.errors import DockerException, ImageNotFound, NotFound
+        from docker.errors import DockerException, ImageNotFound
 
         try:
-            await e.call(api.inspect_image, run.image)
-        except ImageNotFound:
             try:
-                await e.call(api.pull, run.image)
-            except DockerException as exc:
-                raise _StartFailed(f"{PULL_FAILED_PREFIX}: {explain(exc)}") from exc
-        except DockerException as exc:
-            raise _StartFailed(f"{START_FAILED_PREFIX}: {explain(exc)}") from exc
-        try:
-            with contextlib.suppress(NotFound):  # a leftover of an earlier agent
-                await e.call(api.remove_container, self.name, force=True, v=True)
-            created = await e.call(
-                api.create_container,
-                run.image,
-                command=list(a.command) or None,
-                environment=dict(a.environment),
-                user=run.user or "",
-                working_dir=str(CONTAINER_WORKDIR),
-                labels=e.labels(a),
-                name=self.name,
-                host_config=host_config(api, run, self.workdir, share_host=self._shares_host(a)),
-                detach=True,
-            )
+                created = await self._create(api)
+            except ImageNotFound:
+                try:
+                    await e.call(api.pull, self.run.image)
+                    created = await self._create(api)
+                except DockerException as exc:  # ImageNotFound too: the pull got nothing
+                    raise _StartFailed(f"{PULL_FAILED_PREFIX}: {explain(exc)}") from exc
             self.container_id = str(created["Id"])
             # Attach before starting, as ``docker run`` does: an attach to a container that
             # has already exited would wait for a start that never comes.
@@ -270,10 +260,37 @@ class ContainerAttempt:
                 demux=True,
             )
             await e.call(api.start, self.container_id)
-            info = await e.call(api.inspect_container, self.container_id)
         except DockerException as exc:
             raise _StartFailed(f"{START_FAILED_PREFIX}: {explain(exc)}") from exc
-        self.pid = int(info["State"].get("Pid") or 0) or None
+
+    async def _create(self, api: Any) -> Any:
+        """``create_container``; a container of the same name (left by an earlier agent of
+        this node) is removed first and the create tried once more."""
+        from docker.errors import APIError
+
+        e, a, run = self._engine, self.assignment, self.run
+
+        async def create() -> Any:
+            return await e.call(
+                api.create_container,
+                run.image,
+                command=list(a.command) or None,
+                environment=dict(a.environment),
+                user=run.user or "",
+                working_dir=str(CONTAINER_WORKDIR),
+                labels=e.labels(a),
+                name=self.name,
+                host_config=host_config(api, run, self.workdir, share_host=self._shares_host(a)),
+                detach=True,
+            )
+
+        try:
+            return await create()
+        except APIError as exc:
+            if exc.status_code != 409:  # 409 Conflict: the name is taken
+                raise
+        await e.call(api.remove_container, self.name, force=True, v=True)
+        return await create()
 
     def _shares_host(self, a: Assignment) -> bool:
         """MNP nodes on loopback addresses are fake nodes of one machine (see host_config)."""
@@ -291,7 +308,8 @@ class ContainerAttempt:
                     if err:
                         self._buffers["stderr"] += err
             code = int(api.wait(cid)["StatusCode"])
-            oom = bool(api.inspect_container(cid)["State"].get("OOMKilled"))
+            if code == OOM_EXIT_CODE:  # the OOM killer sends SIGKILL; only then ask why
+                oom = bool(api.inspect_container(cid)["State"].get("OOMKilled"))
         except Exception:
             log.exception("following container %s failed", self.name)
         with contextlib.suppress(RuntimeError):  # the loop is closed: close() cleans up
