@@ -334,3 +334,38 @@ def test_lost_node_leaves_no_container(docker_engine: DockerEngine, tmp_path: Pa
         gone(docker_engine, job)  # the head's provider removed what the agent left
     finally:
         c.stop()
+
+
+def test_attempt_replaces_a_leftover_of_the_same_name(
+    docker_engine: DockerEngine, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from launcher.container import ContainerAttempt
+    from launcher.engine import Engine, container_name
+    from mnp.protocol import Assignment, ContainerRun, Event
+
+    api = docker_engine.api()
+    image = docker_engine.images["base"]
+    name = container_name("n-left", "j/1")
+    old = api.create_container(image, ["sleep", "600"], name=name, labels={"mnp.node-id": "x"})
+    events: list[Event] = []
+
+    async def run() -> int | None:
+        engine = Engine("n-left", tmp_path / "root", "127.0.0.2")
+        a = Assignment(
+            "j/1", "j", 1, ["sh", "-c", "echo replaced"], {}, None, 1.0,
+            container=ContainerRun(image),
+        )  # fmt: skip
+        attempt = ContainerAttempt(a, tmp_path / "root", events.append, engine=engine)
+        attempt.start()
+        try:
+            return await asyncio.wait_for(attempt.wait(), 60)
+        finally:
+            engine.close()
+
+    assert asyncio.run(run()) == 0, events
+    assert [e.kind for e in events if e.kind != "log"] == ["started", "exited"], events
+    assert "".join(e.data for e in events if e.kind == "log") == "replaced\n"
+    assert not api.containers(all=True, filters={"id": old["Id"]})
+    assert not api.containers(all=True, filters={"name": name})
