@@ -508,8 +508,10 @@ def _check_container(
     errors = _check_env(c.environment, f"{path}.environment")
     errors += _check_resources(c.resourceRequirements, f"{path}.resourceRequirements")
     errors += [FieldError(p, m) for p, m in container_field_errors(c.model_dump(), path)]
-    if command_required and not c.command:
-        errors.append(FieldError(f"{path}.command", "required (mnp runs the command directly)"))
+    if command_required and not c.command and not c.image:
+        errors.append(
+            FieldError(f"{path}.command", "required without an image (mnp runs it directly)")
+        )
     names = {v.name for v in c.volumes or []}
     for i, mp in enumerate(c.mountPoints or []):
         if mp.sourceVolume is not None and mp.sourceVolume not in names:

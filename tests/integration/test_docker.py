@@ -369,3 +369,29 @@ def test_attempt_replaces_a_leftover_of_the_same_name(
     assert "".join(e.data for e in events if e.kind == "log") == "replaced\n"
     assert not api.containers(all=True, filters={"id": old["Id"]})
     assert not api.containers(all=True, filters={"name": name})
+
+
+def test_image_without_command_runs_the_image_default(
+    dc: Cluster, docker_engine: DockerEngine
+) -> None:
+    api = docker_engine.api()
+    base = docker_engine.images["base"]
+    # an image whose CMD greets: committed from the base with only a new default command
+    c = api.create_container(base, ["true"])
+    image = api.commit(c["Id"], repository="mnp-test/greeter", tag="1",
+                       changes=['CMD ["sh", "-c", "echo default command ran"]'])  # fmt: skip
+    api.remove_container(c["Id"])
+    try:
+        body = {
+            "jobDefinitionName": "greeter",
+            "type": "container",
+            "containerProperties": {"image": "mnp-test/greeter:1"},
+        }
+        dc.client.register_job_definition(body)
+        job = dc.submit("greeter", "greeter")
+        d = dc.wait_status(job, "SUCCEEDED", "FAILED", timeout=60)
+        assert d["status"] == "SUCCEEDED", (d, dc.logs(job))
+        assert "default command ran" in dc.logs(job)
+        gone(docker_engine, job)
+    finally:
+        api.remove_image(image["Id"], force=True)
