@@ -147,15 +147,6 @@ def check_node_properties(props: dict[str, Any], path: str = "nodeProperties") -
                     f"nodes {_compact(uncovered)} are not covered by any targetNodes",
                 )
             )
-        if isinstance(main, int) and 0 <= main < num and not uncovered:
-            container = ranges_doc[_winner(ranges, main, num)].get("container") or {}
-            if not container.get("command"):
-                errors.append(
-                    FieldError(
-                        f"{path}.nodeRangeProperties",
-                        f"the main node ({main}) needs a container with a command",
-                    )
-                )
     mnp_block = props.get("mnp") or {}
     if mnp_block.get("mpi", "none") not in MPI_CHOICES:
         errors.append(FieldError(f"{path}.mnp.mpi", f"must be one of {', '.join(MPI_CHOICES)}"))
@@ -172,10 +163,14 @@ def _winner(ranges: list[Range], index: int, num: int) -> int:
 
 
 def resolve_nodes(
-    props: dict[str, Any], overrides: dict[str, Any] | None, base: ContainerSpec | None = None
+    props: dict[str, Any],
+    overrides: dict[str, Any] | None,
+    base: ContainerSpec | None = None,
+    has_script: bool = False,
 ) -> tuple[NodeSpec | None, list[FieldError]]:
     """The per-node containers of a definition's ``nodeProperties`` with submit-time
-    ``nodeOverrides`` applied; errors name the override field that broke a rule."""
+    ``nodeOverrides`` applied; errors name the override field that broke a rule. The main
+    node needs something to run: a command, an image (its CMD) or the job's batch script."""
     errors: list[FieldError] = []
     num = int(props["numNodes"])
     main = int(props["mainNode"])
@@ -233,10 +228,15 @@ def resolve_nodes(
             for kv in co.get("environment") or []:
                 c.environment[str(kv["name"])] = str(kv.get("value", ""))
             c.resources = resources_from_wire(co, base=c.resources)
-    if not errors and 0 <= main < len(containers) and not containers[main].command:
+    if (
+        not errors
+        and 0 <= main < len(containers)
+        and not (containers[main].command or containers[main].image or has_script)
+    ):
         errors.append(
             FieldError(
-                "nodeOverrides.nodePropertyOverrides", f"the main node ({main}) needs a command"
+                "nodeOverrides.nodePropertyOverrides",
+                f"the main node ({main}) needs a command (or an image)",
             )
         )
     mnp_block = props.get("mnp") or {}

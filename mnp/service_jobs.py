@@ -205,6 +205,7 @@ class JobOps(ServiceBase):
     def _spec(
         self, req: v.SubmitJob, queue: JobQueue, definition: JobDefinition, deps: list[Dependency]
     ) -> JobSpec:
+        has_script = req.mnp is not None and req.mnp.script is not None
         doc = definition.doc
         parameters = {**(doc.get("parameters") or {}), **(req.parameters or {})}
         nodes = None
@@ -220,6 +221,7 @@ class JobOps(ServiceBase):
             nodes, errors = resolve_nodes(
                 doc["nodeProperties"],
                 req.nodeOverrides.model_dump(exclude_none=True) if req.nodeOverrides else None,
+                has_script=has_script,
             )
             if errors or nodes is None:
                 raise InvalidInput(errors)
@@ -236,6 +238,16 @@ class JobOps(ServiceBase):
                 )
             container = ContainerSpec.from_wire(doc.get("containerProperties") or {})
             _override(container, req.containerOverrides)
+            if not (container.command or container.image or has_script):
+                raise InvalidInput(
+                    [
+                        FieldError(
+                            "containerOverrides.command",
+                            f"required: job definition {definition.name}:{definition.revision} "
+                            "has neither a command nor an image (mnp runs the command itself)",
+                        )
+                    ]
+                )
             containers = [container]
         for c in containers:
             if c.resources.vcpus <= 0:

@@ -423,7 +423,6 @@ def _cross_field(m: BaseModel) -> list[FieldError]:
                     errors += _check_container(
                         r.container,
                         f"nodeProperties.nodeRangeProperties[{i}].container",
-                        command_required=False,
                     )
         if m.containerProperties is not None:
             errors += _check_container(m.containerProperties, "containerProperties")
@@ -502,16 +501,12 @@ def _check_overrides(o: ContainerOverrides, path: str) -> list[FieldError]:
     return errors
 
 
-def _check_container(
-    c: ContainerProperties, path: str, command_required: bool = True
-) -> list[FieldError]:
+def _check_container(c: ContainerProperties, path: str) -> list[FieldError]:
+    """The container's own rules. Its command may be absent: an image's CMD runs, or the
+    submission brings one (checked at submit, :func:`mnp.service_jobs.JobOps._spec`)."""
     errors = _check_env(c.environment, f"{path}.environment")
     errors += _check_resources(c.resourceRequirements, f"{path}.resourceRequirements")
     errors += [FieldError(p, m) for p, m in container_field_errors(c.model_dump(), path)]
-    if command_required and not c.command and not c.image:
-        errors.append(
-            FieldError(f"{path}.command", "required without an image (mnp runs it directly)")
-        )
     names = {v.name for v in c.volumes or []}
     for i, mp in enumerate(c.mountPoints or []):
         if mp.sourceVolume is not None and mp.sourceVolume not in names:

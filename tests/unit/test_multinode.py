@@ -192,16 +192,24 @@ def test_num_nodes_is_between_1_and_1000(num: int) -> None:
         [rng("0:3", ["wide"]), rng("0")],
     ],
 )
-def test_main_node_without_a_command_is_refused(ranges: list[dict[str, Any]]) -> None:
-    assert as_dict(check_node_properties(props(4, 0, *ranges))) == {
-        "nodeProperties.nodeRangeProperties": "the main node (0) needs a container with a command"
+def test_main_node_without_a_command_is_refused_at_submit(ranges: list[dict[str, Any]]) -> None:
+    p = props(4, 0, *ranges)
+    assert check_node_properties(p) == []  # a submission may still bring one
+    _, errors = resolve_nodes(p, None)
+    assert as_dict(errors) == {
+        "nodeOverrides.nodePropertyOverrides": "the main node (0) needs a command (or an image)"
     }
+    override = {"nodePropertyOverrides": [{"targetNodes": "0", "containerOverrides": {
+        "command": ["now"]}}]}  # fmt: skip
+    assert resolve_nodes(p, override)[1] == []
+    assert resolve_nodes(p, None, has_script=True)[1] == []
 
 
 def test_only_the_main_node_needs_a_command() -> None:
     # the wide range has none; the narrow range that decides the main node (2) has one
     p = props(4, 2, rng("0:3"), rng("2", ["main"]))
     assert check_node_properties(p) == []
+    assert resolve_nodes(p, None)[1] == []
 
 
 def test_a_range_past_the_last_node_is_refused() -> None:

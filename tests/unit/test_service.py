@@ -690,7 +690,7 @@ def test_invalid_input_writes_nothing(ready: Head) -> None:
         ),
         (
             s.register_job_definition,
-            {"jobDefinitionName": "d", "type": "container", "containerProperties": {}},
+            {"jobDefinitionName": "d", "type": "container", "containerProperties": {"vcpus": 0}},
             InvalidInput,
         ),
         (

@@ -176,3 +176,11 @@ def test_list_jobs_with_children_and_extra_summary_fields(head: Head) -> None:
     assert rows[plain]["nodeIds"] == ["n1"]
     without = head.service.list_jobs({"allStatuses": True})
     assert f"{parent}:0" not in {j["jobId"] for j in without["jobSummaryList"]}
+
+
+def test_a_process_job_needs_a_command_or_a_script_at_submit(head: Head) -> None:
+    head.definition("bare", command=[])
+    errors = bad_fields(head, jobDefinition="bare")
+    assert "neither a command nor an image" in errors["containerOverrides.command"]
+    assert head.submit(jobDefinition="bare", containerOverrides={"command": ["true"]})
+    assert head.submit(jobDefinition="bare", mnp={"script": "#!/bin/sh\ntrue\n"})

@@ -412,11 +412,6 @@ def test_size_is_reported_with_the_other_problems() -> None:
 INVALID_DEFINITIONS: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     ("no-container", definition(containerProperties=None), {"containerProperties": "required"}),
     (
-        "no-command",  # with an image, its own CMD would run
-        definition(containerProperties={"vcpus": 1}),
-        {"containerProperties.command": "required"},
-    ),
-    (
         "reserved-env",
         definition(
             containerProperties={
