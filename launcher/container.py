@@ -26,6 +26,7 @@ import asyncio
 import codecs
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import Coroutine
 from dataclasses import replace
@@ -46,13 +47,20 @@ from launcher.process import (
     TIMEOUT_REASON,
     EventSink,
     Stream,
+    attempt_dir_for,
     now_ms,
+    open_outputs,
+    script_command,
+    script_path_for,
     workdir_for,
+    write_script,
 )
 from mnp.protocol import PYTHON_PLACEHOLDER, Assignment, ContainerRun, Event, EventKind, Mount
 
 log = logging.getLogger("launcher.container")
 
+SCRIPT_IN_CONTAINER = "/mnp/script"
+"""Where an attempt's batch script appears (read-only) in its container."""
 OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
 OOM_EXIT_CODE = 128 + 9
 """What a container killed by the kernel's OOM killer (SIGKILL) exits with."""
@@ -116,6 +124,12 @@ class ContainerAttempt:
         self.run: ContainerRun = assignment.container
         self.attempt_id = assignment.attempt_id
         self.workdir = workdir_for(assignment, root)
+        self.attempt_dir = attempt_dir_for(assignment, root)
+        self.script_path = script_path_for(assignment, root)
+        """The batch script on the node (mounted at :data:`SCRIPT_IN_CONTAINER`), if any."""
+        self._outputs: list[int] = []
+        """The job's own output files (``stdout_path``/``stderr_path``), written as the
+        container's output arrives: one descriptor when both streams share a file."""
         self.name = container_name(engine.node_id, assignment.attempt_id)
         self.container_id: str | None = None
         self.pid: int | None = None
@@ -201,6 +215,7 @@ class ContainerAttempt:
         if self._task is not None and self.exit_code is None:
             with contextlib.suppress(Exception):
                 self._engine.api().remove_container(self.name, force=True, v=True)
+        self._release()
 
     # --- the container's life, on the loop -----------------------------------------------
 
@@ -213,6 +228,7 @@ class ContainerAttempt:
                 e = _StartFailed(f"{START_FAILED_PREFIX}: {explain(e)}")
             with contextlib.suppress(EngineError):
                 await self._remove()
+            self._release()
             self._emit("start_failed", reason=str(e))
             self._finished.set_result(None)
             return
@@ -234,6 +250,11 @@ class ContainerAttempt:
         try:
             api = await e.call(e.api)
             self.workdir.mkdir(parents=True, exist_ok=True)
+            a = self.assignment
+            if a.stdout_path is not None:
+                self._outputs = open_outputs(a, self.attempt_dir)
+            if a.script is not None:
+                write_script(a, self.script_path)
         except (EngineError, OSError) as exc:
             raise _StartFailed(f"{START_FAILED_PREFIX}: {exc}") from exc
         from docker.errors import DockerException, ImageNotFound
@@ -269,12 +290,17 @@ class ContainerAttempt:
         from docker.errors import APIError
 
         e, a, run = self._engine, self.assignment, self.run
+        command = list(a.command)
+        if a.script is not None:
+            command = script_command(a, SCRIPT_IN_CONTAINER)
+            script = Mount(SCRIPT_IN_CONTAINER, str(self.script_path), True)
+            run = replace(run, mounts=(*run.mounts, script))
 
         async def create() -> Any:
             return await e.call(
                 api.create_container,
                 run.image,
-                command=list(a.command) or None,
+                command=command or None,
                 environment=dict(a.environment),
                 user=run.user or "",
                 working_dir=str(CONTAINER_WORKDIR),
@@ -307,6 +333,9 @@ class ContainerAttempt:
                         self._buffers["stdout"] += out
                     if err:
                         self._buffers["stderr"] += err
+                if self._outputs:
+                    _write_all(self._outputs[0], out)
+                    _write_all(self._outputs[-1], err)
             code = int(api.wait(cid)["StatusCode"])
             if code == OOM_EXIT_CODE:  # the OOM killer sends SIGKILL; only then ask why
                 oom = bool(api.inspect_container(cid)["State"].get("OOMKilled"))
@@ -325,11 +354,22 @@ class ContainerAttempt:
         self._drain(final=True)
         with contextlib.suppress(EngineError):
             await self._remove()
+        self._release()
         self.exit_code = code
         reason = self._stop_reason or (OOM_REASON if oom else None)
         self._emit("exited", exit_code=code, timed_out=self._timed_out, reason=reason)
         if not self._finished.done():
             self._finished.set_result(code)
+
+    def _release(self) -> None:
+        """Close the job's output files and remove its script (the container has gone)."""
+        for fd in self._outputs:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._outputs = []
+        if self.assignment.script is not None:
+            with contextlib.suppress(OSError):
+                self.script_path.unlink()
 
     async def _remove(self) -> None:
         e = self._engine
@@ -427,3 +467,13 @@ class ContainerAttempt:
 
 class _StartFailed(Exception):
     """The attempt could not start; the message is the event's reason."""
+
+
+def _write_all(fd: int, data: bytes | None) -> None:
+    """Append ``data`` to a job's output file; a full disk loses output, not the attempt."""
+    view = memoryview(data or b"")
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError as exc:
+        log.warning("writing the job's output file: %s", exc)

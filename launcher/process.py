@@ -96,6 +96,27 @@ def open_outputs(assignment: Assignment, directory: Path) -> list[int]:
     return fds
 
 
+def script_path_for(assignment: Assignment, root: Path) -> Path:
+    """Where the agent writes an attempt's batch script (private to the agent's user)."""
+    return root / "scripts" / safe_job_dir_name(assignment.attempt_id)
+
+
+def write_script(assignment: Assignment, path: Path) -> None:
+    """Write ``assignment.script`` to ``path``, mode 0700."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o700)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(assignment.script or "")
+
+
+def script_command(assignment: Assignment, script: str) -> list[str]:
+    """The command with the script at ``script``: in place of :data:`SCRIPT_PLACEHOLDER` if
+    the command has one, else first, with the command as its arguments."""
+    if SCRIPT_PLACEHOLDER in assignment.command:
+        return [script if arg == SCRIPT_PLACEHOLDER else arg for arg in assignment.command]
+    return [script, *assignment.command]
+
+
 def _signal_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone
         os.killpg(pgid, sig)
@@ -322,23 +343,16 @@ class AttemptProcess:
                 self._emit("log", stream=tail.stream, offset=offset, data=text)
 
     def _command(self) -> list[str]:
-        """The argv: with a script, write it to a private file and run that with the command
-        as its arguments (in place of :data:`SCRIPT_PLACEHOLDER` if the command has one)."""
+        """The argv, with the batch script (if any) written out and in its place."""
         a = self.assignment
         if a.script is None:
             return list(a.command)
-        path = self.script_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o700)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(a.script)
-        if SCRIPT_PLACEHOLDER in a.command:
-            return [str(path) if arg == SCRIPT_PLACEHOLDER else arg for arg in a.command]
-        return [str(path), *a.command]
+        write_script(a, self.script_path)
+        return script_command(a, str(self.script_path))
 
     @property
     def script_path(self) -> Path:
-        return self._root / "scripts" / safe_job_dir_name(self.attempt_id)
+        return script_path_for(self.assignment, self._root)
 
     def _release(self) -> None:
         if self.assignment.script is not None:

@@ -395,3 +395,31 @@ def test_image_without_command_runs_the_image_default(
         gone(docker_engine, job)
     finally:
         api.remove_image(image["Id"], force=True)
+
+
+def test_batch_script_and_output_files_in_a_container(
+    dc: Cluster, docker_engine: DockerEngine, tmp_path: Path
+) -> None:
+    """sbatch-style: the script runs inside the image with its arguments, and the output goes
+    both to the file named by ``mnp.stdout`` (patterns filled in) and to the log stream."""
+    dc.register("scripted", [], container={"image": docker_engine.images["base"]})
+    outdir = tmp_path / "out dir; 'q'"
+    outdir.mkdir()
+    job = dc.submit(
+        "scripted",
+        "scripted",
+        containerOverrides={"command": ["first arg", "$two"]},
+        mnp={
+            "script": '#!/bin/sh\necho "args: $1|$2"\ntest -e /.dockerenv && echo in-docker\n'
+            "echo oops >&2\n",
+            "stdout": f"{outdir}/%x-%j.out",
+        },
+    )
+    assert dc.wait_status(job, "SUCCEEDED", "FAILED", timeout=90)["status"] == "SUCCEEDED"
+    expected = "args: first arg|$two\nin-docker\n"
+    text = (outdir / f"scripted-{job}.out").read_text()
+    assert text.startswith("args: first arg|$two\n") and "in-docker\n" in text
+    assert "oops\n" in text  # stderr joins stdout's file, as sbatch does
+    assert expected in dc.logs(job)
+    gone(docker_engine, job)
+    assert list(dc.home.glob("nodes/*/scripts/*")) == []  # the script went with the attempt
