@@ -48,14 +48,14 @@ from launcher.process import (
     EventSink,
     Stream,
     attempt_dir_for,
-    now_ms,
+    attempt_event,
     open_outputs,
     script_command,
     script_path_for,
     workdir_for,
     write_script,
 )
-from mnp.protocol import PYTHON_PLACEHOLDER, Assignment, ContainerRun, Event, EventKind, Mount
+from mnp.protocol import PYTHON_PLACEHOLDER, Assignment, ContainerRun, EventKind, Mount
 
 log = logging.getLogger("launcher.container")
 
@@ -437,32 +437,8 @@ class ContainerAttempt:
     def _emit_log(self, stream: Stream, offset: int, text: str) -> None:
         self._emit("log", stream=stream, offset=offset, data=text)
 
-    def _emit(
-        self,
-        kind: EventKind,
-        *,
-        pid: int | None = None,
-        exit_code: int | None = None,
-        timed_out: bool = False,
-        reason: str | None = None,
-        stream: Stream | None = None,
-        offset: int = 0,
-        data: str = "",
-    ) -> None:
-        self._sink(
-            Event(
-                attempt_id=self.attempt_id,
-                kind=kind,
-                time_ms=now_ms(),
-                pid=pid,
-                exit_code=exit_code,
-                timed_out=timed_out,
-                reason=reason,
-                stream=stream,
-                offset=offset,
-                data=data,
-            )
-        )
+    def _emit(self, kind: EventKind, **fields: Any) -> None:
+        self._sink(attempt_event(self.attempt_id, kind, **fields))
 
 
 class _StartFailed(Exception):

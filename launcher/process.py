@@ -19,7 +19,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from mnp.protocol import SCRIPT_PLACEHOLDER, Assignment, Event, EventKind
 
@@ -94,6 +94,33 @@ def open_outputs(assignment: Assignment, directory: Path) -> list[int]:
             os.close(fd)
         raise
     return fds
+
+
+def attempt_event(
+    attempt_id: str,
+    kind: EventKind,
+    *,
+    pid: int | None = None,
+    exit_code: int | None = None,
+    timed_out: bool = False,
+    reason: str | None = None,
+    stream: Stream | None = None,
+    offset: int = 0,
+    data: str = "",
+) -> Event:
+    """An event of one attempt, stamped now (``seq`` 0: the agent numbers events)."""
+    return Event(
+        attempt_id=attempt_id,
+        kind=kind,
+        time_ms=now_ms(),
+        pid=pid,
+        exit_code=exit_code,
+        timed_out=timed_out,
+        reason=reason,
+        stream=stream,
+        offset=offset,
+        data=data,
+    )
 
 
 def script_path_for(assignment: Assignment, root: Path) -> Path:
@@ -371,29 +398,5 @@ class AttemptProcess:
             tail.close()
         self._tails = []
 
-    def _emit(
-        self,
-        kind: EventKind,
-        *,
-        pid: int | None = None,
-        exit_code: int | None = None,
-        timed_out: bool = False,
-        reason: str | None = None,
-        stream: Stream | None = None,
-        offset: int = 0,
-        data: str = "",
-    ) -> None:
-        self._sink(
-            Event(
-                attempt_id=self.attempt_id,
-                kind=kind,
-                time_ms=now_ms(),
-                pid=pid,
-                exit_code=exit_code,
-                timed_out=timed_out,
-                reason=reason,
-                stream=stream,
-                offset=offset,
-                data=data,
-            )
-        )
+    def _emit(self, kind: EventKind, **fields: Any) -> None:
+        self._sink(attempt_event(self.attempt_id, kind, **fields))
