@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mnp.jobenv import SLURM_TASK_IDS, slurm_task_id
 from mnp.model import (
     ComputeEnvironment,
     Job,
@@ -115,7 +116,10 @@ def _array_properties(job: Job) -> dict[str, Any] | None:
                 "size": size,
             }
         )
-    return {"index": job.array_index, "size": size}
+    out: dict[str, Any] = {"index": job.array_index, "size": size}
+    if SLURM_TASK_IDS in job.container.environment:  # mnp sbatch --array listed other ids
+        out["taskId"] = slurm_task_id(job)
+    return out
 
 
 def job_summary(job: Job) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from mnp.client import Client
+from mnp.errors import MnpError
 from mnp.slurm.columns import SQUEUE_DEFAULT, parse_squeue_format, render_squeue
 from mnp.slurm.hostlist import expand
 from mnp.slurm.listing import (
@@ -165,6 +167,24 @@ def _selected(summaries: Iterable[JSON], names: set[str], users: set[str], parts
     return [s for s in chosen if array_job_id(s) not in parents or array_index(s) is None]
 
 
+def resolve_task_ids(client: Client, ids: Sequence[str]) -> list[str]:
+    """Slurm ids → mnp ids: ``<id>_<task>`` is the child of array ``<id>`` shown with that
+    task id (its index, unless ``mnp sbatch --array`` listed other ids). Ids that name no
+    job come back as no job's id, for the caller to report."""
+    shown: dict[str, str] = {}
+    sparse: set[str] = set()
+    for base in dict.fromkeys(i.rpartition("_")[0] for i in ids if to_mnp_id(i) != i):
+        try:
+            children = client.list_jobs(array_job_id=base)
+        except MnpError:  # not an array (or gone): the id is reported as unknown
+            continue
+        if any("taskId" in (c.get("arrayProperties") or {}) for c in children):
+            sparse.add(base)
+            shown.update({display_id(c): str(c["jobId"]) for c in children})
+    # a task id the array does not have stays as written: no job has that id
+    return [shown.get(i, i if i.rpartition("_")[0] in sparse else to_mnp_id(i)) for i in ids]
+
+
 def _expand_ids(args: Sequence[str]) -> list[str]:
     """``123 124_[1-3],125_7`` → Slurm ids, one each (brackets expanded)."""
     out: list[str] = []
@@ -237,7 +257,7 @@ def scancel_command(state: HasClient, job_ids: tuple[str, ...], names: tuple[str
             chosen = [s for s in chosen if matches_id(job_row(s, 0), ids)]
         targets = [(display_id(s), str(s["jobId"])) for s in chosen]
     else:
-        mnp_ids = [to_mnp_id(i) for i in ids]
+        mnp_ids = resolve_task_ids(client, ids)
         known = {d["jobId"]: d for d in client.describe_jobs(mnp_ids)}
         targets = []
         for shown, job_id in zip(ids, mnp_ids, strict=True):

@@ -182,11 +182,18 @@ def is_array_parent(summary: JSON) -> bool:
     return "size" in props and array_index(summary) is None
 
 
+def task_id(summary: JSON) -> int | None:
+    """An array child's Slurm task id: ``arrayProperties.taskId`` when ``mnp sbatch
+    --array`` listed ids other than ``0..n-1``, else its index; None for other jobs."""
+    task = (summary.get("arrayProperties") or {}).get("taskId")
+    return task if isinstance(task, int) else array_index(summary)
+
+
 def display_id(summary: JSON) -> str:
-    """``<arrayJobId>_<index>`` for an array child, else the job id."""
-    index = array_index(summary)
+    """``<arrayJobId>_<task id>`` for an array child (:func:`task_id`), else the job id."""
+    task = task_id(summary)
     job_id = str(summary.get("jobId", ""))
-    return f"{array_job_id(summary)}_{index}" if index is not None else job_id
+    return f"{array_job_id(summary)}_{task}" if task is not None else job_id
 
 
 def to_mnp_id(slurm_id: str) -> str:
@@ -260,7 +267,7 @@ class JobRow:
 def job_row(summary: JSON, now_ms: int) -> JobRow:
     """The row for one JobSummary; ``now_ms`` times jobs still running."""
     state = slurm_state(summary)
-    index = array_index(summary)
+    index = task_id(summary)
     started, stopped = summary.get("startedAt"), summary.get("stoppedAt")
     if isinstance(started, int):
         elapsed = ((stopped if isinstance(stopped, int) else now_ms) - started) // 1000

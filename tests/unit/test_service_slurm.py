@@ -161,6 +161,10 @@ def test_assignment_carries_paths_script_and_slurm_variables(head: Head) -> None
     assert env["SLURM_NTASKS"] == "3" and env["SLURM_CPUS_PER_TASK"] == "2"
     assert env["SLURM_SUBMIT_DIR"] == "/submit" and env["SLURM_JOB_USER"] == "ann"
     assert env["SLURM_JOB_NODELIST"] == "n1"
+    listed = head.service.list_jobs({"arrayJobId": job_id, "allStatuses": True})
+    tasks = {j["arrayProperties"]["index"]: j["arrayProperties"]["taskId"] for j in listed[
+        "jobSummaryList"]}  # fmt: skip
+    assert tasks == {0: 3, 1: 7}  # squeue and sacct show <id>_3 and <id>_7
 
 
 def test_list_jobs_with_children_and_extra_summary_fields(head: Head) -> None:

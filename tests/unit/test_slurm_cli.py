@@ -60,6 +60,9 @@ class FakeClient:
     def describe_jobs(self, ids: list[str]) -> list[JSON]:
         return [j for j in self.jobs if j["jobId"] in ids]
 
+    def list_jobs(self, array_job_id: str | None = None, **_: Any) -> list[JSON]:
+        return [j for j in self.jobs if j.get("arrayJobId") == array_job_id]
+
     def terminate(self, job_id: str, reason: str) -> None:
         self.terminated.append((job_id, reason))
 
@@ -151,3 +154,23 @@ def test_in_window() -> None:
     assert in_window(ended, 400, None, 1000) and not in_window(ended, 600, None, 1000)
     assert in_window(running, 600, None, 1000) and not in_window(running, 1001, None, 1000)
     assert in_window(ended, None, 100, 1000) and not in_window(ended, None, 99, 1000)
+
+
+SPARSE = "bbbbbbbb-0000-4000-8000-000000000000"
+
+
+def test_sparse_task_ids_are_shown_and_cancelled_by_their_slurm_id() -> None:
+    """``--array=1,3,5``: the children (indices 0..2) show and cancel as _1, _3, _5."""
+    kids = [
+        job(f"{SPARSE}:{i}", "RUNNING", "sparse", arrayJobId=SPARSE,
+            arrayProperties={"index": i, "size": 3, "taskId": 2 * i + 1}, nodeIds=["local-1"])
+        for i in range(3)
+    ]  # fmt: skip
+    fake = FakeClient([job(SPARSE, "PENDING", "sparse", arrayProperties={"size": 3}), *kids])
+    shown = CliRunner().invoke(squeue_command, ["-h", "-o", "%i"], obj=FakeState(fake))
+    assert shown.output.split() == [f"{SPARSE}_{t}" for t in (1, 3, 5)]
+    done = CliRunner().invoke(scancel_command, [f"{SPARSE}_3"], obj=FakeState(fake))
+    assert done.exit_code == 0, done.output
+    assert [j for j, _ in fake.terminated] == [f"{SPARSE}:1"]
+    missing = CliRunner().invoke(scancel_command, [f"{SPARSE}_2"], obj=FakeState(fake))
+    assert missing.exit_code == 1 and "Invalid job id" in missing.output
