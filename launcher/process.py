@@ -14,8 +14,11 @@ import codecs
 import contextlib
 import os
 import re
+import shlex
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -121,6 +124,18 @@ def attempt_event(
         offset=offset,
         data=data,
     )
+
+
+def install_srun(attempt_dir: Path) -> Path:
+    """Write ``<attempt_dir>/bin/srun`` (:mod:`launcher.srun` under this Python) and return
+    that ``bin`` directory, for the front of a batch script's ``PATH``."""
+    bin_dir = attempt_dir / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    shim = bin_dir / "srun"
+    python = shlex.quote(sys.executable)
+    shim.write_text(f'#!/bin/sh\nexec {python} -m launcher.srun "$@"\n', encoding="utf-8")
+    shim.chmod(0o755)
+    return bin_dir
 
 
 def script_path_for(assignment: Assignment, root: Path) -> Path:
@@ -267,10 +282,13 @@ class AttemptProcess:
             self.attempt_dir.mkdir(parents=True, exist_ok=True)
             fds = open_outputs(a, self.attempt_dir)
             command = self._command()
+            env = {**self._env, **a.environment, NODE_ROOT_ENV: str(self._root)}
+            if a.script is not None:  # a batch script's srun lines start the job's tasks
+                env["PATH"] = f"{install_srun(self.attempt_dir)}:{env.get('PATH', '')}"
             popen = subprocess.Popen(
                 command,
                 cwd=self.workdir,
-                env={**self._env, **a.environment, NODE_ROOT_ENV: str(self._root)},
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=fds[0],
                 stderr=fds[-1],
@@ -385,6 +403,7 @@ class AttemptProcess:
         if self.assignment.script is not None:
             with contextlib.suppress(OSError):
                 self.script_path.unlink()
+            shutil.rmtree(self.attempt_dir / "bin", ignore_errors=True)
         for handle in (self._timeout_handle, self._escalate_handle):
             if handle is not None:
                 handle.cancel()

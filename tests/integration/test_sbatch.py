@@ -289,3 +289,39 @@ def test_singleton_any_mode_and_aftercorr(c: Cluster, submit_dir: Path) -> None:
     assert (submit_dir / "c_1.out").read_text() == "first 1\n"
     finished(c, ok)
     finished(c, bad, "FAILED")
+
+
+def test_srun_in_a_one_node_script_starts_its_tasks(c: Cluster, submit_dir: Path) -> None:
+    s = script(submit_dir / "tasks.sh", (
+        "#!/bin/sh\n#SBATCH -n 2 -o tasks.out\n"
+        "srun sh -c 'echo task $SLURM_PROCID of $SLURM_NTASKS'\n"
+        "srun -n 1 --cpu-bind=cores sh -c 'exit 4' || echo \"step failed: $?\"\n"
+    ))  # fmt: skip
+    job_id = submitted(sbatch(c, submit_dir, s.name))
+    finished(c, job_id)
+    lines = (submit_dir / "tasks.out").read_text().splitlines()
+    assert sorted(x for x in lines if x.startswith("task")) == [
+        f"task {i} of 2" for i in range(2)
+    ], lines
+    assert "srun: warning: ignored here: --cpu-bind" in lines
+    assert "step failed: 4" in lines
+
+
+@pytest.mark.skipif(not _have_mpich(), reason="pip install -e '.[mpi]' needed")
+def test_srun_in_a_multi_node_script_runs_mpi_ranks_on_every_node(
+    c: Cluster, tmp_path: Path
+) -> None:
+    script(tmp_path / "ranks.py", (
+        "import os, sys\nfrom mpi4py import MPI\nw = MPI.COMM_WORLD\n"
+        'sys.stdout.write(f"rank {w.Get_rank()} {w.Get_size()} {os.environ[\'MNP_NODE_ID\']}\\n")\n'
+    ))  # fmt: skip
+    s = script(tmp_path / "mpi.sh", (
+        "#!/bin/sh\n#SBATCH -N 2 --ntasks-per-node=2 -o mpi.out\n"
+        f"srun {sys.executable} ranks.py\n"
+    ))  # fmt: skip
+    job_id = submitted(sbatch(c, tmp_path, s.name))
+    finished(c, job_id, timeout=120)
+    text = (tmp_path / "mpi.out").read_text()
+    rows = sorted(line.split()[1:] for line in text.splitlines() if line.startswith("rank "))
+    assert [r[:2] for r in rows] == [[str(i), "4"] for i in range(4)], text
+    assert len({r[2] for r in rows}) == 2  # two nodes, two ranks each
