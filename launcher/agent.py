@@ -29,14 +29,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from launcher.container import ContainerAttempt, in_container
-from launcher.engine import CONTAINER_WORKDIR, Engine, EngineError, container_name
+from launcher.engine import CONTAINER_WIRING, Engine, EngineError, container_name
 from launcher.http import HttpError, JsonHttp, Reply
 from launcher.process import (
     NODE_ROOT_ENV,
     AttemptProcess,
     attempt_dir_for,
     now_ms,
-    workdir_for,
 )
 from launcher.wiring import prepare, wiring_dir
 from mnp.protocol import (
@@ -46,6 +45,7 @@ from mnp.protocol import (
     TOKEN_HEADER,
     Assignment,
     Event,
+    Mount,
     Poll,
     PollReply,
     Register,
@@ -323,8 +323,9 @@ class Agent:
         for ready in reply.ready:
             main = self._running.get(ready.attempt_id)
             if main is not None:
+                home = attempt_dir_for(main.assignment, self.options.root)
                 with contextlib.suppress(OSError):  # the attempt is ending anyway
-                    (wiring_dir(wiring_home(main.assignment, self.options.root)) / "ready").touch()
+                    (wiring_dir(home) / "ready").touch()
 
     def _session_started(self, scope: str, command: str) -> None:
         if command.strip() in PROBE_COMMANDS:
@@ -341,11 +342,17 @@ class Agent:
 
     def _wire(self, assignment: Assignment) -> Assignment:
         """Lay out an MNP attempt's files and let its key in over SSH (for this attempt only)."""
-        workdir = workdir_for(assignment, self.options.root)
+        # the wiring lives in the agent's own attempt directory, never in the job's working
+        # directory (other jobs may share it); a container sees it mounted at CONTAINER_WIRING
+        attempt_dir = attempt_dir_for(assignment, self.options.root)
         if assignment.container is None:
-            wired = prepare(assignment, wiring_home(assignment, self.options.root))
-        else:  # the container sees its working directory at CONTAINER_WORKDIR
-            wired = prepare(in_container(assignment), workdir, str(wiring_dir(CONTAINER_WORKDIR)))
+            wired = prepare(assignment, attempt_dir)
+        else:
+            wired = prepare(in_container(assignment), attempt_dir, CONTAINER_WIRING)
+            if wired.container is not None and wired.wiring is not None:
+                mount = Mount(CONTAINER_WIRING, str(wiring_dir(attempt_dir)))
+                run = replace(wired.container, mounts=(*wired.container.mounts, mount))
+                wired = replace(wired, container=run)
         if wired.wiring is not None:
             if self._ssh is None:
                 raise ValueError("this node serves no SSH (started with --no-ssh)")
@@ -371,14 +378,11 @@ class Agent:
             if self._ssh is not None:
                 self._ssh.revoke(event.attempt_id)
             if proc is not None:
+                attempt_dir = attempt_dir_for(proc.assignment, self.options.root)
                 if proc.assignment.wiring is not None:
                     # the job's private key, ssh_config and hostfiles go with the attempt
-                    home = wiring_home(proc.assignment, self.options.root)
-                    shutil.rmtree(wiring_dir(home), ignore_errors=True)
-                if proc.assignment.container is None:
-                    tidy(attempt_dir_for(proc.assignment, self.options.root))
-                elif proc.assignment.workdir is None:  # only directories the agent made
-                    tidy(proc.workdir)
+                    shutil.rmtree(wiring_dir(attempt_dir), ignore_errors=True)
+                tidy(attempt_dir)
             self._finished[event.attempt_id] = None
             if len(self._finished) > FINISHED_MEMORY:
                 del self._finished[next(iter(self._finished))]
@@ -449,15 +453,6 @@ class Agent:
             await asyncio.sleep(0.02)
         if self._outbox:
             log.warning("stopping with %d undelivered events", len(self._outbox))
-
-
-def wiring_home(assignment: Assignment, root: Path) -> Path:
-    """The directory whose ``.mnp`` holds a multi-node attempt's wiring: the agent's own
-    attempt directory for a process (never the user's working directory, which other jobs may
-    share); a container's working directory, which it sees mounted."""
-    if assignment.container is None:
-        return attempt_dir_for(assignment, root)
-    return workdir_for(assignment, root)
 
 
 def tidy(workdir: Path) -> None:

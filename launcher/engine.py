@@ -36,6 +36,8 @@ LABEL_ROOT = CONTAINER_LABEL_ROOT
 CONTAINER_WORKDIR = Path("/mnp/work")
 """Where the attempt's working directory appears in its container (its working directory):
 the same path on every node, as MPI launchers expect of the directory they start ranks in."""
+CONTAINER_WIRING = "/mnp/wiring"
+"""Where a multi-node attempt's wiring directory (ssh_config, keys, hostfiles) is mounted."""
 ENGINE_THREADS = 8
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
