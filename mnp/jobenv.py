@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 
 from mnp.model import Attempt, Job
+from mnp.slurm.taskids import expand_ids
 
 SLURM_TASK_IDS = "MNP_SLURM_ARRAY_TASK_IDS"
 """Set (in the job's environment) by ``mnp sbatch --array`` with Slurm's own task ids, e.g.
@@ -94,17 +95,12 @@ def slurm_task_id(job: Job) -> int | None:
 
 @functools.lru_cache(maxsize=32)
 def task_ids(text: str | None, size: int) -> tuple[int, ...]:
-    """``1,3,5-9:2`` → ``(1, 3, 5, 7, 9)``; empty when absent or not exactly ``size`` ids
-    (then the array index is the task id)."""
+    """``1,3,5-9:2`` → ``(1, 3, 5, 7, 9)`` (:func:`mnp.slurm.taskids.expand_ids`); empty when
+    absent, unreadable or not exactly ``size`` ids (then the array index is the task id)."""
     if not text:
         return ()
-    out: list[int] = []
     try:
-        for part in text.split(","):
-            span, _, step = part.partition(":")
-            first, _, last = span.partition("-")
-            lo, hi = int(first), int(last or first)
-            out.extend(range(lo, hi + 1, int(step or 1)))
+        ids = expand_ids(text)
     except ValueError:
         return ()
-    return tuple(out) if len(out) == size else ()
+    return tuple(ids) if len(ids) == size else ()

@@ -34,7 +34,7 @@ from mnp.slurm.sbatch import (
     request_from,
     wrap_script,
 )
-from mnp.slurm.values import expand_ids
+from mnp.slurm.taskids import expand_ids
 
 JSON = dict[str, Any]
 

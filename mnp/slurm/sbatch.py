@@ -28,7 +28,7 @@ Mapping (:func:`build_requests` → RegisterJobDefinition, SubmitJob):
   node was lost (``Host lost*``); ``--no-requeue`` → 1 attempt.
 - ``-a`` → ``arrayProperties.size`` = number of task ids; AWS index i runs Slurm task id
   ``ids[i]``. When the ids are not ``0..n-1`` the job's environment carries
-  ``MNP_SLURM_ARRAY_TASK_IDS`` (compact array syntax, :func:`mnp.slurm.values.format_ids`) for
+  ``MNP_SLURM_ARRAY_TASK_IDS`` (compact array syntax, :func:`mnp.slurm.taskids.format_ids`) for
   the head to set ``SLURM_ARRAY_TASK_ID`` and ``%a`` from. One id alone makes a plain job
   with ``SLURM_ARRAY_TASK_ID``/``COUNT``/``MIN``/``MAX`` in its environment and ``%a``/``%A``
   in paths replaced by the id and ``%j`` (AWS arrays have 2–10,000 tasks). ``%N`` →
@@ -59,7 +59,8 @@ from mnp.slurm.request import (
     request_from,
 )
 from mnp.slurm.script import Directive, SbatchError, check_script, parse_script
-from mnp.slurm.values import DEPENDENCY_TYPES, DependencySpec, format_ids, parse_export_spec
+from mnp.slurm.taskids import format_ids
+from mnp.slurm.values import DEPENDENCY_TYPES, DependencySpec, parse_export_spec
 
 __all__ = [
     "EVERY_NODE_UNSUPPORTED", "NAME_RE", "NAME_RULE", "Directive", "SbatchError",

@@ -5,23 +5,21 @@ ValueError whose message states the rule (the caller prefixes the option's name)
 reuse :func:`mnp.cli_run.parse_time` and ``VAR=value`` lists :func:`mnp.cli_run.parse_export`.
 
 Array task ids travel to the head as text in Slurm's own array syntax without ``%N``
-(:func:`format_ids` writes it, :func:`expand_ids` reads it back): ``0-15``, ``1-9:2,20``.
+(:mod:`mnp.slurm.taskids`): ``0-15``, ``1-9:2,20``.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import click
 
 from mnp.cli_run import ENV_NAME, parse_export, parse_time
+from mnp.slurm.taskids import expand_ids
 
-ARRAY_MAX_SIZE = 10_000
-"""AWS Batch's largest array; a Slurm array may list at most this many task ids."""
-ARRAY_MAX_ID = 9_999_999
 MAX_DEPENDENCIES = 20
 """AWS Batch allows at most 20 dependencies per job."""
 UNLIMITED = frozenset({"UNLIMITED", "INFINITE"})
@@ -115,37 +113,6 @@ class ArraySpec:
         return self.ids == tuple(range(len(self.ids)))
 
 
-_ARRAY_ITEM = re.compile(r"(\d+)(?:-(\d+)(?::(\d+))?)?")
-
-
-def expand_ids(text: str) -> list[int]:
-    """The sorted, distinct ids of ``a``, ``a-b`` and ``a-b:step`` items separated by commas.
-    Raises ValueError naming each bad item, or when there are more than
-    :data:`ARRAY_MAX_SIZE` ids (checked before expanding)."""
-    problems: list[str] = []
-    ranges: list[range] = []
-    for item in text.split(","):
-        m = _ARRAY_ITEM.fullmatch(item.strip())
-        if m is None:
-            problems.append(f"{item!r} is not N, N-M or N-M:STEP")
-            continue
-        first = int(m.group(1))
-        last = int(m.group(2)) if m.group(2) is not None else first
-        step = int(m.group(3)) if m.group(3) is not None else 1
-        if last < first or step < 1 or last > ARRAY_MAX_ID:
-            problems.append(f"{item!r} needs N ≤ M ≤ {ARRAY_MAX_ID} and a step of at least 1")
-            continue
-        ranges.append(range(first, last + 1, step))
-    if problems:
-        raise ValueError("; ".join(problems))
-    if sum(len(r) for r in ranges) > ARRAY_MAX_SIZE * 2:
-        raise ValueError(f"at most {ARRAY_MAX_SIZE} tasks")
-    ids = sorted({i for r in ranges for i in r})
-    if len(ids) > ARRAY_MAX_SIZE:
-        raise ValueError(f"{len(ids)} tasks; at most {ARRAY_MAX_SIZE}")
-    return ids
-
-
 def parse_array(text: str) -> ArraySpec:
     """Slurm's ``--array``: ``0-15``, ``0-15:4``, ``1,3,5,7``, mixtures, optionally ending in
     ``%N`` (at most N tasks running at once)."""
@@ -160,25 +127,6 @@ def parse_array(text: str) -> ArraySpec:
     if not spec:
         raise ValueError("no task ids (expected e.g. 0-15, 1,3,5 or 0-99%10)")
     return ArraySpec(tuple(expand_ids(spec)), max_running)
-
-
-def format_ids(ids: Sequence[int]) -> str:
-    """Sorted distinct ``ids`` in compact array syntax (runs of 3 or more with one step as
-    ``a-b`` or ``a-b:s``); :func:`expand_ids` reads it back."""
-    out: list[str] = []
-    i = 0
-    while i < len(ids):
-        j = i + 1
-        step = ids[j] - ids[i] if j < len(ids) else 0
-        while j + 1 < len(ids) and ids[j + 1] - ids[j] == step:
-            j += 1
-        if j - i >= 2:
-            out.append(f"{ids[i]}-{ids[j]}" + (f":{step}" if step != 1 else ""))
-            i = j + 1
-        else:
-            out.append(str(ids[i]))
-            i += 1
-    return ",".join(out)
 
 
 # -- dependencies ----------------------------------------------------------------------------

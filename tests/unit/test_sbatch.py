@@ -35,9 +35,8 @@ from mnp.slurm.sbatch import (
     parse_script,
     request_from,
 )
+from mnp.slurm.taskids import expand_ids, format_ids
 from mnp.slurm.values import (
-    expand_ids,
-    format_ids,
     inherited_environment,
     parse_array,
     parse_dependency,
