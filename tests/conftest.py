@@ -12,21 +12,15 @@ from tests.integration.cluster import Cluster
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     """A running head node with 3 local nodes (2 vCPUs, 2 GiB each); stopped afterwards."""
-    c = Cluster(tmp_path / "home")
-    try:
-        yield c.start()
-    finally:
-        c.stop()
+    with Cluster(tmp_path / "home") as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
 def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """One cluster for a whole module of tests that do not break it."""
-    c = Cluster(tmp_path_factory.mktemp("shared") / "home")
-    try:
-        yield c.start()
-    finally:
-        c.stop()
+    with Cluster(tmp_path_factory.mktemp("shared") / "home") as c:
+        yield c
 
 
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:

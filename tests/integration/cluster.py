@@ -117,6 +117,13 @@ class Cluster:
             raise
         return self
 
+    def __enter__(self) -> Cluster:
+        """``with Cluster(home) as c:`` starts it and stops it afterwards, also on failure."""
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def wait_nodes(self, n: int) -> list[dict[str, Any]]:
         def ready() -> list[dict[str, Any]] | None:
             nodes = [x for x in self.client.nodes() if x["status"] == "ACTIVE"]

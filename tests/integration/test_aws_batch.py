@@ -48,11 +48,8 @@ def batch_client(c: Cluster) -> Any:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Three 2-vCPU local nodes; AWS's 60 s timeout floor (the other tests lower it)."""
-    c = Cluster(tmp_path_factory.mktemp("aws") / "home", nodes=3, min_timeout=60)
-    try:
-        yield c.start()
-    finally:
-        c.stop()
+    with Cluster(tmp_path_factory.mktemp("aws") / "home", nodes=3, min_timeout=60) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")

@@ -52,11 +52,8 @@ needs_mpich = pytest.mark.skipif(not _have_mpich(), reason="pip install -e '.[mp
 
 @pytest.fixture(scope="module")
 def c(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path_factory.mktemp("cli-run") / "home", nodes=4, vcpus=2)
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
+    with Cluster(tmp_path_factory.mktemp("cli-run") / "home", nodes=4, vcpus=2) as cluster:
+        yield cluster
 
 
 def argv(c: Cluster, *args: str) -> list[str]:

@@ -28,11 +28,8 @@ MISSING_IMAGE = "127.0.0.1:9/mnp-test/missing:1"
 
 @pytest.fixture(scope="module")
 def dc(docker_engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("docker") / "home", nodes=2, vcpus=2)
-    try:
-        yield c.start()
-    finally:
-        c.stop()
+    with Cluster(tmp_path_factory.mktemp("docker") / "home", nodes=2, vcpus=2) as c:
+        yield c
 
 
 def containers_of(engine: DockerEngine, job_id: str) -> list[dict[str, Any]]:

@@ -28,11 +28,10 @@ print(f"rank={comm.Get_rank()} size={comm.Get_size()} node={node} total={total} 
 @pytest.fixture(scope="module")
 def two(docker_engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     # a long grace: the holding node still ends at once when the main node is done
-    c = Cluster(tmp_path_factory.mktemp("docker-mpi") / "home", nodes=2, vcpus=2, kill_grace=30)
-    try:
-        yield c.start()
-    finally:
-        c.stop()
+    with Cluster(
+        tmp_path_factory.mktemp("docker-mpi") / "home", nodes=2, vcpus=2, kill_grace=30
+    ) as c:
+        yield c
 
 
 def test_two_node_mpi_job_runs_every_rank_in_the_image(

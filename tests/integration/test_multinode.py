@@ -25,11 +25,8 @@ RANK_LINE = re.compile(r"rank=(\d+) size=(\d+) node=(\S+) ok=(\w+)")
 
 @pytest.fixture(scope="module")
 def four(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    c = Cluster(tmp_path_factory.mktemp("mnp") / "home", nodes=4, vcpus=2)
-    try:
-        yield c.start()
-    finally:
-        c.stop()
+    with Cluster(tmp_path_factory.mktemp("mnp") / "home", nodes=4, vcpus=2) as c:
+        yield c
 
 
 def mnp_definition(

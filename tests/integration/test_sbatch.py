@@ -31,11 +31,8 @@ HOSTILE_VALUE = "x y;'q' \"dq\" $HOME `id` \\ %j\nsecond line"
 
 @pytest.fixture(scope="module")
 def c(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path_factory.mktemp("sbatch") / "home", nodes=4, vcpus=2)
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
+    with Cluster(tmp_path_factory.mktemp("sbatch") / "home", nodes=4, vcpus=2) as cluster:
+        yield cluster
 
 
 @pytest.fixture

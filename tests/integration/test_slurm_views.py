@@ -20,11 +20,8 @@ ROW = "%i|%t|%R|%j|%D"
 
 @pytest.fixture(scope="module")
 def c(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path_factory.mktemp("slurm-views") / "home", nodes=4, vcpus=2)
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
+    with Cluster(tmp_path_factory.mktemp("slurm-views") / "home", nodes=4, vcpus=2) as cluster:
+        yield cluster
 
 
 def mnp(c: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
