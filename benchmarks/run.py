@@ -49,7 +49,7 @@ REPO = BENCH_DIR.parent
 if str(REPO) not in sys.path:  # run from a source checkout without installing it
     sys.path.insert(0, str(REPO))
 
-from mnp.client import Client  # noqa: E402
+from mnp.client.client import Client  # noqa: E402
 
 JSON = dict[str, Any]
 T = TypeVar("T")
@@ -1718,7 +1718,7 @@ def readme(results: JSON) -> str:
 `python benchmarks/run.py` runs eight benchmarks against real head nodes, each started as
 `python -m mnp --home <tmp> up --nodes {NODES} --vcpus {VCPUS} --memory-mib {MEMORY_MIB}`
 ({NODES} local node agents, {NODES * VCPUS} one-vCPU job slots; benchmark 5 uses
-`{head5}`, benchmark 6 `{head6}`) and driven through `mnp.client.Client`
+`{head5}`, benchmark 6 `{head6}`) and driven through `mnp.client.client.Client`
 from one thread (benchmark 7 also through boto3, from several threads and processes).
 Each benchmark starts a fresh head node, waits for its nodes to be ACTIVE, measures, and
 stops it (SIGTERM by PID; leftover agents are killed by PID, also on failure).
@@ -1754,7 +1754,7 @@ Each one measures its own baseline in the same run.
    servers accept the job's key) whose main node copies its wiring (`$MNP_WIRING_DIR`:
    `ssh_config`, `known_hosts`, `id_ed25519`, `hostfile.mpich`, `ssh-wrapper`) and runs
    `{raw_cmd}`
-   (built by `mnp.mpi.launch_argv`, checked equal to what `python -m launcher.wire --dry-run`
+   (built by `mnp.build.mpi.launch_argv`, checked equal to what `python -m launcher.wire --dry-run`
    prints, paths aside) in a loop, {RAW_PER_JOB} runs per command, timing each with
    `time.perf_counter()`. Such a job runs every {RAW_PER_JOB} rounds, interleaved with the MNP
    jobs ({f.mnp_samples} raw runs per command in all, after a warm-up job). Several short jobs

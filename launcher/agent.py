@@ -1,6 +1,6 @@
 """The node agent: registers with the head node, long-polls for work, runs it, reports events.
 
-Protocol: :mod:`mnp.protocol`. One asyncio loop runs three tasks over one reused
+Protocol: :mod:`mnp.spec.protocol`. One asyncio loop runs three tasks over one reused
 keep-alive HTTP client (:mod:`launcher.http`):
 
 - the poll loop (register, then ``poll`` forever; 404 → register again; 410 → kill
@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from launcher.container import ContainerAttempt, in_container
 from launcher.engine import CONTAINER_WIRING, Engine, EngineError, container_name
+from launcher.gangfiles import prepare, wiring_dir
 from launcher.http import HttpError, JsonHttp, Reply
 from launcher.process import (
     NODE_ROOT_ENV,
@@ -37,8 +38,7 @@ from launcher.process import (
     attempt_dir_for,
     now_ms,
 )
-from launcher.wiring import prepare, wiring_dir
-from mnp.protocol import (
+from mnp.spec.protocol import (
     POLL_PATH,
     REGISTER_PATH,
     REPORT_PATH,

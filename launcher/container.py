@@ -55,7 +55,7 @@ from launcher.process import (
     workdir_for,
     write_script,
 )
-from mnp.protocol import PYTHON_PLACEHOLDER, Assignment, ContainerRun, EventKind, Mount
+from mnp.spec.protocol import PYTHON_PLACEHOLDER, Assignment, ContainerRun, EventKind, Mount
 
 log = logging.getLogger("launcher.container")
 

@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mnp.protocol import (
+from mnp.spec.protocol import (
     CONTAINER_LABEL_ATTEMPT,
     CONTAINER_LABEL_JOB,
     CONTAINER_LABEL_NODE,

@@ -1,7 +1,7 @@
 """One attempt's OS process on a node: start, exit watch, timeout and kill, log tailing.
 
 No HTTP here. An :class:`AttemptProcess` turns what happens to its process into
-:class:`mnp.protocol.Event` values handed to a sink callback (with ``seq`` 0; the agent numbers
+:class:`mnp.spec.protocol.Event` values handed to a sink callback (with ``seq`` 0; the agent numbers
 them). Everything runs on one asyncio loop, on the loop's thread: exits are noticed through a
 pidfd registered with ``loop.add_reader`` (no child watcher, no thread per child), timers are
 ``loop.call_later`` handles. Linux only (``pidfd_open`` needs kernel 5.3).
@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from mnp.protocol import SCRIPT_PLACEHOLDER, Assignment, Event, EventKind
+from mnp.spec.protocol import SCRIPT_PLACEHOLDER, Assignment, Event, EventKind
 
 Stream = Literal["stdout", "stderr"]
 EventSink = Callable[[Event], None]

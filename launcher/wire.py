@@ -53,7 +53,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnp import mpi
+from mnp.build import mpi
 
 ENV_WIRING_DIR = "MNP_WIRING_DIR"
 ENV_NODE_ALIASES = "MNP_NODE_ALIASES"
@@ -394,7 +394,7 @@ def resolve_launcher(
 
 
 def plain_alias(directory: str) -> str:
-    """A plain path (see :mod:`mnp.mpi`) that is a symlink to ``directory``, inside a fresh
+    """A plain path (see :mod:`mnp.build.mpi`) that is a symlink to ``directory``, inside a fresh
     private (0700) temporary directory so no one else can swap it."""
     for base in (tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"):
         if mpi.is_plain_path(base) and os.path.isdir(base):

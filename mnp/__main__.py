@@ -1,5 +1,5 @@
 """``python -m mnp``: the same as the ``mnp`` command."""
 
-from mnp.cli import main
+from mnp.cli.main import main
 
 main()

@@ -10,9 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from mnp.containers import remove_leftover_containers
+from mnp.build.container import remove_leftover_containers
 from mnp.errors import ProviderError
-from mnp.model import Node
+from mnp.spec.model import Node
 
 
 class LocalProvider:

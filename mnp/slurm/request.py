@@ -12,9 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mnp.client.jobspec import DEFAULT_QUEUE
 from mnp.errors import FieldError
-from mnp.jobspec import DEFAULT_QUEUE
-from mnp.multinode import MPI_CHOICES
 from mnp.slurm.options import (
     MNP_OPTIONS,
     SBATCH_OPTIONS,
@@ -37,6 +36,7 @@ from mnp.slurm.values import (
     parse_time_limit,
     translate_output,
 )
+from mnp.spec.noderanges import MPI_CHOICES
 
 JSON = dict[str, Any]
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")

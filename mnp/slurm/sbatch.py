@@ -70,7 +70,7 @@ __all__ = [
 
 JSON = dict[str, Any]
 SUBMIT_MAX_BYTES = 1024 * 1024
-"""The head's size limit for a SubmitJob with an ``mnp`` block (mnp.service.MNP_SUBMIT_MAX)."""
+"""The head's size limit for a SubmitJob with an ``mnp`` block (mnp.service.core.MNP_SUBMIT_MAX)."""
 ARRAY_IDS_VAR = "MNP_SLURM_ARRAY_TASK_IDS"
 REQUEUE = {
     "attempts": 2,

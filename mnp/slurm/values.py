@@ -2,7 +2,7 @@
 
 Each ``parse_*`` function takes the option's text and returns a typed value, or raises
 ValueError whose message states the rule (the caller prefixes the option's name). Time limits
-reuse :func:`mnp.cli_run.parse_time` and ``VAR=value`` lists :func:`mnp.cli_run.parse_export`.
+reuse :func:`mnp.cli.run.parse_time` and ``VAR=value`` lists :func:`mnp.cli.run.parse_export`.
 
 Array task ids travel to the head as text in Slurm's own array syntax without ``%N``
 (:mod:`mnp.slurm.taskids`): ``0-15``, ``1-9:2,20``.
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import click
 
-from mnp.cli_run import ENV_NAME, parse_export, parse_time
+from mnp.cli.run import ENV_NAME, parse_export, parse_time
 from mnp.slurm.taskids import expand_ids
 
 MAX_DEPENDENCIES = 20

@@ -1,7 +1,7 @@
 """mnp jobs seen with Slurm's eyes: job states, pending reasons, job ids, exit codes, rows.
 
 Pure functions over JobSummary dicts (``docs/native-api.md``, listJobs), no I/O. The CLI
-(:mod:`mnp.slurm.cli_views`) fetches summaries and renders :class:`JobRow` s with
+(:mod:`mnp.cli.squeue`) fetches summaries and renders :class:`JobRow` s with
 :mod:`mnp.slurm.columns`.
 
 State mapping (mnp status → Slurm state):
@@ -37,7 +37,7 @@ from mnp.slurm.hostlist import compress
 JSON = dict[str, Any]
 
 TIMEOUT_REASON = "Job attempt duration exceeded timeout"
-"""What the runtime writes when an attempt outlives its timeout (``mnp.runtime``)."""
+"""What the runtime writes when an attempt outlives its timeout (``mnp.scheduler.loop``)."""
 _CANCELLED = re.compile(r"cancel|terminat", re.IGNORECASE)
 _NODE_FAIL = ("Host lost:", "Host stopped:")
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mnp.client import Client
+from mnp.client.client import Client
 
 T = TypeVar("T")
 

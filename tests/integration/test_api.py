@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from mnp.api import Job, MpiJob
-from mnp.api_run import JobFailed, Run, submit
-from mnp.demo import mpi_available
-from mnp.jobspec import load_jobspec
+from mnp.cli.demo import mpi_available
+from mnp.client.dsl import Job, MpiJob
+from mnp.client.jobspec import load_jobspec
+from mnp.client.run import JobFailed, Run, submit
 from tests.integration.cluster import Cluster
 
 pytestmark = pytest.mark.integration

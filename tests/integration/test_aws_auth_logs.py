@@ -1,7 +1,7 @@
 """The AWS front door of a real head node: boto3's ``logs`` client and the aws CLI read a
 finished job's output; SigV4 refusals reach boto3 with AWS's codes.
 
-The head node runs as ``mnp up`` does. If ``mnp.server.build_app`` does not mount the Logs
+The head node runs as ``mnp up`` does. If ``mnp.api.server.build_app`` does not mount the Logs
 endpoint (``POST /``) and the Batch routes yet, :data:`LAUNCHER` mounts them, behind
 ``FrontDoor.check``, the way the lead is asked to; once server.py mounts them itself the
 launcher changes nothing.
@@ -29,7 +29,7 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from mnp.aws.credentials import Credentials, pick, read_file
+from mnp.api.aws.credentials import Credentials, pick, read_file
 from tests.integration.cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.integration
@@ -40,9 +40,9 @@ NO_RETRIES = Config(retries={"total_max_attempts": 1})
 LAUNCHER = """
 import sys
 
-import mnp.server as server
-from mnp.aws import logs
-from mnp.aws.frontdoor import FrontDoor
+import mnp.api.server as server
+from mnp.api.aws import logs
+from mnp.api.aws.frontdoor import FrontDoor
 
 original = server.build_app
 
@@ -55,7 +55,7 @@ def build_app(head):
         front_door = FrontDoor.for_home(head.config.home)
         app.router.routes[:0] = logs.routes(head, authenticate=front_door.check)
     if "/v1/{op}" not in paths:
-        from mnp.aws import batch
+        from mnp.api.aws import batch
 
         front_door = front_door or FrontDoor.for_home(head.config.home)
         app.router.routes[:0] = batch.routes(head, authenticate=front_door.check)
@@ -63,7 +63,7 @@ def build_app(head):
 
 
 server.build_app = build_app
-from mnp.cli import main
+from mnp.cli.main import main
 
 main()
 """

@@ -15,7 +15,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from mnp.aws.batch_shapes import MNP_JOB_FIELDS
+from mnp.api.aws.batch_shapes import MNP_JOB_FIELDS
 from tests.integration.cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.integration

@@ -2,7 +2,8 @@
 
 Four :class:`NodeSshServer` on 127.0.0.2–5 (free ports) run on one event loop in a
 background thread; the tests drive them with ``ssh -F <job ssh_config>`` built by
-:mod:`mnp.sshwire`, from a wiring directory whose name holds spaces, quotes, ``$``, ``;`` and ``%``.
+:mod:`mnp.build.ssh`, from a wiring directory whose name holds spaces, quotes, ``$``, ``;``
+and ``%``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any, TypeVar
 import pytest
 
 from launcher.sshd import NodeSshServer
-from mnp.sshwire import SshNode, generate_job_key, known_hosts, ssh_config
+from mnp.build.ssh import SshNode, generate_job_key, known_hosts, ssh_config
 from tests.integration.cluster import pid_alive, wait_for
 
 pytestmark = [

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from mnp import mpi
+from mnp.build import mpi
 
 pytestmark = pytest.mark.integration
 

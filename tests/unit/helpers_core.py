@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from mnp.config import HeadConfig
-from mnp.model import (
+from mnp.scheduler.loop import Runtime
+from mnp.scheduler.state import HeadState
+from mnp.service.core import Service
+from mnp.spec.model import (
     ContainerSpec,
     Dependency,
     Job,
@@ -17,12 +20,9 @@ from mnp.model import (
     Resources,
     RetryStrategy,
 )
-from mnp.protocol import Assignment, Event, Kill, Poll, Register, Report
-from mnp.runtime import Runtime
-from mnp.service import Service
-from mnp.state import HeadState
-from mnp.states import HistoryEntry, JobStatus
-from mnp.store import Store
+from mnp.spec.protocol import Assignment, Event, Kill, Poll, Register, Report
+from mnp.spec.states import HistoryEntry, JobStatus
+from mnp.store.sqlite import Store
 
 T0 = 1_700_000_000_000
 """A fixed epoch-ms start for every fake clock."""

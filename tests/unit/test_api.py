@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from mnp import api
-from mnp.api import (
+from mnp.client import dsl as api
+from mnp.client.dsl import (
     After,
     ArrayJob,
     Job,
@@ -27,10 +27,10 @@ from mnp.api import (
     build_definition,
     build_submission,
 )
-from mnp.api_plan import plan
-from mnp.api_run import Failure, JobFailed, Run, submit
+from mnp.client.jobspec import JobSpecError, load_jobspec
+from mnp.client.plan import plan
+from mnp.client.run import Failure, JobFailed, Run, submit
 from mnp.errors import FieldError, InvalidInput
-from mnp.jobspec import JobSpecError, load_jobspec
 from tests.unit import goldens
 
 JSON = dict[str, Any]
@@ -213,8 +213,8 @@ def test_checks_name_the_field(make: Any, expected: list[str]) -> None:
 
 
 def test_constants_match_the_head() -> None:
-    from mnp.multinode import MPI_CHOICES
-    from mnp.validation import NAME_RE
+    from mnp.service.validation import NAME_RE
+    from mnp.spec.noderanges import MPI_CHOICES
 
     assert api.MPI_CHOICES == MPI_CHOICES
     assert api.NAME_RE.pattern == NAME_RE.strip("^$")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from mnp.errors import Conflict, InvalidInput, NotFound
-from mnp.model import ARN_PREFIX
+from mnp.spec.model import ARN_PREFIX
 from tests.unit.helpers_core import HOSTILE, T0, Head
 
 

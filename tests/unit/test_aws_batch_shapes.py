@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mnp.aws import batch_shapes as shapes
+from mnp.api.aws import batch_shapes as shapes
 
 
 def test_job_detail_and_summary_lose_only_mnp_fields() -> None:

@@ -23,9 +23,9 @@ with warnings.catch_warnings():  # Starlette would rather have httpx2; httpx wor
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-from mnp.aws import batch
+from mnp.api.aws import batch
 from mnp.errors import TransientError
-from mnp.model import ARN_PREFIX
+from mnp.spec.model import ARN_PREFIX
 from tests.unit.helpers_core import HOSTILE, Head
 
 MODEL = botocore.session.get_session().get_service_model("batch")

@@ -16,8 +16,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mnp.aws import logs, logstreams
-from mnp.aws.logs import (
+from mnp.api.aws import logs
+from mnp.api.aws.logs import (
     GROUP,
     GROUP_ARN,
     LogsError,
@@ -26,15 +26,16 @@ from mnp.aws.logs import (
     position_token,
     routes,
 )
-from mnp.aws.logstreams import (
+from mnp.nodes import logstreams
+from mnp.nodes.logstreams import (
     LOG_STREAMS_BACKFILL,
     LOG_STREAMS_TABLE,
     find_stream,
     record_chunk_time,
     times_path,
 )
-from mnp.model import Attempt
-from mnp.states import JobStatus
+from mnp.spec.model import Attempt
+from mnp.spec.states import JobStatus
 from tests.unit.helpers_core import T0, Head, make_job
 
 Body = dict[str, Any]

@@ -20,9 +20,10 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from mnp.attach import Interrupts
-from mnp.cli import cli
-from mnp.cli_run import (
+from mnp.cli.demo import MpiResult, Rank, Row, mpi_options, parse_ranks
+from mnp.cli.main import cli
+from mnp.cli.mpihosts import mpirun_counts
+from mnp.cli.run import (
     Layout,
     RunOptions,
     attach,
@@ -35,10 +36,9 @@ from mnp.cli_run import (
     parse_time,
     run_options,
 )
-from mnp.client import Client
-from mnp.demo import MpiResult, Rank, Row, mpi_options, parse_ranks
+from mnp.client.attach import Interrupts
+from mnp.client.client import Client
 from mnp.errors import NotFound
-from mnp.mpihosts import mpirun_counts
 from tests.unit import goldens
 
 JSON = dict[str, Any]

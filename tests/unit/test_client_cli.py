@@ -25,12 +25,12 @@ import pytest
 from click.testing import CliRunner, Result
 from rich.console import Console
 
-from mnp import cli_head
-from mnp.cli import cli, error_lines
-from mnp.client import Client, HeadUnavailable, RequestInvalid
+from mnp.cli import head as cli_head
+from mnp.cli.main import cli, error_lines
+from mnp.client.client import Client, HeadUnavailable, RequestInvalid
 from mnp.config import HeadConfig, HeadInfo
 from mnp.errors import Conflict, FieldError, MnpError, NotFound, TransientError
-from mnp.protocol import TOKEN_HEADER
+from mnp.spec.protocol import TOKEN_HEADER
 
 JSON = dict[str, Any]
 Handler = Callable[[JSON], "tuple[int, Any] | JSON"]
@@ -579,9 +579,9 @@ def test_up_when_already_running(head: FakeHead, tmp_path: Path) -> None:
 
 def test_up_foreground_builds_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[HeadConfig] = []
-    fake_server = types.ModuleType("mnp.server")
+    fake_server = types.ModuleType("mnp.api.server")
     fake_server.run = seen.append  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "mnp.server", fake_server)
+    monkeypatch.setitem(sys.modules, "mnp.api.server", fake_server)
     home = tmp_path / "home"
     args = ["--home", str(home), "up", "--port", "0", "--nodes", "2", "--vcpus", "8"]
     result = run(None, *args, "--memory-mib", "512", "--min-timeout", "1", "--kill-grace", "0.5")
@@ -690,7 +690,7 @@ class FakeBatch:
 
 
 def test_demo_against_a_running_head(head: FakeHead, tmp_path: Path) -> None:
-    from mnp.demo import run_demo
+    from mnp.cli.demo import run_demo
 
     batch = FakeBatch(head)
     HeadInfo(url=head.url, pid=os.getpid(), token=None).write(tmp_path / "head.json")

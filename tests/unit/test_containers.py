@@ -11,11 +11,11 @@ import pytest
 
 from launcher.container import IMAGE_PYTHON, LIB_DIR, in_container
 from launcher.engine import container_name, exec_argv
-from mnp.containers import container_run, cpu_shares, field_errors
+from mnp.build.container import container_run, cpu_shares, field_errors
 from mnp.errors import InvalidInput
-from mnp.model import ContainerSpec
-from mnp.protocol import PYTHON_PLACEHOLDER, Assignment, ContainerRun, Wiring
-from mnp.validation import RegisterJobDefinition, parse
+from mnp.service.validation import RegisterJobDefinition, parse
+from mnp.spec.model import ContainerSpec
+from mnp.spec.protocol import PYTHON_PLACEHOLDER, Assignment, ContainerRun, Wiring
 from tests.unit import goldens
 
 FULL: dict[str, Any] = {

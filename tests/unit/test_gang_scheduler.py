@@ -9,9 +9,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from mnp.model import ContainerSpec, Job, NodeStatus, Resources
-from mnp.multinode import NodeSpec
-from mnp.scheduler import (
+from mnp.scheduler.reconcile import (
     NEVER_FITS,
     Action,
     CEView,
@@ -23,7 +21,9 @@ from mnp.scheduler import (
     Snapshot,
     reconcile,
 )
-from mnp.states import JobStatus
+from mnp.spec.model import ContainerSpec, Job, NodeStatus, Resources
+from mnp.spec.noderanges import NodeSpec
+from mnp.spec.states import JobStatus
 from tests.unit.helpers_core import T0, make_job
 
 NOW = T0 + 60_000

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from mnp.protocol import PYTHON_PLACEHOLDER, Assignment, Poll, PollReply, Ready, Register
-from mnp.runtime import TIMEOUT_REASON
-from mnp.scheduler import NEVER_FITS
-from mnp.wiring import master_port
+from mnp.build.multinode import master_port
+from mnp.scheduler.loop import TIMEOUT_REASON
+from mnp.scheduler.reconcile import NEVER_FITS
+from mnp.spec.protocol import PYTHON_PLACEHOLDER, Assignment, Poll, PollReply, Ready, Register
 from tests.unit.helpers_core import HOSTILE, Head
 
 LOST_AFTER = 10.0

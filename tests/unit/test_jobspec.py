@@ -12,9 +12,8 @@ from typing import Any, cast
 
 import pytest
 
-from mnp.client import Client, RequestInvalid
-from mnp.errors import FieldError, TransientError
-from mnp.jobspec import (
+from mnp.client.client import Client, RequestInvalid
+from mnp.client.jobspec import (
     JobSpecError,
     load_jobspec,
     resolve_command_paths,
@@ -22,6 +21,7 @@ from mnp.jobspec import (
     resolve_submit_paths,
     submit_jobspec,
 )
+from mnp.errors import FieldError, TransientError
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"

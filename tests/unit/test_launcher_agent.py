@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from mnp.protocol import (
+from mnp.providers.local import sweep
+from mnp.spec.protocol import (
     POLL_PATH,
     REGISTER_PATH,
     REPORT_PATH,
@@ -26,7 +27,6 @@ from mnp.protocol import (
     Kill,
     PollReply,
 )
-from mnp.providers.local import sweep
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]

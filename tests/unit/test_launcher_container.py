@@ -9,7 +9,7 @@ import pytest
 
 from launcher.container import ContainerAttempt
 from launcher.engine import Engine
-from mnp.protocol import Assignment, ContainerRun, Event
+from mnp.spec.protocol import Assignment, ContainerRun, Event
 
 
 def test_unreachable_engine_is_a_start_failure(

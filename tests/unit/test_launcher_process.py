@@ -20,7 +20,7 @@ from launcher.process import (
     exit_code_of,
     safe_job_dir_name,
 )
-from mnp.protocol import SCRIPT_PLACEHOLDER, Assignment, Event
+from mnp.spec.protocol import SCRIPT_PLACEHOLDER, Assignment, Event
 
 T = TypeVar("T")
 Runner = Callable[..., tuple[AttemptProcess, list[Event]]]

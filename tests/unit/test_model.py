@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mnp.model import (
+from mnp.spec.model import (
     ContainerSpec,
     EvaluateOnExit,
     Resources,

@@ -1,4 +1,4 @@
-"""MPI wiring builders (mnp.mpi) against golden files, and launcher.wire's pure parts.
+"""MPI wiring builders (mnp.build.mpi) against golden files, and launcher.wire's pure parts.
 
 Golden files live in ``tests/unit/golden/mpi/``; ``MNP_UPDATE_GOLDEN=1 pytest …`` rewrites
 them (review the diff before committing). argv and environments are stored as JSON, one
@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from launcher import wire
-from mnp import mpi
-from mnp.protocol import WIRING_PLACEHOLDER
+from mnp.build import mpi
+from mnp.spec.protocol import WIRING_PLACEHOLDER
 from tests.unit import goldens
 
 GOLDEN = Path(__file__).parent / "golden" / "mpi"

@@ -1,4 +1,4 @@
-"""``mnp mpirun -H`` / ``--hostfile`` (``mnp.mpihosts``): parsing, the shape, and the CLI."""
+"""``mnp mpirun -H`` / ``--hostfile`` (``mnp.cli.mpihosts``): parsing, the shape, and the CLI."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from mnp.cli import cli
-from mnp.mpihosts import (
+from mnp.cli.main import cli
+from mnp.cli.mpihosts import (
     HostsError,
     Shape,
     host_shape,

@@ -1,4 +1,5 @@
-"""Multi-node parallel job shapes (mnp.multinode) and their edge validation (mnp.validation).
+"""Multi-node parallel job shapes (mnp.spec.noderanges) and their edge validation
+(mnp.service.validation).
 
 ``targetNodes`` forms, coverage, "the narrower range wins", ``nodeOverrides`` rules, and
 per-node overrides. Pure functions first, then a few submissions through the real Service.
@@ -12,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from mnp import validation as v
 from mnp.errors import FieldError, InvalidInput
-from mnp.model import Resources
-from mnp.multinode import (
+from mnp.service import validation as v
+from mnp.spec.model import Resources
+from mnp.spec.noderanges import (
     MAX_RANGES,
     NodeSpec,
     Range,

@@ -15,8 +15,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from mnp.cli import cli
-from mnp.slurm.cli import parse_command_line, read_script
+from mnp.cli.main import cli
+from mnp.cli.sbatch import parse_command_line, read_script
 from mnp.slurm.options import (
     IGNORED,
     MNP_OPTIONS,
@@ -309,8 +309,8 @@ def test_default_job_names_use_the_api_alphabet() -> None:
 
 
 def test_limits_match_the_head() -> None:
-    from mnp.service import MNP_SUBMIT_MAX
-    from mnp.validation import NAME_RE as HEAD_NAME_RE
+    from mnp.service.core import MNP_SUBMIT_MAX
+    from mnp.service.validation import NAME_RE as HEAD_NAME_RE
 
     assert MNP_SUBMIT_MAX == SUBMIT_MAX_BYTES
     assert f"^{NAME_RE.pattern}$" == HEAD_NAME_RE
@@ -389,7 +389,7 @@ class FakeClient:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeClient:
     client = FakeClient()
-    monkeypatch.setattr("mnp.cli.State.client", lambda self: client)
+    monkeypatch.setattr("mnp.cli.main.State.client", lambda self: client)
     return client
 
 

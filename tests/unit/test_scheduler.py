@@ -7,8 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from mnp.model import Dependency, Job, NodeStatus, Resources
-from mnp.scheduler import (
+from mnp.scheduler.reconcile import (
     NEVER_FITS,
     Action,
     Advance,
@@ -23,7 +22,8 @@ from mnp.scheduler import (
     Snapshot,
     reconcile,
 )
-from mnp.states import JobStatus
+from mnp.spec.model import Dependency, Job, NodeStatus, Resources
+from mnp.spec.states import JobStatus
 from tests.unit.helpers_core import T0, make_job, make_spec
 
 S = JobStatus

@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from mnp.model import Dependency, Job, JobExtras
-from mnp.scheduler import Action, Advance, HoldForLimit, Snapshot, reconcile
-from mnp.states import JobStatus
+from mnp.scheduler.reconcile import Action, Advance, HoldForLimit, Snapshot, reconcile
+from mnp.spec.model import Dependency, Job, JobExtras
+from mnp.spec.states import JobStatus
 from tests.unit.helpers_core import make_job, make_spec
 from tests.unit.test_scheduler import snapshot
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from mnp.errors import Conflict, InvalidInput, NotFound
-from mnp.protocol import Assignment, Register
-from mnp.runtime import TIMEOUT_REASON, NodeGone
-from mnp.scheduler import NEVER_FITS
+from mnp.scheduler.loop import TIMEOUT_REASON, NodeGone
+from mnp.scheduler.reconcile import NEVER_FITS
+from mnp.spec.protocol import Assignment, Register
 from tests.unit.helpers_core import HOSTILE, Head, row_counts
 
 LOST_AFTER = 10.0

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from mnp.errors import InvalidInput
-from mnp.protocol import Assignment
+from mnp.spec.protocol import Assignment
 from tests.unit.helpers_core import HOSTILE, Head
 
 

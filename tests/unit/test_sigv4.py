@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mnp.aws.credentials import (
+from mnp.api.aws.credentials import (
     Credentials,
     CredentialsError,
     CredentialStore,
@@ -42,10 +42,10 @@ from mnp.aws.credentials import (
     parse,
     write_file,
 )
-from mnp.aws.frontdoor import AwsAuthMiddleware, FrontDoor, TokenBucket
-from mnp.aws.sigv4 import MISMATCH, MISSING, UNRECOGNIZED, AuthError, Identity, verify
-from mnp.cli import cli
-from mnp.cli_env import env_lines
+from mnp.api.aws.frontdoor import AwsAuthMiddleware, FrontDoor, TokenBucket
+from mnp.api.aws.sigv4 import MISMATCH, MISSING, UNRECOGNIZED, AuthError, Identity, verify
+from mnp.cli.env import env_lines
+from mnp.cli.main import cli
 from tests.integration.cluster import free_port, wait_for
 
 KEY = Credentials("MNPTESTKEY0000000001", "s3cr3t/with+odd=chars")

@@ -8,9 +8,9 @@ from typing import Any, cast
 import pytest
 from click.testing import CliRunner
 
-from mnp.client import Client
-from mnp.slurm.cli_sacct import in_window, sacct_command
-from mnp.slurm.cli_views import scancel_command, squeue_command
+from mnp.cli.sacct import in_window, sacct_command
+from mnp.cli.squeue import scancel_command, squeue_command
+from mnp.client.client import Client
 
 JSON = dict[str, Any]
 ME = getpass.getuser()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mnp.protocol import WIRING_PLACEHOLDER
-from mnp.sshwire import SshNode, config_path, generate_job_key, known_hosts, ssh_config
+from mnp.build.ssh import SshNode, config_path, generate_job_key, known_hosts, ssh_config
+from mnp.spec.protocol import WIRING_PLACEHOLDER
 from tests.unit import goldens
 
 GOLDEN = Path(__file__).parent / "golden"

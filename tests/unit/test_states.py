@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mnp.states import (
+from mnp.spec.states import (
     TRANSITIONS,
     HistoryEntry,
     IllegalTransition,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mnp.model import (
+from mnp.spec.model import (
     Attempt,
     ComputeEnvironment,
     Dependency,
@@ -22,8 +22,8 @@ from mnp.model import (
     RetryStrategy,
     State,
 )
-from mnp.states import HistoryEntry, JobStatus, transition
-from mnp.store import Store
+from mnp.spec.states import HistoryEntry, JobStatus, transition
+from mnp.store.sqlite import Store
 from tests.unit.helpers_core import HOSTILE, T0, make_job, make_spec
 
 S = JobStatus

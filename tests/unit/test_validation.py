@@ -10,8 +10,8 @@ import pytest
 from pydantic import BaseModel
 
 from mnp.errors import FieldError, InvalidInput
-from mnp.service import JOB_DEFINITION_MAX, SUBMIT_MAX
-from mnp.validation import (
+from mnp.service.core import JOB_DEFINITION_MAX, SUBMIT_MAX
+from mnp.service.validation import (
     CreateJobQueue,
     RegisterJobDefinition,
     SubmitJob,

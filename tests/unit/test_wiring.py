@@ -1,4 +1,5 @@
-"""What each node of an MNP attempt gets (mnp.wiring): node lists, ports, environment, files.
+"""What each node of an MNP attempt gets (mnp.build.multinode): node lists, ports, environment,
+files.
 
 Golden files live in ``tests/unit/golden/wiring/``; ``MNP_UPDATE_GOLDEN=1 pytest …`` rewrites
 them (review the diff before committing).
@@ -11,11 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mnp.model import ContainerSpec, Job, Node, NodeStatus, Resources
-from mnp.multinode import NodeSpec
-from mnp.protocol import PYTHON_PLACEHOLDER, WIRING_PLACEHOLDER
-from mnp.states import JobStatus
-from mnp.wiring import (
+from mnp.build.multinode import (
     PORT_BASE,
     PORT_SPAN,
     GangNode,
@@ -26,6 +23,10 @@ from mnp.wiring import (
     node_environment,
     wiring_files,
 )
+from mnp.spec.model import ContainerSpec, Job, Node, NodeStatus, Resources
+from mnp.spec.noderanges import NodeSpec
+from mnp.spec.protocol import PYTHON_PLACEHOLDER, WIRING_PLACEHOLDER
+from mnp.spec.states import JobStatus
 from tests.unit import goldens
 from tests.unit.helpers_core import HOSTILE, make_job
 

@@ -1,0 +1,255 @@
+"""AWS Batch's wire protocol in front of :class:`mnp.service.core.Service`.
+
+What botocore sends (service ``batch``, protocol rest-json, API version 2016-08-10):
+
+- every operation is ``POST /v1/<lowercased operation name>`` with a JSON object body;
+- the tag operations put the resource ARN in the path, percent-encoded with ``/`` as
+  ``%2F``: ``GET`` (ListTagsForResource), ``POST`` (TagResource, body ``{"tags": …}``) and
+  ``DELETE`` (UntagResource, repeated ``tagKeys`` query parameters) on
+  ``/v1/tags/{resourceArn}``. The ARN is read from the *raw* path, so an encoded ``/`` or
+  ``%`` inside it survives exactly.
+
+Each operation calls the same ``Service`` method as the native API (``/api/v1/<op>``); only
+shapes are translated here (:mod:`mnp.api.aws.batch_shapes`). Errors answer as botocore parses
+them: ``x-amzn-ErrorType`` header plus ``{"__type", "message"}`` body, ``ClientException``
+with 400 for anything the caller got wrong, including unknown names and conflicts (AWS
+Batch has no 404/409), and ``ServerException`` with 500 for mnp's own failures. Every answer
+carries an ``x-amzn-RequestId``.
+
+Mount with :func:`routes`. Not thread-safe (nor is the service): the routes run on the head
+node's event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import unquote
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from mnp.api.aws import batch_shapes as shapes
+from mnp.errors import InvalidInput, MnpError
+from mnp.service.core import Service
+
+log = logging.getLogger("mnp.api.aws.batch")
+
+JSON = dict[str, Any]
+Authenticate = Callable[[Request], Awaitable[Response | None]]
+"""Checks a request before it runs: None lets it through, a Response is answered instead."""
+
+TAGS_PREFIX = "/v1/tags/"
+CLIENT = "ClientException"
+SERVER = "ServerException"
+
+
+class HasService(Protocol):
+    """What the routes need of the head node (``mnp.api.server.Head``)."""
+
+    @property
+    def service(self) -> Service: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    name: str
+    """AWS's operation name, e.g. ``SubmitJob``."""
+    call: Callable[[Service, JSON], JSON]
+    answer: shapes.Translate = shapes.unchanged
+
+
+S = Service
+OPERATIONS: dict[str, Operation] = {
+    op.name.lower(): op
+    for op in (
+        Operation("CreateComputeEnvironment", S.create_compute_environment),
+        Operation("UpdateComputeEnvironment", S.update_compute_environment),
+        Operation("DeleteComputeEnvironment", S.delete_compute_environment),
+        Operation(
+            "DescribeComputeEnvironments",
+            S.describe_compute_environments,
+            shapes.describe_compute_environments,
+        ),
+        Operation("CreateJobQueue", S.create_job_queue),
+        Operation("UpdateJobQueue", S.update_job_queue),
+        Operation("DeleteJobQueue", S.delete_job_queue),
+        Operation("DescribeJobQueues", S.describe_job_queues),
+        Operation("RegisterJobDefinition", S.register_job_definition),
+        Operation("DeregisterJobDefinition", S.deregister_job_definition),
+        Operation(
+            "DescribeJobDefinitions", S.describe_job_definitions, shapes.describe_job_definitions
+        ),
+        Operation("SubmitJob", S.submit_job),
+        Operation("DescribeJobs", S.describe_jobs, shapes.describe_jobs),
+        Operation("ListJobs", S.list_jobs, shapes.list_jobs),
+        Operation("CancelJob", S.cancel_job),
+        Operation("TerminateJob", S.terminate_job),
+        Operation("CreateSchedulingPolicy", S.create_scheduling_policy),
+        Operation("UpdateSchedulingPolicy", S.update_scheduling_policy),
+        Operation("DeleteSchedulingPolicy", S.delete_scheduling_policy),
+        Operation("DescribeSchedulingPolicies", S.describe_scheduling_policies),
+        Operation("ListSchedulingPolicies", S.list_scheduling_policies),
+        Operation("GetJobQueueSnapshot", S.get_job_queue_snapshot),
+    )
+}
+"""The 22 operations at ``POST /v1/<name>``; the 3 tag operations have their own route."""
+
+TAG_OPERATIONS = {
+    "GET": Operation("ListTagsForResource", S.list_tags_for_resource),
+    "POST": Operation("TagResource", S.tag_resource),
+    "DELETE": Operation("UntagResource", S.untag_resource),
+}
+
+_SAGEMAKER = "service environments, quota shares and service jobs (SageMaker Training)"
+NOT_SUPPORTED: dict[str, str] = {
+    **{
+        name.lower(): "consumable resources (resource-aware scheduling)"
+        for name in (
+            "CreateConsumableResource",
+            "UpdateConsumableResource",
+            "DeleteConsumableResource",
+            "DescribeConsumableResource",
+            "ListConsumableResources",
+            "ListJobsByConsumableResource",
+        )
+    },
+    **{
+        name.lower(): _SAGEMAKER
+        for name in (
+            "CreateServiceEnvironment",
+            "UpdateServiceEnvironment",
+            "DeleteServiceEnvironment",
+            "DescribeServiceEnvironments",
+            "SubmitServiceJob",
+            "DescribeServiceJob",
+            "ListServiceJobs",
+            "TerminateServiceJob",
+            "UpdateServiceJob",
+            "CreateQuotaShare",
+            "UpdateQuotaShare",
+            "DeleteQuotaShare",
+            "DescribeQuotaShare",
+            "ListQuotaShares",
+        )
+    },
+}
+"""AWS Batch operations mnp answers with a ClientException naming what is not supported."""
+
+
+# --- errors ------------------------------------------------------------------------------------
+def error_response(code: str, message: str, status: int, request_id: str) -> JSONResponse:
+    return JSONResponse(
+        {"__type": code, "message": message},
+        status_code=status,
+        headers={"x-amzn-ErrorType": code, "x-amzn-RequestId": request_id},
+    )
+
+
+def error_for(e: MnpError, request_id: str) -> JSONResponse:
+    """NotFound and Conflict are client errors on this wire: AWS answers 400 for both."""
+    if e.http_status < 500:
+        return error_response(CLIENT, str(e), 400, request_id)
+    return error_response(SERVER, str(e), 500, request_id)
+
+
+# --- requests ----------------------------------------------------------------------------------
+def arn_from_raw_path(raw_path: bytes) -> str:
+    """The percent-decoded ARN after ``/v1/tags/`` in a raw request path.
+
+    >>> arn_from_raw_path(b"/v1/tags/arn%3Aaws%3Abatch%3Alocal%3A0%3Ajob-queue%2Fq1")
+    'arn:aws:batch:local:0:job-queue/q1'
+    """
+    path = raw_path.split(b"?", 1)[0].decode("latin-1")
+    at = path.find(TAGS_PREFIX)
+    if at < 0:
+        raise InvalidInput(f"not a tag path: {path!r}")
+    arn = unquote(path[at + len(TAGS_PREFIX) :], errors="replace")
+    if not arn:
+        raise InvalidInput("resourceArn: required")
+    return arn
+
+
+async def json_body(request: Request) -> JSON:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as e:
+        raise InvalidInput(f"request body is not JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("request body must be a JSON object")
+    return data
+
+
+async def tag_request(request: Request) -> JSON:
+    """The service body of a tag operation: ARN from the raw path, keys from the query."""
+    raw = request.scope.get("raw_path") or request.scope["path"].encode()
+    body: JSON = {"resourceArn": arn_from_raw_path(raw)}
+    if request.method == "POST":
+        given = await json_body(request)
+        body["tags"] = given.get("tags")
+    elif request.method == "DELETE":
+        body["tagKeys"] = request.query_params.getlist("tagKeys")
+    return body
+
+
+# --- routes ------------------------------------------------------------------------------------
+def routes(head: HasService, authenticate: Authenticate | None = None) -> list[Route]:
+    """The AWS Batch routes, to mount beside the native API.
+
+    ``authenticate`` runs before every operation (SigV4 checking, say); without it the
+    routes answer anyone who can reach the socket.
+    """
+
+    async def run(
+        request: Request,
+        op_of: Callable[[Request], Operation],
+        body_of: Callable[[Request], Awaitable[JSON]],
+    ) -> Response:
+        request_id = str(uuid.uuid4())
+        if authenticate is not None:
+            denied = await authenticate(request)
+            if denied is not None:
+                denied.headers.setdefault("x-amzn-RequestId", request_id)
+                return denied
+        name = "?"
+        try:
+            op = op_of(request)
+            name = op.name
+            answer = op.answer(op.call(head.service, await body_of(request)))
+        except MnpError as e:
+            return error_for(e, request_id)
+        except Exception as e:
+            log.exception("AWS Batch operation %s failed", name)
+            return error_response(SERVER, f"{type(e).__name__}: {e}", 500, request_id)
+        return JSONResponse(answer, headers={"x-amzn-RequestId": request_id})
+
+    def operation_of(request: Request) -> Operation:
+        name = str(request.path_params["op"]).lower()
+        op = OPERATIONS.get(name)
+        if op is not None:
+            return op
+        if name in NOT_SUPPORTED:
+            raise InvalidInput(f"{name}: {NOT_SUPPORTED[name]} are not supported by mnp")
+        raise InvalidInput(f"unknown AWS Batch operation {name!r}")
+
+    def tag_operation_of(request: Request) -> Operation:
+        return TAG_OPERATIONS.get(request.method, TAG_OPERATIONS["GET"])  # HEAD as GET
+
+    async def operation(request: Request) -> Response:
+        return await run(request, operation_of, json_body)
+
+    async def tags(request: Request) -> Response:
+        return await run(request, tag_operation_of, tag_request)
+
+    return [
+        Route(TAGS_PREFIX + "{arn:path}", tags, methods=["GET", "POST", "DELETE"]),
+        Route("/v1/{op}", operation, methods=["POST"]),
+    ]

@@ -1,0 +1,208 @@
+"""The AWS front door's gate on the head node: SigV4 (:mod:`mnp.api.aws.sigv4`), then throttling.
+
+Which requests it guards: ``/v1/*`` (AWS Batch, signing name ``batch``) and ``/`` (the
+CloudWatch Logs JSON endpoint, signing name ``logs``); mnp's own API and the agents' paths
+are not its business. After a good signature, ``POST /v1/submitjob`` spends a token from one
+bucket (``submit_rate`` per second, ``submit_burst`` at once; unlimited by default) and is
+refused with 429 ``TooManyRequestsException`` when none is left, as AWS does past its
+per-account SubmitJob rate.
+
+Two ways to mount it: ``FrontDoor.check`` in each AWS handler (``await check(request)``
+returns the refusal to send, or None), or :class:`AwsAuthMiddleware` around the app.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mnp.api.aws.credentials import CredentialStore, ensure_credentials
+from mnp.api.aws.sigv4 import (
+    BATCH,
+    LOGS,
+    AuthError,
+    CredentialLookup,
+    Headers,
+    Identity,
+    verify,
+)
+
+SUBMIT_JOB_PATH = "/v1/submitjob"
+JSON_1_1 = "application/x-amz-json-1.1"
+THROTTLED = AuthError(429, "TooManyRequestsException", "Too Many Requests")
+
+
+# --- throttling ----------------------------------------------------------------------------
+class TokenBucket:
+    """``rate`` requests per second on average, up to ``burst`` at once (default: rate, ≥1)."""
+
+    def __init__(
+        self, rate: float, burst: float | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.capacity = burst if burst is not None else max(1.0, rate)
+        self.clock = clock
+        self.tokens = self.capacity
+        self.at = clock()
+
+    def take(self) -> bool:
+        """Spend one token if there is one."""
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+# --- HTTP ----------------------------------------------------------------------------------
+def service_for(path: str) -> str | None:
+    """Which AWS service a request path belongs to; None for mnp's own paths."""
+    if path.startswith("/v1/"):
+        return BATCH
+    if path == "/":
+        return LOGS
+    return None
+
+
+def error_response(err: AuthError, service: str | None = BATCH) -> Response:
+    """The refusal as AWS sends it: ``x-amzn-ErrorType`` and ``{"__type", "message"}``."""
+    return JSONResponse(
+        {"__type": err.code, "message": err.message},
+        status_code=err.status,
+        headers={"x-amzn-ErrorType": err.code, "x-amzn-RequestId": str(uuid.uuid4())},
+        media_type=JSON_1_1 if service == LOGS else "application/json",
+    )
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class FrontDoor:
+    """Authentication and throttling for the AWS paths of the head node.
+
+    ``submit_rate`` (SubmitJob requests per second, None = unlimited) and ``submit_burst``
+    configure one token bucket shared by every caller, as AWS's per-account limit.
+    """
+
+    def __init__(
+        self,
+        credentials: CredentialLookup,
+        *,
+        submit_rate: float | None = None,
+        submit_burst: float | None = None,
+        now: Callable[[], datetime] = _utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.credentials = credentials
+        self.now = now
+        self.bucket = TokenBucket(submit_rate, submit_burst, monotonic) if submit_rate else None
+
+    @classmethod
+    def for_home(
+        cls, home: Path, *, submit_rate: float | None = None, submit_burst: float | None = None
+    ) -> FrontDoor:
+        """Keys from ``<home>/credentials`` (created if there are none) and the environment."""
+        ensure_credentials(home)
+        return cls(CredentialStore(home), submit_rate=submit_rate, submit_burst=submit_burst)
+
+    def check_parts(
+        self, method: str, path: str, raw_path: str, query: str, headers: Headers, body: bytes
+    ) -> Identity | AuthError | None:
+        """None for paths that are not AWS's; else the identity, or the refusal to send."""
+        service = service_for(path)
+        if service is None:
+            return None
+        result = verify(
+            method, raw_path, query, headers, body, self.credentials, self.now(), service=service
+        )
+        if isinstance(result, AuthError):
+            return result
+        if (
+            self.bucket is not None
+            and method.upper() == "POST"
+            and path.rstrip("/") == SUBMIT_JOB_PATH
+            and not self.bucket.take()
+        ):
+            return THROTTLED
+        return result
+
+    async def check(self, request: Request) -> Response | None:
+        """For a Starlette handler: None to go on, else the response to send instead."""
+        raw = request.scope.get("raw_path") or request.url.path.encode()
+        result = self.check_parts(
+            request.method,
+            request.url.path,
+            raw.decode("utf-8", "replace"),
+            request.scope.get("query_string", b"").decode("latin-1"),
+            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
+            await request.body(),
+        )
+        if isinstance(result, AuthError):
+            return error_response(result, service_for(request.url.path))
+        if result is not None:
+            request.state.aws_identity = result
+        return None
+
+
+class AwsAuthMiddleware:
+    """ASGI middleware: every ``/v1/*`` and ``/`` request passes :class:`FrontDoor` first.
+
+    The body is read once to hash it, then replayed to the app. The signer's
+    :class:`Identity` is left in ``request.state.aws_identity``.
+    """
+
+    def __init__(self, app: ASGIApp, front_door: FrontDoor) -> None:
+        self.app = app
+        self.front_door = front_door
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or service_for(scope["path"]) is None:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        raw: bytes = scope.get("raw_path") or scope["path"].encode()
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        result = self.front_door.check_parts(
+            scope["method"],
+            scope["path"],
+            raw.decode("utf-8", "replace"),
+            scope.get("query_string", b"").decode("latin-1"),
+            headers,
+            body,
+        )
+        if isinstance(result, AuthError):
+            await error_response(result, service_for(scope["path"]))(scope, receive, send)
+            return
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state["aws_identity"] = result
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)

@@ -1,0 +1,106 @@
+"""The environment every job attempt sees — one contract for every provider.
+
+Pure: built from the job, the attempt and the node; no I/O.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from mnp.slurm.taskids import expand_ids
+from mnp.spec.model import Attempt, Job
+
+SLURM_TASK_IDS = "MNP_SLURM_ARRAY_TASK_IDS"
+"""Set (in the job's environment) by ``mnp sbatch --array`` with Slurm's own task ids, e.g.
+``1,3,5-9:2``: array index ``i`` is the ``i``-th of them (``SLURM_ARRAY_TASK_ID``, ``%a``)."""
+
+
+def job_environment(job: Job, attempt: Attempt) -> dict[str, str]:
+    """AWS Batch's variables, the Slurm names ported scripts read, then the job's own.
+
+    The job's environment cannot override ``AWS_BATCH_*`` names (they are refused at submit).
+    Multi-node jobs get their node's variables on top (``mnp.build.multinode.node_environment``) and
+    then :func:`slurm_request_environment`. ``SLURM_JOBID``/``SLURM_NODELIST`` stay unset:
+    Open MPI and MPICH take them for a real Slurm allocation and ask Slurm for it.
+    """
+    spec = job.spec
+    env: dict[str, str] = dict(job.container.environment)
+    own_id = job.parent_id if job.node_index is not None and job.parent_id else job.job_id
+    env.update(
+        {
+            "AWS_BATCH_JOB_ID": job.job_id,
+            "AWS_BATCH_JOB_ATTEMPT": str(attempt.number),
+            "AWS_BATCH_JQ_NAME": spec.queue,
+            "AWS_BATCH_CE_NAME": attempt.compute_environment,
+            "MNP_NODE_ID": attempt.node_id,
+            "MNP_NODE_ADDRESS": attempt.address,
+            "MNP_LOG_STREAM": attempt.log_stream_name,
+            "SLURM_JOB_ID": own_id,
+            "SLURM_JOB_NAME": spec.name,
+            "SLURM_JOB_PARTITION": spec.queue,
+            "SLURM_NNODES": "1",
+            "SLURM_JOB_NUM_NODES": "1",
+            "SLURM_NTASKS": "1",
+            "SLURM_NTASKS_PER_NODE": "1",
+            "SLURM_NODEID": "0",
+            "SLURM_JOB_NODELIST": attempt.node_id,
+            "SLURMD_NODENAME": attempt.node_id,
+            "SLURM_RESTART_COUNT": str(attempt.number - 1),
+        }
+    )
+    if job.array_index is not None and spec.array_size is not None and job.parent_id is not None:
+        ids = task_ids(env.get(SLURM_TASK_IDS), spec.array_size)
+        env.update(
+            {
+                "AWS_BATCH_JOB_ARRAY_INDEX": str(job.array_index),
+                "AWS_BATCH_JOB_ARRAY_SIZE": str(spec.array_size),
+                "SLURM_ARRAY_JOB_ID": job.parent_id,
+                "SLURM_ARRAY_TASK_ID": str(ids[job.array_index] if ids else job.array_index),
+                "SLURM_ARRAY_TASK_COUNT": str(spec.array_size),
+                "SLURM_ARRAY_TASK_MIN": str(min(ids) if ids else 0),
+                "SLURM_ARRAY_TASK_MAX": str(max(ids) if ids else spec.array_size - 1),
+            }
+        )
+        if spec.extras.array_max_running is not None:
+            env["SLURM_ARRAY_TASK_LIMIT"] = str(spec.extras.array_max_running)
+    env.update(slurm_request_environment(job))
+    return env
+
+
+def slurm_request_environment(job: Job) -> dict[str, str]:
+    """What the job asked for in Slurm's terms (``mnp`` extras), which wins over the counts
+    mnp derives: tasks, CPUs per task, submit directory, user."""
+    x = job.spec.extras
+    env: dict[str, str] = {}
+    if x.ntasks is not None:
+        env["SLURM_NTASKS"] = str(x.ntasks)
+    if x.ntasks_per_node is not None:
+        env["SLURM_NTASKS_PER_NODE"] = str(x.ntasks_per_node)
+    if x.cpus_per_task is not None:
+        env["SLURM_CPUS_PER_TASK"] = str(x.cpus_per_task)
+    if x.submit_dir is not None:
+        env["SLURM_SUBMIT_DIR"] = x.submit_dir
+    if x.user is not None:
+        env["SLURM_JOB_USER"] = x.user
+    return env
+
+
+def slurm_task_id(job: Job) -> int | None:
+    """The Slurm task id of an array child (its index unless ``sbatch --array`` listed ids)."""
+    if job.array_index is None or job.spec.array_size is None:
+        return None
+    ids = task_ids(job.container.environment.get(SLURM_TASK_IDS), job.spec.array_size)
+    return ids[job.array_index] if ids else job.array_index
+
+
+@functools.lru_cache(maxsize=32)
+def task_ids(text: str | None, size: int) -> tuple[int, ...]:
+    """``1,3,5-9:2`` → ``(1, 3, 5, 7, 9)`` (:func:`mnp.slurm.taskids.expand_ids`); empty when
+    absent, unreadable or not exactly ``size`` ids (then the array index is the task id)."""
+    if not text:
+        return ()
+    try:
+        ids = expand_ids(text)
+    except ValueError:
+        return ()
+    return tuple(ids) if len(ids) == size else ()

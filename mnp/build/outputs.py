@@ -1,0 +1,105 @@
+"""mnp's additions to SubmitJob (its ``mnp`` object): the checks at submit and the output path
+patterns each attempt expands.
+
+Pure: no I/O. The fields are documented in docs/native-api.md; the model is
+:class:`mnp.spec.model.JobExtras`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TypedDict
+
+from mnp.build.environment import slurm_task_id
+from mnp.errors import FieldError
+from mnp.service.validation import SubmitJob
+from mnp.spec.model import NO_EXTRAS, Attempt, Job
+
+PATTERN = re.compile(r"%(.)", re.DOTALL)
+SPECIFIERS = {
+    "j": "the job id (an array child's own)",
+    "A": "the array job id",
+    "a": "the array index",
+    "x": "the job name",
+    "N": "the node id",
+    "u": "the user",
+    "%": "a literal %",
+}
+
+
+def check_extras(req: SubmitJob) -> list[FieldError]:
+    """Every problem with ``req.mnp`` (and the fields it relates to), each naming its field."""
+    m = req.mnp
+    if m is None:
+        return []
+    errors: list[FieldError] = []
+    if m.arrayMaxRunning is not None and req.arrayProperties is None:
+        errors.append(FieldError("mnp.arrayMaxRunning", "only for array jobs (arrayProperties)"))
+    for name, value in (
+        ("stdout", m.stdout),
+        ("stderr", m.stderr),
+        ("workingDirectory", m.workingDirectory),
+        ("submitDir", m.submitDir),
+    ):
+        if value is None:
+            continue
+        if not value.startswith("/"):
+            errors.append(FieldError(f"mnp.{name}", f"must be an absolute path, got {value!r}"))
+        if "\0" in value:
+            errors.append(FieldError(f"mnp.{name}", "must not contain NUL"))
+        if name in ("stdout", "stderr"):
+            bad = sorted({s for s in PATTERN.findall(value) if s not in SPECIFIERS})
+            if PATTERN.sub("", value).endswith("%"):
+                bad.append("")  # a lone % at the end
+            if bad:
+                known = " ".join(f"%{k}" for k in SPECIFIERS)
+                errors.append(
+                    FieldError(
+                        f"mnp.{name}",
+                        f"unknown pattern {', '.join('%' + b for b in bad)}: known are {known}",
+                    )
+                )
+    if m.dependencyMode == "ANY" and not req.dependsOn:
+        errors.append(FieldError("mnp.dependencyMode", "ANY needs dependsOn"))
+    return errors
+
+
+def expand_path(pattern: str, job: Job, attempt: Attempt) -> str:
+    """``pattern`` with ``%j %A %a %x %N %u %%`` filled in for this attempt (see
+    :data:`SPECIFIERS`); ``%A`` is the job id and ``%a`` empty outside arrays; a node of a
+    multi-node job expands ``%j`` to the whole job's id."""
+    own_id = job.parent_id if job.node_index is not None and job.parent_id else job.job_id
+    array_id = job.parent_id if job.array_index is not None and job.parent_id else own_id
+    values = {
+        "j": own_id,
+        "A": array_id,
+        "a": "" if job.array_index is None else str(slurm_task_id(job)),
+        "x": job.spec.name,
+        "N": attempt.node_id,
+        "u": job.spec.extras.user or "",
+        "%": "%",
+    }
+    return PATTERN.sub(lambda m: values.get(m.group(1), m.group(0)), pattern)
+
+
+class AttemptFiles(TypedDict, total=False):
+    """Keyword arguments of :class:`mnp.spec.protocol.Assignment`."""
+
+    workdir: str | None
+    stdout_path: str | None
+    stderr_path: str | None
+    script: str | None
+
+
+def attempt_files(job: Job, attempt: Attempt, *, main: bool = True) -> AttemptFiles:
+    """The Assignment fields the extras decide: ``workdir`` for every node; output paths
+    (expanded) and the script only where the job's command runs (``main``)."""
+    x = job.spec.extras
+    if x is NO_EXTRAS:
+        return {}
+    out: AttemptFiles = {"workdir": x.workdir}
+    if main:
+        out["stdout_path"] = expand_path(x.stdout, job, attempt) if x.stdout else None
+        out["stderr_path"] = expand_path(x.stderr, job, attempt) if x.stderr else None
+        out["script"] = x.script
+    return out

@@ -1,0 +1,401 @@
+"""``mnp run`` (srun-like) and ``mnp mpirun``: submit one command as a job and stay attached.
+
+Three layouts, chosen from the options (:func:`run_options`):
+
+- ``SINGLE``: one node, no MPI: a plain container job;
+- ``MPI``: an MNP job whose main node (0) runs the command, under ``mpiexec`` unless
+  ``--mpi none``; the other nodes run nothing themselves and serve SSH for the launcher;
+- ``EVERY_NODE``: an MNP job running the command on every node (torchrun style).
+
+The submission is built by pure functions (:func:`build_definition`, :func:`build_submission`;
+``--dry-run`` prints them). Attached (:mod:`mnp.client.attach`), the command's output streams live,
+Ctrl-C terminates the job (twice: detach) and the exit status is the job's (:func:`exit_status`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from enum import Enum
+from pathlib import Path
+from typing import Any, Protocol
+
+import click
+
+from mnp.cli.mpihosts import HostsError, mpirun_shape
+from mnp.client.attach import follow
+from mnp.client.client import Client
+from mnp.client.jobspec import DEFAULT_QUEUE, resolve_command_paths
+from mnp.spec.noderanges import MPI_CHOICES
+
+JSON = dict[str, Any]
+
+FLAVOURS = tuple(m for m in MPI_CHOICES if m != "none")
+TIME_FORMATS = "MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class Layout(Enum):
+    SINGLE = "single"
+    """A plain container job on one node."""
+    MPI = "mpi"
+    """MNP: node 0 runs the command (under mpiexec unless mpi is none); others serve SSH."""
+    EVERY_NODE = "every-node"
+    """MNP: every node runs the command."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What to submit; everything the builders need and nothing about attaching."""
+
+    command: tuple[str, ...]
+    layout: Layout = Layout.SINGLE
+    nodes: int = 1
+    mpi: str = "none"
+    tasks_per_node: int | None = None
+    ntasks: int | None = None
+    """As asked with ``-n`` (ranks actually started: ``nodes × tasks_per_node``)."""
+    cpus: int | None = None
+    mem_mib: int | None = None
+    time_seconds: int | None = None
+    name: str | None = None
+    queue: str = DEFAULT_QUEUE
+    export: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def ranks(self) -> int:
+        return self.nodes * (self.tasks_per_node or 1)
+
+
+# -- pure parts: options, time, builders, exit status ------------------------------------------
+
+
+def parse_time(text: str) -> int:
+    """A Slurm time limit in seconds: ``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``,
+    ``D-HH:MM:SS``. Raises ValueError (naming the formats) for anything else or zero."""
+    t = text.strip()
+    days, sep, rest = t.partition("-")
+    parts = rest.split(":") if sep else t.split(":")
+    fields = [days, *parts] if sep else parts
+    if not all(f.isdigit() and f.isascii() for f in fields) or len(parts) > 3:
+        raise ValueError(f"time {text!r} must look like {TIME_FORMATS}")
+    n = [int(f) for f in fields]
+    if sep:  # D-HH[:MM[:SS]]
+        d, h, m, s = [*n, 0, 0][:4]
+        bounded = [h < 24, m < 60, s < 60]
+    elif len(n) == 3:  # HH:MM:SS
+        d, h, m, s = 0, n[0], n[1], n[2]
+        bounded = [m < 60, s < 60]
+    else:  # MM or MM:SS
+        d, h, m, s = 0, 0, n[0], (n[1] if len(n) == 2 else 0)
+        bounded = [s < 60]
+    if not all(bounded):
+        raise ValueError(f"time {text!r}: hours must be < 24, minutes and seconds < 60")
+    seconds = ((d * 24 + h) * 60 + m) * 60 + s
+    if seconds <= 0:
+        raise ValueError(f"time {text!r} must be more than zero")
+    return seconds
+
+
+def parse_export(items: Sequence[str], environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """``VAR=value`` pairs; a bare ``VAR`` takes its value from ``environ`` (Slurm's
+    ``--export=VAR``). Raises click.BadParameter naming the first bad item."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not ENV_NAME.fullmatch(name):
+            raise click.BadParameter(f"{item!r}: expected VAR=value", param_hint="--export")
+        if not eq:
+            if name not in environ:
+                raise click.BadParameter(f"{name} is not set here", param_hint="--export")
+            value = environ[name]
+        out[name] = value
+    return tuple(out.items())
+
+
+def default_name(command: Sequence[str]) -> str:
+    """``run-<basename of the program>``, with characters outside ``[A-Za-z0-9_-]`` as ``-``
+    (a valid job and job-definition name)."""
+    base = Path(command[0]).name if command and command[0] else ""
+    return ("run-" + re.sub(r"[^A-Za-z0-9_-]", "-", base or "command"))[:128]
+
+
+def run_options(
+    command: Sequence[str],
+    *,
+    nodes: int | None = None,
+    ntasks: int | None = None,
+    ntasks_per_node: int | None = None,
+    every_node: bool = False,
+    mpi: str | None = None,
+    cpus: int | None = None,
+    mem_mib: int | None = None,
+    time_seconds: int | None = None,
+    name: str | None = None,
+    queue: str = DEFAULT_QUEUE,
+    export: tuple[tuple[str, str], ...] = (),
+) -> RunOptions:
+    """Options of ``mnp run`` → :class:`RunOptions`; click.UsageError for contradictions.
+
+    Nodes default to ``ceil(ntasks / ntasks_per_node)`` when both are given, else 1; tasks per
+    node to ``ceil(ntasks / nodes)``. Several nodes, several tasks or ``--mpi`` make an MNP job
+    (``--mpi auto`` unless given or ``--every-node``).
+    """
+    if not command:
+        raise click.UsageError("a command is needed: mnp run [OPTIONS] -- command...")
+    if every_node and mpi is not None:
+        raise click.UsageError("--every-node and --mpi exclude each other")
+    if nodes is None:
+        nodes = math.ceil(ntasks / ntasks_per_node) if ntasks and ntasks_per_node else 1
+    tasks = ntasks_per_node or (math.ceil(ntasks / nodes) if ntasks else None)
+    if ntasks and tasks and ntasks > nodes * tasks:
+        raise click.UsageError(f"-n {ntasks} is more than {nodes} nodes × {tasks} tasks per node")
+    if every_node:
+        layout = Layout.EVERY_NODE
+    elif mpi is not None or nodes > 1 or (tasks or 1) > 1:
+        layout = Layout.MPI
+    else:
+        layout = Layout.SINGLE
+    return RunOptions(
+        command=tuple(command),
+        layout=layout,
+        nodes=nodes,
+        mpi=(mpi or "auto") if layout is Layout.MPI else "none",
+        tasks_per_node=tasks,
+        ntasks=ntasks,
+        cpus=cpus,
+        mem_mib=mem_mib,
+        time_seconds=time_seconds,
+        name=name,
+        queue=queue,
+        export=export,
+    )
+
+
+def _container(opts: RunOptions, command: bool) -> JSON:
+    out: JSON = {"command": list(opts.command)} if command else {}
+    resources = [
+        {"type": kind, "value": str(value)}
+        for kind, value in (("VCPU", opts.cpus), ("MEMORY", opts.mem_mib))
+        if value is not None
+    ]
+    if resources:
+        out["resourceRequirements"] = resources
+    if opts.export:
+        out["environment"] = [{"name": k, "value": v} for k, v in opts.export]
+    return out
+
+
+def build_definition(opts: RunOptions) -> JSON:
+    """The RegisterJobDefinition request for ``opts`` (named :func:`default_name`)."""
+    defn: JSON = {"jobDefinitionName": default_name(opts.command)}
+    if opts.layout is Layout.SINGLE:
+        defn |= {"type": "container", "containerProperties": _container(opts, command=True)}
+    else:
+        if opts.layout is Layout.EVERY_NODE:
+            ranges = [{"targetNodes": "0:", "container": _container(opts, command=True)}]
+        else:
+            ranges = [{"targetNodes": "0", "container": _container(opts, command=True)}]
+            if opts.nodes > 1:
+                ranges.append({"targetNodes": "1:", "container": _container(opts, command=False)})
+        mnp: JSON = {"mpi": opts.mpi}
+        if opts.tasks_per_node is not None:
+            mnp["tasksPerNode"] = opts.tasks_per_node
+        defn |= {
+            "type": "multinode",
+            "nodeProperties": {
+                "numNodes": opts.nodes, "mainNode": 0, "nodeRangeProperties": ranges, "mnp": mnp,
+            },
+        }  # fmt: skip
+    if opts.time_seconds is not None:
+        defn["timeout"] = {"attemptDurationSeconds": opts.time_seconds}
+    return defn
+
+
+def build_submission(opts: RunOptions, definition_name: str) -> JSON:
+    """The SubmitJob request; ``definition_name`` is ``name`` or ``name:revision``."""
+    return {
+        "jobName": opts.name or default_name(opts.command),
+        "jobQueue": opts.queue,
+        "jobDefinition": definition_name,
+    }
+
+
+def dry_run_text(opts: RunOptions) -> str:
+    """What ``--dry-run`` prints: ``{"registerJobDefinition": …, "submitJob": …}``."""
+    definition = build_definition(opts)
+    submission = build_submission(opts, definition["jobDefinitionName"])
+    doc = {"registerJobDefinition": definition, "submitJob": submission}
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def exit_status(status: str, exit_code: int | None) -> int:
+    """The CLI's exit status for a finished job: 0 when SUCCEEDED; else the main node's exit
+    code when it is one (1-255), else 1 (failed without a code, or with 0: another node)."""
+    if status == "SUCCEEDED":
+        return 0
+    return exit_code if exit_code is not None and 0 < exit_code < 256 else 1
+
+
+def nodes_text(n: int) -> str:
+    return f"{n} node" if n == 1 else f"{n} nodes"
+
+
+# -- attached (the following itself is mnp.client.attach) ------------------------------------
+
+
+def attach(client: Client, make_client: Callable[[], Client], job_id: str, opts: RunOptions,
+           label: bool) -> int:  # fmt: skip
+    """Stream the job's output (every node's with EVERY_NODE, else the main node's) until it
+    ends; terminate it on Ctrl-C. Returns :func:`exit_status`. Call from the main thread."""
+    multinode = opts.layout is not Layout.SINGLE
+    main_job = f"{job_id}#0" if multinode else job_id
+    targets = [f"{job_id}#{i}" for i in range(opts.nodes)] if opts.layout is Layout.EVERY_NODE \
+        else [main_job]  # fmt: skip
+    status, code = follow(client, make_client, job_id, main_job, targets, label)
+    return exit_status(status, code)
+
+
+# -- the commands --------------------------------------------------------------------------------
+
+
+class HasClient(Protocol):
+    """The CLI's state object (``mnp.cli.main.State``), as far as these commands need it."""
+
+    url: str | None
+    home: Path
+
+    def client(self) -> Client: ...
+
+
+def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+
+
+def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by ``run`` and ``mpirun`` (applied bottom-up, listed top-down)."""
+    options = [
+        click.option("-c", "--cpus-per-task", "cpus", type=click.IntRange(min=1), metavar="CPUS",
+                     help="vCPUs per node (VCPU resource requirement)."),
+        click.option("--mem", "mem_mib", type=click.IntRange(min=1), metavar="MIB",
+                     help="Memory per node in MiB (MEMORY resource requirement)."),
+        click.option("-t", "--time", "time_seconds", callback=_time, metavar="TIME",
+                     help=f"Time limit per attempt: {TIME_FORMATS}."),
+        click.option("-J", "--job-name", "name", help="Job name (default run-<program>)."),
+        click.option("-p", "--partition", "--queue", "queue", default=DEFAULT_QUEUE,
+                     show_default=True, help="Job queue."),
+        click.option("--export", multiple=True, metavar="VAR=val",
+                     help="Set a variable in the job (repeatable; bare VAR: from here)."),
+        click.option("--label", is_flag=True, help="Prefix each output line with its node."),
+        click.option("--no-wait", is_flag=True, help="Print the job id and return."),
+        click.option("--dry-run", is_flag=True,
+                     help="Print the RegisterJobDefinition and SubmitJob JSON; submit nothing."),
+        click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED),
+    ]  # fmt: skip
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+COMMAND_SETTINGS = {"allow_interspersed_args": False, "help_option_names": ["-h", "--help"]}
+
+
+@click.command("run", context_settings=COMMAND_SETTINGS)
+@click.option("-N", "--nodes", type=click.IntRange(min=1), help="Nodes (default 1).")
+@click.option("-n", "--ntasks", type=click.IntRange(min=1), help="Tasks (MPI ranks) in all.")
+@click.option("--ntasks-per-node", type=click.IntRange(min=1), help="Tasks per node.")
+@click.option("--every-node", is_flag=True, help="Run the command on every node (torchrun).")
+@click.option("--mpi", type=click.Choice(MPI_CHOICES), help="Node 0 runs it under this MPI.")
+@common_options
+@click.pass_context
+def run_command(ctx: click.Context, /, nodes: int | None, ntasks: int | None,
+                ntasks_per_node: int | None, every_node: bool, mpi: str | None,
+                **common: Any) -> None:  # fmt: skip
+    """Run a command as a job and stay attached to it, like srun.
+
+    One node: a plain job. Several nodes (-N), tasks (-n) or --mpi: a multi-node parallel
+    job: node 0 runs the command under mpiexec (--mpi auto unless given) with the other nodes
+    reachable over SSH, or with --every-node every node runs it. Output streams here; the exit
+    status is the job's; Ctrl-C terminates the job (twice: detach).
+    """
+    command, shaping = common.pop("command"), _submission_options(common)
+    opts = run_options(
+        command, nodes=nodes, ntasks=ntasks, ntasks_per_node=ntasks_per_node,
+        every_node=every_node, mpi=mpi, **shaping,
+    )  # fmt: skip
+    ctx.exit(submit_and_attach(ctx.obj, opts, **common))
+
+
+@click.command("mpirun", context_settings=COMMAND_SETTINGS)
+@click.option("-np", "-n", "np", type=click.IntRange(min=1),
+              help="Ranks (required unless -H/--hostfile: then their slots).")  # fmt: skip
+@click.option("--npernode", "--ntasks-per-node", "per_node", type=click.IntRange(min=1),
+              help="Ranks per node (default 2 when -np > 2, or np / -N).")  # fmt: skip
+@click.option("-N", "--nodes", type=click.IntRange(min=1), help="Nodes (default np / npernode).")
+@click.option("-H", "--host", "-host", "--hosts", "-hosts", "hosts", multiple=True,
+              metavar="HOST[:SLOTS],...", help="Hosts and slots, as mpirun takes them: "
+              "they say nodes × tasks per node; mnp chooses the nodes itself.")  # fmt: skip
+@click.option("--hostfile", "-hostfile", "--machinefile", "-machinefile", "-f", "hostfile",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Hostfile: `host slots=N`, `host:N` or `host` lines; as -H.")  # fmt: skip
+@click.option("--mpi", type=click.Choice(FLAVOURS), default="auto", show_default=True)
+@common_options
+@click.pass_context
+def mpirun_command(ctx: click.Context, /, np: int | None, per_node: int | None, nodes: int | None,
+                   hosts: tuple[str, ...], hostfile: Path | None, mpi: str,
+                   **common: Any) -> None:  # fmt: skip
+    """Run an MPI program across nodes, like mpirun: `mnp run --mpi auto` with mpirun's flags."""
+    try:
+        shape = mpirun_shape(np, per_node, nodes, hosts, hostfile)
+    except HostsError as exc:
+        raise click.UsageError(str(exc)) from None
+    for note in shape.notes:
+        click.echo(f"mnp: note: {note}", err=True)
+    command, shaping = common.pop("command"), _submission_options(common)
+    opts = run_options(command, nodes=shape.nodes, ntasks=shape.np,
+                       ntasks_per_node=shape.tasks_per_node, mpi=mpi, **shaping)  # fmt: skip
+    ctx.exit(submit_and_attach(ctx.obj, opts, **common))
+
+
+def _submission_options(common: dict[str, Any]) -> dict[str, Any]:
+    """Pop the options that shape the submission; what is left is about attaching."""
+    keys = ("cpus", "mem_mib", "time_seconds", "name", "queue")
+    out = {k: common.pop(k) for k in keys}
+    out["export"] = parse_export(common.pop("export"), os.environ)
+    return out
+
+
+def submit_and_attach(state: HasClient, opts: RunOptions, label: bool, no_wait: bool,
+                      dry_run: bool) -> int:  # fmt: skip
+    """Register, submit and (unless ``no_wait``) attach; the CLI's exit status."""
+    opts = _resolved(opts)
+    if opts.ntasks is not None and opts.ntasks != opts.ranks:
+        click.echo(f"mnp: note: {opts.ranks} ranks ({opts.tasks_per_node} on each of "
+                   f"{nodes_text(opts.nodes)}), not {opts.ntasks}", err=True)  # fmt: skip
+    if dry_run:
+        click.echo(dry_run_text(opts), nl=False)
+        return 0
+    definition = build_definition(opts)
+    client = state.client()
+    answer = client.register_job_definition(definition)
+    pinned = f"{answer['jobDefinitionName']}:{answer['revision']}"
+    job_id = client.submit(build_submission(opts, pinned))
+    if no_wait:
+        click.echo(job_id)
+        return 0
+    click.echo(f"mnp: job {job_id} ({nodes_text(opts.nodes)})", err=True)
+    return attach(client, lambda: Client(url=state.url, home=state.home), job_id, opts, label)
+
+
+def _resolved(opts: RunOptions) -> RunOptions:
+    """Relative paths in the command made absolute (jobs run in their own directories)."""
+    return replace(opts, command=tuple(resolve_command_paths(list(opts.command), Path.cwd())))

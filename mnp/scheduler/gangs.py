@@ -1,0 +1,416 @@
+"""Multi-node parallel jobs at run time: a gang of whole nodes, main node first.
+
+Lifecycle of one attempt of an MNP job ``P`` with node jobs ``P#0 … P#n-1``:
+
+1. :meth:`Gangs.place` holds every node of the gang at once (the scheduler found them idle
+   in one environment), moves ``P`` to STARTING and starts the main node.
+2. When the main node reports started, ``P`` is RUNNING and every other node is started.
+   The main node's command runs under ``launcher.wire``, which waits until every node
+   answers over SSH with the job's key before the user's command (or mpiexec) begins.
+3. The main node's end decides the attempt (:meth:`Gangs._decide`): SUCCEEDED, FAILED or a
+   retry with a fresh gang. Every other node is then stopped. A node that is lost or fails
+   first records why and stops the main node, so the attempt fails within seconds.
+4. Each node job settles to its parent's outcome once its own attempt has ended; a node's
+   hold is released as its attempt ends. A retry is placed only when every node has settled.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mnp.build.container import attempt_container
+from mnp.build.multinode import GangNode, build_wiring, main_command, master_port, node_environment
+from mnp.scheduler.state import HeadState
+from mnp.spec.model import Attempt, Job, Node, Resources
+from mnp.spec.protocol import Assignment, Ready, attempt_id
+from mnp.spec.states import HistoryEntry, JobStatus
+
+if TYPE_CHECKING:
+    from mnp.scheduler.loop import Runtime
+
+TIMEOUT_REASON = "Job attempt duration exceeded timeout"
+EXIT_REASON = "Essential container in task exited"
+LIVE = (JobStatus.STARTING, JobStatus.RUNNING)
+
+
+class Gangs:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self.s: HeadState = runtime.s
+        self.watched: set[str] = set()
+        """MNP jobs with a hang deadline (see :meth:`session_ended`)."""
+        self.retrying: set[str] = set()
+        """MNP jobs back in RUNNABLE whose old nodes may still be stopping."""
+
+    # --- helpers ------------------------------------------------------------------------------
+    def nodes_of(self, parent: Job) -> list[Job]:
+        spec = parent.spec.nodes
+        assert spec is not None
+        return [j for i in range(spec.num_nodes) if (j := self.s.job(f"{parent.job_id}#{i}"))]
+
+    def parent_of(self, node_job: Job) -> Job | None:
+        """The node's MNP job (read from the store once it finished and left memory)."""
+        return self.s.job(node_job.parent_id or "") if node_job.parent_id else None
+
+    def gang(self, parent: Job) -> list[GangNode]:
+        return [
+            GangNode(int(i), self.s.nodes[nid])
+            for i, nid in sorted(parent.gang.items(), key=lambda kv: int(kv[0]))
+        ]
+
+    def settled(self, parent: Job) -> bool:
+        """No node job of the parent has a live attempt (a retry may take a new gang)."""
+        return not any(j.status in LIVE for j in self.nodes_of(parent)) if parent.gang else True
+
+    # --- placing --------------------------------------------------------------------------------
+    def place(self, parent: Job, node_ids: tuple[str, ...]) -> set[str]:
+        s = self.s
+        spec = parent.spec.nodes
+        assert spec is not None
+        from mnp.build.ssh import generate_job_key
+
+        self.retrying.discard(parent.job_id)
+        taken = {
+            int(j.gang_state["port"])
+            for j in s.active.values()
+            if j.gang_state.get("port") and j.status in LIVE and j is not parent
+        }
+        private, public = generate_job_key(f"mnp-{parent.job_id}")
+        parent.gang = {str(i): nid for i, nid in enumerate(node_ids)}
+        parent.gang_state = {"port": master_port(parent.job_id, taken), "key": [private, public]}
+        s.set_status(parent, JobStatus.STARTING, None)
+        for nid in node_ids:
+            rt = s.node_rt[nid]
+            rt.used = Resources(
+                s.nodes[nid].capacity.vcpus,
+                s.nodes[nid].capacity.memory_mib,
+                s.nodes[nid].capacity.gpus,
+            )
+            rt.gang_of = parent.job_id
+        now = s.clock()
+        for i in range(spec.num_nodes):
+            jid = f"{parent.job_id}#{i}"
+            if self.s.job(jid) is None:
+                s.add_job(
+                    Job(
+                        job_id=jid,
+                        spec=parent.spec,
+                        status=JobStatus.RUNNABLE,
+                        created_at=now,
+                        parent_id=parent.job_id,
+                        node_index=i,
+                        history=[HistoryEntry(JobStatus.RUNNABLE, now, None)],
+                    )
+                )
+        main = s.active[f"{parent.job_id}#{spec.main_node}"]
+        self._start(main, s.nodes[node_ids[spec.main_node]])
+        return {node_ids[spec.main_node]}
+
+    def _start(self, job: Job, node: Node) -> None:
+        s = self.s
+        attempt = Attempt(
+            number=len(job.attempts) + 1,
+            node_id=node.node_id,
+            address=node.address,
+            compute_environment=node.compute_environment,
+            log_stream_name=f"{job.spec.definition_name[:200]}/default/"
+            f"{job.job_id.replace('#', '-')}-{len(job.attempts) + 1}",
+            placed_at=s.clock(),
+        )
+        job.attempts.append(attempt)
+        s.set_status(job, JobStatus.STARTING, None)
+        aid = attempt_id(job.job_id, attempt.number)
+        rt = s.node_rt[node.node_id]
+        rt.running[aid] = job
+        assignment = self.assignment(job, attempt)
+        rt.outbox.append(assignment)
+        rt.unacked[aid] = (assignment, s.clock())
+        s.on_node_work(node.node_id)
+
+    def assignment(self, job: Job, attempt: Attempt) -> Assignment:
+        from mnp.build.environment import job_environment, slurm_request_environment
+        from mnp.build.outputs import attempt_files
+        from mnp.spec.protocol import SCRIPT_PLACEHOLDER
+
+        parent = self.s.active.get(job.parent_id or "") or self.s.job(job.parent_id or "")
+        assert parent is not None and parent.spec.nodes is not None and job.node_index is not None
+        spec = parent.spec.nodes
+        gang = self.gang(parent)
+        index = job.node_index
+        # nodes on loopback addresses (local nodes) talk over lo; others pick their own NIC
+        iface = "lo" if all(g.node.address.startswith("127.") for g in gang) else None
+        env = job_environment(job, attempt)
+        env.update(node_environment(parent, gang, index, int(parent.gang_state["port"]), iface))
+        env.update(slurm_request_environment(parent))
+        command = list(job.container.command)
+        is_main = index == spec.main_node
+        hold = not command and not (is_main and parent.spec.extras.script is not None)
+        files: dict[str, str] = {}
+        private, public = parent.gang_state["key"]
+        if is_main:
+            from mnp.build.multinode import wiring_files
+
+            slots = [spec.tasks_per_node or int(g.node.capacity.vcpus) for g in gang]
+            files = wiring_files(gang, slots, private, spec.main_node)
+            if parent.spec.extras.script is not None:
+                command = [SCRIPT_PLACEHOLDER, *command]
+            command = main_command(parent, command)
+        return Assignment(
+            attempt_id=attempt_id(job.job_id, attempt.number),
+            job_id=job.job_id,
+            attempt=attempt.number,
+            command=command,
+            environment=env,
+            timeout_seconds=parent.spec.timeout_seconds if is_main else None,
+            kill_grace_seconds=self.s.config.kill_grace_seconds,
+            wiring=build_wiring(gang, index, spec.main_node, public, files, env, hold),
+            container=attempt_container(job, self.s.ces, attempt.compute_environment),
+            **attempt_files(parent, attempt, main=is_main),
+        )
+
+    # --- events ---------------------------------------------------------------------------------
+    def started(self, job: Job) -> None:
+        """A node reported its process started (the caller moved it to RUNNING)."""
+        parent = self.parent_of(job)
+        spec = parent.spec.nodes if parent else None
+        if parent is None or spec is None or "outcome" in parent.gang_state:
+            return
+        if job.node_index == spec.main_node and parent.status == JobStatus.STARTING:
+            parent.started_at = job.started_at
+            self.s.set_status(parent, JobStatus.RUNNING, None)
+            for child in self.nodes_of(parent):
+                if child.node_index != spec.main_node and child.status == JobStatus.RUNNABLE:
+                    self._start(child, self.s.nodes[parent.gang[str(child.node_index)]])
+        self._maybe_ready(parent)
+
+    def _maybe_ready(self, parent: Job) -> None:
+        """Once every node of the attempt has started, tell the main node to go."""
+        spec = parent.spec.nodes
+        assert spec is not None
+        if parent.gang_state.get("ready_sent") or parent.status != JobStatus.RUNNING:
+            return
+        nodes = self.nodes_of(parent)
+        if any(
+            j.current_attempt is None or j.current_attempt.started_at is None
+            for j in nodes
+            if j.status != JobStatus.RUNNABLE or j.node_index == spec.main_node
+        ) or any(j.status == JobStatus.RUNNABLE for j in nodes):
+            return
+        main = nodes[spec.main_node]
+        attempt = main.current_attempt
+        assert attempt is not None
+        parent.gang_state["ready_sent"] = True
+        self.s.mark(parent)
+        self.s.node_rt[attempt.node_id].outbox.append(
+            Ready(attempt_id(main.job_id, attempt.number))
+        )
+        self.s.on_node_work(attempt.node_id)
+
+    def ended(
+        self,
+        job: Job,
+        *,
+        exit_code: int | None,
+        reason: str | None,
+        status_reason: str,
+        timed_out: bool,
+    ) -> None:
+        """A node's attempt ended (exit, start failure, lost node, kill)."""
+        s = self.s
+        attempt = job.current_attempt
+        if attempt is None:
+            return
+        attempt.stopped_at = s.clock()
+        attempt.exit_code = exit_code
+        attempt.reason = reason
+        attempt.status_reason = status_reason
+        aid = attempt_id(job.job_id, attempt.number)
+        rt = s.node_rt.get(attempt.node_id)
+        if rt is not None:
+            rt.running.pop(aid, None)
+            rt.unacked.pop(aid, None)
+            if rt.gang_of == job.parent_id:
+                rt.used = Resources(0, 0, 0)
+                rt.gang_of = None
+        parent = self.parent_of(job)
+        if parent is None or parent.spec.nodes is None:
+            return
+        spec = parent.spec.nodes
+        is_main = job.node_index == spec.main_node
+        if "outcome" not in parent.gang_state:
+            if is_main:
+                self._decide(parent, attempt, exit_code, reason, status_reason, timed_out)
+            else:
+                clean = exit_code == 0 and not status_reason.startswith("Host")
+                if not clean:
+                    why = exit_code if exit_code is not None else status_reason
+                    parent.gang_state["failure"] = (
+                        f"Node {job.job_id} on {attempt.node_id} ({attempt.address}) failed: {why}"
+                        if exit_code is not None
+                        else status_reason
+                    )
+                    self.s.mark(parent)
+                    self._stop_others(parent, job, parent.gang_state["failure"])
+                    return  # settles once the main node's end decides the attempt
+                return  # a node that finished cleanly waits for the main node
+        self._settle(job, parent)
+        s.on_wake()
+
+    def session_started(self, job: Job) -> None:
+        parent = self.parent_of(job)
+        if parent is None or "outcome" in parent.gang_state:
+            return
+        parent.gang_state["sessions"] = int(parent.gang_state.get("sessions", 0)) + 1
+        self.s.mark(parent)
+
+    def session_ended(self, job: Job, exit_code: int | None, command: str) -> None:
+        """An MPI daemon/proxy on a node ended. When one launch ends normally, all its
+        daemons end together; if others of the job stay for ``mpi_hang_seconds``, it hung."""
+        parent = self.parent_of(job)
+        if parent is None or "outcome" in parent.gang_state or parent.status != JobStatus.RUNNING:
+            return
+        state = parent.gang_state
+        state["sessions"] = open_now = max(0, int(state.get("sessions", 0)) - 1)
+        self.s.mark(parent)
+        if open_now == 0:  # the whole launch ended (a script may start the next one)
+            state.pop("hang_after", None)
+            state.pop("hang_reason", None)
+            self.watched.discard(parent.job_id)
+            return
+        if "hang_after" in state:
+            return
+        attempt = job.current_attempt
+        where = f"{attempt.node_id} ({attempt.address})" if attempt else job.job_id
+        grace = self.s.config.mpi_hang_seconds
+        state["hang_after"] = self.s.clock() + int(grace * 1000)
+        state["hang_reason"] = (
+            f"MPI process on node {where} ended (exit {exit_code}) while the job's others on "
+            f"the other nodes went on for {grace:g} s: stopped as hung ({command[:120]})"
+        )
+        self.watched.add(parent.job_id)
+
+    def check_hangs(self) -> None:
+        """Fail attempts that kept running after one of their MPI processes ended."""
+        now = self.s.clock()
+        for job_id in list(self.watched):
+            parent = self.s.active.get(job_id)
+            if parent is None:
+                self.watched.discard(job_id)
+                continue
+            state = parent.gang_state
+            if "outcome" in state or parent.status != JobStatus.RUNNING or "failure" in state:
+                self.watched.discard(job_id)
+                continue
+            if "hang_after" not in state:
+                self.watched.discard(job_id)
+                continue
+            if now >= int(state["hang_after"]) and int(state.get("sessions", 0)) > 0:
+                state["failure"] = state["hang_reason"]
+                self.s.mark(parent)
+                spec = parent.spec.nodes
+                assert spec is not None
+                main = self.s.active.get(f"{parent.job_id}#{spec.main_node}")
+                if main is not None and main.status in LIVE:
+                    self.rt.kill(main, state["failure"])
+
+    def _decide(
+        self,
+        parent: Job,
+        main_attempt: Attempt,
+        exit_code: int | None,
+        reason: str | None,
+        status_reason: str,
+        timed_out: bool,
+    ) -> None:
+        s = self.s
+        failure = parent.gang_state.get("failure")
+        if failure and status_reason == EXIT_REASON:
+            status_reason = failure
+        copy = Attempt(**main_attempt.to_doc())
+        copy.status_reason = status_reason
+        parent.attempts.append(copy)
+        if parent.is_terminated:
+            outcome, why = JobStatus.FAILED, parent.status_reason
+        elif timed_out:
+            outcome, why = JobStatus.FAILED, TIMEOUT_REASON
+        elif exit_code == 0 and not failure and parent.status == JobStatus.RUNNING:
+            outcome, why = JobStatus.SUCCEEDED, status_reason
+        else:
+            retry = parent.spec.retry.should_retry(
+                len(parent.attempts), exit_code, reason, status_reason
+            )
+            outcome, why = (JobStatus.RUNNABLE if retry else JobStatus.FAILED), status_reason
+        copy.status_reason = why
+        parent.gang_state["outcome"] = outcome.value
+        s.set_status(parent, outcome, why)
+        if outcome == JobStatus.RUNNABLE:
+            self.retrying.add(parent.job_id)
+        for node_job in self.nodes_of(parent):
+            if (
+                node_job.status in LIVE
+                and node_job.current_attempt is not None
+                and node_job.current_attempt.stopped_at is None
+            ):
+                self.rt.kill(node_job, f"main node finished: {why}")
+            else:
+                self._settle(node_job, parent)
+
+    def _stop_others(self, parent: Job, failed: Job, why: str) -> None:
+        for node_job in self.nodes_of(parent):
+            if (
+                node_job is not failed
+                and node_job.status in LIVE
+                and node_job.current_attempt
+                and node_job.current_attempt.stopped_at is None
+            ):
+                self.rt.kill(node_job, why)
+
+    def _settle(self, job: Job, parent: Job) -> None:
+        """Give a node job its parent's outcome (it has no live attempt by now)."""
+        outcome = parent.gang_state.get("outcome")
+        if outcome is None or job.status.terminal:
+            return
+        target = JobStatus(outcome)
+        if target == JobStatus.SUCCEEDED and job.status != JobStatus.RUNNING:
+            target = JobStatus.FAILED
+        if target == job.status:
+            return
+        if target == JobStatus.RUNNABLE and job.status == JobStatus.RUNNABLE:
+            return
+        self.s.set_status(job, target, parent.status_reason)
+
+    def cancelled(self, parent: Job) -> None:
+        """The parent failed before it started again (cancel): its node jobs fail too; nodes
+        still running from the last attempt are stopped and settle when they end."""
+        parent.gang_state["outcome"] = JobStatus.FAILED.value
+        self.s.mark(parent)
+        for node_job in self.nodes_of(parent):
+            attempt = node_job.current_attempt
+            if node_job.status in LIVE and attempt is not None and attempt.stopped_at is None:
+                self.rt.kill(node_job, parent.status_reason or "cancelled")
+            else:
+                self._settle(node_job, parent)
+
+    def abandon(self, parent: Job, why: str) -> None:
+        """Placing the gang failed half way: release the nodes and fail the job."""
+        for nid in parent.gang.values():
+            rt = self.s.node_rt.get(nid)
+            if rt is not None and rt.gang_of == parent.job_id and not rt.running:
+                rt.used = Resources(0, 0, 0)
+                rt.gang_of = None
+        for node_job in self.nodes_of(parent):
+            attempt = node_job.current_attempt
+            if node_job.status in LIVE and attempt is not None and attempt.stopped_at is None:
+                self.rt.kill(node_job, why)
+        if not parent.status.terminal:
+            parent.gang_state["outcome"] = JobStatus.FAILED.value
+            self.s.set_status(parent, JobStatus.FAILED, why)
+            for node_job in self.nodes_of(parent):
+                self._settle(node_job, parent)
+
+    def terminate(self, parent: Job, reason: str) -> None:
+        spec = parent.spec.nodes
+        assert spec is not None
+        main = self.s.active.get(f"{parent.job_id}#{spec.main_node}")
+        if main is not None and main.status in LIVE:
+            self.rt.kill(main, reason)

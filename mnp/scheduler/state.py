@@ -1,0 +1,190 @@
+"""The head node's in-memory state, its indexes, and the one path every status change takes.
+
+Single-threaded: everything runs on the head node's event loop. Active (non-terminal) jobs
+live in memory; a job that reaches SUCCEEDED/FAILED is written out and dropped from memory
+at the next :meth:`HeadState.flush`, so memory grows with active work, not with history.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mnp.config import HeadConfig
+from mnp.spec.model import ComputeEnvironment, Job, JobDefinition, JobQueue, Node, Resources
+from mnp.spec.protocol import Assignment, Kill, Ready
+from mnp.spec.states import JobStatus, transition
+from mnp.store.sqlite import Store
+
+Clock = Callable[[], int]
+HOLDS_A_SLOT = frozenset({JobStatus.RUNNABLE, JobStatus.STARTING, JobStatus.RUNNING})
+"""Statuses that count against an array's running limit."""
+ARRAY_LIMIT_REASON = "JobArrayTaskLimit"
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class NodeRuntime:
+    """What the head tracks about a node beyond its stored record."""
+
+    running: dict[str, Job] = field(default_factory=dict)
+    """attempt id → job placed there (STARTING or RUNNING)."""
+    used: Resources = field(default_factory=lambda: Resources(0, 0, 0))
+    outbox: list[Assignment | Kill | Ready] = field(default_factory=list)
+    unacked: dict[str, tuple[Assignment, int]] = field(default_factory=dict)
+    """Assignments sent but not yet confirmed started, with when they were last sent."""
+    last_seq: int = -1
+    gang_of: str | None = None
+    """The MNP job holding this whole node, if any."""
+
+
+class HeadState:
+    def __init__(self, config: HeadConfig, store: Store, clock: Clock = wall_ms) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.definitions: dict[str, list[JobDefinition]] = {}
+        self.queues: dict[str, JobQueue] = {}
+        self.ces: dict[str, ComputeEnvironment] = {}
+        self.nodes: dict[str, Node] = {}
+        self.node_rt: dict[str, NodeRuntime] = {}
+        self.active: dict[str, Job] = {}
+        self.submitted: dict[str, Job] = {}
+        self.runnable: dict[str, dict[str, Job]] = {}
+        self.pending_dirty: set[str] = set()
+        self.waiters: dict[str, set[str]] = {}
+        self.array_held: dict[str, list[int]] = {}
+        """Array parent → indices of PENDING children held by its running limit (a heap)."""
+        self.held: set[str] = set()
+        """The ids of those children."""
+        self.dirty: dict[str, Job] = {}
+        self.dirty_nodes: set[str] = set()
+        self.finished: list[str] = []
+        self.on_wake: Callable[[], None] = lambda: None
+        self.on_node_work: Callable[[str], None] = lambda node_id: None
+
+    # --- the one path for status changes ---------------------------------------------------
+    def set_status(self, job: Job, target: JobStatus, reason: str | None = None) -> None:
+        """Apply a transition and keep every index (queues, parents, waiters) consistent."""
+        now = self.clock()
+        old = job.status
+        transition(job, target, now, reason)
+        self.mark(job)
+        if old == JobStatus.SUBMITTED:
+            self.submitted.pop(job.job_id, None)
+        elif old == JobStatus.RUNNABLE:
+            self.runnable.get(job.queue, {}).pop(job.job_id, None)
+        if target == JobStatus.RUNNABLE and job.node_index is None:
+            # MNP nodes are placed with their gang, never from the queue
+            self.runnable.setdefault(job.queue, {})[job.job_id] = job
+        elif target == JobStatus.PENDING and not job.is_array_parent:
+            self.pending_dirty.add(job.job_id)
+        if target.terminal:
+            job.stopped_at = now
+            self.pending_dirty.discard(job.job_id)
+            self.finished.append(job.job_id)
+        if target.terminal or target == JobStatus.RUNNING:
+            # RUNNING too: a job waiting for this one to start (AFTER_START) may go on; the
+            # others go back to waiting at the next tick
+            for waiter in self.waiters.pop(job.job_id, ()):
+                self.pending_dirty.add(waiter)
+            self.on_wake()
+        if job.parent_id is not None:
+            if target.terminal and old in HOLDS_A_SLOT:
+                self.release_held(job.parent_id)
+            self._child_changed(job, old, target, now)
+
+    def hold(self, child: Job) -> None:
+        """Keep a PENDING array child waiting for a free slot of its array's running limit."""
+        if child.parent_id is None or child.array_index is None:
+            return
+        if child.job_id not in self.held:
+            self.held.add(child.job_id)
+            heapq.heappush(self.array_held.setdefault(child.parent_id, []), child.array_index)
+        if child.status_reason != ARRAY_LIMIT_REASON:
+            child.status_reason = ARRAY_LIMIT_REASON
+            self.mark(child)
+
+    def release_held(self, parent_id: str) -> None:
+        """A slot of the array's limit came free: look again at its lowest held child."""
+        heap = self.array_held.get(parent_id)
+        while heap:
+            child_id = f"{parent_id}:{heapq.heappop(heap)}"
+            self.held.discard(child_id)
+            child = self.active.get(child_id)
+            if child is not None and child.status == JobStatus.PENDING:
+                self.pending_dirty.add(child.job_id)
+                self.on_wake()
+                break
+        if not heap:
+            self.array_held.pop(parent_id, None)
+
+    def _child_changed(self, child: Job, old: JobStatus, new: JobStatus, now: int) -> None:
+        parent = self.active.get(child.parent_id or "")
+        if parent is None or parent.status_summary is None:
+            return
+        summary = parent.status_summary
+        summary[old.value] = summary.get(old.value, 0) - 1
+        summary[new.value] = summary.get(new.value, 0) + 1
+        parent.summary_updated_at = now
+        self.mark(parent)
+        size = parent.spec.array_size or 0
+        done = summary.get("SUCCEEDED", 0) + summary.get("FAILED", 0)
+        if done == size and not parent.status.terminal:
+            failed = summary.get("FAILED", 0)
+            if failed:
+                reason = (
+                    parent.status_reason
+                    if (parent.is_cancelled or parent.is_terminated)
+                    else (f"ARRAY:CHILD_FAILED - {failed} of {size} child jobs failed")
+                )
+                self.set_status(parent, JobStatus.FAILED, reason)
+            else:
+                self.set_status(parent, JobStatus.SUCCEEDED, "All child jobs succeeded")
+
+    def mark(self, job: Job) -> None:
+        self.dirty[job.job_id] = job
+
+    def add_job(self, job: Job) -> None:
+        """A new job (or one loaded at start) joins the in-memory indexes."""
+        self.active[job.job_id] = job
+        self.mark(job)
+        if job.status == JobStatus.SUBMITTED:
+            self.submitted[job.job_id] = job
+        elif job.status == JobStatus.PENDING and not job.is_array_parent:
+            self.pending_dirty.add(job.job_id)
+        elif job.status == JobStatus.RUNNABLE and job.node_index is None:
+            self.runnable.setdefault(job.queue, {})[job.job_id] = job
+
+    def job(self, job_id: str) -> Job | None:
+        """An active job from memory, or any job from the store."""
+        return self.active.get(job_id) or self.store.load_job(job_id)
+
+    def status_of(self, job_id: str) -> JobStatus | None:
+        job = self.active.get(job_id)
+        return job.status if job is not None else self.store.job_status(job_id)
+
+    # --- persistence -------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Write every changed job and node in one transaction; drop finished jobs from memory."""
+        if not self.dirty and not self.dirty_nodes:
+            return
+        with self.store.transaction():
+            self.store.save_jobs(self.dirty.values())
+            for node_id in self.dirty_nodes:
+                self.store.save_node(self.nodes[node_id])
+        self.dirty.clear()
+        self.dirty_nodes.clear()
+        for job_id in self.finished:
+            job = self.active.get(job_id)
+            if job is not None and job.status.terminal:
+                del self.active[job_id]
+        self.finished.clear()
+
+    def mark_node(self, node: Node) -> None:
+        self.dirty_nodes.add(node.node_id)

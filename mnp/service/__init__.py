@@ -1,0 +1,1 @@
+"""The head node's behaviour, one method per operation, behind both front doors."""

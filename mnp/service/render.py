@@ -1,0 +1,241 @@
+"""AWS Batch output shapes (JobDetail, JobSummary, queue and environment details)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mnp.build.environment import SLURM_TASK_IDS, slurm_task_id
+from mnp.scheduler.state import NodeRuntime
+from mnp.spec.model import (
+    ComputeEnvironment,
+    Job,
+    JobQueue,
+    Node,
+    SchedulingPolicy,
+    job_arn,
+    queue_arn,
+)
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def job_detail(job: Job) -> dict[str, Any]:
+    spec = job.spec
+    current = job.current_attempt
+    container = job.container.to_wire()
+    if current is not None:
+        container.update(
+            _drop_none(
+                {
+                    "exitCode": current.exit_code,
+                    "reason": current.reason,
+                    "logStreamName": current.log_stream_name if current.started_at else None,
+                }
+            )
+        )
+    detail: dict[str, Any] = _drop_none(
+        {
+            "jobArn": job_arn(job.job_id),
+            "jobName": spec.name,
+            "jobId": job.job_id,
+            "jobQueue": queue_arn(spec.queue),
+            "status": job.status.value,
+            "statusReason": job.status_reason,
+            "shareIdentifier": spec.share_identifier,
+            "schedulingPriority": spec.scheduling_priority,
+            "createdAt": job.created_at,
+            "startedAt": job.started_at,
+            "stoppedAt": job.stopped_at,
+            "dependsOn": [d.to_wire() for d in spec.depends_on],
+            "jobDefinition": spec.definition_arn,
+            "parameters": spec.parameters,
+            "container": container,
+            "attempts": [
+                _drop_none(
+                    {
+                        "container": _drop_none(
+                            {
+                                "exitCode": a.exit_code,
+                                "reason": a.reason,
+                                "logStreamName": a.log_stream_name,
+                            }
+                        ),
+                        "startedAt": a.started_at,
+                        "stoppedAt": a.stopped_at,
+                        "statusReason": a.status_reason,
+                    }
+                )
+                for a in job.attempts
+                if a.stopped_at is not None
+            ],
+            "retryStrategy": spec.retry.to_wire(),
+            "timeout": {"attemptDurationSeconds": spec.timeout_seconds}
+            if spec.timeout_seconds
+            else None,
+            "tags": spec.tags or None,
+            "propagateTags": spec.propagate_tags or None,
+            "platformCapabilities": spec.platform_capabilities,
+            "isCancelled": job.is_cancelled,
+            "isTerminated": job.is_terminated,
+            # mnp's own fields
+            "jobQueueName": spec.queue,
+            "computeEnvironment": current.compute_environment if current else None,
+            "nodeId": current.node_id if current else None,
+            "nodeAddress": current.address if current else None,
+            "history": [
+                {"status": h.status.value, "at": h.at, "reason": h.reason} for h in job.history
+            ],
+        }
+    )
+    array = _array_properties(job)
+    if array:
+        detail["arrayProperties"] = array
+    nodes = job.spec.nodes
+    if nodes is not None:
+        if job.node_index is None:
+            detail["nodeProperties"] = nodes.to_wire()
+        else:
+            detail["nodeDetails"] = {
+                "nodeIndex": job.node_index,
+                "isMainNode": job.node_index == nodes.main_node,
+            }
+    return detail
+
+
+def _array_properties(job: Job) -> dict[str, Any] | None:
+    size = job.spec.array_size
+    if size is None:
+        return None
+    if job.parent_id is None:
+        return _drop_none(
+            {
+                "statusSummary": job.status_summary or {},
+                "statusSummaryLastUpdatedAt": job.summary_updated_at,
+                "size": size,
+            }
+        )
+    out: dict[str, Any] = {"index": job.array_index, "size": size}
+    if SLURM_TASK_IDS in job.container.environment:  # mnp sbatch --array listed other ids
+        out["taskId"] = slurm_task_id(job)
+    return out
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    current = job.current_attempt
+    out: dict[str, Any] = _drop_none(
+        {
+            "jobArn": job_arn(job.job_id),
+            "jobId": job.job_id,
+            "jobName": job.spec.name,
+            "createdAt": job.created_at,
+            "startedAt": job.started_at,
+            "stoppedAt": job.stopped_at,
+            "status": job.status.value,
+            "statusReason": job.status_reason,
+            "shareIdentifier": job.spec.share_identifier,
+            "jobDefinition": job.spec.definition_arn,
+            "container": _drop_none({"exitCode": current.exit_code, "reason": current.reason})
+            if current and current.stopped_at
+            else None,
+            "jobQueueName": job.spec.queue,
+            "nodeId": current.node_id if current else None,
+            "attempt": len(job.attempts),
+            "user": job.spec.extras.user,
+            "arrayJobId": job.parent_id if job.array_index is not None else None,
+        }
+    )
+    if job.is_cancelled:
+        out["isCancelled"] = True
+    if job.is_terminated:
+        out["isTerminated"] = True
+    if job.gang:
+        out["nodeIds"] = [job.gang[k] for k in sorted(job.gang, key=int)]
+    elif current is not None:
+        out["nodeIds"] = [current.node_id]
+    array = _array_properties(job)
+    if array:
+        out["arrayProperties"] = array
+    nodes = job.spec.nodes
+    if nodes is not None:
+        out["nodeProperties"] = {"numNodes": nodes.num_nodes}
+        if job.node_index is not None:
+            out["nodeProperties"].update(
+                {"nodeIndex": job.node_index, "isMainNode": job.node_index == nodes.main_node}
+            )
+    return out
+
+
+def queue_detail(q: JobQueue) -> dict[str, Any]:
+    policy = {"schedulingPolicyArn": q.scheduling_policy_arn} if q.scheduling_policy_arn else {}
+    return {
+        "jobQueueName": q.name,
+        "jobQueueArn": q.arn,
+        **policy,
+        "state": q.state.value,
+        "status": "VALID",
+        "statusReason": "JobQueue Healthy",
+        "priority": q.priority,
+        "computeEnvironmentOrder": [
+            {
+                "order": o,
+                "computeEnvironment": f"{q.arn.split(':job-queue/')[0]}:compute-environment/{n}",
+            }
+            for o, n in sorted(q.compute_environment_order)
+        ],
+        "tags": q.tags,
+        "jobStateTimeLimitActions": q.time_limit_actions,
+    }
+
+
+def policy_detail(p: SchedulingPolicy) -> dict[str, Any]:
+    return {"name": p.name, "arn": p.arn, "fairsharePolicy": p.fairshare, "tags": p.tags}
+
+
+def ce_detail(ce: ComputeEnvironment, nodes: list[Node]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "computeEnvironmentName": ce.name,
+        "computeEnvironmentArn": ce.arn,
+        "type": ce.type,
+        "state": ce.state.value,
+        "status": "VALID",
+        "statusReason": "ComputeEnvironment Healthy",
+        "tags": ce.doc.get("tags") or {},
+        "mnp": {
+            "provider": ce.provider,
+            "nodes": ce.node_count,
+            "vcpus": int(ce.node_resources.vcpus),
+            "memoryMiB": ce.node_resources.memory_mib,
+            "gpus": ce.node_resources.gpus,
+            "firstAddress": ce.first_address,
+            **({"sharedFilesystem": ce.shared_filesystem} if ce.shared_filesystem else {}),
+            "activeNodes": sum(1 for n in nodes if n.status.value == "ACTIVE"),
+        },
+    }
+    for key in ("computeResources", "serviceRole", "unmanagedvCpus"):
+        if ce.doc.get(key) is not None:
+            out[key] = ce.doc[key]
+    return out
+
+
+def node_detail(node: Node, rt: NodeRuntime | None) -> dict[str, Any]:
+    used = rt.used if rt else None
+    free = node.capacity.minus(used) if used else node.capacity
+    return _drop_none(
+        {
+            "nodeId": node.node_id,
+            "computeEnvironment": node.compute_environment,
+            "address": node.address,
+            "status": node.status.value,
+            "vcpus": node.capacity.vcpus,
+            "memoryMiB": node.capacity.memory_mib,
+            "gpus": node.capacity.gpus,
+            "freeVcpus": free.vcpus,
+            "freeMemoryMiB": free.memory_mib,
+            "freeGpus": free.gpus,
+            "runningJobs": sorted({j.job_id for j in rt.running.values()}) if rt else [],
+            "lastHeartbeatAt": node.last_heartbeat_ms or None,
+            "pid": node.pid,
+        }
+    )

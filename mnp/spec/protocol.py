@@ -1,0 +1,487 @@
+"""Messages between the head node and node agents (plain data; no HTTP here).
+
+The agent dials the head over HTTP with JSON bodies:
+
+``POST /internal/v1/agents/register``  body :class:`Register` → ``{"heartbeatSeconds": float}``
+    Announce a node (idempotent: re-registering a known node id refreshes it).
+``POST /internal/v1/agents/poll``      body :class:`Poll` → :class:`PollReply`
+    Heartbeat and work fetch. The head holds the request open up to ``waitSeconds`` and
+    answers as soon as it has assignments or kills for the node. Answers 404 with
+    ``{"__type": "UnknownNode"}`` when the head does not know the node (the agent then
+    registers again) and 410 ``{"__type": "NodeLost"}`` when the head has declared the node lost
+    (the agent kills everything it runs and exits).
+``POST /internal/v1/agents/report``    body :class:`Report` → ``{"accepted": int}``
+    Attempt events, in order. The agent keeps an event until a report carrying it is
+    answered 200, so events survive a head restart; the head ignores duplicates.
+
+Every request carries the header ``X-Mnp-Token`` when the head has a token configured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+REGISTER_PATH = "/internal/v1/agents/register"
+POLL_PATH = "/internal/v1/agents/poll"
+REPORT_PATH = "/internal/v1/agents/report"
+TOKEN_HEADER = "X-Mnp-Token"
+
+EventKind = Literal["started", "log", "exited", "start_failed", "session_started", "session_exited"]
+
+
+WIRING_PLACEHOLDER = "@MNP_WIRING@"
+"""In :class:`Wiring` files, environment values and the command of an assignment that has
+wiring: the node's absolute wiring directory."""
+PYTHON_PLACEHOLDER = "@MNP_PYTHON@"
+"""As an element of the command of an assignment that has wiring: the agent's own Python."""
+
+
+def attempt_id(job_id: str, attempt: int) -> str:
+    """The id of one attempt of one job: ``<jobId>/<attempt number, 1-based>``."""
+    return f"{job_id}/{attempt}"
+
+
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """What one node of a multi-node parallel (MNP) job attempt needs besides its command.
+
+    The agent writes ``files`` (mode 0600) into the attempt's wiring directory
+    ``<workdir>/.mnp/``, replacing :data:`WIRING_PLACEHOLDER` in their text and in the
+    assignment's environment values with that directory's absolute path. While the attempt
+    lives, the node's SSH server accepts ``authorized_key`` (and only for this attempt);
+    commands arriving over SSH with that key run with ``ssh_environment`` (placeholder
+    substituted) over the node's own variables. When the attempt ends the key is revoked and
+    every SSH session it opened is killed.
+    """
+
+    authorized_key: str
+    """OpenSSH public key line of the job's key pair."""
+    files: dict[str, str]
+    ssh_environment: dict[str, str]
+    hold: bool = False
+    """Run no command: serve SSH for the job until killed (a child node in mpirun mode).
+    The agent reports ``started`` at once; killed, it reports ``exited`` with code 0."""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "authorizedKey": self.authorized_key,
+            "files": dict(self.files),
+            "sshEnvironment": dict(self.ssh_environment),
+            "hold": self.hold,
+        }
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Wiring:
+        return cls(
+            authorized_key=str(d["authorizedKey"]),
+            files={str(k): str(v) for k, v in d.get("files", {}).items()},
+            ssh_environment={str(k): str(v) for k, v in d.get("sshEnvironment", {}).items()},
+            hold=bool(d.get("hold", False)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """A bind mount of a node path into a container (``source`` None: an anonymous volume)."""
+
+    target: str
+    source: str | None = None
+    read_only: bool = False
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"target": self.target, "source": self.source, "readOnly": self.read_only}
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Mount:
+        source = d.get("source")
+        return cls(
+            target=str(d["target"]),
+            source=None if source is None else str(source),
+            read_only=bool(d.get("readOnly", False)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Ulimit:
+    name: str
+    soft: int
+    hard: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tmpfs:
+    target: str
+    size_mib: int | None = None
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    host_path: str
+    container_path: str
+    permissions: str = "rwm"
+    """Any of ``r``, ``w``, ``m`` (mknod), as Docker writes it."""
+
+
+CONTAINER_LABEL_JOB = "mnp.job-id"
+CONTAINER_LABEL_ATTEMPT = "mnp.attempt-id"
+CONTAINER_LABEL_NODE = "mnp.node-id"
+CONTAINER_LABEL_ROOT = "mnp.node-root"
+"""Labels on every container an agent creates; the node root (the agent's directory) tells
+apart nodes of different head nodes that share an id (``local-1``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerRun:
+    """How the node runs an attempt in a Docker container (plain data; built by
+    :func:`mnp.build.container.container_run`). The assignment's command, environment and
+    timeout apply as for a process; the container uses the host's network."""
+
+    image: str
+    user: str | None = None
+    privileged: bool = False
+    read_only_root: bool = False
+    mounts: tuple[Mount, ...] = ()
+    ulimits: tuple[Ulimit, ...] = ()
+    tmpfs: tuple[Tmpfs, ...] = ()
+    shm_size_mib: int | None = None
+    init: bool = False
+    devices: tuple[Device, ...] = ()
+    memory_mib: int | None = None
+    """Hard limit; past it the kernel's OOM killer ends the container."""
+    max_swap_mib: int | None = None
+    """Swap on top of ``memory_mib``; None: the node's default."""
+    swappiness: int | None = None
+    cpu_shares: int | None = None
+    """1024 per vCPU (relative weight under contention)."""
+    gpus: int = 0
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "image": self.image,
+            "user": self.user,
+            "privileged": self.privileged,
+            "readOnlyRoot": self.read_only_root,
+            "mounts": [m.to_wire() for m in self.mounts],
+            "ulimits": [{"name": u.name, "soft": u.soft, "hard": u.hard} for u in self.ulimits],
+            "tmpfs": [
+                {"target": t.target, "sizeMiB": t.size_mib, "options": list(t.options)}
+                for t in self.tmpfs
+            ],
+            "shmSizeMiB": self.shm_size_mib,
+            "init": self.init,
+            "devices": [
+                {"hostPath": x.host_path, "containerPath": x.container_path, "perms": x.permissions}
+                for x in self.devices
+            ],
+            "memoryMiB": self.memory_mib,
+            "maxSwapMiB": self.max_swap_mib,
+            "swappiness": self.swappiness,
+            "cpuShares": self.cpu_shares,
+            "gpus": self.gpus,
+        }
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> ContainerRun:
+        def opt_int(key: str) -> int | None:
+            return None if d.get(key) is None else int(d[key])
+
+        return cls(
+            image=str(d["image"]),
+            user=None if d.get("user") is None else str(d["user"]),
+            privileged=bool(d.get("privileged", False)),
+            read_only_root=bool(d.get("readOnlyRoot", False)),
+            mounts=tuple(Mount.from_wire(m) for m in d.get("mounts") or []),
+            ulimits=tuple(
+                Ulimit(str(u["name"]), int(u["soft"]), int(u["hard"]))
+                for u in d.get("ulimits") or []
+            ),
+            tmpfs=tuple(
+                Tmpfs(
+                    str(t["target"]),
+                    None if t.get("sizeMiB") is None else int(t["sizeMiB"]),
+                    tuple(str(o) for o in t.get("options") or []),
+                )
+                for t in d.get("tmpfs") or []
+            ),
+            shm_size_mib=opt_int("shmSizeMiB"),
+            init=bool(d.get("init", False)),
+            devices=tuple(
+                Device(str(x["hostPath"]), str(x["containerPath"]), str(x.get("perms", "rwm")))
+                for x in d.get("devices") or []
+            ),
+            memory_mib=opt_int("memoryMiB"),
+            max_swap_mib=opt_int("maxSwapMiB"),
+            swappiness=opt_int("swappiness"),
+            cpu_shares=opt_int("cpuShares"),
+            gpus=int(d.get("gpus") or 0),
+        )
+
+
+SCRIPT_PLACEHOLDER = "@MNP_SCRIPT@"
+"""In the command of an attempt with a batch script: where the script's path goes (without
+it, the script runs with the command as its arguments)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """One attempt the head asks a node to run."""
+
+    attempt_id: str
+    job_id: str
+    attempt: int
+    command: list[str]
+    """argv; executed directly, never through a shell."""
+    environment: dict[str, str]
+    """Added to the agent's own environment (these win)."""
+    timeout_seconds: float | None
+    """Per-attempt limit, measured from the process start; None means no limit."""
+    kill_grace_seconds: float
+    """Time between SIGTERM and SIGKILL on timeout or kill."""
+    workdir: str | None = None
+    """Working directory; None means ``<agent root>/jobs/<safe job id>/<attempt>``."""
+    wiring: Wiring | None = None
+    """Set for the nodes of a multi-node parallel job."""
+    container: ContainerRun | None = None
+    """Set when the job names an image: run in a Docker container instead of a process."""
+    stdout_path: str | None = None
+    """Also write the output here (absolute, on the node); None: only the attempt's logs."""
+    stderr_path: str | None = None
+    """Likewise for stderr; None with ``stdout_path`` set: stderr goes to that same file."""
+    script: str | None = None
+    """A batch script: written to a private file (mode 0700) and run with ``command`` as its
+    arguments; removed after the attempt."""
+
+    def to_wire(self) -> dict[str, Any]:
+        out = {
+            "attemptId": self.attempt_id,
+            "jobId": self.job_id,
+            "attempt": self.attempt,
+            "command": list(self.command),
+            "environment": dict(self.environment),
+            "timeoutSeconds": self.timeout_seconds,
+            "killGraceSeconds": self.kill_grace_seconds,
+            "workdir": self.workdir,
+        }
+        if self.wiring is not None:
+            out["wiring"] = self.wiring.to_wire()
+        if self.container is not None:
+            out["container"] = self.container.to_wire()
+        for key, value in (
+            ("stdoutPath", self.stdout_path),
+            ("stderrPath", self.stderr_path),
+            ("script", self.script),
+        ):
+            if value is not None:
+                out[key] = value
+        return out
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Assignment:
+        return cls(
+            attempt_id=str(d["attemptId"]),
+            job_id=str(d["jobId"]),
+            attempt=int(d["attempt"]),
+            command=[str(a) for a in d["command"]],
+            environment={str(k): str(v) for k, v in d["environment"].items()},
+            timeout_seconds=None if d.get("timeoutSeconds") is None else float(d["timeoutSeconds"]),
+            kill_grace_seconds=float(d["killGraceSeconds"]),
+            workdir=d.get("workdir"),
+            wiring=Wiring.from_wire(d["wiring"]) if d.get("wiring") else None,
+            container=ContainerRun.from_wire(d["container"]) if d.get("container") else None,
+            stdout_path=d.get("stdoutPath"),
+            stderr_path=d.get("stderrPath"),
+            script=d.get("script"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Kill:
+    """Stop an attempt: SIGTERM to its process group, SIGKILL after the grace period."""
+
+    attempt_id: str
+    reason: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"attemptId": self.attempt_id, "reason": self.reason}
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Kill:
+        return cls(attempt_id=str(d["attemptId"]), reason=str(d["reason"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """Every other node of this (main-node) attempt's gang has started: the agent creates the
+    file ``ready`` in the attempt's wiring directory, which the main node's launcher waits for."""
+
+    attempt_id: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"attemptId": self.attempt_id}
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Ready:
+        return cls(attempt_id=str(d["attemptId"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened to an attempt on a node.
+
+    - ``started``: the process exists (``pid`` set).
+    - ``log``: ``data`` (text, UTF-8 decoded incrementally) from ``stream`` starting at byte
+      ``offset`` of that stream; sent while running and before ``exited``.
+    - ``exited``: the process ended; ``exit_code`` is its code, 128+N when killed by signal N;
+      ``timed_out`` when the agent killed it for its timeout; ``reason`` says why the agent
+      killed it (the kill's reason, or ``"Timeout"``), else None.
+    - ``start_failed``: the process could not be started; ``reason`` says why.
+    - ``session_started`` / ``session_exited``: a command that reached this node over SSH for
+      the attempt (an MPI daemon or proxy) started, or ended by itself with ``exit_code``;
+      ``reason`` is the command. MPI launchers can hang when a rank dies without finalising:
+      one node's proxy ends while the others' stay; the head node uses these to notice.
+    """
+
+    attempt_id: str
+    kind: EventKind
+    time_ms: int
+    seq: int = 0
+    """Per-agent sequence number, increasing; lets the head drop duplicates."""
+    pid: int | None = None
+    exit_code: int | None = None
+    timed_out: bool = False
+    reason: str | None = None
+    stream: Literal["stdout", "stderr"] | None = None
+    offset: int = 0
+    data: str = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        # Drop unset fields. Not ``v not in (None, "", False)``: 0 == False, which would drop
+        # ``exit_code`` 0 (a successful exit would read back as None).
+        return {
+            k: v
+            for k, v in asdict(self).items()
+            if k == "seq" or not (v is None or v is False or v == "")
+        }
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Event:
+        return cls(
+            attempt_id=str(d["attempt_id"]),
+            kind=d["kind"],
+            time_ms=int(d["time_ms"]),
+            seq=int(d.get("seq", 0)),
+            pid=d.get("pid"),
+            exit_code=d.get("exit_code"),
+            timed_out=bool(d.get("timed_out", False)),
+            reason=d.get("reason"),
+            stream=d.get("stream"),
+            offset=int(d.get("offset", 0)),
+            data=str(d.get("data", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    node_id: str
+    compute_environment: str
+    address: str
+    vcpus: int
+    memory_mib: int
+    gpus: int
+    pid: int
+    running: list[str] = field(default_factory=list)
+    """Attempt ids the agent is running now (non-empty after a head restart)."""
+    ssh_port: int | None = None
+    """Port of the node's SSH server on ``address`` (None: the node serves no SSH)."""
+    ssh_host_key: str | None = None
+    """The SSH server's public host key line (``ssh-ed25519 AAAA…``), for known_hosts."""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "sshPort": self.ssh_port,
+            "sshHostKey": self.ssh_host_key,
+            "nodeId": self.node_id,
+            "computeEnvironment": self.compute_environment,
+            "address": self.address,
+            "vcpus": self.vcpus,
+            "memoryMiB": self.memory_mib,
+            "gpus": self.gpus,
+            "pid": self.pid,
+            "running": list(self.running),
+        }
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Register:
+        return cls(
+            node_id=str(d["nodeId"]),
+            compute_environment=str(d["computeEnvironment"]),
+            address=str(d["address"]),
+            vcpus=int(d["vcpus"]),
+            memory_mib=int(d["memoryMiB"]),
+            gpus=int(d.get("gpus", 0)),
+            pid=int(d.get("pid", 0)),
+            running=[str(r) for r in d.get("running", [])],
+            ssh_port=None if d.get("sshPort") is None else int(d["sshPort"]),
+            ssh_host_key=d.get("sshHostKey"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Poll:
+    node_id: str
+    running: list[str]
+    wait_seconds: float
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "nodeId": self.node_id,
+            "running": list(self.running),
+            "waitSeconds": self.wait_seconds,
+        }
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Poll:
+        return cls(
+            node_id=str(d["nodeId"]),
+            running=[str(r) for r in d.get("running", [])],
+            wait_seconds=float(d.get("waitSeconds", 0.0)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PollReply:
+    assignments: list[Assignment] = field(default_factory=list)
+    kills: list[Kill] = field(default_factory=list)
+    ready: list[Ready] = field(default_factory=list)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "assignments": [a.to_wire() for a in self.assignments],
+            "kills": [k.to_wire() for k in self.kills],
+            "ready": [r.to_wire() for r in self.ready],
+        }
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> PollReply:
+        return cls(
+            assignments=[Assignment.from_wire(a) for a in d.get("assignments", [])],
+            kills=[Kill.from_wire(k) for k in d.get("kills", [])],
+            ready=[Ready.from_wire(r) for r in d.get("ready", [])],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    node_id: str
+    events: list[Event]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"nodeId": self.node_id, "events": [e.to_wire() for e in self.events]}
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Report:
+        return cls(
+            node_id=str(d["nodeId"]), events=[Event.from_wire(e) for e in d.get("events", [])]
+        )

@@ -1,0 +1,339 @@
+"""SQLite persistence (WAL). The head node's in-memory state is written through here.
+
+Contract: the head node calls :meth:`Store.save_jobs` (and friends) and commits before any
+effect leaves the process (an answer to a client, an ack to an agent, an assignment), so a
+``kill -9`` at any point loses nothing that anyone was told. Not thread-safe: one owner.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mnp.spec.model import (
+    Attempt,
+    ComputeEnvironment,
+    Job,
+    JobDefinition,
+    JobQueue,
+    JobSpec,
+    Node,
+    SchedulingPolicy,
+)
+from mnp.spec.states import HistoryEntry, JobStatus
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS job_definitions (
+    name TEXT NOT NULL, revision INTEGER NOT NULL, status TEXT NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (name, revision));
+CREATE TABLE IF NOT EXISTS job_queues (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS compute_environments (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS scheduling_policies (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS nodes (node_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS job_specs (spec_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY, spec_id TEXT NOT NULL, parent_id TEXT, array_index INTEGER,
+    queue TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL, created_at INTEGER NOT NULL,
+    doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
+CREATE INDEX IF NOT EXISTS jobs_queue_created ON jobs (queue, created_at);
+CREATE INDEX IF NOT EXISTS jobs_parent ON jobs (parent_id, array_index);
+CREATE TABLE IF NOT EXISTS job_history (
+    job_id TEXT NOT NULL, at INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT);
+CREATE INDEX IF NOT EXISTS job_history_job ON job_history (job_id);
+CREATE TABLE IF NOT EXISTS log_streams (
+    name TEXT PRIMARY KEY, job_id TEXT NOT NULL, attempt INTEGER NOT NULL,
+    created_at INTEGER NOT NULL);
+"""
+LOG_STREAMS_BACKFILL = """
+INSERT OR IGNORE INTO log_streams
+SELECT json_extract(a.value, '$.log_stream_name'), j.job_id, json_extract(a.value, '$.number'),
+       json_extract(a.value, '$.placed_at')
+FROM jobs j, json_each(j.doc, '$.attempts') a
+ORDER BY instr(j.job_id, '#') = 0
+"""
+
+TERMINAL = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value)
+
+
+class Store:
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=OFF")
+        new_index = not self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'log_streams'"
+        ).fetchone()
+        self.db.executescript(SCHEMA)
+        if new_index:
+            self.db.execute(LOG_STREAMS_BACKFILL)
+        self._specs: dict[str, JobSpec] = {}
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write; nested use is not supported."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # --- meta -----------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # --- definitions, queues, environments, nodes -------------------------------------------
+    def save_definition(self, d: JobDefinition) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO job_definitions VALUES (?, ?, ?, ?)",
+            (d.name, d.revision, d.status, json.dumps(d.doc)),
+        )
+
+    def load_definitions(self) -> list[JobDefinition]:
+        rows = self.db.execute(
+            "SELECT name, revision, status, doc FROM job_definitions ORDER BY name, revision"
+        )
+        return [JobDefinition(n, r, s, json.loads(doc)) for n, r, s, doc in rows]
+
+    def save_queue(self, q: JobQueue) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO job_queues VALUES (?, ?)", (q.name, _dump(q.to_doc()))
+        )
+
+    def delete_queue(self, name: str) -> None:
+        self.db.execute("DELETE FROM job_queues WHERE name = ?", (name,))
+
+    def load_queues(self) -> list[JobQueue]:
+        rows = self.db.execute("SELECT doc FROM job_queues")
+        return [JobQueue.from_doc(json.loads(doc)) for (doc,) in rows]
+
+    def save_ce(self, ce: ComputeEnvironment) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO compute_environments VALUES (?, ?)",
+            (ce.name, _dump(ce.to_doc())),
+        )
+
+    def delete_ce(self, name: str) -> None:
+        self.db.execute("DELETE FROM compute_environments WHERE name = ?", (name,))
+
+    def load_ces(self) -> list[ComputeEnvironment]:
+        rows = self.db.execute("SELECT doc FROM compute_environments")
+        return [ComputeEnvironment.from_doc(json.loads(doc)) for (doc,) in rows]
+
+    def save_policy(self, p: SchedulingPolicy) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO scheduling_policies VALUES (?, ?)", (p.name, _dump(p.to_doc()))
+        )
+
+    def delete_policy(self, name: str) -> None:
+        self.db.execute("DELETE FROM scheduling_policies WHERE name = ?", (name,))
+
+    def load_policies(self) -> list[SchedulingPolicy]:
+        rows = self.db.execute("SELECT doc FROM scheduling_policies ORDER BY name")
+        return [SchedulingPolicy.from_doc(json.loads(doc)) for (doc,) in rows]
+
+    def save_node(self, n: Node) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO nodes VALUES (?, ?)", (n.node_id, _dump(n.to_doc()))
+        )
+
+    def load_nodes(self) -> list[Node]:
+        rows = self.db.execute("SELECT doc FROM nodes")
+        return [Node.from_doc(json.loads(doc)) for (doc,) in rows]
+
+    # --- jobs -----------------------------------------------------------------------------
+    def save_spec(self, spec: JobSpec) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO job_specs VALUES (?, ?)", (spec.spec_id, _dump(spec.to_doc()))
+        )
+        self._specs[spec.spec_id] = spec
+
+    def save_jobs(self, jobs: Iterable[Job]) -> None:
+        """Write each job's row and the history entries it gained since the last save."""
+        rows = []
+        history = []
+        streams = []
+        for j in jobs:
+            a = j.current_attempt
+            if a is not None and not j.is_mnp_parent:
+                streams.append((a.log_stream_name, j.job_id, a.number, a.placed_at))
+            rows.append(
+                (
+                    j.job_id,
+                    j.spec.spec_id,
+                    j.parent_id,
+                    j.array_index,
+                    j.queue,
+                    j.name,
+                    j.status.value,
+                    j.created_at,
+                    _dump(j.to_doc()),
+                )
+            )
+            for h in j.history[j.history_saved :]:
+                history.append((j.job_id, h.at, h.status.value, h.reason))
+            j.history_saved = len(j.history)
+        self.db.executemany("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        self.db.executemany("INSERT INTO job_history VALUES (?, ?, ?, ?)", history)
+        self.db.executemany("INSERT OR IGNORE INTO log_streams VALUES (?, ?, ?, ?)", streams)
+
+    def spec(self, spec_id: str) -> JobSpec:
+        spec = self._specs.get(spec_id)
+        if spec is None:
+            row = self.db.execute(
+                "SELECT doc FROM job_specs WHERE spec_id = ?", (spec_id,)
+            ).fetchone()
+            if row is None:
+                raise KeyError(spec_id)
+            spec = JobSpec.from_doc(json.loads(row[0]))
+            if len(self._specs) > 10_000:
+                self._specs.clear()
+            self._specs[spec_id] = spec
+        return spec
+
+    def _job_from_row(self, row: tuple[Any, ...], with_history: bool) -> Job:
+        job_id, spec_id, parent_id, array_index, _q, _n, status, created_at, doc_text = row
+        doc = json.loads(doc_text)
+        job = Job(
+            job_id=job_id,
+            spec=self.spec(spec_id),
+            status=JobStatus(status),
+            created_at=created_at,
+            parent_id=parent_id,
+            array_index=array_index,
+            status_reason=doc.get("status_reason"),
+            started_at=doc.get("started_at"),
+            stopped_at=doc.get("stopped_at"),
+            attempts=[Attempt.from_doc(a) for a in doc.get("attempts", [])],
+            is_cancelled=doc.get("is_cancelled", False),
+            is_terminated=doc.get("is_terminated", False),
+            status_summary=doc.get("status_summary"),
+            summary_updated_at=doc.get("summary_updated_at"),
+            node_index=doc.get("node_index"),
+            gang=doc.get("gang", {}),
+            gang_state=doc.get("gang_state", {}),
+        )
+        if with_history:
+            job.history = self.history(job_id)
+            job.history_saved = len(job.history)
+        return job
+
+    def history(self, job_id: str) -> list[HistoryEntry]:
+        rows = self.db.execute(
+            "SELECT status, at, reason FROM job_history WHERE job_id = ? ORDER BY rowid", (job_id,)
+        )
+        return [HistoryEntry(JobStatus(s), at, r) for s, at, r in rows]
+
+    def load_job(self, job_id: str) -> Job | None:
+        row = self.db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return None if row is None else self._job_from_row(row, with_history=True)
+
+    def job_status(self, job_id: str) -> JobStatus | None:
+        row = self.db.execute("SELECT status FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return None if row is None else JobStatus(row[0])
+
+    def load_active_jobs(self) -> list[Job]:
+        """Every job not yet SUCCEEDED/FAILED, in creation order (for a restart)."""
+        rows = self.db.execute(
+            "SELECT * FROM jobs WHERE status NOT IN (?, ?) ORDER BY created_at, array_index",
+            TERMINAL,
+        ).fetchall()
+        return [self._job_from_row(r, with_history=True) for r in rows]
+
+    def query_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        statuses: list[str] | None = None,
+        parent_id: str | None = None,
+        children: bool = False,
+        name_prefix: str | None = None,
+        name_exact: str | None = None,
+        definition: str | None = None,
+        share_identifier: str | None = None,
+        created_before: int | None = None,
+        created_after: int | None = None,
+        newest_first: bool = True,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> list[Job]:
+        """Jobs matching every given condition (no history loaded)."""
+        where: list[str] = []
+        args: list[Any] = []
+        if parent_id is not None:
+            where.append("parent_id = ?")
+            args.append(parent_id)
+        elif children:  # array children too, not the nodes of multi-node jobs
+            where.append("(parent_id IS NULL OR array_index IS NOT NULL)")
+        else:
+            where.append("parent_id IS NULL")
+        if queue is not None:
+            where.append("queue = ?")
+            args.append(queue)
+        if statuses:
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            args.extend(statuses)
+        if name_exact is not None:
+            where.append("lower(name) = lower(?)")
+            args.append(name_exact)
+        if name_prefix is not None:
+            where.append("lower(name) LIKE lower(?) ESCAPE '\\'")
+            args.append(_like_prefix(name_prefix))
+        if definition is not None:
+            # GLOB: case-sensitive, as AWS's JOB_DEFINITION filter; specials matched literally
+            where.append("spec_id IN (SELECT spec_id FROM job_specs WHERE doc GLOB ?)")
+            args.append(f'*"definition_arn":"{_glob_literal(definition)}*')
+        if share_identifier is not None:
+            where.append("spec_id IN (SELECT spec_id FROM job_specs WHERE doc GLOB ?)")
+            args.append(f'*"share_identifier":{_glob_literal(json.dumps(share_identifier))}*')
+        if created_before is not None:
+            where.append("created_at < ?")
+            args.append(created_before)
+        if created_after is not None:
+            where.append("created_at > ?")
+            args.append(created_after)
+        sql = "SELECT * FROM jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        if parent_id is not None:
+            sql += " ORDER BY array_index"
+        else:
+            sql += (
+                " ORDER BY created_at DESC, rowid DESC" if newest_first else " ORDER BY created_at"
+            )
+        sql += " LIMIT ? OFFSET ?"
+        args.extend([limit, offset])
+        return [self._job_from_row(r, with_history=False) for r in self.db.execute(sql, args)]
+
+    def count_jobs_by_status(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT status, count(*) FROM jobs GROUP BY status")
+        return {s: n for s, n in rows}
+
+
+def _dump(d: dict[str, Any]) -> str:
+    return json.dumps(d, separators=(",", ":"))
+
+
+def _glob_literal(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+def _like_prefix(prefix: str) -> str:
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
