@@ -17,13 +17,11 @@ malformed document; every problem is reported at once as ``(field path, message)
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from mnp.spec.model import ComputeEnvironment, ContainerSpec, Job
-from mnp.spec.protocol import CONTAINER_LABEL_ROOT, ContainerRun, Device, Mount, Tmpfs, Ulimit
+from mnp.spec.protocol import ContainerRun, Device, Mount, Tmpfs, Ulimit
 
 log = logging.getLogger("mnp.build.container")
 
@@ -203,29 +201,3 @@ def attempt_container(
     (its container: the node range's for an MNP node job)."""
     ce = ces.get(ce_name)
     return container_run(job.container, ce.shared_filesystem if ce is not None else None)
-
-
-def remove_leftover_containers(node_root: Path) -> list[str]:
-    """Remove (force) every container of the node whose agent directory is ``node_root``:
-    what a node's agent left when it was killed (a lost node's agent never comes back to
-    remove them itself). Returns their names. Does nothing, quickly, when no Docker engine is
-    configured (``DOCKER_HOST`` unset and no ``/var/run/docker.sock``) or the docker SDK is
-    missing; engine errors are logged, never raised. Blocking."""
-    if not (os.environ.get("DOCKER_HOST") or os.path.exists("/var/run/docker.sock")):
-        return []
-    try:
-        import docker
-    except ImportError:
-        return []
-    removed: list[str] = []
-    try:
-        api = docker.APIClient(version="auto", timeout=10, **docker.utils.kwargs_from_env())
-        mine = {"label": f"{CONTAINER_LABEL_ROOT}={node_root}"}
-        for c in api.containers(all=True, filters=mine):
-            api.remove_container(c["Id"], force=True, v=True)
-            removed.extend(n.lstrip("/") for n in c.get("Names") or [])
-    except docker.errors.DockerException as e:
-        log.warning("removing the containers of %s: %s", node_root, e)
-    if removed:
-        log.warning("removed containers a stopped node left: %s", ", ".join(removed))
-    return removed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import signal
 import subprocess
@@ -10,9 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-from mnp.build.container import remove_leftover_containers
 from mnp.errors import ProviderError
 from mnp.spec.model import Node
+from mnp.spec.protocol import CONTAINER_LABEL_ROOT
+
+log = logging.getLogger(__name__)
 
 
 class LocalProvider:
@@ -155,3 +158,29 @@ def _signal(pid: int | None, sig: signal.Signals) -> None:
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
+
+
+def remove_leftover_containers(node_root: Path) -> list[str]:
+    """Remove (force) every container of the node whose agent directory is ``node_root``:
+    what a node's agent left when it was killed (a lost node's agent never comes back to
+    remove them itself). Returns their names. Does nothing, quickly, when no Docker engine is
+    configured (``DOCKER_HOST`` unset and no ``/var/run/docker.sock``) or the docker SDK is
+    missing; engine errors are logged, never raised. Blocking."""
+    if not (os.environ.get("DOCKER_HOST") or os.path.exists("/var/run/docker.sock")):
+        return []
+    try:
+        import docker
+    except ImportError:
+        return []
+    removed: list[str] = []
+    try:
+        api = docker.APIClient(version="auto", timeout=10, **docker.utils.kwargs_from_env())
+        mine = {"label": f"{CONTAINER_LABEL_ROOT}={node_root}"}
+        for c in api.containers(all=True, filters=mine):
+            api.remove_container(c["Id"], force=True, v=True)
+            removed.extend(n.lstrip("/") for n in c.get("Names") or [])
+    except docker.errors.DockerException as e:
+        log.warning("removing the containers of %s: %s", node_root, e)
+    if removed:
+        log.warning("removed containers a stopped node left: %s", ", ".join(removed))
+    return removed
