@@ -839,7 +839,7 @@ RAW_MPIEXEC = r'''
 """Raw mpiexec over the job's own SSH endpoints, timed: runs as an MNP job's main node
 (mpi none) while the other nodes hold. argv: iterations, JSON {kind: command}."""
 import json, os, shutil, signal, subprocess, sys, tempfile, time
-from mnp import mpi
+from mnp.build import mpi
 
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: still remove the copy
 
