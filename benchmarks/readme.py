@@ -1,0 +1,128 @@
+"""README.md, assembled from the benchmarks' own pieces (:mod:`benchmarks.suite`) around the
+parts that concern them all: how heads are started, how to run, the runs, the targets."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from benchmarks.aws_clients import AWS_SUBMIT_LIMIT
+from benchmarks.bringup import BRINGUP_HEAD_NODES, BRINGUP_VCPUS
+from benchmarks.config import FULL, JSON, MEMORY_MIB, NODES, QUICK, TARGETS, VCPUS, Sizes
+from benchmarks.mnp_launch import MNP_NODES, MNP_VCPUS
+from benchmarks.report import target
+from benchmarks.results import results_runs
+from benchmarks.suite import BENCHMARKS, NUMBERS
+
+
+def runs_text(results: JSON) -> str:
+    """One paragraph per run that produced some of the benchmarks in ``results``."""
+    out = []
+    for run in results_runs(results):
+        m = run["machine"]
+        names = [n for n in run["benchmarks"] if n in results["benchmarks"]]
+        if not names:
+            continue
+        which = ", ".join(f"{NUMBERS.get(n, '?')}. {n}" for n in names)
+        dirty = m.get("git_dirty_paths", -1)
+        tree = " (plus the working tree)" if dirty != 0 else ""
+        out.append(textwrap.fill(
+            f"- {which}: {run['timestamp']}: {m['nproc']} CPUs ({m['cpu'] or 'unknown CPU'}), "
+            f"{m['memory_mib']:,} MiB, Python {m['python']}, commit "
+            f"`{m['git_commit'] or '?'}`{tree}; total {run['total_s']:.0f} s.",
+            width=92, subsequent_indent="  ", break_on_hyphens=False, break_long_words=False))
+    return "\n".join(out)
+
+
+def table(results: JSON) -> str:
+    """The table: the rows of each benchmark in ``results``, in the benchmarks' order."""
+    b = results["benchmarks"]
+    lines = ["| benchmark | result (median) | baseline (same run) | target | met | other load |",
+             "|---|---|---|---|---|---|"]
+    for name, bench in BENCHMARKS.items():
+        if name in b:
+            lines += ["| " + " | ".join(r) + " |" for r in bench.rows(b[name], results)]
+    return "\n".join(lines)
+
+
+def _intro() -> str:
+    head5 = f"--nodes {MNP_NODES} --vcpus {MNP_VCPUS}"
+    head6 = f"--nodes {BRINGUP_HEAD_NODES} --vcpus {BRINGUP_VCPUS}"
+    return f"""# mnp benchmarks
+
+`python benchmarks/run.py` runs eight benchmarks against real head nodes, each started as
+`python -m mnp --home <tmp> up --nodes {NODES} --vcpus {VCPUS} --memory-mib {MEMORY_MIB}`
+({NODES} local node agents, {NODES * VCPUS} one-vCPU job slots; benchmark 5 uses
+`{head5}`, benchmark 6 `{head6}`) and driven through `mnp.client.client.Client`
+from one thread (benchmark 7 also through boto3, from several threads and processes).
+Each benchmark starts a fresh head node, waits for its nodes to be ACTIVE, measures, and
+stops it (SIGTERM by PID; leftover agents are killed by PID, also on failure).
+Each one measures its own baseline in the same run.
+
+"""
+
+
+def _running(q: Sizes) -> str:
+    return f"""
+## Running
+
+    python benchmarks/run.py           # full sizes (about 10-15 min on 2 cores);
+                                       # rewrites results.json and this README
+    python benchmarks/run.py --quick   # {q.jobs} jobs, {q.array_size:,} children,
+                                       # {q.latency_samples} samples, {q.fill_jobs:,} finished jobs,
+                                       # {q.mnp_samples} MNP / {q.bringup_samples} bring-up samples,
+                                       # {q.aws_submits} boto3 submits × {q.aws_runs} run;
+                                       # writes results-quick.json only
+    python benchmarks/run.py --only mnp,bringup   # a subset: merged into results.json
+                                       # (other entries kept), README regenerated
+    python benchmarks/run.py --readme  # only regenerate this README from results.json
+
+`--keep` leaves each head's home (store, logs) under the scratch directory (`--scratch`,
+default the system temp dir) for inspection; `--array-runs N` changes the array runs.
+
+"""
+
+
+def _last_run(results: JSON) -> str:
+    runs = results["benchmarks"].get("array", {}).get("n_runs")
+    return f"""## Last full run
+
+{runs_text(results)}
+
+Array: median of {runs} run(s). Raw figures: `results.json` (`runs` says which run produced
+which benchmark). "CPU per job" splits the CPU time used during the measurement
+by process: the benchmark client, the head node, the 4 agents, and the job processes.
+
+"other load" is the share of the machine's CPU used by processes outside the benchmark
+(neither this script, the head, its agents nor their jobs) during the measurement; the
+benchmark waits (up to 60 s) for the machine to be under 25% busy before each measurement,
+but anything above a few percent means the run shared the machine and its figures are
+pessimistic.
+
+{table(results)}
+
+"""
+
+
+def _targets(results: JSON) -> str:
+    aws_x = TARGETS["aws_submits_per_s"] / AWS_SUBMIT_LIMIT
+    ratio, slack = target(results, "mnp_ratio_to_raw_mpiexec"), target(results, "mnp_slack_s")
+    return f"""\
+Targets: throughput ≥ {TARGETS['throughput_jobs_per_s']:.0f} jobs/s; array submit call
+< {TARGETS['array_submit_s'] * 1000:.0f} ms; submit → RUNNING median
+< {TARGETS['latency_median_ms']:.0f} ms; MNP launch median ≤ {ratio:g} × raw
+mpiexec median + {slack:g} s; SubmitJob through boto3 \
+≥ {TARGETS['aws_submits_per_s']:.0f} /s
+({aws_x:g} × AWS Batch's {AWS_SUBMIT_LIMIT:.0f}/s per account).
+"""
+
+
+def readme(results: JSON) -> str:
+    """README.md for ``results``: every benchmark's paragraph (at the full sizes), and a table
+    row for each benchmark the results hold."""
+    paragraphs = "".join(bench.prose(FULL, results) for bench in BENCHMARKS.values())
+    return _intro() + paragraphs + _running(QUICK) + _last_run(results) + _targets(results)
+
+
+def write_readme(path: Path, results: JSON) -> None:
+    path.write_text(readme(results))
