@@ -20,7 +20,7 @@ Layout: ``run.py`` is the entry point (``cli.main``). Shared helpers: ``config``
 targets, cluster shape), ``head`` (``HeadNode``), ``cpu`` (``CpuMeter``, ``wait_quiet``),
 ``machine`` (``/proc``, machine info), ``polling``, ``jobs``, ``multinode``, ``stats``,
 ``results`` (``results.json``), ``report`` and ``readme`` (README.md). One module per
-benchmark (``throughput``, ``array``, ``latency``, ``memory``, ``mnp`` with ``mnp_raw``,
+benchmark (``throughput``, ``array_job``, ``latency``, ``memory``, ``mnp_launch`` with ``mnp_raw``,
 ``bringup``, ``aws`` with ``aws_clients``, ``containers``), each with ``run``, ``rows`` and
 ``prose``; ``suite`` lists them in order.
 """
