@@ -9,18 +9,17 @@ keep-alive HTTP client (:mod:`launcher.http`):
   and drops events only once a report carrying them was answered 200;
 - the log ticker, which turns new output of running attempts into ``log`` events.
 
-SIGTERM/SIGINT stop the agent gracefully (exit 0). Process handling is in
-:mod:`launcher.process`.
+SIGTERM/SIGINT stop the agent gracefully (exit 0). The attempts themselves are
+:mod:`launcher.attempts`' (processes: :mod:`launcher.process`, containers:
+:mod:`launcher.container`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
-import shutil
 import signal
 import time
 from collections.abc import Mapping, Sequence
@@ -28,24 +27,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from launcher.container import ContainerAttempt, in_container
-from launcher.engine import CONTAINER_WIRING, Engine, EngineError, container_name
-from launcher.gangfiles import prepare, wiring_dir
+from launcher.attempt import NODE_ROOT_ENV, now_ms
+from launcher.attempts import Attempts
 from launcher.http import HttpError, JsonHttp, Reply
-from launcher.process import (
-    NODE_ROOT_ENV,
-    AttemptProcess,
-    attempt_dir_for,
-    now_ms,
-)
 from mnp.spec.protocol import (
     POLL_PATH,
     REGISTER_PATH,
     REPORT_PATH,
     TOKEN_HEADER,
-    Assignment,
     Event,
-    Mount,
     Poll,
     PollReply,
     Register,
@@ -62,23 +52,14 @@ EXIT_NODE_LOST = 3
 RETRY_SECONDS = 0.2
 REGISTER_MAX_BACKOFF_SECONDS = 1.0
 LOG_TICK_SECONDS = 0.5
-STOP_GRACE_CAP_SECONDS = 5.0
 FLUSH_SECONDS = 2.0
-STOP_REASON = "Node agent stopped"
 REPORT_MAX_BYTES = 4 * 1024 * 1024
 """Soft cap on the log text in one report (a report always carries at least one event)."""
-FINISHED_MEMORY = 100_000
-"""How many finished attempt ids are remembered to ignore repeated assignments."""
 DEFAULT_HEARTBEAT_SECONDS = 2.0
 COALESCE_SECONDS = 0.003
 """How long the report sender lets events gather after the first one (latency vs requests)."""
 PROBE_COMMANDS = ("true", "exit 0")
 """What ``launcher.wire`` runs over SSH to see that a node is ready; not worth reporting."""
-RECONCILE_SECONDS = 10.0
-"""How long a starting agent waits for the Docker engine to list its leftover containers."""
-
-RunningAttempt = AttemptProcess | ContainerAttempt
-"""An attempt the agent runs: a plain process, or a Docker container when it names an image."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +88,13 @@ class Agent:
     def __init__(self, options: AgentOptions, *, env: Mapping[str, str] | None = None) -> None:
         """``env``: base environment of every job (default: this process's environment)."""
         self.options = options
-        self._env: Mapping[str, str] = dict(os.environ) if env is None else env
-        self._running: dict[str, RunningAttempt] = {}
-        self._engine: Engine | None = None
-        self._finished: dict[str, None] = {}  # insertion-ordered set, bounded
+        self._attempts = Attempts(
+            options.root,
+            options.node_id,
+            options.address,
+            dict(os.environ) if env is None else env,
+            self._emit,
+        )
         self._outbox: list[Event] = []
         self._outbox_ready = asyncio.Event()
         self._stop = asyncio.Event()
@@ -125,7 +109,7 @@ class Agent:
         self._stop.set()
 
     def running_ids(self) -> list[str]:
-        return list(self._running)
+        return self._attempts.ids()
 
     async def run(self) -> int:
         """Serve until stopped (returns 0) or declared lost by the head (returns 3)."""
@@ -134,7 +118,7 @@ class Agent:
         (root / "agent.pid").write_text(f"{os.getpid()}\n")
         headers = {TOKEN_HEADER: self.options.token} if self.options.token else {}
         client = JsonHttp(self.options.head, headers)
-        await self._remove_orphan_containers()
+        await self._attempts.remove_orphan_containers()
         await self._start_ssh()
         try:
             self._client = client
@@ -153,45 +137,19 @@ class Agent:
                 if work.done():
                     return work.result()
                 work.cancel()
-                await self._stop_attempts()
+                await self._attempts.stop_all()
                 await self._flush(FLUSH_SECONDS)
                 return 0
             finally:
                 for task in [*helpers, work, stop]:
                     task.cancel()
                 await asyncio.gather(*helpers, work, stop, return_exceptions=True)
-                for proc in list(self._running.values()):
-                    proc.close()
+                self._attempts.close()
         finally:
             await client.aclose()
             if self._ssh is not None:
                 await self._ssh.close()
-            if self._engine is not None:
-                self._engine.close()
-
-    def engine(self) -> Engine:
-        """The node's Docker engine client (made on first use: only container jobs need it)."""
-        if self._engine is None:
-            o = self.options
-            self._engine = Engine(o.node_id, o.root, o.address)
-        return self._engine
-
-    async def _remove_orphan_containers(self) -> None:
-        """Remove the containers a previous agent of this node left (labelled with the node id
-        and root); the head node has failed their attempts as lost already. Skipped when no
-        engine is configured (``DOCKER_HOST`` unset and no ``/var/run/docker.sock``)."""
-        if not (os.environ.get("DOCKER_HOST") or os.path.exists("/var/run/docker.sock")):
-            return
-        engine = self.engine()
-        try:
-            removed = await asyncio.wait_for(
-                engine.call(engine.remove_orphans, self.running_ids()), RECONCILE_SECONDS
-            )
-        except (EngineError, TimeoutError) as exc:
-            log.info("not looking for leftover containers: %s", exc or "engine timed out")
-            return
-        if removed:
-            log.warning("removed %d leftover containers of attempts: %s", len(removed), removed)
+            self._attempts.close_engine()
 
     async def _start_ssh(self) -> None:
         if self.options.ssh_port is None:
@@ -217,6 +175,7 @@ class Agent:
             on_session_start=self._session_started,
         )
         await self._ssh.start()
+        self._attempts.ssh = self._ssh
 
     # --- head node calls -------------------------------------------------------------
 
@@ -279,10 +238,7 @@ class Agent:
                 await self._register()
             elif r.status_code == 410:
                 log.error("head declared node %s lost; killing all jobs", self.options.node_id)
-                procs = list(self._running.values())
-                for proc in procs:
-                    proc.kill_now()
-                await _wait_all(procs, 1.0)
+                await self._attempts.kill_all()
                 return EXIT_NODE_LOST
             else:
                 log.warning("poll: HTTP %s %s", r.status_code, r.text[:200])
@@ -291,41 +247,11 @@ class Agent:
     def _apply(self, reply: PollReply) -> None:
         """Start new assignments (idempotently), then apply kills."""
         for assignment in reply.assignments:
-            aid = assignment.attempt_id
-            if aid in self._running or aid in self._finished:
-                continue
-            if assignment.wiring is not None:
-                try:
-                    assignment = self._wire(assignment)
-                except (OSError, ValueError) as exc:
-                    self._emit(
-                        Event(
-                            aid,
-                            "start_failed",
-                            now_ms(),
-                            reason=f"CannotStartContainerError: wiring: {exc}",
-                        )
-                    )
-                    continue
-            proc: RunningAttempt
-            if assignment.container is not None:
-                proc = ContainerAttempt(
-                    assignment, self.options.root, self._emit, engine=self.engine()
-                )
-            else:
-                proc = AttemptProcess(assignment, self.options.root, self._emit, env=self._env)
-            self._running[aid] = proc  # before start(): a start_failed event removes it
-            proc.start()
+            self._attempts.start(assignment)
         for kill in reply.kills:
-            target = self._running.get(kill.attempt_id)
-            if target is not None:
-                target.kill(kill.reason)
+            self._attempts.kill(kill.attempt_id, kill.reason)
         for ready in reply.ready:
-            main = self._running.get(ready.attempt_id)
-            if main is not None:
-                home = attempt_dir_for(main.assignment, self.options.root)
-                with contextlib.suppress(OSError):  # the attempt is ending anyway
-                    (wiring_dir(home) / "ready").touch()
+            self._attempts.mark_ready(ready.attempt_id)
 
     def _session_started(self, scope: str, command: str) -> None:
         if command.strip() in PROBE_COMMANDS:
@@ -340,33 +266,6 @@ class Agent:
             Event(scope, "session_exited", now_ms(), exit_code=exit_code, reason=command[:500])
         )
 
-    def _wire(self, assignment: Assignment) -> Assignment:
-        """Lay out an MNP attempt's files and let its key in over SSH (for this attempt only)."""
-        # the wiring lives in the agent's own attempt directory, never in the job's working
-        # directory (other jobs may share it); a container sees it mounted at CONTAINER_WIRING
-        attempt_dir = attempt_dir_for(assignment, self.options.root)
-        if assignment.container is None:
-            wired = prepare(assignment, attempt_dir)
-        else:
-            wired = prepare(in_container(assignment), attempt_dir, CONTAINER_WIRING)
-            if wired.container is not None and wired.wiring is not None:
-                mount = Mount(CONTAINER_WIRING, str(wiring_dir(attempt_dir)))
-                run = replace(wired.container, mounts=(*wired.container.mounts, mount))
-                wired = replace(wired, container=run)
-        if wired.wiring is not None:
-            if self._ssh is None:
-                raise ValueError("this node serves no SSH (started with --no-ssh)")
-            self._ssh.authorize(
-                wired.attempt_id,
-                wired.wiring.authorized_key,
-                wired.wiring.ssh_environment,
-                # commands arriving over SSH run inside the attempt's container
-                container=container_name(self.options.node_id, wired.attempt_id)
-                if wired.container is not None
-                else None,
-            )
-        return wired
-
     # --- events ------------------------------------------------------------------------
 
     def _emit(self, event: Event) -> None:
@@ -374,18 +273,7 @@ class Agent:
         self._seq += 1
         self._outbox.append(replace(event, seq=self._seq))
         if event.kind in ("exited", "start_failed"):
-            proc = self._running.pop(event.attempt_id, None)
-            if self._ssh is not None:
-                self._ssh.revoke(event.attempt_id)
-            if proc is not None:
-                attempt_dir = attempt_dir_for(proc.assignment, self.options.root)
-                if proc.assignment.wiring is not None:
-                    # the job's private key, ssh_config and hostfiles go with the attempt
-                    shutil.rmtree(wiring_dir(attempt_dir), ignore_errors=True)
-                tidy(attempt_dir)
-            self._finished[event.attempt_id] = None
-            if len(self._finished) > FINISHED_MEMORY:
-                del self._finished[next(iter(self._finished))]
+            self._attempts.ended(event.attempt_id)
         self._outbox_ready.set()
 
     def _next_batch(self) -> list[Event]:
@@ -428,23 +316,9 @@ class Agent:
     async def _tick_logs(self) -> None:
         while True:
             await asyncio.sleep(LOG_TICK_SECONDS)
-            for proc in list(self._running.values()):
-                proc.read_logs()
+            self._attempts.read_logs()
 
     # --- stopping ----------------------------------------------------------------------
-
-    async def _stop_attempts(self) -> None:
-        """SIGTERM every job, SIGKILL what is left after the grace (capped), wait for exits."""
-        procs = list(self._running.values())
-        if not procs:
-            return
-        grace = min(STOP_GRACE_CAP_SECONDS, max(p.assignment.kill_grace_seconds for p in procs))
-        for proc in procs:
-            proc.kill(STOP_REASON, grace=min(grace, proc.assignment.kill_grace_seconds))
-        await _wait_all(procs, grace + 1.0)
-        for proc in procs:
-            proc.kill_now()
-        await _wait_all(procs, 1.0)
 
     async def _flush(self, seconds: float) -> None:
         """Wait up to ``seconds`` for the sender to deliver every queued event."""
@@ -453,26 +327,6 @@ class Agent:
             await asyncio.sleep(0.02)
         if self._outbox:
             log.warning("stopping with %d undelivered events", len(self._outbox))
-
-
-def tidy(workdir: Path) -> None:
-    """Remove an ended attempt's working directory when the job left nothing in it but its
-    logs (already read into events for the head node); keep it otherwise."""
-    try:
-        if set(os.listdir(workdir)) <= {"stdout.log", "stderr.log"}:
-            shutil.rmtree(workdir, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                workdir.parent.rmdir()  # the job's directory, if no other attempt is in it
-    except OSError:
-        pass
-
-
-async def _wait_all(procs: Sequence[RunningAttempt], timeout: float) -> None:
-    waits = [asyncio.ensure_future(p.wait()) for p in procs]
-    if waits:
-        _, pending = await asyncio.wait(waits, timeout=timeout)
-        for task in pending:
-            task.cancel()
 
 
 def parse_args(argv: Sequence[str] | None = None) -> AgentOptions:

@@ -23,30 +23,19 @@ been seen, whatever the outcome.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
 import logging
 import os
+import signal
 import threading
 from collections.abc import Coroutine
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from launcher.engine import (
-    CONTAINER_WORKDIR,
-    Engine,
-    EngineError,
-    container_name,
-    explain,
-    host_config,
-)
-from launcher.process import (
-    LOG_CHUNK_BYTES,
+from launcher.attempt import (
     START_FAILED_PREFIX,
-    TIMEOUT_REASON,
     EventSink,
-    Stream,
     attempt_dir_for,
     attempt_event,
     open_outputs,
@@ -55,6 +44,16 @@ from launcher.process import (
     workdir_for,
     write_script,
 )
+from launcher.engine import (
+    CONTAINER_WORKDIR,
+    Engine,
+    EngineError,
+    container_name,
+    explain,
+    host_config,
+)
+from launcher.logs import OutputBuffer
+from launcher.stopping import Stopping
 from mnp.spec.protocol import PYTHON_PLACEHOLDER, Assignment, ContainerRun, EventKind, Mount
 
 log = logging.getLogger("launcher.container")
@@ -65,6 +64,8 @@ OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
 OOM_EXIT_CODE = 128 + 9
 """What a container killed by the kernel's OOM killer (SIGKILL) exits with."""
 PULL_FAILED_PREFIX = "CannotPullContainerError"
+KILLED_REASON = "Killed"
+"""The reason of a container killed (:meth:`ContainerAttempt.kill_now`) without a stop."""
 LIB_DIR = "/opt/mnp/lib"
 """Where the node's ``launcher`` and ``mnp`` packages appear (read-only) in the container of
 an MNP node, so the main node can run ``launcher.wire`` with the image's own Python."""
@@ -144,18 +145,11 @@ class ContainerAttempt:
         """Signals and the exit's handling in flight (referenced until done)."""
         self._output: Any = ()
         """The attached output stream: ``(stdout bytes | None, stderr bytes | None)`` pairs."""
-        self._started = False
-        self._timeout_handle: asyncio.TimerHandle | None = None
-        self._escalate_handle: asyncio.TimerHandle | None = None
-        self._escalate_at: float | None = None
-        self._stop_reason: str | None = None
-        self._timed_out = False
-        self._buffers: dict[Stream, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
-        self._buffer_lock = threading.Lock()
-        self._positions: dict[Stream, int] = {"stdout": 0, "stderr": 0}
-        self._decoders = {
-            s: codecs.getincrementaldecoder("utf-8")(errors="replace") for s in self._buffers
-        }
+        # signals wait until the container has started (see Stopping.ready)
+        self._stopping = Stopping(
+            self._loop, self._signal, lambda: self.running, assignment.kill_grace_seconds
+        )
+        self._buffer = OutputBuffer()
 
     @property
     def running(self) -> bool:
@@ -177,29 +171,12 @@ class ContainerAttempt:
         assignment's) if it still runs. The first stop's reason is reported; a later call can
         only bring the SIGKILL forward. A stop before the container started applies once it
         has."""
-        if not self.running:
-            return
-        if grace is None:
-            grace = self.assignment.kill_grace_seconds
-        deadline = self._loop.time() + max(0.0, grace)
-        if self._stop_reason is None:
-            self._stop_reason = reason
-            if self._started:
-                self._signal("SIGTERM")
-        elif self._escalate_at is not None and deadline >= self._escalate_at:
-            return
-        self._escalate_at = deadline
-        if self._started:
-            self._arm_escalation()
+        self._stopping.stop(reason, grace)
 
     def kill_now(self) -> None:
-        """SIGKILL the container (its exit is then reported as usual)."""
-        if self.running:
-            if self._stop_reason is None:
-                self._stop_reason = "Killed"
-            self._escalate_at = self._loop.time()
-            if self._started:
-                self._signal("SIGKILL")
+        """SIGKILL the container (its exit is then reported as usual, with reason
+        :data:`KILLED_REASON` unless a stop came before)."""
+        self._stopping.kill_now(KILLED_REASON)
 
     def read_logs(self) -> None:
         """Emit ``log`` events for the output received since the last call."""
@@ -209,9 +186,7 @@ class ContainerAttempt:
         """Remove the container (force) without emitting events; blocks. Idempotent."""
         if self._task is not None and not self._task.done():
             self._task.cancel()
-        for handle in (self._timeout_handle, self._escalate_handle):
-            if handle is not None:
-                handle.cancel()
+        self._stopping.cancel()
         if self._task is not None and self.exit_code is None:
             with contextlib.suppress(Exception):
                 self._engine.api().remove_container(self.name, force=True, v=True)
@@ -232,14 +207,8 @@ class ContainerAttempt:
             self._emit("start_failed", reason=str(e))
             self._finished.set_result(None)
             return
-        self._started = True
-        a = self.assignment
-        if a.timeout_seconds is not None:
-            self._timeout_handle = self._loop.call_later(a.timeout_seconds, self._on_timeout)
         self._emit("started", pid=self.pid)
-        if self._stop_reason is not None:  # stopped while it was starting
-            self._signal("SIGTERM")
-            self._arm_escalation()
+        self._stopping.ready(self.assignment.timeout_seconds)
         threading.Thread(target=self._follow, name=f"logs-{self.name}", daemon=True).start()
 
     async def _create_and_start(self) -> None:
@@ -328,11 +297,7 @@ class ContainerAttempt:
         code, oom = 255, False
         try:
             for out, err in self._output:
-                with self._buffer_lock:
-                    if out:
-                        self._buffers["stdout"] += out
-                    if err:
-                        self._buffers["stderr"] += err
+                self._buffer.append(out, err)
                 if self._outputs:
                     _write_all(self._outputs[0], out)
                     _write_all(self._outputs[-1], err)
@@ -348,16 +313,14 @@ class ContainerAttempt:
         self._spawn(self._exited(code, oom))
 
     async def _exited(self, code: int, oom: bool) -> None:
-        for handle in (self._timeout_handle, self._escalate_handle):
-            if handle is not None:
-                handle.cancel()
+        self._stopping.cancel()
         self._drain(final=True)
         with contextlib.suppress(EngineError):
             await self._remove()
         self._release()
         self.exit_code = code
-        reason = self._stop_reason or (OOM_REASON if oom else None)
-        self._emit("exited", exit_code=code, timed_out=self._timed_out, reason=reason)
+        reason = self._stopping.reason or (OOM_REASON if oom else None)
+        self._emit("exited", exit_code=code, timed_out=self._stopping.timed_out, reason=reason)
         if not self._finished.done():
             self._finished.set_result(code)
 
@@ -382,28 +345,11 @@ class ContainerAttempt:
             if "No such container" not in str(exc):
                 log.warning("removing container %s: %s", self.name, explain(exc))
 
-    def _on_timeout(self) -> None:
-        self._timeout_handle = None
-        if self.running and self._stop_reason is None:
-            self._timed_out = True
-            self.kill(TIMEOUT_REASON)
-
-    def _arm_escalation(self) -> None:
-        if self._escalate_handle is not None:
-            self._escalate_handle.cancel()
-        if self._escalate_at is not None:
-            self._escalate_handle = self._loop.call_at(self._escalate_at, self._escalate)
-
-    def _escalate(self) -> None:
-        self._escalate_handle = None
-        if self.running:
-            self._signal("SIGKILL")
-
-    def _signal(self, sig: str) -> None:
+    def _signal(self, sig: signal.Signals) -> None:
         async def send() -> None:
             e = self._engine
             try:
-                await e.call(e.api().kill, self.name, signal=sig)
+                await e.call(e.api().kill, self.name, signal=sig.name)
             except Exception as exc:  # not running any more: its exit is on the way
                 log.debug("signalling %s with %s: %s", self.name, sig, explain(exc))
 
@@ -415,27 +361,8 @@ class ContainerAttempt:
         task.add_done_callback(self._tasks.discard)
 
     def _drain(self, final: bool) -> None:
-        with self._buffer_lock:
-            taken = {s: bytes(b) for s, b in self._buffers.items()}
-            for b in self._buffers.values():
-                b.clear()
-        for stream, data in taken.items():
-            decoder = self._decoders[stream]
-            for start in range(0, len(data), LOG_CHUNK_BYTES):
-                chunk = data[start : start + LOG_CHUNK_BYTES]
-                held = len(decoder.getstate()[0])
-                text = decoder.decode(chunk)
-                if text:
-                    self._emit_log(stream, self._positions[stream] - held, text)
-                self._positions[stream] += len(chunk)
-            if final:
-                held = len(decoder.getstate()[0])
-                text = decoder.decode(b"", final=True)
-                if text:
-                    self._emit_log(stream, self._positions[stream] - held, text)
-
-    def _emit_log(self, stream: Stream, offset: int, text: str) -> None:
-        self._emit("log", stream=stream, offset=offset, data=text)
+        for stream, offset, text in self._buffer.drain(final):
+            self._emit("log", stream=stream, offset=offset, data=text)
 
     def _emit(self, kind: EventKind, **fields: Any) -> None:
         self._sink(attempt_event(self.attempt_id, kind, **fields))

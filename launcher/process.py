@@ -1,6 +1,8 @@
-"""One attempt's OS process on a node: start, exit watch, timeout and kill, log tailing.
+"""One attempt's OS process on a node: start, exit watch, kill, log tailing.
 
-No HTTP here. An :class:`AttemptProcess` turns what happens to its process into
+No HTTP here. The timeout and the SIGTERM/SIGKILL escalation are :mod:`launcher.stopping`'s,
+the attempt's directories, files and events :mod:`launcher.attempt`'s, the log decoding
+:mod:`launcher.logs`'. An :class:`AttemptProcess` turns what happens to its process into
 :class:`mnp.spec.protocol.Event` values handed to a sink callback (with ``seq`` 0; the agent numbers
 them). Everything runs on one asyncio loop, on the loop's thread: exits are noticed through a
 pidfd registered with ``loop.add_reader`` (no child watcher, no thread per child), timers are
@@ -10,210 +12,37 @@ pidfd registered with ``loop.add_reader`` (no child watcher, no thread per child
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
 import os
-import re
-import shlex
 import shutil
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from mnp.spec.protocol import SCRIPT_PLACEHOLDER, Assignment, Event, EventKind
-
-Stream = Literal["stdout", "stderr"]
-EventSink = Callable[[Event], None]
-
-LOG_CHUNK_BYTES = 64 * 1024
-"""Upper bound on the bytes one ``log`` event covers."""
-TICK_MAX_CHUNKS = 16
-"""Chunks read per stream per :meth:`AttemptProcess.read_logs` call while running (1 MiB), so
-one chatty job cannot stall the loop; the rest is read on the next call or at exit."""
-TIMEOUT_REASON = "Timeout"
-START_FAILED_PREFIX = "CannotStartContainerError"
-
-_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
-NODE_ROOT_ENV = "MNP_NODE_ROOT"
-"""Set in every job's environment to the agent's root: marks the node's processes."""
-
-
-def now_ms() -> int:
-    """Wall-clock epoch milliseconds, the unit of ``Event.time_ms``."""
-    return time.time_ns() // 1_000_000
-
-
-def exit_code_of(returncode: int) -> int:
-    """Shell convention: the exit status, or 128+N for a process killed by signal N."""
-    return returncode if returncode >= 0 else 128 - returncode
-
-
-def safe_job_dir_name(job_id: str) -> str:
-    """``job_id`` with every char outside ``[A-Za-z0-9._-]`` replaced by ``_``.
-
-    Never ``""``, ``"."`` or ``".."``, so the result is always one new path component.
-    """
-    safe = _UNSAFE_CHARS.sub("_", job_id)
-    return safe if safe.strip(".") else "_" * max(1, len(safe))
-
-
-def attempt_dir_for(assignment: Assignment, root: Path) -> Path:
-    """The agent's own directory for one attempt, ``<root>/jobs/<safe job id>/<attempt>``:
-    its logs and (for a process) its multi-node wiring, whatever the working directory is."""
-    return root / "jobs" / safe_job_dir_name(assignment.job_id) / str(assignment.attempt)
-
-
-def workdir_for(assignment: Assignment, root: Path) -> Path:
-    """``assignment.workdir``, else the attempt's own directory (:func:`attempt_dir_for`)."""
-    if assignment.workdir:
-        return Path(assignment.workdir)
-    return root / "jobs" / safe_job_dir_name(assignment.job_id) / str(assignment.attempt)
-
-
-def open_outputs(assignment: Assignment, directory: Path) -> list[int]:
-    """File descriptors for the process's stdout and stderr: one when both go to one file.
-
-    Without ``stdout_path`` they are ``stdout.log`` and ``stderr.log`` in ``directory``; with
-    it, the user's file(s), truncated as sbatch does (the directory must exist). The caller
-    owns (closes) them.
-    """
-    flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-    if assignment.stdout_path is None:
-        paths = [directory / "stdout.log", directory / "stderr.log"]
-    elif assignment.stderr_path in (None, assignment.stdout_path):
-        paths = [Path(assignment.stdout_path)]
-    else:
-        paths = [Path(assignment.stdout_path), Path(assignment.stderr_path or "")]
-    fds: list[int] = []
-    try:
-        for path in paths:
-            fds.append(os.open(path, flags, 0o644))
-    except OSError:
-        for fd in fds:
-            os.close(fd)
-        raise
-    return fds
-
-
-def attempt_event(
-    attempt_id: str,
-    kind: EventKind,
-    *,
-    pid: int | None = None,
-    exit_code: int | None = None,
-    timed_out: bool = False,
-    reason: str | None = None,
-    stream: Stream | None = None,
-    offset: int = 0,
-    data: str = "",
-) -> Event:
-    """An event of one attempt, stamped now (``seq`` 0: the agent numbers events)."""
-    return Event(
-        attempt_id=attempt_id,
-        kind=kind,
-        time_ms=now_ms(),
-        pid=pid,
-        exit_code=exit_code,
-        timed_out=timed_out,
-        reason=reason,
-        stream=stream,
-        offset=offset,
-        data=data,
-    )
-
-
-def install_srun(attempt_dir: Path) -> Path:
-    """Write ``<attempt_dir>/bin/srun`` (:mod:`launcher.srun` under this Python) and return
-    that ``bin`` directory, for the front of a batch script's ``PATH``."""
-    bin_dir = attempt_dir / "bin"
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    shim = bin_dir / "srun"
-    python = shlex.quote(sys.executable)
-    shim.write_text(f'#!/bin/sh\nexec {python} -m launcher.srun "$@"\n', encoding="utf-8")
-    shim.chmod(0o755)
-    return bin_dir
-
-
-def script_path_for(assignment: Assignment, root: Path) -> Path:
-    """Where the agent writes an attempt's batch script (private to the agent's user)."""
-    return root / "scripts" / safe_job_dir_name(assignment.attempt_id)
-
-
-def write_script(assignment: Assignment, path: Path) -> None:
-    """Write ``assignment.script`` to ``path``, mode 0700."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o700)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(assignment.script or "")
-
-
-def script_command(assignment: Assignment, script: str) -> list[str]:
-    """The command with the script at ``script``: in place of :data:`SCRIPT_PLACEHOLDER` if
-    the command has one, else first, with the command as its arguments."""
-    if SCRIPT_PLACEHOLDER in assignment.command:
-        return [script if arg == SCRIPT_PLACEHOLDER else arg for arg in assignment.command]
-    return [script, *assignment.command]
+from launcher.attempt import (
+    NODE_ROOT_ENV,
+    START_FAILED_PREFIX,
+    EventSink,
+    attempt_dir_for,
+    attempt_event,
+    exit_code_of,
+    install_srun,
+    open_outputs,
+    script_command,
+    script_path_for,
+    workdir_for,
+    write_script,
+)
+from launcher.logs import STREAMS, TICK_MAX_CHUNKS, LogTail
+from launcher.stopping import Stopping
+from mnp.spec.protocol import Assignment, EventKind
 
 
 def _signal_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone
         os.killpg(pgid, sig)
-
-
-class LogTail:
-    """Reads what was appended to one log file since the previous call, as decoded text.
-
-    Text is decoded with an incremental UTF-8 decoder (``errors="replace"``): bytes of a
-    character split across reads are held back and come out with the next piece. Each
-    returned ``(offset, text)`` says at which byte of the file ``text`` starts, so the pieces
-    are contiguous: the next offset is ``offset + len(text.encode())`` unless invalid bytes
-    were replaced. Each piece covers at most :data:`LOG_CHUNK_BYTES` bytes.
-    """
-
-    def __init__(self, fd: int, stream: Stream) -> None:
-        self.stream: Stream = stream
-        self.position = 0
-        """Bytes of the file consumed so far (including held-back partial characters)."""
-        self._fd = fd
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-
-    def read(self, max_chunks: int | None = None, final: bool = False) -> list[tuple[int, str]]:
-        """New text since the last call; ``final`` also flushes a trailing partial character.
-
-        Reads at most ``max_chunks`` chunks (None: until end of file). Uses ``pread``, so the
-        writer's file offset is never disturbed.
-        """
-        pieces: list[tuple[int, str]] = []
-        chunks = 0
-        while max_chunks is None or chunks < max_chunks:
-            held = len(self._decoder.getstate()[0])
-            want = LOG_CHUNK_BYTES - held
-            data = os.pread(self._fd, want, self.position)
-            if not data:
-                break
-            chunks += 1
-            text = self._decoder.decode(data)
-            if text:
-                pieces.append((self.position - held, text))
-            self.position += len(data)
-            if len(data) < want:
-                break
-        if final:
-            held = len(self._decoder.getstate()[0])
-            text = self._decoder.decode(b"", final=True)
-            if text:
-                pieces.append((self.position - held, text))
-        return pieces
-
-    def close(self) -> None:
-        """Close the file descriptor; idempotent."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
 
 
 class AttemptProcess:
@@ -252,11 +81,9 @@ class AttemptProcess:
         self._popen: subprocess.Popen[bytes] | None = None
         self._pidfd = -1
         self._tails: list[LogTail] = []
-        self._timeout_handle: asyncio.TimerHandle | None = None
-        self._escalate_handle: asyncio.TimerHandle | None = None
-        self._escalate_at: float | None = None
-        self._stop_reason: str | None = None
-        self._timed_out = False
+        self._stopping = Stopping(
+            self._loop, self._signal, self._alive, assignment.kill_grace_seconds
+        )
 
     @property
     def running(self) -> bool:
@@ -306,13 +133,11 @@ class AttemptProcess:
             return False
         self._popen = popen
         self.pid = popen.pid
-        streams: tuple[Stream, Stream] = ("stdout", "stderr")
-        self._tails = [LogTail(fd, s) for fd, s in zip(fds, streams, strict=False)]
+        self._tails = [LogTail(fd, s) for fd, s in zip(fds, STREAMS, strict=False)]
         # A pidfd of an exited-but-unreaped child is readable at once, so no exit is missed.
         self._pidfd = os.pidfd_open(popen.pid)
         self._loop.add_reader(self._pidfd, self._on_exit)
-        if a.timeout_seconds is not None:
-            self._timeout_handle = self._loop.call_later(a.timeout_seconds, self._on_timeout)
+        self._stopping.ready(a.timeout_seconds)
         self._emit("started", pid=popen.pid)
         return True
 
@@ -323,25 +148,12 @@ class AttemptProcess:
         is the one reported; a later call can only bring the SIGKILL forward. Ignored when
         the process is not running.
         """
-        if not self.running or self.pid is None:
-            return
-        if grace is None:
-            grace = self.assignment.kill_grace_seconds
-        deadline = self._loop.time() + max(0.0, grace)
-        if self._stop_reason is None:
-            self._stop_reason = reason
-            _signal_group(self.pid, signal.SIGTERM)
-        elif self._escalate_at is not None and deadline >= self._escalate_at:
-            return
-        if self._escalate_handle is not None:
-            self._escalate_handle.cancel()
-        self._escalate_at = deadline
-        self._escalate_handle = self._loop.call_at(deadline, self.kill_now)
+        self._stopping.stop(reason, grace)
 
     def kill_now(self) -> None:
-        """SIGKILL the process group (the exit is then reported as usual)."""
-        if self.running and self.pid is not None:
-            _signal_group(self.pid, signal.SIGKILL)
+        """SIGKILL the process group (the exit is then reported as usual, with the reason of
+        an earlier :meth:`kill` if any)."""
+        self._stopping.kill_now()
 
     def read_logs(self) -> None:
         """Emit ``log`` events for output written since the last call (bounded per call)."""
@@ -358,11 +170,12 @@ class AttemptProcess:
             self.exit_code = exit_code_of(self._popen.wait())
         self._release()
 
-    def _on_timeout(self) -> None:
-        self._timeout_handle = None
-        if self.running and self._stop_reason is None:
-            self._timed_out = True
-            self.kill(TIMEOUT_REASON)
+    def _alive(self) -> bool:
+        return self.running and self.pid is not None
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self.pid is not None:
+            _signal_group(self.pid, sig)
 
     def _on_exit(self) -> None:
         if self._popen is None or self.pid is None or self.exit_code is not None:
@@ -376,8 +189,8 @@ class AttemptProcess:
         self._emit(
             "exited",
             exit_code=self.exit_code,
-            timed_out=self._timed_out,
-            reason=self._stop_reason,
+            timed_out=self._stopping.timed_out,
+            reason=self._stopping.reason,
         )
         if not self._finished.done():
             self._finished.set_result(self.exit_code)
@@ -404,10 +217,7 @@ class AttemptProcess:
             with contextlib.suppress(OSError):
                 self.script_path.unlink()
             shutil.rmtree(self.attempt_dir / "bin", ignore_errors=True)
-        for handle in (self._timeout_handle, self._escalate_handle):
-            if handle is not None:
-                handle.cancel()
-        self._timeout_handle = self._escalate_handle = None
+        self._stopping.cancel()
         if self._pidfd >= 0:
             if not self._loop.is_closed():
                 self._loop.remove_reader(self._pidfd)

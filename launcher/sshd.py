@@ -12,13 +12,14 @@ when its client disconnects, when its scope is revoked and when the server close
 members that outlive a session's shell (background children that closed stdout) stay
 tracked until the scope is revoked, and are killed then.
 
+The shell of a session and the copying of its bytes are :mod:`launcher.sshsession`'s.
+
 Not thread-safe: call every method on the loop that ran :meth:`NodeSshServer.start`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
@@ -27,11 +28,10 @@ import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
 
 import asyncssh
 
-from launcher.process import exit_code_of
+from launcher.sshsession import Child, Session, group_alive, serve, signal_group
 
 log = logging.getLogger("launcher.sshd")
 
@@ -43,27 +43,16 @@ SessionStartHook = Callable[[str, str], None]
 BASE_ENV_NAMES = ("PATH", "HOME", "LANG", "USER", "LOGNAME", "SHELL")
 """Taken from the agent's own environment; everything else comes from the client, the node
 and the scope."""
-CHUNK = 64 * 1024
 KEEPALIVE_SECONDS = 15.0
 """Server keepalive interval; a client silent for 3 intervals is dropped (and its sessions
 killed), which catches a vanished main node that sent no FIN."""
 
 
 @dataclass(eq=False)
-class _Session:
-    scope: str
-    command: str
-    pgid: int
-    killed: bool = False
-    """Set when the server itself killed it (revoke, close, disconnect)."""
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-@dataclass(eq=False)
 class _Scope:
     key: asyncssh.SSHKey
     environment: dict[str, str]
-    sessions: set[_Session] = field(default_factory=set)
+    sessions: set[Session] = field(default_factory=set)
     lingering: set[int] = field(default_factory=set)
     """Process groups whose leader exited while other members lived on."""
     connections: set[_Connection] = field(default_factory=set)
@@ -103,7 +92,7 @@ class NodeSshServer:
         self._grace = kill_grace_seconds
         self._scopes: dict[str, _Scope] = {}
         self._connections: set[_Connection] = set()
-        self._sessions: set[_Session] = set()
+        self._sessions: set[Session] = set()
         self._kill_timers: dict[int, asyncio.TimerHandle] = {}
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._host_key: asyncssh.SSHKey | None = None
@@ -213,7 +202,7 @@ class NodeSshServer:
                 w.cancel()
         for pgid, timer in list(self._kill_timers.items()):
             timer.cancel()
-            _signal_group(pgid, signal.SIGKILL)
+            signal_group(pgid, signal.SIGKILL)
         self._kill_timers.clear()
 
     # -- authentication (called by _Connection) ------------------------------------------
@@ -252,6 +241,40 @@ class NodeSshServer:
             process.stderr.write(b"mnp: only commands can be run here (no shell or subsystem)\n")
             process.exit(1)
             return
+        popen = self._spawn(process, scope, command)
+        if popen is None:
+            return
+        child = Child(popen, asyncio.get_running_loop())
+        session = Session(scope_name, command, popen.pid)
+        scope.sessions.add(session)
+        self._sessions.add(session)
+        if self._on_session_start is not None:
+            try:
+                self._on_session_start(scope_name, command)
+            except Exception:
+                log.exception("on_session_start hook failed")
+        try:
+            await serve(process, child, session, self._terminate_group, self._session_exited)
+        finally:
+            scope.sessions.discard(session)
+            self._sessions.discard(session)
+            if not child.exited.done():  # cancelled: never leave the group behind
+                session.killed = True
+                self._terminate_group(session.pgid)
+            elif group_alive(session.pgid):
+                if self._scopes.get(scope_name) is scope:
+                    scope.lingering.add(session.pgid)
+                else:
+                    self._terminate_group(session.pgid)
+            # Forget groups that emptied, so a revoke never signals a reused group id.
+            scope.lingering = {g for g in scope.lingering if group_alive(g)}
+            session.done.set()
+
+    def _spawn(
+        self, process: asyncssh.SSHServerProcess[bytes], scope: _Scope, command: str
+    ) -> subprocess.Popen[bytes] | None:
+        """Start a session's shell (inside the scope's container, if it has one); None, with
+        exit status 127 sent to the client, when it cannot be started."""
         env = self._environment(process, scope)
         home = env.get("HOME", "/")
         argv = ["/bin/sh", "-c", command]
@@ -261,10 +284,9 @@ class NodeSshServer:
             inside = {**process.env, "SSH_CONNECTION": env["SSH_CONNECTION"]}
             argv = exec_argv(shutil.which("docker") or "docker", scope.container, inside, command)
             env = {**env, **{k: v for k, v in os.environ.items() if k.startswith("DOCKER_")}}
-        loop = asyncio.get_running_loop()
         try:
             # No preexec_fn, so Popen can vfork; own session so a kill reaches the group.
-            popen = subprocess.Popen(
+            return subprocess.Popen(
                 argv,
                 env=env,
                 cwd=home if os.path.isdir(home) else "/",
@@ -276,82 +298,9 @@ class NodeSshServer:
         except OSError as exc:
             process.stderr.write(f"mnp: cannot start {argv[0]}: {exc}\n".encode())
             process.exit(127)
-            return
-        child = _Child(popen, loop)
-        session = _Session(scope_name, command, popen.pid)
-        scope.sessions.add(session)
-        self._sessions.add(session)
-        if self._on_session_start is not None:
-            try:
-                self._on_session_start(scope_name, command)
-            except Exception:
-                log.exception("on_session_start hook failed")
-        try:
-            await self._serve(process, child, session)
-        finally:
-            scope.sessions.discard(session)
-            self._sessions.discard(session)
-            if not child.exited.done():  # cancelled: never leave the group behind
-                session.killed = True
-                self._terminate_group(session.pgid)
-            elif _group_alive(session.pgid):
-                if self._scopes.get(scope_name) is scope:
-                    scope.lingering.add(session.pgid)
-                else:
-                    self._terminate_group(session.pgid)
-            # Forget groups that emptied, so a revoke never signals a reused group id.
-            scope.lingering = {g for g in scope.lingering if _group_alive(g)}
-            session.done.set()
+            return None
 
-    async def _serve(
-        self, process: asyncssh.SSHServerProcess[bytes], child: _Child, session: _Session
-    ) -> None:
-        popen = child.popen
-        assert popen.stdin is not None and popen.stdout is not None and popen.stderr is not None
-        loop = asyncio.get_running_loop()
-        tasks: list[asyncio.Task[None]] = []
-        transports: list[asyncio.BaseTransport] = []
-        try:
-            stdin = await _write_stream(loop, popen.stdin, transports)
-            stdout = await _read_stream(loop, popen.stdout, transports)
-            stderr = await _read_stream(loop, popen.stderr, transports)
-            tasks.append(loop.create_task(_pump_stdin(process.stdin, stdin, session.pgid)))
-            output = [
-                loop.create_task(_pump_out(stdout, process.stdout)),
-                loop.create_task(_pump_out(stderr, process.stderr)),
-            ]
-            closed = loop.create_task(process.channel.wait_closed())
-            tasks += [*output, closed]
-            first: set[asyncio.Future[Any]] = {child.exited, closed}
-            await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
-            if not child.exited.done():  # the client went away
-                session.killed = True
-                self._terminate_group(session.pgid)
-            code = await child.exited
-            if not session.killed:
-                self._session_exited(session, code)
-            # Like OpenSSH: report the status once the output pipes reach EOF (a background
-            # child still holding stdout keeps the session open), unless the client left.
-            drained = loop.create_task(_all_done(output))
-            tasks.append(drained)
-            await asyncio.wait({closed, drained}, return_when=asyncio.FIRST_COMPLETED)
-            if closed.done():  # the client went away: so does what the shell left running
-                self._terminate_group(session.pgid)
-            else:
-                with contextlib.suppress(OSError, asyncssh.Error):
-                    process.exit(code)
-        finally:
-            for task in tasks:
-                task.cancel()
-            # Close through the transports (they own the fds, registered with the loop).
-            for transport in transports:
-                transport.close()
-            adopted = {id(t.get_extra_info("pipe")) for t in transports}
-            for pipe in (popen.stdin, popen.stdout, popen.stderr):
-                if id(pipe) not in adopted:
-                    pipe.close()
-
-    def _session_exited(self, session: _Session, code: int) -> None:
+    def _session_exited(self, session: Session, code: int) -> None:
         log.debug("ssh session of %s exited with %d: %s", session.scope, code, session.command)
         if self._on_session_exit is None:
             return
@@ -373,32 +322,7 @@ class NodeSshServer:
 
     def _kill_group(self, pgid: int) -> None:
         self._kill_timers.pop(pgid, None)
-        _signal_group(pgid, signal.SIGKILL)
-
-
-class _Child:
-    """A session's shell; ``exited`` resolves with its exit code (128+N for signal N) as
-    soon as it exits, whatever its children do with the pipes.
-
-    Exit is noticed through a pidfd on the loop (no child watcher, no thread per child),
-    as in :mod:`launcher.process`; the reader stays registered until the child is reaped,
-    also when the session is abandoned.
-    """
-
-    def __init__(self, popen: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop) -> None:
-        self.popen = popen
-        self.exited: asyncio.Future[int] = loop.create_future()
-        self._loop = loop
-        # A pidfd of an exited-but-unreaped child is readable at once, so no exit is missed.
-        self._pidfd = os.pidfd_open(popen.pid)
-        loop.add_reader(self._pidfd, self._on_exit)
-
-    def _on_exit(self) -> None:
-        self._loop.remove_reader(self._pidfd)
-        os.close(self._pidfd)
-        code = exit_code_of(self.popen.wait())
-        if not self.exited.done():
-            self.exited.set_result(code)
+        signal_group(pgid, signal.SIGKILL)
 
 
 class _Connection(asyncssh.SSHServer):
@@ -453,79 +377,6 @@ class _Connection(asyncssh.SSHServer):
             self.close()
         else:
             state.connections.add(self)
-
-
-async def _pump_stdin(
-    source: asyncssh.SSHReader[bytes], target: asyncio.StreamWriter, pgid: int
-) -> None:
-    try:
-        while True:
-            try:
-                data = await source.read(CHUNK)
-            except asyncssh.SignalReceived as exc:
-                sig = getattr(signal, f"SIG{exc.signal}", None)
-                if isinstance(sig, signal.Signals):
-                    _signal_group(pgid, sig)
-                continue
-            except asyncssh.BreakReceived:
-                _signal_group(pgid, signal.SIGINT)
-                continue
-            except asyncssh.TerminalSizeChanged:
-                continue
-            if not data:
-                break
-            target.write(data)
-            await target.drain()
-    except (OSError, asyncssh.Error):
-        pass  # the command stopped reading, or the channel went away
-    finally:
-        target.close()
-
-
-async def _pump_out(source: asyncio.StreamReader, target: asyncssh.SSHWriter[bytes]) -> None:
-    with contextlib.suppress(OSError, asyncssh.Error):
-        while data := await source.read(CHUNK):
-            target.write(data)
-            await target.drain()
-
-
-async def _read_stream(
-    loop: asyncio.AbstractEventLoop, pipe: IO[bytes], transports: list[asyncio.BaseTransport]
-) -> asyncio.StreamReader:
-    reader = asyncio.StreamReader(limit=2 * CHUNK, loop=loop)
-    transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe
-    )
-    transports.append(transport)
-    return reader
-
-
-async def _write_stream(
-    loop: asyncio.AbstractEventLoop, pipe: IO[bytes], transports: list[asyncio.BaseTransport]
-) -> asyncio.StreamWriter:
-    transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, pipe)
-    transports.append(transport)
-    return asyncio.StreamWriter(transport, protocol, None, loop)
-
-
-async def _all_done(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        await asyncio.shield(task)
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _load_or_create_host_key(path: Path) -> asyncssh.SSHKey:

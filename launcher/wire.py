@@ -1,3 +1,5 @@
+# One file on purpose (~550 lines): it runs inside jobs and the import contract lets it import
+# only the standard library and mnp.spec/mnp.build, not sibling modules of its own.
 """The main node's MPI launcher for a multi-node parallel (MNP) job.
 
 ``python -m launcher.wire [--mpi auto|openmpi|mpich|intelmpi|none] [--mpiexec PATH] [--np N]
@@ -128,6 +130,35 @@ def parse_args(argv: Sequence[str]) -> Options:
         opts, command = argv[:cut], argv[cut + 1 :]
     else:
         opts, command = argv, []
+    try:
+        ns = _parser(command_positional="--" not in argv).parse_args(opts)
+    except SystemExit as e:  # argparse printed the problem already
+        raise WireError("", EXIT_USAGE if e.code else 0) from None
+    if "--" not in argv:
+        command = list(ns.command)
+    if not command:
+        raise WireError("no command given (put it after --)", EXIT_USAGE)
+    if ns.np is not None and ns.np < 1:
+        raise WireError(f"--np must be at least 1, got {ns.np}", EXIT_USAGE)
+    if ns.ready_timeout < 0:
+        raise WireError("--ready-timeout must not be negative", EXIT_USAGE)
+    return Options(
+        mpi=ns.mpi,
+        mpiexec=ns.mpiexec,
+        np=ns.np,
+        iface=ns.iface or None,
+        forward_env=tuple(_names(" ".join(ns.forward_env))),
+        ready_timeout=ns.ready_timeout,
+        dry_run=ns.dry_run,
+        command=tuple(command),
+        ready_file=ns.ready_file,
+        probe=not ns.no_probe,
+    )
+
+
+def _parser(command_positional: bool) -> argparse.ArgumentParser:
+    """The option parser; with ``command_positional`` the command is its trailing
+    arguments (there was no ``--``)."""
     p = argparse.ArgumentParser(
         prog="python -m launcher.wire",
         description="Wait for an MNP job's nodes, then start its command with MPI.",
@@ -160,32 +191,9 @@ def parse_args(argv: Sequence[str]) -> Options:
         help="do not probe the other nodes over SSH (they run their own commands)",
     )  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="print the argv, one per line")
-    if "--" not in argv:
+    if command_positional:
         p.add_argument("command", nargs=argparse.REMAINDER)
-    try:
-        ns = p.parse_args(opts)
-    except SystemExit as e:  # argparse printed the problem already
-        raise WireError("", EXIT_USAGE if e.code else 0) from None
-    if "--" not in argv:
-        command = list(ns.command)
-    if not command:
-        raise WireError("no command given (put it after --)", EXIT_USAGE)
-    if ns.np is not None and ns.np < 1:
-        raise WireError(f"--np must be at least 1, got {ns.np}", EXIT_USAGE)
-    if ns.ready_timeout < 0:
-        raise WireError("--ready-timeout must not be negative", EXIT_USAGE)
-    return Options(
-        mpi=ns.mpi,
-        mpiexec=ns.mpiexec,
-        np=ns.np,
-        iface=ns.iface or None,
-        forward_env=tuple(_names(" ".join(ns.forward_env))),
-        ready_timeout=ns.ready_timeout,
-        dry_run=ns.dry_run,
-        command=tuple(command),
-        ready_file=ns.ready_file,
-        probe=not ns.no_probe,
-    )
+    return p
 
 
 def _names(text: str) -> list[str]:

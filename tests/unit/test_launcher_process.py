@@ -13,13 +13,9 @@ from typing import TypeVar
 
 import pytest
 
-from launcher.process import (
-    LOG_CHUNK_BYTES,
-    AttemptProcess,
-    LogTail,
-    exit_code_of,
-    safe_job_dir_name,
-)
+from launcher.attempt import exit_code_of, safe_job_dir_name
+from launcher.logs import LOG_CHUNK_BYTES, LogTail
+from launcher.process import AttemptProcess
 from mnp.spec.protocol import SCRIPT_PLACEHOLDER, Assignment, Event
 
 T = TypeVar("T")

@@ -1,0 +1,144 @@
+"""What both runtimes of an attempt share: its places on the node, its script, its events.
+
+:mod:`launcher.process` and :mod:`launcher.container` run an attempt differently but lay it
+out alike: the same directories under the agent's root, the same output files, the same batch
+script handling and the same :class:`mnp.spec.protocol.Event` values.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from launcher.logs import Stream
+from mnp.spec.protocol import SCRIPT_PLACEHOLDER, Assignment, Event, EventKind
+
+EventSink = Callable[[Event], None]
+
+START_FAILED_PREFIX = "CannotStartContainerError"
+NODE_ROOT_ENV = "MNP_NODE_ROOT"
+"""Set in every job's environment to the agent's root: marks the node's processes."""
+
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def now_ms() -> int:
+    """Wall-clock epoch milliseconds, the unit of ``Event.time_ms``."""
+    return time.time_ns() // 1_000_000
+
+
+def exit_code_of(returncode: int) -> int:
+    """Shell convention: the exit status, or 128+N for a process killed by signal N."""
+    return returncode if returncode >= 0 else 128 - returncode
+
+
+def safe_job_dir_name(job_id: str) -> str:
+    """``job_id`` with every char outside ``[A-Za-z0-9._-]`` replaced by ``_``.
+
+    Never ``""``, ``"."`` or ``".."``, so the result is always one new path component.
+    """
+    safe = _UNSAFE_CHARS.sub("_", job_id)
+    return safe if safe.strip(".") else "_" * max(1, len(safe))
+
+
+def attempt_dir_for(assignment: Assignment, root: Path) -> Path:
+    """The agent's own directory for one attempt, ``<root>/jobs/<safe job id>/<attempt>``:
+    its logs and (for a process) its multi-node wiring, whatever the working directory is."""
+    return root / "jobs" / safe_job_dir_name(assignment.job_id) / str(assignment.attempt)
+
+
+def workdir_for(assignment: Assignment, root: Path) -> Path:
+    """``assignment.workdir``, else the attempt's own directory (:func:`attempt_dir_for`)."""
+    if assignment.workdir:
+        return Path(assignment.workdir)
+    return attempt_dir_for(assignment, root)
+
+
+def open_outputs(assignment: Assignment, directory: Path) -> list[int]:
+    """File descriptors for the process's stdout and stderr: one when both go to one file.
+
+    Without ``stdout_path`` they are ``stdout.log`` and ``stderr.log`` in ``directory``; with
+    it, the user's file(s), truncated as sbatch does (the directory must exist). The caller
+    owns (closes) them.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    if assignment.stdout_path is None:
+        paths = [directory / "stdout.log", directory / "stderr.log"]
+    elif assignment.stderr_path in (None, assignment.stdout_path):
+        paths = [Path(assignment.stdout_path)]
+    else:
+        paths = [Path(assignment.stdout_path), Path(assignment.stderr_path or "")]
+    fds: list[int] = []
+    try:
+        for path in paths:
+            fds.append(os.open(path, flags, 0o644))
+    except OSError:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds
+
+
+def attempt_event(
+    attempt_id: str,
+    kind: EventKind,
+    *,
+    pid: int | None = None,
+    exit_code: int | None = None,
+    timed_out: bool = False,
+    reason: str | None = None,
+    stream: Stream | None = None,
+    offset: int = 0,
+    data: str = "",
+) -> Event:
+    """An event of one attempt, stamped now (``seq`` 0: the agent numbers events)."""
+    return Event(
+        attempt_id=attempt_id,
+        kind=kind,
+        time_ms=now_ms(),
+        pid=pid,
+        exit_code=exit_code,
+        timed_out=timed_out,
+        reason=reason,
+        stream=stream,
+        offset=offset,
+        data=data,
+    )
+
+
+def install_srun(attempt_dir: Path) -> Path:
+    """Write ``<attempt_dir>/bin/srun`` (:mod:`launcher.srun` under this Python) and return
+    that ``bin`` directory, for the front of a batch script's ``PATH``."""
+    bin_dir = attempt_dir / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    shim = bin_dir / "srun"
+    python = shlex.quote(sys.executable)
+    shim.write_text(f'#!/bin/sh\nexec {python} -m launcher.srun "$@"\n', encoding="utf-8")
+    shim.chmod(0o755)
+    return bin_dir
+
+
+def script_path_for(assignment: Assignment, root: Path) -> Path:
+    """Where the agent writes an attempt's batch script (private to the agent's user)."""
+    return root / "scripts" / safe_job_dir_name(assignment.attempt_id)
+
+
+def write_script(assignment: Assignment, path: Path) -> None:
+    """Write ``assignment.script`` to ``path``, mode 0700."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o700)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(assignment.script or "")
+
+
+def script_command(assignment: Assignment, script: str) -> list[str]:
+    """The command with the script at ``script``: in place of :data:`SCRIPT_PLACEHOLDER` if
+    the command has one, else first, with the command as its arguments."""
+    if SCRIPT_PLACEHOLDER in assignment.command:
+        return [script if arg == SCRIPT_PLACEHOLDER else arg for arg in assignment.command]
+    return [script, *assignment.command]

@@ -1,0 +1,229 @@
+"""The attempts one node agent runs: starting them (process or container), stopping them,
+and tidying up after each.
+
+An :class:`Attempts` knows nothing of the head node: :class:`launcher.agent.Agent` hands it
+assignments, kills and readiness from its polls, and tells it (:meth:`Attempts.ended`) when
+an attempt's last event has passed through the agent's sink.
+
+Not thread-safe: call everything on the agent's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from launcher.attempt import EventSink, attempt_dir_for, now_ms
+from launcher.container import ContainerAttempt, in_container
+from launcher.engine import CONTAINER_WIRING, Engine, EngineError, container_name
+from launcher.gangfiles import prepare, wiring_dir
+from launcher.process import AttemptProcess
+from mnp.spec.protocol import Assignment, Event, Mount
+
+if TYPE_CHECKING:
+    from launcher.sshd import NodeSshServer
+
+log = logging.getLogger("launcher.agent")
+
+STOP_GRACE_CAP_SECONDS = 5.0
+STOP_REASON = "Node agent stopped"
+FINISHED_MEMORY = 100_000
+"""How many finished attempt ids are remembered to ignore repeated assignments."""
+RECONCILE_SECONDS = 10.0
+"""How long a starting agent waits for the Docker engine to list its leftover containers."""
+
+RunningAttempt = AttemptProcess | ContainerAttempt
+"""An attempt the agent runs: a plain process, or a Docker container when it names an image."""
+
+
+class Attempts:
+    """The running attempts of one node, by attempt id, and the ids of finished ones."""
+
+    def __init__(
+        self,
+        root: Path,
+        node_id: str,
+        address: str,
+        env: Mapping[str, str],
+        sink: EventSink,
+    ) -> None:
+        """``env``: base environment of every job; ``sink`` receives every attempt's events
+        (and must call :meth:`ended` for ``exited`` and ``start_failed``)."""
+        self.ssh: NodeSshServer | None = None
+        """The node's SSH server, which MNP attempts are let in through (None: no SSH)."""
+        self._root = root
+        self._node_id = node_id
+        self._address = address
+        self._env = env
+        self._sink = sink
+        self._running: dict[str, RunningAttempt] = {}
+        self._finished: dict[str, None] = {}  # insertion-ordered set, bounded
+        self._engine: Engine | None = None
+
+    def ids(self) -> list[str]:
+        """The running attempts' ids."""
+        return list(self._running)
+
+    def engine(self) -> Engine:
+        """The node's Docker engine client (made on first use: only container jobs need it)."""
+        if self._engine is None:
+            self._engine = Engine(self._node_id, self._root, self._address)
+        return self._engine
+
+    async def remove_orphan_containers(self) -> None:
+        """Remove the containers a previous agent of this node left (labelled with the node id
+        and root); the head node has failed their attempts as lost already. Skipped when no
+        engine is configured (``DOCKER_HOST`` unset and no ``/var/run/docker.sock``)."""
+        if not (os.environ.get("DOCKER_HOST") or os.path.exists("/var/run/docker.sock")):
+            return
+        engine = self.engine()
+        try:
+            removed = await asyncio.wait_for(
+                engine.call(engine.remove_orphans, self.ids()), RECONCILE_SECONDS
+            )
+        except (EngineError, TimeoutError) as exc:
+            log.info("not looking for leftover containers: %s", exc or "engine timed out")
+            return
+        if removed:
+            log.warning("removed %d leftover containers of attempts: %s", len(removed), removed)
+
+    def start(self, assignment: Assignment) -> None:
+        """Start an assignment, unless it runs or has run here already (assignments repeat
+        until the head node sees them start)."""
+        aid = assignment.attempt_id
+        if aid in self._running or aid in self._finished:
+            return
+        if assignment.wiring is not None:
+            try:
+                assignment = self._wire(assignment)
+            except (OSError, ValueError) as exc:
+                reason = f"CannotStartContainerError: wiring: {exc}"
+                self._sink(Event(aid, "start_failed", now_ms(), reason=reason))
+                return
+        proc: RunningAttempt
+        if assignment.container is not None:
+            proc = ContainerAttempt(assignment, self._root, self._sink, engine=self.engine())
+        else:
+            proc = AttemptProcess(assignment, self._root, self._sink, env=self._env)
+        self._running[aid] = proc  # before start(): a start_failed event removes it
+        proc.start()
+
+    def kill(self, attempt_id: str, reason: str) -> None:
+        """Stop a running attempt (see :meth:`AttemptProcess.kill`); unknown ids: no-op."""
+        target = self._running.get(attempt_id)
+        if target is not None:
+            target.kill(reason)
+
+    def mark_ready(self, attempt_id: str) -> None:
+        """Tell a running MNP main node that every other node has started (its
+        ``launcher.wire --ready-file``)."""
+        main = self._running.get(attempt_id)
+        if main is not None:
+            home = attempt_dir_for(main.assignment, self._root)
+            with contextlib.suppress(OSError):  # the attempt is ending anyway
+                (wiring_dir(home) / "ready").touch()
+
+    def ended(self, attempt_id: str) -> None:
+        """The attempt has sent its last event: forget it, revoke its SSH access, remove its
+        wiring and (if the job left nothing else there) its directory."""
+        proc = self._running.pop(attempt_id, None)
+        if self.ssh is not None:
+            self.ssh.revoke(attempt_id)
+        if proc is not None:
+            attempt_dir = attempt_dir_for(proc.assignment, self._root)
+            if proc.assignment.wiring is not None:
+                # the job's private key, ssh_config and hostfiles go with the attempt
+                shutil.rmtree(wiring_dir(attempt_dir), ignore_errors=True)
+            tidy(attempt_dir)
+        self._finished[attempt_id] = None
+        if len(self._finished) > FINISHED_MEMORY:
+            del self._finished[next(iter(self._finished))]
+
+    def read_logs(self) -> None:
+        """Turn every running attempt's new output into ``log`` events."""
+        for proc in list(self._running.values()):
+            proc.read_logs()
+
+    async def stop_all(self) -> None:
+        """SIGTERM every job, SIGKILL what is left after the grace (capped), wait for exits."""
+        procs = list(self._running.values())
+        if not procs:
+            return
+        grace = min(STOP_GRACE_CAP_SECONDS, max(p.assignment.kill_grace_seconds for p in procs))
+        for proc in procs:
+            proc.kill(STOP_REASON, grace=min(grace, proc.assignment.kill_grace_seconds))
+        await _wait_all(procs, grace + 1.0)
+        for proc in procs:
+            proc.kill_now()
+        await _wait_all(procs, 1.0)
+
+    async def kill_all(self) -> None:
+        """SIGKILL every job at once and wait (briefly) for the exits."""
+        procs = list(self._running.values())
+        for proc in procs:
+            proc.kill_now()
+        await _wait_all(procs, 1.0)
+
+    def close(self) -> None:
+        """Kill and release every attempt without emitting events; blocks."""
+        for proc in list(self._running.values()):
+            proc.close()
+
+    def close_engine(self) -> None:
+        """Release the engine client, if one was made."""
+        if self._engine is not None:
+            self._engine.close()
+
+    def _wire(self, assignment: Assignment) -> Assignment:
+        """Lay out an MNP attempt's files and let its key in over SSH (for this attempt only)."""
+        # the wiring lives in the agent's own attempt directory, never in the job's working
+        # directory (other jobs may share it); a container sees it mounted at CONTAINER_WIRING
+        attempt_dir = attempt_dir_for(assignment, self._root)
+        if assignment.container is None:
+            wired = prepare(assignment, attempt_dir)
+        else:
+            wired = prepare(in_container(assignment), attempt_dir, CONTAINER_WIRING)
+            if wired.container is not None and wired.wiring is not None:
+                mount = Mount(CONTAINER_WIRING, str(wiring_dir(attempt_dir)))
+                run = replace(wired.container, mounts=(*wired.container.mounts, mount))
+                wired = replace(wired, container=run)
+        if wired.wiring is not None:
+            if self.ssh is None:
+                raise ValueError("this node serves no SSH (started with --no-ssh)")
+            self.ssh.authorize(
+                wired.attempt_id,
+                wired.wiring.authorized_key,
+                wired.wiring.ssh_environment,
+                # commands arriving over SSH run inside the attempt's container
+                container=container_name(self._node_id, wired.attempt_id)
+                if wired.container is not None
+                else None,
+            )
+        return wired
+
+
+def tidy(workdir: Path) -> None:
+    """Remove an ended attempt's working directory when the job left nothing in it but its
+    logs (already read into events for the head node); keep it otherwise."""
+    try:
+        if set(os.listdir(workdir)) <= {"stdout.log", "stderr.log"}:
+            shutil.rmtree(workdir, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                workdir.parent.rmdir()  # the job's directory, if no other attempt is in it
+    except OSError:
+        pass
+
+
+async def _wait_all(procs: Sequence[RunningAttempt], timeout: float) -> None:
+    waits = [asyncio.ensure_future(p.wait()) for p in procs]
+    if waits:
+        _, pending = await asyncio.wait(waits, timeout=timeout)
+        for task in pending:
+            task.cancel()
