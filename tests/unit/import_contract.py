@@ -69,7 +69,7 @@ THIRD_PARTY: dict[str, set[str]] = {
     "mnp.config": set(),
     "mnp.store": set(),
     "mnp.providers": {"docker"},  # the local provider removes a killed agent's containers
-    "mnp.scheduler": set(),
+    "mnp.scheduler": {"asyncssh"},  # one SSH key pair per multi-node attempt
     "mnp.nodes": set(),
     "mnp.service": {"pydantic"},  # typed requests, validated at the service's door
     "mnp.api": _HTTP_EDGE,
