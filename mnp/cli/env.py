@@ -11,25 +11,17 @@ left in the shell would be sent along with mnp's key, so it is unset.
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
-from typing import Protocol
 
 import click
 
 from mnp.api.aws.credentials import credentials_path, from_environment, pick, read_file
 from mnp.cli.head import running_head
+from mnp.cli.state import State
 from mnp.errors import MnpError
 
 DEFAULT_REGION = "us-east-1"
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_BATCH", "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS")
 UNSET = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
-
-
-class HasHome(Protocol):
-    """The CLI's state object (``mnp.cli.main.State``), as far as this command needs it."""
-
-    url: str | None
-    home: Path
 
 
 def env_lines(url: str, key_id: str, secret: str, region: str = DEFAULT_REGION) -> list[str]:
@@ -49,7 +41,7 @@ def env_lines(url: str, key_id: str, secret: str, region: str = DEFAULT_REGION) 
 @click.option("--profile", help="Profile of <home>/credentials (default: default, else the first).")
 @click.option("--region", default=DEFAULT_REGION, show_default=True, help="AWS_DEFAULT_REGION.")
 @click.pass_obj
-def env_command(state: HasHome, profile: str | None, region: str) -> None:
+def env_command(state: State, profile: str | None, region: str) -> None:
     """Print shell lines pointing the aws CLI and boto3 at this head node.
 
     Use as: eval "$(mnp env)". The URL is the running head node's (or --url); the key is

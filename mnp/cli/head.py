@@ -1,6 +1,6 @@
 """Starting and stopping a head-node process for the CLI (`mnp up -d`, `mnp down`, the demo).
 
-The head node itself is ``mnp.api.server.run(config)``; this module only spawns it as
+The head node itself is ``mnp.head.run(config)``; this module only spawns it as
 ``python -m mnp --home H up …`` in its own session, waits for it to answer, and stops it by
 PID. Every wait polls a condition against a deadline.
 """
@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import mnp
-from mnp.client.client import Client, pid_alive
+from mnp.client.client import Client
+from mnp.client.transport import pid_alive
 from mnp.config import HeadConfig, HeadInfo, LocalNodesConfig
 from mnp.errors import MnpError
 

@@ -8,7 +8,7 @@ Three layouts, chosen from the options (:func:`run_options`):
 - ``EVERY_NODE``: an MNP job running the command on every node (torchrun style).
 
 The submission is built by pure functions (:func:`build_definition`, :func:`build_submission`;
-``--dry-run`` prints them). Attached (:mod:`mnp.client.attach`), the command's output streams live,
+``--dry-run`` prints them). Attached (:mod:`mnp.cli.attach`), the command's output streams live,
 Ctrl-C terminates the job (twice: detach) and the exit status is the job's (:func:`exit_status`).
 """
 
@@ -18,25 +18,26 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import click
 
+from mnp.cli.attach import follow
 from mnp.cli.mpihosts import HostsError, mpirun_shape
-from mnp.client.attach import follow
+from mnp.cli.state import State
 from mnp.client.client import Client
-from mnp.client.jobspec import DEFAULT_QUEUE, resolve_command_paths
+from mnp.client.jobspec import resolve_command_paths
+from mnp.slurm.values import TIME_FORMATS, parse_export, parse_time
+from mnp.spec import DEFAULT_QUEUE
 from mnp.spec.noderanges import MPI_CHOICES
 
 JSON = dict[str, Any]
 
 FLAVOURS = tuple(m for m in MPI_CHOICES if m != "none")
-TIME_FORMATS = "MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class Layout(Enum):
@@ -71,50 +72,7 @@ class RunOptions:
         return self.nodes * (self.tasks_per_node or 1)
 
 
-# -- pure parts: options, time, builders, exit status ------------------------------------------
-
-
-def parse_time(text: str) -> int:
-    """A Slurm time limit in seconds: ``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``,
-    ``D-HH:MM:SS``. Raises ValueError (naming the formats) for anything else or zero."""
-    t = text.strip()
-    days, sep, rest = t.partition("-")
-    parts = rest.split(":") if sep else t.split(":")
-    fields = [days, *parts] if sep else parts
-    if not all(f.isdigit() and f.isascii() for f in fields) or len(parts) > 3:
-        raise ValueError(f"time {text!r} must look like {TIME_FORMATS}")
-    n = [int(f) for f in fields]
-    if sep:  # D-HH[:MM[:SS]]
-        d, h, m, s = [*n, 0, 0][:4]
-        bounded = [h < 24, m < 60, s < 60]
-    elif len(n) == 3:  # HH:MM:SS
-        d, h, m, s = 0, n[0], n[1], n[2]
-        bounded = [m < 60, s < 60]
-    else:  # MM or MM:SS
-        d, h, m, s = 0, 0, n[0], (n[1] if len(n) == 2 else 0)
-        bounded = [s < 60]
-    if not all(bounded):
-        raise ValueError(f"time {text!r}: hours must be < 24, minutes and seconds < 60")
-    seconds = ((d * 24 + h) * 60 + m) * 60 + s
-    if seconds <= 0:
-        raise ValueError(f"time {text!r} must be more than zero")
-    return seconds
-
-
-def parse_export(items: Sequence[str], environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """``VAR=value`` pairs; a bare ``VAR`` takes its value from ``environ`` (Slurm's
-    ``--export=VAR``). Raises click.BadParameter naming the first bad item."""
-    out: dict[str, str] = {}
-    for item in items:
-        name, eq, value = item.partition("=")
-        if not ENV_NAME.fullmatch(name):
-            raise click.BadParameter(f"{item!r}: expected VAR=value", param_hint="--export")
-        if not eq:
-            if name not in environ:
-                raise click.BadParameter(f"{name} is not set here", param_hint="--export")
-            value = environ[name]
-        out[name] = value
-    return tuple(out.items())
+# -- pure parts: options, builders, exit status (times and exports: mnp.slurm.values) -----------
 
 
 def default_name(command: Sequence[str]) -> str:
@@ -245,7 +203,7 @@ def nodes_text(n: int) -> str:
     return f"{n} node" if n == 1 else f"{n} nodes"
 
 
-# -- attached (the following itself is mnp.client.attach) ------------------------------------
+# -- attached (the following itself is mnp.cli.attach) ---------------------------------------
 
 
 def attach(client: Client, make_client: Callable[[], Client], job_id: str, opts: RunOptions,
@@ -261,15 +219,6 @@ def attach(client: Client, make_client: Callable[[], Client], job_id: str, opts:
 
 
 # -- the commands --------------------------------------------------------------------------------
-
-
-class HasClient(Protocol):
-    """The CLI's state object (``mnp.cli.main.State``), as far as these commands need it."""
-
-    url: str | None
-    home: Path
-
-    def client(self) -> Client: ...
 
 
 def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
@@ -370,11 +319,14 @@ def _submission_options(common: dict[str, Any]) -> dict[str, Any]:
     """Pop the options that shape the submission; what is left is about attaching."""
     keys = ("cpus", "mem_mib", "time_seconds", "name", "queue")
     out = {k: common.pop(k) for k in keys}
-    out["export"] = parse_export(common.pop("export"), os.environ)
+    try:
+        out["export"] = parse_export(common.pop("export"), os.environ)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--export") from None
     return out
 
 
-def submit_and_attach(state: HasClient, opts: RunOptions, label: bool, no_wait: bool,
+def submit_and_attach(state: State, opts: RunOptions, label: bool, no_wait: bool,
                       dry_run: bool) -> int:  # fmt: skip
     """Register, submit and (unless ``no_wait``) attach; the CLI's exit status."""
     opts = _resolved(opts)

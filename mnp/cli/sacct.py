@@ -14,7 +14,6 @@ import click
 from mnp.cli.slurm_listing import (
     JSON,
     NO_HELP_SHORT,
-    HasClient,
     Selection,
     fetch,
     mnp_statuses,
@@ -23,6 +22,7 @@ from mnp.cli.slurm_listing import (
     states_option,
     with_limits,
 )
+from mnp.cli.state import State
 from mnp.slurm.columns import SACCT_DEFAULT, parse_sacct_format, render_sacct
 from mnp.slurm.times import TIME_FORMATS, parse_slurm_time
 from mnp.slurm.views import JobRow, collapse_pending, job_row, visible
@@ -103,7 +103,7 @@ def in_window(summary: JSON, start_ms: int | None, end_ms: int | None, now: int)
 @click.option("-p", "--parsable", is_flag=True, help="'|' after every field.")
 @click.option("-P", "--parsable2", is_flag=True, help="'|' between fields.")
 @click.pass_obj
-def sacct_command(state: HasClient, jobs: tuple[str, ...], starttime: str | None,
+def sacct_command(state: State, jobs: tuple[str, ...], starttime: str | None,
                   endtime: str | None, fmt: str, states: str | None, users: tuple[str, ...],
                   allusers: bool, partitions: tuple[str, ...], names: tuple[str, ...],
                   allocations: bool, noheader: bool, parsable: bool,

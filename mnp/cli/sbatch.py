@@ -16,11 +16,12 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import click
 
 from mnp.cli.run import exit_status
+from mnp.cli.state import State
 from mnp.client.client import Client
 from mnp.errors import FieldError, NotFound
 from mnp.slurm.options import MNP_OPTIONS, SBATCH_OPTIONS, Parsed, help_text, parse_tokens
@@ -104,12 +105,6 @@ def array_task_ids(client: Client, req: SbatchRequest) -> dict[str, list[int]]:
     return out
 
 
-class HasClient(Protocol):
-    """The CLI's state object (``mnp.cli.main.State``), as far as this command needs it."""
-
-    def client(self) -> Client: ...
-
-
 def _epilog() -> str:
     return "\b\n" + help_text().replace("\n\n", "\n\n\b\n")
 
@@ -132,7 +127,7 @@ def sbatch_command(ctx: click.Context, argv: tuple[str, ...]) -> None:
     Prints "Submitted batch job <id>" (--parsable: the id alone). Several nodes make a
     multi-node parallel job whose main node runs the script. See docs/sbatch.md.
     """
-    state: HasClient = ctx.obj
+    state: State = ctx.obj
     cl = parse_command_line(argv)
     text, name = read_script(cl)
     check_script(text, name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
 import click
 
@@ -20,12 +20,6 @@ JSON = dict[str, Any]
 PAGE = 1000
 NO_HELP_SHORT = {"help_option_names": ["--help"]}
 """squeue and sacct use -h / -n for --noheader, as Slurm does."""
-
-
-class HasClient(Protocol):
-    """The CLI's state object (``mnp.cli.main.State``), as far as these commands need it."""
-
-    def client(self) -> Client: ...
 
 
 def fetch(client: Client, statuses: Iterable[str] | None = None) -> list[JSON]:

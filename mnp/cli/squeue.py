@@ -16,7 +16,6 @@ import click
 
 from mnp.cli.slurm_listing import (
     NO_HELP_SHORT,
-    HasClient,
     Selection,
     fetch,
     mnp_statuses,
@@ -25,6 +24,7 @@ from mnp.cli.slurm_listing import (
     states_option,
     with_limits,
 )
+from mnp.cli.state import State
 from mnp.client.client import Client
 from mnp.errors import MnpError
 from mnp.slurm.columns import SQUEUE_DEFAULT, parse_squeue_format, render_squeue
@@ -109,7 +109,7 @@ SCANCEL_REASON = "Cancelled by user (scancel)"
     help="One line per pending array task (default: pending tasks share a line).",
 )
 @click.pass_obj
-def squeue_command(state: HasClient, jobs: tuple[str, ...], users: tuple[str, ...], me: bool,
+def squeue_command(state: State, jobs: tuple[str, ...], users: tuple[str, ...], me: bool,
                    partitions: tuple[str, ...], names: tuple[str, ...], states: str | None,
                    fmt: str, noheader: bool, one_per_task: bool) -> None:  # fmt: skip
     """Show queued and running jobs, as Slurm's squeue.
@@ -230,7 +230,7 @@ def _error(job_id: str, why: str) -> None:
 )
 @click.option("-v", "--verbose", is_flag=True, help="Say what is cancelled.")
 @click.pass_obj
-def scancel_command(state: HasClient, job_ids: tuple[str, ...], names: tuple[str, ...],
+def scancel_command(state: State, job_ids: tuple[str, ...], names: tuple[str, ...],
                     users: tuple[str, ...], states: str | None, partitions: tuple[str, ...],
                     verbose: bool) -> None:  # fmt: skip
     """Cancel jobs, as Slurm's scancel: pending ones never start, running ones are killed.

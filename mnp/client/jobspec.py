@@ -22,6 +22,7 @@ import copy
 import json
 import os
 import runpy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,13 +30,13 @@ from typing import TYPE_CHECKING, Any
 from mnp.client.dsl import Job
 from mnp.client.plan import plan
 from mnp.errors import FieldError, InvalidInput, MnpError
+from mnp.spec import DEFAULT_QUEUE
 
 if TYPE_CHECKING:
     from mnp.client.client import Client
 
 JSON = dict[str, Any]
 
-DEFAULT_QUEUE = "default"
 REF_PREFIX = "@"
 
 SUBMIT_FIELDS = frozenset({
@@ -89,44 +90,11 @@ def load_jobspec(path: Path | str) -> JobSpecFile:
             path, [FieldError("", f"running the file failed: {type(exc).__name__}: {exc}")]
         ) from exc
     errors: list[FieldError] = []
-    jobs: list[tuple[str, Any]] = []
-    if "JOB" in namespace and "JOBS" in namespace:
-        errors.append(FieldError("JOB", "define JOB or JOBS, not both"))
-    elif "JOB" in namespace:
-        jobs = [("JOB", namespace["JOB"])]
-    elif "JOBS" in namespace:
-        raw = namespace["JOBS"]
-        if not isinstance(raw, list | tuple):
-            errors.append(FieldError("JOBS", f"must be a list of dicts, got {_kind(raw)}"))
-        elif not raw:
-            errors.append(FieldError("JOBS", "must not be empty"))
-        else:
-            jobs = [(f"JOBS[{i}]", job) for i, job in enumerate(raw)]
-    else:
-        errors.append(FieldError("", "defines neither JOB nor JOBS"))
-
-    definitions: list[JSON] = []
-    raw_defs = namespace.get("JOB_DEFINITIONS", [])
-    if not isinstance(raw_defs, list | tuple):
-        errors.append(
-            FieldError("JOB_DEFINITIONS", f"must be a list of dicts, got {_kind(raw_defs)}")
-        )
-    else:
-        for i, defn in enumerate(raw_defs):
-            checked = _check_definition(f"JOB_DEFINITIONS[{i}]", _plain(defn), errors)
-            if checked is not None:
-                definitions.append(checked)
-
+    jobs = _jobs_of(namespace, errors)
+    definitions = _definitions_of(namespace, errors)
     specs = [job for _, job in jobs if isinstance(job, Job)]
     if specs:
-        dicts = [where for where, job in jobs if not isinstance(job, Job)]
-        if dicts:
-            errors.append(FieldError(dicts[0], "mixes dicts and Job objects; use one kind"))
-        else:
-            try:
-                specs = plan(specs)
-            except InvalidInput as exc:
-                errors += [FieldError(f"JOBS: {e.path}", e.message) for e in exc.errors]
+        specs = _planned(specs, jobs, errors)
         jobs = []
     checked_jobs: list[JSON] = []
     names_so_far: list[str] = []
@@ -138,6 +106,55 @@ def load_jobspec(path: Path | str) -> JobSpecFile:
     if errors:
         raise JobSpecError(path, errors)
     return JobSpecFile(path=path, job_definitions=definitions, jobs=checked_jobs, specs=specs)
+
+
+def _jobs_of(namespace: Mapping[str, Any], errors: list[FieldError]) -> list[tuple[str, Any]]:
+    """``JOB`` or ``JOBS`` as ``[(where, job)]``, unchecked; problems go to ``errors``."""
+    if "JOB" in namespace and "JOBS" in namespace:
+        errors.append(FieldError("JOB", "define JOB or JOBS, not both"))
+    elif "JOB" in namespace:
+        return [("JOB", namespace["JOB"])]
+    elif "JOBS" in namespace:
+        raw = namespace["JOBS"]
+        if not isinstance(raw, list | tuple):
+            errors.append(FieldError("JOBS", f"must be a list of dicts, got {_kind(raw)}"))
+        elif not raw:
+            errors.append(FieldError("JOBS", "must not be empty"))
+        else:
+            return [(f"JOBS[{i}]", job) for i, job in enumerate(raw)]
+    else:
+        errors.append(FieldError("", "defines neither JOB nor JOBS"))
+    return []
+
+
+def _definitions_of(namespace: Mapping[str, Any], errors: list[FieldError]) -> list[JSON]:
+    """``JOB_DEFINITIONS`` (default none), each checked; problems go to ``errors``."""
+    raw_defs = namespace.get("JOB_DEFINITIONS", [])
+    if not isinstance(raw_defs, list | tuple):
+        errors.append(
+            FieldError("JOB_DEFINITIONS", f"must be a list of dicts, got {_kind(raw_defs)}")
+        )
+        return []
+    definitions: list[JSON] = []
+    for i, defn in enumerate(raw_defs):
+        checked = _check_definition(f"JOB_DEFINITIONS[{i}]", _plain(defn), errors)
+        if checked is not None:
+            definitions.append(checked)
+    return definitions
+
+
+def _planned(specs: list[Job], jobs: list[tuple[str, Any]], errors: list[FieldError]) -> list[Job]:
+    """Python API ``specs`` in dependency order (:func:`mnp.client.plan.plan`), unless ``jobs``
+    mixes them with dicts; problems go to ``errors``."""
+    dicts = [where for where, job in jobs if not isinstance(job, Job)]
+    if dicts:
+        errors.append(FieldError(dicts[0], "mixes dicts and Job objects; use one kind"))
+        return specs
+    try:
+        return plan(specs)
+    except InvalidInput as exc:
+        errors += [FieldError(f"JOBS: {e.path}", e.message) for e in exc.errors]
+        return specs
 
 
 def submit_jobspec(client: Client, spec: JobSpecFile) -> list[tuple[str, str]]:

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from mnp.client.jobspec import DEFAULT_QUEUE
 from mnp.errors import FieldError
 from mnp.slurm.options import (
     MNP_OPTIONS,
@@ -36,6 +35,7 @@ from mnp.slurm.values import (
     parse_time_limit,
     translate_output,
 )
+from mnp.spec import DEFAULT_QUEUE
 from mnp.spec.noderanges import MPI_CHOICES
 
 JSON = dict[str, Any]
@@ -106,6 +106,21 @@ _CONVERTERS: Mapping[str, Any] = {
 }  # fmt: skip
 
 
+@dataclass
+class _Reading:
+    """One :func:`request_from` under way: the winning setting and converted value per option,
+    the request's fields so far, and every error and warning found."""
+
+    last: dict[str, Setting]
+    values: dict[str, Any] = field(default_factory=dict)
+    fields: JSON = field(default_factory=dict)
+    errors: list[FieldError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def where(self, key: str) -> str:
+        return self.last[key].where
+
+
 def request_from(
     script_text: str, command_line: Parsed, environ: Mapping[str, str]
 ) -> tuple[SbatchRequest, list[str]]:
@@ -115,27 +130,40 @@ def request_from(
     listing every bad value and contradiction (``environ`` resolves ``--export=VAR``)."""
     script = read_script_settings(parse_script(script_text))
     env = environment_settings(environ, (*SBATCH_OPTIONS, *MNP_OPTIONS))
-    last: dict[str, Setting] = {}
+    r = _Reading(last={})
     for s in [*script.settings, *env.settings, *command_line.settings]:
-        last[s.key] = s
-    warnings = [*script.warnings, *env.warnings, *command_line.warnings]
-    errors: list[FieldError] = []
-    values: dict[str, Any] = {}
-    for key, s in last.items():
+        r.last[s.key] = s
+    r.warnings += [*script.warnings, *env.warnings, *command_line.warnings]
+    for key, s in r.last.items():
         convert = _CONVERTERS.get(key)
         try:
-            values[key] = convert(s.value) if convert else s.value
+            r.values[key] = convert(s.value) if convert else s.value
         except ValueError as exc:
-            errors.append(FieldError(s.where, str(exc)))
+            r.errors.append(FieldError(s.where, str(exc)))
+    _read_shape(r)
+    _read_names(r)
+    _read_memory(r)
+    _read_gpus(r)
+    if "export" in r.values:
+        try:
+            parse_export_spec(r.values["export"], environ)
+            r.fields["export"] = r.values["export"]
+        except ValueError as exc:
+            r.errors.append(FieldError(r.where("export"), str(exc)))
+    req = SbatchRequest(**r.fields)
+    errors = r.errors + _cross_checks(req, r.where)
+    if errors:
+        raise SbatchError(errors)
+    return req, r.warnings
 
-    def where(key: str) -> str:
-        return last[key].where
 
-    fields: JSON = {}
+def _read_shape(r: _Reading) -> None:
+    """Nodes (a range takes its maximum), tasks, the plain values and the flags."""
+    values, fields = r.values, r.fields
     if "nodes" in values:
         fields["nodes"], ranged = values["nodes"]
         if ranged:
-            warnings.append(f"{where('nodes')}: mnp allocates exactly {fields['nodes']} nodes")
+            r.warnings.append(f"{r.where('nodes')}: mnp allocates exactly {fields['nodes']} nodes")
     elif "ntasks" in values and "ntasks_per_node" in values:
         fields["nodes"] = math.ceil(values["ntasks"] / values["ntasks_per_node"])
     for key in ("ntasks", "ntasks_per_node", "cpus_per_task", "array", "dependency",
@@ -145,8 +173,13 @@ def request_from(
     if "time" in values:
         fields["time_seconds"] = values["time"]
     for key in ("requeue", "parsable", "quiet", "dry_run", "wait", "every_node"):
-        if key in last:
-            fields[key] = _flag(last[key])
+        if key in r.last:
+            fields[key] = _flag(r.last[key])
+
+
+def _read_names(r: _Reading) -> None:
+    """The job name, the partition and ``--mpi``, each checked."""
+    values, fields, errors, where = r.values, r.fields, r.errors, r.where
     name = values.get("job_name")
     if name is not None:
         if NAME_RE.fullmatch(name):
@@ -163,43 +196,43 @@ def request_from(
         elif fields.get("every_node"):
             errors.append(FieldError(where("mpi"), "--mpi and --every-node exclude each other"))
         fields["mpi"] = values["mpi"]
+
+
+def _read_memory(r: _Reading) -> None:
+    """``--mem`` or ``--mem-per-cpu`` (not both; 0 is warned about and sends nothing)."""
+    values, where = r.values, r.where
     if "mem" in values and "mem_per_cpu" in values:
         also = where("mem_per_cpu")
-        errors.append(FieldError(where("mem"), f"give --mem or --mem-per-cpu, not both ({also})"))
+        r.errors.append(FieldError(where("mem"), f"give --mem or --mem-per-cpu, not both ({also})"))
     elif values.get("mem") == 0 or values.get("mem_per_cpu") == 0:
         key = "mem" if "mem" in values else "mem_per_cpu"
-        warnings.append(f"{where(key)}: 0 (all of a node's memory) is not supported by mnp; "
-                        "no memory requirement sent")  # fmt: skip
+        r.warnings.append(f"{where(key)}: 0 (all of a node's memory) is not supported by mnp; "
+                          "no memory requirement sent")  # fmt: skip
     else:
-        fields["mem_mib"] = values.get("mem")
-        fields["mem_per_cpu_mib"] = values.get("mem_per_cpu")
+        r.fields["mem_mib"] = values.get("mem")
+        r.fields["mem_per_cpu_mib"] = values.get("mem_per_cpu")
+
+
+def _read_gpus(r: _Reading) -> None:
+    """One of ``-G``, ``--gpus-per-node`` and ``--gres=gpu``; GPU types and other resources
+    are warned about and dropped."""
+    values, where = r.values, r.where
     gpu_keys = [k for k in ("gpus", "gpus_per_node", "gres") if k in values]
     if len(gpu_keys) > 1:
-        errors.append(FieldError(where(gpu_keys[1]), "give one of -G/--gpus, --gpus-per-node "
-                                 f"and --gres=gpu (also {where(gpu_keys[0])})"))  # fmt: skip
+        r.errors.append(FieldError(where(gpu_keys[1]), "give one of -G/--gpus, --gpus-per-node "
+                                   f"and --gres=gpu (also {where(gpu_keys[0])})"))  # fmt: skip
     for key in ("gpus", "gpus_per_node"):
         if key in values:
-            fields[key], kind = values[key]
+            r.fields[key], kind = values[key]
             if kind:
-                warnings.append(f"{where(key)}: GPU type {kind!r} ignored (mnp counts GPUs only)")
+                r.warnings.append(f"{where(key)}: GPU type {kind!r} ignored (mnp counts GPUs only)")
     if "gres" in values:
-        fields["gpus_per_node"], others = values["gres"]
+        r.fields["gpus_per_node"], others = values["gres"]
         if others:
-            warnings.append(f"{where('gres')}: {', '.join(others)} ignored (mnp knows gpu only)")
-    if "export" in values:
-        try:
-            parse_export_spec(values["export"], environ)
-            fields["export"] = values["export"]
-        except ValueError as exc:
-            errors.append(FieldError(where("export"), str(exc)))
-    req = SbatchRequest(**fields)
-    errors += _cross_checks(req, where)
-    if errors:
-        raise SbatchError(errors)
-    return req, warnings
+            r.warnings.append(f"{where('gres')}: {', '.join(others)} ignored (mnp knows gpu only)")
 
 
-def _cross_checks(req: SbatchRequest, where: Any) -> list[FieldError]:
+def _cross_checks(req: SbatchRequest, where: Callable[[str], str]) -> list[FieldError]:
     errors: list[FieldError] = []
     if req.ntasks and req.ntasks > req.nodes * req.tasks_per_node:
         errors.append(FieldError(where("ntasks"), f"{req.ntasks} tasks do not fit {req.nodes} "

@@ -60,7 +60,7 @@ from mnp.slurm.request import (
 )
 from mnp.slurm.script import Directive, SbatchError, check_script, parse_script
 from mnp.slurm.taskids import format_ids
-from mnp.slurm.values import DEPENDENCY_TYPES, DependencySpec, parse_export_spec
+from mnp.slurm.values import DEPENDENCY_TYPES, ArraySpec, DependencySpec, parse_export_spec
 
 __all__ = [
     "EVERY_NODE_UNSUPPORTED", "NAME_RE", "NAME_RULE", "Directive", "SbatchError",
@@ -185,19 +185,10 @@ def build_requests(
     name = req.job_name or ("wrap" if req.wrap is not None else default_job_name(script_name))
     defn = _definition(req, name, script_args)
     workdir = _resolve(submit_dir, req.chdir) if req.chdir else submit_dir
-    env = parse_export_spec(req.export, environ)
     array = req.array
     single = array.ids[0] if array is not None and len(array.ids) == 1 else None
-    default_out = "slurm-%A_%a.out" if array is not None else "slurm-%j.out"
-    stdout = _resolve(workdir, req.output or default_out)
-    stderr = _resolve(workdir, req.error) if req.error else None
-    if single is not None:
-        stdout = _single_task_paths(stdout, single)
-        stderr = None if stderr is None else _single_task_paths(stderr, single)
-        env |= {f"SLURM_ARRAY_TASK_{k}": str(single) for k in ("ID", "MIN", "MAX")}
-        env["SLURM_ARRAY_TASK_COUNT"] = "1"
-    elif array is not None and not array.dense:
-        env[ARRAY_IDS_VAR] = format_ids(array.ids)
+    stdout, stderr = _output_paths(req, workdir, single)
+    env = parse_export_spec(req.export, environ) | _array_environment(array, single)
     sub: JSON = {
         "jobName": name, "jobQueue": req.partition, "jobDefinition": defn["jobDefinitionName"],
     }  # fmt: skip
@@ -205,15 +196,7 @@ def build_requests(
         sub["arrayProperties"] = {"size": len(array.ids)}
     mnp: JSON = {"user": user}
     if req.dependency is not None:
-        deps, errors = _depends_on(req.dependency, array_task_ids or {})
-        if errors:
-            raise SbatchError(errors)
-        if deps:
-            sub["dependsOn"] = deps
-        if req.dependency.mode == "ANY" and len(deps) > 1:
-            mnp["dependencyMode"] = "ANY"
-        if req.dependency.singleton:
-            mnp["singleton"] = True
+        _add_dependencies(sub, mnp, req.dependency, array_task_ids or {})
     if env:
         overrides = {"environment": [{"name": k, "value": v} for k, v in sorted(env.items())]}
         if req.multinode:
@@ -233,6 +216,46 @@ def build_requests(
     sub["mnp"] = mnp
     _check_size(sub, env, script_text)
     return defn, sub
+
+
+def _output_paths(req: SbatchRequest, workdir: str, single: int | None) -> tuple[str, str | None]:
+    """Absolute ``(stdout, stderr)`` patterns (stderr None: with stdout); a one-task array
+    (``single``) has its ``%A``/``%a`` replaced, since it runs as a plain job."""
+    default_out = "slurm-%A_%a.out" if req.array is not None else "slurm-%j.out"
+    stdout = _resolve(workdir, req.output or default_out)
+    stderr = _resolve(workdir, req.error) if req.error else None
+    if single is not None:
+        stdout = _single_task_paths(stdout, single)
+        stderr = None if stderr is None else _single_task_paths(stderr, single)
+    return stdout, stderr
+
+
+def _array_environment(array: ArraySpec | None, single: int | None) -> dict[str, str]:
+    """What an array job's environment carries for the head: a one-task array's
+    ``SLURM_ARRAY_TASK_*`` set here, sparse task ids as :data:`ARRAY_IDS_VAR`."""
+    if single is not None:
+        env = {f"SLURM_ARRAY_TASK_{k}": str(single) for k in ("ID", "MIN", "MAX")}
+        env["SLURM_ARRAY_TASK_COUNT"] = "1"
+        return env
+    if array is not None and not array.dense:
+        return {ARRAY_IDS_VAR: format_ids(array.ids)}
+    return {}
+
+
+def _add_dependencies(
+    sub: JSON, mnp: JSON, deps: DependencySpec, array_task_ids: Mapping[str, Sequence[int]]
+) -> None:
+    """``dependsOn`` into ``sub``, ``dependencyMode``/``singleton`` into its ``mnp`` block;
+    raises :class:`SbatchError` for a task the other job does not have."""
+    depends_on, errors = _depends_on(deps, array_task_ids)
+    if errors:
+        raise SbatchError(errors)
+    if depends_on:
+        sub["dependsOn"] = depends_on
+    if deps.mode == "ANY" and len(depends_on) > 1:
+        mnp["dependencyMode"] = "ANY"
+    if deps.singleton:
+        mnp["singleton"] = True
 
 
 def _check_size(sub: JSON, env: Mapping[str, str], script_text: str) -> None:

@@ -1,8 +1,9 @@
 """Values of sbatch options, parsed the way Slurm reads them. Pure; no I/O.
 
 Each ``parse_*`` function takes the option's text and returns a typed value, or raises
-ValueError whose message states the rule (the caller prefixes the option's name). Time limits
-reuse :func:`mnp.cli.run.parse_time` and ``VAR=value`` lists :func:`mnp.cli.run.parse_export`.
+ValueError whose message states the rule (the caller prefixes the option's name). ``mnp run``
+(:mod:`mnp.cli.run`) reads its ``--time`` with :func:`parse_time` and ``--export`` with
+:func:`parse_export` too, turning the ValueError into a usage error.
 
 Array task ids travel to the head as text in Slurm's own array syntax without ``%N``
 (:mod:`mnp.slurm.taskids`): ``0-15``, ``1-9:2,20``.
@@ -12,19 +13,47 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import click
-
-from mnp.cli.run import ENV_NAME, parse_export, parse_time
 from mnp.slurm.taskids import expand_ids
 
 MAX_DEPENDENCIES = 20
 """AWS Batch allows at most 20 dependencies per job."""
 UNLIMITED = frozenset({"UNLIMITED", "INFINITE"})
+TIME_FORMATS = "MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"
+"""The time-limit formats :func:`parse_time` reads (named in its errors and ``mnp run --help``)."""
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+"""A shell variable name."""
 
 # -- time, sizes, counts ---------------------------------------------------------------------
+
+
+def parse_time(text: str) -> int:
+    """A Slurm time limit in seconds: ``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``,
+    ``D-HH:MM:SS``. Raises ValueError (naming the formats) for anything else or zero."""
+    t = text.strip()
+    days, sep, rest = t.partition("-")
+    parts = rest.split(":") if sep else t.split(":")
+    fields = [days, *parts] if sep else parts
+    if not all(f.isdigit() and f.isascii() for f in fields) or len(parts) > 3:
+        raise ValueError(f"time {text!r} must look like {TIME_FORMATS}")
+    n = [int(f) for f in fields]
+    if sep:  # D-HH[:MM[:SS]]
+        d, h, m, s = [*n, 0, 0][:4]
+        bounded = [h < 24, m < 60, s < 60]
+    elif len(n) == 3:  # HH:MM:SS
+        d, h, m, s = 0, n[0], n[1], n[2]
+        bounded = [m < 60, s < 60]
+    else:  # MM or MM:SS
+        d, h, m, s = 0, 0, n[0], (n[1] if len(n) == 2 else 0)
+        bounded = [s < 60]
+    if not all(bounded):
+        raise ValueError(f"time {text!r}: hours must be < 24, minutes and seconds < 60")
+    seconds = ((d * 24 + h) * 60 + m) * 60 + s
+    if seconds <= 0:
+        raise ValueError(f"time {text!r} must be more than zero")
+    return seconds
 
 
 def parse_time_limit(text: str) -> int | None:
@@ -277,6 +306,22 @@ def _export_items(text: str) -> list[str]:
     return items
 
 
+def parse_export(items: Sequence[str], environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """``VAR=value`` pairs (a later one for the same name wins); a bare ``VAR`` takes its value
+    from ``environ`` (Slurm's ``--export=VAR``). Raises ValueError naming the first bad item."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not ENV_NAME.fullmatch(name):
+            raise ValueError(f"{item!r}: expected VAR=value")
+        if not eq:
+            if name not in environ:
+                raise ValueError(f"{name} is not set here")
+            value = environ[name]
+        out[name] = value
+    return tuple(out.items())
+
+
 def parse_export_spec(text: str, environ: Mapping[str, str]) -> dict[str, str]:
     """The job's environment for ``--export``: ``ALL`` (everything, see
     :func:`inherited_environment`), ``NONE``/``NIL`` (nothing), and ``VAR=value`` or ``VAR``
@@ -291,8 +336,5 @@ def parse_export_spec(text: str, environ: Mapping[str, str]) -> dict[str, str]:
             continue
         elif item:
             items.append(item)
-    try:
-        env |= dict(parse_export(items, environ))
-    except click.BadParameter as exc:
-        raise ValueError(exc.message) from None
+    env |= dict(parse_export(items, environ))
     return env

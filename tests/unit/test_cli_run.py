@@ -20,6 +20,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from mnp.cli.attach import Interrupts
 from mnp.cli.demo import MpiResult, Rank, Row, mpi_options, parse_ranks
 from mnp.cli.main import cli
 from mnp.cli.mpihosts import mpirun_counts
@@ -32,13 +33,11 @@ from mnp.cli.run import (
     default_name,
     dry_run_text,
     exit_status,
-    parse_export,
-    parse_time,
     run_options,
 )
-from mnp.client.attach import Interrupts
 from mnp.client.client import Client
 from mnp.errors import NotFound
+from mnp.slurm.values import parse_export, parse_time
 from tests.unit import goldens
 
 JSON = dict[str, Any]
@@ -99,7 +98,7 @@ def test_exports_take_values_or_the_environment() -> None:
     pairs = parse_export(["A=1", "B=x=y", "C=", "HOME", "A=2"], {"HOME": "/h"})
     assert pairs == (("A", "2"), ("B", "x=y"), ("C", ""), ("HOME", "/h"))
     for bad in (["1A=2"], ["=x"], ["UNSET"], ["A B=1"]):
-        with pytest.raises(click.BadParameter):
+        with pytest.raises(ValueError):
             parse_export(bad, {})
 
 

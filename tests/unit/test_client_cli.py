@@ -26,7 +26,8 @@ from click.testing import CliRunner, Result
 from rich.console import Console
 
 from mnp.cli import head as cli_head
-from mnp.cli.main import cli, error_lines
+from mnp.cli.main import cli
+from mnp.cli.state import error_lines
 from mnp.client.client import Client, HeadUnavailable, RequestInvalid
 from mnp.config import HeadConfig, HeadInfo
 from mnp.errors import Conflict, FieldError, MnpError, NotFound, TransientError
@@ -579,9 +580,9 @@ def test_up_when_already_running(head: FakeHead, tmp_path: Path) -> None:
 
 def test_up_foreground_builds_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[HeadConfig] = []
-    fake_server = types.ModuleType("mnp.api.server")
+    fake_server = types.ModuleType("mnp.head")
     fake_server.run = seen.append  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "mnp.api.server", fake_server)
+    monkeypatch.setitem(sys.modules, "mnp.head", fake_server)
     home = tmp_path / "home"
     args = ["--home", str(home), "up", "--port", "0", "--nodes", "2", "--vcpus", "8"]
     result = run(None, *args, "--memory-mib", "512", "--min-timeout", "1", "--kill-grace", "0.5")

@@ -389,7 +389,7 @@ class FakeClient:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeClient:
     client = FakeClient()
-    monkeypatch.setattr("mnp.cli.main.State.client", lambda self: client)
+    monkeypatch.setattr("mnp.cli.state.State.client", lambda self: client)
     return client
 
 

@@ -1,7 +1,9 @@
 """Staying attached to a running job: stream its output, terminate it on Ctrl-C, see its end.
 
 Used by ``mnp run`` / ``mnp mpirun`` (:mod:`mnp.cli.run`), which decide what to follow; this
-module knows nothing about how the job was built. :func:`follow` blocks the calling (main)
+module knows nothing about how the job was built. It is the CLI's, not the Python API's (that
+is :meth:`mnp.client.run.Run.wait`): it takes over SIGINT, exits the process with 130 and writes
+through ``click.echo`` like every other command. :func:`follow` blocks the calling (main)
 thread until the job is SUCCEEDED or FAILED; output comes from one :class:`Follower` thread
 per followed (node) job, each with its own :class:`Client`.
 """

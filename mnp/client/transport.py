@@ -1,0 +1,250 @@
+"""The HTTP side of :class:`mnp.client.client.Client`: finding the head, its token, one POST
+per operation and the log stream, and error answers as :mod:`mnp.errors` exceptions.
+
+:class:`Transport` knows no operation by name; :class:`mnp.client.client.Client` adds them. A
+transport holds one HTTP connection pool and is not meant to be shared between threads.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import json
+import os
+from collections.abc import Generator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import httpx
+
+from mnp.config import HeadInfo, default_home
+from mnp.errors import Conflict, FieldError, InvalidInput, MnpError, NotFound, TransientError
+from mnp.spec.protocol import TOKEN_HEADER
+
+JSON = dict[str, Any]
+
+
+class HeadUnavailable(TransientError):
+    """No head node answers: none is running for this home, or its URL cannot be reached."""
+
+
+class RequestInvalid(InvalidInput):
+    """The head answered 400: ``message`` is its summary, ``errors`` every bad field."""
+
+    def __init__(self, message: str, errors: list[FieldError]) -> None:
+        super().__init__(errors or message)
+        self.message = message
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Transport:
+    """A connection to one head node (see :class:`mnp.client.client.Client` for how the head
+    and the token are found, and which error means what)."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        home: Path | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.home = home if home is not None else default_home()
+        info = HeadInfo.read(self.home / "head.json")
+        url = url or os.environ.get("MNP_URL") or None
+        if url is None:
+            if info is None:
+                raise HeadUnavailable(
+                    f"no head node is running for {self.home} (no {self.home / 'head.json'}); "
+                    "start one with `mnp up -d`, or pass --url / set MNP_URL"
+                )
+            url = info.url
+        if token is None:
+            token = os.environ.get("MNP_TOKEN") or None
+        if token is None and info is not None and info.url.rstrip("/") == url.rstrip("/"):
+            token = info.token
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._head_pid = info.pid if info is not None and info.url.rstrip("/") == self.url else None
+        self._token_given = token is not None
+        headers = {TOKEN_HEADER: token} if token else {}
+        # Proxies from the environment would only get in the way of a loopback head.
+        parts = urlsplit(self.url)
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or 80
+        self._prefix = parts.path.rstrip("/")
+        self._headers = {"Content-Type": "application/json", **headers}
+        self._conn: http.client.HTTPConnection | None = None
+        if parts.scheme != "http":
+            raise MnpError(f"only http:// head node URLs are supported, got {self.url!r}")
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            timeout=timeout,
+            trust_env=not _is_loopback(self.url),
+        )
+
+    def call(self, operation: str, body: JSON | None = None) -> JSON:
+        """POST ``body`` to ``/api/v1/<operation>`` and return the answer object.
+
+        Error answers raise the matching :mod:`mnp.errors` exception (see the class doc).
+        """
+        resp = self._post(f"/api/v1/{operation}", body or {})
+        if resp.status_code == 401 and self._fresh_token():
+            resp = self._post(f"/api/v1/{operation}", body or {})
+        if resp.status_code >= 400:
+            raise _error_from(operation, resp)
+        try:
+            answer = resp.json()
+        except ValueError as exc:
+            raise MnpError(f"{operation}: the head answered something that is not JSON") from exc
+        if not isinstance(answer, dict):
+            raise MnpError(f"{operation}: the head answered {type(answer).__name__}, not an object")
+        return answer
+
+    def _fresh_token(self) -> bool:
+        """Re-read the token from head.json (the head may have started after this client was
+        made, or restarted); True when it changed."""
+        if self._token_given:
+            return False
+        info = HeadInfo.read(self.home / "head.json")
+        if info is None or not info.token or info.url.rstrip("/") != self.url:
+            return False
+        if self._headers.get(TOKEN_HEADER) == info.token:
+            return False
+        self._headers[TOKEN_HEADER] = info.token
+        self._http.headers[TOKEN_HEADER] = info.token
+        self._head_pid = info.pid
+        return True
+
+    def _post(self, path: str, body: JSON) -> httpx.Response:
+        """POST JSON over a kept-alive stdlib connection (a fraction of httpx's CPU per call,
+        which matters when a script submits thousands of jobs); one retry on a stale one."""
+        data = json.dumps(body, separators=(",", ":")).encode()
+        for tried in (False, True):
+            conn = self._conn
+            if conn is None:
+                conn = self._conn = http.client.HTTPConnection(
+                    self._host, self._port, timeout=self.timeout
+                )
+            try:
+                conn.request("POST", self._prefix + path, body=data, headers=self._headers)
+                raw = conn.getresponse()
+                content = raw.read()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                self._conn = None
+                if tried or isinstance(exc, TimeoutError):
+                    raise self._transport_error(exc) from exc
+                continue
+            return httpx.Response(raw.status, content=content, headers=raw.getheaders())
+        raise AssertionError("unreachable")
+
+    def _transport_error(self, exc: Exception) -> MnpError:
+        if isinstance(exc, httpx.TimeoutException | TimeoutError):
+            return TransientError(f"the head node at {self.url} did not answer in time ({exc})")
+        hint = ""
+        if self._head_pid is not None and not pid_alive(self._head_pid):
+            hint = f" (head.json is stale: pid {self._head_pid} is not running; `mnp up -d`)"
+        return HeadUnavailable(f"cannot reach the head node at {self.url}: {exc}{hint}")
+
+    def stream_lines(
+        self, operation: str, path: str, params: Mapping[str, str], follow: bool
+    ) -> Generator[str, None, None]:
+        """GET ``path`` and yield its text line by line (each with its ``\\n``; the last may
+        lack it). With ``follow`` the read waits without a timeout, for a stream that lasts as
+        long as a job. Error answers raise as :meth:`call`'s do (``operation`` names them)."""
+        if TOKEN_HEADER not in self._headers:
+            self._fresh_token()  # a stream cannot be retried after a 401 as calls are
+        timeout = httpx.Timeout(self.timeout, read=None) if follow else self._http.timeout
+        try:
+            with self._http.stream("GET", path, params=dict(params), timeout=timeout) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise _error_from(operation, resp)
+                pending = ""
+                for chunk in resp.iter_text():
+                    pending += chunk
+                    *lines, pending = pending.split("\n")
+                    for line in lines:
+                        yield line + "\n"
+                if pending:
+                    yield pending
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from exc
+
+    def close(self) -> None:
+        """Close the connections; the client cannot be used afterwards."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _error_from(operation: str, resp: httpx.Response) -> MnpError:
+    """The exception for an error answer (``{__type, message, errors}`` per the API doc)."""
+    try:
+        payload = resp.json()
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        payload = {}
+    status = resp.status_code
+    message = str(payload.get("message") or resp.text.strip()[:300] or resp.reason_phrase)
+    if status == 400:
+        errors = [
+            FieldError(str(e.get("path") or ""), str(e.get("message") or ""))
+            for e in payload.get("errors") or []
+            if isinstance(e, dict)
+        ]
+        if len(errors) > 1 and message == "; ".join(str(e) for e in errors):
+            message = f"invalid {operation} request"  # the errors follow, one per line
+        return RequestInvalid(message, errors)
+    if status == 404:
+        return NotFound(message)
+    if status == 409:
+        return Conflict(message)
+    if status in (401, 403):
+        return MnpError(f"{message} (HTTP {status}: check the token in MNP_TOKEN or head.json)")
+    if status in (502, 503, 504):
+        return TransientError(f"{operation}: {message} (HTTP {status})")
+    return MnpError(f"{operation}: {message} (HTTP {status})")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine and is not a zombie."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    # The state letter follows the parenthesised command name, which may contain spaces.
+    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
