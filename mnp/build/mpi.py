@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
+from mnp.spec import ENV_NAME_PATTERN
 from mnp.spec.protocol import WIRING_PLACEHOLDER
 
 SSH_CONFIG_NAME: Final = "ssh_config"
@@ -33,7 +34,7 @@ SSH_CONNECTION_ATTEMPTS: Final = 10
 """Retries of the ssh connect: covers a child whose SSH server is a moment late."""
 
 _PLAIN = re.compile(r"[A-Za-z0-9_@%+=,./-]+")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ENV_NAME = re.compile(ENV_NAME_PATTERN)
 _IFACE = re.compile(r"[A-Za-z0-9_.:/,-]+")
 _BAD_HOST_CHARS = re.compile(r"[\s:#,]")
 _SSH_CONFIG_TOKEN = "{ssh_config}"

@@ -27,15 +27,15 @@ from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Literal
 
 from mnp.errors import FieldError, InvalidInput
-from mnp.spec import DEFAULT_QUEUE
+from mnp.spec import DEFAULT_QUEUE, ENV_NAME_PATTERN, NAME_PATTERN
 from mnp.spec.noderanges import MPI_CHOICES
 
 JSON = dict[str, Any]
 PathLike = str | os.PathLike[str]
 
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
-"""Job and job-definition names, as the head checks them (``mnp.service.validation.NAME_RE``)."""
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+NAME_RE = re.compile(NAME_PATTERN)
+"""Job and job-definition names, as the head checks them (``mnp.service.models.NAME_RE``)."""
+ENV_NAME = re.compile(ENV_NAME_PATTERN)
 MAX_DEPENDENCIES = 20
 MAX_ARRAY = 10_000
 MAX_NODES = 1000

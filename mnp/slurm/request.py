@@ -35,11 +35,11 @@ from mnp.slurm.values import (
     parse_time_limit,
     translate_output,
 )
-from mnp.spec import DEFAULT_QUEUE
+from mnp.spec import DEFAULT_QUEUE, NAME_PATTERN
 from mnp.spec.noderanges import MPI_CHOICES
 
 JSON = dict[str, Any]
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+NAME_RE = re.compile(NAME_PATTERN)
 NAME_RULE = "1-128 letters, digits, hyphens and underscores, starting with a letter or digit"
 EVERY_NODE_UNSUPPORTED = (
     "not supported for batch scripts: the head runs a script on the main node only (use "

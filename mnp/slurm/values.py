@@ -17,13 +17,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from mnp.slurm.taskids import expand_ids
+from mnp.spec import ENV_NAME_PATTERN
 
 MAX_DEPENDENCIES = 20
 """AWS Batch allows at most 20 dependencies per job."""
 UNLIMITED = frozenset({"UNLIMITED", "INFINITE"})
 TIME_FORMATS = "MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"
 """The time-limit formats :func:`parse_time` reads (named in its errors and ``mnp run --help``)."""
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+ENV_NAME = re.compile(ENV_NAME_PATTERN)
 """A shell variable name."""
 
 # -- time, sizes, counts ---------------------------------------------------------------------

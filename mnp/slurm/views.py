@@ -33,11 +33,10 @@ from enum import Enum
 from typing import Any
 
 from mnp.slurm.hostlist import compress
+from mnp.spec.jobs import TIMEOUT_REASON
 
 JSON = dict[str, Any]
 
-TIMEOUT_REASON = "Job attempt duration exceeded timeout"
-"""What the runtime writes when an attempt outlives its timeout (``mnp.scheduler.loop``)."""
 _CANCELLED = re.compile(r"cancel|terminat", re.IGNORECASE)
 _NODE_FAIL = ("Host lost:", "Host stopped:")
 

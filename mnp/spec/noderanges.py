@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mnp.errors import FieldError
-from mnp.spec.model import ContainerSpec, resources_from_wire
+from mnp.spec.resources import ContainerSpec, resources_from_wire
 
 MPI_CHOICES = ("none", "auto", "openmpi", "mpich", "intelmpi")
 MAX_RANGES = 5
@@ -171,35 +171,11 @@ def resolve_nodes(
     """The per-node containers of a definition's ``nodeProperties`` with submit-time
     ``nodeOverrides`` applied; errors name the override field that broke a rule. The main
     node needs something to run: a command, an image (its CMD) or the job's batch script."""
-    errors: list[FieldError] = []
-    num = int(props["numNodes"])
     main = int(props["mainNode"])
     ranges_doc = list(props["nodeRangeProperties"])
     ranges = [parse_range(str(r["targetNodes"])) for r in ranges_doc]
     overrides = overrides or {}
-    if overrides.get("numNodes") is not None:
-        wanted = int(overrides["numNodes"])
-        open_ended = [r for r in ranges if r.end is None]
-        if not open_ended:
-            errors.append(
-                FieldError(
-                    "nodeOverrides.numNodes",
-                    "needs a job definition range that is open-ended (like 2:)",
-                )
-            )
-        elif not 1 <= wanted <= MAX_NODES:
-            errors.append(
-                FieldError("nodeOverrides.numNodes", f"must be between 1 and {MAX_NODES}")
-            )
-        elif any(r.start >= wanted for r in open_ended) or main >= wanted:
-            errors.append(
-                FieldError(
-                    "nodeOverrides.numNodes",
-                    f"{wanted} leaves the main node or an open range without nodes",
-                )
-            )
-        else:
-            num = wanted
+    num, errors = _num_nodes(int(props["numNodes"]), main, ranges, overrides.get("numNodes"))
     if errors:
         return None, errors
     containers: list[ContainerSpec] = []
@@ -210,24 +186,7 @@ def resolve_nodes(
             continue
         doc = dict(ranges_doc[w].get("container") or {})
         containers.append(ContainerSpec.from_wire(doc))
-    for i, o in enumerate(overrides.get("nodePropertyOverrides") or []):
-        try:
-            rng = parse_range(str(o.get("targetNodes", "")))
-        except ValueError as e:
-            errors.append(
-                FieldError(f"nodeOverrides.nodePropertyOverrides[{i}].targetNodes", str(e))
-            )
-            continue
-        co = o.get("containerOverrides") or {}
-        for n in range(num):
-            if not rng.covers(n, num) or n >= len(containers):
-                continue
-            c = containers[n]
-            if co.get("command") is not None:
-                c.command = [str(x) for x in co["command"]]
-            for kv in co.get("environment") or []:
-                c.environment[str(kv["name"])] = str(kv.get("value", ""))
-            c.resources = resources_from_wire(co, base=c.resources)
+    errors += _apply_overrides(containers, num, overrides.get("nodePropertyOverrides") or [])
     if (
         not errors
         and 0 <= main < len(containers)
@@ -250,6 +209,53 @@ def resolve_nodes(
         ranges=ranges_doc,
     )
     return spec, errors
+
+
+def _num_nodes(
+    num: int, main: int, ranges: list[Range], wanted_value: Any
+) -> tuple[int, list[FieldError]]:
+    """The job's node count: the definition's, or ``nodeOverrides.numNodes`` where an
+    open-ended range lets it change (and it leaves the main node and every range a node)."""
+    if wanted_value is None:
+        return num, []
+    wanted = int(wanted_value)
+    open_ended = [r for r in ranges if r.end is None]
+    if not open_ended:
+        why = "needs a job definition range that is open-ended (like 2:)"
+    elif not 1 <= wanted <= MAX_NODES:
+        why = f"must be between 1 and {MAX_NODES}"
+    elif any(r.start >= wanted for r in open_ended) or main >= wanted:
+        why = f"{wanted} leaves the main node or an open range without nodes"
+    else:
+        return wanted, []
+    return num, [FieldError("nodeOverrides.numNodes", why)]
+
+
+def _apply_overrides(
+    containers: list[ContainerSpec], num: int, overrides: list[dict[str, Any]]
+) -> list[FieldError]:
+    """Apply ``nodePropertyOverrides`` in order (command, environment, resources) to the
+    containers of the nodes each one targets; a bad ``targetNodes`` is reported and skipped."""
+    errors: list[FieldError] = []
+    for i, o in enumerate(overrides):
+        try:
+            rng = parse_range(str(o.get("targetNodes", "")))
+        except ValueError as e:
+            errors.append(
+                FieldError(f"nodeOverrides.nodePropertyOverrides[{i}].targetNodes", str(e))
+            )
+            continue
+        co = o.get("containerOverrides") or {}
+        for n in range(num):
+            if not rng.covers(n, num) or n >= len(containers):
+                continue
+            c = containers[n]
+            if co.get("command") is not None:
+                c.command = [str(x) for x in co["command"]]
+            for kv in co.get("environment") or []:
+                c.environment[str(kv["name"])] = str(kv.get("value", ""))
+            c.resources = resources_from_wire(co, base=c.resources)
+    return errors
 
 
 def _compact(indices: list[int]) -> str:

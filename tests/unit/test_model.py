@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from mnp.spec.model import (
-    ContainerSpec,
-    EvaluateOnExit,
-    Resources,
-    RetryStrategy,
-    glob_match,
-    job_definition_arn,
-    name_from_arn,
-    queue_arn,
-    resources_from_wire,
-)
+from mnp.spec.arns import job_definition_arn, name_from_arn, queue_arn
+from mnp.spec.definitions import EvaluateOnExit, RetryStrategy, glob_match
+from mnp.spec.jobs import GangAttemptState
+from mnp.spec.resources import ContainerSpec, Resources, resources_from_wire
+from mnp.spec.states import JobStatus
 from tests.unit.helpers_core import HOSTILE
 
 
@@ -255,3 +249,22 @@ def test_container_spec_round_trip_keeps_hostile_values_and_extra_fields() -> No
 )
 def test_name_from_arn(value: str, kind: str, expected: str) -> None:
     assert name_from_arn(value, kind) == expected
+
+
+def test_gang_state_reads_what_earlier_heads_wrote_and_writes_the_same_keys() -> None:
+    old = {
+        "port": 29517,
+        "key": ["-----BEGIN OPENSSH PRIVATE KEY-----\n", "ssh-ed25519 AAAA mnp-j"],
+        "ready_sent": True,
+        "sessions": 2,
+        "hang_after": 123456,
+        "hang_reason": "MPI process on node n1 ended",
+        "failure": "Node j#1 on n1 (127.0.0.2) failed: 3",
+        "outcome": "RUNNABLE",
+    }
+    state = GangAttemptState.from_doc(old)
+    assert state.outcome == JobStatus.RUNNABLE and state.key is not None
+    assert state.to_doc() == old
+    assert GangAttemptState.from_doc(None).to_doc() == {}
+    # a launch that ended wrote "sessions": 0; it reads as no open session
+    assert GangAttemptState.from_doc({"port": 29500, "sessions": 0}).sessions == 0

@@ -1,0 +1,208 @@
+"""The head's capacity: compute environments and their nodes, job queues, scheduling
+policies (``to_doc``/``from_doc`` give the JSON stored in SQLite)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from mnp.spec.arns import ce_arn, queue_arn, scheduling_policy_arn
+from mnp.spec.resources import Resources
+
+
+class State(enum.StrEnum):
+    ENABLED = "ENABLED"
+    DISABLED = "DISABLED"
+
+
+class NodeStatus(enum.StrEnum):
+    LAUNCHING = "LAUNCHING"
+    """Asked of the provider; the agent has not registered yet."""
+    ACTIVE = "ACTIVE"
+    """Registered and heartbeating; takes work."""
+    LOST = "LOST"
+    """Stopped heartbeating (or failed to come up); its attempts failed."""
+    STOPPED = "STOPPED"
+    """Shut down on purpose."""
+
+
+@dataclass(slots=True)
+class Node:
+    node_id: str
+    compute_environment: str
+    address: str
+    capacity: Resources
+    status: NodeStatus
+    slot: int = 0
+    pid: int | None = None
+    launched_at: int = 0
+    registered_at: int | None = None
+    last_heartbeat_ms: int = 0
+    ssh_port: int | None = None
+    ssh_host_key: str | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "node_id": self.node_id,
+            "compute_environment": self.compute_environment,
+            "address": self.address,
+            "vcpus": self.capacity.vcpus,
+            "memory_mib": self.capacity.memory_mib,
+            "gpus": self.capacity.gpus,
+            "status": self.status.value,
+            "slot": self.slot,
+            "pid": self.pid,
+            "launched_at": self.launched_at,
+            "registered_at": self.registered_at,
+            "ssh_port": self.ssh_port,
+            "ssh_host_key": self.ssh_host_key,
+        }
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any]) -> Node:
+        return cls(
+            node_id=d["node_id"],
+            compute_environment=d["compute_environment"],
+            address=d["address"],
+            capacity=Resources(d["vcpus"], d["memory_mib"], d["gpus"]),
+            status=NodeStatus(d["status"]),
+            slot=d.get("slot", 0),
+            pid=d.get("pid"),
+            launched_at=d.get("launched_at", 0),
+            registered_at=d.get("registered_at"),
+            ssh_port=d.get("ssh_port"),
+            ssh_host_key=d.get("ssh_host_key"),
+        )
+
+
+@dataclass(slots=True)
+class ComputeEnvironment:
+    name: str
+    type: str
+    """MANAGED or UNMANAGED."""
+    state: State
+    provider: str
+    """Which provider brings nodes up: ``local`` (more in later versions)."""
+    node_count: int
+    node_resources: Resources
+    created_at: int
+    doc: dict[str, Any] = field(default_factory=dict)
+    """The create request as given (computeResources, tags, …), echoed on describe."""
+    first_address: str = "127.0.0.2"
+    next_node_number: int = 1
+    shared_filesystem: dict[str, str] | None = None
+    """``{"hostPath", "containerPath"}``: the path every node shares, mounted into containers."""
+
+    @property
+    def arn(self) -> str:
+        return ce_arn(self.name)
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "state": self.state.value,
+            "provider": self.provider,
+            "node_count": self.node_count,
+            "vcpus": self.node_resources.vcpus,
+            "memory_mib": self.node_resources.memory_mib,
+            "gpus": self.node_resources.gpus,
+            "created_at": self.created_at,
+            "doc": self.doc,
+            "first_address": self.first_address,
+            "next_node_number": self.next_node_number,
+            "shared_filesystem": self.shared_filesystem,
+        }
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any]) -> ComputeEnvironment:
+        return cls(
+            name=d["name"],
+            type=d["type"],
+            state=State(d["state"]),
+            provider=d["provider"],
+            node_count=d["node_count"],
+            node_resources=Resources(d["vcpus"], d["memory_mib"], d["gpus"]),
+            created_at=d["created_at"],
+            doc=d["doc"],
+            first_address=d["first_address"],
+            next_node_number=d["next_node_number"],
+            shared_filesystem=d.get("shared_filesystem"),
+        )
+
+
+@dataclass(slots=True)
+class JobQueue:
+    name: str
+    priority: int
+    state: State
+    compute_environment_order: list[tuple[int, str]]
+    """(order, compute environment name), ascending order tried first."""
+    created_at: int
+    tags: dict[str, str] = field(default_factory=dict)
+    scheduling_policy_arn: str | None = None
+    """None: a FIFO queue (and it stays one); else its fair-share policy."""
+    time_limit_actions: list[dict[str, Any]] = field(default_factory=list)
+    """``jobStateTimeLimitActions`` as given."""
+
+    @property
+    def arn(self) -> str:
+        return queue_arn(self.name)
+
+    @property
+    def ce_names(self) -> list[str]:
+        return [name for _, name in sorted(self.compute_environment_order)]
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "priority": self.priority,
+            "state": self.state.value,
+            "ce_order": [list(x) for x in self.compute_environment_order],
+            "created_at": self.created_at,
+            "tags": self.tags,
+            "scheduling_policy_arn": self.scheduling_policy_arn,
+            "time_limit_actions": self.time_limit_actions,
+        }
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any]) -> JobQueue:
+        return cls(
+            name=d["name"],
+            priority=d["priority"],
+            state=State(d["state"]),
+            compute_environment_order=[(int(o), str(n)) for o, n in d["ce_order"]],
+            created_at=d["created_at"],
+            tags=d.get("tags", {}),
+            scheduling_policy_arn=d.get("scheduling_policy_arn"),
+            time_limit_actions=d.get("time_limit_actions") or [],
+        )
+
+
+@dataclass(slots=True)
+class SchedulingPolicy:
+    """A fair-share scheduling policy (AWS Batch's SchedulingPolicyDetail)."""
+
+    name: str
+    fairshare: dict[str, Any]
+    """``fairsharePolicy`` as validated: shareDecaySeconds, computeReservation,
+    shareDistribution[{shareIdentifier, weightFactor}]."""
+    created_at: int
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def arn(self) -> str:
+        return scheduling_policy_arn(self.name)
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "fairshare": self.fairshare,
+            "created_at": self.created_at,
+            "tags": self.tags,
+        }
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any]) -> SchedulingPolicy:
+        return cls(d["name"], d["fairshare"], d["created_at"], d.get("tags", {}))
