@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 
 from mnp.slurm.taskids import expand_ids
-from mnp.spec.model import Attempt, Job
+from mnp.spec.jobs import Attempt, Job
 
 SLURM_TASK_IDS = "MNP_SLURM_ARRAY_TASK_IDS"
 """Set (in the job's environment) by ``mnp sbatch --array`` with Slurm's own task ids, e.g.

@@ -1,6 +1,6 @@
 """What each node of a multi-node parallel job attempt gets: environment, files, SSH trust.
 
-Pure except for :func:`mnp.build.ssh.generate_job_key` (one fresh key pair per attempt).
+Pure: the attempt's key pair comes in from :func:`mnp.scheduler.sshkeys.generate_job_key`.
 Paths are written with :data:`~mnp.spec.protocol.WIRING_PLACEHOLDER`; each node's agent puts its
 own wiring directory in its place.
 """
@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from mnp.slurm.hostlist import compress
-from mnp.spec.model import Job, Node
+from mnp.spec.environments import Node
+from mnp.spec.jobs import Job
 from mnp.spec.protocol import PYTHON_PLACEHOLDER, WIRING_PLACEHOLDER, Wiring
 
 W = WIRING_PLACEHOLDER

@@ -1,5 +1,6 @@
-"""SSH wiring text for a multi-node parallel job: the per-job key pair, ``ssh_config`` and
-``known_hosts`` (pure builders, golden-tested in ``tests/unit/test_sshwire.py``).
+"""SSH wiring text for a multi-node parallel job: ``ssh_config`` and ``known_hosts`` (pure
+builders, golden-tested in ``tests/unit/test_sshwire.py``; the per-attempt key pair they
+name comes from :func:`mnp.scheduler.sshkeys.generate_job_key`).
 
 The head node builds these once per attempt and ships them to the main node in
 :class:`mnp.spec.protocol.Wiring`; paths usually contain
@@ -41,21 +42,6 @@ class SshNode:
     host_key: str
     """The server's public host key line (``ssh-ed25519 AAAA…``; a trailing comment is
     dropped)."""
-
-
-def generate_job_key(comment: str = "mnp-job") -> tuple[str, str]:
-    """A fresh ed25519 key pair: (private key in OpenSSH format, public key line).
-
-    The private key is unencrypted PEM-like text (``-----BEGIN OPENSSH PRIVATE KEY-----``)
-    that ``ssh -i`` reads; the public line is ``ssh-ed25519 AAAA… <comment>``.
-    """
-    # asyncssh takes ~0.5 s to import; only key generation needs it.
-    import asyncssh
-
-    key = asyncssh.generate_private_key("ssh-ed25519", comment=comment)
-    private = key.export_private_key("openssh").decode("ascii")
-    public = key.export_public_key("openssh").decode("ascii").strip()
-    return private, public
 
 
 def ssh_config(

@@ -6,7 +6,7 @@ import importlib
 from pathlib import Path
 from typing import Protocol
 
-from mnp.spec.model import Node
+from mnp.spec.environments import Node
 
 _REGISTRY = {"local": "mnp.providers.local:LocalProvider"}
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from mnp.errors import ProviderError
-from mnp.spec.model import Node
+from mnp.spec.environments import Node
 from mnp.spec.protocol import CONTAINER_LABEL_ROOT
 
 log = logging.getLogger(__name__)

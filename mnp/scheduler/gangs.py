@@ -7,7 +7,8 @@ Lifecycle of one attempt of an MNP job ``P`` with node jobs ``P#0 … P#n-1``:
 2. When the main node reports started, ``P`` is RUNNING and every other node is started.
    The main node's command runs under ``launcher.wire``, which waits until every node
    answers over SSH with the job's key before the user's command (or mpiexec) begins.
-3. The main node's end decides the attempt (:meth:`Gangs._decide`): SUCCEEDED, FAILED or a
+3. The main node's end decides the attempt (:meth:`Gangs._decide`, with the rule every
+   attempt follows: :func:`mnp.scheduler.attempts.attempt_outcome`): SUCCEEDED, FAILED or a
    retry with a fresh gang. Every other node is then stopped. A node that is lost or fails
    first records why and stops the main node, so the attempt fails within seconds.
 4. Each node job settles to its parent's outcome once its own attempt has ended; a node's
@@ -16,27 +17,49 @@ Lifecycle of one attempt of an MNP job ``P`` with node jobs ``P#0 … P#n-1``:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from mnp.build.container import attempt_container
-from mnp.build.multinode import GangNode, build_wiring, main_command, master_port, node_environment
+from mnp.build.environment import job_environment, slurm_request_environment
+from mnp.build.multinode import (
+    GangNode,
+    build_wiring,
+    main_command,
+    master_port,
+    node_environment,
+    wiring_files,
+)
+from mnp.build.outputs import attempt_files
+from mnp.scheduler.attempts import AttemptEnd, attempt_outcome, record_end
+from mnp.scheduler.sshkeys import generate_job_key
 from mnp.scheduler.state import HeadState
-from mnp.spec.model import Attempt, Job, Node, Resources
-from mnp.spec.protocol import Assignment, Ready, attempt_id
+from mnp.spec.environments import Node
+from mnp.spec.jobs import Attempt, GangAttemptState, Job
+from mnp.spec.protocol import SCRIPT_PLACEHOLDER, Assignment, Ready, attempt_id
+from mnp.spec.resources import Resources
 from mnp.spec.states import HistoryEntry, JobStatus
 
-if TYPE_CHECKING:
-    from mnp.scheduler.loop import Runtime
-
-TIMEOUT_REASON = "Job attempt duration exceeded timeout"
-EXIT_REASON = "Essential container in task exited"
 LIVE = (JobStatus.STARTING, JobStatus.RUNNING)
 
 
+class AttemptRunner(Protocol):
+    """What gangs need of the scheduling loop (:class:`mnp.scheduler.loop.Runtime`)."""
+
+    def start_attempt(self, job: Job, node: Node) -> Attempt:
+        """Make the job's next attempt on ``node`` and queue its assignment."""
+        ...
+
+    def kill(self, job: Job, reason: str) -> None:
+        """Ask the node of the job's current attempt to stop it."""
+        ...
+
+
 class Gangs:
-    def __init__(self, runtime: Runtime) -> None:
-        self.rt = runtime
-        self.s: HeadState = runtime.s
+    """The MNP jobs of one head (single-threaded: the head's event loop)."""
+
+    def __init__(self, state: HeadState, runner: AttemptRunner) -> None:
+        self.rt = runner
+        self.s = state
         self.watched: set[str] = set()
         """MNP jobs with a hang deadline (see :meth:`session_ended`)."""
         self.retrying: set[str] = set()
@@ -67,17 +90,15 @@ class Gangs:
         s = self.s
         spec = parent.spec.nodes
         assert spec is not None
-        from mnp.build.ssh import generate_job_key
-
         self.retrying.discard(parent.job_id)
         taken = {
-            int(j.gang_state["port"])
+            j.gang_state.port
             for j in s.active.values()
-            if j.gang_state.get("port") and j.status in LIVE and j is not parent
+            if j.gang_state.port and j.status in LIVE and j is not parent
         }
-        private, public = generate_job_key(f"mnp-{parent.job_id}")
+        key = generate_job_key(f"mnp-{parent.job_id}")
         parent.gang = {str(i): nid for i, nid in enumerate(node_ids)}
-        parent.gang_state = {"port": master_port(parent.job_id, taken), "key": [private, public]}
+        parent.gang_state = GangAttemptState(port=master_port(parent.job_id, taken), key=key)
         s.set_status(parent, JobStatus.STARTING, None)
         for nid in node_ids:
             rt = s.node_rt[nid]
@@ -107,31 +128,11 @@ class Gangs:
         return {node_ids[spec.main_node]}
 
     def _start(self, job: Job, node: Node) -> None:
-        s = self.s
-        attempt = Attempt(
-            number=len(job.attempts) + 1,
-            node_id=node.node_id,
-            address=node.address,
-            compute_environment=node.compute_environment,
-            log_stream_name=f"{job.spec.definition_name[:200]}/default/"
-            f"{job.job_id.replace('#', '-')}-{len(job.attempts) + 1}",
-            placed_at=s.clock(),
-        )
-        job.attempts.append(attempt)
-        s.set_status(job, JobStatus.STARTING, None)
-        aid = attempt_id(job.job_id, attempt.number)
-        rt = s.node_rt[node.node_id]
-        rt.running[aid] = job
-        assignment = self.assignment(job, attempt)
-        rt.outbox.append(assignment)
-        rt.unacked[aid] = (assignment, s.clock())
-        s.on_node_work(node.node_id)
+        self.rt.start_attempt(job, node)
+        self.s.on_node_work(node.node_id)
 
     def assignment(self, job: Job, attempt: Attempt) -> Assignment:
-        from mnp.build.environment import job_environment, slurm_request_environment
-        from mnp.build.outputs import attempt_files
-        from mnp.spec.protocol import SCRIPT_PLACEHOLDER
-
+        """What one node of the gang runs (the main node also gets the wiring files)."""
         parent = self.s.active.get(job.parent_id or "") or self.s.job(job.parent_id or "")
         assert parent is not None and parent.spec.nodes is not None and job.node_index is not None
         spec = parent.spec.nodes
@@ -140,16 +141,16 @@ class Gangs:
         # nodes on loopback addresses (local nodes) talk over lo; others pick their own NIC
         iface = "lo" if all(g.node.address.startswith("127.") for g in gang) else None
         env = job_environment(job, attempt)
-        env.update(node_environment(parent, gang, index, int(parent.gang_state["port"]), iface))
+        port, key = parent.gang_state.port, parent.gang_state.key
+        assert port is not None and key is not None  # set when the gang was placed
+        env.update(node_environment(parent, gang, index, port, iface))
         env.update(slurm_request_environment(parent))
         command = list(job.container.command)
         is_main = index == spec.main_node
         hold = not command and not (is_main and parent.spec.extras.script is not None)
         files: dict[str, str] = {}
-        private, public = parent.gang_state["key"]
+        private, public = key
         if is_main:
-            from mnp.build.multinode import wiring_files
-
             slots = [spec.tasks_per_node or int(g.node.capacity.vcpus) for g in gang]
             files = wiring_files(gang, slots, private, spec.main_node)
             if parent.spec.extras.script is not None:
@@ -173,7 +174,7 @@ class Gangs:
         """A node reported its process started (the caller moved it to RUNNING)."""
         parent = self.parent_of(job)
         spec = parent.spec.nodes if parent else None
-        if parent is None or spec is None or "outcome" in parent.gang_state:
+        if parent is None or spec is None or parent.gang_state.outcome is not None:
             return
         if job.node_index == spec.main_node and parent.status == JobStatus.STARTING:
             parent.started_at = job.started_at
@@ -187,7 +188,7 @@ class Gangs:
         """Once every node of the attempt has started, tell the main node to go."""
         spec = parent.spec.nodes
         assert spec is not None
-        if parent.gang_state.get("ready_sent") or parent.status != JobStatus.RUNNING:
+        if parent.gang_state.ready_sent or parent.status != JobStatus.RUNNING:
             return
         nodes = self.nodes_of(parent)
         if any(
@@ -199,31 +200,21 @@ class Gangs:
         main = nodes[spec.main_node]
         attempt = main.current_attempt
         assert attempt is not None
-        parent.gang_state["ready_sent"] = True
+        parent.gang_state.ready_sent = True
         self.s.mark(parent)
         self.s.node_rt[attempt.node_id].outbox.append(
             Ready(attempt_id(main.job_id, attempt.number))
         )
         self.s.on_node_work(attempt.node_id)
 
-    def ended(
-        self,
-        job: Job,
-        *,
-        exit_code: int | None,
-        reason: str | None,
-        status_reason: str,
-        timed_out: bool,
-    ) -> None:
+    def ended(self, job: Job, end: AttemptEnd) -> None:
         """A node's attempt ended (exit, start failure, lost node, kill)."""
         s = self.s
         attempt = job.current_attempt
         if attempt is None:
             return
-        attempt.stopped_at = s.clock()
-        attempt.exit_code = exit_code
-        attempt.reason = reason
-        attempt.status_reason = status_reason
+        record_end(attempt, end, s.clock())
+        attempt.status_reason = end.status_reason
         aid = attempt_id(job.job_id, attempt.number)
         rt = s.node_rt.get(attempt.node_id)
         if rt is not None:
@@ -237,20 +228,21 @@ class Gangs:
             return
         spec = parent.spec.nodes
         is_main = job.node_index == spec.main_node
-        if "outcome" not in parent.gang_state:
+        if parent.gang_state.outcome is None:
             if is_main:
-                self._decide(parent, attempt, exit_code, reason, status_reason, timed_out)
+                self._decide(parent, attempt, end)
             else:
-                clean = exit_code == 0 and not status_reason.startswith("Host")
+                clean = end.exit_code == 0 and not end.status_reason.startswith("Host")
                 if not clean:
-                    why = exit_code if exit_code is not None else status_reason
-                    parent.gang_state["failure"] = (
-                        f"Node {job.job_id} on {attempt.node_id} ({attempt.address}) failed: {why}"
-                        if exit_code is not None
-                        else status_reason
+                    failure = (
+                        f"Node {job.job_id} on {attempt.node_id} ({attempt.address}) failed: "
+                        f"{end.exit_code}"
+                        if end.exit_code is not None
+                        else end.status_reason
                     )
+                    parent.gang_state.failure = failure
                     self.s.mark(parent)
-                    self._stop_others(parent, job, parent.gang_state["failure"])
+                    self._stop_others(parent, job, failure)
                     return  # settles once the main node's end decides the attempt
                 return  # a node that finished cleanly waits for the main node
         self._settle(job, parent)
@@ -258,32 +250,36 @@ class Gangs:
 
     def session_started(self, job: Job) -> None:
         parent = self.parent_of(job)
-        if parent is None or "outcome" in parent.gang_state:
+        if parent is None or parent.gang_state.outcome is not None:
             return
-        parent.gang_state["sessions"] = int(parent.gang_state.get("sessions", 0)) + 1
+        parent.gang_state.sessions += 1
         self.s.mark(parent)
 
     def session_ended(self, job: Job, exit_code: int | None, command: str) -> None:
         """An MPI daemon/proxy on a node ended. When one launch ends normally, all its
         daemons end together; if others of the job stay for ``mpi_hang_seconds``, it hung."""
         parent = self.parent_of(job)
-        if parent is None or "outcome" in parent.gang_state or parent.status != JobStatus.RUNNING:
+        if (
+            parent is None
+            or parent.gang_state.outcome is not None
+            or parent.status != JobStatus.RUNNING
+        ):
             return
         state = parent.gang_state
-        state["sessions"] = open_now = max(0, int(state.get("sessions", 0)) - 1)
+        state.sessions = max(0, state.sessions - 1)
         self.s.mark(parent)
-        if open_now == 0:  # the whole launch ended (a script may start the next one)
-            state.pop("hang_after", None)
-            state.pop("hang_reason", None)
+        if state.sessions == 0:  # the whole launch ended (a script may start the next one)
+            state.hang_after = None
+            state.hang_reason = None
             self.watched.discard(parent.job_id)
             return
-        if "hang_after" in state:
+        if state.hang_after is not None:
             return
         attempt = job.current_attempt
         where = f"{attempt.node_id} ({attempt.address})" if attempt else job.job_id
         grace = self.s.config.mpi_hang_seconds
-        state["hang_after"] = self.s.clock() + int(grace * 1000)
-        state["hang_reason"] = (
+        state.hang_after = self.s.clock() + int(grace * 1000)
+        state.hang_reason = (
             f"MPI process on node {where} ended (exit {exit_code}) while the job's others on "
             f"the other nodes went on for {grace:g} s: stopped as hung ({command[:120]})"
         )
@@ -298,52 +294,33 @@ class Gangs:
                 self.watched.discard(job_id)
                 continue
             state = parent.gang_state
-            if "outcome" in state or parent.status != JobStatus.RUNNING or "failure" in state:
+            if (
+                state.outcome is not None
+                or parent.status != JobStatus.RUNNING
+                or state.failure is not None
+                or state.hang_after is None
+            ):
                 self.watched.discard(job_id)
                 continue
-            if "hang_after" not in state:
-                self.watched.discard(job_id)
-                continue
-            if now >= int(state["hang_after"]) and int(state.get("sessions", 0)) > 0:
-                state["failure"] = state["hang_reason"]
+            if now >= state.hang_after and state.sessions > 0:
+                failure = state.failure = state.hang_reason or ""
                 self.s.mark(parent)
                 spec = parent.spec.nodes
                 assert spec is not None
                 main = self.s.active.get(f"{parent.job_id}#{spec.main_node}")
                 if main is not None and main.status in LIVE:
-                    self.rt.kill(main, state["failure"])
+                    self.rt.kill(main, failure)
 
-    def _decide(
-        self,
-        parent: Job,
-        main_attempt: Attempt,
-        exit_code: int | None,
-        reason: str | None,
-        status_reason: str,
-        timed_out: bool,
-    ) -> None:
-        s = self.s
-        failure = parent.gang_state.get("failure")
-        if failure and status_reason == EXIT_REASON:
-            status_reason = failure
+    def _decide(self, parent: Job, main_attempt: Attempt, end: AttemptEnd) -> None:
+        """The main node's end is the attempt's end: the parent records it as its own attempt,
+        takes the outcome, and every node still running is stopped (the rest settle now)."""
         copy = Attempt(**main_attempt.to_doc())
-        copy.status_reason = status_reason
         parent.attempts.append(copy)
-        if parent.is_terminated:
-            outcome, why = JobStatus.FAILED, parent.status_reason
-        elif timed_out:
-            outcome, why = JobStatus.FAILED, TIMEOUT_REASON
-        elif exit_code == 0 and not failure and parent.status == JobStatus.RUNNING:
-            outcome, why = JobStatus.SUCCEEDED, status_reason
-        else:
-            retry = parent.spec.retry.should_retry(
-                len(parent.attempts), exit_code, reason, status_reason
-            )
-            outcome, why = (JobStatus.RUNNABLE if retry else JobStatus.FAILED), status_reason
-        copy.status_reason = why
-        parent.gang_state["outcome"] = outcome.value
-        s.set_status(parent, outcome, why)
-        if outcome == JobStatus.RUNNABLE:
+        outcome = attempt_outcome(parent, end, parent.gang_state.failure)
+        why = copy.status_reason = outcome.reason
+        parent.gang_state.outcome = outcome.status
+        self.s.set_status(parent, outcome.status, why)
+        if outcome.status == JobStatus.RUNNABLE:
             self.retrying.add(parent.job_id)
         for node_job in self.nodes_of(parent):
             if (
@@ -367,10 +344,9 @@ class Gangs:
 
     def _settle(self, job: Job, parent: Job) -> None:
         """Give a node job its parent's outcome (it has no live attempt by now)."""
-        outcome = parent.gang_state.get("outcome")
-        if outcome is None or job.status.terminal:
+        target = parent.gang_state.outcome
+        if target is None or job.status.terminal:
             return
-        target = JobStatus(outcome)
         if target == JobStatus.SUCCEEDED and job.status != JobStatus.RUNNING:
             target = JobStatus.FAILED
         if target == job.status:
@@ -382,7 +358,7 @@ class Gangs:
     def cancelled(self, parent: Job) -> None:
         """The parent failed before it started again (cancel): its node jobs fail too; nodes
         still running from the last attempt are stopped and settle when they end."""
-        parent.gang_state["outcome"] = JobStatus.FAILED.value
+        parent.gang_state.outcome = JobStatus.FAILED
         self.s.mark(parent)
         for node_job in self.nodes_of(parent):
             attempt = node_job.current_attempt
@@ -403,7 +379,7 @@ class Gangs:
             if node_job.status in LIVE and attempt is not None and attempt.stopped_at is None:
                 self.rt.kill(node_job, why)
         if not parent.status.terminal:
-            parent.gang_state["outcome"] = JobStatus.FAILED.value
+            parent.gang_state.outcome = JobStatus.FAILED
             self.s.set_status(parent, JobStatus.FAILED, why)
             for node_job in self.nodes_of(parent):
                 self._settle(node_job, parent)

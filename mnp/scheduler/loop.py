@@ -1,22 +1,29 @@
-"""The head node's moving parts: the scheduling tick, node agents, attempts and their ends.
+# ~430 lines: the tick and what it applies (place, end, launch, lose) share one state.
+"""The scheduling loop: the tick (snapshot → :func:`reconcile` → apply), attempts placed and
+ended, and the nodes the head launches, loses and stops.
 
-Every entry point here runs on the event loop, mutates :class:`HeadState`, and flushes it to
-the store before returning, so what an agent or client is told next is already durable.
+What the nodes' agents send (register, poll, report) comes in through
+:mod:`mnp.nodes.sessions`, which calls in here. Everything runs on the head's event loop and
+mutates :class:`HeadState`; the tick flushes it to the store before any node is told of new
+work, so what an agent or client is told next is already durable.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import uuid
 from pathlib import Path
 
 from mnp.build.container import attempt_container
 from mnp.build.environment import job_environment
 from mnp.build.outputs import attempt_files
-from mnp.errors import NotFound
-from mnp.nodes.logstreams import record_chunk_time
 from mnp.providers import Provider, make_provider
+from mnp.scheduler.attempts import (
+    AttemptEnd,
+    attempt_outcome,
+    new_attempt,
+    record_end,
+)
 from mnp.scheduler.gangs import Gangs
 from mnp.scheduler.reconcile import (
     Action,
@@ -35,41 +42,27 @@ from mnp.scheduler.reconcile import (
     reconcile,
 )
 from mnp.scheduler.state import HOLDS_A_SLOT, HeadState, NodeRuntime
-from mnp.spec.model import Attempt, Job, Node, NodeStatus, Resources
-from mnp.spec.protocol import (
-    Assignment,
-    Event,
-    Kill,
-    Poll,
-    PollReply,
-    Ready,
-    Register,
-    Report,
-    attempt_id,
-)
+from mnp.spec.environments import Node, NodeStatus
+from mnp.spec.jobs import Attempt, Job
+from mnp.spec.protocol import Assignment, Kill, attempt_id
+from mnp.spec.resources import Resources
 from mnp.spec.states import HistoryEntry, JobStatus
 
 log = logging.getLogger("mnp.scheduler.loop")
 
-RESEND_AFTER_MS = 2_000
-TIMEOUT_REASON = "Job attempt duration exceeded timeout"
-EXIT_REASON = "Essential container in task exited"
-
-
-class NodeGone(Exception):
-    """The node was declared lost or stopped; its agent must stop."""
-
-
 def safe_name(value: str) -> str:
+    """``value`` as one file name (job ids hold ``:`` and ``#``)."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", value)
 
 
 class Runtime:
+    """The head's scheduler: one per head, driven by :meth:`tick` (single-threaded)."""
+
     def __init__(self, state: HeadState, head_url: str) -> None:
         self.s = state
         self.head_url = head_url
         self._providers: dict[str, Provider] = {}
-        self.gangs = Gangs(self)
+        self.gangs = Gangs(state, self)
 
     def provider(self, name: str) -> Provider:
         if name not in self._providers:
@@ -101,8 +94,8 @@ class Runtime:
             self.s.on_wake()  # newly RUNNABLE jobs can be placed in the next tick
 
     def snapshot(self) -> Snapshot:
+        """What :func:`reconcile` sees now; takes the PENDING jobs marked for a look."""
         s = self.s
-        now = s.clock()
         pending_ids = list(s.pending_dirty)
         s.pending_dirty.clear()
         pending = [s.active[j] for j in pending_ids if j in s.active]
@@ -115,38 +108,11 @@ class Runtime:
             for dep in job.dependency_ids():
                 if dep not in dep_status:
                     dep_status[dep] = s.status_of(dep)
-        nodes = [
-            NodeView(
-                node_id=n.node_id,
-                compute_environment=n.compute_environment,
-                status=n.status,
-                capacity=n.capacity,
-                free=n.capacity.minus(s.node_rt[n.node_id].used),
-                last_seen_ms=n.last_heartbeat_ms,
-                placement_group=self._placement_group(n.compute_environment),
-                ssh=n.ssh_port is not None and bool(n.ssh_host_key),
-            )
-            for n in s.nodes.values()
-            if n.status in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING)
-        ]
-        ces = {
-            ce.name: CEView(
-                name=ce.name,
-                enabled=ce.state.value == "ENABLED",
-                desired_nodes=ce.node_count if ce.type == "MANAGED" else 0,
-                node_capacities=(ce.node_resources,)
-                if ce.type == "MANAGED"
-                else self._shapes(ce.name),
-                max_nodes=ce.node_count if ce.type == "MANAGED" else len(self._shapes(ce.name)),
-            )
-            for ce in s.ces.values()
-        }
-        queues = [QueueView(q.name, q.priority, tuple(q.ce_names)) for q in s.queues.values()]
-        snap = Snapshot(
-            now_ms=now,
-            queues=queues,
-            compute_environments=ces,
-            nodes=nodes,
+        return Snapshot(
+            now_ms=s.clock(),
+            queues=[QueueView(q.name, q.priority, tuple(q.ce_names)) for q in s.queues.values()],
+            compute_environments=self._ce_views(),
+            nodes=self._node_views(),
             submitted=submitted,
             pending=pending,
             dependency_status=dep_status,
@@ -160,7 +126,37 @@ class Runtime:
             launch_timeout_ms=max(30_000, int(s.config.lost_after_seconds * 1000)),
             array_room=room,
         )
-        return snap
+
+    def _node_views(self) -> list[NodeView]:
+        s = self.s
+        return [
+            NodeView(
+                node_id=n.node_id,
+                compute_environment=n.compute_environment,
+                status=n.status,
+                capacity=n.capacity,
+                free=n.capacity.minus(s.node_rt[n.node_id].used),
+                last_seen_ms=n.last_heartbeat_ms,
+                placement_group=self._placement_group(n.compute_environment),
+                ssh=n.ssh_port is not None and bool(n.ssh_host_key),
+            )
+            for n in s.nodes.values()
+            if n.status in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING)
+        ]
+
+    def _ce_views(self) -> dict[str, CEView]:
+        return {
+            ce.name: CEView(
+                name=ce.name,
+                enabled=ce.state.value == "ENABLED",
+                desired_nodes=ce.node_count if ce.type == "MANAGED" else 0,
+                node_capacities=(ce.node_resources,)
+                if ce.type == "MANAGED"
+                else self._shapes(ce.name),
+                max_nodes=ce.node_count if ce.type == "MANAGED" else len(self._shapes(ce.name)),
+            )
+            for ce in self.s.ces.values()
+        }
 
     def _array_room(self, pending: list[Job]) -> dict[str, int]:
         """For the arrays with a running limit among ``pending``: free slots now."""
@@ -204,7 +200,7 @@ class Runtime:
             elif isinstance(a, Place):
                 job = s.active.get(a.job_id)
                 if job is not None and job.status == JobStatus.RUNNABLE:
-                    self._place(job, s.nodes[a.node_id])
+                    self.start_attempt(job, s.nodes[a.node_id])
                     touched.add(a.node_id)
             elif isinstance(a, PlaceGang):
                 job = s.active.get(a.job_id)
@@ -255,28 +251,26 @@ class Runtime:
             s.add_job(child)
 
     # --- placing and running attempts -------------------------------------------------------
-    def _place(self, job: Job, node: Node) -> None:
+    def start_attempt(self, job: Job, node: Node) -> Attempt:
+        """Make the job's next attempt on ``node``: the job is STARTING, the attempt holds its
+        resources there, and its assignment is queued for the node (re-sent by the node's
+        session until the node confirms it started). The caller wakes the node."""
         s = self.s
-        rt = s.node_rt[node.node_id]
-        number = len(job.attempts) + 1
-        attempt = Attempt(
-            number=number,
-            node_id=node.node_id,
-            address=node.address,
-            compute_environment=node.compute_environment,
-            log_stream_name=f"{job.spec.definition_name[:200]}/default/{uuid.uuid4().hex}",
-            placed_at=s.clock(),
-        )
+        attempt = new_attempt(job, node, s.clock())
         job.attempts.append(attempt)
         s.set_status(job, JobStatus.STARTING, None)
-        aid = attempt_id(job.job_id, number)
+        aid = attempt_id(job.job_id, attempt.number)
+        rt = s.node_rt[node.node_id]
         rt.running[aid] = job
-        rt.used = rt.used.plus(job.resources)
+        if not job.is_node:  # an MNP node's whole node is already held by its gang
+            rt.used = rt.used.plus(job.resources)
         assignment = self.assignment(job, attempt)
         rt.outbox.append(assignment)
         rt.unacked[aid] = (assignment, s.clock())
+        return attempt
 
     def assignment(self, job: Job, attempt: Attempt) -> Assignment:
+        """What the node runs for the attempt (built again as it is re-sent after a restart)."""
         if job.is_node:
             return self.gangs.assignment(job, attempt)
         return Assignment(
@@ -291,52 +285,27 @@ class Runtime:
             **attempt_files(job, attempt),
         )
 
-    def end_attempt(
-        self,
-        job: Job,
-        *,
-        exit_code: int | None,
-        reason: str | None,
-        status_reason: str,
-        timed_out: bool = False,
-    ) -> None:
-        """Record how the current attempt ended and decide: SUCCEEDED, retry, or FAILED."""
+    def end_attempt(self, job: Job, end: AttemptEnd) -> None:
+        """Record how the current attempt ended and decide (:func:`attempt_outcome`):
+        SUCCEEDED, retry, or FAILED. An MNP node's end goes to its gang. A job with no live
+        attempt is left as it is (a second report of the same end is harmless)."""
         s = self.s
         attempt = job.current_attempt
         if attempt is None or job.status not in (JobStatus.STARTING, JobStatus.RUNNING):
             return
         if job.is_node:
-            self.gangs.ended(
-                job,
-                exit_code=exit_code,
-                reason=reason,
-                status_reason=status_reason,
-                timed_out=timed_out,
-            )
+            self.gangs.ended(job, end)
             return
-        now = s.clock()
-        attempt.stopped_at = now
-        attempt.exit_code = exit_code
-        attempt.reason = reason
+        record_end(attempt, end, s.clock())
         rt = s.node_rt.get(attempt.node_id)
         if rt is not None:
             aid = attempt_id(job.job_id, attempt.number)
             if rt.running.pop(aid, None) is not None:
                 rt.used = rt.used.minus(job.resources)
             rt.unacked.pop(aid, None)
-        if job.is_terminated:
-            attempt.status_reason = job.status_reason
-            s.set_status(job, JobStatus.FAILED, job.status_reason)
-        elif timed_out:
-            attempt.status_reason = TIMEOUT_REASON
-            s.set_status(job, JobStatus.FAILED, TIMEOUT_REASON)
-        elif exit_code == 0 and job.status == JobStatus.RUNNING:
-            attempt.status_reason = status_reason
-            s.set_status(job, JobStatus.SUCCEEDED, status_reason)
-        else:
-            attempt.status_reason = status_reason
-            retry = job.spec.retry.should_retry(len(job.attempts), exit_code, reason, status_reason)
-            s.set_status(job, JobStatus.RUNNABLE if retry else JobStatus.FAILED, status_reason)
+        outcome = attempt_outcome(job, end)
+        attempt.status_reason = outcome.reason
+        s.set_status(job, outcome.status, outcome.reason)
         s.on_wake()
 
     def kill(self, job: Job, reason: str) -> None:
@@ -347,7 +316,7 @@ class Runtime:
         rt = self.s.node_rt.get(attempt.node_id)
         node = self.s.nodes.get(attempt.node_id)
         if rt is None or node is None or node.status != NodeStatus.ACTIVE:
-            self.end_attempt(job, exit_code=None, reason=reason, status_reason=reason)
+            self.end_attempt(job, AttemptEnd(None, reason, reason))
             return
         aid = attempt_id(job.job_id, attempt.number)
         rt.outbox.append(Kill(aid, reason))
@@ -411,7 +380,7 @@ class Runtime:
         s.mark_node(node)
         rt = s.node_rt.setdefault(node.node_id, NodeRuntime())
         for job in list(rt.running.values()):
-            self.end_attempt(job, exit_code=None, reason=None, status_reason=reason)
+            self.end_attempt(job, AttemptEnd(None, None, reason))
         rt.outbox.clear()
         rt.unacked.clear()
         log.warning("%s", reason)
@@ -447,151 +416,11 @@ class Runtime:
                 if not alive:
                     self.lose_node(node.node_id, "was gone when the head node restarted")
 
-    # --- agents -------------------------------------------------------------------------------
-    def register(self, r: Register) -> None:
-        s = self.s
-        node = s.nodes.get(r.node_id)
-        now = s.clock()
-        if node is None:
-            ce = s.ces.get(r.compute_environment)
-            if ce is None:
-                raise NotFound(f"compute environment {r.compute_environment!r} does not exist")
-            if ce.type == "MANAGED":
-                raise NotFound(f"node {r.node_id!r} was not launched by this head node")
-            node = Node(
-                r.node_id,
-                ce.name,
-                r.address,
-                Resources(r.vcpus, r.memory_mib, r.gpus),
-                NodeStatus.LAUNCHING,
-                pid=r.pid,
-                launched_at=now,
-            )
-            s.nodes[node.node_id] = node
-            s.node_rt[node.node_id] = NodeRuntime()
-        if node.status in (NodeStatus.LOST, NodeStatus.STOPPED):
-            raise NodeGone(node.node_id)
-        node.status = NodeStatus.ACTIVE
-        node.registered_at = node.registered_at or now
-        node.last_heartbeat_ms = now
-        node.pid = r.pid or node.pid
-        node.capacity = Resources(r.vcpus, r.memory_mib, r.gpus)
-        node.ssh_port = r.ssh_port
-        node.ssh_host_key = r.ssh_host_key
-        s.mark_node(node)
-        s.flush()
-        s.on_wake()
-
-    def poll(self, p: Poll) -> PollReply:
-        """Heartbeat; hand over queued work and re-send unconfirmed assignments."""
-        s = self.s
-        node = s.nodes.get(p.node_id)
-        if node is None:
-            raise NotFound(f"unknown node {p.node_id}")
-        if node.status in (NodeStatus.LOST, NodeStatus.STOPPED):
-            raise NodeGone(node.node_id)
-        now = s.clock()
-        node.last_heartbeat_ms = now
-        if node.status == NodeStatus.LAUNCHING:
-            node.status = NodeStatus.ACTIVE
-            s.mark_node(node)
-            s.flush()
-        rt = s.node_rt[node.node_id]
-        items = rt.outbox
-        rt.outbox = []
-        assignments = [a for a in items if isinstance(a, Assignment)]
-        kills = [k for k in items if isinstance(k, Kill)]
-        ready = [r for r in items if isinstance(r, Ready)]
-        sent = {a.attempt_id for a in assignments}
-        running = set(p.running)
-        for aid, (assignment, at) in list(rt.unacked.items()):
-            if aid not in sent and aid not in running and now - at > RESEND_AFTER_MS:
-                assignments.append(assignment)
-                rt.unacked[aid] = (assignment, now)
-        return PollReply(assignments=assignments, kills=kills, ready=ready)
-
-    def report(self, r: Report) -> int:
-        """Apply a node's events in order; duplicates and stale events are ignored."""
-        s = self.s
-        node = s.nodes.get(r.node_id)
-        if node is None:
-            raise NotFound(f"unknown node {r.node_id}")
-        node.last_heartbeat_ms = s.clock()
-        rt = s.node_rt[node.node_id]
-        accepted = 0
-        for ev in r.events:
-            if ev.seq <= rt.last_seq:
-                continue
-            rt.last_seq = ev.seq
-            self._event(node, rt, ev)
-            accepted += 1
-        s.flush()
-        return accepted
-
-    def _event(self, node: Node, rt: NodeRuntime, ev: Event) -> None:
-        job_id, _, number_text = ev.attempt_id.rpartition("/")
-        job = self.s.active.get(job_id)
-        if ev.kind == "log":
-            self._write_log(job_id, int(number_text), ev)
-            return
-        if job is None or job.current_attempt is None:
-            return
-        attempt = job.current_attempt
-        if str(attempt.number) != number_text or attempt.node_id != node.node_id:
-            return
-        if ev.kind == "session_started":
-            if job.is_node and job.status == JobStatus.RUNNING:
-                self.gangs.session_started(job)
-        elif ev.kind == "session_exited":
-            if job.is_node and job.status == JobStatus.RUNNING:
-                self.gangs.session_ended(job, ev.exit_code, ev.reason or "")
-        elif ev.kind == "started":
-            rt.unacked.pop(ev.attempt_id, None)
-            if job.status == JobStatus.STARTING:
-                attempt.started_at = ev.time_ms
-                job.started_at = ev.time_ms
-                self.s.set_status(job, JobStatus.RUNNING, None)
-                if job.is_node:
-                    self.gangs.started(job)
-                if job.is_terminated and job.status_reason:
-                    self.kill(job, job.status_reason)  # terminated while it was starting
-        elif ev.kind == "start_failed":
-            self.end_attempt(
-                job,
-                exit_code=None,
-                reason=ev.reason,
-                status_reason=f"Task failed to start: {ev.reason}",
-            )
-        elif ev.kind == "exited":
-            if job.status == JobStatus.STARTING:
-                attempt.started_at = ev.time_ms
-                self.s.set_status(job, JobStatus.RUNNING, None)
-                if job.is_node:
-                    self.gangs.started(job)
-            self.end_attempt(
-                job,
-                exit_code=ev.exit_code,
-                reason=ev.reason,
-                status_reason=EXIT_REASON,
-                timed_out=ev.timed_out,
-            )
-
-    # --- logs ---------------------------------------------------------------------------------
+    # --- where attempts' output lives ------------------------------------------------------
     def log_path(self, job_id: str, attempt: int, stream: str) -> Path:
+        """The file holding one stream (``stdout``/``stderr``) of an attempt's output: written by
+        :mod:`mnp.nodes.sessions` as the node sends it, read by the log endpoints."""
         return self.s.config.logs_dir / safe_name(job_id) / str(attempt) / f"{stream}.log"
-
-    def _write_log(self, job_id: str, attempt: int, ev: Event) -> None:
-        path = self.log_path(job_id, attempt, ev.stream or "stdout")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = ev.data.encode()
-        with open(path, "ab") as f:
-            size = f.tell()
-            if ev.offset + len(data) <= size:
-                return  # already have it (a re-sent event)
-            if ev.offset < size:
-                data = data[size - ev.offset :]
-            record_chunk_time(path, size, ev.time_ms)
-            f.write(data)
 
 
 def _address(first: str, slot: int) -> str:

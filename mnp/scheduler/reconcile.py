@@ -1,7 +1,8 @@
+# ~420 lines: the snapshot and action types and the one pure decision that reads them, together.
 """Scheduling as a pure function: ``reconcile(snapshot) -> list[Action]``.
 
 No I/O and no mutation happens here; the head node's loop gathers a :class:`Snapshot`, calls
-:func:`reconcile`, and applies the actions (``mnp.service.core``). Tests drive it with tables of
+:func:`reconcile`, and applies the actions (``mnp.scheduler.loop``). Tests drive it with tables of
 snapshots.
 
 Policy, in AWS Batch's terms:
@@ -27,7 +28,10 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from mnp.spec.model import Condition, Job, NodeStatus, Resources
+from mnp.spec.definitions import Condition
+from mnp.spec.environments import NodeStatus
+from mnp.spec.jobs import Job
+from mnp.spec.resources import Resources
 from mnp.spec.states import JobStatus
 
 NEVER_FITS = "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"

@@ -13,8 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mnp.config import HeadConfig
-from mnp.spec.model import ComputeEnvironment, Job, JobDefinition, JobQueue, Node, Resources
+from mnp.spec.definitions import JobDefinition
+from mnp.spec.environments import ComputeEnvironment, JobQueue, Node
+from mnp.spec.jobs import Job
 from mnp.spec.protocol import Assignment, Kill, Ready
+from mnp.spec.resources import Resources
 from mnp.spec.states import JobStatus, transition
 from mnp.store.sqlite import Store
 

@@ -28,7 +28,8 @@ from typing import Any, TypeVar
 import pytest
 
 from launcher.sshd import NodeSshServer
-from mnp.build.ssh import SshNode, generate_job_key, known_hosts, ssh_config
+from mnp.build.ssh import SshNode, known_hosts, ssh_config
+from mnp.scheduler.sshkeys import generate_job_key
 from tests.integration.cluster import pid_alive, wait_for
 
 pytestmark = [

@@ -21,8 +21,10 @@ from mnp.scheduler.reconcile import (
     Snapshot,
     reconcile,
 )
-from mnp.spec.model import ContainerSpec, Job, NodeStatus, Resources
+from mnp.spec.environments import NodeStatus
+from mnp.spec.jobs import Job
 from mnp.spec.noderanges import NodeSpec
+from mnp.spec.resources import ContainerSpec, Resources
 from mnp.spec.states import JobStatus
 from tests.unit.helpers_core import T0, make_job
 

@@ -22,7 +22,10 @@ from mnp.scheduler.reconcile import (
     Snapshot,
     reconcile,
 )
-from mnp.spec.model import Dependency, Job, NodeStatus, Resources
+from mnp.spec.definitions import Dependency
+from mnp.spec.environments import NodeStatus
+from mnp.spec.jobs import Job
+from mnp.spec.resources import Resources
 from mnp.spec.states import JobStatus
 from tests.unit.helpers_core import T0, make_job, make_spec
 

@@ -8,7 +8,8 @@ from collections.abc import Mapping, Sequence
 import pytest
 
 from mnp.scheduler.reconcile import Action, Advance, HoldForLimit, Snapshot, reconcile
-from mnp.spec.model import Dependency, Job, JobExtras
+from mnp.spec.definitions import Dependency, JobExtras
+from mnp.spec.jobs import Job
 from mnp.spec.states import JobStatus
 from tests.unit.helpers_core import make_job, make_spec
 from tests.unit.test_scheduler import snapshot

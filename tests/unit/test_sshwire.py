@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mnp.build.ssh import SshNode, config_path, generate_job_key, known_hosts, ssh_config
+from mnp.build.ssh import SshNode, config_path, known_hosts, ssh_config
+from mnp.scheduler.sshkeys import generate_job_key
 from mnp.spec.protocol import WIRING_PLACEHOLDER
 from tests.unit import goldens
 

@@ -23,9 +23,11 @@ from mnp.build.multinode import (
     node_environment,
     wiring_files,
 )
-from mnp.spec.model import ContainerSpec, Job, Node, NodeStatus, Resources
+from mnp.spec.environments import Node, NodeStatus
+from mnp.spec.jobs import Job
 from mnp.spec.noderanges import NodeSpec
 from mnp.spec.protocol import PYTHON_PLACEHOLDER, WIRING_PLACEHOLDER
+from mnp.spec.resources import ContainerSpec, Resources
 from mnp.spec.states import JobStatus
 from tests.unit import goldens
 from tests.unit.helpers_core import HOSTILE, make_job
