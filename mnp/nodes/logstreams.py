@@ -1,9 +1,9 @@
-"""Log streams: which attempt a stream name is, and its output files read as events.
+"""Log streams: an attempt's output files, read as CloudWatch-style events.
 
 The head node keeps each attempt's output in ``stdout.log`` and ``stderr.log`` (append-only,
-see ``Runtime._write_log``). Here they become one stream of events, one per non-empty line,
-ordered by time with stdout first on ties, as the awslogs driver interleaves a container's
-two streams.
+written by :mod:`mnp.nodes.sessions`). Here they become one stream of events, one per
+non-empty line, ordered by time with stdout first on ties, as the awslogs driver interleaves
+a container's two streams.
 
 **Timestamps.** The log files carry no times. If a ``<stream>.times`` file sits beside a log
 (one ``<byte offset> <epoch ms>`` line per chunk appended, see :func:`record_chunk_time`),
@@ -13,9 +13,8 @@ line gets the attempt's start time (its placement time before it started).
 **Positions.** A position is a pair (lines of stdout, lines of stderr) consumed: a cut of
 the merged order, stable because the files only grow. Tokens are positions.
 
-**Which attempt.** Streams are found through a ``log_streams`` table (name → job id,
-attempt) when the store has one, else by scanning the jobs' attempts with SQLite's JSON
-functions (reads every job: slower, but needs no change to the store).
+**Which attempt** a stream name is, is the store's log-stream index
+(:mod:`mnp.store.streams`); :mod:`mnp.service.logs` joins the two for the Logs API.
 
 Files are indexed incrementally (line ends, chunk times) and the indexes cached, so a
 client polling a growing log reads each byte once. Single-threaded: the head's event loop.
@@ -23,23 +22,16 @@ client polling a growing log reads each byte once. Single-threaded: the head's e
 
 from __future__ import annotations
 
-import sqlite3
 from array import array
 from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:
-    from mnp.scheduler.loop import Runtime
-    from mnp.scheduler.state import HeadState
 
 TIMES_SUFFIX = ".times"
 READ_BLOCK = 1 << 20
 CACHE_FILES = 256
-TERMINAL = ("SUCCEEDED", "FAILED")
 
 Position = tuple[int, int]
 
@@ -234,139 +226,3 @@ class StreamLog:
         first = next((e for s in self.forward((0, 0)) if (e := self.event(s))), None)
         last = next((e for s in self.backward(self.end) if (e := self.event(s))), None)
         return first, last
-
-
-class LogsHead(Protocol):
-    """What the Logs endpoint needs of the head node (``mnp.api.server.Head``)."""
-
-    @property
-    def state(self) -> HeadState: ...
-
-    @property
-    def runtime(self) -> Runtime: ...
-
-
-# --- which attempt a stream is (the store) -------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class StreamRef:
-    name: str
-    job_id: str
-    attempt: int
-    created_at: int
-    started_at: int | None
-    stopped_at: int | None
-    job_status: str
-
-    @property
-    def complete(self) -> bool:
-        """No more output will come (so a last line without a newline is shown)."""
-        return self.stopped_at is not None or self.job_status in TERMINAL
-
-    @property
-    def fallback_ms(self) -> int:
-        return self.started_at or self.created_at
-
-
-_FIELD = "json_extract(a.value, '$.{}')"
-_NAME = _FIELD.format("log_stream_name")
-_TABLE_SELECT = f"""
-SELECT s.name, s.job_id, s.attempt, s.created_at, {_FIELD.format("started_at")},
-       {_FIELD.format("stopped_at")}, j.status
-FROM log_streams s JOIN jobs j ON j.job_id = s.job_id
-     JOIN json_each(j.doc, '$.attempts') a ON {_FIELD.format("number")} = s.attempt
-"""
-_SCAN_SELECT = f"""
-SELECT {_NAME}, j.job_id, {_FIELD.format("number")}, {_FIELD.format("placed_at")},
-       {_FIELD.format("started_at")}, {_FIELD.format("stopped_at")}, j.status
-FROM jobs j, json_each(j.doc, '$.attempts') a
-"""
-
-
-LOG_STREAMS_TABLE = """
-CREATE TABLE IF NOT EXISTS log_streams (
-    name TEXT PRIMARY KEY, job_id TEXT NOT NULL, attempt INTEGER NOT NULL,
-    created_at INTEGER NOT NULL);
-"""
-"""The index proposed for ``mnp.store.sqlite.SCHEMA``: ``Store.save_jobs`` adds each saved job's
-current attempt, ``INSERT OR IGNORE … VALUES (log_stream_name, job_id, number, placed_at)``,
-skipping multi-node parents (they repeat their main node's stream)."""
-
-LOG_STREAMS_BACKFILL = f"""
-INSERT OR IGNORE INTO log_streams
-SELECT {_NAME}, j.job_id, {_FIELD.format("number")}, {_FIELD.format("placed_at")}
-FROM jobs j, json_each(j.doc, '$.attempts') a
-ORDER BY instr(j.job_id, '#') = 0
-"""
-"""Fills the index from the jobs already stored (run once, when the table is created)."""
-
-
-def _has_index(db: sqlite3.Connection) -> bool:
-    row = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'log_streams'")
-    return row.fetchone() is not None
-
-
-def find_streams(
-    db: sqlite3.Connection,
-    *,
-    name: str | None = None,
-    prefix: str = "",
-    after: str | None = None,
-    descending: bool = False,
-    limit: int | None = None,
-) -> list[StreamRef]:
-    """Streams by exact name, or by prefix in name order starting past ``after``."""
-    indexed = _has_index(db)
-    column = "s.name" if indexed else _NAME
-    where: list[str] = []
-    args: list[Any] = []
-    if name is not None:
-        where.append(f"{column} = ?")
-        args.append(name)
-    if prefix:
-        where.append(f"{column} >= ? AND {column} < ?")
-        args += [prefix, prefix + chr(0x10FFFF)]
-    if after is not None:
-        where.append(f"{column} {'<' if descending else '>'} ?")
-        args.append(after)
-    sql = (_TABLE_SELECT if indexed else _SCAN_SELECT) + (
-        " WHERE " + " AND ".join(where) if where else ""
-    )
-    # a multi-node job's parent repeats its main node's attempt: the node (…#i) has the files
-    sql += f" ORDER BY 1 {'DESC' if descending else 'ASC'}, instr(j.job_id, '#') = 0"
-    if indexed and limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    out: list[StreamRef] = []
-    for row in db.execute(sql, args):
-        if out and out[-1].name == row[0]:
-            continue
-        out.append(StreamRef(*row))
-        if limit is not None and len(out) >= limit:
-            break
-    return out
-
-
-def find_stream(db: sqlite3.Connection, name: str) -> StreamRef | None:
-    found = find_streams(db, name=name, limit=1)
-    return found[0] if found else None
-
-
-def open_stream(head: LogsHead, ref: StreamRef) -> StreamLog:
-    path = head.runtime.log_path
-    return StreamLog(
-        path(ref.job_id, ref.attempt, "stdout"),
-        path(ref.job_id, ref.attempt, "stderr"),
-        ref.fallback_ms,
-        ref.complete,
-    )
-
-
-def last_write_ms(head: LogsHead, ref: StreamRef) -> int:
-    """When the stream last grew (file times: cheap enough to sort every stream by)."""
-    last = ref.created_at
-    for stream in ("stdout", "stderr"):
-        try:
-            mtime = head.runtime.log_path(ref.job_id, ref.attempt, stream).stat().st_mtime_ns
-        except FileNotFoundError:
-            continue
-        last = max(last, mtime // 1_000_000)
-    return last

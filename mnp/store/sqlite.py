@@ -14,17 +14,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mnp.spec.model import (
-    Attempt,
-    ComputeEnvironment,
-    Job,
-    JobDefinition,
-    JobQueue,
-    JobSpec,
-    Node,
-    SchedulingPolicy,
-)
+from mnp.spec.definitions import JobDefinition, JobSpec
+from mnp.spec.environments import ComputeEnvironment, JobQueue, Node, SchedulingPolicy
+from mnp.spec.jobs import Attempt, GangAttemptState, Job
 from mnp.spec.states import HistoryEntry, JobStatus
+from mnp.store import streams
+from mnp.store.streams import TERMINAL, StreamRef
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -46,19 +41,7 @@ CREATE INDEX IF NOT EXISTS jobs_parent ON jobs (parent_id, array_index);
 CREATE TABLE IF NOT EXISTS job_history (
     job_id TEXT NOT NULL, at INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT);
 CREATE INDEX IF NOT EXISTS job_history_job ON job_history (job_id);
-CREATE TABLE IF NOT EXISTS log_streams (
-    name TEXT PRIMARY KEY, job_id TEXT NOT NULL, attempt INTEGER NOT NULL,
-    created_at INTEGER NOT NULL);
 """
-LOG_STREAMS_BACKFILL = """
-INSERT OR IGNORE INTO log_streams
-SELECT json_extract(a.value, '$.log_stream_name'), j.job_id, json_extract(a.value, '$.number'),
-       json_extract(a.value, '$.placed_at')
-FROM jobs j, json_each(j.doc, '$.attempts') a
-ORDER BY instr(j.job_id, '#') = 0
-"""
-
-TERMINAL = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value)
 
 
 class Store:
@@ -68,12 +51,10 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=OFF")
-        new_index = not self.db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'log_streams'"
-        ).fetchone()
-        self.db.executescript(SCHEMA)
+        new_index = not streams.has_table(self.db)
+        self.db.executescript(SCHEMA + streams.TABLE)
         if new_index:
-            self.db.execute(LOG_STREAMS_BACKFILL)
+            self.db.execute(streams.BACKFILL)
         self._specs: dict[str, JobSpec] = {}
 
     def close(self) -> None:
@@ -168,11 +149,11 @@ class Store:
         """Write each job's row and the history entries it gained since the last save."""
         rows = []
         history = []
-        streams = []
+        stream_rows = []
         for j in jobs:
             a = j.current_attempt
             if a is not None and not j.is_mnp_parent:
-                streams.append((a.log_stream_name, j.job_id, a.number, a.placed_at))
+                stream_rows.append((a.log_stream_name, j.job_id, a.number, a.placed_at))
             rows.append(
                 (
                     j.job_id,
@@ -191,7 +172,7 @@ class Store:
             j.history_saved = len(j.history)
         self.db.executemany("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         self.db.executemany("INSERT INTO job_history VALUES (?, ?, ?, ?)", history)
-        self.db.executemany("INSERT OR IGNORE INTO log_streams VALUES (?, ?, ?, ?)", streams)
+        self.db.executemany(streams.INSERT, stream_rows)
 
     def spec(self, spec_id: str) -> JobSpec:
         spec = self._specs.get(spec_id)
@@ -227,7 +208,7 @@ class Store:
             summary_updated_at=doc.get("summary_updated_at"),
             node_index=doc.get("node_index"),
             gang=doc.get("gang", {}),
-            gang_state=doc.get("gang_state", {}),
+            gang_state=GangAttemptState.from_doc(doc.get("gang_state")),
         )
         if with_history:
             job.history = self.history(job_id)
@@ -324,6 +305,25 @@ class Store:
     def count_jobs_by_status(self) -> dict[str, int]:
         rows = self.db.execute("SELECT status, count(*) FROM jobs GROUP BY status")
         return {s: n for s, n in rows}
+
+    # --- log streams ------------------------------------------------------------------------
+    def find_streams(
+        self,
+        *,
+        prefix: str = "",
+        after: str | None = None,
+        descending: bool = False,
+        limit: int | None = None,
+    ) -> list[StreamRef]:
+        """Streams whose name starts with ``prefix``, in name order, starting past ``after``."""
+        return streams.find_streams(
+            self.db, prefix=prefix, after=after, descending=descending, limit=limit
+        )
+
+    def find_stream(self, name: str) -> StreamRef | None:
+        """The stream named exactly ``name``, if an attempt has it."""
+        found = streams.find_streams(self.db, name=name, limit=1)
+        return found[0] if found else None
 
 
 def _dump(d: dict[str, Any]) -> str:

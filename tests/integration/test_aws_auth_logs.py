@@ -1,10 +1,8 @@
 """The AWS front door of a real head node: boto3's ``logs`` client and the aws CLI read a
 finished job's output; SigV4 refusals reach boto3 with AWS's codes.
 
-The head node runs as ``mnp up`` does. If ``mnp.api.server.build_app`` does not mount the Logs
-endpoint (``POST /``) and the Batch routes yet, :data:`LAUNCHER` mounts them, behind
-``FrontDoor.check``, the way the lead is asked to; once server.py mounts them itself the
-launcher changes nothing.
+The head node runs as ``mnp up`` does: ``mnp.api.app.build_app`` mounts the Logs endpoint
+(``POST /``) and the Batch routes behind ``FrontDoor.check``.
 """
 
 from __future__ import annotations
@@ -37,45 +35,9 @@ pytestmark = pytest.mark.integration
 GROUP = "/aws/batch/job"
 NO_RETRIES = Config(retries={"total_max_attempts": 1})
 
-LAUNCHER = """
-import sys
-
-import mnp.api.server as server
-from mnp.api.aws import logs
-from mnp.api.aws.frontdoor import FrontDoor
-
-original = server.build_app
-
-
-def build_app(head):
-    app = original(head)
-    paths = {getattr(route, "path", None) for route in app.routes}
-    front_door = None
-    if "/" not in paths:
-        front_door = FrontDoor.for_home(head.config.home)
-        app.router.routes[:0] = logs.routes(head, authenticate=front_door.check)
-    if "/v1/{op}" not in paths:
-        from mnp.api.aws import batch
-
-        front_door = front_door or FrontDoor.for_home(head.config.home)
-        app.router.routes[:0] = batch.routes(head, authenticate=front_door.check)
-    return app
-
-
-server.build_app = build_app
-from mnp.cli.main import main
-
-main()
-"""
-
 
 class AwsCluster(Cluster):
-    """``mnp up`` through :data:`LAUNCHER`."""
-
-    def __init__(self, home: Path) -> None:
-        super().__init__(home)
-        assert self.argv[1:3] == ["-m", "mnp"]
-        self.argv = [sys.executable, "-c", LAUNCHER, *self.argv[3:]]
+    """``mnp up``, and the AWS keys it keeps in its home."""
 
     def credentials(self) -> Credentials:
         path = self.home / "credentials"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ with warnings.catch_warnings():  # Starlette would rather have httpx2; httpx wor
 
 from mnp.api.aws import batch
 from mnp.errors import TransientError
-from mnp.spec.model import ARN_PREFIX
+from mnp.spec.arns import ARN_PREFIX
 from tests.unit.helpers_core import HOSTILE, Head
 
 MODEL = botocore.session.get_session().get_service_model("batch")
@@ -182,7 +183,7 @@ def test_tag_routes_decode_encoded_slashes_and_repeated_tag_keys(wire: Wire) -> 
     assert wire.last.request.url.query == b"tagKeys=a&tagKeys=b"
     assert wire("ListTagsForResource", resourceArn=arn) == {"tags": {"c": HOSTILE}}
     # a name with characters that need encoding, and a % that must not be decoded twice
-    wire.head.service.create_scheduling_policy({"name": "p"})
+    wire.head.api["createSchedulingPolicy"]({"name": "p"})
     wire.head.state.queues["q"].tags["%2F"] = "x"
     assert wire("ListTagsForResource", resourceArn=f"{ARN_PREFIX}:job-queue/q")["tags"] == {
         "%2F": "x"
@@ -231,8 +232,9 @@ def test_server_failures_are_server_exceptions(wire: Wire, monkeypatch: pytest.M
     def busy(self: Any, body: dict[str, Any]) -> dict[str, Any]:
         raise TransientError("store busy")
 
-    monkeypatch.setitem(batch.OPERATIONS, "describejobs", batch.Operation("DescribeJobs", boom))
-    monkeypatch.setitem(batch.OPERATIONS, "listjobs", batch.Operation("ListJobs", busy))
+    ops = batch.OPERATIONS
+    monkeypatch.setitem(ops, "describejobs", replace(ops["describejobs"], run=boom))
+    monkeypatch.setitem(ops, "listjobs", replace(ops["listjobs"], run=busy))
     assert error_of(wire, "DescribeJobs", jobs=["x"]) == (
         "ServerException",
         "RuntimeError: disk on fire",
@@ -309,5 +311,5 @@ def test_answers_carry_only_aws_fields(wire: Wire) -> None:
     summary = wire.http.post("/v1/listjobs", json={"jobQueue": "q"}).json()["jobSummaryList"]
     assert [s["jobId"] for s in summary] == [job["jobId"]]  # RUNNING only, by default
     assert not {"attempt", "nodeId", "jobQueueName"} & set(summary[0])
-    native = wire.head.service.describe_jobs({"jobs": [job["jobId"]]})["jobs"][0]
+    native = wire.head.api["describeJobs"]({"jobs": [job["jobId"]]})["jobs"][0]
     assert {k: v for k, v in native.items() if k in raw} == raw  # the same job, fewer fields

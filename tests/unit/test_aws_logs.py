@@ -1,6 +1,6 @@
 """The CloudWatch Logs view of attempts' output, in-process: a real Service + Runtime over a
-temp store with a fake clock, output delivered as agents' ``log`` events. Every lookup runs
-twice: through the proposed ``log_streams`` index and by scanning the jobs."""
+temp store with a fake clock, output delivered as agents' ``log`` events; streams are found
+through the store's ``log_streams`` index, as the service's ``LogReader`` reads it."""
 
 from __future__ import annotations
 
@@ -17,56 +17,36 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mnp.api.aws import logs
-from mnp.api.aws.logs import (
+from mnp.api.aws.logs import routes
+from mnp.api.aws.logs_events import compile_pattern
+from mnp.api.aws.logs_request import (
     GROUP,
     GROUP_ARN,
     LogsError,
-    compile_pattern,
     parse_position,
     position_token,
-    routes,
 )
-from mnp.nodes import logstreams
-from mnp.nodes.logstreams import (
-    LOG_STREAMS_BACKFILL,
-    LOG_STREAMS_TABLE,
-    find_stream,
-    record_chunk_time,
-    times_path,
-)
-from mnp.spec.model import Attempt
+from mnp.nodes.logstreams import record_chunk_time, times_path
+from mnp.spec.jobs import Attempt
 from mnp.spec.states import JobStatus
 from tests.unit.helpers_core import T0, Head, make_job
 
 Body = dict[str, Any]
 
 
-@pytest.fixture(params=["scan", "index"])
-def head(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Head]:
+@pytest.fixture
+def head(tmp_path: Path) -> Iterator[Head]:
     h = Head.open(tmp_path / "home")
     h.basic(("n1", "n2"))
-    if request.param == "index":
-        h.store.db.executescript(LOG_STREAMS_TABLE)
-    else:
-        monkeypatch.setattr(logstreams, "_has_index", lambda db: False)
     yield h
     h.close()
 
 
-def sync(h: Head) -> None:
-    """Bring the index up to date, as ``Store.save_jobs`` is proposed to keep it."""
-    if logstreams._has_index(h.store.db):
-        h.store.db.execute(LOG_STREAMS_BACKFILL)
-
-
 def call(h: Head, operation: str, **body: Any) -> Body:
     """One Logs operation, as the endpoint runs it."""
-    sync(h)
     if operation != "DescribeLogGroups" and "logGroupIdentifier" not in body:
         body.setdefault("logGroupName", GROUP)
-    return logs.OPERATIONS[operation](h, body)
+    return logs.OPERATIONS[operation](h.service.logs, body)
 
 
 class RunningAttempt:
@@ -249,8 +229,7 @@ def test_a_multinode_parent_repeating_its_main_nodes_stream_resolves_to_the_node
     with head.store.transaction():  # …the parent's copy when the gang ends
         head.store.save_spec(parent.spec)
         head.store.save_jobs([parent])
-    call(head, "DescribeLogStreams")  # brings the index up to date
-    found = find_stream(head.store.db, name)
+    found = head.store.find_stream(name)
     assert found is not None and found.job_id == "p#0"
 
 
@@ -382,8 +361,7 @@ def post(app: Starlette, target: str, body: bytes) -> httpx.Response:
 def test_endpoint_speaks_json_1_1(head: Head) -> None:
     a = RunningAttempt(head)
     a.write("stdout", "hello\n")
-    sync(head)
-    app = Starlette(routes=routes(head))
+    app = Starlette(routes=routes(head.service.logs))
     body = {"logGroupName": GROUP, "logStreamName": a.stream, "startFromHead": True}
     ok = post(app, "Logs_20140328.GetLogEvents", json.dumps(body).encode())
     assert ok.status_code == 200
@@ -407,5 +385,5 @@ def test_endpoint_runs_authenticate_first(head: Head) -> None:
     async def deny(request: Request) -> Response | None:
         return JSONResponse({"__type": "Denied"}, status_code=403)
 
-    app = Starlette(routes=routes(head, authenticate=deny))
+    app = Starlette(routes=routes(head.service.logs, authenticate=deny))
     assert post(app, "Logs_20140328.GetLogEvents", b"{}").status_code == 403

@@ -8,22 +8,13 @@ from typing import Any
 
 import pytest
 
-from mnp.spec.model import (
-    Attempt,
-    ComputeEnvironment,
-    Dependency,
-    EvaluateOnExit,
-    Job,
-    JobDefinition,
-    JobQueue,
-    Node,
-    NodeStatus,
-    Resources,
-    RetryStrategy,
-    State,
-)
+from mnp.spec.definitions import Dependency, EvaluateOnExit, JobDefinition, RetryStrategy
+from mnp.spec.environments import ComputeEnvironment, JobQueue, Node, NodeStatus, State
+from mnp.spec.jobs import Attempt, Job
+from mnp.spec.resources import Resources
 from mnp.spec.states import HistoryEntry, JobStatus, transition
 from mnp.store.sqlite import Store
+from mnp.store.streams import StreamRef
 from tests.unit.helpers_core import HOSTILE, T0, make_job, make_spec
 
 S = JobStatus
@@ -443,5 +434,32 @@ def test_everything_is_there_after_reopening(store: Store, db_path: Path) -> Non
         assert [q.name for q in fresh.load_queues()] == ["q"]
         assert [c.name for c in fresh.load_ces()] == ["ce"]
         assert [n.node_id for n in fresh.load_nodes()] == ["n1"]
+    finally:
+        fresh.close()
+
+
+def test_the_log_stream_index_holds_each_saved_current_attempt(store: Store) -> None:
+    save(store, ran_job())  # its current attempt is the second one
+    assert [r.name for r in store.find_streams()] == ["def/default/b"]
+    ref = store.find_stream("def/default/b")
+    assert ref == StreamRef("def/default/b", "ran", 2, T0 + 5, T0 + 6, T0 + 7, "SUCCEEDED")
+    assert ref.complete and ref.fallback_ms == T0 + 6
+    assert store.find_stream("def/default/a") is None
+
+
+def test_a_store_without_the_index_fills_it_from_every_attempt_on_open(
+    store: Store, db_path: Path
+) -> None:
+    save(store, ran_job())
+    store.db.execute("DROP TABLE log_streams")
+    store.close()
+    fresh = Store(db_path)
+    try:
+        names = [r.name for r in fresh.find_streams(prefix="def/")]
+        assert names == ["def/default/a", "def/default/b"]
+        after = fresh.find_streams(after="def/default/b", descending=True)
+        assert [r.name for r in after] == ["def/default/a"]
+        assert [r.name for r in fresh.find_streams(descending=True, limit=1)] == ["def/default/b"]
+        assert fresh.find_streams(prefix="other/") == []
     finally:
         fresh.close()

@@ -9,12 +9,12 @@ What botocore sends (service ``batch``, protocol rest-json, API version 2016-08-
   ``/v1/tags/{resourceArn}``. The ARN is read from the *raw* path, so an encoded ``/`` or
   ``%`` inside it survives exactly.
 
-Each operation calls the same ``Service`` method as the native API (``/api/v1/<op>``); only
-shapes are translated here (:mod:`mnp.api.aws.batch_shapes`). Errors answer as botocore parses
-them: ``x-amzn-ErrorType`` header plus ``{"__type", "message"}`` body, ``ClientException``
-with 400 for anything the caller got wrong, including unknown names and conflicts (AWS
-Batch has no 404/409), and ``ServerException`` with 500 for mnp's own failures. Every answer
-carries an ``x-amzn-RequestId``.
+Each operation is a row of :data:`mnp.service.operations.OPERATIONS`, the same the native API
+(``/api/v1/<op>``) runs; only shapes are translated here (:mod:`mnp.api.aws.batch_shapes`).
+Errors answer as botocore parses them: ``x-amzn-ErrorType`` header plus ``{"__type",
+"message"}`` body, ``ClientException`` with 400 for anything the caller got wrong, including
+unknown names and conflicts (AWS Batch has no 404/409), and ``ServerException`` with 500 for
+mnp's own failures. Every answer carries an ``x-amzn-RequestId``.
 
 Mount with :func:`routes`. Not thread-safe (nor is the service): the routes run on the head
 node's event loop.
@@ -26,7 +26,6 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import unquote
 
@@ -36,7 +35,9 @@ from starlette.routing import Route
 
 from mnp.api.aws import batch_shapes as shapes
 from mnp.errors import InvalidInput, MnpError
+from mnp.service import operations
 from mnp.service.core import Service
+from mnp.service.operations import Answer, Operation
 
 log = logging.getLogger("mnp.api.aws.batch")
 
@@ -50,60 +51,30 @@ SERVER = "ServerException"
 
 
 class HasService(Protocol):
-    """What the routes need of the head node (``mnp.api.server.Head``)."""
+    """What the routes need of the head node (``mnp.head.Head``)."""
 
     @property
     def service(self) -> Service: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Operation:
-    name: str
-    """AWS's operation name, e.g. ``SubmitJob``."""
-    call: Callable[[Service, JSON], JSON]
-    answer: shapes.Translate = shapes.unchanged
+TRANSLATE: dict[Answer, shapes.Translate] = {
+    Answer.AS_IS: shapes.unchanged,
+    Answer.JOBS: shapes.describe_jobs,
+    Answer.JOB_SUMMARIES: shapes.list_jobs,
+    Answer.COMPUTE_ENVIRONMENTS: shapes.describe_compute_environments,
+    Answer.JOB_DEFINITIONS: shapes.describe_job_definitions,
+}
+"""How each kind of answer goes on this wire (mnp's own fields out, AWS's constants in)."""
 
-
-S = Service
-OPERATIONS: dict[str, Operation] = {
-    op.name.lower(): op
-    for op in (
-        Operation("CreateComputeEnvironment", S.create_compute_environment),
-        Operation("UpdateComputeEnvironment", S.update_compute_environment),
-        Operation("DeleteComputeEnvironment", S.delete_compute_environment),
-        Operation(
-            "DescribeComputeEnvironments",
-            S.describe_compute_environments,
-            shapes.describe_compute_environments,
-        ),
-        Operation("CreateJobQueue", S.create_job_queue),
-        Operation("UpdateJobQueue", S.update_job_queue),
-        Operation("DeleteJobQueue", S.delete_job_queue),
-        Operation("DescribeJobQueues", S.describe_job_queues),
-        Operation("RegisterJobDefinition", S.register_job_definition),
-        Operation("DeregisterJobDefinition", S.deregister_job_definition),
-        Operation(
-            "DescribeJobDefinitions", S.describe_job_definitions, shapes.describe_job_definitions
-        ),
-        Operation("SubmitJob", S.submit_job),
-        Operation("DescribeJobs", S.describe_jobs, shapes.describe_jobs),
-        Operation("ListJobs", S.list_jobs, shapes.list_jobs),
-        Operation("CancelJob", S.cancel_job),
-        Operation("TerminateJob", S.terminate_job),
-        Operation("CreateSchedulingPolicy", S.create_scheduling_policy),
-        Operation("UpdateSchedulingPolicy", S.update_scheduling_policy),
-        Operation("DeleteSchedulingPolicy", S.delete_scheduling_policy),
-        Operation("DescribeSchedulingPolicies", S.describe_scheduling_policies),
-        Operation("ListSchedulingPolicies", S.list_scheduling_policies),
-        Operation("GetJobQueueSnapshot", S.get_job_queue_snapshot),
-    )
+OPERATIONS: dict[str, Operation[Any]] = {
+    op.aws.lower(): op
+    for op in operations.OPERATIONS
+    if op.aws is not None and op.tag_method is None
 }
 """The 22 operations at ``POST /v1/<name>``; the 3 tag operations have their own route."""
 
-TAG_OPERATIONS = {
-    "GET": Operation("ListTagsForResource", S.list_tags_for_resource),
-    "POST": Operation("TagResource", S.tag_resource),
-    "DELETE": Operation("UntagResource", S.untag_resource),
+TAG_OPERATIONS: dict[str, Operation[Any]] = {
+    op.tag_method: op for op in operations.OPERATIONS if op.tag_method is not None
 }
 
 _SAGEMAKER = "service environments, quota shares and service jobs (SageMaker Training)"
@@ -210,7 +181,7 @@ def routes(head: HasService, authenticate: Authenticate | None = None) -> list[R
 
     async def run(
         request: Request,
-        op_of: Callable[[Request], Operation],
+        op_of: Callable[[Request], Operation[Any]],
         body_of: Callable[[Request], Awaitable[JSON]],
     ) -> Response:
         request_id = str(uuid.uuid4())
@@ -222,8 +193,8 @@ def routes(head: HasService, authenticate: Authenticate | None = None) -> list[R
         name = "?"
         try:
             op = op_of(request)
-            name = op.name
-            answer = op.answer(op.call(head.service, await body_of(request)))
+            name = op.aws or op.native
+            answer = TRANSLATE[op.answer](op(head.service, await body_of(request)))
         except MnpError as e:
             return error_for(e, request_id)
         except Exception as e:
@@ -231,7 +202,7 @@ def routes(head: HasService, authenticate: Authenticate | None = None) -> list[R
             return error_response(SERVER, f"{type(e).__name__}: {e}", 500, request_id)
         return JSONResponse(answer, headers={"x-amzn-RequestId": request_id})
 
-    def operation_of(request: Request) -> Operation:
+    def operation_of(request: Request) -> Operation[Any]:
         name = str(request.path_params["op"]).lower()
         op = OPERATIONS.get(name)
         if op is not None:
@@ -240,7 +211,7 @@ def routes(head: HasService, authenticate: Authenticate | None = None) -> list[R
             raise InvalidInput(f"{name}: {NOT_SUPPORTED[name]} are not supported by mnp")
         raise InvalidInput(f"unknown AWS Batch operation {name!r}")
 
-    def tag_operation_of(request: Request) -> Operation:
+    def tag_operation_of(request: Request) -> Operation[Any]:
         return TAG_OPERATIONS.get(request.method, TAG_OPERATIONS["GET"])  # HEAD as GET
 
     async def operation(request: Request) -> Response:

@@ -188,6 +188,24 @@ def _signed_at(headers: dict[str, list[str]]) -> tuple[str, datetime] | AuthErro
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Authorization:
+    """The parts of an ``Authorization: AWS4-HMAC-SHA256 …`` header."""
+
+    header: str
+    key_id: str
+    date: str
+    region: str
+    service: str
+    terminator: str
+    signed: list[str]
+    signature: str
+
+    @property
+    def scope(self) -> str:
+        return f"{self.date}/{self.region}/{self.service}/{TERMINATOR}"
+
+
 def verify(
     method: str,
     raw_path: str,
@@ -208,6 +226,30 @@ def verify(
     InvalidSignature "Signature expired"), payload hash, signature (403 InvalidSignature).
     """
     hdrs = header_map(headers)
+    auth = _parse_authorization(hdrs, query)
+    if isinstance(auth, AuthError):
+        return auth
+    refused = _check_scope(auth, service)
+    if refused is not None:
+        return refused
+    when = _check_date(hdrs, auth)
+    if isinstance(when, AuthError):
+        return when
+    amz_date, signed_at = when
+    creds = _lookup(credentials, auth.key_id)
+    if creds is None:
+        return UNRECOGNIZED
+    refused = _check_skew(amz_date, signed_at, now)
+    if refused is not None:
+        return refused
+    payload = _payload_hash(hdrs, body)
+    if isinstance(payload, AuthError):
+        return payload
+    return _check_signature(method, raw_path, query, hdrs, auth, creds, amz_date, payload)
+
+
+def _parse_authorization(hdrs: dict[str, list[str]], query: str) -> _Authorization | AuthError:
+    """The header's algorithm, parameters and five-part credential scope, or why not."""
     auth = (hdrs.get("authorization") or [""])[0].strip()
     if not auth:
         if "X-Amz-Signature=" in query or "X-Amz-Credential=" in query:
@@ -231,38 +273,54 @@ def verify(
             f"keyid/date/region/service/term, got '{params['Credential']}'"
         )
     key_id, scope_date, region, scope_service, terminator = scope_parts
-    if terminator != TERMINATOR:
+    signed = [h.strip().lower() for h in params["SignedHeaders"].split(";")]
+    return _Authorization(
+        auth, key_id, scope_date, region, scope_service, terminator, signed,
+        params["Signature"].lower(),
+    )  # fmt: skip
+
+
+def _check_scope(auth: _Authorization, service: str) -> AuthError | None:
+    """The scope names this service, a region and the terminator; Host is signed."""
+    if auth.terminator != TERMINATOR:
         return _invalid(
             f"Credential should be scoped with a valid terminator: '{TERMINATOR}', "
-            f"not '{terminator}'."
+            f"not '{auth.terminator}'."
         )
-    if scope_service != service:
+    if auth.service != service:
         return _invalid(f"Credential should be scoped to correct service: '{service}'. ")
-    if not region:
+    if not auth.region:
         return _invalid("Credential should be scoped to a valid region. ")
-    signed = [h.strip().lower() for h in params["SignedHeaders"].split(";")]
-    if "host" not in signed:
+    if "host" not in auth.signed:
         return _invalid("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
+    return None
+
+
+def _check_date(
+    hdrs: dict[str, list[str]], auth: _Authorization
+) -> tuple[str, datetime] | AuthError:
+    """The signing time (x-amz-date form, time): present, signed, and the scope's day."""
     when = _signed_at(hdrs)
     if when is None:
         return _incomplete(
             "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' "
-            f"header. Authorization={auth}"
+            f"header. Authorization={auth.header}"
         )
     if isinstance(when, AuthError):
         return when
-    amz_date, signed_at = when
+    amz_date = when[0]
     date_header = "x-amz-date" if "x-amz-date" in hdrs else "date"
-    if date_header not in signed:
+    if date_header not in auth.signed:
         return _invalid(f"'{date_header}' must be a 'SignedHeader' in the AWS Authorization.")
-    if scope_date != amz_date[:8]:
+    if auth.date != amz_date[:8]:
         return _invalid(
             "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date "
-            f"from HTTP: '{scope_date}' != '{amz_date[:8]}', from '{amz_date}'."
+            f"from HTTP: '{auth.date}' != '{amz_date[:8]}', from '{amz_date}'."
         )
-    creds = _lookup(credentials, key_id)
-    if creds is None:
-        return UNRECOGNIZED
+    return when
+
+
+def _check_skew(amz_date: str, signed_at: datetime, now: datetime) -> AuthError | None:
     if signed_at < now - MAX_SKEW:
         return _invalid(
             f"Signature expired: {amz_date} is now earlier than {_stamp(now - MAX_SKEW)} "
@@ -273,25 +331,41 @@ def verify(
             f"Signature not yet current: {amz_date} is still later than "
             f"{_stamp(now + MAX_SKEW)} ({_stamp(now)} + 15 min.)"
         )
+    return None
+
+
+def _payload_hash(hdrs: dict[str, list[str]], body: bytes) -> str | AuthError:
+    """``x-amz-content-sha256`` (checked against the body when it is a hash), else the body's."""
     body_hash = hashlib.sha256(body).hexdigest()
     payload = (hdrs.get("x-amz-content-sha256") or [""])[0].strip()
     if payload and _HEX64.fullmatch(payload) and payload.lower() != body_hash:
         return _invalid(
             "The provided 'x-amz-content-sha256' header does not match what was computed."
         )
-    payload = payload or body_hash
-    scope = f"{scope_date}/{region}/{scope_service}/{TERMINATOR}"
-    key = signing_key(creds.secret_access_key, scope_date, region, scope_service)
+    return payload or body_hash
+
+
+def _check_signature(
+    method: str,
+    raw_path: str,
+    query: str,
+    hdrs: dict[str, list[str]],
+    auth: _Authorization,
+    creds: Credentials,
+    amz_date: str,
+    payload: str,
+) -> Identity | AuthError:
+    """Recompute the signature over each canonical query form; a mismatch shows botocore's."""
+    key = signing_key(creds.secret_access_key, auth.date, auth.region, auth.service)
     head = f"{method.upper()}\n{canonical_uri(raw_path)}\n"
-    tail = f"\n{canonical_headers(hdrs, signed)}\n{';'.join(signed)}\n{payload}"
-    given = params["Signature"].lower()
+    tail = f"\n{canonical_headers(hdrs, auth.signed)}\n{';'.join(auth.signed)}\n{payload}"
     first_request = first_sts = ""
     for cq in canonical_queries(query):
         request = head + cq + tail
-        sts = string_to_sign(amz_date, scope, request)
+        sts = string_to_sign(amz_date, auth.scope, request)
         expected = hmac.new(key, sts.encode(), hashlib.sha256).hexdigest()
-        if hmac.compare_digest(expected, given):
-            return Identity(key_id, creds.profile, region, scope_service)
+        if hmac.compare_digest(expected, auth.signature):
+            return Identity(auth.key_id, creds.profile, auth.region, auth.service)
         first_request, first_sts = first_request or request, first_sts or sts
     return _invalid(
         f"{MISMATCH}\n\nThe Canonical String for this request should have been\n"

@@ -1,0 +1,104 @@
+"""The node agents' endpoints: register, (long) poll, report — behind the shared token.
+
+Errors an agent acts on: 404 ``UnknownNode`` (the head does not know it: register again),
+410 ``NodeLost`` (the node was declared lost or stopped: the agent must stop), 400
+``ClientException`` for a malformed message. Not thread-safe: the head node's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from mnp.api.aws.batch import json_body
+from mnp.api.native import TokenGate
+from mnp.errors import NotFound
+from mnp.nodes.sessions import NodeGone, NodeSessions
+from mnp.spec import protocol
+
+LONG_POLL_MAX_SECONDS = 30.0
+
+Message = dict[str, Any]
+
+
+class PollWaiters:
+    """One event per node, set when work is queued for it, so a waiting poll answers at once."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = {}
+
+    def wake(self, node_id: str) -> None:
+        """Work for ``node_id`` was queued (the head state's ``on_node_work`` hook)."""
+        ev = self._events.get(node_id)
+        if ev is not None:
+            ev.set()
+
+    def arm(self, node_id: str) -> asyncio.Event:
+        """The node's event, cleared: set by the next :meth:`wake` from now on."""
+        ev = self._events.setdefault(node_id, asyncio.Event())
+        ev.clear()
+        return ev
+
+
+def routes(
+    gate: TokenGate,
+    sessions: NodeSessions,
+    waiters: PollWaiters,
+    heartbeat_seconds: float,
+) -> list[Route]:
+    """The three agent routes at :mod:`mnp.spec.protocol`'s paths."""
+
+    def agent(
+        fn: Callable[[Message], Awaitable[Message]],
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            if not gate.allows(request):
+                return gate.denied()
+            try:
+                return JSONResponse(await fn(await json_body(request)))
+            except NotFound as e:
+                return JSONResponse({"__type": "UnknownNode", "message": str(e)}, status_code=404)
+            except NodeGone as e:
+                return JSONResponse(
+                    {"__type": "NodeLost", "message": f"node {e} was declared lost"},
+                    status_code=410,
+                )
+            except (KeyError, ValueError, TypeError) as e:
+                return JSONResponse(
+                    {"__type": "ClientException", "message": f"bad agent message: {e}"},
+                    status_code=400,
+                )
+
+        return endpoint
+
+    async def register(body: Message) -> Message:
+        sessions.register(protocol.Register.from_wire(body))
+        return {"heartbeatSeconds": heartbeat_seconds}
+
+    async def poll(body: Message) -> Message:
+        p = protocol.Poll.from_wire(body)
+        ev = waiters.arm(p.node_id)
+        reply = sessions.poll(p)
+        if not reply.assignments and not reply.kills and not reply.ready and p.wait_seconds > 0:
+            try:
+                wait = min(p.wait_seconds, LONG_POLL_MAX_SECONDS)
+                await asyncio.wait_for(ev.wait(), timeout=wait)
+            except TimeoutError:
+                pass
+            reply = sessions.poll(protocol.Poll(p.node_id, p.running, 0))
+        return reply.to_wire()
+
+    async def report(body: Message) -> Message:
+        accepted = sessions.report(protocol.Report.from_wire(body))
+        return {"accepted": accepted}
+
+    return [
+        Route(protocol.REGISTER_PATH, agent(register), methods=["POST"]),
+        Route(protocol.POLL_PATH, agent(poll), methods=["POST"]),
+        Route(protocol.REPORT_PATH, agent(report), methods=["POST"]),
+    ]

@@ -1,0 +1,68 @@
+"""The head node's HTTP app: every route, assembled in match order.
+
+1. ``POST /`` — CloudWatch Logs (:mod:`mnp.api.aws.logs`), and ``/v1/…`` — AWS Batch
+   (:mod:`mnp.api.aws.batch`), both behind the AWS front door (SigV4, SubmitJob throttling);
+2. ``GET /api/v1/logs/{job_id}`` — the native log tail (:mod:`mnp.api.tail`);
+3. ``POST /api/v1/{op}`` — the native operations (:mod:`mnp.api.native`);
+4. the node agents' endpoints (:mod:`mnp.api.agents`);
+5. ``GET /healthz``, open to all.
+
+The native and agent routes check the shared token (``HeadConfig.token``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from mnp.api import agents, native, tail
+from mnp.api.aws import batch, logs
+from mnp.api.aws.frontdoor import FrontDoor
+from mnp.api.native import Handler, TokenGate
+from mnp.config import HeadConfig
+from mnp.nodes.sessions import NodeSessions
+from mnp.service.core import Service
+
+
+class AppHead(Protocol):
+    """What the app needs of the head-node process (:class:`mnp.head.Head`)."""
+
+    @property
+    def config(self) -> HeadConfig: ...
+
+    @property
+    def service(self) -> Service: ...
+
+    @property
+    def sessions(self) -> NodeSessions: ...
+
+    @property
+    def waiters(self) -> agents.PollWaiters: ...
+
+
+def build_app(head: AppHead, operations: Mapping[str, Handler]) -> Starlette:
+    """The app for ``head``; ``operations`` is the native API's table (name → handler)."""
+    config = head.config
+    front_door = FrontDoor.for_home(
+        config.home, submit_rate=config.submit_rate_per_second, submit_burst=config.submit_burst
+    )
+    gate = TokenGate(config.token)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    return Starlette(
+        routes=[
+            *logs.routes(head.service.logs, authenticate=front_door.check),
+            *batch.routes(head, authenticate=front_door.check),
+            *tail.routes(gate, head.service.logs),
+            *native.routes(gate, operations),
+            *agents.routes(gate, head.sessions, head.waiters, config.heartbeat_seconds),
+            Route("/healthz", health, methods=["GET"]),
+        ]
+    )

@@ -1,0 +1,175 @@
+"""The head node process: the one place that assembles store, scheduler, service and app.
+
+``run(config)`` blocks until SIGTERM/SIGINT. Start-up order: open the store, bind the socket
+(so the URL is known), load state, create the embedded default, publish ``head.json``, then
+serve and schedule. Shut-down stops local nodes it launched and removes ``head.json``.
+``python -m mnp.head`` runs one with the default configuration; ``mnp up`` is the usual way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+
+import mnp
+from mnp.api.agents import PollWaiters
+from mnp.api.app import build_app
+from mnp.api.native import Handler
+from mnp.config import HeadConfig, HeadInfo, ensure_token
+from mnp.nodes.sessions import NodeSessions
+from mnp.scheduler.loop import Runtime
+from mnp.scheduler.state import HeadState
+from mnp.service.core import Service
+from mnp.service.operations import native_operations
+from mnp.store.sqlite import Store
+
+log = logging.getLogger("mnp.head")
+
+TICK_GATHER_SECONDS = 0.002
+IDLE_TICK_SECONDS = 0.5
+
+
+class Head:
+    """Everything one head node process holds, wired together."""
+
+    def __init__(self, config: HeadConfig, url: str) -> None:
+        config.home.mkdir(parents=True, exist_ok=True)
+        self.config = config
+        self.url = url
+        self.started_at = int(time.time() * 1000)
+        self.store = Store(config.db_path)
+        self.state = HeadState(config, self.store)
+        self.runtime = Runtime(self.state, url)
+        self.sessions = NodeSessions(self.runtime)
+        self.service = Service(self.state, self.runtime)
+        self.wake = asyncio.Event()
+        self.waiters = PollWaiters()
+        self.state.on_wake = self.wake.set
+        self.state.on_node_work = self.waiters.wake
+        # The native API's table: the service's one table of operations, plus the head's own.
+        self.ops: dict[str, Handler] = {
+            **native_operations(self.service),
+            "getStatus": self.get_status,
+        }
+
+    def start(self) -> None:
+        self.service.load()
+        self.service.ensure_defaults()
+        self.runtime.tick()
+
+    def get_status(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "version": mnp.__version__,
+            "url": self.url,
+            "home": str(self.config.home),
+            "pid": os.getpid(),
+            "startedAt": self.started_at,
+            "jobCounts": self.store.count_jobs_by_status(),
+            "queues": len(self.state.queues),
+            "computeEnvironments": len(self.state.ces),
+            "nodes": sum(1 for n in self.state.nodes.values() if n.status.value == "ACTIVE"),
+        }
+
+    async def scheduler_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout=IDLE_TICK_SECONDS)
+                # let a burst of submissions and reports land first: one tick, one write
+                await asyncio.sleep(TICK_GATHER_SECONDS)
+            except TimeoutError:
+                pass
+            self.wake.clear()
+            try:
+                self.runtime.tick()
+            except Exception:
+                log.exception("scheduler tick failed")
+
+    def shutdown(self) -> None:
+        nodes = [n for n in self.state.nodes.values()]
+        self.runtime.stop_nodes(nodes, "stopped: the head node shut down")
+        self.state.flush()
+        self.store.close()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted connections only when
+    # the listening socket says TCP, and without it every answer waits ~40 ms (Nagle).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def run(config: HeadConfig) -> None:
+    """Run a head node in this process until SIGTERM or SIGINT."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        import uvloop  # a faster event loop; plain asyncio works too
+    except ImportError:
+        asyncio.run(_serve(config))
+    else:
+        uvloop.run(_serve(config))
+
+
+async def _serve(config: HeadConfig) -> None:
+    config.home.mkdir(parents=True, exist_ok=True)
+    if config.token is None:  # the native API always asks for a token; clients read head.json
+        config = dataclasses.replace(config, token=ensure_token(config.home))
+    sock = bind(config.host, config.port)
+    host, port = sock.getsockname()[:2]
+    url = f"http://{host}:{port}"
+    head = Head(config, url)
+    head.start()
+    app = build_app(head, head.ops)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(head.scheduler_loop())
+        HeadInfo(url=url, pid=os.getpid(), token=config.token).write(config.head_file)
+        config.pid_file.write_text(str(os.getpid()))
+        log.info("mnp head node at %s (home %s)", url, config.home)
+        try:
+            yield
+        finally:
+            task.cancel()
+
+    app.router.lifespan_context = lifespan
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2)
+    )
+    # uvicorn re-raises the signal that stopped it once it is done; by then we only want to
+    # finish shutting down, so make those signals no-ops here.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        head.shutdown()
+        for path in (config.head_file, config.pid_file):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
+
+def main() -> None:
+    """``python -m mnp.head``: a head node with the default configuration."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    run(HeadConfig())
+
+
+if __name__ == "__main__":
+    main()
