@@ -20,8 +20,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from mnp.spec.model import ComputeEnvironment, ContainerSpec, Job
+from mnp.spec.environments import ComputeEnvironment
+from mnp.spec.jobs import Job
 from mnp.spec.protocol import ContainerRun, Device, Mount, Tmpfs, Ulimit
+from mnp.spec.resources import ContainerSpec
 
 log = logging.getLogger("mnp.build.container")
 
@@ -119,10 +121,19 @@ def field_errors(props: Mapping[str, Any], path: str) -> list[tuple[str, str]]:
     ``readonlyRootFilesystem``, ``ulimits``, ``volumes``, ``mountPoints``,
     ``linuxParameters``) in one ``containerProperties`` document at ``path``; empty when
     all is well. Fields mnp does not apply are not looked at."""
+    errors = _container_errors(props)
+    linux = props.get("linuxParameters")
+    if linux is not None:
+        errors += _linux_errors(linux)
+    return [(f"{path}.{where}", message) for where, message in errors]
+
+
+def _container_errors(props: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """:func:`field_errors` outside ``linuxParameters``, each path relative to ``props``."""
     errors: list[tuple[str, str]] = []
 
     def bad(where: str, message: str) -> None:
-        errors.append((f"{path}.{where}", message))
+        errors.append((where, message))
 
     if props.get("user") is not None and not isinstance(props["user"], str):
         bad("user", "must be a string (a name or uid[:gid])")
@@ -149,12 +160,18 @@ def field_errors(props: Mapping[str, Any], path: str) -> list[tuple[str, str]]:
     for i, mp in enumerate(props.get("mountPoints") or []):
         if not isinstance(mp, Mapping) or not _absolute(mp.get("containerPath")):
             bad(f"mountPoints[{i}].containerPath", "is required and must be an absolute path")
-    linux = props.get("linuxParameters")
-    if linux is None:
-        return errors
+    return errors
+
+
+def _linux_errors(linux: Any) -> list[tuple[str, str]]:
+    """:func:`field_errors` of ``linuxParameters``, each path relative to the container."""
     if not isinstance(linux, Mapping):
-        bad("linuxParameters", "must be an object")
-        return errors
+        return [("linuxParameters", "must be an object")]
+    errors: list[tuple[str, str]] = []
+
+    def bad(where: str, message: str) -> None:
+        errors.append((f"linuxParameters.{where}", message))
+
     limits: tuple[tuple[str, int, int | None], ...] = (
         ("sharedMemorySize", 1, None), ("maxSwap", 0, None), ("swappiness", 0, 100),
     )  # fmt: skip
@@ -164,13 +181,13 @@ def field_errors(props: Mapping[str, Any], path: str) -> list[tuple[str, str]]:
             continue
         if not _is_int(value) or value < low or (high is not None and value > high):
             span = f"between {low} and {high}" if high is not None else f"at least {low}"
-            bad(f"linuxParameters.{key}", f"must be an integer {span}")
+            bad(key, f"must be an integer {span}")
     if linux.get("initProcessEnabled") is not None and not isinstance(
         linux["initProcessEnabled"], bool
     ):
-        bad("linuxParameters.initProcessEnabled", "must be true or false")
+        bad("initProcessEnabled", "must be true or false")
     for i, t in enumerate(linux.get("tmpfs") or []):
-        where = f"linuxParameters.tmpfs[{i}]"
+        where = f"tmpfs[{i}]"
         if not isinstance(t, Mapping) or not _absolute(t.get("containerPath")):
             bad(f"{where}.containerPath", "is required and must be an absolute path")
             continue
@@ -182,7 +199,7 @@ def field_errors(props: Mapping[str, Any], path: str) -> list[tuple[str, str]]:
         ):
             bad(f"{where}.mountOptions", "must be a list of options without commas")
     for i, d in enumerate(linux.get("devices") or []):
-        where = f"linuxParameters.devices[{i}]"
+        where = f"devices[{i}]"
         if not isinstance(d, Mapping) or not _absolute(d.get("hostPath")):
             bad(f"{where}.hostPath", "is required and must be an absolute path")
             continue

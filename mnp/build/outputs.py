@@ -1,8 +1,8 @@
-"""mnp's additions to SubmitJob (its ``mnp`` object): the checks at submit and the output path
-patterns each attempt expands.
+"""mnp's additions to SubmitJob (its ``mnp`` object): the output path patterns each attempt
+expands (checked at submit by :func:`mnp.service.validation.check_extras`).
 
 Pure: no I/O. The fields are documented in docs/native-api.md; the model is
-:class:`mnp.spec.model.JobExtras`.
+:class:`mnp.spec.definitions.JobExtras`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ import re
 from typing import TypedDict
 
 from mnp.build.environment import slurm_task_id
-from mnp.errors import FieldError
-from mnp.service.validation import SubmitJob
-from mnp.spec.model import NO_EXTRAS, Attempt, Job
+from mnp.spec.definitions import NO_EXTRAS
+from mnp.spec.jobs import Attempt, Job
 
 PATTERN = re.compile(r"%(.)", re.DOTALL)
 SPECIFIERS = {
@@ -25,43 +24,6 @@ SPECIFIERS = {
     "u": "the user",
     "%": "a literal %",
 }
-
-
-def check_extras(req: SubmitJob) -> list[FieldError]:
-    """Every problem with ``req.mnp`` (and the fields it relates to), each naming its field."""
-    m = req.mnp
-    if m is None:
-        return []
-    errors: list[FieldError] = []
-    if m.arrayMaxRunning is not None and req.arrayProperties is None:
-        errors.append(FieldError("mnp.arrayMaxRunning", "only for array jobs (arrayProperties)"))
-    for name, value in (
-        ("stdout", m.stdout),
-        ("stderr", m.stderr),
-        ("workingDirectory", m.workingDirectory),
-        ("submitDir", m.submitDir),
-    ):
-        if value is None:
-            continue
-        if not value.startswith("/"):
-            errors.append(FieldError(f"mnp.{name}", f"must be an absolute path, got {value!r}"))
-        if "\0" in value:
-            errors.append(FieldError(f"mnp.{name}", "must not contain NUL"))
-        if name in ("stdout", "stderr"):
-            bad = sorted({s for s in PATTERN.findall(value) if s not in SPECIFIERS})
-            if PATTERN.sub("", value).endswith("%"):
-                bad.append("")  # a lone % at the end
-            if bad:
-                known = " ".join(f"%{k}" for k in SPECIFIERS)
-                errors.append(
-                    FieldError(
-                        f"mnp.{name}",
-                        f"unknown pattern {', '.join('%' + b for b in bad)}: known are {known}",
-                    )
-                )
-    if m.dependencyMode == "ANY" and not req.dependsOn:
-        errors.append(FieldError("mnp.dependencyMode", "ANY needs dependsOn"))
-    return errors
 
 
 def expand_path(pattern: str, job: Job, attempt: Attempt) -> str:

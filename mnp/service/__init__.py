@@ -1,1 +1,2 @@
-"""The head node's behaviour, one method per operation, behind both front doors."""
+"""The head node's behaviour behind both front doors: one table of operations (``operations``),
+one part per kind of resource (``core.Service`` composes them), typed requests, answer shapes."""

@@ -1,15 +1,19 @@
-"""What every part of :class:`mnp.service.core.Service` shares: the state it works on, the limits
-it enforces, and small helpers for ARNs and pages."""
+"""What every part of :class:`mnp.service.core.Service` shares: the context it works on (state,
+runtime, policies, and the lookups by name or ARN), the limits it enforces, and pages."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from typing import Any
 
-from mnp.errors import FieldError, InvalidInput
+from mnp.errors import NotFound
 from mnp.scheduler.loop import Runtime
 from mnp.scheduler.state import HeadState
-from mnp.spec.model import Job, JobDefinition, SchedulingPolicy
+from mnp.service.requests import Page
+from mnp.spec.arns import name_from_arn
+from mnp.spec.definitions import JobDefinition
+from mnp.spec.environments import ComputeEnvironment, JobQueue, SchedulingPolicy
 from mnp.spec.states import JobStatus
 
 REF = re.compile(r"Ref::([A-Za-z0-9_-]+)")
@@ -26,20 +30,54 @@ SNAPSHOT_JOBS = 100
 LIST_FILTERS = ("JOB_NAME", "JOB_DEFINITION", "BEFORE_CREATED_AT", "AFTER_CREATED_AT")
 
 
-class ServiceBase:
-    """The state the operations work on (the mixins of :class:`mnp.service.core.Service`)."""
+@dataclass(slots=True)
+class Context:
+    """The state every part of the service works on, shared by reference (one per head).
+
+    The lookups raise :class:`~mnp.errors.NotFound` naming what was asked for; callers that
+    must answer InvalidInput instead (a reference inside a request) translate it.
+    """
 
     s: HeadState
     rt: Runtime
-    policies: dict[str, SchedulingPolicy]
+    policies: dict[str, SchedulingPolicy] = field(default_factory=dict)
     """Fair-share scheduling policies by name."""
 
-    # provided by JobOps, used by the other parts
-    def _cancel(self, job: Job, reason: str, terminate: bool) -> None:
-        raise NotImplementedError
+    def queue(self, ref: str) -> JobQueue:
+        q = self.s.queues.get(name_from_arn(ref, "job-queue"))
+        if q is None:
+            raise NotFound(f"job queue {ref!r} does not exist")
+        return q
 
-    def _definition(self, ref: str, active_only: bool) -> JobDefinition:
-        raise NotImplementedError
+    def ce(self, ref: str) -> ComputeEnvironment:
+        ce = self.s.ces.get(name_from_arn(ref, "compute-environment"))
+        if ce is None:
+            raise NotFound(f"compute environment {ref!r} does not exist")
+        return ce
+
+    def policy(self, ref: str) -> SchedulingPolicy:
+        policy = self.policies.get(name_from_arn(ref, "scheduling-policy"))
+        if policy is None:
+            raise NotFound(f"scheduling policy {ref!r} does not exist")
+        return policy
+
+    def definition(self, ref: str, active_only: bool) -> JobDefinition:
+        """``name``, ``name:rev`` or an ARN with or without revision. Without a revision: the
+        newest ACTIVE one, else (unless ``active_only``) the newest of any status."""
+        text = name_from_arn(ref, "job-definition")
+        name, _, rev = text.partition(":")
+        revisions = self.s.definitions.get(name, [])
+        if rev:
+            for d in revisions:
+                if str(d.revision) == rev:
+                    return d
+            raise NotFound(f"job definition {name}:{rev} does not exist")
+        active = [d for d in revisions if d.status == "ACTIVE"]
+        if active:
+            return active[-1]
+        if revisions and not active_only:
+            return revisions[-1]
+        raise NotFound(f"job definition {name!r} has no ACTIVE revision")
 
 
 def _arn_base(arn: str) -> str:
@@ -47,35 +85,9 @@ def _arn_base(arn: str) -> str:
     return ":".join(arn.split(":")[:5])
 
 
-def _required(body: dict[str, Any], key: str) -> str:
-    value = body.get(key)
-    if not isinstance(value, str) or not value:
-        raise InvalidInput([FieldError(key, "required")])
-    return value
-
-
-def _page(body: dict[str, Any], default: int, most: int) -> tuple[int, int]:
-    """``(maxResults, offset from nextToken)``, both checked; a page holds at most ``most``."""
-    errors = []
-    limit = body.get("maxResults")
-    if limit is None:
-        limit = default
-    elif not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-        errors.append(FieldError("maxResults", "must be at least 1"))
-        limit = default
-    token = body.get("nextToken") or "0"
-    if not (isinstance(token, str) and token.isdigit()):
-        errors.append(FieldError("nextToken", "not a token this head node gave out"))
-        token = "0"
-    if errors:
-        raise InvalidInput(errors)
-    return min(limit, most), int(token)
-
-
-def _paginate(
-    key: str, items: list[dict[str, Any]], body: dict[str, Any], default: int
-) -> dict[str, Any]:
-    limit, offset = _page(body, default, default)
+def _paginate(key: str, items: list[dict[str, Any]], page: Page, default: int) -> dict[str, Any]:
+    """One page of ``items`` under ``key``, with ``nextToken`` when more follow."""
+    limit, offset = page.resolve(default, default)
     out: dict[str, Any] = {key: items[offset : offset + limit]}
     if offset + limit < len(items):
         out["nextToken"] = str(offset + limit)

@@ -1,8 +1,15 @@
-"""The head node's behaviour, one method per operation (AWS Batch's names and shapes).
+"""The head node's behaviour behind both front doors (the native API and the AWS Batch wire).
 
-Both front doors (the native API, and the AWS Batch wire protocol) call these. Each method
-takes the JSON body as received and returns the JSON answer; invalid input raises
-:class:`~mnp.errors.InvalidInput` before anything is written. Methods that change state flush
+:class:`Service` is composed of one part per kind of resource, sharing one
+:class:`~mnp.service.base.Context`; each operation is a method of a part that takes a typed
+request (a model of :mod:`mnp.service.models` or :mod:`mnp.service.requests`) and answers
+AWS Batch's JSON shape. :mod:`mnp.service.operations` is the one table of the operations: it
+parses a front door's JSON body once into the request and calls the method.
+
+Answers stay JSON-shaped dicts on purpose: they are the wire shape both doors send (the AWS
+door only takes mnp's own fields out), so typing them would add a copy of AWS's output model
+to keep in step with botocore's for no caller that reads them. Invalid input raises
+:class:`~mnp.errors.InvalidInput` before anything is written; methods that change state flush
 it to the store before returning. Not thread-safe: call from the head node's event loop.
 """
 
@@ -12,38 +19,45 @@ from typing import Any
 
 from mnp.scheduler.loop import Runtime
 from mnp.scheduler.state import HeadState
-from mnp.service.base import JOB_DEFINITION_MAX, MNP_SUBMIT_MAX, SUBMIT_MAX
+from mnp.service.base import JOB_DEFINITION_MAX, MNP_SUBMIT_MAX, SUBMIT_MAX, Context
+from mnp.service.definitions import DefinitionOps
 from mnp.service.jobs import JobOps
-from mnp.service.render import (
-    node_detail,
-)
+from mnp.service.logs import LogReader
+from mnp.service.models import CreateComputeEnvironment, CreateJobQueue
+from mnp.service.policies import PolicyOps
+from mnp.service.render import node_detail
+from mnp.service.requests import ListNodes
 from mnp.service.resources import ResourceOps
-from mnp.spec.model import (
-    NodeStatus,
-    Resources,
-    SchedulingPolicy,
-)
+from mnp.service.tags import TagOps
+from mnp.service.validation import parse
+from mnp.spec.environments import NodeStatus
+from mnp.spec.resources import Resources
 from mnp.spec.states import JobStatus
 
 __all__ = ["JOB_DEFINITION_MAX", "MNP_SUBMIT_MAX", "SUBMIT_MAX", "Service"]
 
 
-class Service(JobOps, ResourceOps):
+class Service:
+    """One head node's operations, by part; the parts share :attr:`ctx`."""
+
     def __init__(self, state: HeadState, runtime: Runtime) -> None:
-        self.s = state
-        self.rt = runtime
-        self.policies: dict[str, SchedulingPolicy] = {}
-        """Fair-share scheduling policies by name."""
+        self.ctx = Context(state, runtime)
+        self.definitions = DefinitionOps(self.ctx)
+        self.jobs = JobOps(self.ctx)
+        self.resources = ResourceOps(self.ctx, self.jobs)
+        self.policies = PolicyOps(self.ctx)
+        self.tags = TagOps(self.ctx)
+        self.logs = LogReader(state, runtime)
 
     # --- loading ------------------------------------------------------------------------------
     def load(self) -> None:
         """Rebuild memory from the store (start and restart)."""
-        s = self.s
+        s = self.ctx.s
         for d in s.store.load_definitions():
             s.definitions.setdefault(d.name, []).append(d)
         s.queues = {q.name: q for q in s.store.load_queues()}
         s.ces = {c.name: c for c in s.store.load_ces()}
-        self.policies = {p.name: p for p in s.store.load_policies()}
+        self.ctx.policies = {p.name: p for p in s.store.load_policies()}
         from mnp.scheduler.state import NodeRuntime
 
         for n in s.store.load_nodes():
@@ -67,59 +81,59 @@ class Service(JobOps, ResourceOps):
                 else:
                     rt.used = rt.used.plus(job.resources)
                 if job.status == JobStatus.STARTING:
-                    rt.unacked[aid] = (self.rt.assignment(job, attempt), 0)
+                    rt.unacked[aid] = (self.ctx.rt.assignment(job, attempt), 0)
             if job.is_mnp_parent and job.status == JobStatus.RUNNABLE and job.gang:
-                self.rt.gangs.retrying.add(job.job_id)
-            if job.is_mnp_parent and job.gang_state.get("hang_after"):
-                self.rt.gangs.watched.add(job.job_id)
+                self.ctx.rt.gangs.retrying.add(job.job_id)
+            if job.is_mnp_parent and job.gang_state.hang_after is not None:
+                self.ctx.rt.gangs.watched.add(job.job_id)
         s.dirty.clear()
-        self.rt.adopt_nodes()
+        self.ctx.rt.adopt_nodes()
         s.flush()
 
     # --- mnp's own --------------------------------------------------------------------------------
-    def list_nodes(self, body: dict[str, Any]) -> dict[str, Any]:
-        ce = body.get("computeEnvironment")
-        nodes = [n for n in self.s.nodes.values() if ce is None or n.compute_environment == ce]
-        if not body.get("includeGone"):
+    def list_nodes(self, req: ListNodes) -> dict[str, Any]:
+        s = self.ctx.s
+        ce = req.compute_environment
+        nodes = [n for n in s.nodes.values() if ce is None or n.compute_environment == ce]
+        if not req.include_gone:
             nodes = [n for n in nodes if n.status in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING)]
         return {
             "nodes": [
-                node_detail(n, self.s.node_rt.get(n.node_id))
+                node_detail(n, s.node_rt.get(n.node_id))
                 for n in sorted(nodes, key=lambda n: (n.compute_environment, n.slot))
             ]
         }
 
     def ensure_defaults(self) -> None:
         """Create the embedded default (local environment + default queue) when configured."""
-        local = self.s.config.local
+        s = self.ctx.s
+        local = s.config.local
         if local is None:
             return
-        if local.name not in self.s.ces:
-            self.create_compute_environment(
-                {
-                    "computeEnvironmentName": local.name,
-                    "type": "MANAGED",
-                    "mnp": {
-                        "provider": "local",
-                        "nodes": local.nodes,
-                        "vcpus": local.vcpus,
-                        "memoryMiB": local.memory_mib,
-                        "gpus": local.gpus,
-                        "firstAddress": local.first_address,
-                    },
-                }
-            )
+        if local.name not in s.ces:
+            body = {
+                "computeEnvironmentName": local.name,
+                "type": "MANAGED",
+                "mnp": {
+                    "provider": "local",
+                    "nodes": local.nodes,
+                    "vcpus": local.vcpus,
+                    "memoryMiB": local.memory_mib,
+                    "gpus": local.gpus,
+                    "firstAddress": local.first_address,
+                },
+            }
+            self.resources.create_compute_environment(parse(CreateComputeEnvironment, body))
         else:
-            ce = self.s.ces[local.name]
+            ce = s.ces[local.name]
             ce.node_resources = Resources(local.vcpus, local.memory_mib, local.gpus)
-            self._resize(ce, local.nodes)
-            with self.s.store.transaction():
-                self.s.store.save_ce(ce)
-        if self.s.config.default_queue not in self.s.queues:
-            self.create_job_queue(
-                {
-                    "jobQueueName": self.s.config.default_queue,
-                    "priority": 1,
-                    "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": local.name}],
-                }
-            )
+            self.resources.resize(ce, local.nodes)
+            with s.store.transaction():
+                s.store.save_ce(ce)
+        if s.config.default_queue not in s.queues:
+            queue = {
+                "jobQueueName": s.config.default_queue,
+                "priority": 1,
+                "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": local.name}],
+            }
+            self.resources.create_job_queue(parse(CreateJobQueue, queue))

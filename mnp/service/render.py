@@ -6,15 +6,9 @@ from typing import Any
 
 from mnp.build.environment import SLURM_TASK_IDS, slurm_task_id
 from mnp.scheduler.state import NodeRuntime
-from mnp.spec.model import (
-    ComputeEnvironment,
-    Job,
-    JobQueue,
-    Node,
-    SchedulingPolicy,
-    job_arn,
-    queue_arn,
-)
+from mnp.spec.arns import job_arn, queue_arn
+from mnp.spec.environments import ComputeEnvironment, JobQueue, Node, SchedulingPolicy
+from mnp.spec.jobs import Attempt, Job
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
@@ -22,6 +16,7 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def job_detail(job: Job) -> dict[str, Any]:
+    """AWS's JobDetail, plus mnp's own fields (the AWS door takes those out)."""
     spec = job.spec
     current = job.current_attempt
     container = job.container.to_wire()
@@ -52,24 +47,7 @@ def job_detail(job: Job) -> dict[str, Any]:
             "jobDefinition": spec.definition_arn,
             "parameters": spec.parameters,
             "container": container,
-            "attempts": [
-                _drop_none(
-                    {
-                        "container": _drop_none(
-                            {
-                                "exitCode": a.exit_code,
-                                "reason": a.reason,
-                                "logStreamName": a.log_stream_name,
-                            }
-                        ),
-                        "startedAt": a.started_at,
-                        "stoppedAt": a.stopped_at,
-                        "statusReason": a.status_reason,
-                    }
-                )
-                for a in job.attempts
-                if a.stopped_at is not None
-            ],
+            "attempts": [_attempt_detail(a) for a in job.attempts if a.stopped_at is not None],
             "retryStrategy": spec.retry.to_wire(),
             "timeout": {"attemptDurationSeconds": spec.timeout_seconds}
             if spec.timeout_seconds
@@ -102,6 +80,20 @@ def job_detail(job: Job) -> dict[str, Any]:
                 "isMainNode": job.node_index == nodes.main_node,
             }
     return detail
+
+
+def _attempt_detail(a: Attempt) -> dict[str, Any]:
+    """One finished attempt, as AWS's AttemptDetail."""
+    return _drop_none(
+        {
+            "container": _drop_none(
+                {"exitCode": a.exit_code, "reason": a.reason, "logStreamName": a.log_stream_name}
+            ),
+            "startedAt": a.started_at,
+            "stoppedAt": a.stopped_at,
+            "statusReason": a.status_reason,
+        }
+    )
 
 
 def _array_properties(job: Job) -> dict[str, Any] | None:

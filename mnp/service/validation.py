@@ -1,317 +1,49 @@
 """Validation of requests at the edge (pydantic), reporting every problem at once.
 
-Each ``parse_*`` function takes the JSON body as received and returns a validated pydantic
-model, or raises :class:`mnp.errors.InvalidInput` listing ``field.path: rule`` for every
-problem. Limits follow AWS Batch (array 2–10,000, attempts 1–10, ≤ 5 evaluateOnExit,
-timeout ≥ 60 s, ≤ 20 dependencies, no ``AWS_BATCH*`` environment names, ≤ 50 tags, 24 KiB
-job definitions, 30 KiB submissions).
+:func:`parse` takes the JSON body as received and returns a validated model of
+:mod:`mnp.service.models`, or raises :class:`mnp.errors.InvalidInput` listing
+``field.path: rule`` for every problem. Limits follow AWS Batch (array 2–10,000, attempts 1–10,
+≤ 5 evaluateOnExit, timeout ≥ 60 s, ≤ 20 dependencies, no ``AWS_BATCH*`` environment names,
+≤ 50 tags, 24 KiB job definitions, 30 KiB submissions). The checks that need the head's
+configuration (:func:`check_timeout`) or concern mnp's own additions (:func:`check_extras`)
+run at submit, after :func:`parse`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from mnp.build.container import field_errors as container_field_errors
+from mnp.build.outputs import PATTERN, SPECIFIERS
 from mnp.errors import FieldError, InvalidInput
+from mnp.service.models import (
+    NAME_RE,
+    NAME_RULE,
+    SHARE_RE,
+    ContainerOverrides,
+    ContainerProperties,
+    CreateComputeEnvironment,
+    CreateJobQueue,
+    CreateSchedulingPolicy,
+    KeyValue,
+    RegisterJobDefinition,
+    ResourceRequirement,
+    RetryStrategyModel,
+    ShareAttributes,
+    SubmitJob,
+    TagResource,
+    Timeout,
+    UpdateJobQueue,
+    UpdateSchedulingPolicy,
+)
 from mnp.spec.noderanges import check_node_properties, parse_range
 
-NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
-NAME_RULE = "1-128 letters, digits, hyphens and underscores, starting with a letter or digit"
 PATTERN_RE = re.compile(r"[A-Za-z0-9.: ]*\*?")
 EXIT_CODE_RE = re.compile(r"[0-9]*\*?")
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class Open(BaseModel):
-    """AWS shapes whose less common fields mnp keeps without interpreting."""
-
-    model_config = ConfigDict(extra="allow")
-
-
-class KeyValue(Model):
-    name: str = Field(min_length=1)
-    value: str = ""
-
-
-class ResourceRequirement(Model):
-    type: Literal["VCPU", "MEMORY", "GPU"]
-    value: str
-
-
-class Volume(Open):
-    name: str | None = None
-
-
-class MountPoint(Open):
-    containerPath: str | None = None
-    sourceVolume: str | None = None
-    readOnly: bool = False
-
-
-class ContainerProperties(Open):
-    image: str | None = Field(default=None, max_length=255)
-    command: list[str] | None = None
-    environment: list[KeyValue] | None = None
-    resourceRequirements: list[ResourceRequirement] | None = None
-    vcpus: int | None = Field(default=None, ge=1)
-    memory: int | None = Field(default=None, ge=4)
-    volumes: list[Volume] | None = None
-    mountPoints: list[MountPoint] | None = None
-
-
-class EvaluateOnExitModel(Model):
-    onStatusReason: str | None = Field(default=None, max_length=512)
-    onReason: str | None = Field(default=None, max_length=512)
-    onExitCode: str | None = Field(default=None, max_length=512)
-    action: str
-
-
-class RetryStrategyModel(Model):
-    attempts: int | None = Field(default=None, ge=1, le=10)
-    evaluateOnExit: list[EvaluateOnExitModel] | None = Field(default=None, max_length=5)
-
-
-class Timeout(Model):
-    attemptDurationSeconds: int | None = Field(default=None, ge=1)
-
-
-class NodeRange(Model):
-    targetNodes: str = Field(min_length=1)
-    container: ContainerProperties | None = None
-    instanceTypes: list[str] | None = Field(default=None, max_length=1)
-    ecsProperties: dict[str, Any] | None = None
-    eksProperties: dict[str, Any] | None = None
-    consumableResourceProperties: dict[str, Any] | None = None
-
-
-class MnpNodeSettings(Model):
-    """mnp's own: how the main node's command starts (see mnp.spec.noderanges.NodeSpec)."""
-
-    mpi: Literal["none", "auto", "openmpi", "mpich", "intelmpi"] = "none"
-    tasksPerNode: int | None = Field(default=None, ge=1, le=1024)
-    readyTimeoutSeconds: float = Field(default=60.0, gt=0, le=3600)
-
-
-class NodeProperties(Model):
-    numNodes: int = Field(ge=1, le=1000)
-    mainNode: int = Field(ge=0)
-    nodeRangeProperties: list[NodeRange] = Field(min_length=1, max_length=5)
-    mnp: MnpNodeSettings | None = None
-
-
-class RegisterJobDefinition(Model):
-    jobDefinitionName: str = Field(pattern=NAME_RE)
-    type: Literal["container", "multinode"]
-    parameters: dict[str, str] | None = None
-    schedulingPriority: int | None = Field(default=None, ge=0, le=9999)
-    containerProperties: ContainerProperties | None = None
-    nodeProperties: NodeProperties | None = None
-    retryStrategy: RetryStrategyModel | None = None
-    propagateTags: bool | None = None
-    timeout: Timeout | None = None
-    tags: dict[str, str] | None = None
-    platformCapabilities: list[Literal["EC2", "FARGATE"]] | None = None
-    eksProperties: dict[str, Any] | None = None
-    ecsProperties: dict[str, Any] | None = None
-    consumableResourceProperties: dict[str, Any] | None = None
-
-
-class ContainerOverrides(Model):
-    command: list[str] | None = None
-    environment: list[KeyValue] | None = None
-    resourceRequirements: list[ResourceRequirement] | None = None
-    vcpus: int | None = Field(default=None, ge=1)
-    memory: int | None = Field(default=None, ge=4)
-    instanceType: str | None = None
-
-
-class NodePropertyOverride(Model):
-    targetNodes: str = Field(min_length=1)
-    containerOverrides: ContainerOverrides | None = None
-    instanceTypes: list[str] | None = None
-    ecsPropertiesOverride: dict[str, Any] | None = None
-    eksPropertiesOverride: dict[str, Any] | None = None
-    consumableResourcePropertiesOverride: dict[str, Any] | None = None
-
-
-class NodeOverrides(Model):
-    numNodes: int | None = Field(default=None, ge=1, le=1000)
-    nodePropertyOverrides: list[NodePropertyOverride] | None = None
-
-
-class ArrayProperties(Model):
-    size: int = Field(ge=2, le=10_000)
-
-
-class JobDependencyModel(Model):
-    jobId: str | None = None
-    type: (
-        Literal["N_TO_N", "SEQUENTIAL", "AFTER_OK", "AFTER_ANY", "AFTER_NOT_OK", "AFTER_START"]
-        | None
-    ) = None
-
-
-class MnpSubmit(Model):
-    """mnp's additions to SubmitJob (see docs/native-api.md)."""
-
-    user: str | None = Field(default=None, min_length=1, max_length=256)
-    arrayMaxRunning: int | None = Field(default=None, ge=1)
-    dependencyMode: Literal["ALL", "ANY"] = "ALL"
-    singleton: bool = False
-    stdout: str | None = Field(default=None, min_length=1, max_length=4096)
-    stderr: str | None = Field(default=None, min_length=1, max_length=4096)
-    workingDirectory: str | None = Field(default=None, min_length=1, max_length=4096)
-    submitDir: str | None = Field(default=None, min_length=1, max_length=4096)
-    script: str | None = Field(default=None, min_length=1)
-    ntasks: int | None = Field(default=None, ge=1)
-    ntasksPerNode: int | None = Field(default=None, ge=1)
-    cpusPerTask: int | None = Field(default=None, ge=1)
-
-
-class SubmitJob(Model):
-    jobName: str = Field(pattern=NAME_RE)
-    jobQueue: str = Field(min_length=1)
-    jobDefinition: str = Field(min_length=1)
-    shareIdentifier: str | None = Field(default=None, min_length=1, max_length=255)
-    schedulingPriorityOverride: int | None = Field(default=None, ge=0, le=9999)
-    arrayProperties: ArrayProperties | None = None
-    dependsOn: list[JobDependencyModel] | None = Field(default=None, max_length=20)
-    parameters: dict[str, str] | None = None
-    containerOverrides: ContainerOverrides | None = None
-    nodeOverrides: NodeOverrides | None = None
-    retryStrategy: RetryStrategyModel | None = None
-    propagateTags: bool | None = None
-    timeout: Timeout | None = None
-    tags: dict[str, str] | None = None
-    mnp: MnpSubmit | None = None
-
-
-class ComputeEnvironmentOrder(Model):
-    order: int = Field(ge=0)
-    computeEnvironment: str = Field(min_length=1)
-
-
-class JobStateTimeLimitAction(Model):
-    reason: str = Field(min_length=1)
-    state: Literal["RUNNABLE"]
-    maxTimeSeconds: int = Field(ge=600, le=86400)
-    action: Literal["CANCEL", "TERMINATE"]
-
-
-class CreateJobQueue(Model):
-    jobQueueName: str = Field(pattern=NAME_RE)
-    state: Literal["ENABLED", "DISABLED"] = "ENABLED"
-    priority: int = Field(ge=0, le=1000)
-    computeEnvironmentOrder: list[ComputeEnvironmentOrder] = Field(min_length=1, max_length=3)
-    schedulingPolicyArn: str | None = None
-    tags: dict[str, str] | None = None
-    jobStateTimeLimitActions: list[JobStateTimeLimitAction] | None = None
-    jobQueueType: Literal["ECS"] | None = None
-
-
-class UpdateJobQueue(Model):
-    jobQueue: str = Field(min_length=1)
-    state: Literal["ENABLED", "DISABLED"] | None = None
-    priority: int | None = Field(default=None, ge=0, le=1000)
-    computeEnvironmentOrder: list[ComputeEnvironmentOrder] | None = Field(
-        default=None, min_length=1, max_length=3
-    )
-    schedulingPolicyArn: str | None = None
-    jobStateTimeLimitActions: list[JobStateTimeLimitAction] | None = None
-
-
-SHARE_RE = r"^[A-Za-z0-9]{1,255}\*?$"
-
-
-class ShareAttributes(Model):
-    shareIdentifier: str = Field(pattern=SHARE_RE)
-    weightFactor: float | None = Field(default=None, ge=0.0001, le=999.9999)
-
-
-class FairsharePolicy(Model):
-    shareDecaySeconds: int | None = Field(default=None, ge=0, le=604800)
-    computeReservation: int | None = Field(default=None, ge=0, le=99)
-    shareDistribution: list[ShareAttributes] | None = None
-
-
-class CreateSchedulingPolicy(Model):
-    name: str = Field(pattern=NAME_RE)
-    fairsharePolicy: FairsharePolicy | None = None
-    tags: dict[str, str] | None = None
-
-
-class UpdateSchedulingPolicy(Model):
-    arn: str = Field(min_length=1)
-    fairsharePolicy: FairsharePolicy | None = None
-
-
-class TagResource(Model):
-    resourceArn: str = Field(min_length=1)
-    tags: dict[str, str] = Field(min_length=1)
-
-
-class UntagResource(Model):
-    resourceArn: str = Field(min_length=1)
-    tagKeys: list[str] = Field(min_length=1, max_length=50)
-
-
-class SharedFilesystem(Model):
-    """A path every node of the environment shares (``/fsx`` style); container jobs see it
-    at ``containerPath`` (default: the same path)."""
-
-    hostPath: str = Field(pattern=r"^/")
-    containerPath: str | None = Field(default=None, pattern=r"^/")
-
-
-class LocalProviderSettings(Model):
-    """mnp's own block on a compute environment: how its nodes are brought up."""
-
-    provider: Literal["local"] = "local"
-    nodes: int = Field(default=2, ge=0, le=64)
-    vcpus: int = Field(default=4, ge=1)
-    memoryMiB: int = Field(default=4096, ge=4)
-    gpus: int = Field(default=0, ge=0)
-    firstAddress: str = Field(default="127.0.0.2", pattern=r"^127\.\d+\.\d+\.\d+$")
-    sharedFilesystem: SharedFilesystem | None = None
-
-
-class CreateComputeEnvironment(Model):
-    computeEnvironmentName: str = Field(pattern=NAME_RE)
-    type: Literal["MANAGED", "UNMANAGED"]
-    state: Literal["ENABLED", "DISABLED"] = "ENABLED"
-    unmanagedvCpus: int | None = None
-    computeResources: dict[str, Any] | None = None
-    serviceRole: str | None = None
-    tags: dict[str, str] | None = None
-    context: str | None = None
-    mnp: LocalProviderSettings = Field(default_factory=LocalProviderSettings)
-
-
-class LocalProviderUpdate(Model):
-    nodes: int | None = Field(default=None, ge=0, le=64)
-
-
-class UpdateComputeEnvironment(Model):
-    computeEnvironment: str = Field(min_length=1)
-    mnp: LocalProviderUpdate | None = None
-    state: Literal["ENABLED", "DISABLED"] | None = None
-    unmanagedvCpus: int | None = None
-    computeResources: dict[str, Any] | None = None
-    serviceRole: str | None = None
-    updatePolicy: dict[str, Any] | None = None
-    context: str | None = None
-
-
-class JobReason(Model):
-    jobId: str = Field(min_length=1)
-    reason: str = Field(min_length=1, max_length=1024)
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -402,62 +134,13 @@ def _msg(err: Any) -> str:
 
 
 def _cross_field(m: BaseModel) -> list[FieldError]:
-    errors: list[FieldError] = []
+    """The rules between fields of ``m`` that its schema cannot say."""
     if isinstance(m, RegisterJobDefinition):
-        if m.type == "container" and m.containerProperties is None:
-            errors.append(FieldError("containerProperties", "required when type is container"))
-        if m.type == "multinode" and m.nodeProperties is None:
-            errors.append(FieldError("nodeProperties", "required when type is multinode"))
-        if m.type == "container" and m.nodeProperties is not None:
-            errors.append(FieldError("nodeProperties", "only for type multinode"))
-        if m.type == "multinode" and m.containerProperties is not None:
-            errors.append(
-                FieldError(
-                    "containerProperties", "not for type multinode: put containers in node ranges"
-                )
-            )
-        if m.nodeProperties is not None:
-            errors += check_node_properties(m.nodeProperties.model_dump(exclude_none=True))
-            for i, r in enumerate(m.nodeProperties.nodeRangeProperties):
-                if r.container is not None:
-                    errors += _check_container(
-                        r.container,
-                        f"nodeProperties.nodeRangeProperties[{i}].container",
-                    )
-        if m.containerProperties is not None:
-            errors += _check_container(m.containerProperties, "containerProperties")
-        errors += _check_retry(m.retryStrategy, "retryStrategy")
-        errors += _check_tags(m.tags)
-    elif isinstance(m, SubmitJob):
-        if m.containerOverrides is not None:
-            errors += _check_overrides(m.containerOverrides, "containerOverrides")
-        errors += _check_retry(m.retryStrategy, "retryStrategy")
-        errors += _check_tags(m.tags)
-        for i, dep in enumerate(m.dependsOn or []):
-            if dep.jobId is None and dep.type != "SEQUENTIAL":
-                errors.append(
-                    FieldError(f"dependsOn[{i}].jobId", "required unless type is SEQUENTIAL")
-                )
-            if dep.type == "SEQUENTIAL" and dep.jobId is not None:
-                errors.append(
-                    FieldError(f"dependsOn[{i}].jobId", "must be absent when type is SEQUENTIAL")
-                )
-            if dep.type in ("N_TO_N", "SEQUENTIAL") and m.arrayProperties is None:
-                errors.append(
-                    FieldError(f"dependsOn[{i}].type", "N_TO_N and SEQUENTIAL need an array job")
-                )
-        if m.nodeOverrides is not None:
-            if m.arrayProperties is not None:
-                errors.append(FieldError("nodeOverrides", "array jobs cannot be multi-node"))
-            for i, o in enumerate(m.nodeOverrides.nodePropertyOverrides or []):
-                where = f"nodeOverrides.nodePropertyOverrides[{i}]"
-                try:
-                    parse_range(o.targetNodes)
-                except ValueError as e:
-                    errors.append(FieldError(f"{where}.targetNodes", str(e)))
-                if o.containerOverrides is not None:
-                    errors += _check_overrides(o.containerOverrides, f"{where}.containerOverrides")
-    elif isinstance(m, CreateJobQueue | UpdateJobQueue):
+        return _definition_rules(m)
+    if isinstance(m, SubmitJob):
+        return _submit_rules(m)
+    errors: list[FieldError] = []
+    if isinstance(m, CreateJobQueue | UpdateJobQueue):
         orders = [o.order for o in m.computeEnvironmentOrder or []]
         if len(set(orders)) != len(orders):
             errors.append(FieldError("computeEnvironmentOrder", "each order value must be unique"))
@@ -470,6 +153,66 @@ def _cross_field(m: BaseModel) -> list[FieldError]:
             errors += _check_tags(m.tags)
     elif isinstance(m, TagResource | CreateComputeEnvironment):
         errors += _check_tags(m.tags)
+    return errors
+
+
+def _definition_rules(m: RegisterJobDefinition) -> list[FieldError]:
+    errors: list[FieldError] = []
+    if m.type == "container" and m.containerProperties is None:
+        errors.append(FieldError("containerProperties", "required when type is container"))
+    if m.type == "multinode" and m.nodeProperties is None:
+        errors.append(FieldError("nodeProperties", "required when type is multinode"))
+    if m.type == "container" and m.nodeProperties is not None:
+        errors.append(FieldError("nodeProperties", "only for type multinode"))
+    if m.type == "multinode" and m.containerProperties is not None:
+        errors.append(
+            FieldError(
+                "containerProperties", "not for type multinode: put containers in node ranges"
+            )
+        )
+    if m.nodeProperties is not None:
+        errors += check_node_properties(m.nodeProperties.model_dump(exclude_none=True))
+        for i, r in enumerate(m.nodeProperties.nodeRangeProperties):
+            if r.container is not None:
+                errors += _check_container(
+                    r.container,
+                    f"nodeProperties.nodeRangeProperties[{i}].container",
+                )
+    if m.containerProperties is not None:
+        errors += _check_container(m.containerProperties, "containerProperties")
+    errors += _check_retry(m.retryStrategy, "retryStrategy")
+    errors += _check_tags(m.tags)
+    return errors
+
+
+def _submit_rules(m: SubmitJob) -> list[FieldError]:
+    errors: list[FieldError] = []
+    if m.containerOverrides is not None:
+        errors += _check_overrides(m.containerOverrides, "containerOverrides")
+    errors += _check_retry(m.retryStrategy, "retryStrategy")
+    errors += _check_tags(m.tags)
+    for i, dep in enumerate(m.dependsOn or []):
+        if dep.jobId is None and dep.type != "SEQUENTIAL":
+            errors.append(FieldError(f"dependsOn[{i}].jobId", "required unless type is SEQUENTIAL"))
+        if dep.type == "SEQUENTIAL" and dep.jobId is not None:
+            errors.append(
+                FieldError(f"dependsOn[{i}].jobId", "must be absent when type is SEQUENTIAL")
+            )
+        if dep.type in ("N_TO_N", "SEQUENTIAL") and m.arrayProperties is None:
+            errors.append(
+                FieldError(f"dependsOn[{i}].type", "N_TO_N and SEQUENTIAL need an array job")
+            )
+    if m.nodeOverrides is not None:
+        if m.arrayProperties is not None:
+            errors.append(FieldError("nodeOverrides", "array jobs cannot be multi-node"))
+        for i, o in enumerate(m.nodeOverrides.nodePropertyOverrides or []):
+            where = f"nodeOverrides.nodePropertyOverrides[{i}]"
+            try:
+                parse_range(o.targetNodes)
+            except ValueError as e:
+                errors.append(FieldError(f"{where}.targetNodes", str(e)))
+            if o.containerOverrides is not None:
+                errors += _check_overrides(o.containerOverrides, f"{where}.containerOverrides")
     return errors
 
 
@@ -503,7 +246,7 @@ def _check_overrides(o: ContainerOverrides, path: str) -> list[FieldError]:
 
 def _check_container(c: ContainerProperties, path: str) -> list[FieldError]:
     """The container's own rules. Its command may be absent: an image's CMD runs, or the
-    submission brings one (checked at submit, :func:`mnp.service.jobs.JobOps._spec`)."""
+    submission brings one (checked at submit, :func:`mnp.service.submit.build_spec`)."""
     errors = _check_env(c.environment, f"{path}.environment")
     errors += _check_resources(c.resourceRequirements, f"{path}.resourceRequirements")
     errors += [FieldError(p, m) for p, m in container_field_errors(c.model_dump(), path)]
@@ -600,3 +343,45 @@ def check_timeout(timeout: Timeout | None, floor: float, path: str = "timeout") 
     if timeout.attemptDurationSeconds < floor:
         return [FieldError(f"{path}.attemptDurationSeconds", f"must be at least {floor:g} seconds")]
     return []
+
+
+def check_extras(req: SubmitJob) -> list[FieldError]:
+    """Every problem with ``req.mnp`` (and the fields it relates to), each naming its field.
+    The output path patterns are those :func:`mnp.build.outputs.expand_path` expands."""
+    m = req.mnp
+    if m is None:
+        return []
+    errors: list[FieldError] = []
+    if m.arrayMaxRunning is not None and req.arrayProperties is None:
+        errors.append(FieldError("mnp.arrayMaxRunning", "only for array jobs (arrayProperties)"))
+    for name, value in (
+        ("stdout", m.stdout),
+        ("stderr", m.stderr),
+        ("workingDirectory", m.workingDirectory),
+        ("submitDir", m.submitDir),
+    ):
+        if value is not None:
+            errors += _check_path(f"mnp.{name}", value, patterns=name in ("stdout", "stderr"))
+    if m.dependencyMode == "ANY" and not req.dependsOn:
+        errors.append(FieldError("mnp.dependencyMode", "ANY needs dependsOn"))
+    return errors
+
+
+def _check_path(path: str, value: str, patterns: bool) -> list[FieldError]:
+    errors: list[FieldError] = []
+    if not value.startswith("/"):
+        errors.append(FieldError(path, f"must be an absolute path, got {value!r}"))
+    if "\0" in value:
+        errors.append(FieldError(path, "must not contain NUL"))
+    if patterns:
+        bad = sorted({s for s in PATTERN.findall(value) if s not in SPECIFIERS})
+        if PATTERN.sub("", value).endswith("%"):
+            bad.append("")  # a lone % at the end
+        if bad:
+            known = " ".join(f"%{k}" for k in SPECIFIERS)
+            errors.append(
+                FieldError(
+                    path, f"unknown pattern {', '.join('%' + b for b in bad)}: known are {known}"
+                )
+            )
+    return errors

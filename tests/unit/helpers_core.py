@@ -9,18 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from mnp.config import HeadConfig
+from mnp.nodes.sessions import NodeSessions
 from mnp.scheduler.loop import Runtime
 from mnp.scheduler.state import HeadState
 from mnp.service.core import Service
-from mnp.spec.model import (
-    ContainerSpec,
-    Dependency,
-    Job,
-    JobSpec,
-    Resources,
-    RetryStrategy,
-)
+from mnp.service.operations import Handler, native_operations
+from mnp.spec.definitions import Dependency, JobSpec, RetryStrategy
+from mnp.spec.jobs import Job
 from mnp.spec.protocol import Assignment, Event, Kill, Poll, Register, Report
+from mnp.spec.resources import ContainerSpec, Resources
 from mnp.spec.states import HistoryEntry, JobStatus
 from mnp.store.sqlite import Store
 
@@ -133,6 +130,7 @@ class Head:
     runtime: Runtime
     state: HeadState
     store: Store
+    sessions: NodeSessions
     seq: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -149,7 +147,12 @@ class Head:
         runtime = Runtime(state, "http://127.0.0.1:1")
         service = Service(state, runtime)
         service.load()
-        return cls(home, clock, service, runtime, state, store)
+        return cls(home, clock, service, runtime, state, store, NodeSessions(runtime))
+
+    @property
+    def api(self) -> dict[str, Handler]:
+        """The native API's operations (JSON in, JSON out), as the HTTP door calls them."""
+        return native_operations(self.service)
 
     @property
     def db_path(self) -> Path:
@@ -157,12 +160,12 @@ class Head:
 
     # --- setup -------------------------------------------------------------------------------
     def environment(self, name: str = "ce", state: str = "ENABLED") -> None:
-        self.service.create_compute_environment(
+        self.api["createComputeEnvironment"](
             {"computeEnvironmentName": name, "type": "UNMANAGED", "state": state}
         )
 
     def queue(self, name: str = "q", ces: tuple[str, ...] = ("ce",), priority: int = 1) -> None:
-        self.service.create_job_queue(
+        self.api["createJobQueue"](
             {
                 "jobQueueName": name,
                 "priority": priority,
@@ -189,7 +192,7 @@ class Head:
             "containerProperties": container,
             **extra,
         }
-        return self.service.register_job_definition(body)
+        return self.api["registerJobDefinition"](body)
 
     def node(
         self,
@@ -199,7 +202,7 @@ class Head:
         memory_mib: int = 4096,
         gpus: int = 0,
     ) -> None:
-        self.runtime.register(
+        self.sessions.register(
             Register(node_id, ce, f"127.0.0.{10 + len(self.seq)}", vcpus, memory_mib, gpus, 4242)
         )
         self.seq.setdefault(node_id, 0)
@@ -215,10 +218,10 @@ class Head:
     # --- jobs --------------------------------------------------------------------------------
     def submit(self, name: str = "job", **body: Any) -> str:
         req = {"jobName": name, "jobQueue": "q", "jobDefinition": "def", **body}
-        return str(self.service.submit_job(req)["jobId"])
+        return str(self.api["submitJob"](req)["jobId"])
 
     def describe(self, job_id: str) -> dict[str, Any]:
-        jobs = self.service.describe_jobs({"jobs": [job_id]})["jobs"]
+        jobs = self.api["describeJobs"]({"jobs": [job_id]})["jobs"]
         assert len(jobs) == 1, f"job {job_id} not found"
         return dict(jobs[0])
 
@@ -233,13 +236,13 @@ class Head:
     def poll(
         self, node_id: str = "n1", running: list[str] | None = None
     ) -> tuple[list[Assignment], list[Kill]]:
-        reply = self.runtime.poll(Poll(node_id, running or [], 0.0))
+        reply = self.sessions.poll(Poll(node_id, running or [], 0.0))
         return reply.assignments, reply.kills
 
     def event(self, node_id: str, attempt_id: str, kind: Any, **kw: Any) -> int:
         self.seq[node_id] = self.seq.get(node_id, 0) + 1
         ev = Event(attempt_id, kind, self.clock(), seq=self.seq[node_id], **kw)
-        return self.runtime.report(Report(node_id, [ev]))
+        return self.sessions.report(Report(node_id, [ev]))
 
     def started(self, node_id: str, attempt_id: str) -> None:
         self.event(node_id, attempt_id, "started", pid=999)

@@ -162,9 +162,8 @@ def violations(graph: Mapping[str, list[Arrow]]) -> list[str]:
                     continue
                 if not _covered(a.target, ALLOWED[unit]) and a.target != name:
                     problems.append(f"{name}:{a.line}: {unit} may not import {a.target}")
-            elif top not in sys.stdlib_module_names and top != "__future__":
-                if top not in THIRD_PARTY[unit]:
-                    problems.append(f"{name}:{a.line}: {unit} may not import {top} (third party)")
+            elif top not in (*sys.stdlib_module_names, "__future__", *THIRD_PARTY[unit]):
+                problems.append(f"{name}:{a.line}: {unit} may not import {top} (third party)")
     problems += [f"import cycle: {' -> '.join(c)}" for c in cycles(graph)]
     return problems
 

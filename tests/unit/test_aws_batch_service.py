@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from mnp.errors import Conflict, InvalidInput, NotFound
-from mnp.spec.model import ARN_PREFIX
+from mnp.spec.arns import ARN_PREFIX
 from tests.unit.helpers_core import HOSTILE, T0, Head
 
 
@@ -41,11 +41,11 @@ def policy(h: Head, name: str = "fs", **fairshare: Any) -> str:
     body: dict[str, Any] = {"name": name}
     if fairshare:
         body["fairsharePolicy"] = fairshare
-    return str(h.service.create_scheduling_policy(body)["arn"])
+    return str(h.api["createSchedulingPolicy"](body)["arn"])
 
 
 def fair_queue(h: Head, name: str = "fq", policy_arn: str | None = None) -> None:
-    h.service.create_job_queue(
+    h.api["createJobQueue"](
         {
             "jobQueueName": name,
             "priority": 5,
@@ -68,11 +68,11 @@ def test_policy_is_stored_with_defaults_and_survives_a_restart(head: Head, tmp_p
     )
     assert arn == f"{ARN_PREFIX}:scheduling-policy/fs"
     plain = policy(head, "plain")
-    head.service.tag_resource({"resourceArn": plain, "tags": {"k": HOSTILE}})
+    head.api["tagResource"]({"resourceArn": plain, "tags": {"k": HOSTILE}})
     head.close()
     again = Head.open(tmp_path / "home")
     try:
-        got = again.service.describe_scheduling_policies({"arns": [arn, plain, "nope"]})
+        got = again.api["describeSchedulingPolicies"]({"arns": [arn, plain, "nope"]})
         assert got == {
             "schedulingPolicies": [
                 {
@@ -100,7 +100,7 @@ def test_policy_is_stored_with_defaults_and_survives_a_restart(head: Head, tmp_p
                 },
             ]
         }
-        assert again.service.list_scheduling_policies({}) == {
+        assert again.api["listSchedulingPolicies"]({}) == {
             "schedulingPolicies": [{"arn": arn}, {"arn": plain}]
         }
     finally:
@@ -120,7 +120,7 @@ def test_policy_ranges_and_overlaps_are_reported_together(head: Head) -> None:
             ],
         },
     }
-    got = problems(head.service.create_scheduling_policy, body)
+    got = problems(head.api["createSchedulingPolicy"], body)
     assert set(got) == {
         "name",
         "fairsharePolicy.shareDecaySeconds",
@@ -135,12 +135,12 @@ def test_policy_ranges_and_overlaps_are_reported_together(head: Head) -> None:
             "shareDistribution": [{"shareIdentifier": "UserA*"}, {"shareIdentifier": "UserA1"}]
         },
     }
-    assert problems(head.service.create_scheduling_policy, overlap) == {
+    assert problems(head.api["createSchedulingPolicy"], overlap) == {
         "fairsharePolicy.shareDistribution[1].shareIdentifier": "'UserA1' overlaps 'UserA*' "
         "(shareDistribution[0])"
     }
     assert "quotaSharePolicy" in problems(
-        head.service.create_scheduling_policy, {"name": "q", "quotaSharePolicy": {}}
+        head.api["createSchedulingPolicy"], {"name": "q", "quotaSharePolicy": {}}
     )
     policy(head, "p")
     with pytest.raises(Conflict):
@@ -149,57 +149,55 @@ def test_policy_ranges_and_overlaps_are_reported_together(head: Head) -> None:
 
 def test_update_replaces_the_fairshare_policy(head: Head) -> None:
     arn = policy(head, computeReservation=10, shareDistribution=[{"shareIdentifier": "a"}])
-    head.service.update_scheduling_policy({"arn": arn})  # nothing given: nothing changes
+    head.api["updateSchedulingPolicy"]({"arn": arn})  # nothing given: nothing changes
     assert (
-        head.service.describe_scheduling_policies({"arns": [arn]})["schedulingPolicies"][0][
+        head.api["describeSchedulingPolicies"]({"arns": [arn]})["schedulingPolicies"][0][
             "fairsharePolicy"
         ]["computeReservation"]
         == 10
     )
-    head.service.update_scheduling_policy(
-        {"arn": arn, "fairsharePolicy": {"shareDecaySeconds": 60}}
-    )
-    assert head.service.describe_scheduling_policies({"arns": ["fs"]})["schedulingPolicies"][0][
+    head.api["updateSchedulingPolicy"]({"arn": arn, "fairsharePolicy": {"shareDecaySeconds": 60}})
+    assert head.api["describeSchedulingPolicies"]({"arns": ["fs"]})["schedulingPolicies"][0][
         "fairsharePolicy"
     ] == {"shareDecaySeconds": 60, "computeReservation": 0, "shareDistribution": []}
     with pytest.raises(NotFound):
-        head.service.update_scheduling_policy({"arn": f"{ARN_PREFIX}:scheduling-policy/nope"})
+        head.api["updateSchedulingPolicy"]({"arn": f"{ARN_PREFIX}:scheduling-policy/nope"})
 
 
 def test_policy_in_use_cannot_be_deleted(ready: Head) -> None:
     arn = policy(ready)
     fair_queue(ready, policy_arn=arn)
-    assert problems(ready.service.delete_scheduling_policy, {"arn": arn}) == {
+    assert problems(ready.api["deleteSchedulingPolicy"], {"arn": arn}) == {
         "arn": "scheduling policy 'fs' is used by job queues: fq"
     }
-    ready.service.update_job_queue({"jobQueue": "fq", "state": "DISABLED"})
-    ready.service.delete_job_queue({"jobQueue": "fq"})
-    ready.service.delete_scheduling_policy({"arn": arn})
-    assert ready.service.list_scheduling_policies({}) == {"schedulingPolicies": []}
-    assert problems(ready.service.delete_scheduling_policy, {}) == {"arn": "required"}
+    ready.api["updateJobQueue"]({"jobQueue": "fq", "state": "DISABLED"})
+    ready.api["deleteJobQueue"]({"jobQueue": "fq"})
+    ready.api["deleteSchedulingPolicy"]({"arn": arn})
+    assert ready.api["listSchedulingPolicies"]({}) == {"schedulingPolicies": []}
+    assert problems(ready.api["deleteSchedulingPolicy"], {}) == {"arn": "required"}
 
 
 def test_fifo_queue_cannot_get_a_policy_and_a_policy_cannot_be_removed(ready: Head) -> None:
     first, second = policy(ready, "one"), policy(ready, "two")
     assert problems(
-        ready.service.update_job_queue, {"jobQueue": "q", "schedulingPolicyArn": first}
+        ready.api["updateJobQueue"], {"jobQueue": "q", "schedulingPolicyArn": first}
     ) == {
         "schedulingPolicyArn": "job queue 'q' is a FIFO queue: a scheduling policy can only be "
         "given when the queue is created"
     }
     fair_queue(ready, policy_arn=first)
-    ready.service.update_job_queue({"jobQueue": "fq", "schedulingPolicyArn": second})
-    detail = ready.service.describe_job_queues({"jobQueues": ["fq"]})["jobQueues"][0]
+    ready.api["updateJobQueue"]({"jobQueue": "fq", "schedulingPolicyArn": second})
+    detail = ready.api["describeJobQueues"]({"jobQueues": ["fq"]})["jobQueues"][0]
     assert detail["schedulingPolicyArn"] == second
-    assert problems(
-        ready.service.update_job_queue, {"jobQueue": "fq", "schedulingPolicyArn": ""}
-    ) == {"schedulingPolicyArn": "a job queue's scheduling policy can be replaced but not removed"}
+    assert problems(ready.api["updateJobQueue"], {"jobQueue": "fq", "schedulingPolicyArn": ""}) == {
+        "schedulingPolicyArn": "a job queue's scheduling policy can be replaced but not removed"
+    }
     assert "schedulingPolicyArn" in problems(
-        ready.service.update_job_queue, {"jobQueue": "fq", "schedulingPolicyArn": "nope"}
+        ready.api["updateJobQueue"], {"jobQueue": "fq", "schedulingPolicyArn": "nope"}
     )
     assert (
         "schedulingPolicyArn"
-        not in ready.service.describe_job_queues({"jobQueues": ["q"]})["jobQueues"][0]
+        not in ready.api["describeJobQueues"]({"jobQueues": ["q"]})["jobQueues"][0]
     )
 
 
@@ -207,10 +205,10 @@ def test_fifo_queue_cannot_get_a_policy_and_a_policy_cannot_be_removed(ready: He
 def test_share_identifier_is_required_on_fair_share_queues_and_refused_on_fifo(ready: Head) -> None:
     fair_queue(ready)
     assert problems(
-        ready.service.submit_job, {"jobName": "j", "jobQueue": "fq", "jobDefinition": "def"}
+        ready.api["submitJob"], {"jobName": "j", "jobQueue": "fq", "jobDefinition": "def"}
     ) == {"shareIdentifier": "required: job queue 'fq' has a fair-share scheduling policy"}
     assert problems(
-        ready.service.submit_job,
+        ready.api["submitJob"],
         {"jobName": "j", "jobQueue": "q", "jobDefinition": "def", "shareIdentifier": "a"},
     ) == {
         "shareIdentifier": "job queue 'q' has no fair-share scheduling policy; "
@@ -220,15 +218,15 @@ def test_share_identifier_is_required_on_fair_share_queues_and_refused_on_fifo(r
     detail = ready.describe(job)
     assert (detail["shareIdentifier"], detail["schedulingPriority"]) == ("teamA", 7)
     ready.ticks(1)
-    listed = ready.service.list_jobs(
+    listed = ready.api["listJobs"](
         {"jobQueue": "fq", "filters": [{"name": "SHARE_IDENTIFIER", "values": ["teamA"]}]}
     )["jobSummaryList"]
     assert [(s["jobId"], s["shareIdentifier"]) for s in listed] == [(job, "teamA")]
-    none = ready.service.list_jobs(
+    none = ready.api["listJobs"](
         {"jobQueue": "fq", "filters": [{"name": "SHARE_IDENTIFIER", "values": ["teamB"]}]}
     )
     assert none["jobSummaryList"] == []
-    with_status = ready.service.list_jobs(
+    with_status = ready.api["listJobs"](
         {
             "jobQueue": "fq",
             "jobStatus": "SUCCEEDED",
@@ -244,7 +242,7 @@ def test_a_fair_share_queue_has_at_most_500_active_shares(ready: Head) -> None:
         ready.submit(jobQueue="fq", shareIdentifier=f"s{i}")
     ready.submit(jobQueue="fq", shareIdentifier="s7")  # an active share: fine
     assert problems(
-        ready.service.submit_job,
+        ready.api["submitJob"],
         {"jobName": "j", "jobQueue": "fq", "jobDefinition": "def", "shareIdentifier": "new"},
     ) == {"shareIdentifier": "job queue 'fq' already has 500 active share identifiers"}
 
@@ -267,7 +265,7 @@ def test_snapshot_lists_runnable_jobs_in_dispatch_order(ready: Head) -> None:
         ready.clock.advance(1)
         ready.ticks(1)
     ready.run_next("n1")  # j0 takes the node
-    snap = ready.service.get_job_queue_snapshot({"jobQueue": f"{ARN_PREFIX}:job-queue/q"})
+    snap = ready.api["getJobQueueSnapshot"]({"jobQueue": f"{ARN_PREFIX}:job-queue/q"})
     front = snap["frontOfQueue"]
     assert [j["jobArn"].rsplit("/", 1)[1] for j in front["jobs"]] == jobs[1:]
     times = [j["earliestTimeAtPosition"] for j in front["jobs"]]
@@ -278,8 +276,8 @@ def test_snapshot_lists_runnable_jobs_in_dispatch_order(ready: Head) -> None:
     ]
     assert "fairshareUtilization" not in snap["queueUtilization"]
     with pytest.raises(NotFound):
-        ready.service.get_job_queue_snapshot({"jobQueue": "nope"})
-    assert problems(ready.service.get_job_queue_snapshot, {}) == {"jobQueue": "required"}
+        ready.api["getJobQueueSnapshot"]({"jobQueue": "nope"})
+    assert problems(ready.api["getJobQueueSnapshot"], {}) == {"jobQueue": "required"}
 
 
 def test_snapshot_shows_at_most_100_jobs_and_share_usage(ready: Head) -> None:
@@ -287,10 +285,10 @@ def test_snapshot_shows_at_most_100_jobs_and_share_usage(ready: Head) -> None:
     for i in range(103):
         ready.submit(f"j{i}", jobQueue="fq", shareIdentifier="a" if i % 2 else "b")
     ready.ticks(1)
-    snap = ready.service.get_job_queue_snapshot({"jobQueue": "fq"})
+    snap = ready.api["getJobQueueSnapshot"]({"jobQueue": "fq"})
     assert len(snap["frontOfQueue"]["jobs"]) == 100
     ready.ticks(2)
-    snap = ready.service.get_job_queue_snapshot({"jobQueue": "fq"})
+    snap = ready.api["getJobQueueSnapshot"]({"jobQueue": "fq"})
     fair = snap["queueUtilization"]["fairshareUtilization"]
     assert fair["activeShareCount"] == 2
     used = {
@@ -312,27 +310,25 @@ def test_every_taggable_resource_takes_lists_and_drops_tags(ready: Head) -> None
         policy(ready),
     ]
     for arn in arns:
-        ready.service.tag_resource({"resourceArn": arn, "tags": {"a": "1", "b": HOSTILE}})
-        ready.service.untag_resource({"resourceArn": arn, "tagKeys": ["a", "never-set"]})
-        assert (
-            ready.service.list_tags_for_resource({"resourceArn": arn})["tags"].get("b") == HOSTILE
-        )
-    assert ready.service.list_tags_for_resource({"resourceArn": arns[3]})["tags"] == {
+        ready.api["tagResource"]({"resourceArn": arn, "tags": {"a": "1", "b": HOSTILE}})
+        ready.api["untagResource"]({"resourceArn": arn, "tagKeys": ["a", "never-set"]})
+        assert ready.api["listTagsForResource"]({"resourceArn": arn})["tags"].get("b") == HOSTILE
+    assert ready.api["listTagsForResource"]({"resourceArn": arns[3]})["tags"] == {
         "t": "0",
         "b": HOSTILE,
     }
     assert ready.describe(job)["tags"] == {"t": "0", "b": HOSTILE}
-    detail = ready.service.describe_compute_environments({})["computeEnvironments"][0]
+    detail = ready.api["describeComputeEnvironments"]({})["computeEnvironments"][0]
     assert detail["tags"] == {"b": HOSTILE}
     for child in (f"{arr}:0", f"{job}#0"):
         assert "resourceArn" in problems(
-            ready.service.list_tags_for_resource, {"resourceArn": f"{ARN_PREFIX}:job/{child}"}
+            ready.api["listTagsForResource"], {"resourceArn": f"{ARN_PREFIX}:job/{child}"}
         )
     for missing in ("job-queue/nope", "job/nope", "scheduling-policy/nope", "job-definition/d:1"):
         with pytest.raises(NotFound):
-            ready.service.list_tags_for_resource({"resourceArn": f"{ARN_PREFIX}:{missing}"})
+            ready.api["listTagsForResource"]({"resourceArn": f"{ARN_PREFIX}:{missing}"})
     for bad in ("q", "arn:aws:batch:r:1:node/x", "arn:aws:batch:r:1:job-queue"):
-        assert "resourceArn" in problems(ready.service.list_tags_for_resource, {"resourceArn": bad})
+        assert "resourceArn" in problems(ready.api["listTagsForResource"], {"resourceArn": bad})
 
 
 def test_tags_survive_a_restart_and_a_finished_job_keeps_its_tags(
@@ -344,74 +340,74 @@ def test_tags_survive_a_restart_and_a_finished_job_keeps_its_tags(
     ready.ticks(1)
     assert job not in ready.state.active
     arn = f"{ARN_PREFIX}:job/{job}"
-    ready.service.tag_resource({"resourceArn": arn, "tags": {"done": "yes"}})
-    ready.service.tag_resource({"resourceArn": f"{ARN_PREFIX}:job-queue/q", "tags": {"q": "1"}})
+    ready.api["tagResource"]({"resourceArn": arn, "tags": {"done": "yes"}})
+    ready.api["tagResource"]({"resourceArn": f"{ARN_PREFIX}:job-queue/q", "tags": {"q": "1"}})
     ready.close()
     again = Head.open(tmp_path / "home")
     try:
-        assert again.service.list_tags_for_resource({"resourceArn": arn})["tags"] == {"done": "yes"}
-        assert again.service.list_tags_for_resource(
-            {"resourceArn": "arn:aws:batch:x:1:job-queue/q"}
-        )["tags"] == {"q": "1"}
+        assert again.api["listTagsForResource"]({"resourceArn": arn})["tags"] == {"done": "yes"}
+        assert again.api["listTagsForResource"]({"resourceArn": "arn:aws:batch:x:1:job-queue/q"})[
+            "tags"
+        ] == {"q": "1"}
     finally:
         again.close()
 
 
 def test_tag_limits(ready: Head) -> None:
     arn = f"{ARN_PREFIX}:job-queue/q"
-    ready.service.tag_resource({"resourceArn": arn, "tags": {f"k{i}": "v" for i in range(45)}})
+    ready.api["tagResource"]({"resourceArn": arn, "tags": {f"k{i}": "v" for i in range(45)}})
     got = problems(
-        ready.service.tag_resource, {"resourceArn": arn, "tags": {f"n{i}": "v" for i in range(6)}}
+        ready.api["tagResource"], {"resourceArn": arn, "tags": {f"n{i}": "v" for i in range(6)}}
     )
     assert got == {"tags": "a resource has at most 50 tags; this makes 51"}
     got = problems(
-        ready.service.tag_resource,
+        ready.api["tagResource"],
         {"resourceArn": arn, "tags": {"x" * 129: "v", "aws:k": "v", "long": "v" * 257}},
     )
     assert set(got) == {f"tags.{'x' * 129}", "tags.aws:k", "tags.long"}
-    assert problems(ready.service.tag_resource, {"resourceArn": arn, "tags": {}}) == {
+    assert problems(ready.api["tagResource"], {"resourceArn": arn, "tags": {}}) == {
         "tags": "Dictionary should have at least 1 item after validation, not 0"
     }
-    assert set(problems(ready.service.untag_resource, {"resourceArn": arn, "tagKeys": []})) == {
+    assert set(problems(ready.api["untagResource"], {"resourceArn": arn, "tagKeys": []})) == {
         "tagKeys"
     }
     many = {f"k{i}": "v" for i in range(51)}
     body = {"jobQueueName": "q2", "priority": 1, "tags": many, "computeEnvironmentOrder": []}
-    assert "tags" in problems(ready.service.create_job_queue, body)
+    assert "tags" in problems(ready.api["createJobQueue"], body)
 
 
 # --- ListJobs, quotas, paging ---------------------------------------------------------------------
 def test_list_jobs_wants_exactly_one_selector_and_one_filter(ready: Head) -> None:
     parent = ready.submit("arr", arrayProperties={"size": 2})
     for body in ({}, {"jobQueue": "q", "arrayJobId": parent}):
-        assert "jobQueue" in problems(ready.service.list_jobs, body)
+        assert "jobQueue" in problems(ready.api["listJobs"], body)
     two = [{"name": "JOB_NAME", "values": ["a"]}, {"name": "JOB_NAME", "values": ["b"]}]
-    assert problems(ready.service.list_jobs, {"jobQueue": "q", "filters": two}) == {
+    assert problems(ready.api["listJobs"], {"jobQueue": "q", "filters": two}) == {
         "filters": "only one filter can be used at a time"
     }
     assert "filters[0].name" in problems(
-        ready.service.list_jobs, {"jobQueue": "q", "filters": [{"name": "NOPE", "values": ["x"]}]}
+        ready.api["listJobs"], {"jobQueue": "q", "filters": [{"name": "NOPE", "values": ["x"]}]}
     )
     # the native API's allStatuses keeps its own rules
-    assert ready.service.list_jobs({"allStatuses": True})["jobSummaryList"]
+    assert ready.api["listJobs"]({"allStatuses": True})["jobSummaryList"]
 
 
 def test_paging_tokens_and_sizes_are_checked(ready: Head) -> None:
     for i in range(3):
         ready.submit(f"j{i}")
-    first = ready.service.list_jobs({"jobQueue": "q", "jobStatus": "SUBMITTED", "maxResults": 2})
+    first = ready.api["listJobs"]({"jobQueue": "q", "jobStatus": "SUBMITTED", "maxResults": 2})
     assert len(first["jobSummaryList"]) == 2
-    rest = ready.service.list_jobs(
+    rest = ready.api["listJobs"](
         {"jobQueue": "q", "jobStatus": "SUBMITTED", "nextToken": first["nextToken"]}
     )
     assert len(rest["jobSummaryList"]) == 1 and "nextToken" not in rest
-    assert problems(ready.service.list_jobs, {"jobQueue": "q", "nextToken": "garbage"}) == {
+    assert problems(ready.api["listJobs"], {"jobQueue": "q", "nextToken": "garbage"}) == {
         "nextToken": "not a token this head node gave out"
     }
-    assert problems(ready.service.describe_job_queues, {"maxResults": 0}) == {
+    assert problems(ready.api["describeJobQueues"], {"maxResults": 0}) == {
         "maxResults": "must be at least 1"
     }
-    big = ready.service.describe_job_queues({"maxResults": 5000})  # more than 100: a full page
+    big = ready.api["describeJobQueues"]({"maxResults": 5000})  # more than 100: a full page
     assert len(big["jobQueues"]) == 1
 
 
@@ -432,20 +428,20 @@ def test_aws_shaped_environment_gets_local_nodes_from_max_vcpus(head: Head) -> N
         "type": "MANAGED",
         "computeResources": {"type": "EC2", "maxvCpus": 10, "subnets": []},
     }
-    head.service.create_compute_environment(body)
+    head.api["createComputeEnvironment"](body)
     ce = head.state.ces["aws"]
     assert (ce.node_count, ce.node_resources.vcpus) == (3, 4)  # 4-vCPU nodes: ceil(10/4)
-    head.service.create_compute_environment({**body, "computeEnvironmentName": "aws2"})
+    head.api["createComputeEnvironment"]({**body, "computeEnvironmentName": "aws2"})
     first = {head.state.ces[n].first_address for n in ("aws", "aws2")}
     assert len(first) == 2  # their nodes never share loopback addresses
-    head.service.update_compute_environment(
+    head.api["updateComputeEnvironment"](
         {"computeEnvironment": "aws", "computeResources": {"maxvCpus": 4}, "serviceRole": "r"}
     )
     assert head.state.ces["aws"].node_count == 1
-    detail = head.service.describe_compute_environments({"computeEnvironments": ["aws"]})
+    detail = head.api["describeComputeEnvironments"]({"computeEnvironments": ["aws"]})
     got = detail["computeEnvironments"][0]
     assert (got["computeResources"]["maxvCpus"], got["serviceRole"]) == (4, "r")
-    head.service.create_compute_environment(
+    head.api["createComputeEnvironment"](
         {"computeEnvironmentName": "mine", "type": "UNMANAGED", "unmanagedvCpus": 8}
     )
     assert head.state.ces["mine"].node_count == 0

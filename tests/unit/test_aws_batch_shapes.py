@@ -1,8 +1,11 @@
-"""Answer translation for the AWS Batch wire: mnp's own fields out, AWS's constants in."""
+"""Answer translation for the AWS Batch wire: mnp's own fields out, AWS's constants in; and
+the one operations table both front doors are built from."""
 
 from __future__ import annotations
 
+from mnp.api.aws import batch
 from mnp.api.aws import batch_shapes as shapes
+from mnp.service.operations import OPERATIONS, Answer
 
 
 def test_job_detail_and_summary_lose_only_mnp_fields() -> None:
@@ -59,3 +62,15 @@ def test_job_definition_gets_an_orchestration_type() -> None:
         "jobDefinitions": [{**d, "containerOrchestrationType": "ECS"}],
         "nextToken": "1",
     }
+
+
+def test_one_table_serves_both_front_doors() -> None:
+    assert set(batch.TRANSLATE) == set(Answer)
+    aws = [op.aws for op in OPERATIONS if op.aws is not None]
+    assert len(aws) == len(set(aws)) == 25
+    assert len(batch.OPERATIONS) + len(batch.TAG_OPERATIONS) == 25
+    natives = [op.native for op in OPERATIONS]
+    assert len(natives) == len(set(natives))
+    # the native name is the AWS name in camelCase
+    assert all(op.native == op.aws[0].lower() + op.aws[1:] for op in OPERATIONS if op.aws)
+    assert {op.native for op in OPERATIONS if op.aws is None} == {"listNodes"}

@@ -13,9 +13,10 @@ from launcher.container import IMAGE_PYTHON, LIB_DIR, in_container
 from launcher.engine import container_name, exec_argv
 from mnp.build.container import container_run, cpu_shares, field_errors
 from mnp.errors import InvalidInput
-from mnp.service.validation import RegisterJobDefinition, parse
-from mnp.spec.model import ContainerSpec
+from mnp.service.models import RegisterJobDefinition
+from mnp.service.validation import parse
 from mnp.spec.protocol import PYTHON_PLACEHOLDER, Assignment, ContainerRun, Wiring
+from mnp.spec.resources import ContainerSpec
 from tests.unit import goldens
 
 FULL: dict[str, Any] = {

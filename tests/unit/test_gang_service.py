@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from mnp.build.multinode import master_port
-from mnp.scheduler.loop import TIMEOUT_REASON
+from mnp.scheduler.attempts import TIMEOUT_REASON
 from mnp.scheduler.reconcile import NEVER_FITS
 from mnp.spec.protocol import PYTHON_PLACEHOLDER, Assignment, Poll, PollReply, Ready, Register
 from tests.unit.helpers_core import HOSTILE, Head
@@ -42,7 +42,7 @@ def address(i: int) -> str:
 
 def add_nodes(h: Head, count: int, first: int = 0, addr: Any = address) -> None:
     for i in range(first, first + count):
-        h.runtime.register(
+        h.sessions.register(
             Register(
                 f"n{i}", "ce", addr(i), 4, 4096, 0, 1000 + i, ssh_port=40000 + i,
                 ssh_host_key=HOST_KEY,
@@ -65,7 +65,7 @@ def define(
     others: dict[str, Any] = {"resourceRequirements": res}
     if every_node:
         others["command"] = ["worker", HOSTILE]
-    h.service.register_job_definition(
+    h.api["registerJobDefinition"](
         {
             "jobDefinitionName": name,
             "type": "multinode",
@@ -87,7 +87,7 @@ def define(
 
 
 def poll(h: Head, node_id: str) -> PollReply:
-    return h.runtime.poll(Poll(node_id, [], 0.0))
+    return h.sessions.poll(Poll(node_id, [], 0.0))
 
 
 def poll_all(h: Head) -> dict[str, PollReply]:
@@ -138,7 +138,7 @@ def start(h: Head, job_id: str) -> dict[int, tuple[str, Assignment]]:
 
 
 def free_vcpus(h: Head) -> dict[str, float]:
-    return {n["nodeId"]: n["freeVcpus"] for n in h.service.list_nodes({})["nodes"]}
+    return {n["nodeId"]: n["freeVcpus"] for n in h.api["listNodes"]({})["nodes"]}
 
 
 @pytest.fixture
@@ -414,7 +414,7 @@ def test_terminate_of_a_running_mnp_job_kills_the_main_node_and_fails(four: Head
     define(h, "mnp3", retryStrategy={"attempts": 3})
     job_id = h.submit(jobDefinition="mnp3")
     nodes = start(h, job_id)
-    h.service.terminate_job({"jobId": job_id, "reason": HOSTILE})
+    h.api["terminateJob"]({"jobId": job_id, "reason": HOSTILE})
     assert h.status(job_id) == "RUNNING", "RUNNING until the main node reports its exit"
     replies = poll_all(h)
     assert kills(replies) == {"n0": [HOSTILE]}
@@ -435,7 +435,7 @@ def test_terminate_of_a_node_job_terminates_the_whole_job(four: Head) -> None:
     h = four
     job_id = h.submit(jobDefinition="mnp")
     nodes = start(h, job_id)
-    h.service.terminate_job({"jobId": f"{job_id}#2", "reason": "stop"})
+    h.api["terminateJob"]({"jobId": f"{job_id}#2", "reason": "stop"})
     assert kills(poll_all(h)) == {"n0": ["stop"]}
     h.exited("n0", nodes[0][1].attempt_id, 143)
     assert h.describe(job_id)["isTerminated"] is True
@@ -450,15 +450,15 @@ def test_cancel_of_a_runnable_mnp_job_fails_it(four: Head) -> None:
     h.ticks(3)
     detail = h.describe(waiting)
     assert (detail["status"], detail.get("statusReason")) == ("RUNNABLE", None)
-    h.service.cancel_job({"jobId": waiting, "reason": "not now"})
+    h.api["cancelJob"]({"jobId": waiting, "reason": "not now"})
     detail = h.describe(waiting)
     assert (detail["status"], detail["statusReason"]) == ("FAILED", "not now")
     assert detail["isCancelled"] is True
-    assert h.service.list_jobs({"multiNodeJobId": waiting, "allStatuses": True}) == {
+    assert h.api["listJobs"]({"multiNodeJobId": waiting, "allStatuses": True}) == {
         "jobSummaryList": []
     }
     # CancelJob of a RUNNING MNP job does nothing (AWS Batch)
-    h.service.cancel_job({"jobId": running, "reason": "no"})
+    h.api["cancelJob"]({"jobId": running, "reason": "no"})
     assert kills(poll_all(h)) == {}
     assert h.status(running) == "RUNNING"
 
@@ -471,12 +471,12 @@ def test_cancel_while_waiting_for_a_retry_releases_every_node(four: Head) -> Non
     h.exited("n1", nodes[1][1].attempt_id, 1)
     h.exited("n0", nodes[0][1].attempt_id, 143)
     assert h.status(job_id) == "RUNNABLE"
-    h.service.cancel_job({"jobId": job_id, "reason": "give up"})
+    h.api["cancelJob"]({"jobId": job_id, "reason": "give up"})
     assert h.status(job_id) == "FAILED"
     for i in (2, 3):  # the nodes still stopping report their exits
         h.exited(nodes[i][0], nodes[i][1].attempt_id, 143)
     assert statuses(h, job_id) == ["FAILED"] * 4
-    listed = h.service.list_nodes({})["nodes"]
+    listed = h.api["listNodes"]({})["nodes"]
     assert {n["nodeId"]: (n["freeVcpus"], n["runningJobs"]) for n in listed} == {
         f"n{i}": (4, []) for i in range(4)
     }
@@ -501,12 +501,12 @@ def test_describe_and_list_show_the_parent_and_its_nodes(four: Head) -> None:
         assert "nodeProperties" not in node
         assert node["container"]["command"] == (MAIN_CMD if i == 0 else [])
     assert h.describe(f"{job_id}#0")["nodeId"] == main_node
-    listed = h.service.list_jobs({"multiNodeJobId": job_id, "jobStatus": "RUNNABLE"})
+    listed = h.api["listJobs"]({"multiNodeJobId": job_id, "jobStatus": "RUNNABLE"})
     assert [s["jobId"] for s in listed["jobSummaryList"]] == [f"{job_id}#{i}" for i in (1, 2, 3)]
     h.started(main_node, main.attempt_id)
     for node_id, a in assignments(poll_all(h)).values():
         h.started(node_id, a.attempt_id)
-    listed = h.service.list_jobs({"multiNodeJobId": job_id})  # RUNNING by default
+    listed = h.api["listJobs"]({"multiNodeJobId": job_id})  # RUNNING by default
     summaries = {s["jobId"]: s for s in listed["jobSummaryList"]}
     assert sorted(summaries) == [f"{job_id}#{i}" for i in range(4)]
     for i in range(4):
@@ -515,7 +515,7 @@ def test_describe_and_list_show_the_parent_and_its_nodes(four: Head) -> None:
             "nodeIndex": i,
             "isMainNode": i == 0,
         }
-    queue = h.service.list_jobs({"jobQueue": "q"})["jobSummaryList"]
+    queue = h.api["listJobs"]({"jobQueue": "q"})["jobSummaryList"]
     assert job_id in [s["jobId"] for s in queue]
 
 

@@ -15,7 +15,6 @@ import pytest
 
 from mnp.errors import FieldError, InvalidInput
 from mnp.service import validation as v
-from mnp.spec.model import Resources
 from mnp.spec.noderanges import (
     MAX_RANGES,
     NodeSpec,
@@ -24,6 +23,7 @@ from mnp.spec.noderanges import (
     parse_range,
     resolve_nodes,
 )
+from mnp.spec.resources import Resources
 from tests.unit.helpers_core import HOSTILE, Head
 
 SHAPE_MSG = "must look like 0:3, :3, 2: or 4"
@@ -542,7 +542,7 @@ def head(tmp_path: Path) -> Iterator[Head]:
 
 
 def register_mnp(h: Head, *ranges: dict[str, Any], num: int = 3, main: int = 0) -> None:
-    h.service.register_job_definition(node_def(**props(num, main, *ranges)))
+    h.api["registerJobDefinition"](node_def(**props(num, main, *ranges)))
 
 
 def test_hostile_commands_and_environment_values_pass_through_unchanged(head: Head) -> None:

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from mnp.errors import Conflict, InvalidInput, NotFound
-from mnp.scheduler.loop import TIMEOUT_REASON, NodeGone
+from mnp.nodes.sessions import NodeGone
+from mnp.scheduler.attempts import TIMEOUT_REASON
 from mnp.scheduler.reconcile import NEVER_FITS
 from mnp.spec.protocol import Assignment, Register
 from tests.unit.helpers_core import HOSTILE, Head, row_counts
@@ -67,7 +68,7 @@ def test_register_creates_revision_n_plus_1(head: Head) -> None:
     assert [a["revision"] for a in answers] == [1, 2, 3]
     assert answers[2]["jobDefinitionArn"].endswith(":job-definition/d:3")
     assert head.definition("other")["revision"] == 1
-    described = head.service.describe_job_definitions({"jobDefinitionName": "d"})
+    described = head.api["describeJobDefinitions"]({"jobDefinitionName": "d"})
     assert [(d["revision"], d["status"]) for d in described["jobDefinitions"]] == [
         (1, "ACTIVE"),
         (2, "ACTIVE"),
@@ -79,10 +80,10 @@ def test_register_creates_revision_n_plus_1(head: Head) -> None:
 def test_deregister_makes_inactive_and_bare_name_means_latest_active(ready: Head) -> None:
     ready.definition("def", command=["two"])
     ready.definition("def", command=["three"])
-    ready.service.deregister_job_definition({"jobDefinition": "def:3"})
-    described = ready.service.describe_job_definitions({"jobDefinitionName": "def"})
+    ready.api["deregisterJobDefinition"]({"jobDefinition": "def:3"})
+    described = ready.api["describeJobDefinitions"]({"jobDefinitionName": "def"})
     assert [d["status"] for d in described["jobDefinitions"]] == ["ACTIVE", "ACTIVE", "INACTIVE"]
-    only_inactive = ready.service.describe_job_definitions(
+    only_inactive = ready.api["describeJobDefinitions"](
         {"jobDefinitionName": "def", "status": "INACTIVE"}
     )
     assert [d["revision"] for d in only_inactive["jobDefinitions"]] == [3]
@@ -96,7 +97,7 @@ def test_deregister_makes_inactive_and_bare_name_means_latest_active(ready: Head
         "Ref::msg",
     ]
     assert invalid_paths(
-        ready.service.submit_job,
+        ready.api["submitJob"],
         {
             "jobName": "j",
             "jobQueue": "q",
@@ -104,10 +105,10 @@ def test_deregister_makes_inactive_and_bare_name_means_latest_active(ready: Head
         },
     ) == {"jobDefinition"}
 
-    ready.service.deregister_job_definition({"jobDefinition": "def:1"})
-    ready.service.deregister_job_definition({"jobDefinition": "def:2"})
+    ready.api["deregisterJobDefinition"]({"jobDefinition": "def:1"})
+    ready.api["deregisterJobDefinition"]({"jobDefinition": "def:2"})
     assert invalid_paths(
-        ready.service.submit_job,
+        ready.api["submitJob"],
         {
             "jobName": "j",
             "jobQueue": "q",
@@ -115,14 +116,14 @@ def test_deregister_makes_inactive_and_bare_name_means_latest_active(ready: Head
         },
     ) == {"jobDefinition"}
     with pytest.raises(NotFound):
-        ready.service.deregister_job_definition({"jobDefinition": "def:9"})
+        ready.api["deregisterJobDefinition"]({"jobDefinition": "def:9"})
 
 
 # --- queues -----------------------------------------------------------------------------------
 
 
 def test_disabled_queue_refuses_submissions(ready: Head) -> None:
-    ready.service.update_job_queue({"jobQueue": "q", "state": "DISABLED"})
+    ready.api["updateJobQueue"]({"jobQueue": "q", "state": "DISABLED"})
     before = row_counts(ready.db_path)
     with pytest.raises(InvalidInput) as err:
         ready.submit()
@@ -130,13 +131,13 @@ def test_disabled_queue_refuses_submissions(ready: Head) -> None:
         ("jobQueue", "job queue 'q' is DISABLED")
     ]
     assert row_counts(ready.db_path) == before
-    ready.service.update_job_queue({"jobQueue": "q", "state": "ENABLED"})
+    ready.api["updateJobQueue"]({"jobQueue": "q", "state": "ENABLED"})
     assert ready.status(ready.submit()) == "SUBMITTED"
 
 
 def test_unknown_queue_and_definition_are_reported_together(ready: Head) -> None:
     body = {"jobName": "j", "jobQueue": "nope", "jobDefinition": "nope"}
-    assert invalid_paths(ready.service.submit_job, body) == {"jobQueue", "jobDefinition"}
+    assert invalid_paths(ready.api["submitJob"], body) == {"jobQueue", "jobDefinition"}
 
 
 # --- what the job runs ------------------------------------------------------------------------
@@ -209,7 +210,7 @@ def test_timeout_below_the_floor_is_refused(ready: Head) -> None:
         "jobDefinition": "def",
         "timeout": {"attemptDurationSeconds": 59},
     }
-    assert invalid_paths(ready.service.submit_job, body) == {"timeout.attemptDurationSeconds"}
+    assert invalid_paths(ready.api["submitJob"], body) == {"timeout.attemptDurationSeconds"}
     with pytest.raises(InvalidInput):
         ready.definition("short", timeout={"attemptDurationSeconds": 30})
 
@@ -345,7 +346,7 @@ def test_dependency_on_an_unknown_job_is_refused(ready: Head) -> None:
         "jobDefinition": "def",
         "dependsOn": [{"jobId": "no-such-job"}],
     }
-    assert invalid_paths(ready.service.submit_job, body) == {"dependsOn[0].jobId"}
+    assert invalid_paths(ready.api["submitJob"], body) == {"dependsOn[0].jobId"}
 
 
 # --- retries and timeouts ---------------------------------------------------------------------
@@ -410,7 +411,7 @@ def test_a_timed_out_attempt_is_never_retried(ready: Head) -> None:
 
 
 @pytest.mark.parametrize("stage", ["SUBMITTED", "PENDING", "RUNNABLE"])
-@pytest.mark.parametrize("op", ["cancel_job", "terminate_job"])
+@pytest.mark.parametrize("op", ["cancelJob", "terminateJob"])
 def test_cancel_or_terminate_before_starting_fails_the_job(
     ready: Head, stage: str, op: str
 ) -> None:
@@ -420,12 +421,12 @@ def test_cancel_or_terminate_before_starting_fails_the_job(
     if stage != "SUBMITTED":
         ready.ticks(1)
     assert ready.status(job) == stage
-    getattr(ready.service, op)({"jobId": job, "reason": HOSTILE})
+    ready.api[op]({"jobId": job, "reason": HOSTILE})
     detail = ready.describe(job)
     assert detail["status"] == "FAILED"
     assert detail["statusReason"] == HOSTILE
-    assert detail["isCancelled"] is (op == "cancel_job")
-    assert detail["isTerminated"] is (op == "terminate_job")
+    assert detail["isCancelled"] is (op == "cancelJob")
+    assert detail["isTerminated"] is (op == "terminateJob")
     ready.ticks(3)
     assert ready.status(job) == "FAILED"
     assert detail["attempts"] == []
@@ -434,7 +435,7 @@ def test_cancel_or_terminate_before_starting_fails_the_job(
 def test_cancel_of_a_running_job_is_a_no_op(ready: Head) -> None:
     job = ready.submit()
     a = start_all(ready)[0]
-    assert ready.service.cancel_job({"jobId": job, "reason": "stop"}) == {}
+    assert ready.api["cancelJob"]({"jobId": job, "reason": "stop"}) == {}
     assert ready.poll("n1") == ([], [])
     detail = ready.describe(job)
     assert (detail["status"], detail["isCancelled"]) == ("RUNNING", False)
@@ -443,15 +444,15 @@ def test_cancel_of_a_running_job_is_a_no_op(ready: Head) -> None:
 
 
 def test_cancel_and_terminate_of_unknown_jobs_answer_ok(ready: Head) -> None:
-    assert ready.service.cancel_job({"jobId": "nope", "reason": "r"}) == {}
-    assert ready.service.terminate_job({"jobId": "nope", "reason": "r"}) == {}
-    assert invalid_paths(ready.service.cancel_job, {"jobId": "x", "reason": ""}) == {"reason"}
+    assert ready.api["cancelJob"]({"jobId": "nope", "reason": "r"}) == {}
+    assert ready.api["terminateJob"]({"jobId": "nope", "reason": "r"}) == {}
+    assert invalid_paths(ready.api["cancelJob"], {"jobId": "x", "reason": ""}) == {"reason"}
 
 
 def test_terminate_of_a_running_job_kills_and_is_not_retried(ready: Head) -> None:
     job = ready.submit(retryStrategy={"attempts": 3})
     a = start_all(ready)[0]
-    ready.service.terminate_job({"jobId": job, "reason": "user said; stop $now"})
+    ready.api["terminateJob"]({"jobId": job, "reason": "user said; stop $now"})
     assert ready.status(job) == "RUNNING", "RUNNING until the node reports the exit"
     assignments, kills = ready.poll("n1", [a.attempt_id])
     assert assignments == []
@@ -466,7 +467,7 @@ def test_terminate_of_a_running_job_kills_and_is_not_retried(ready: Head) -> Non
     assert ready.poll("n1") == ([], [])
 
 
-@pytest.mark.parametrize("op", ["cancel_job", "terminate_job"])
+@pytest.mark.parametrize("op", ["cancelJob", "terminateJob"])
 def test_cancel_or_terminate_of_an_array_parent_cascades(ready: Head, op: str) -> None:
     parent = ready.submit(
         "arr",
@@ -477,16 +478,16 @@ def test_cancel_or_terminate_of_an_array_parent_cascades(ready: Head, op: str) -
     )
     running = start_all(ready)
     assert len(running) == 1
-    getattr(ready.service, op)({"jobId": parent, "reason": "enough"})
+    ready.api[op]({"jobId": parent, "reason": "enough"})
     children = [ready.describe(f"{parent}:{i}") for i in range(4)]
     not_started = [c for c in children if c["jobId"] != running[0].job_id]
     assert all(c["status"] == "FAILED" for c in not_started)
     assert all(c["statusReason"] == "enough" for c in not_started)
-    flag = "isCancelled" if op == "cancel_job" else "isTerminated"
+    flag = "isCancelled" if op == "cancelJob" else "isTerminated"
     assert all(c[flag] for c in not_started)
     assert ready.status(parent) == "PENDING", "one child is still running"
     _, kills = ready.poll("n1", [running[0].attempt_id])
-    assert len(kills) == (1 if op == "terminate_job" else 0)
+    assert len(kills) == (1 if op == "terminateJob" else 0)
     ready.exited("n1", running[0].attempt_id, 143 if kills else 0)
     detail = ready.describe(parent)
     assert detail["status"] == "FAILED"
@@ -496,10 +497,10 @@ def test_cancel_or_terminate_of_an_array_parent_cascades(ready: Head, op: str) -
 
 def test_cancel_of_an_array_parent_before_expansion(ready: Head) -> None:
     parent = ready.submit("arr", arrayProperties={"size": 2})
-    ready.service.cancel_job({"jobId": parent, "reason": "early"})
+    ready.api["cancelJob"]({"jobId": parent, "reason": "early"})
     ready.ticks(3)
     assert ready.status(parent) == "FAILED"
-    assert ready.service.describe_jobs({"jobs": [f"{parent}:0"]})["jobs"] == []
+    assert ready.api["describeJobs"]({"jobs": [f"{parent}:0"]})["jobs"] == []
 
 
 # --- nodes ------------------------------------------------------------------------------------
@@ -531,7 +532,7 @@ def test_a_silent_node_is_lost_and_its_attempt_retried_elsewhere(ready: Head) ->
     assert ready.status(job) == "RUNNING"
     ready.exited("n2", b[0].attempt_id, 0)
     assert ready.status(job) == "SUCCEEDED"
-    nodes = ready.service.list_nodes({"includeGone": True})["nodes"]
+    nodes = ready.api["listNodes"]({"includeGone": True})["nodes"]
     assert {n["nodeId"]: n["status"] for n in nodes} == {"n1": "LOST", "n2": "ACTIVE"}
 
 
@@ -544,7 +545,7 @@ def test_a_lost_node_fails_a_job_with_no_attempts_left(ready: Head) -> None:
     assert detail["status"] == "FAILED"
     assert detail["statusReason"].startswith("Host lost: node n1")
     with pytest.raises(NodeGone):
-        ready.runtime.register(Register("n1", "ce", "127.0.0.9", 4, 4096, 0, 1))
+        ready.sessions.register(Register("n1", "ce", "127.0.0.9", 4, 4096, 0, 1))
 
 
 def test_a_job_too_big_for_every_node_gets_a_misconfiguration_reason(ready: Head) -> None:
@@ -581,15 +582,15 @@ def test_unknown_node_and_unknown_environment(ready: Head) -> None:
 
 
 def test_update_compute_environment_can_resize(ready: Head) -> None:
-    ready.service.update_compute_environment({"computeEnvironment": "ce", "mnp": {"nodes": 0}})
+    ready.api["updateComputeEnvironment"]({"computeEnvironment": "ce", "mnp": {"nodes": 0}})
 
 
 def test_disabled_environment_takes_no_new_work(ready: Head) -> None:
-    ready.service.update_compute_environment({"computeEnvironment": "ce", "state": "DISABLED"})
+    ready.api["updateComputeEnvironment"]({"computeEnvironment": "ce", "state": "DISABLED"})
     job = ready.submit()
     ready.ticks(3)
     assert ready.status(job) == "RUNNABLE"
-    ready.service.update_compute_environment({"computeEnvironment": "ce", "state": "ENABLED"})
+    ready.api["updateComputeEnvironment"]({"computeEnvironment": "ce", "state": "ENABLED"})
     ready.ticks(1)
     assert ready.status(job) == "STARTING"
 
@@ -606,11 +607,11 @@ def test_list_jobs_defaults_to_running_and_shows_array_parents_as_pending(ready:
         containerOverrides={"resourceRequirements": [{"type": "VCPU", "value": "4"}]},
     )
     ready.ticks(2)
-    listed = ready.service.list_jobs({"jobQueue": "q"})["jobSummaryList"]
+    listed = ready.api["listJobs"]({"jobQueue": "q"})["jobSummaryList"]
     assert [j["jobId"] for j in listed] == [running]
-    pending = ready.service.list_jobs({"jobQueue": "q", "jobStatus": "PENDING"})
+    pending = ready.api["listJobs"]({"jobQueue": "q", "jobStatus": "PENDING"})
     assert [j["jobId"] for j in pending["jobSummaryList"]] == [arr]
-    children = ready.service.list_jobs({"arrayJobId": arr, "jobStatus": "RUNNABLE"})
+    children = ready.api["listJobs"]({"arrayJobId": arr, "jobStatus": "RUNNABLE"})
     assert [j["jobId"] for j in children["jobSummaryList"]] == [f"{arr}:0", f"{arr}:1"]
 
 
@@ -620,15 +621,15 @@ def test_list_jobs_defaults_to_running_and_shows_array_parents_as_pending(ready:
 def test_invalid_input_writes_nothing(ready: Head) -> None:
     existing = ready.submit("existing")
     before = row_counts(ready.db_path)
-    s = ready.service
+    s = ready.api
     bad_calls: list[tuple[Any, dict[str, Any], type[Exception]]] = [
         (
-            s.submit_job,
+            s["submitJob"],
             {"jobName": "bad name", "jobQueue": "q", "jobDefinition": "def"},
             InvalidInput,
         ),
         (
-            s.submit_job,
+            s["submitJob"],
             {
                 "jobName": "j",
                 "jobQueue": "q",
@@ -638,7 +639,7 @@ def test_invalid_input_writes_nothing(ready: Head) -> None:
             InvalidInput,
         ),
         (
-            s.submit_job,
+            s["submitJob"],
             {
                 "jobName": "j",
                 "jobQueue": "q",
@@ -648,7 +649,7 @@ def test_invalid_input_writes_nothing(ready: Head) -> None:
             InvalidInput,
         ),
         (
-            s.submit_job,
+            s["submitJob"],
             {
                 "jobName": "j",
                 "jobQueue": "q",
@@ -658,7 +659,7 @@ def test_invalid_input_writes_nothing(ready: Head) -> None:
             InvalidInput,
         ),
         (
-            s.submit_job,
+            s["submitJob"],
             {
                 "jobName": "j",
                 "jobQueue": "q",
@@ -668,7 +669,7 @@ def test_invalid_input_writes_nothing(ready: Head) -> None:
             InvalidInput,
         ),
         (
-            s.submit_job,
+            s["submitJob"],
             {
                 "jobName": "j",
                 "jobQueue": "q",
@@ -678,7 +679,7 @@ def test_invalid_input_writes_nothing(ready: Head) -> None:
             InvalidInput,
         ),
         (
-            s.submit_job,
+            s["submitJob"],
             {
                 "jobName": "j",
                 "jobQueue": "q",
@@ -689,12 +690,12 @@ def test_invalid_input_writes_nothing(ready: Head) -> None:
             InvalidInput,
         ),
         (
-            s.register_job_definition,
+            s["registerJobDefinition"],
             {"jobDefinitionName": "d", "type": "container", "containerProperties": {"vcpus": 0}},
             InvalidInput,
         ),
         (
-            s.register_job_definition,
+            s["registerJobDefinition"],
             {
                 "jobDefinitionName": "d",
                 "type": "container",
@@ -704,7 +705,7 @@ def test_invalid_input_writes_nothing(ready: Head) -> None:
             InvalidInput,
         ),
         (
-            s.create_job_queue,
+            s["createJobQueue"],
             {
                 "jobQueueName": "q2",
                 "priority": 1,
@@ -713,7 +714,7 @@ def test_invalid_input_writes_nothing(ready: Head) -> None:
             InvalidInput,
         ),
         (
-            s.create_job_queue,
+            s["createJobQueue"],
             {
                 "jobQueueName": "q",
                 "priority": 1,
@@ -722,13 +723,13 @@ def test_invalid_input_writes_nothing(ready: Head) -> None:
             Conflict,
         ),
         (
-            s.create_compute_environment,
+            s["createComputeEnvironment"],
             {"computeEnvironmentName": "x y", "type": "UNMANAGED"},
             InvalidInput,
         ),
-        (s.delete_compute_environment, {"computeEnvironment": "ce"}, InvalidInput),
-        (s.delete_job_queue, {"jobQueue": "q"}, InvalidInput),
-        (s.update_job_queue, {"jobQueue": "q", "priority": -1}, InvalidInput),
+        (s["deleteComputeEnvironment"], {"computeEnvironment": "ce"}, InvalidInput),
+        (s["deleteJobQueue"], {"jobQueue": "q"}, InvalidInput),
+        (s["updateJobQueue"], {"jobQueue": "q", "priority": -1}, InvalidInput),
     ]
     for call, body, error in bad_calls:
         with pytest.raises(error):
@@ -751,7 +752,7 @@ def test_restart_keeps_every_job_and_its_history(ready: Head, home: Path) -> Non
     got.update({a.job_id: a for a in start_all(ready, "n1")})
     ready.exited("n1", got[f"{arr}:0"].attempt_id, 0)
     cancelled = ready.submit("cancelled")
-    ready.service.cancel_job({"jobId": cancelled, "reason": "no"})
+    ready.api["cancelJob"]({"jobId": cancelled, "reason": "no"})
     queued = ready.submit(
         "queued", containerOverrides={"resourceRequirements": [{"type": "VCPU", "value": "4"}]}
     )
@@ -767,9 +768,9 @@ def test_restart_keeps_every_job_and_its_history(ready: Head, home: Path) -> Non
     try:
         after_restart = {j: again.describe(j) for j in all_ids}
         assert after_restart == before
-        definitions = again.service.describe_job_definitions({})["jobDefinitions"]
+        definitions = again.api["describeJobDefinitions"]({})["jobDefinitions"]
         assert [d["jobDefinitionName"] for d in definitions] == ["def"]
-        assert again.service.describe_job_queues({})["jobQueues"][0]["jobQueueName"] == "q"
+        assert again.api["describeJobQueues"]({})["jobQueues"][0]["jobQueueName"] == "q"
         assert again.definition("def")["revision"] == 2
         # the head picks up where it left off
         again.seq = dict(ready.seq)

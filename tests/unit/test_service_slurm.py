@@ -74,7 +74,7 @@ def test_array_limit_keeps_at_most_n_running_over_the_whole_run(head: Head) -> N
     done: list[str] = []
     while len(done) < 6:
         started = start_all(head)
-        kids = head.service.list_jobs({"arrayJobId": parent, "allStatuses": True})
+        kids = head.api["listJobs"]({"arrayJobId": parent, "allStatuses": True})
         busy = [
             j for j in kids["jobSummaryList"] if j["status"] in ("RUNNABLE", "STARTING", "RUNNING")
         ]
@@ -161,7 +161,7 @@ def test_assignment_carries_paths_script_and_slurm_variables(head: Head) -> None
     assert env["SLURM_NTASKS"] == "3" and env["SLURM_CPUS_PER_TASK"] == "2"
     assert env["SLURM_SUBMIT_DIR"] == "/submit" and env["SLURM_JOB_USER"] == "ann"
     assert env["SLURM_JOB_NODELIST"] == "n1"
-    listed = head.service.list_jobs({"arrayJobId": job_id, "allStatuses": True})
+    listed = head.api["listJobs"]({"arrayJobId": job_id, "allStatuses": True})
     tasks = {j["arrayProperties"]["index"]: j["arrayProperties"]["taskId"] for j in listed[
         "jobSummaryList"]}  # fmt: skip
     assert tasks == {0: 3, 1: 7}  # squeue and sacct show <id>_3 and <id>_7
@@ -171,14 +171,14 @@ def test_list_jobs_with_children_and_extra_summary_fields(head: Head) -> None:
     parent = head.submit("arr", arrayProperties={"size": 2}, mnp={"user": "ann"})
     plain = head.submit("plain")
     start_all(head)
-    every = head.service.list_jobs({"allStatuses": True, "includeChildren": True})
+    every = head.api["listJobs"]({"allStatuses": True, "includeChildren": True})
     rows = {j["jobId"]: j for j in every["jobSummaryList"]}
     assert {parent, plain, f"{parent}:0", f"{parent}:1"} <= set(rows)
     child = rows[f"{parent}:1"]
     assert child["arrayJobId"] == parent and child["arrayProperties"]["index"] == 1
     assert child["user"] == "ann"
     assert rows[plain]["nodeIds"] == ["n1"]
-    without = head.service.list_jobs({"allStatuses": True})
+    without = head.api["listJobs"]({"allStatuses": True})
     assert f"{parent}:0" not in {j["jobId"] for j in without["jobSummaryList"]}
 
 

@@ -11,14 +11,8 @@ from pydantic import BaseModel
 
 from mnp.errors import FieldError, InvalidInput
 from mnp.service.core import JOB_DEFINITION_MAX, SUBMIT_MAX
-from mnp.service.validation import (
-    CreateJobQueue,
-    RegisterJobDefinition,
-    SubmitJob,
-    Timeout,
-    check_timeout,
-    parse,
-)
+from mnp.service.models import CreateJobQueue, RegisterJobDefinition, SubmitJob, Timeout
+from mnp.service.validation import check_timeout, parse
 from tests.unit.helpers_core import HOSTILE
 
 NAME_MSG = "must be 1-128 letters, digits, hyphens and underscores, starting with a letter or digit"

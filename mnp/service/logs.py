@@ -1,0 +1,73 @@
+"""What the log endpoints read: the store's stream index joined with the attempts' files.
+
+The AWS Logs API (:mod:`mnp.api.aws.logs`) and the native log tail reach a job's output only
+through :class:`LogReader` (``Service.logs``), so the HTTP edge never touches the store or the
+runtime. Reads only; not thread-safe: call from the head node's event loop.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mnp.nodes.logstreams import StreamLog
+from mnp.scheduler.loop import Runtime
+from mnp.scheduler.state import HeadState
+from mnp.spec.jobs import Job
+from mnp.store.streams import StreamRef
+
+__all__ = ["LogReader", "StreamRef"]  # StreamRef: what the reader returns, for the API's types
+
+STREAMS = ("stdout", "stderr")
+
+
+class LogReader:
+    """Log streams by name (the store's index) and their output files (the runtime's)."""
+
+    def __init__(self, state: HeadState, runtime: Runtime) -> None:
+        self._state = state
+        self._runtime = runtime
+
+    def find_stream(self, name: str) -> StreamRef | None:
+        """The stream named exactly ``name``, if an attempt has it."""
+        return self._state.store.find_stream(name)
+
+    def find_streams(
+        self,
+        *,
+        prefix: str = "",
+        after: str | None = None,
+        descending: bool = False,
+        limit: int | None = None,
+    ) -> list[StreamRef]:
+        """Streams whose name starts with ``prefix``, in name order, starting past ``after``."""
+        return self._state.store.find_streams(
+            prefix=prefix, after=after, descending=descending, limit=limit
+        )
+
+    def open_stream(self, ref: StreamRef) -> StreamLog:
+        """The merged event view of the stream's stdout and stderr."""
+        return StreamLog(
+            self.log_path(ref.job_id, ref.attempt, "stdout"),
+            self.log_path(ref.job_id, ref.attempt, "stderr"),
+            ref.fallback_ms,
+            ref.complete,
+        )
+
+    def last_write_ms(self, ref: StreamRef) -> int:
+        """When the stream last grew (file times: cheap enough to sort every stream by)."""
+        last = ref.created_at
+        for stream in STREAMS:
+            try:
+                mtime = self.log_path(ref.job_id, ref.attempt, stream).stat().st_mtime_ns
+            except FileNotFoundError:
+                continue
+            last = max(last, mtime // 1_000_000)
+        return last
+
+    def job(self, job_id: str) -> Job | None:
+        """The job whose output the native tail follows (None once it is unknown)."""
+        return self._state.job(job_id)
+
+    def log_path(self, job_id: str, attempt: int, stream: str) -> Path:
+        """Where one attempt's ``stdout`` or ``stderr`` is kept (it may not exist yet)."""
+        return self._runtime.log_path(job_id, attempt, stream)

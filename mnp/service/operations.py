@@ -1,0 +1,158 @@
+"""The one table of the head node's operations, for both front doors.
+
+Each :class:`Operation` row names an operation as AWS Batch does (``SubmitJob``, the AWS door's
+``POST /v1/submitjob``) and as the native API does (``submitJob``, ``POST /api/v1/submitJob``),
+says how a JSON body becomes its typed request (parsed once, here), which part of
+:class:`~mnp.service.core.Service` runs it, and what the AWS door needs besides: the
+:class:`Answer` kind it translates, and for the tag operations the method on
+``/v1/tags/{resourceArn}``. Native-only operations have no AWS name.
+
+The AWS door (:mod:`mnp.api.aws.batch`) builds its routes from :data:`OPERATIONS`; the native
+door takes :func:`native_operations`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel
+
+from mnp.service import requests as r
+from mnp.service.base import JOB_DEFINITION_MAX, MNP_SUBMIT_MAX, SUBMIT_MAX
+from mnp.service.core import Service
+from mnp.service.models import (
+    CreateComputeEnvironment,
+    CreateJobQueue,
+    CreateSchedulingPolicy,
+    JobReason,
+    RegisterJobDefinition,
+    SubmitJob,
+    TagResource,
+    UntagResource,
+    UpdateComputeEnvironment,
+    UpdateJobQueue,
+    UpdateSchedulingPolicy,
+)
+from mnp.service.validation import parse
+
+JSON = dict[str, Any]
+Handler = Callable[[JSON], JSON]
+"""A front door's view of an operation: JSON body in, JSON answer out."""
+R = TypeVar("R")
+M = TypeVar("M", bound=BaseModel)
+
+
+class Answer(enum.Enum):
+    """What an answer holds, so the AWS door knows which of mnp's fields to take out."""
+
+    AS_IS = enum.auto()
+    JOBS = enum.auto()
+    JOB_SUMMARIES = enum.auto()
+    COMPUTE_ENVIRONMENTS = enum.auto()
+    JOB_DEFINITIONS = enum.auto()
+
+
+TagMethod = Literal["GET", "POST", "DELETE"]
+
+
+@dataclass(frozen=True, slots=True)
+class Operation(Generic[R]):
+    aws: str | None
+    """AWS Batch's name (``SubmitJob``); None for mnp's own operations."""
+    native: str
+    """The native API's name (``submitJob``)."""
+    parse: Callable[[JSON], R]
+    """The JSON body → the typed request; raises InvalidInput."""
+    run: Callable[[Service, R], JSON]
+    answer: Answer = Answer.AS_IS
+    tag_method: TagMethod | None = None
+    """For the tag operations: the HTTP method on ``/v1/tags/{resourceArn}`` (AWS door)."""
+
+    def __call__(self, service: Service, body: JSON) -> JSON:
+        """Parse ``body`` and run the operation (see :class:`~mnp.service.core.Service`)."""
+        return self.run(service, self.parse(body))
+
+
+def _model(
+    model: type[M], max_bytes: int | None = None, what: str = "request"
+) -> Callable[[JSON], M]:
+    return partial(parse, model, max_bytes=max_bytes, what=what)
+
+
+def _submit(body: JSON) -> SubmitJob:
+    """A submission with an ``mnp`` block may be larger (a batch script, an environment)."""
+    limit = MNP_SUBMIT_MAX if isinstance(body, dict) and "mnp" in body else SUBMIT_MAX
+    return parse(SubmitJob, body, limit, "SubmitJob payload")
+
+
+Op = Operation
+# fmt: off
+OPERATIONS: tuple[Operation[Any], ...] = (
+    # compute environments
+    Op("CreateComputeEnvironment", "createComputeEnvironment", _model(CreateComputeEnvironment),
+      lambda sv, q: sv.resources.create_compute_environment(q)),
+    Op("UpdateComputeEnvironment", "updateComputeEnvironment", _model(UpdateComputeEnvironment),
+      lambda sv, q: sv.resources.update_compute_environment(q)),
+    Op("DeleteComputeEnvironment", "deleteComputeEnvironment", r.loose("computeEnvironment"),
+      lambda sv, q: sv.resources.delete_compute_environment(q)),
+    Op("DescribeComputeEnvironments", "describeComputeEnvironments",
+      r.described("computeEnvironments"),
+      lambda sv, q: sv.resources.describe_compute_environments(q), Answer.COMPUTE_ENVIRONMENTS),
+    # job queues
+    Op("CreateJobQueue", "createJobQueue", _model(CreateJobQueue),
+      lambda sv, q: sv.resources.create_job_queue(q)),
+    Op("UpdateJobQueue", "updateJobQueue", _model(UpdateJobQueue),
+      lambda sv, q: sv.resources.update_job_queue(q)),
+    Op("DeleteJobQueue", "deleteJobQueue", r.loose("jobQueue"),
+      lambda sv, q: sv.resources.delete_job_queue(q)),
+    Op("DescribeJobQueues", "describeJobQueues", r.described("jobQueues"),
+      lambda sv, q: sv.resources.describe_job_queues(q)),
+    Op("GetJobQueueSnapshot", "getJobQueueSnapshot", r.strict("jobQueue"),
+      lambda sv, q: sv.resources.get_job_queue_snapshot(q)),
+    # job definitions
+    Op("RegisterJobDefinition", "registerJobDefinition",
+      _model(RegisterJobDefinition, JOB_DEFINITION_MAX, "job definition"),
+      lambda sv, q: sv.definitions.register(q)),
+    Op("DeregisterJobDefinition", "deregisterJobDefinition", r.deregister_job_definition,
+      lambda sv, q: sv.definitions.deregister(q)),
+    Op("DescribeJobDefinitions", "describeJobDefinitions", r.DescribeJobDefinitions.from_body,
+      lambda sv, q: sv.definitions.describe(q), Answer.JOB_DEFINITIONS),
+    # jobs
+    Op("SubmitJob", "submitJob", _submit, lambda sv, q: sv.jobs.submit(q)),
+    Op("DescribeJobs", "describeJobs", r.DescribeJobs.from_body,
+      lambda sv, q: sv.jobs.describe(q), Answer.JOBS),
+    Op("ListJobs", "listJobs", r.ListJobs.from_body,
+      lambda sv, q: sv.jobs.list(q), Answer.JOB_SUMMARIES),
+    Op("CancelJob", "cancelJob", _model(JobReason), lambda sv, q: sv.jobs.cancel_job(q)),
+    Op("TerminateJob", "terminateJob", _model(JobReason), lambda sv, q: sv.jobs.terminate_job(q)),
+    # scheduling policies
+    Op("CreateSchedulingPolicy", "createSchedulingPolicy", _model(CreateSchedulingPolicy),
+      lambda sv, q: sv.policies.create_scheduling_policy(q)),
+    Op("UpdateSchedulingPolicy", "updateSchedulingPolicy", _model(UpdateSchedulingPolicy),
+      lambda sv, q: sv.policies.update_scheduling_policy(q)),
+    Op("DeleteSchedulingPolicy", "deleteSchedulingPolicy", r.strict("arn"),
+      lambda sv, q: sv.policies.delete_scheduling_policy(q)),
+    Op("DescribeSchedulingPolicies", "describeSchedulingPolicies", r.describe_scheduling_policies,
+      lambda sv, q: sv.policies.describe_scheduling_policies(q)),
+    Op("ListSchedulingPolicies", "listSchedulingPolicies", r.Page.from_body,
+      lambda sv, q: sv.policies.list_scheduling_policies(q)),
+    # tags
+    Op("TagResource", "tagResource", _model(TagResource),
+      lambda sv, q: sv.tags.tag_resource(q), tag_method="POST"),
+    Op("UntagResource", "untagResource", _model(UntagResource),
+      lambda sv, q: sv.tags.untag_resource(q), tag_method="DELETE"),
+    Op("ListTagsForResource", "listTagsForResource", r.strict("resourceArn"),
+      lambda sv, q: sv.tags.list_tags_for_resource(q), tag_method="GET"),
+    # mnp's own
+    Op(None, "listNodes", r.ListNodes.from_body, lambda sv, q: sv.list_nodes(q)),
+)
+# fmt: on
+
+
+def native_operations(service: Service) -> dict[str, Handler]:
+    """The native API's operations by name, bound to ``service``."""
+    return {op.native: partial(op, service) for op in OPERATIONS}

@@ -1,0 +1,192 @@
+"""Typed requests of the operations whose bodies AWS Batch leaves loosely shaped.
+
+The operations with a schema take the pydantic models of :mod:`mnp.service.models`; these
+are the others (describe, list and delete calls with a few optional fields). Each ``from_body``
+reads a JSON body as received, applies exactly the checks the operation makes before it looks
+at any state, and raises :class:`~mnp.errors.InvalidInput` for those; checks that must come
+after a state lookup (so that the first error reported stays the same) stay in the operation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mnp.errors import FieldError, InvalidInput
+
+JSON = dict[str, Any]
+
+
+def required(body: JSON, key: str) -> str:
+    """``body[key]`` as a non-empty string, else ``key: required``."""
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidInput([FieldError(key, "required")])
+    return value
+
+
+def _names(body: JSON, key: str) -> tuple[str, ...]:
+    return tuple(str(n) for n in body.get(key) or [])
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """``maxResults`` and ``nextToken`` as given. They are checked by :meth:`resolve` when the
+    operation pages, which for ListJobs is after its other checks."""
+
+    max_results: object = None
+    next_token: object = None
+
+    @classmethod
+    def from_body(cls, body: JSON) -> Page:
+        return cls(body.get("maxResults"), body.get("nextToken"))
+
+    def resolve(self, default: int, most: int) -> tuple[int, int]:
+        """``(maxResults, offset from nextToken)``, both checked; a page holds at most
+        ``most``."""
+        errors = []
+        limit = self.max_results
+        if limit is None:
+            limit = default
+        elif not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            errors.append(FieldError("maxResults", "must be at least 1"))
+            limit = default
+        token = self.next_token or "0"
+        if not (isinstance(token, str) and token.isdigit()):
+            errors.append(FieldError("nextToken", "not a token this head node gave out"))
+            token = "0"
+        if errors:
+            raise InvalidInput(errors)
+        assert isinstance(limit, int)  # narrowed above
+        return min(limit, most), int(token)
+
+
+@dataclass(frozen=True, slots=True)
+class ByName:
+    """A request naming one resource (``jobQueue``, ``arn``…) by name or ARN."""
+
+    ref: str
+
+
+def loose(key: str) -> Callable[[JSON], ByName]:
+    """``body[key]`` as text, ``""`` when absent (the lookup then answers NotFound)."""
+
+    def parse(body: JSON) -> ByName:
+        return ByName(str(body.get(key) or ""))
+
+    return parse
+
+
+def strict(key: str) -> Callable[[JSON], ByName]:
+    """``body[key]``, which must be a non-empty string."""
+
+    def parse(body: JSON) -> ByName:
+        return ByName(required(body, key))
+
+    return parse
+
+
+def deregister_job_definition(body: JSON) -> ByName:
+    ref = str(body.get("jobDefinition") or "")
+    if not ref:
+        raise InvalidInput([FieldError("jobDefinition", "required")])
+    return ByName(ref)
+
+
+@dataclass(frozen=True, slots=True)
+class Described:
+    """A describe call: the names or ARNs asked for (none: all) and the page."""
+
+    names: tuple[str, ...]
+    page: Page
+
+
+def described(key: str) -> Callable[[JSON], Described]:
+    def parse(body: JSON) -> Described:
+        return Described(_names(body, key), Page.from_body(body))
+
+    return parse
+
+
+@dataclass(frozen=True, slots=True)
+class DescribeJobDefinitions:
+    refs: tuple[str, ...]
+    """Asked for by reference; when empty, ``name`` and ``status`` filter instead."""
+    name: object
+    """``jobDefinitionName`` as given (compared, never converted)."""
+    status: object
+    page: Page
+
+    @classmethod
+    def from_body(cls, body: JSON) -> DescribeJobDefinitions:
+        return cls(
+            _names(body, "jobDefinitions"),
+            body.get("jobDefinitionName"),
+            body.get("status"),
+            Page.from_body(body),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DescribeJobs:
+    ids: tuple[str, ...]
+
+    @classmethod
+    def from_body(cls, body: JSON) -> DescribeJobs:
+        ids = body.get("jobs")
+        if not isinstance(ids, list) or not ids:
+            raise InvalidInput([FieldError("jobs", "required: a list of 1-100 job ids")])
+        if len(ids) > 100:
+            raise InvalidInput([FieldError("jobs", f"at most 100 job ids, got {len(ids)}")])
+        return cls(tuple(str(i) for i in ids))
+
+
+@dataclass(frozen=True, slots=True)
+class ListJobs:
+    """ListJobs as given; :mod:`mnp.service.listing` checks it (its checks interleave with
+    the job queue's lookup, so they cannot all run here)."""
+
+    job_queue: str | None
+    parent: str | None
+    """``arrayJobId`` or ``multiNodeJobId``."""
+    selectors: tuple[str, ...]
+    """Which of jobQueue, arrayJobId, multiNodeJobId were given (non-empty)."""
+    all_statuses: bool
+    include_children: bool
+    job_status: object
+    filters: list[Any]
+    page: Page
+
+    @classmethod
+    def from_body(cls, body: JSON) -> ListJobs:
+        queue_ref = body.get("jobQueue")
+        parent = body.get("arrayJobId") or body.get("multiNodeJobId")
+        return cls(
+            job_queue=str(queue_ref) if queue_ref else None,
+            parent=str(parent) if parent else None,
+            selectors=tuple(k for k in ("jobQueue", "arrayJobId", "multiNodeJobId") if body.get(k)),
+            all_statuses=bool(body.get("allStatuses")),
+            include_children=bool(body.get("includeChildren")),
+            job_status=body.get("jobStatus"),
+            filters=body.get("filters") or [],
+            page=Page.from_body(body),
+        )
+
+
+def describe_scheduling_policies(body: JSON) -> tuple[str, ...]:
+    arns = body.get("arns")
+    if not isinstance(arns, list) or not 1 <= len(arns) <= 100:
+        raise InvalidInput([FieldError("arns", "required: a list of 1-100 ARNs")])
+    return tuple(str(a) for a in arns)
+
+
+@dataclass(frozen=True, slots=True)
+class ListNodes:
+    compute_environment: object
+    """Only this environment's nodes (as given; None: every environment's)."""
+    include_gone: bool
+
+    @classmethod
+    def from_body(cls, body: JSON) -> ListNodes:
+        return cls(body.get("computeEnvironment"), bool(body.get("includeGone")))
