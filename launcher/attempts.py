@@ -25,7 +25,8 @@ from launcher.container import ContainerAttempt, in_container
 from launcher.engine import CONTAINER_WIRING, Engine, EngineError, container_name
 from launcher.gangfiles import prepare, wiring_dir
 from launcher.process import AttemptProcess
-from mnp.spec.protocol import Assignment, Event, Mount
+from mnp.spec.containers import Mount
+from mnp.spec.protocol import Assignment, Event
 
 if TYPE_CHECKING:
     from launcher.sshd import NodeSshServer

@@ -54,7 +54,8 @@ from launcher.engine import (
 )
 from launcher.logs import OutputBuffer
 from launcher.stopping import Stopping
-from mnp.spec.protocol import PYTHON_PLACEHOLDER, Assignment, ContainerRun, EventKind, Mount
+from mnp.spec.containers import ContainerRun, Mount
+from mnp.spec.protocol import PYTHON_PLACEHOLDER, Assignment, EventKind
 
 log = logging.getLogger("launcher.container")
 

@@ -18,14 +18,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mnp.spec.protocol import (
+from mnp.spec.containers import (
     CONTAINER_LABEL_ATTEMPT,
     CONTAINER_LABEL_JOB,
     CONTAINER_LABEL_NODE,
     CONTAINER_LABEL_ROOT,
-    Assignment,
     ContainerRun,
 )
+from mnp.spec.protocol import Assignment
 
 T = TypeVar("T")
 

@@ -3,7 +3,7 @@
 A job whose container properties name an ``image`` runs in a Docker container on its node;
 one without keeps running as a plain process. :func:`container_run` is the one place that
 turns the stored fields (``ContainerSpec`` plus the compute environment's shared
-filesystem) into the plain :class:`mnp.spec.protocol.ContainerRun` a node agent receives. It is
+filesystem) into the plain :class:`mnp.spec.containers.ContainerRun` a node agent receives. It is
 pure: same inputs, same output (golden-tested in ``tests/unit/golden/containers/``).
 
 How AWS applies the resources, and so mnp: MEMORY is a hard limit (the kernel's OOM killer
@@ -20,9 +20,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from mnp.spec.containers import ContainerRun, Device, Mount, Tmpfs, Ulimit
 from mnp.spec.environments import ComputeEnvironment
 from mnp.spec.jobs import Job
-from mnp.spec.protocol import ContainerRun, Device, Mount, Tmpfs, Ulimit
 from mnp.spec.resources import ContainerSpec
 
 log = logging.getLogger("mnp.build.container")
@@ -58,15 +58,6 @@ def container_run(
         return None
     x = spec.extra
     linux: Mapping[str, Any] = x.get("linuxParameters") or {}
-    mounts: list[Mount] = []
-    if shared_filesystem:
-        host = shared_filesystem["hostPath"]
-        mounts.append(Mount(shared_filesystem.get("containerPath") or host, host, False))
-    volumes = {v.get("name"): v for v in x.get("volumes") or []}
-    for mp in x.get("mountPoints") or []:
-        volume = volumes.get(mp.get("sourceVolume")) or {}
-        source = (volume.get("host") or {}).get("sourcePath")
-        mounts.append(Mount(str(mp["containerPath"]), source, bool(mp.get("readOnly", False))))
     max_swap = linux.get("maxSwap")
     swappiness = linux.get("swappiness")
     shm = linux.get("sharedMemorySize")
@@ -76,7 +67,7 @@ def container_run(
         user=None if x.get("user") is None else str(x["user"]),
         privileged=bool(x.get("privileged", False)),
         read_only_root=bool(x.get("readonlyRootFilesystem", False)),
-        mounts=tuple(mounts),
+        mounts=_mounts(x, shared_filesystem),
         ulimits=tuple(
             Ulimit(str(u["name"]), int(u["softLimit"]), int(u["hardLimit"]))
             for u in x.get("ulimits") or []
@@ -91,20 +82,36 @@ def container_run(
         ),
         shm_size_mib=None if shm is None else int(shm),
         init=bool(linux.get("initProcessEnabled", False)),
-        devices=tuple(
-            Device(
-                str(d["hostPath"]),
-                str(d.get("containerPath") or d["hostPath"]),
-                "".join(DEVICE_PERMISSIONS[p] for p in d.get("permissions") or DEVICE_PERMISSIONS),
-            )
-            for d in linux.get("devices") or []
-        ),
+        devices=tuple(_device(d) for d in linux.get("devices") or []),
         memory_mib=r.memory_mib or None,
         max_swap_mib=None if max_swap is None else int(max_swap),
         # AWS ignores swappiness unless maxSwap is set
         swappiness=None if max_swap is None or swappiness is None else int(swappiness),
         cpu_shares=cpu_shares(r.vcpus),
         gpus=r.gpus,
+    )
+
+
+def _mounts(x: Mapping[str, Any], shared: Mapping[str, str] | None) -> tuple[Mount, ...]:
+    """The shared filesystem first, then ``mountPoints`` in their order."""
+    mounts: list[Mount] = []
+    if shared:
+        host = shared["hostPath"]
+        mounts.append(Mount(shared.get("containerPath") or host, host, False))
+    volumes = {v.get("name"): v for v in x.get("volumes") or []}
+    for mp in x.get("mountPoints") or []:
+        volume = volumes.get(mp.get("sourceVolume")) or {}
+        source = (volume.get("host") or {}).get("sourcePath")
+        mounts.append(Mount(str(mp["containerPath"]), source, bool(mp.get("readOnly", False))))
+    return tuple(mounts)
+
+
+def _device(d: Mapping[str, Any]) -> Device:
+    permissions = d.get("permissions") or DEVICE_PERMISSIONS
+    return Device(
+        str(d["hostPath"]),
+        str(d.get("containerPath") or d["hostPath"]),
+        "".join(DEVICE_PERMISSIONS[p] for p in permissions),
     )
 
 

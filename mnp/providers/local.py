@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from mnp.errors import ProviderError
+from mnp.spec.containers import CONTAINER_LABEL_ROOT
 from mnp.spec.environments import Node
-from mnp.spec.protocol import CONTAINER_LABEL_ROOT
 
 log = logging.getLogger(__name__)
 

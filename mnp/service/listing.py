@@ -15,6 +15,7 @@ from mnp.service.render import job_summary
 from mnp.service.requests import ListJobs
 from mnp.spec.arns import name_from_arn
 from mnp.spec.states import JobStatus
+from mnp.store.queries import JobQuery
 
 JSON = dict[str, Any]
 
@@ -40,7 +41,7 @@ def list_jobs(s: HeadState, req: ListJobs) -> JSON:
         query.update(_filter_query(s, i, f))
     most = 100 if req.filters and not req.all_statuses else 1000
     limit, offset = req.page.resolve(1000 if statuses else 100, most)
-    jobs = s.store.query_jobs(
+    jobs = s.store.query_jobs(JobQuery(
         queue=queue,
         statuses=statuses,
         parent_id=req.parent,
@@ -48,7 +49,7 @@ def list_jobs(s: HeadState, req: ListJobs) -> JSON:
         offset=offset,
         limit=limit + 1,
         **query,
-    )
+    ))
     out: JSON = {"jobSummaryList": [job_summary(s.active.get(j.job_id, j)) for j in jobs[:limit]]}
     if len(jobs) > limit:
         out["nextToken"] = str(offset + limit)

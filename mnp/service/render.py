@@ -19,17 +19,6 @@ def job_detail(job: Job) -> dict[str, Any]:
     """AWS's JobDetail, plus mnp's own fields (the AWS door takes those out)."""
     spec = job.spec
     current = job.current_attempt
-    container = job.container.to_wire()
-    if current is not None:
-        container.update(
-            _drop_none(
-                {
-                    "exitCode": current.exit_code,
-                    "reason": current.reason,
-                    "logStreamName": current.log_stream_name if current.started_at else None,
-                }
-            )
-        )
     detail: dict[str, Any] = _drop_none(
         {
             "jobArn": job_arn(job.job_id),
@@ -46,7 +35,7 @@ def job_detail(job: Job) -> dict[str, Any]:
             "dependsOn": [d.to_wire() for d in spec.depends_on],
             "jobDefinition": spec.definition_arn,
             "parameters": spec.parameters,
-            "container": container,
+            "container": _container(job),
             "attempts": [_attempt_detail(a) for a in job.attempts if a.stopped_at is not None],
             "retryStrategy": spec.retry.to_wire(),
             "timeout": {"attemptDurationSeconds": spec.timeout_seconds}
@@ -71,15 +60,29 @@ def job_detail(job: Job) -> dict[str, Any]:
     if array:
         detail["arrayProperties"] = array
     nodes = job.spec.nodes
-    if nodes is not None:
-        if job.node_index is None:
-            detail["nodeProperties"] = nodes.to_wire()
-        else:
-            detail["nodeDetails"] = {
-                "nodeIndex": job.node_index,
-                "isMainNode": job.node_index == nodes.main_node,
-            }
+    if nodes is not None and job.node_index is None:
+        detail["nodeProperties"] = nodes.to_wire()
+    elif nodes is not None:
+        detail["nodeDetails"] = {
+            "nodeIndex": job.node_index,
+            "isMainNode": job.node_index == nodes.main_node,
+        }
     return detail
+
+
+def _container(job: Job) -> dict[str, Any]:
+    """The job's container, with its current attempt's exit code, reason and log stream."""
+    container = job.container.to_wire()
+    current = job.current_attempt
+    if current is not None:
+        log_stream = current.log_stream_name if current.started_at else None
+        container.update(
+            _drop_none(
+                {"exitCode": current.exit_code, "reason": current.reason,
+                 "logStreamName": log_stream}
+            )
+        )
+    return container
 
 
 def _attempt_detail(a: Attempt) -> dict[str, Any]:

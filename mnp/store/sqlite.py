@@ -19,6 +19,7 @@ from mnp.spec.environments import ComputeEnvironment, JobQueue, Node, Scheduling
 from mnp.spec.jobs import Attempt, GangAttemptState, Job
 from mnp.spec.states import HistoryEntry, JobStatus
 from mnp.store import streams
+from mnp.store.queries import JobQuery, job_query_sql
 from mnp.store.streams import TERMINAL, StreamRef
 
 SCHEMA = """
@@ -237,69 +238,9 @@ class Store:
         ).fetchall()
         return [self._job_from_row(r, with_history=True) for r in rows]
 
-    def query_jobs(
-        self,
-        *,
-        queue: str | None = None,
-        statuses: list[str] | None = None,
-        parent_id: str | None = None,
-        children: bool = False,
-        name_prefix: str | None = None,
-        name_exact: str | None = None,
-        definition: str | None = None,
-        share_identifier: str | None = None,
-        created_before: int | None = None,
-        created_after: int | None = None,
-        newest_first: bool = True,
-        offset: int = 0,
-        limit: int = 100,
-    ) -> list[Job]:
-        """Jobs matching every given condition (no history loaded)."""
-        where: list[str] = []
-        args: list[Any] = []
-        if parent_id is not None:
-            where.append("parent_id = ?")
-            args.append(parent_id)
-        elif children:  # array children too, not the nodes of multi-node jobs
-            where.append("(parent_id IS NULL OR array_index IS NOT NULL)")
-        else:
-            where.append("parent_id IS NULL")
-        if queue is not None:
-            where.append("queue = ?")
-            args.append(queue)
-        if statuses:
-            where.append(f"status IN ({','.join('?' * len(statuses))})")
-            args.extend(statuses)
-        if name_exact is not None:
-            where.append("lower(name) = lower(?)")
-            args.append(name_exact)
-        if name_prefix is not None:
-            where.append("lower(name) LIKE lower(?) ESCAPE '\\'")
-            args.append(_like_prefix(name_prefix))
-        if definition is not None:
-            # GLOB: case-sensitive, as AWS's JOB_DEFINITION filter; specials matched literally
-            where.append("spec_id IN (SELECT spec_id FROM job_specs WHERE doc GLOB ?)")
-            args.append(f'*"definition_arn":"{_glob_literal(definition)}*')
-        if share_identifier is not None:
-            where.append("spec_id IN (SELECT spec_id FROM job_specs WHERE doc GLOB ?)")
-            args.append(f'*"share_identifier":{_glob_literal(json.dumps(share_identifier))}*')
-        if created_before is not None:
-            where.append("created_at < ?")
-            args.append(created_before)
-        if created_after is not None:
-            where.append("created_at > ?")
-            args.append(created_after)
-        sql = "SELECT * FROM jobs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        if parent_id is not None:
-            sql += " ORDER BY array_index"
-        else:
-            sql += (
-                " ORDER BY created_at DESC, rowid DESC" if newest_first else " ORDER BY created_at"
-            )
-        sql += " LIMIT ? OFFSET ?"
-        args.extend([limit, offset])
+    def query_jobs(self, query: JobQuery | None = None) -> list[Job]:
+        """Jobs matching every condition of ``query`` (no history loaded)."""
+        sql, args = job_query_sql(query or JobQuery())
         return [self._job_from_row(r, with_history=False) for r in self.db.execute(sql, args)]
 
     def count_jobs_by_status(self) -> dict[str, int]:
@@ -328,12 +269,3 @@ class Store:
 
 def _dump(d: dict[str, Any]) -> str:
     return json.dumps(d, separators=(",", ":"))
-
-
-def _glob_literal(text: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
-
-
-def _like_prefix(prefix: str) -> str:
-    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + "%"

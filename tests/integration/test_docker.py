@@ -340,7 +340,8 @@ def test_attempt_replaces_a_leftover_of_the_same_name(
 
     from launcher.container import ContainerAttempt
     from launcher.engine import Engine, container_name
-    from mnp.spec.protocol import Assignment, ContainerRun, Event
+    from mnp.spec.containers import ContainerRun
+    from mnp.spec.protocol import Assignment, Event
 
     api = docker_engine.api()
     image = docker_engine.images["base"]

@@ -15,7 +15,8 @@ from mnp.build.container import container_run, cpu_shares, field_errors
 from mnp.errors import InvalidInput
 from mnp.service.models import RegisterJobDefinition
 from mnp.service.validation import parse
-from mnp.spec.protocol import PYTHON_PLACEHOLDER, Assignment, ContainerRun, Wiring
+from mnp.spec.containers import ContainerRun
+from mnp.spec.protocol import PYTHON_PLACEHOLDER, Assignment, Wiring
 from mnp.spec.resources import ContainerSpec
 from tests.unit import goldens
 

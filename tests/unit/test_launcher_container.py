@@ -9,7 +9,8 @@ import pytest
 
 from launcher.container import ContainerAttempt
 from launcher.engine import Engine
-from mnp.spec.protocol import Assignment, ContainerRun, Event
+from mnp.spec.containers import ContainerRun
+from mnp.spec.protocol import Assignment, Event
 
 
 def test_unreachable_engine_is_a_start_failure(

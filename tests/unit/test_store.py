@@ -13,6 +13,7 @@ from mnp.spec.environments import ComputeEnvironment, JobQueue, Node, NodeStatus
 from mnp.spec.jobs import Attempt, Job
 from mnp.spec.resources import Resources
 from mnp.spec.states import HistoryEntry, JobStatus, transition
+from mnp.store.queries import JobQuery
 from mnp.store.sqlite import Store
 from mnp.store.streams import StreamRef
 from tests.unit.helpers_core import HOSTILE, T0, make_job, make_spec
@@ -382,11 +383,11 @@ QUERIES: list[tuple[str, dict[str, Any], list[str]]] = [
     ids=[name for name, _, _ in QUERIES],
 )
 def test_query_jobs(queried: Store, query: dict[str, Any], expected: list[str]) -> None:
-    assert ids(queried.query_jobs(**query)) == expected
+    assert ids(queried.query_jobs(JobQuery(**query))) == expected
 
 
 def test_query_with_children_includes_them(queried: Store) -> None:
-    found = ids(queried.query_jobs(children=True, statuses=["RUNNING"]))
+    found = ids(queried.query_jobs(JobQuery(children=True, statuses=["RUNNING"])))
     assert sorted(found) == ["a1", "arr:1", "arr:2", "pct", "pct2"]
     assert found[-3:] == ["pct2", "pct", "a1"], "children are newest; newest first"
 
@@ -397,8 +398,8 @@ def test_query_loads_no_history(queried: Store) -> None:
 
 def test_query_by_definition(queried: Store) -> None:
     arn = "arn:aws:batch:local:000000000000:job-definition/def:1"
-    assert len(queried.query_jobs(definition=arn)) == 8
-    assert queried.query_jobs(definition=arn.replace("def:1", "other:1")) == []
+    assert len(queried.query_jobs(JobQuery(definition=arn))) == 8
+    assert queried.query_jobs(JobQuery(definition=arn.replace("def:1", "other:1"))) == []
 
 
 def test_query_by_definition_treats_underscore_literally(store: Store) -> None:
@@ -407,7 +408,8 @@ def test_query_by_definition_treats_underscore_literally(store: Store) -> None:
     other = make_job("other", S.RUNNING, created_at=T0 + 1)
     other.spec.definition_arn = "arn:aws:batch:local:000000000000:job-definition/myXdef:1"
     save(store, mine, other)
-    found = store.query_jobs(definition="arn:aws:batch:local:000000000000:job-definition/my_def:")
+    prefix = "arn:aws:batch:local:000000000000:job-definition/my_def:"
+    found = store.query_jobs(JobQuery(definition=prefix))
     assert ids(found) == ["mine"]
 
 
