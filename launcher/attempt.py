@@ -8,7 +8,6 @@ script handling and the same :class:`mnp.spec.protocol.Event` values.
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import sys
 import time
@@ -16,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from launcher.logs import Stream
+from mnp.build.outputs import safe_file_name
 from mnp.spec.protocol import SCRIPT_PLACEHOLDER, Assignment, Event, EventKind
 
 EventSink = Callable[[Event], None]
@@ -24,7 +24,6 @@ START_FAILED_PREFIX = "CannotStartContainerError"
 NODE_ROOT_ENV = "MNP_NODE_ROOT"
 """Set in every job's environment to the agent's root: marks the node's processes."""
 
-_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def now_ms() -> int:
@@ -37,19 +36,10 @@ def exit_code_of(returncode: int) -> int:
     return returncode if returncode >= 0 else 128 - returncode
 
 
-def safe_job_dir_name(job_id: str) -> str:
-    """``job_id`` with every char outside ``[A-Za-z0-9._-]`` replaced by ``_``.
-
-    Never ``""``, ``"."`` or ``".."``, so the result is always one new path component.
-    """
-    safe = _UNSAFE_CHARS.sub("_", job_id)
-    return safe if safe.strip(".") else "_" * max(1, len(safe))
-
-
 def attempt_dir_for(assignment: Assignment, root: Path) -> Path:
     """The agent's own directory for one attempt, ``<root>/jobs/<safe job id>/<attempt>``:
     its logs and (for a process) its multi-node wiring, whatever the working directory is."""
-    return root / "jobs" / safe_job_dir_name(assignment.job_id) / str(assignment.attempt)
+    return root / "jobs" / safe_file_name(assignment.job_id) / str(assignment.attempt)
 
 
 def workdir_for(assignment: Assignment, root: Path) -> Path:
@@ -125,7 +115,7 @@ def install_srun(attempt_dir: Path) -> Path:
 
 def script_path_for(assignment: Assignment, root: Path) -> Path:
     """Where the agent writes an attempt's batch script (private to the agent's user)."""
-    return root / "scripts" / safe_job_dir_name(assignment.attempt_id)
+    return root / "scripts" / safe_file_name(assignment.attempt_id)
 
 
 def write_script(assignment: Assignment, path: Path) -> None:

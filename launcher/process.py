@@ -36,13 +36,9 @@ from launcher.attempt import (
     write_script,
 )
 from launcher.logs import STREAMS, TICK_MAX_CHUNKS, LogTail
+from launcher.pgroups import signal_group
 from launcher.stopping import Stopping
 from mnp.spec.protocol import Assignment, EventKind
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone
-        os.killpg(pgid, sig)
 
 
 class AttemptProcess:
@@ -166,7 +162,7 @@ class AttemptProcess:
         For teardown when the loop may be gone (tests, crashes); blocks until the kill lands.
         """
         if self._popen is not None and self.exit_code is None and self.pid is not None:
-            _signal_group(self.pid, signal.SIGKILL)
+            signal_group(self.pid, signal.SIGKILL)
             self.exit_code = exit_code_of(self._popen.wait())
         self._release()
 
@@ -175,14 +171,14 @@ class AttemptProcess:
 
     def _signal(self, sig: signal.Signals) -> None:
         if self.pid is not None:
-            _signal_group(self.pid, sig)
+            signal_group(self.pid, sig)
 
     def _on_exit(self) -> None:
         if self._popen is None or self.pid is None or self.exit_code is not None:
             return
         # The leader is a zombie until reaped, so its pgid still names only its own group:
         # kill what it left behind before reaping.
-        _signal_group(self.pid, signal.SIGKILL)
+        signal_group(self.pid, signal.SIGKILL)
         self.exit_code = exit_code_of(self._popen.wait())
         self._drain(None, final=True)
         self._release()

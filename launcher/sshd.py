@@ -31,7 +31,8 @@ from pathlib import Path
 
 import asyncssh
 
-from launcher.sshsession import Child, Session, group_alive, serve, signal_group
+from launcher.pgroups import group_alive, signal_group
+from launcher.sshsession import Child, Session, serve
 
 log = logging.getLogger("launcher.sshd")
 

@@ -19,6 +19,7 @@ from typing import IO, Any
 import asyncssh
 
 from launcher.attempt import exit_code_of
+from launcher.pgroups import signal_group
 
 CHUNK = 64 * 1024
 
@@ -178,16 +179,3 @@ async def _all_done(tasks: list[asyncio.Task[None]]) -> None:
         await asyncio.shield(task)
 
 
-def signal_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

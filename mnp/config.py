@@ -69,10 +69,6 @@ class HeadConfig:
     def logs_dir(self) -> Path:
         return self.home / "logs"
 
-    @property
-    def nodes_dir(self) -> Path:
-        return self.home / "nodes"
-
 
 @dataclass(frozen=True, slots=True)
 class HeadInfo:

@@ -28,7 +28,7 @@ from mnp.api.app import build_app
 from mnp.api.native import Handler
 from mnp.config import HeadConfig, HeadInfo, ensure_token
 from mnp.nodes.sessions import NodeSessions
-from mnp.scheduler.loop import Runtime
+from mnp.scheduler.loop import Scheduler
 from mnp.scheduler.state import HeadState
 from mnp.service.core import Service
 from mnp.service.operations import native_operations
@@ -50,9 +50,9 @@ class Head:
         self.started_at = int(time.time() * 1000)
         self.store = Store(config.db_path)
         self.state = HeadState(config, self.store)
-        self.runtime = Runtime(self.state, url)
-        self.sessions = NodeSessions(self.runtime)
-        self.service = Service(self.state, self.runtime)
+        self.scheduler = Scheduler(self.state, url)
+        self.sessions = NodeSessions(self.scheduler)
+        self.service = Service(self.state, self.scheduler)
         self.wake = asyncio.Event()
         self.waiters = PollWaiters()
         self.state.on_wake = self.wake.set
@@ -66,7 +66,7 @@ class Head:
     def start(self) -> None:
         self.service.load()
         self.service.ensure_defaults()
-        self.runtime.tick()
+        self.scheduler.tick()
 
     def get_status(self, body: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -91,13 +91,13 @@ class Head:
                 pass
             self.wake.clear()
             try:
-                self.runtime.tick()
+                self.scheduler.tick()
             except Exception:
                 log.exception("scheduler tick failed")
 
     def shutdown(self) -> None:
         nodes = [n for n in self.state.nodes.values()]
-        self.runtime.stop_nodes(nodes, "stopped: the head node shut down")
+        self.scheduler.stop_nodes(nodes, "stopped: the head node shut down")
         self.state.flush()
         self.store.close()
 

@@ -18,7 +18,6 @@ from starlette.routing import Route
 from mnp.api.native import TokenGate, error_response
 from mnp.errors import NotFound
 from mnp.service.logs import STREAMS, LogReader
-from mnp.spec.states import JobStatus
 
 FOLLOW_POLL_SECONDS = 0.2
 
@@ -65,7 +64,7 @@ async def log_stream(
                 if data:
                     offsets[key] = offsets.get(key, 0) + len(data)
                     yield data
-        if not follow or job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+        if not follow or job.status.terminal:
             if follow:
                 # one last read: the final chunks arrive with the exit event
                 follow = False

@@ -11,6 +11,7 @@ import zlib
 from dataclasses import dataclass
 from typing import TypeVar
 
+from mnp.build import mpi, ssh
 from mnp.slurm.hostlist import compress
 from mnp.spec.environments import Node
 from mnp.spec.jobs import Job
@@ -104,8 +105,6 @@ def node_environment(
 def mpi_environment(iface: str | None) -> dict[str, str]:
     """Point Open MPI, MPICH and Intel MPI at the job's hostfiles and ssh_config at once (their
     variables do not overlap), so a plain ``mpirun -np N cmd`` on the main node just works."""
-    from mnp.build import mpi
-
     env: dict[str, str] = {}
     for flavour in ("intelmpi", "mpich", "openmpi"):
         env.update(
@@ -125,19 +124,16 @@ def wiring_files(
     gang: list[GangNode], slots: list[int], private_key: str, main_index: int
 ) -> dict[str, str]:
     """The main node's wiring directory: key, ssh_config, known_hosts, hostfiles, wrapper."""
-    from mnp.build import mpi
-    from mnp.build import ssh as sshwire
-
     ssh_nodes = [
-        sshwire.SshNode(g.alias, g.node.address, g.node.ssh_port or 22, g.node.ssh_host_key or "")
+        ssh.SshNode(g.alias, g.node.address, g.node.ssh_port or 22, g.node.ssh_host_key or "")
         for g in gang
     ]
     ordered = main_first(list(zip(gang, slots, strict=True)), main_index)
     hosts = [(g.alias, s) for g, s in ordered]
     files = {
         "id_ed25519": private_key,
-        "ssh_config": sshwire.ssh_config(ssh_nodes, f"{W}/id_ed25519", f"{W}/known_hosts"),
-        "known_hosts": sshwire.known_hosts(ssh_nodes),
+        "ssh_config": ssh.ssh_config(ssh_nodes, f"{W}/id_ed25519", f"{W}/known_hosts"),
+        "known_hosts": ssh.known_hosts(ssh_nodes),
         "hostfile": "".join(f"{alias}\n" for alias, _ in hosts),
         "ssh-wrapper": mpi.ssh_wrapper(f"{W}/ssh_config"),
     }

@@ -65,3 +65,14 @@ def attempt_files(job: Job, attempt: Attempt, *, main: bool = True) -> AttemptFi
         out["stderr_path"] = expand_path(x.stderr, job, attempt) if x.stderr else None
         out["script"] = x.script
     return out
+
+
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def safe_file_name(value: str) -> str:
+    """``value`` (a job or attempt id: ids hold ``:``, ``#`` and ``/``) as one file name: every
+    char outside ``[A-Za-z0-9._-]`` replaced by ``_``; never ``""``, ``"."`` or ``".."``, so the
+    result is always one new path component. The head and its nodes name files with it."""
+    safe = _UNSAFE_CHARS.sub("_", value)
+    return safe if safe.strip(".") else "_" * max(1, len(safe))

@@ -21,6 +21,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from mnp.spec.states import TERMINAL_STATUSES
+
 JSON = dict[str, Any]
 
 STATUS_STYLE = {
@@ -330,7 +332,7 @@ class WaitProgress:
             summary = summary_counts(counts) or status
         else:
             total = 1
-            done = 1 if status in ("SUCCEEDED", "FAILED") else 0
+            done = 1 if status in TERMINAL_STATUSES else 0
             style = STATUS_STYLE.get(status, "")
             summary = f"[{style}]{status}[/]" if style else status
         if job_id not in self._tasks:

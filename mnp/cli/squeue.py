@@ -45,6 +45,7 @@ from mnp.slurm.views import (
     to_mnp_id,
     visible,
 )
+from mnp.spec.states import TERMINAL_STATUSES
 
 JSON = dict[str, Any]
 SCANCEL_REASON = "Cancelled by user (scancel)"
@@ -265,7 +266,7 @@ def scancel_command(state: State, job_ids: tuple[str, ...], names: tuple[str, ..
             if detail is None:
                 _error(shown, "Invalid job id specified")
                 failed = True
-            elif detail.get("status") in ("SUCCEEDED", "FAILED"):
+            elif detail.get("status") in TERMINAL_STATUSES:
                 _error(shown, "Job/step already completing or completed")
                 failed = True
             else:

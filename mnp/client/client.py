@@ -18,12 +18,12 @@ from urllib.parse import quote
 from mnp.client.transport import HeadUnavailable, RequestInvalid, Transport
 from mnp.errors import NotFound
 from mnp.spec.protocol import TOKEN_HEADER
+from mnp.spec.states import TERMINAL_STATUSES
 
 __all__ = ["DESCRIBE_CHUNK", "TERMINAL_STATUSES", "Client", "HeadUnavailable", "RequestInvalid"]
 
 JSON = dict[str, Any]
 
-TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED"})
 DESCRIBE_CHUNK = 100
 """describeJobs takes at most 100 ids per call (as AWS)."""
 

@@ -31,6 +31,7 @@ from mnp.client.dsl import Job
 from mnp.client.plan import plan
 from mnp.errors import FieldError, InvalidInput, MnpError
 from mnp.spec import DEFAULT_QUEUE
+from mnp.spec.definitions import DEPENDENCY_TYPES as DEPENDENCY_TYPE_NAMES
 
 if TYPE_CHECKING:
     from mnp.client.client import Client
@@ -45,9 +46,7 @@ SUBMIT_FIELDS = frozenset({
     "retryStrategy", "propagateTags", "timeout", "tags", "ecsPropertiesOverride",
     "eksPropertiesOverride", "consumableResourcePropertiesOverride",
 })  # fmt: skip
-DEPENDENCY_TYPES = frozenset(
-    {"N_TO_N", "SEQUENTIAL", "AFTER_OK", "AFTER_ANY", "AFTER_NOT_OK", "AFTER_START"}
-)
+DEPENDENCY_TYPES = frozenset(DEPENDENCY_TYPE_NAMES)
 DEFINITION_TYPES = frozenset({"container", "multinode"})
 
 

@@ -27,13 +27,14 @@ from mnp.client.dsl import Job, build_definition, build_submission
 from mnp.client.jobspec import resolve_definition_paths
 from mnp.client.plan import plan
 from mnp.errors import MnpError, NotFound
+from mnp.spec.states import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
     from mnp.client.client import Client
 
 JSON = dict[str, Any]
 
-TERMINAL = frozenset({"SUCCEEDED", "FAILED"})
+TERMINAL = TERMINAL_STATUSES
 STARTED = frozenset({"STARTING", "RUNNING"}) | TERMINAL
 POLL_SECONDS = 0.25
 DRAIN_SECONDS = 10.0

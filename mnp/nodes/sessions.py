@@ -1,7 +1,7 @@
 """The head's side of its node agents: register, poll (heartbeat + work), report (events and
 output), each one HTTP call of :mod:`mnp.spec.protocol`.
 
-An agent's events drive its attempts through the scheduler (:class:`Runtime`): a start moves
+An agent's events drive its attempts through the scheduler (:class:`Scheduler`): a start moves
 the job to RUNNING, an exit ends the attempt and decides it. Output arrives as ``log`` events
 and is appended to the attempt's files. Every entry point runs on the head's event loop and
 flushes the head state before it returns, so what the agent is told next is already durable.
@@ -13,7 +13,7 @@ from __future__ import annotations
 from mnp.errors import NotFound
 from mnp.nodes.logstreams import record_chunk_time
 from mnp.scheduler.attempts import EXIT_REASON, AttemptEnd
-from mnp.scheduler.loop import Runtime
+from mnp.scheduler.loop import Scheduler
 from mnp.scheduler.state import NodeRuntime
 from mnp.spec.environments import Node, NodeStatus
 from mnp.spec.protocol import Assignment, Event, Kill, Poll, PollReply, Ready, Register, Report
@@ -32,9 +32,9 @@ class NodeGone(Exception):
 class NodeSessions:
     """The agents of one head's nodes, as the HTTP layer hands their calls in."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.rt = runtime
-        self.s = runtime.s
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.rt = scheduler
+        self.s = scheduler.s
 
     def register(self, r: Register) -> None:
         """A node's agent starts (or starts again). An UNMANAGED environment's node joins

@@ -2,7 +2,7 @@
 
 One place for single-node jobs and multi-node parallel (MNP) jobs alike: a single-node job's
 attempt ends with its process; an MNP job's attempt ends with its main node's, the other
-nodes' failures folded in (:attr:`AttemptEnd.failure`). Pure: no I/O, no head state.
+nodes' failures folded in (the ``failure`` of :func:`attempt_outcome`). Pure: no I/O, no head state.
 """
 
 from __future__ import annotations

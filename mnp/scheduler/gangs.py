@@ -34,7 +34,7 @@ from mnp.scheduler.attempts import AttemptEnd, attempt_outcome, record_end
 from mnp.scheduler.sshkeys import generate_job_key
 from mnp.scheduler.state import HeadState
 from mnp.spec.environments import Node
-from mnp.spec.jobs import Attempt, GangAttemptState, Job
+from mnp.spec.jobs import HOST_PREFIX, Attempt, GangAttemptState, Job
 from mnp.spec.protocol import SCRIPT_PLACEHOLDER, Assignment, Ready, attempt_id
 from mnp.spec.resources import Resources
 from mnp.spec.states import HistoryEntry, JobStatus
@@ -43,7 +43,7 @@ LIVE = (JobStatus.STARTING, JobStatus.RUNNING)
 
 
 class AttemptRunner(Protocol):
-    """What gangs need of the scheduling loop (:class:`mnp.scheduler.loop.Runtime`)."""
+    """What gangs need of the scheduling loop (:class:`mnp.scheduler.loop.Scheduler`)."""
 
     def start_attempt(self, job: Job, node: Node) -> Attempt:
         """Make the job's next attempt on ``node`` and queue its assignment."""
@@ -232,7 +232,7 @@ class Gangs:
             if is_main:
                 self._decide(parent, attempt, end)
             else:
-                clean = end.exit_code == 0 and not end.status_reason.startswith("Host")
+                clean = end.exit_code == 0 and not end.status_reason.startswith(HOST_PREFIX)
                 if not clean:
                     failure = (
                         f"Node {job.job_id} on {attempt.node_id} ({attempt.address}) failed: "

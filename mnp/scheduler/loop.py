@@ -11,12 +11,11 @@ work, so what an agent or client is told next is already durable.
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 from mnp.build.container import attempt_container
 from mnp.build.environment import job_environment
-from mnp.build.outputs import attempt_files
+from mnp.build.outputs import attempt_files, safe_file_name
 from mnp.providers import Provider, make_provider
 from mnp.scheduler.attempts import (
     AttemptEnd,
@@ -43,19 +42,14 @@ from mnp.scheduler.reconcile import (
 )
 from mnp.scheduler.state import HOLDS_A_SLOT, HeadState, NodeRuntime
 from mnp.spec.environments import Node, NodeStatus
-from mnp.spec.jobs import Attempt, Job
+from mnp.spec.jobs import HOST_LOST_PREFIX, HOST_STOPPED_PREFIX, Attempt, Job
 from mnp.spec.protocol import Assignment, Kill, attempt_id
 from mnp.spec.resources import Resources
 from mnp.spec.states import HistoryEntry, JobStatus
 
 log = logging.getLogger("mnp.scheduler.loop")
 
-def safe_name(value: str) -> str:
-    """``value`` as one file name (job ids hold ``:`` and ``#``)."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", value)
-
-
-class Runtime:
+class Scheduler:
     """The head's scheduler: one per head, driven by :meth:`tick` (single-threaded)."""
 
     def __init__(self, state: HeadState, head_url: str) -> None:
@@ -365,7 +359,7 @@ class Runtime:
         if node is None or node.status in (NodeStatus.LOST, NodeStatus.STOPPED):
             return
         self._retire(
-            node, NodeStatus.LOST, f"Host lost: node {node.node_id} ({node.address}) {why}"
+            node, NodeStatus.LOST, f"{HOST_LOST_PREFIX} node {node.node_id} ({node.address}) {why}"
         )
         try:
             ce = s.ces.get(node.compute_environment)
@@ -390,7 +384,7 @@ class Runtime:
         for node in nodes:
             if node.status in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING):
                 self._retire(
-                    node, NodeStatus.STOPPED, f"Host stopped: node {node.node_id} {reason}"
+                    node, NodeStatus.STOPPED, f"{HOST_STOPPED_PREFIX} node {node.node_id} {reason}"
                 )
                 ce = self.s.ces.get(node.compute_environment)
                 if ce is not None and ce.type == "MANAGED":
@@ -420,7 +414,7 @@ class Runtime:
     def log_path(self, job_id: str, attempt: int, stream: str) -> Path:
         """The file holding one stream (``stdout``/``stderr``) of an attempt's output: written by
         :mod:`mnp.nodes.sessions` as the node sends it, read by the log endpoints."""
-        return self.s.config.logs_dir / safe_name(job_id) / str(attempt) / f"{stream}.log"
+        return self.s.config.logs_dir / safe_file_name(job_id) / str(attempt) / f"{stream}.log"
 
 
 def _address(first: str, slot: int) -> str:

@@ -30,11 +30,10 @@ from dataclasses import dataclass, field
 
 from mnp.spec.definitions import Condition
 from mnp.spec.environments import NodeStatus
-from mnp.spec.jobs import Job
+from mnp.spec.jobs import DEPENDENCY_PREFIX, NEVER_FITS, Job
 from mnp.spec.resources import Resources
 from mnp.spec.states import JobStatus
 
-NEVER_FITS = "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"
 STARTED = frozenset({JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED})
 
 
@@ -154,13 +153,6 @@ Action = (
 )
 
 
-@dataclass(slots=True)
-class _Free:
-    """Mutable free capacity while placing, local to one reconcile call."""
-
-    by_node: dict[str, Resources] = field(default_factory=dict)
-
-
 def reconcile(snap: Snapshot) -> list[Action]:
     actions: list[Action] = []
     lost = _nodes(snap, actions)
@@ -240,7 +232,7 @@ def _dependency_verdict(job: Job, status: Mapping[str, JobStatus | None]) -> Adv
     for dep, condition in deps:
         s = status.get(dep)
         if s is None:
-            failures.append(f"DEPENDENCY:NOT_FOUND - dependency {dep} does not exist")
+            failures.append(f"{DEPENDENCY_PREFIX}NOT_FOUND - dependency {dep} does not exist")
         elif _met(condition, s):
             if any_mode:
                 return None
@@ -275,8 +267,11 @@ def _never(condition: Condition, s: JobStatus) -> bool:
 
 def _never_reason(dep: str, condition: Condition, s: JobStatus) -> str:
     if condition is Condition.NOT_OK:
-        return f"DEPENDENCY:SUCCEEDED - dependency {dep} succeeded (this job runs after a failure)"
-    return f"DEPENDENCY:FAILED - dependency {dep} failed"
+        return (
+            f"{DEPENDENCY_PREFIX}SUCCEEDED - dependency {dep} succeeded"
+            " (this job runs after a failure)"
+        )
+    return f"{DEPENDENCY_PREFIX}FAILED - dependency {dep} failed"
 
 
 def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from mnp.config import HeadConfig
 from mnp.spec.definitions import JobDefinition
 from mnp.spec.environments import ComputeEnvironment, JobQueue, Node
-from mnp.spec.jobs import Job
+from mnp.spec.jobs import ARRAY_LIMIT_REASON, Job
 from mnp.spec.protocol import Assignment, Kill, Ready
 from mnp.spec.resources import Resources
 from mnp.spec.states import JobStatus, transition
@@ -24,7 +24,6 @@ from mnp.store.sqlite import Store
 Clock = Callable[[], int]
 HOLDS_A_SLOT = frozenset({JobStatus.RUNNABLE, JobStatus.STARTING, JobStatus.RUNNING})
 """Statuses that count against an array's running limit."""
-ARRAY_LIMIT_REASON = "JobArrayTaskLimit"
 
 
 def wall_ms() -> int:

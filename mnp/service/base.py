@@ -1,5 +1,5 @@
 """What every part of :class:`mnp.service.core.Service` shares: the context it works on (state,
-runtime, policies, and the lookups by name or ARN), the limits it enforces, and pages."""
+scheduler, policies, and the lookups by name or ARN), the limits it enforces, and pages."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mnp.errors import NotFound
-from mnp.scheduler.loop import Runtime
+from mnp.scheduler.loop import Scheduler
 from mnp.scheduler.state import HeadState
 from mnp.service.requests import Page
 from mnp.spec.arns import name_from_arn
@@ -39,7 +39,7 @@ class Context:
     """
 
     s: HeadState
-    rt: Runtime
+    rt: Scheduler
     policies: dict[str, SchedulingPolicy] = field(default_factory=dict)
     """Fair-share scheduling policies by name."""
 

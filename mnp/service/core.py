@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mnp.scheduler.loop import Runtime
+from mnp.scheduler.loop import Scheduler
 from mnp.scheduler.state import HeadState
 from mnp.service.base import JOB_DEFINITION_MAX, MNP_SUBMIT_MAX, SUBMIT_MAX, Context
 from mnp.service.definitions import DefinitionOps
@@ -40,14 +40,14 @@ __all__ = ["JOB_DEFINITION_MAX", "MNP_SUBMIT_MAX", "SUBMIT_MAX", "Service"]
 class Service:
     """One head node's operations, by part; the parts share :attr:`ctx`."""
 
-    def __init__(self, state: HeadState, runtime: Runtime) -> None:
-        self.ctx = Context(state, runtime)
+    def __init__(self, state: HeadState, scheduler: Scheduler) -> None:
+        self.ctx = Context(state, scheduler)
         self.definitions = DefinitionOps(self.ctx)
         self.jobs = JobOps(self.ctx)
         self.resources = ResourceOps(self.ctx, self.jobs)
         self.policies = PolicyOps(self.ctx)
         self.tags = TagOps(self.ctx)
-        self.logs = LogReader(state, runtime)
+        self.logs = LogReader(state, scheduler)
 
     # --- loading ------------------------------------------------------------------------------
     def load(self) -> None:

@@ -2,7 +2,8 @@
 
 The AWS Logs API (:mod:`mnp.api.aws.logs`) and the native log tail reach a job's output only
 through :class:`LogReader` (``Service.logs``), so the HTTP edge never touches the store or the
-runtime. Reads only; not thread-safe: call from the head node's event loop.
+scheduler (which places an attempt's output files). Reads only; not thread-safe: call from the
+head node's event loop.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mnp.nodes.logstreams import StreamLog
-from mnp.scheduler.loop import Runtime
+from mnp.scheduler.loop import Scheduler
 from mnp.scheduler.state import HeadState
 from mnp.spec.jobs import Job
 from mnp.store.streams import StreamRef
@@ -21,11 +22,11 @@ STREAMS = ("stdout", "stderr")
 
 
 class LogReader:
-    """Log streams by name (the store's index) and their output files (the runtime's)."""
+    """Log streams by name (the store's index) and their output files (placed by the scheduler)."""
 
-    def __init__(self, state: HeadState, runtime: Runtime) -> None:
+    def __init__(self, state: HeadState, scheduler: Scheduler) -> None:
         self._state = state
-        self._runtime = runtime
+        self._scheduler = scheduler
 
     def find_stream(self, name: str) -> StreamRef | None:
         """The stream named exactly ``name``, if an attempt has it."""
@@ -70,4 +71,4 @@ class LogReader:
 
     def log_path(self, job_id: str, attempt: int, stream: str) -> Path:
         """Where one attempt's ``stdout`` or ``stderr`` is kept (it may not exist yet)."""
-        return self._runtime.log_path(job_id, attempt, stream)
+        return self._scheduler.log_path(job_id, attempt, stream)

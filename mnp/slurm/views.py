@@ -33,12 +33,19 @@ from enum import Enum
 from typing import Any
 
 from mnp.slurm.hostlist import compress
-from mnp.spec.jobs import TIMEOUT_REASON
+from mnp.spec.jobs import (
+    ARRAY_LIMIT_REASON,
+    DEPENDENCY_PREFIX,
+    HOST_LOST_PREFIX,
+    HOST_STOPPED_PREFIX,
+    MISCONFIGURATION_PREFIX,
+    TIMEOUT_REASON,
+)
 
 JSON = dict[str, Any]
 
 _CANCELLED = re.compile(r"cancel|terminat", re.IGNORECASE)
-_NODE_FAIL = ("Host lost:", "Host stopped:")
+_NODE_FAIL = (HOST_LOST_PREFIX, HOST_STOPPED_PREFIX)
 
 
 class SlurmState(Enum):
@@ -120,7 +127,7 @@ def slurm_state(summary: JSON) -> SlurmState:
         return SlurmState.COMPLETED
     if reason.startswith(TIMEOUT_REASON):
         return SlurmState.TIMEOUT
-    if reason.startswith("DEPENDENCY:") or _cancelled(summary, reason):
+    if reason.startswith(DEPENDENCY_PREFIX) or _cancelled(summary, reason):
         return SlurmState.CANCELLED
     if reason.startswith(_NODE_FAIL):
         return SlurmState.NODE_FAIL
@@ -139,11 +146,11 @@ def pending_reason(summary: JSON) -> str:
     status = summary.get("status")
     reason = str(summary.get("statusReason") or "")
     if status == "PENDING":
-        return "JobArrayTaskLimit" if "JobArrayTaskLimit" in reason else "Dependency"
+        return "JobArrayTaskLimit" if ARRAY_LIMIT_REASON in reason else "Dependency"
     if status == "RUNNABLE":
-        return "BadConstraints" if reason.startswith("MISCONFIGURATION") else "Resources"
+        return "BadConstraints" if reason.startswith(MISCONFIGURATION_PREFIX) else "Resources"
     if status == "FAILED":
-        if reason.startswith("DEPENDENCY:"):
+        if reason.startswith(DEPENDENCY_PREFIX):
             return "DependencyNeverSatisfied"
         state = slurm_state(summary)
         if state is SlurmState.TIMEOUT:

@@ -34,6 +34,9 @@ class JobStatus(enum.StrEnum):
         return self in (JobStatus.SUCCEEDED, JobStatus.FAILED)
 
 
+TERMINAL_STATUSES = frozenset(s.value for s in JobStatus if s.terminal)
+"""The wire names of the terminal states, for code that reads JSON."""
+
 S = JobStatus
 
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {

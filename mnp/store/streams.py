@@ -12,7 +12,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from mnp.spec.states import JobStatus
+from mnp.spec.states import TERMINAL_STATUSES
 
 TABLE = """
 CREATE TABLE IF NOT EXISTS log_streams (
@@ -28,7 +28,7 @@ ORDER BY instr(j.job_id, '#') = 0
 """
 INSERT = "INSERT OR IGNORE INTO log_streams VALUES (?, ?, ?, ?)"
 
-TERMINAL = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value)
+TERMINAL = tuple(sorted(TERMINAL_STATUSES))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,5 @@
 """Shared helpers for the head-node unit tests: a fake clock, job factories, and an in-process
-head node (``Service`` + ``Runtime`` over a temp SQLite file) driven like the HTTP layer."""
+head node (``Service`` + ``Scheduler`` over a temp SQLite file) driven like the HTTP layer."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from mnp.config import HeadConfig
 from mnp.nodes.sessions import NodeSessions
-from mnp.scheduler.loop import Runtime
+from mnp.scheduler.loop import Scheduler
 from mnp.scheduler.state import HeadState
 from mnp.service.core import Service
 from mnp.service.operations import Handler, native_operations
@@ -127,7 +127,7 @@ class Head:
     home: Path
     clock: FakeClock
     service: Service
-    runtime: Runtime
+    scheduler: Scheduler
     state: HeadState
     store: Store
     sessions: NodeSessions
@@ -144,10 +144,10 @@ class Head:
         )
         store = Store(config.db_path)
         state = HeadState(config, store, clock=clock)
-        runtime = Runtime(state, "http://127.0.0.1:1")
-        service = Service(state, runtime)
+        scheduler = Scheduler(state, "http://127.0.0.1:1")
+        service = Service(state, scheduler)
         service.load()
-        return cls(home, clock, service, runtime, state, store, NodeSessions(runtime))
+        return cls(home, clock, service, scheduler, state, store, NodeSessions(scheduler))
 
     @property
     def api(self) -> dict[str, Handler]:
@@ -230,7 +230,7 @@ class Head:
 
     def ticks(self, n: int = 3) -> None:
         for _ in range(n):
-            self.runtime.tick()
+            self.scheduler.tick()
 
     # --- the agent side ----------------------------------------------------------------------
     def poll(
@@ -253,7 +253,7 @@ class Head:
     def run_next(self, node_id: str = "n1") -> Assignment:
         """Tick until ``node_id`` gets exactly one assignment; start it."""
         for _ in range(4):
-            self.runtime.tick()
+            self.scheduler.tick()
             assignments, _ = self.poll(node_id)
             if assignments:
                 assert len(assignments) == 1, assignments

@@ -111,7 +111,7 @@ def arrows_of(name: str, source: str, is_package: bool) -> list[Arrow]:
                     package = package.rpartition(".")[0]
                 base = f"{package}.{base}" if base else package
             found.append(Arrow(name, base, node.lineno))
-            # ``from mnp import mpi`` imports the module mnp.mpi, not just the package
+            # ``from mnp.build import mpi`` imports the module mnp.build.mpi, not just the package
             found += [Arrow(name, f"{base}.{a.name}", node.lineno) for a in node.names]
     return found
 

@@ -1,4 +1,4 @@
-"""The CloudWatch Logs view of attempts' output, in-process: a real Service + Runtime over a
+"""The CloudWatch Logs view of attempts' output, in-process: a real Service + Scheduler over a
 temp store with a fake clock, output delivered as agents' ``log`` events; streams are found
 through the store's ``log_streams`` index, as the service's ``LogReader`` reads it."""
 
@@ -67,8 +67,8 @@ class RunningAttempt:
 
     def write(self, stream: str, data: str, after_seconds: float = 0.0) -> None:
         self.h.clock.advance(after_seconds)
-        path = self.h.runtime.log_path(self.job_id, self.number, stream)
-        if self.times:  # what Runtime._write_log is proposed to do
+        path = self.h.scheduler.log_path(self.job_id, self.number, stream)
+        if self.times:  # what NodeSessions._write_log is proposed to do
             path.parent.mkdir(parents=True, exist_ok=True)
             record_chunk_time(path, self.sizes[stream], self.h.clock())
         offset = self.sizes[stream]
@@ -145,7 +145,7 @@ def test_without_chunk_times_lines_carry_the_attempt_start_time(head: Head) -> N
     a.write("stderr", "e\n", after_seconds=3)
     a.write("stdout", "o\n", after_seconds=3)
     for stream in ("stdout", "stderr"):  # output kept before arrival times were recorded
-        times_path(head.runtime.log_path(a.job_id, a.number, stream)).unlink(missing_ok=True)
+        times_path(head.scheduler.log_path(a.job_id, a.number, stream)).unlink(missing_ok=True)
     answer = call(head, "GetLogEvents", logStreamName=a.stream, startFromHead=True)
     assert messages(answer) == ["o", "e"]  # no better knowledge: stdout, then stderr
     assert {e["timestamp"] for e in answer["events"]} == {T0 + 5000}

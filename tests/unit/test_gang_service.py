@@ -1,4 +1,4 @@
-"""The MNP lifecycle through the real Service + Runtime (temp SQLite, fake clock).
+"""The MNP lifecycle through the real Service + Scheduler (temp SQLite, fake clock).
 
 Four (or five) UNMANAGED nodes that serve SSH are registered by hand; the tests drive the
 head node with ``tick``, ``poll`` and ``report`` exactly as node agents and the HTTP layer do.
@@ -14,7 +14,7 @@ import pytest
 
 from mnp.build.multinode import master_port
 from mnp.scheduler.attempts import TIMEOUT_REASON
-from mnp.scheduler.reconcile import NEVER_FITS
+from mnp.spec.jobs import NEVER_FITS
 from mnp.spec.protocol import PYTHON_PLACEHOLDER, Assignment, Poll, PollReply, Ready, Register
 from tests.unit.helpers_core import HOSTILE, Head
 
@@ -116,7 +116,7 @@ def statuses(h: Head, job_id: str, num: int = 4) -> list[str]:
 def place(h: Head, job_id: str) -> tuple[str, Assignment]:
     """Tick until the job's gang is placed; the main node's (node, assignment)."""
     for _ in range(3):
-        h.runtime.tick()
+        h.scheduler.tick()
         if h.status(job_id) == "STARTING":
             break
     got = assignments(poll_all(h))
@@ -164,9 +164,9 @@ def four(head: Head) -> Head:
 def test_tick_places_the_gang_and_assigns_only_the_main_node(four: Head) -> None:
     h = four
     job_id = h.submit(jobDefinition="mnp")
-    h.runtime.tick()
+    h.scheduler.tick()
     assert h.status(job_id) == "RUNNABLE"
-    h.runtime.tick()
+    h.scheduler.tick()
     assert h.status(job_id) == "STARTING"
     assert statuses(h, job_id) == ["STARTING", "RUNNABLE", "RUNNABLE", "RUNNABLE"]
     got = assignments(poll_all(h))
@@ -234,7 +234,7 @@ def test_every_node_mode_children_run_their_own_command(head: Head) -> None:
     define(head, every_node=True, num=3, main=1)
     job_id = head.submit(jobDefinition="mnp")
     for _ in range(2):
-        head.runtime.tick()
+        head.scheduler.tick()
     got = assignments(poll_all(head))
     assert list(got) == [f"{job_id}#1"], "the main node (index 1) starts first"
     main_node, main = got[f"{job_id}#1"]
@@ -362,7 +362,7 @@ def test_a_lost_child_retries_the_job_on_a_fresh_gang_after_every_node_settled(
     head.clock.advance(LOST_AFTER + 1)
     for n in ("n0", "n1", "n3", "n4"):
         poll(head, n)
-    head.runtime.tick()
+    head.scheduler.tick()
     lost = f"Host lost: node n2 ({address(2)}) stopped heartbeating (11.0 s silent)"
     assert head.status(job_id) == "RUNNING"
     replies = poll_all(head)
@@ -543,7 +543,7 @@ def test_a_gang_on_nodes_without_ssh_does_not_break_the_tick(head: Head) -> None
     define(head, num=2)
     job_id = head.submit(jobDefinition="mnp")
     for _ in range(3):
-        head.runtime.tick()
+        head.scheduler.tick()
     got = assignments(poll_all(head))
     status = head.status(job_id)
     assert status in ("RUNNABLE", "FAILED") or f"{job_id}#0" in got

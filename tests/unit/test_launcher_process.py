@@ -13,9 +13,10 @@ from typing import TypeVar
 
 import pytest
 
-from launcher.attempt import exit_code_of, safe_job_dir_name
+from launcher.attempt import exit_code_of
 from launcher.logs import LOG_CHUNK_BYTES, LogTail
 from launcher.process import AttemptProcess
+from mnp.build.outputs import safe_file_name
 from mnp.spec.protocol import SCRIPT_PLACEHOLDER, Assignment, Event
 
 T = TypeVar("T")
@@ -269,12 +270,12 @@ def test_default_workdir_uses_a_safe_job_id(run: Runner, tmp_path: Path) -> None
     assert events[-1].exit_code == 0
 
 
-def test_safe_job_dir_name_never_escapes() -> None:
-    assert safe_job_dir_name("..") == "__"
-    assert safe_job_dir_name(".") == "_"
-    assert safe_job_dir_name("") == "_"
-    assert safe_job_dir_name("../x") == ".._x"
-    assert safe_job_dir_name("ok-1.2_3") == "ok-1.2_3"
+def test_safe_file_name_never_escapes() -> None:
+    assert safe_file_name("..") == "__"
+    assert safe_file_name(".") == "_"
+    assert safe_file_name("") == "_"
+    assert safe_file_name("../x") == ".._x"
+    assert safe_file_name("ok-1.2_3") == "ok-1.2_3"
 
 
 def test_exit_code_mapping() -> None:

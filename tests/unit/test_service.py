@@ -1,4 +1,4 @@
-"""The real ``Service`` + ``Runtime`` in-process: temp SQLite, fake clock, UNMANAGED nodes
+"""The real ``Service`` + ``Scheduler`` in-process: temp SQLite, fake clock, UNMANAGED nodes
 registered by hand, and the same register/poll/report calls the HTTP layer makes."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from mnp.errors import Conflict, InvalidInput, NotFound
 from mnp.nodes.sessions import NodeGone
 from mnp.scheduler.attempts import TIMEOUT_REASON
-from mnp.scheduler.reconcile import NEVER_FITS
+from mnp.spec.jobs import NEVER_FITS
 from mnp.spec.protocol import Assignment, Register
 from tests.unit.helpers_core import HOSTILE, Head, row_counts
 

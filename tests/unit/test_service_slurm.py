@@ -1,4 +1,4 @@
-"""mnp's SubmitJob additions (the ``mnp`` object) through the real Service + Runtime:
+"""mnp's SubmitJob additions (the ``mnp`` object) through the real Service + Scheduler:
 checks at submit, the array running limit over a job's life, singleton, the assignment's
 output paths, script and Slurm environment, listJobs' extra fields."""
 

@@ -1,4 +1,5 @@
-"""The AWS front door's gate: Signature Version 4 verification and SubmitJob throttling.
+"""The AWS front door's gate: Signature Version 4 verification (the throttling is in
+:mod:`mnp.api.aws.frontdoor`).
 
 :func:`verify` is pure: it rebuilds the canonical request exactly as botocore's
 ``SigV4Auth.canonical_request`` does and compares signatures. The parts that are easy to get
@@ -35,7 +36,6 @@ ALGORITHM = "AWS4-HMAC-SHA256"
 TERMINATOR = "aws4_request"
 MAX_SKEW = timedelta(minutes=15)
 AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
-UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 BATCH = "batch"
 LOGS = "logs"
 
