@@ -2,12 +2,16 @@
 
 Errors an agent acts on: 404 ``UnknownNode`` (the head does not know it: register again),
 410 ``NodeLost`` (the node was declared lost or stopped: the agent must stop), 400
-``ClientException`` for a malformed message. Not thread-safe: the head node's event loop.
+``ClientException`` naming the field for a malformed message (every field is checked as a
+client request's is: :mod:`mnp.api.jsonbody`, then the ``from_wire`` of
+:mod:`mnp.spec.protocol`), 500 ``ServerException`` for the head's own failure. Not
+thread-safe: the head node's event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,15 +19,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mnp.api.aws.batch import json_body
-from mnp.api.native import TokenGate
-from mnp.errors import NotFound
+from mnp.api.jsonbody import read_json
+from mnp.api.native import TokenGate, error_response
+from mnp.errors import InvalidInput, NotFound
 from mnp.nodes.sessions import NodeGone, NodeSessions
 from mnp.spec import protocol
 
 LONG_POLL_MAX_SECONDS = 30.0
+MAX_BODY_BYTES = 64 * 1024 * 1024
+"""A report carries up to 4 MiB of output (``launcher.agent.REPORT_MAX_BYTES``) that JSON may
+escape to six bytes a character."""
+FREE_TEXT = frozenset({"data", "reason"})
+"""Event fields that are captured text, never executed: a NUL in a job's output is kept."""
 
 Message = dict[str, Any]
+log = logging.getLogger("mnp.api.agents")
 
 
 class PollWaiters:
@@ -60,7 +70,12 @@ def routes(
             if not gate.allows(request):
                 return gate.denied()
             try:
-                return JSONResponse(await fn(await json_body(request)))
+                body = read_json(
+                    await request.body(), max_bytes=MAX_BODY_BYTES, free_text=FREE_TEXT
+                )
+                return JSONResponse(await fn(body))
+            except InvalidInput as e:
+                return error_response(e)
             except NotFound as e:
                 return JSONResponse({"__type": "UnknownNode", "message": str(e)}, status_code=404)
             except NodeGone as e:
@@ -68,10 +83,11 @@ def routes(
                     {"__type": "NodeLost", "message": f"node {e} was declared lost"},
                     status_code=410,
                 )
-            except (KeyError, ValueError, TypeError) as e:
+            except Exception as e:
+                log.exception("agent call %s failed", request.url.path)
                 return JSONResponse(
-                    {"__type": "ClientException", "message": f"bad agent message: {e}"},
-                    status_code=400,
+                    {"__type": "ServerException", "message": f"{type(e).__name__}: {e}"},
+                    status_code=500,
                 )
 
         return endpoint

@@ -3,7 +3,7 @@
 Query: ``attempt=N`` (default: the latest attempt), ``follow=1|true|yes`` (keep streaming,
 polling the files every 0.2 s, until the job is SUCCEEDED or FAILED, then read once more,
 since the final chunks arrive with the exit event). Each attempt's stdout then stderr, each
-byte sent once. An unknown job is a 404 ``ClientException``.
+byte sent once. An unknown job is a 404 ``ClientException``, a bad ``attempt`` a 400.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from mnp.api.native import TokenGate, error_response
-from mnp.errors import NotFound
+from mnp.errors import FieldError, InvalidInput, NotFound
 from mnp.service.logs import STREAMS, LogReader
 
 FOLLOW_POLL_SECONDS = 0.2
@@ -30,6 +30,8 @@ def routes(gate: TokenGate, reader: LogReader) -> list[Route]:
         if reader.job(job_id) is None:
             return error_response(NotFound(f"no job with id {job_id!r}"))
         attempt_q = request.query_params.get("attempt")
+        if attempt_q is not None and not (attempt_q.isascii() and attempt_q.isdigit()):
+            return error_response(InvalidInput([FieldError("attempt", "must be a number")]))
         follow = request.query_params.get("follow") in ("1", "true", "yes")
         return StreamingResponse(
             log_stream(reader, job_id, attempt_q, follow), media_type="text/plain"

@@ -27,7 +27,52 @@ def required(body: JSON, key: str) -> str:
 
 
 def _names(body: JSON, key: str) -> tuple[str, ...]:
-    return tuple(str(n) for n in body.get(key) or [])
+    """``body[key]``: absent, or a list of strings."""
+    value = body.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise InvalidInput([FieldError(key, "must be a list of strings")])
+    bad = [FieldError(f"{key}[{i}]", "must be a string") for i, n in enumerate(value)
+           if not isinstance(n, str)]  # fmt: skip
+    if bad:
+        raise InvalidInput(bad)
+    return tuple(value)
+
+
+def _text(body: JSON, key: str) -> str | None:
+    """``body[key]``: absent (None) or a string."""
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise InvalidInput([FieldError(key, "must be a string")])
+    return value
+
+
+def _flag(body: JSON, key: str) -> bool:
+    """``body[key]``: absent (False) or a boolean."""
+    value = body.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise InvalidInput([FieldError(key, "must be true or false")])
+    return bool(value)
+
+
+def _filters(body: JSON) -> list[JSON]:
+    """ListJobs' ``filters``: a list of ``{"name": str, "values": [str, …]}``."""
+    value = body.get("filters")
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidInput([FieldError("filters", "must be a list of objects")])
+    for i, f in enumerate(value):
+        if not isinstance(f, dict):
+            raise InvalidInput([FieldError(f"filters[{i}]", "must be an object")])
+        _text(f, "name")
+        values = f.get("values")
+        if values is not None and not (
+            isinstance(values, list) and all(isinstance(v, str) for v in values)
+        ):
+            raise InvalidInput([FieldError(f"filters[{i}].values", "must be a list of strings")])
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +118,7 @@ def loose(key: str) -> Callable[[JSON], ByName]:
     """``body[key]`` as text, ``""`` when absent (the lookup then answers NotFound)."""
 
     def parse(body: JSON) -> ByName:
-        return ByName(str(body.get(key) or ""))
+        return ByName(_text(body, key) or "")
 
     return parse
 
@@ -88,7 +133,7 @@ def strict(key: str) -> Callable[[JSON], ByName]:
 
 
 def deregister_job_definition(body: JSON) -> ByName:
-    ref = str(body.get("jobDefinition") or "")
+    ref = _text(body, "jobDefinition")
     if not ref:
         raise InvalidInput([FieldError("jobDefinition", "required")])
     return ByName(ref)
@@ -122,8 +167,8 @@ class DescribeJobDefinitions:
     def from_body(cls, body: JSON) -> DescribeJobDefinitions:
         return cls(
             _names(body, "jobDefinitions"),
-            body.get("jobDefinitionName"),
-            body.get("status"),
+            _text(body, "jobDefinitionName"),
+            _text(body, "status"),
             Page.from_body(body),
         )
 
@@ -139,7 +184,7 @@ class DescribeJobs:
             raise InvalidInput([FieldError("jobs", "required: a list of 1-100 job ids")])
         if len(ids) > 100:
             raise InvalidInput([FieldError("jobs", f"at most 100 job ids, got {len(ids)}")])
-        return cls(tuple(str(i) for i in ids))
+        return cls(_names(body, "jobs"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,16 +205,16 @@ class ListJobs:
 
     @classmethod
     def from_body(cls, body: JSON) -> ListJobs:
-        queue_ref = body.get("jobQueue")
-        parent = body.get("arrayJobId") or body.get("multiNodeJobId")
+        queue_ref = _text(body, "jobQueue")
+        parent = _text(body, "arrayJobId") or _text(body, "multiNodeJobId")
         return cls(
-            job_queue=str(queue_ref) if queue_ref else None,
-            parent=str(parent) if parent else None,
+            job_queue=queue_ref or None,
+            parent=parent or None,
             selectors=tuple(k for k in ("jobQueue", "arrayJobId", "multiNodeJobId") if body.get(k)),
-            all_statuses=bool(body.get("allStatuses")),
-            include_children=bool(body.get("includeChildren")),
-            job_status=body.get("jobStatus"),
-            filters=body.get("filters") or [],
+            all_statuses=_flag(body, "allStatuses"),
+            include_children=_flag(body, "includeChildren"),
+            job_status=_text(body, "jobStatus"),
+            filters=_filters(body),
             page=Page.from_body(body),
         )
 
@@ -178,7 +223,7 @@ def describe_scheduling_policies(body: JSON) -> tuple[str, ...]:
     arns = body.get("arns")
     if not isinstance(arns, list) or not 1 <= len(arns) <= 100:
         raise InvalidInput([FieldError("arns", "required: a list of 1-100 ARNs")])
-    return tuple(str(a) for a in arns)
+    return _names(body, "arns")
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,4 +234,4 @@ class ListNodes:
 
     @classmethod
     def from_body(cls, body: JSON) -> ListNodes:
-        return cls(body.get("computeEnvironment"), bool(body.get("includeGone")))
+        return cls(_text(body, "computeEnvironment"), _flag(body, "includeGone"))

@@ -238,6 +238,7 @@ def _check_shares(shares: list[ShareAttributes]) -> list[FieldError]:
 
 def _check_overrides(o: ContainerOverrides, path: str) -> list[FieldError]:
     errors = _check_env(o.environment, f"{path}.environment")
+    errors += _check_command(o.command, f"{path}.command")
     errors += _check_resources(o.resourceRequirements, f"{path}.resourceRequirements")
     if o.command is not None and any(c == "" for c in o.command):
         errors.append(FieldError(f"{path}.command", "must not contain empty strings"))
@@ -248,6 +249,7 @@ def _check_container(c: ContainerProperties, path: str) -> list[FieldError]:
     """The container's own rules. Its command may be absent: an image's CMD runs, or the
     submission brings one (checked at submit, :func:`mnp.service.submit.build_spec`)."""
     errors = _check_env(c.environment, f"{path}.environment")
+    errors += _check_command(c.command, f"{path}.command")
     errors += _check_resources(c.resourceRequirements, f"{path}.resourceRequirements")
     errors += [FieldError(p, m) for p, m in container_field_errors(c.model_dump(), path)]
     names = {v.name for v in c.volumes or []}
@@ -262,10 +264,28 @@ def _check_container(c: ContainerProperties, path: str) -> list[FieldError]:
 
 
 def _check_env(env: list[KeyValue] | None, path: str) -> list[FieldError]:
+    """What execve can carry: a name without ``=`` or NUL (non-empty by the schema), a value
+    without NUL; and AWS's reserved prefix."""
+    errors: list[FieldError] = []
+    for i, kv in enumerate(env or []):
+        where = f"{path}[{i}]"
+        if kv.name.upper().startswith("AWS_BATCH"):
+            errors.append(FieldError(f"{where}.name", "names starting with AWS_BATCH are reserved"))
+        if "=" in kv.name:
+            errors.append(FieldError(f"{where}.name", "must not contain '='"))
+        if "\0" in kv.name:
+            errors.append(FieldError(f"{where}.name", "must not contain NUL"))
+        if "\0" in kv.value:
+            errors.append(FieldError(f"{where}.value", "must not contain NUL"))
+    return errors
+
+
+def _check_command(command: list[str] | None, path: str) -> list[FieldError]:
+    """An argv: no NUL in any argument (execve would cut it there)."""
     return [
-        FieldError(f"{path}[{i}].name", "names starting with AWS_BATCH are reserved")
-        for i, kv in enumerate(env or [])
-        if kv.name.upper().startswith("AWS_BATCH")
+        FieldError(f"{path}[{i}]", "must not contain NUL")
+        for i, arg in enumerate(command or [])
+        if "\0" in arg
     ]
 
 

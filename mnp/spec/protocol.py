@@ -19,10 +19,13 @@ Every request carries the header ``X-Mnp-Token`` when the head has a token confi
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
+from mnp.errors import FieldError
 from mnp.spec.containers import ContainerRun
+from mnp.spec.wirefields import SAFE_INT, Fields
 
 REGISTER_PATH = "/internal/v1/agents/register"
 POLL_PATH = "/internal/v1/agents/poll"
@@ -30,6 +33,22 @@ REPORT_PATH = "/internal/v1/agents/report"
 TOKEN_HEADER = "X-Mnp-Token"
 
 EventKind = Literal["started", "log", "exited", "start_failed", "session_started", "session_exited"]
+EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
+
+# What the head accepts from an agent (checked by the ``from_wire`` of Register, Poll, Report).
+NODE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,255}")
+NAME_OR_ARN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*")
+ADDRESS_RE = re.compile(r"[A-Za-z0-9.:\[\]%_-]{1,255}")
+"""A host name or an IPv4/IPv6 address: it goes into hostfiles and SSH configuration."""
+ATTEMPT_ID_RE = re.compile(r"[^\x00-\x1f\x7f]+/[1-9][0-9]{0,5}")
+"""``<jobId>/<attempt>`` (:func:`attempt_id`)."""
+ID_MOST = 1024
+COUNT_MOST = 1 << 20
+PID_MOST = 2**31 - 1
+RUNNING_MOST = 100_000
+EVENTS_MOST = 100_000
+REASON_MOST = 64 * 1024
+DATA_MOST = 64 * 1024 * 1024
 
 
 WIRING_PLACEHOLDER = "@MNP_WIRING@"
@@ -230,20 +249,28 @@ class Event:
         }
 
     @classmethod
-    def from_wire(cls, d: dict[str, Any]) -> Event:
-        return cls(
-            attempt_id=str(d["attempt_id"]),
-            kind=d["kind"],
-            time_ms=int(d["time_ms"]),
-            seq=int(d.get("seq", 0)),
-            pid=d.get("pid"),
-            exit_code=d.get("exit_code"),
-            timed_out=bool(d.get("timed_out", False)),
-            reason=d.get("reason"),
-            stream=d.get("stream"),
-            offset=int(d.get("offset", 0)),
-            data=str(d.get("data", "")),
+    def from_wire(cls, d: Any, path: str = "", errors: list[FieldError] | None = None) -> Event:
+        """One event as an agent sends it, every field checked (problems go to ``errors``
+        when given, else raise :class:`~mnp.errors.InvalidInput`)."""
+        f = Fields(d, path, errors)
+        kind = f.text("kind", choices=EVENT_KINDS, default="started")
+        stream = f.text("stream", required=kind == "log", choices=("stdout", "stderr"))
+        event = cls(
+            attempt_id=f.text("attempt_id", most=ID_MOST, pattern=ATTEMPT_ID_RE) or "",
+            kind=kind,  # type: ignore[arg-type]  # one of EVENT_KINDS, checked above
+            time_ms=f.integer("time_ms", low=0, high=SAFE_INT) or 0,
+            seq=f.integer("seq", low=0, high=SAFE_INT, default=0) or 0,
+            pid=f.integer("pid", low=0, high=PID_MOST, required=False),
+            exit_code=f.integer("exit_code", low=-(2**31), high=2**31 - 1, required=False),
+            timed_out=f.flag("timed_out"),
+            reason=f.text("reason", required=False, most=REASON_MOST, control_ok=True),
+            stream=stream,  # type: ignore[arg-type]  # stdout, stderr or None, checked above
+            offset=f.integer("offset", low=0, high=SAFE_INT, default=0) or 0,
+            data=f.text("data", required=False, most=DATA_MOST, control_ok=True, default="") or "",
         )
+        if errors is None:
+            f.done()
+        return event
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,19 +304,26 @@ class Register:
         }
 
     @classmethod
-    def from_wire(cls, d: dict[str, Any]) -> Register:
-        return cls(
-            node_id=str(d["nodeId"]),
-            compute_environment=str(d["computeEnvironment"]),
-            address=str(d["address"]),
-            vcpus=int(d["vcpus"]),
-            memory_mib=int(d["memoryMiB"]),
-            gpus=int(d.get("gpus", 0)),
-            pid=int(d.get("pid", 0)),
-            running=[str(r) for r in d.get("running", [])],
-            ssh_port=None if d.get("sshPort") is None else int(d["sshPort"]),
-            ssh_host_key=d.get("sshHostKey"),
+    def from_wire(cls, d: Any) -> Register:
+        """Every field checked; raises :class:`~mnp.errors.InvalidInput` naming each bad one."""
+        f = Fields(d)
+        r = cls(
+            node_id=f.text("nodeId", pattern=NODE_ID_RE) or "",
+            compute_environment=f.text("computeEnvironment", most=ID_MOST, pattern=NAME_OR_ARN_RE)
+            or "",
+            address=f.text("address", pattern=ADDRESS_RE) or "",
+            vcpus=f.integer("vcpus", low=0, high=COUNT_MOST) or 0,
+            memory_mib=f.integer("memoryMiB", low=0, high=SAFE_INT) or 0,
+            gpus=f.integer("gpus", low=0, high=COUNT_MOST, default=0) or 0,
+            pid=f.integer("pid", low=0, high=PID_MOST, default=0) or 0,
+            running=f.texts(
+                "running", most_items=RUNNING_MOST, most=ID_MOST, pattern=ATTEMPT_ID_RE
+            ),
+            ssh_port=f.integer("sshPort", low=0, high=65535, required=False),
+            ssh_host_key=f.text("sshHostKey", required=False, most=16384),
         )
+        f.done()
+        return r
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,12 +340,18 @@ class Poll:
         }
 
     @classmethod
-    def from_wire(cls, d: dict[str, Any]) -> Poll:
-        return cls(
-            node_id=str(d["nodeId"]),
-            running=[str(r) for r in d.get("running", [])],
-            wait_seconds=float(d.get("waitSeconds", 0.0)),
+    def from_wire(cls, d: Any) -> Poll:
+        """Every field checked; raises :class:`~mnp.errors.InvalidInput` naming each bad one."""
+        f = Fields(d)
+        p = cls(
+            node_id=f.text("nodeId", pattern=NODE_ID_RE) or "",
+            running=f.texts(
+                "running", most_items=RUNNING_MOST, most=ID_MOST, pattern=ATTEMPT_ID_RE
+            ),
+            wait_seconds=f.number("waitSeconds", low=0.0, high=3600.0, default=0.0),
         )
+        f.done()
+        return p
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,7 +385,14 @@ class Report:
         return {"nodeId": self.node_id, "events": [e.to_wire() for e in self.events]}
 
     @classmethod
-    def from_wire(cls, d: dict[str, Any]) -> Report:
-        return cls(
-            node_id=str(d["nodeId"]), events=[Event.from_wire(e) for e in d.get("events", [])]
-        )
+    def from_wire(cls, d: Any) -> Report:
+        """Every field of every event checked; raises :class:`~mnp.errors.InvalidInput`
+        naming each bad one (``events[3].stream``), so no event of a bad report is applied."""
+        f = Fields(d)
+        node_id = f.text("nodeId", pattern=NODE_ID_RE) or ""
+        events = [
+            Event.from_wire(e.body, e.path, f.errors)
+            for e in f.objects("events", most_items=EVENTS_MOST)
+        ]
+        f.done()
+        return cls(node_id=node_id, events=events)

@@ -22,7 +22,6 @@ node's event loop.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -34,8 +33,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mnp.api.aws import batch_shapes as shapes
+from mnp.api.jsonbody import check_value, read_json
 from mnp.errors import InvalidInput, MnpError
 from mnp.service import operations
+from mnp.service.base import MNP_SUBMIT_MAX
 from mnp.service.core import Service
 from mnp.service.operations import Answer, Operation
 
@@ -146,17 +147,13 @@ def arn_from_raw_path(raw_path: bytes) -> str:
     return arn
 
 
+MAX_BODY_BYTES = 2 * MNP_SUBMIT_MAX
+"""Past the largest submission the service takes (it measures that one exactly)."""
+
+
 async def json_body(request: Request) -> JSON:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError as e:
-        raise InvalidInput(f"request body is not JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise InvalidInput("request body must be a JSON object")
-    return data
+    """The body through :func:`mnp.api.jsonbody.read_json`; raises InvalidInput."""
+    return read_json(await request.body(), max_bytes=MAX_BODY_BYTES)
 
 
 async def tag_request(request: Request) -> JSON:
@@ -168,6 +165,7 @@ async def tag_request(request: Request) -> JSON:
         body["tags"] = given.get("tags")
     elif request.method == "DELETE":
         body["tagKeys"] = request.query_params.getlist("tagKeys")
+    check_value(body)  # the path and the query pass the body's rules too (no NUL)
     return body
 
 

@@ -24,7 +24,6 @@ routes run on the head node's event loop.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -50,6 +49,8 @@ from mnp.api.aws.logs_request import (
     invalid,
     str_field,
 )
+from mnp.api.jsonbody import NotJson, read_json
+from mnp.errors import InvalidInput
 from mnp.service.logs import LogReader, StreamRef
 
 log = logging.getLogger("mnp.api.aws.logs")
@@ -57,6 +58,8 @@ log = logging.getLogger("mnp.api.aws.logs")
 Authenticate = Callable[[Request], Awaitable[Response | None]]
 TARGET_PREFIX = "Logs_20140328."
 JSON_1_1 = "application/x-amz-json-1.1"
+MAX_BODY_BYTES = 1024 * 1024
+"""Logs requests are a few fields; CloudWatch's own limit for a PutLogEvents batch."""
 
 
 # --- DescribeLogStreams, DescribeLogGroups -----------------------------------------------
@@ -180,13 +183,12 @@ def routes(reader: LogReader, authenticate: Authenticate | None = None) -> list[
         operation = OPERATIONS.get(target.removeprefix(TARGET_PREFIX))
         if not target.startswith(TARGET_PREFIX) or operation is None:
             return error_response("UnknownOperationException", f"Unknown operation {target!r}")
-        raw = await request.body()
         try:
-            body = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            return error_response("SerializationException", "The request body is not JSON.")
-        if not isinstance(body, dict):
-            return error_response("SerializationException", "The request body must be an object.")
+            body = read_json(await request.body(), max_bytes=MAX_BODY_BYTES)
+        except NotJson as e:
+            return error_response("SerializationException", str(e))
+        except InvalidInput as e:
+            return error_response("InvalidParameterException", str(e))
         try:
             answer = operation(reader, body)
         except LogsError as e:
