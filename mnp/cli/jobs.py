@@ -63,6 +63,10 @@ def register(state: State, file: str, as_json: bool) -> None:
 @click.option("--wait", is_flag=True, help="Wait for every job; exit 1 unless all SUCCEEDED.")
 @click.option("--follow", "-f", is_flag=True,
               help="Wait, streaming every job's output; exit 1 naming failed jobs.")  # fmt: skip
+@click.option("--idempotency-token", "token", metavar="TOKEN",
+              help="Submit once: rerun with the same TOKEN (1-64 printable ASCII) within 24 h "
+                   "and get the same job, not a second one. One JSON/dict job only. "
+                   "Default: a fresh token, so retries of this invocation are safe.")  # fmt: skip
 @json_option
 @click.pass_context
 def submit(
@@ -72,6 +76,7 @@ def submit(
     name: str | None,
     wait: bool,
     follow: bool,
+    token: str | None,
     as_json: bool,
 ) -> None:
     """Submit jobs from a .json or .py file; print their ids.
@@ -84,7 +89,7 @@ def submit(
     """
     state: State = ctx.obj
     client = state.client()
-    submitted = submit_file(client, file, queue, name)
+    submitted = submit_file(client, file, queue, name, token)
     if follow:
         follow_run(client, submitted)
     elif not wait:
@@ -94,21 +99,35 @@ def submit(
 
 
 def submit_file(
-    client: Client, file: str, queue: str | None, name: str | None
+    client: Client, file: str, queue: str | None, name: str | None, token: str | None = None
 ) -> list[tuple[str, str]]:
     """Submit what ``file`` holds (a ``.py`` job-spec file of Python API specs or of dicts, else
     one SubmitJob JSON document) with ``--queue``/``--name`` applied; ``[(jobName, jobId)]`` in
-    submission order. ``--name`` with several jobs is a usage error."""
+    submission order. ``--name`` with several jobs is a usage error; so is ``token``
+    (``--idempotency-token``) with several jobs or with Python API specs, which register a new
+    definition revision each run (so a rerun would be a different request)."""
     overrides = {k: v for k, v in (("jobQueue", queue), ("jobName", name)) if v}
     spec = load_jobspec(file) if file.endswith(".py") else None
     if spec is not None and spec.specs:
+        if token is not None:
+            raise click.UsageError(
+                "--idempotency-token needs a SubmitJob JSON file or one dict job; "
+                f"{file} defines Python API specs"
+            )
         return submit_objects(client, spec, queue, name)
     if spec is not None:
         if name is not None and len(spec.jobs) != 1:
             raise click.UsageError(f"--name needs a single job; {file} defines {len(spec.jobs)}")
+        if token is not None and len(spec.jobs) != 1:
+            raise click.UsageError(
+                f"--idempotency-token needs a single job; {file} defines {len(spec.jobs)}"
+            )
         spec = replace(
             spec,
-            jobs=[resolve_submit_paths(dict(j, **overrides), Path.cwd()) for j in spec.jobs],
+            jobs=[
+                resolve_submit_paths(with_token(dict(j, **overrides), token), Path.cwd())
+                for j in spec.jobs
+            ],
             job_definitions=[resolve_definition_paths(d, Path.cwd()) for d in spec.job_definitions],
         )
         return submit_jobspec(client, spec)
@@ -117,7 +136,17 @@ def submit_file(
         raise InvalidInput(f"{file}: must be a JSON object (SubmitJob)")
     body = dict(resolve_submit_paths(body, Path.cwd()), **overrides)
     body.setdefault("jobQueue", DEFAULT_QUEUE)
-    return [(str(body.get("jobName")), client.submit(body))]
+    return [(str(body.get("jobName")), client.submit(body, idempotency_token=token))]
+
+
+def with_token(body: JSON, token: str | None) -> JSON:
+    """``body`` with ``mnp.idempotencyToken`` set to ``token`` (unchanged without one)."""
+    if token is None:
+        return body
+    extras = body.get("mnp", {})
+    if not isinstance(extras, dict):
+        return body  # the head refuses a malformed block, naming it
+    return {**body, "mnp": {**extras, "idempotencyToken": token}}
 
 
 def print_submitted(submitted: list[tuple[str, str]], as_json: bool) -> None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import getpass
 import os
 import time
+import uuid
 from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any
 from urllib.parse import quote
 
 from mnp.client.transport import HeadUnavailable, RequestInvalid, Transport
-from mnp.errors import NotFound
+from mnp.errors import NotFound, TransientError
 from mnp.spec.protocol import TOKEN_HEADER
 from mnp.spec.states import TERMINAL_STATUSES
 
@@ -26,6 +27,10 @@ JSON = dict[str, Any]
 
 DESCRIBE_CHUNK = 100
 """describeJobs takes at most 100 ids per call (as AWS)."""
+SUBMIT_ATTEMPTS = 3
+"""Tries of one submission that timed out or met a busy head (the token makes them safe)."""
+SUBMIT_RETRY_PAUSE = 0.2
+"""Seconds before the second try, twice that before the third."""
 
 
 class Client(Transport):
@@ -55,15 +60,32 @@ class Client(Transport):
         ``{jobDefinitionName, jobDefinitionArn, revision}``."""
         return self.call("registerJobDefinition", defn)
 
-    def submit(self, spec: JSON) -> str:
+    def submit(self, spec: JSON, idempotency_token: str | None = None) -> str:
         """Submit one job (SubmitJob shape); returns its jobId once the head has stored it.
 
         ``mnp.user`` (who submitted, for ``mnp squeue``/``sacct``) defaults to this process's
-        user."""
-        extras = spec.get("mnp") or {}
-        if "user" not in extras:
-            spec = {**spec, "mnp": {**extras, "user": current_user()}}
-        return str(self.call("submitJob", spec)["jobId"])
+        user. Submit-once: the request carries ``mnp.idempotencyToken`` (``idempotency_token``,
+        else the one in ``spec``, else a fresh one for this call), and when the head does not
+        answer in time or answers 503 the same request is sent again (up to
+        :data:`SUBMIT_ATTEMPTS` in all): the head answers a retry with the job the first try
+        made, so no retry makes a second job. Reusing a token for a different request raises
+        :class:`Conflict`; a token is remembered for 24 h (docs/native-api.md)."""
+        extras = dict(spec.get("mnp") or {})
+        extras.setdefault("user", current_user())
+        extras["idempotencyToken"] = (
+            idempotency_token or extras.get("idempotencyToken") or new_idempotency_token()
+        )
+        body = {**spec, "mnp": extras}
+        for attempt in range(1, SUBMIT_ATTEMPTS + 1):
+            try:
+                return str(self.call("submitJob", body)["jobId"])
+            except HeadUnavailable:
+                raise  # nothing reached a head: failing fast beats waiting for one
+            except TransientError:
+                if attempt == SUBMIT_ATTEMPTS:
+                    raise
+                time.sleep(SUBMIT_RETRY_PAUSE * attempt)  # a busy head (503) gets a breath
+        raise AssertionError("unreachable")
 
     def describe_jobs(self, ids: Sequence[str]) -> list[JSON]:
         """JobDetail for each known id (``id`` or ``id:N``), in chunks of 100; unknown ids are
@@ -215,6 +237,11 @@ class Client(Transport):
     def status(self) -> JSON:
         """The head node's ``getStatus`` answer (version, url, pid, job counts, …)."""
         return self.call("getStatus", {})
+
+
+def new_idempotency_token() -> str:
+    """A fresh token for one submission (32 hex digits; the head takes 1-64 printable ASCII)."""
+    return uuid.uuid4().hex
 
 
 def current_user() -> str:

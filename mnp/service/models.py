@@ -163,6 +163,7 @@ class MnpSubmit(Model):
     ntasks: int | None = Field(default=None, ge=1)
     ntasksPerNode: int | None = Field(default=None, ge=1)
     cpusPerTask: int | None = Field(default=None, ge=1)
+    idempotencyToken: str | None = None  # rule and meaning: mnp.service.submit.check_token
 
 
 class SubmitJob(Model):

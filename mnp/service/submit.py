@@ -2,12 +2,19 @@
 and its job definition (overrides applied, ``Ref::`` parameters substituted, defaults taken
 from the definition where the request leaves them out).
 
+Also the pure rules of submit-once (``mnp.idempotencyToken``): :func:`check_token` and
+:func:`fingerprint`; :meth:`mnp.service.jobs.JobOps.submit` applies them with the store's
+record (:mod:`mnp.store.tokens`).
+
 Pure: no state is read or written; the caller has checked the queue, definition and
 dependencies (:meth:`mnp.service.jobs.JobOps.submit`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -25,6 +32,30 @@ from mnp.spec.definitions import (
 from mnp.spec.environments import JobQueue
 from mnp.spec.noderanges import NodeSpec, resolve_nodes
 from mnp.spec.resources import ContainerSpec, Resources, resources_from_wire
+
+TOKEN_FIELD = "mnp.idempotencyToken"
+TOKEN_RE = re.compile(r"[\x20-\x7e]{1,64}")
+TOKEN_RULE = "must be 1-64 printable ASCII characters (space to ~)"
+TOKEN_RETENTION_MS = 24 * 3600 * 1000
+"""How long a token keeps answering with its first job (after that it is free again)."""
+
+
+def check_token(token: str | None) -> list[FieldError]:
+    """The problem with an idempotency token, if any (None: no token, nothing to check)."""
+    if token is None or TOKEN_RE.fullmatch(token):
+        return []
+    shown = f"got {len(token)} characters" if len(token) > 64 else f"got {token!r}"
+    return [FieldError(TOKEN_FIELD, f"{TOKEN_RULE}, {shown}")]
+
+
+def fingerprint(req: SubmitJob) -> str:
+    """A digest of everything ``req`` asks for except its token: equal for a retry of the same
+    request (defaults filled in, key order ignored), different when any field differs."""
+    doc = req.model_dump(mode="json", exclude_none=True)
+    if "mnp" in doc:
+        doc["mnp"].pop("idempotencyToken", None)
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
