@@ -23,7 +23,9 @@ EventSink = Callable[[Event], None]
 START_FAILED_PREFIX = "CannotStartContainerError"
 NODE_ROOT_ENV = "MNP_NODE_ROOT"
 """Set in every job's environment to the agent's root: marks the node's processes."""
-
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+"""The agent's own folders and files (its user's only; see :func:`make_private_dir`)."""
 
 
 def now_ms() -> int:
@@ -42,6 +44,27 @@ def attempt_dir_for(assignment: Assignment, root: Path) -> Path:
     return root / "jobs" / safe_file_name(assignment.job_id) / str(assignment.attempt)
 
 
+def make_private_dir(path: Path) -> Path:
+    """Create ``path`` and its missing parents, each mode 0700 whatever the umask, and make
+    ``path`` 0700 if it existed; returns it. The agent's folders (``jobs/``, an attempt's
+    directory with its outputs and wiring, ``scripts/``) are its user's only: they hold
+    other jobs' outputs and private keys."""
+    missing: list[Path] = []
+    p = path
+    while not p.exists() and p.parent != p:
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=PRIVATE_DIR_MODE)
+        except FileExistsError:  # made meanwhile (another attempt of the job)
+            pass
+    os.chmod(path, PRIVATE_DIR_MODE)  # mkdir's mode passes through the umask
+    for d in missing[1:]:
+        os.chmod(d, PRIVATE_DIR_MODE)
+    return path
+
+
 def workdir_for(assignment: Assignment, root: Path) -> Path:
     """``assignment.workdir``, else the attempt's own directory (:func:`attempt_dir_for`)."""
     if assignment.workdir:
@@ -52,13 +75,16 @@ def workdir_for(assignment: Assignment, root: Path) -> Path:
 def open_outputs(assignment: Assignment, directory: Path) -> list[int]:
     """File descriptors for the process's stdout and stderr: one when both go to one file.
 
-    Without ``stdout_path`` they are ``stdout.log`` and ``stderr.log`` in ``directory``; with
-    it, the user's file(s), truncated as sbatch does (the directory must exist). The caller
-    owns (closes) them.
+    Without ``stdout_path`` they are ``stdout.log`` and ``stderr.log`` in ``directory``, mode
+    0600 (the agent's copies, read into events for the head); with it, the user's file(s),
+    truncated as sbatch does (mode 0644 less the umask; the directory must exist). The
+    caller owns (closes) them.
     """
     flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    mode = 0o644
     if assignment.stdout_path is None:
         paths = [directory / "stdout.log", directory / "stderr.log"]
+        mode = PRIVATE_FILE_MODE
     elif assignment.stderr_path in (None, assignment.stdout_path):
         paths = [Path(assignment.stdout_path)]
     else:
@@ -66,7 +92,9 @@ def open_outputs(assignment: Assignment, directory: Path) -> list[int]:
     fds: list[int] = []
     try:
         for path in paths:
-            fds.append(os.open(path, flags, 0o644))
+            fds.append(os.open(path, flags, mode))
+            if mode == PRIVATE_FILE_MODE:
+                os.fchmod(fds[-1], mode)  # also a file an older agent left 0644
     except OSError:
         for fd in fds:
             os.close(fd)
@@ -104,8 +132,7 @@ def attempt_event(
 def install_srun(attempt_dir: Path) -> Path:
     """Write ``<attempt_dir>/bin/srun`` (:mod:`launcher.srun` under this Python) and return
     that ``bin`` directory, for the front of a batch script's ``PATH``."""
-    bin_dir = attempt_dir / "bin"
-    bin_dir.mkdir(parents=True, exist_ok=True)
+    bin_dir = make_private_dir(attempt_dir / "bin")
     shim = bin_dir / "srun"
     python = shlex.quote(sys.executable)
     shim.write_text(f'#!/bin/sh\nexec {python} -m launcher.srun "$@"\n', encoding="utf-8")
@@ -119,8 +146,8 @@ def script_path_for(assignment: Assignment, root: Path) -> Path:
 
 
 def write_script(assignment: Assignment, path: Path) -> None:
-    """Write ``assignment.script`` to ``path``, mode 0700."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``assignment.script`` to ``path``, mode 0700 (its folder too)."""
+    make_private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o700)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(assignment.script or "")

@@ -129,7 +129,7 @@ class Attempts:
         if main is not None:
             home = attempt_dir_for(main.assignment, self._root)
             with contextlib.suppress(OSError):  # the attempt is ending anyway
-                (wiring_dir(home) / "ready").touch()
+                (wiring_dir(home) / "ready").touch(mode=0o600)
 
     def ended(self, attempt_id: str) -> None:
         """The attempt has sent its last event: forget it, revoke its SSH access, remove its

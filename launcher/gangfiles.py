@@ -10,6 +10,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from launcher.attempt import make_private_dir
 from mnp.spec.protocol import PYTHON_PLACEHOLDER, WIRING_PLACEHOLDER, Assignment
 
 HOLD_COMMAND = ["sleep", "infinity"]
@@ -30,15 +31,15 @@ def prepare(assignment: Assignment, workdir: Path, seen_as: str | None = None) -
     w = assignment.wiring
     if w is None:
         return assignment
-    directory = wiring_dir(workdir)
-    directory.mkdir(parents=True, exist_ok=True)
-    os.chmod(directory, 0o700)
+    # the attempt's directory and its wiring (the job's private key): the agent's user only
+    directory = make_private_dir(wiring_dir(workdir))
     where = seen_as or str(directory)
     for name, text in w.files.items():
         if "/" in name or name in (".", ".."):
             raise ValueError(f"wiring file name {name!r} is not a plain file name")
         path = directory / name
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # a file left by an earlier try keeps its mode through O_CREAT
         with os.fdopen(fd, "w") as f:
             f.write(text.replace(WIRING_PLACEHOLDER, where))
         if name.endswith("wrapper"):

@@ -29,6 +29,7 @@ from launcher.attempt import (
     attempt_event,
     exit_code_of,
     install_srun,
+    make_private_dir,
     open_outputs,
     script_command,
     script_path_for,
@@ -101,8 +102,8 @@ class AttemptProcess:
         try:
             if not a.command and a.script is None:
                 raise ValueError("empty command")
+            make_private_dir(self.attempt_dir)  # first: it may be the workdir too
             self.workdir.mkdir(parents=True, exist_ok=True)
-            self.attempt_dir.mkdir(parents=True, exist_ok=True)
             fds = open_outputs(a, self.attempt_dir)
             command = self._command()
             env = {**self._env, **a.environment, NODE_ROOT_ENV: str(self._root)}

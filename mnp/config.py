@@ -1,12 +1,38 @@
-"""Head-node configuration and where the head node keeps its files."""
+"""Head-node configuration and where the head node keeps its files.
+
+What is private, and why: everything under the head's home (``$MNP_HOME``, default
+``~/.mnp``) is readable by the head's user only -- folders 0700, files 0600. The home holds
+the native API's ``token`` (and ``head.json``, which repeats it), the AWS front door's
+``credentials``, the SQLite store (``mnp.sqlite3`` and its ``-wal``/``-shm``), whose job
+documents carry the SSH private key of every running MNP attempt (a key is a shell as the
+nodes' user on every node of the gang), every job's output under ``logs/`` and, under
+``nodes/``, the local nodes' agents: their SSH host keys, logs and the attempts' directories
+(outputs, wiring files with the job's private key). Anyone who can read one of those can
+act as the head's user or read other users' jobs.
+
+None of this depends on the umask the head is started with: what the head writes itself
+gets its mode explicitly (:func:`private_dir`, :func:`write_private`: ``chmod`` after the
+create); files other head code and SQLite create get it from the umask 077 the head sets
+on itself (:func:`make_process_private`), which jobs do not inherit (:func:`job_umask`);
+and :func:`secure_home`, on every start, fixes a home an older version left readable.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_UMASK = 0o077
+
+_job_umask: int | None = None
+"""The umask the head process had before :func:`make_process_private` (process-wide, as
+the umask itself is)."""
 
 
 def default_home() -> Path:
@@ -81,9 +107,7 @@ class HeadInfo:
     def write(self, path: Path) -> None:
         """Atomically, readable by the owner only (it holds the native API's token)."""
         tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps({"url": self.url, "pid": self.pid, "token": self.token}))
+        write_private(tmp, json.dumps({"url": self.url, "pid": self.pid, "token": self.token}))
         os.replace(tmp, path)
 
     @classmethod
@@ -106,7 +130,102 @@ def ensure_token(home: Path) -> str:
         import secrets
 
         token = secrets.token_urlsafe(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(token + "\n")
+        write_private(path, token + "\n")
     return token
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write (replace the content of) ``path``, mode 0600 whatever the umask or an earlier
+    mode of the file was."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, PRIVATE_FILE_MODE)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(fd, PRIVATE_FILE_MODE)
+        f.write(text)
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` and its missing parents, each mode 0700 whatever the umask, and make
+    ``path`` 0700 if it existed (parents that existed are left as they are); returns it."""
+    missing: list[Path] = []
+    p = path
+    while not p.exists() and p.parent != p:
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=PRIVATE_DIR_MODE)
+        except FileExistsError:  # made meanwhile by another of our processes
+            pass
+    os.chmod(path, PRIVATE_DIR_MODE)  # mkdir's mode passes through the umask
+    for d in missing[1:]:
+        os.chmod(d, PRIVATE_DIR_MODE)
+    return path
+
+
+def secure_home(home: Path) -> None:
+    """Make ``home`` private (see the module docstring), creating it if need be.
+
+    Fixes what an older version (or a user's editor) left readable: the home, the files and
+    folders directly in it, everything under ``logs/`` and the node roots under ``nodes/``
+    with what lies directly in them. Attempt directories deeper down are not walked (they
+    may be jobs' working directories, whose files are the job's own); they sit in a 0700
+    node root. Symbolic links are never followed. Safe to call on every start.
+    """
+    private_dir(home)
+    for entry in _entries(home):
+        _fix(entry)
+    logs = home / "logs"
+    if logs.is_dir() and not logs.is_symlink():
+        for parent, dirs, files in os.walk(logs):
+            for name in dirs + files:
+                _fix(Path(parent) / name)
+    nodes = home / "nodes"
+    if nodes.is_dir() and not nodes.is_symlink():
+        for root in _entries(nodes):
+            _fix(root)
+            if root.is_dir() and not root.is_symlink():
+                for entry in _entries(root):
+                    _fix(entry)
+
+
+def _entries(directory: Path) -> list[Path]:
+    try:
+        return list(directory.iterdir())
+    except OSError:
+        return []
+
+
+def _fix(path: Path) -> None:
+    """0700 for a folder, 0600 for a file; links and others' files are left alone."""
+    try:
+        st = os.lstat(path)
+        if st.st_uid != os.geteuid():
+            return
+        if stat.S_ISDIR(st.st_mode):
+            want = PRIVATE_DIR_MODE
+        elif stat.S_ISREG(st.st_mode):
+            # keep the owner's execute bit: a script (a job's srun shim) stays runnable
+            want = PRIVATE_FILE_MODE | (st.st_mode & stat.S_IXUSR)
+        else:
+            return
+        if stat.S_IMODE(st.st_mode) != want:
+            os.chmod(path, want)
+    except OSError:  # gone meanwhile (a job's file): nothing left to protect
+        pass
+
+
+def make_process_private() -> None:
+    """Set this process's umask to 077, so every file and folder it creates from now on is
+    private, also those made by code that does not set modes itself (SQLite's files, logs).
+    Remembers the umask it replaced for :func:`job_umask`. Call once, at the head's start."""
+    global _job_umask
+    previous = os.umask(PRIVATE_UMASK)
+    if _job_umask is None:
+        _job_umask = previous
+
+
+def job_umask() -> int | None:
+    """The umask processes started for jobs (local node agents) get: the one the head was
+    started with, so jobs make files as their user expects. None: the head never changed
+    its own (start children as they are)."""
+    return _job_umask

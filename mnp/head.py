@@ -3,6 +3,9 @@
 ``run(config)`` blocks until SIGTERM/SIGINT. Start-up order: open the store, bind the socket
 (so the URL is known), load state, create the embedded default, publish ``head.json``, then
 serve and schedule. Shut-down stops local nodes it launched and removes ``head.json``.
+Everything the head keeps is private to its user (see :mod:`mnp.config`): the process runs
+with umask 077 and the home is made (or fixed to be) 0700 with 0600 files before anything
+is opened in it.
 ``python -m mnp.head`` runs one with the default configuration; ``mnp up`` is the usual way.
 """
 
@@ -26,7 +29,15 @@ import mnp
 from mnp.api.agents import PollWaiters
 from mnp.api.app import build_app
 from mnp.api.native import Handler
-from mnp.config import HeadConfig, HeadInfo, ensure_token
+from mnp.config import (
+    HeadConfig,
+    HeadInfo,
+    ensure_token,
+    make_process_private,
+    private_dir,
+    secure_home,
+    write_private,
+)
 from mnp.nodes.sessions import NodeSessions
 from mnp.scheduler.loop import Scheduler
 from mnp.scheduler.state import HeadState
@@ -44,7 +55,7 @@ class Head:
     """Everything one head node process holds, wired together."""
 
     def __init__(self, config: HeadConfig, url: str) -> None:
-        config.home.mkdir(parents=True, exist_ok=True)
+        private_dir(config.home)  # _serve fixed up the whole home before this
         self.config = config
         self.url = url
         self.started_at = int(time.time() * 1000)
@@ -116,6 +127,7 @@ def bind(host: str, port: int) -> socket.socket:
 def run(config: HeadConfig) -> None:
     """Run a head node in this process until SIGTERM or SIGINT."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    make_process_private()
     try:
         import uvloop  # a faster event loop; plain asyncio works too
     except ImportError:
@@ -125,7 +137,7 @@ def run(config: HeadConfig) -> None:
 
 
 async def _serve(config: HeadConfig) -> None:
-    config.home.mkdir(parents=True, exist_ok=True)
+    secure_home(config.home)
     if config.token is None:  # the native API always asks for a token; clients read head.json
         config = dataclasses.replace(config, token=ensure_token(config.home))
     sock = bind(config.host, config.port)
@@ -139,7 +151,7 @@ async def _serve(config: HeadConfig) -> None:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         task = asyncio.create_task(head.scheduler_loop())
         HeadInfo(url=url, pid=os.getpid(), token=config.token).write(config.head_file)
-        config.pid_file.write_text(str(os.getpid()))
+        write_private(config.pid_file, str(os.getpid()))
         log.info("mnp head node at %s (home %s)", url, config.home)
         try:
             yield

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from mnp.config import PRIVATE_FILE_MODE, job_umask, private_dir
 from mnp.errors import ProviderError
 from mnp.spec.containers import CONTAINER_LABEL_ROOT
 from mnp.spec.environments import Node
@@ -24,6 +25,11 @@ class LocalProvider:
     Agents are detached (own session) so they outlive a crashed head node and keep running
     their jobs; a restarted head node adopts them through :meth:`is_alive` (pid + command
     line), and they reconnect by themselves.
+
+    Each node's root (``<home>/nodes/<node id>``: the agent's log, pid, SSH host key and the
+    attempts' directories) is mode 0700 and its log 0600: it holds jobs' outputs and keys.
+    Agents start with the umask the head was started with (:func:`mnp.config.job_umask`),
+    which their jobs inherit, not the head's private one.
     """
 
     def __init__(self, head_url: str, home: Path, token: str | None) -> None:
@@ -36,8 +42,7 @@ class LocalProvider:
         return self.home / "nodes" / node.node_id
 
     def launch(self, node: Node) -> int | None:
-        root = self.node_root(node)
-        root.mkdir(parents=True, exist_ok=True)
+        root = private_dir(self.node_root(node))
         argv = [
             sys.executable,
             "-m",
@@ -63,8 +68,13 @@ class LocalProvider:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_source_root(), env.get("PYTHONPATH")]))
         if self.token:
             env["MNP_AGENT_TOKEN"] = self.token
+        umask = job_umask()
         try:
-            with open(root / "agent.log", "ab") as log:
+            fd = os.open(
+                root / "agent.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE_MODE
+            )
+            with os.fdopen(fd, "ab") as log:
+                os.fchmod(fd, PRIVATE_FILE_MODE)
                 proc = subprocess.Popen(
                     argv,
                     stdin=subprocess.DEVNULL,
@@ -73,6 +83,7 @@ class LocalProvider:
                     start_new_session=True,
                     env=env,
                     cwd=root,
+                    umask=-1 if umask is None else umask,
                 )
         except OSError as e:
             raise ProviderError(

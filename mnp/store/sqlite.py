@@ -3,11 +3,20 @@
 Contract: the head node calls :meth:`Store.save_jobs` (and friends) and commits before any
 effect leaves the process (an answer to a client, an ack to an agent, an assignment), so a
 ``kill -9`` at any point loses nothing that anyone was told. Not thread-safe: one owner.
+
+Secrets: a running MNP attempt's document holds its SSH private key (``gang_state.key``; a
+restarted head needs it to re-send the nodes' assignments). So the database and its
+``-wal``/``-shm`` files are mode 0600 (set here, whatever the umask; SQLite gives the
+journal files the database's mode), deleted content is zeroed (``secure_delete``), and once
+a key leaves a job's document the WAL is checkpointed and truncated, so the key is gone from
+the files, not only from the rows. A store an older head wrote, with keys of attempts that
+have ended, is scrubbed (and vacuumed) once when opened.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -18,7 +27,7 @@ from mnp.spec.definitions import JobDefinition, JobSpec
 from mnp.spec.environments import ComputeEnvironment, JobQueue, Node, SchedulingPolicy
 from mnp.spec.jobs import Attempt, GangAttemptState, Job
 from mnp.spec.states import HistoryEntry, JobStatus
-from mnp.store import streams
+from mnp.store import streams, tokens
 from mnp.store.queries import JobQuery, job_query_sql
 from mnp.store.streams import TERMINAL, StreamRef
 
@@ -44,22 +53,86 @@ CREATE TABLE IF NOT EXISTS job_history (
 CREATE INDEX IF NOT EXISTS job_history_job ON job_history (job_id);
 """
 
+FILE_MODE = 0o600
+JOURNAL_SUFFIXES = ("", "-wal", "-shm", "-journal")
+KEYS_SCRUBBED = "gang_keys_scrubbed"
+"""Meta key: set once the ended attempts' keys an older head left were removed."""
+LIVE = (JobStatus.STARTING.value, JobStatus.RUNNING.value)
+
 
 class Store:
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
+        if self.path != ":memory:":
+            # created 0600 before SQLite opens it: its -wal and -shm files take this mode
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE))
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=OFF")
+        self.db.execute("PRAGMA secure_delete=ON")
         new_index = not streams.has_table(self.db)
-        self.db.executescript(SCHEMA + streams.TABLE)
+        self.db.executescript(SCHEMA + streams.TABLE + tokens.TABLE)
         if new_index:
             self.db.execute(streams.BACKFILL)
         self._specs: dict[str, JobSpec] = {}
+        self._keyed: set[str] = set()
+        """Jobs whose document, as last written or read, holds an SSH private key."""
+        self._forgotten = False
+        """A key left a document in the current transaction: wipe the WAL after it."""
+        self._protect_files()
+        self._scrub_ended_keys()
 
     def close(self) -> None:
         self.db.close()
+
+    def _protect_files(self) -> None:
+        """Mode 0600 on the database and its journal files (a store made by an older head
+        may have them world-readable)."""
+        if self.path == ":memory:":
+            return
+        for suffix in JOURNAL_SUFFIXES:
+            try:
+                os.chmod(self.path + suffix, FILE_MODE)
+            except FileNotFoundError:
+                pass
+
+    def _wipe_wal(self) -> None:
+        """Copy the WAL into the database and truncate it: no old page (with a key that has
+        since been removed) is left in the ``-wal`` file."""
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def _scrub_ended_keys(self) -> None:
+        """Once per store: drop the SSH private key from every MNP job document whose attempt
+        has ended (neither the job nor any of its node jobs STARTING or RUNNING), as older
+        heads left them; then vacuum (older heads did not zero deleted content) and wipe the
+        WAL."""
+        if self.get_meta(KEYS_SCRUBBED) is not None:
+            return
+        live_parents = {
+            p
+            for (p,) in self.db.execute(
+                "SELECT DISTINCT parent_id FROM jobs WHERE parent_id IS NOT NULL"
+                " AND status IN (?, ?)",
+                LIVE,
+            )
+        }
+        rows = self.db.execute(
+            "SELECT job_id, status, doc FROM jobs WHERE instr(doc, '\"gang_state\"') > 0"
+        ).fetchall()
+        with self.transaction():
+            for job_id, status, text in rows:
+                doc = json.loads(text)
+                gang_state = doc.get("gang_state") or {}
+                if "key" in gang_state and status not in LIVE and job_id not in live_parents:
+                    del gang_state["key"]
+                    self.db.execute(
+                        "UPDATE jobs SET doc = ? WHERE job_id = ?", (_dump(doc), job_id)
+                    )
+            self.set_meta(KEYS_SCRUBBED, "1")
+        if rows:
+            self.db.execute("VACUUM")
+        self._wipe_wal()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -71,6 +144,14 @@ class Store:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+        if self._forgotten:
+            self._forgotten = False
+            self._wipe_wal()
+
+    @property
+    def submit_tokens(self) -> tokens.SubmitTokens:
+        """The submit-once record (:mod:`mnp.store.tokens`), on this store's connection."""
+        return tokens.SubmitTokens(self.db)
 
     # --- meta -----------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -152,6 +233,7 @@ class Store:
         history = []
         stream_rows = []
         for j in jobs:
+            self._note_key(j)
             a = j.current_attempt
             if a is not None and not j.is_mnp_parent:
                 stream_rows.append((a.log_stream_name, j.job_id, a.number, a.placed_at))
@@ -174,6 +256,13 @@ class Store:
         self.db.executemany("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         self.db.executemany("INSERT INTO job_history VALUES (?, ?, ?, ?)", history)
         self.db.executemany(streams.INSERT, stream_rows)
+
+    def _note_key(self, job: Job) -> None:
+        if job.gang_state.key is not None:
+            self._keyed.add(job.job_id)
+        elif job.job_id in self._keyed:
+            self._keyed.discard(job.job_id)
+            self._forgotten = True
 
     def spec(self, spec_id: str) -> JobSpec:
         spec = self._specs.get(spec_id)
@@ -211,6 +300,8 @@ class Store:
             gang=doc.get("gang", {}),
             gang_state=GangAttemptState.from_doc(doc.get("gang_state")),
         )
+        if job.gang_state.key is not None:
+            self._keyed.add(job_id)
         if with_history:
             job.history = self.history(job_id)
             job.history_saved = len(job.history)

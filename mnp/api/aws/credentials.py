@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mnp.config import private_dir
 from mnp.errors import MnpError
 
 FILE_NAME = "credentials"
@@ -102,8 +103,9 @@ def render(creds: list[Credentials]) -> str:
 
 
 def write_file(path: Path, creds: list[Credentials]) -> None:
-    """Write (replace) ``path`` atomically, readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write (replace) ``path`` atomically, readable by its owner only (its folder, the
+    head's home, too: see :mod:`mnp.config`)."""
+    private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
