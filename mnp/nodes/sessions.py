@@ -10,12 +10,15 @@ Events are applied in sequence order, once: a re-sent report changes nothing.
 
 from __future__ import annotations
 
+from typing import assert_never
+
 from mnp.errors import NotFound
 from mnp.nodes.logstreams import record_chunk_time
 from mnp.scheduler.attempts import EXIT_REASON, AttemptEnd
 from mnp.scheduler.loop import Scheduler
 from mnp.scheduler.state import NodeRuntime
-from mnp.spec.environments import Node, NodeStatus
+from mnp.spec.environments import ComputeEnvironmentType, Node, NodeStatus
+from mnp.spec.jobs import Attempt, Job
 from mnp.spec.protocol import Assignment, Event, Kill, Poll, PollReply, Ready, Register, Report
 from mnp.spec.resources import Resources
 from mnp.spec.states import JobStatus
@@ -47,7 +50,7 @@ class NodeSessions:
             ce = s.ces.get(r.compute_environment)
             if ce is None:
                 raise NotFound(f"compute environment {r.compute_environment!r} does not exist")
-            if ce.type == "MANAGED":
+            if ce.type == ComputeEnvironmentType.MANAGED:
                 raise NotFound(f"node {r.node_id!r} was not launched by this head node")
             node = Node(
                 r.node_id,
@@ -58,8 +61,7 @@ class NodeSessions:
                 pid=r.pid,
                 launched_at=now,
             )
-            s.nodes[node.node_id] = node
-            s.node_rt[node.node_id] = NodeRuntime()
+            s.add_node(node)
         if node.status in (NodeStatus.LOST, NodeStatus.STOPPED):
             raise NodeGone(node.node_id)
         node.status = NodeStatus.ACTIVE
@@ -134,33 +136,39 @@ class NodeSessions:
         attempt = job.current_attempt
         if str(attempt.number) != number_text or attempt.node_id != node.node_id:
             return
-        if ev.kind == "session_started":
-            if job.is_node and job.status == JobStatus.RUNNING:
-                self.rt.gangs.session_started(job)
-        elif ev.kind == "session_exited":
-            if job.is_node and job.status == JobStatus.RUNNING:
-                self.rt.gangs.session_ended(job, ev.exit_code, ev.reason or "")
-        elif ev.kind == "started":
-            rt.unacked.pop(ev.attempt_id, None)
-            if job.status == JobStatus.STARTING:
-                attempt.started_at = ev.time_ms
-                job.started_at = ev.time_ms
-                self.s.set_status(job, JobStatus.RUNNING, None)
-                if job.is_node:
-                    self.rt.gangs.started(job)
-                if job.is_terminated and job.status_reason:
+        match ev.kind:
+            case "session_started":
+                if job.is_node and job.status == JobStatus.RUNNING:
+                    self.rt.gangs.session_started(job)
+            case "session_exited":
+                if job.is_node and job.status == JobStatus.RUNNING:
+                    self.rt.gangs.session_ended(job, ev.exit_code, ev.reason or "")
+            case "started":
+                if self._started(rt, job, attempt, ev) and job.is_terminated and job.status_reason:
                     self.rt.kill(job, job.status_reason)  # terminated while it was starting
-        elif ev.kind == "start_failed":
-            start_failure = f"Task failed to start: {ev.reason}"
-            self.rt.end_attempt(job, AttemptEnd(None, ev.reason, start_failure))
-        elif ev.kind == "exited":
-            if job.status == JobStatus.STARTING:
-                attempt.started_at = ev.time_ms
-                self.s.set_status(job, JobStatus.RUNNING, None)
-                if job.is_node:
-                    self.rt.gangs.started(job)
-            end = AttemptEnd(ev.exit_code, ev.reason, EXIT_REASON, timed_out=ev.timed_out)
-            self.rt.end_attempt(job, end)
+            case "start_failed":
+                start_failure = f"Task failed to start: {ev.reason}"
+                self.rt.end_attempt(job, AttemptEnd(None, ev.reason, start_failure))
+            case "exited":
+                self._started(rt, job, attempt, ev)  # an exit seen with no start before it
+                end = AttemptEnd(ev.exit_code, ev.reason, EXIT_REASON, timed_out=ev.timed_out)
+                self.rt.end_attempt(job, end)
+            case _:
+                assert_never(ev.kind)
+
+    def _started(self, rt: NodeRuntime, job: Job, attempt: Attempt, ev: Event) -> bool:
+        """The one rule for an attempt's start (its ``started`` event, or an ``exited`` that
+        came first): the node confirmed the assignment; a STARTING job is RUNNING from the
+        event's time, and an MNP node's gang is told. Returns whether the job started now."""
+        rt.unacked.pop(ev.attempt_id, None)
+        if job.status != JobStatus.STARTING:
+            return False
+        attempt.started_at = ev.time_ms
+        job.started_at = ev.time_ms
+        self.s.set_status(job, JobStatus.RUNNING, None)
+        if job.is_node:
+            self.rt.gangs.started(job)
+        return True
 
     # --- output -------------------------------------------------------------------------------
     def _write_log(self, job_id: str, attempt: int, ev: Event) -> None:

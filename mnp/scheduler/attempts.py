@@ -10,11 +10,25 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from mnp.build.outputs import AttemptFiles
 from mnp.spec.environments import Node
 from mnp.spec.jobs import EXIT_REASON as EXIT_REASON
 from mnp.spec.jobs import TIMEOUT_REASON as TIMEOUT_REASON
 from mnp.spec.jobs import Attempt, Job
+from mnp.spec.protocol import Wiring
 from mnp.spec.states import JobStatus
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRun:
+    """What differs between the assignments of a single-node job and of an MNP node (the
+    rest of :class:`~mnp.spec.protocol.Assignment` is built the same for both)."""
+
+    command: list[str]
+    timeout_seconds: float | None
+    files: AttemptFiles
+    """Workdir, output paths, script (:func:`mnp.build.outputs.attempt_files`)."""
+    wiring: Wiring | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from mnp.build.container import attempt_container
-from mnp.build.environment import job_environment, slurm_request_environment
+from mnp.build.environment import slurm_request_environment
 from mnp.build.multinode import (
     GangNode,
     build_wiring,
@@ -30,14 +29,13 @@ from mnp.build.multinode import (
     wiring_files,
 )
 from mnp.build.outputs import attempt_files
-from mnp.scheduler.attempts import AttemptEnd, attempt_outcome, record_end
+from mnp.scheduler.attempts import AttemptEnd, AttemptRun, attempt_outcome, record_end
 from mnp.scheduler.sshkeys import generate_job_key
 from mnp.scheduler.state import HeadState
 from mnp.spec.environments import Node
-from mnp.spec.jobs import HOST_PREFIX, Attempt, GangAttemptState, Job
-from mnp.spec.protocol import SCRIPT_PLACEHOLDER, Assignment, Ready, attempt_id
-from mnp.spec.resources import Resources
-from mnp.spec.states import HistoryEntry, JobStatus
+from mnp.spec.jobs import HOST_PREFIX, Attempt, GangAttemptState, Job, node_job_id
+from mnp.spec.protocol import SCRIPT_PLACEHOLDER, Ready, attempt_id
+from mnp.spec.states import JobStatus
 
 LIVE = (JobStatus.STARTING, JobStatus.RUNNING)
 
@@ -69,7 +67,8 @@ class Gangs:
     def nodes_of(self, parent: Job) -> list[Job]:
         spec = parent.spec.nodes
         assert spec is not None
-        return [j for i in range(spec.num_nodes) if (j := self.s.job(f"{parent.job_id}#{i}"))]
+        ids = (node_job_id(parent.job_id, i) for i in range(spec.num_nodes))
+        return [j for jid in ids if (j := self.s.job(jid))]
 
     def parent_of(self, node_job: Job) -> Job | None:
         """The node's MNP job (read from the store once it finished and left memory)."""
@@ -101,29 +100,12 @@ class Gangs:
         parent.gang_state = GangAttemptState(port=master_port(parent.job_id, taken), key=key)
         s.set_status(parent, JobStatus.STARTING, None)
         for nid in node_ids:
-            rt = s.node_rt[nid]
-            rt.used = Resources(
-                s.nodes[nid].capacity.vcpus,
-                s.nodes[nid].capacity.memory_mib,
-                s.nodes[nid].capacity.gpus,
-            )
-            rt.gang_of = parent.job_id
+            s.node_rt[nid].reserve_whole(s.nodes[nid].capacity, parent.job_id)
         now = s.clock()
         for i in range(spec.num_nodes):
-            jid = f"{parent.job_id}#{i}"
-            if self.s.job(jid) is None:
-                s.add_job(
-                    Job(
-                        job_id=jid,
-                        spec=parent.spec,
-                        status=JobStatus.RUNNABLE,
-                        created_at=now,
-                        parent_id=parent.job_id,
-                        node_index=i,
-                        history=[HistoryEntry(JobStatus.RUNNABLE, now, None)],
-                    )
-                )
-        main = s.active[f"{parent.job_id}#{spec.main_node}"]
+            if self.s.job(node_job_id(parent.job_id, i)) is None:
+                s.add_child(parent, JobStatus.RUNNABLE, now, node_index=i)
+        main = s.active[node_job_id(parent.job_id, spec.main_node)]
         self._start(main, s.nodes[node_ids[spec.main_node]])
         return {node_ids[spec.main_node]}
 
@@ -131,8 +113,10 @@ class Gangs:
         self.rt.start_attempt(job, node)
         self.s.on_node_work(node.node_id)
 
-    def assignment(self, job: Job, attempt: Attempt) -> Assignment:
-        """What one node of the gang runs (the main node also gets the wiring files)."""
+    def run(self, job: Job, attempt: Attempt, env: dict[str, str]) -> AttemptRun:
+        """What one node of the gang runs (the main node also gets the wiring files), for
+        :meth:`Scheduler.assignment`; ``env`` (the job's environment) gets the gang's
+        variables added."""
         parent = self.s.active.get(job.parent_id or "") or self.s.job(job.parent_id or "")
         assert parent is not None and parent.spec.nodes is not None and job.node_index is not None
         spec = parent.spec.nodes
@@ -140,7 +124,6 @@ class Gangs:
         index = job.node_index
         # nodes on loopback addresses (local nodes) talk over lo; others pick their own NIC
         iface = "lo" if all(g.node.address.startswith("127.") for g in gang) else None
-        env = job_environment(job, attempt)
         port, key = parent.gang_state.port, parent.gang_state.key
         assert port is not None and key is not None  # set when the gang was placed
         env.update(node_environment(parent, gang, index, port, iface))
@@ -156,17 +139,11 @@ class Gangs:
             if parent.spec.extras.script is not None:
                 command = [SCRIPT_PLACEHOLDER, *command]
             command = main_command(parent, command)
-        return Assignment(
-            attempt_id=attempt_id(job.job_id, attempt.number),
-            job_id=job.job_id,
-            attempt=attempt.number,
+        return AttemptRun(
             command=command,
-            environment=env,
             timeout_seconds=parent.spec.timeout_seconds if is_main else None,
-            kill_grace_seconds=self.s.config.kill_grace_seconds,
+            files=attempt_files(parent, attempt, main=is_main),
             wiring=build_wiring(gang, index, spec.main_node, public, files, env, hold),
-            container=attempt_container(job, self.s.ces, attempt.compute_environment),
-            **attempt_files(parent, attempt, main=is_main),
         )
 
     # --- events ---------------------------------------------------------------------------------
@@ -218,11 +195,8 @@ class Gangs:
         aid = attempt_id(job.job_id, attempt.number)
         rt = s.node_rt.get(attempt.node_id)
         if rt is not None:
-            rt.running.pop(aid, None)
-            rt.unacked.pop(aid, None)
-            if rt.gang_of == job.parent_id:
-                rt.used = Resources(0, 0, 0)
-                rt.gang_of = None
+            rt.release(aid)
+            rt.release_whole(job.parent_id)
         parent = self.parent_of(job)
         if parent is None or parent.spec.nodes is None:
             return
@@ -247,6 +221,14 @@ class Gangs:
                 return  # a node that finished cleanly waits for the main node
         self._settle(job, parent)
         s.on_wake()
+
+    def restored(self, job: Job) -> None:
+        """A job loaded at a restart (:meth:`Scheduler.restore`): an MNP job waiting for a
+        retry, or watched for a hung MPI launch, is so again."""
+        if job.is_mnp_parent and job.status == JobStatus.RUNNABLE and job.gang:
+            self.retrying.add(job.job_id)
+        if job.is_mnp_parent and job.gang_state.hang_after is not None:
+            self.watched.add(job.job_id)
 
     def session_started(self, job: Job) -> None:
         parent = self.parent_of(job)
@@ -307,7 +289,7 @@ class Gangs:
                 self.s.mark(parent)
                 spec = parent.spec.nodes
                 assert spec is not None
-                main = self.s.active.get(f"{parent.job_id}#{spec.main_node}")
+                main = self.s.active.get(node_job_id(parent.job_id, spec.main_node))
                 if main is not None and main.status in LIVE:
                     self.rt.kill(main, failure)
 
@@ -343,7 +325,16 @@ class Gangs:
                 self.rt.kill(node_job, why)
 
     def _settle(self, job: Job, parent: Job) -> None:
-        """Give a node job its parent's outcome (it has no live attempt by now)."""
+        """Give a node job its parent's outcome (it has no live attempt by now). When that
+        was the last node of the attempt, the attempt is over: its SSH key is dropped (every
+        end, whether success, failure, teardown or a lost node, comes through here)."""
+        self._give_outcome(job, parent)
+        state = parent.gang_state
+        if state.key is not None and state.outcome is not None and self.settled(parent):
+            state.end()
+            self.s.mark(parent)
+
+    def _give_outcome(self, job: Job, parent: Job) -> None:
         target = parent.gang_state.outcome
         if target is None or job.status.terminal:
             return
@@ -371,9 +362,8 @@ class Gangs:
         """Placing the gang failed half way: release the nodes and fail the job."""
         for nid in parent.gang.values():
             rt = self.s.node_rt.get(nid)
-            if rt is not None and rt.gang_of == parent.job_id and not rt.running:
-                rt.used = Resources(0, 0, 0)
-                rt.gang_of = None
+            if rt is not None and not rt.running:
+                rt.release_whole(parent.job_id)
         for node_job in self.nodes_of(parent):
             attempt = node_job.current_attempt
             if node_job.status in LIVE and attempt is not None and attempt.stopped_at is None:
@@ -387,6 +377,6 @@ class Gangs:
     def terminate(self, parent: Job, reason: str) -> None:
         spec = parent.spec.nodes
         assert spec is not None
-        main = self.s.active.get(f"{parent.job_id}#{spec.main_node}")
+        main = self.s.active.get(node_job_id(parent.job_id, spec.main_node))
         if main is not None and main.status in LIVE:
             self.rt.kill(main, reason)

@@ -11,6 +11,7 @@ work, so what an agent or client is told next is already durable.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from mnp.build.container import attempt_container
@@ -19,6 +20,7 @@ from mnp.build.outputs import attempt_files, safe_file_name
 from mnp.providers import Provider, make_provider
 from mnp.scheduler.attempts import (
     AttemptEnd,
+    AttemptRun,
     attempt_outcome,
     new_attempt,
     record_end,
@@ -41,11 +43,11 @@ from mnp.scheduler.reconcile import (
     reconcile,
 )
 from mnp.scheduler.state import HOLDS_A_SLOT, HeadState, NodeRuntime
-from mnp.spec.environments import Node, NodeStatus
+from mnp.spec.environments import ComputeEnvironmentType, Node, NodeStatus, State
 from mnp.spec.jobs import HOST_LOST_PREFIX, HOST_STOPPED_PREFIX, Attempt, Job
 from mnp.spec.protocol import Assignment, Kill, attempt_id
 from mnp.spec.resources import Resources
-from mnp.spec.states import HistoryEntry, JobStatus
+from mnp.spec.states import JobStatus
 
 log = logging.getLogger("mnp.scheduler.loop")
 
@@ -139,18 +141,18 @@ class Scheduler:
         ]
 
     def _ce_views(self) -> dict[str, CEView]:
-        return {
-            ce.name: CEView(
+        views: dict[str, CEView] = {}
+        for ce in self.s.ces.values():
+            managed = ce.type == ComputeEnvironmentType.MANAGED
+            shapes = (ce.node_resources,) if managed else self._shapes(ce.name)
+            views[ce.name] = CEView(
                 name=ce.name,
-                enabled=ce.state.value == "ENABLED",
-                desired_nodes=ce.node_count if ce.type == "MANAGED" else 0,
-                node_capacities=(ce.node_resources,)
-                if ce.type == "MANAGED"
-                else self._shapes(ce.name),
-                max_nodes=ce.node_count if ce.type == "MANAGED" else len(self._shapes(ce.name)),
+                enabled=ce.state == State.ENABLED,
+                desired_nodes=ce.node_count if managed else 0,
+                node_capacities=shapes,
+                max_nodes=ce.node_count if managed else len(shapes),
             )
-            for ce in self.s.ces.values()
-        }
+        return views
 
     def _array_room(self, pending: list[Job]) -> dict[str, int]:
         """For the arrays with a running limit among ``pending``: free slots now."""
@@ -233,16 +235,7 @@ class Scheduler:
         parent.summary_updated_at = now
         s.set_status(parent, JobStatus.PENDING, None)
         for i in range(size):
-            child = Job(
-                job_id=f"{parent_id}:{i}",
-                spec=parent.spec,
-                status=JobStatus.PENDING,
-                created_at=now,
-                parent_id=parent_id,
-                array_index=i,
-                history=[HistoryEntry(JobStatus.PENDING, now, None)],
-            )
-            s.add_job(child)
+            s.add_child(parent, JobStatus.PENDING, now, array_index=i)
 
     # --- placing and running attempts -------------------------------------------------------
     def start_attempt(self, job: Job, node: Node) -> Attempt:
@@ -255,28 +248,35 @@ class Scheduler:
         s.set_status(job, JobStatus.STARTING, None)
         aid = attempt_id(job.job_id, attempt.number)
         rt = s.node_rt[node.node_id]
-        rt.running[aid] = job
-        if not job.is_node:  # an MNP node's whole node is already held by its gang
-            rt.used = rt.used.plus(job.resources)
+        rt.reserve(aid, job)
         assignment = self.assignment(job, attempt)
         rt.outbox.append(assignment)
         rt.unacked[aid] = (assignment, s.clock())
         return attempt
 
     def assignment(self, job: Job, attempt: Attempt) -> Assignment:
-        """What the node runs for the attempt (built again as it is re-sent after a restart)."""
-        if job.is_node:
-            return self.gangs.assignment(job, attempt)
+        """What the node runs for the attempt (built again as it is re-sent after a restart):
+        the one builder for every job; an MNP node's command, wiring and the rest come from
+        its gang (:meth:`Gangs.run`)."""
+        env = job_environment(job, attempt)
+        run = (
+            self.gangs.run(job, attempt, env)
+            if job.is_node
+            else AttemptRun(
+                list(job.container.command), job.spec.timeout_seconds, attempt_files(job, attempt)
+            )
+        )
         return Assignment(
             attempt_id=attempt_id(job.job_id, attempt.number),
             job_id=job.job_id,
             attempt=attempt.number,
-            command=list(job.container.command),
-            environment=job_environment(job, attempt),
-            timeout_seconds=job.spec.timeout_seconds,
+            command=run.command,
+            environment=env,
+            timeout_seconds=run.timeout_seconds,
             kill_grace_seconds=self.s.config.kill_grace_seconds,
+            wiring=run.wiring,
             container=attempt_container(job, self.s.ces, attempt.compute_environment),
-            **attempt_files(job, attempt),
+            **run.files,
         )
 
     def end_attempt(self, job: Job, end: AttemptEnd) -> None:
@@ -293,10 +293,7 @@ class Scheduler:
         record_end(attempt, end, s.clock())
         rt = s.node_rt.get(attempt.node_id)
         if rt is not None:
-            aid = attempt_id(job.job_id, attempt.number)
-            if rt.running.pop(aid, None) is not None:
-                rt.used = rt.used.minus(job.resources)
-            rt.unacked.pop(aid, None)
+            rt.release(attempt_id(job.job_id, attempt.number))
         outcome = attempt_outcome(job, end)
         attempt.status_reason = outcome.reason
         s.set_status(job, outcome.status, outcome.reason)
@@ -331,9 +328,7 @@ class Scheduler:
             node_id=f"{ce.name}-{ce.next_node_number}",
             compute_environment=ce.name,
             address=_address(ce.first_address, slot),
-            capacity=Resources(
-                ce.node_resources.vcpus, ce.node_resources.memory_mib, ce.node_resources.gpus
-            ),
+            capacity=replace(ce.node_resources),  # a copy: the environment's may change
             status=NodeStatus.LAUNCHING,
             slot=slot,
             launched_at=s.clock(),
@@ -341,8 +336,7 @@ class Scheduler:
         )
         ce.next_node_number += 1
         s.store.save_ce(ce)
-        s.nodes[node.node_id] = node
-        s.node_rt[node.node_id] = NodeRuntime()
+        s.add_node(node)
         s.mark_node(node)
         s.flush()  # the node exists in the store before its agent can register
         try:
@@ -363,7 +357,7 @@ class Scheduler:
         )
         try:
             ce = s.ces.get(node.compute_environment)
-            if ce is not None and ce.type == "MANAGED":
+            if ce is not None and ce.type == ComputeEnvironmentType.MANAGED:
                 self.provider(ce.provider).stop([node], grace_seconds=0)
         except Exception as e:
             log.warning("stopping lost node %s: %s", node_id, e)
@@ -387,11 +381,19 @@ class Scheduler:
                     node, NodeStatus.STOPPED, f"{HOST_STOPPED_PREFIX} node {node.node_id} {reason}"
                 )
                 ce = self.s.ces.get(node.compute_environment)
-                if ce is not None and ce.type == "MANAGED":
+                if ce is not None and ce.type == ComputeEnvironmentType.MANAGED:
                     by_provider.setdefault(ce.provider, []).append(node)
         self.s.flush()
         for name, group in by_provider.items():
             self.provider(name).stop(group, grace_seconds=5.0)
+
+    def restore(self) -> None:
+        """Rebuild the head's state from the store (start and restart,
+        :meth:`HeadState.restore`), its MNP jobs' watches with it, then adopt the nodes."""
+        for job in self.s.restore(self.assignment):
+            self.gangs.restored(job)
+        self.adopt_nodes()
+        self.s.flush()
 
     def adopt_nodes(self) -> None:
         """After a restart: give live nodes a fresh heartbeat allowance; the rest are lost."""
@@ -402,7 +404,7 @@ class Scheduler:
                 continue
             node.last_heartbeat_ms = now
             ce = s.ces.get(node.compute_environment)
-            if ce is not None and ce.type == "MANAGED":
+            if ce is not None and ce.type == ComputeEnvironmentType.MANAGED:
                 try:
                     alive = self.provider(ce.provider).is_alive(node)
                 except Exception:

@@ -10,15 +10,15 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mnp.config import HeadConfig
 from mnp.spec.definitions import JobDefinition
 from mnp.spec.environments import ComputeEnvironment, JobQueue, Node
-from mnp.spec.jobs import ARRAY_LIMIT_REASON, Job
-from mnp.spec.protocol import Assignment, Kill, Ready
+from mnp.spec.jobs import ARRAY_LIMIT_REASON, Attempt, Job, array_child_id, node_job_id
+from mnp.spec.protocol import Assignment, Kill, Ready, attempt_id
 from mnp.spec.resources import Resources
-from mnp.spec.states import JobStatus, transition
+from mnp.spec.states import HistoryEntry, JobStatus, transition
 from mnp.store.sqlite import Store
 
 Clock = Callable[[], int]
@@ -43,6 +43,34 @@ class NodeRuntime:
     last_seq: int = -1
     gang_of: str | None = None
     """The MNP job holding this whole node, if any."""
+
+    # --- the one place a node's capacity is marked busy or free ------------------------------
+    def reserve(self, aid: str, job: Job) -> None:
+        """Attempt ``aid`` of ``job`` runs here: it holds the job's resources until
+        :meth:`release`. An MNP node's attempt holds nothing more: its gang already holds the
+        whole node (:meth:`reserve_whole`)."""
+        self.running[aid] = job
+        if not job.is_node:
+            self.used = self.used.plus(job.resources)
+
+    def release(self, aid: str) -> None:
+        """Attempt ``aid`` ended here: what it held comes free and it is no longer awaited.
+        Idempotent: an attempt already released (or never here) changes nothing."""
+        job = self.running.pop(aid, None)
+        if job is not None and not job.is_node:
+            self.used = self.used.minus(job.resources)
+        self.unacked.pop(aid, None)
+
+    def reserve_whole(self, capacity: Resources, gang: str | None) -> None:
+        """MNP job ``gang`` holds this whole node (of ``capacity``) for its attempt."""
+        self.used = replace(capacity)  # a copy: the node's capacity changes on re-register
+        self.gang_of = gang
+
+    def release_whole(self, gang: str | None) -> None:
+        """MNP job ``gang`` lets go of this node; a node another gang holds is left held."""
+        if self.gang_of == gang:
+            self.used = Resources(0, 0, 0)
+            self.gang_of = None
 
 
 class HeadState:
@@ -116,7 +144,7 @@ class HeadState:
         """A slot of the array's limit came free: look again at its lowest held child."""
         heap = self.array_held.get(parent_id)
         while heap:
-            child_id = f"{parent_id}:{heapq.heappop(heap)}"
+            child_id = array_child_id(parent_id, heapq.heappop(heap))
             self.held.discard(child_id)
             child = self.active.get(child_id)
             if child is not None and child.status == JobStatus.PENDING:
@@ -162,6 +190,74 @@ class HeadState:
             self.pending_dirty.add(job.job_id)
         elif job.status == JobStatus.RUNNABLE and job.node_index is None:
             self.runnable.setdefault(job.queue, {})[job.job_id] = job
+
+    def add_child(
+        self,
+        parent: Job,
+        status: JobStatus,
+        now: int,
+        *,
+        array_index: int | None = None,
+        node_index: int | None = None,
+    ) -> Job:
+        """Make child ``array_index`` (an array's) or node ``node_index`` (an MNP job's) of
+        ``parent``, created at ``now`` in ``status`` and sharing its spec; add it
+        (:meth:`add_job`) and return it."""
+        job_id = (
+            array_child_id(parent.job_id, array_index)
+            if array_index is not None
+            else node_job_id(parent.job_id, node_index or 0)
+        )
+        child = Job(
+            job_id=job_id,
+            spec=parent.spec,
+            status=status,
+            created_at=now,
+            parent_id=parent.job_id,
+            array_index=array_index,
+            node_index=node_index,
+            history=[HistoryEntry(status, now, None)],
+        )
+        self.add_job(child)
+        return child
+
+    def add_node(self, node: Node) -> NodeRuntime:
+        """A node (new, registered or loaded) joins with nothing placed on it yet."""
+        self.nodes[node.node_id] = node
+        rt = self.node_rt[node.node_id] = NodeRuntime()
+        return rt
+
+    def restore(self, assignment: Callable[[Job, Attempt], Assignment]) -> list[Job]:
+        """Rebuild memory from the store (start and restart): definitions, queues,
+        environments, nodes and the active jobs; each live attempt holds its node's capacity
+        again and a STARTING one waits to be confirmed (``assignment`` rebuilds what is
+        re-sent). Returns the active jobs loaded; nothing is left marked changed."""
+        store = self.store
+        for d in store.load_definitions():
+            self.definitions.setdefault(d.name, []).append(d)
+        self.queues = {q.name: q for q in store.load_queues()}
+        self.ces = {c.name: c for c in store.load_ces()}
+        for n in store.load_nodes():
+            self.add_node(n)
+        jobs = store.load_active_jobs()
+        for job in jobs:
+            self.add_job(job)
+            attempt = job.current_attempt
+            if job.status not in (JobStatus.STARTING, JobStatus.RUNNING) or attempt is None:
+                continue
+            if job.is_mnp_parent:  # its attempts record its main node's; its nodes run them
+                continue
+            rt = self.node_rt.get(attempt.node_id)
+            if rt is None:
+                continue
+            aid = attempt_id(job.job_id, attempt.number)
+            rt.reserve(aid, job)
+            if job.is_node:  # an MNP node's gang holds the whole node
+                rt.reserve_whole(self.nodes[attempt.node_id].capacity, job.parent_id)
+            if job.status == JobStatus.STARTING:
+                rt.unacked[aid] = (assignment(job, attempt), 0)
+        self.dirty.clear()
+        return list(jobs)
 
     def job(self, job_id: str) -> Job | None:
         """An active job from memory, or any job from the store."""

@@ -32,7 +32,6 @@ from mnp.service.tags import TagOps
 from mnp.service.validation import parse
 from mnp.spec.environments import NodeStatus
 from mnp.spec.resources import Resources
-from mnp.spec.states import JobStatus
 
 __all__ = ["JOB_DEFINITION_MAX", "MNP_SUBMIT_MAX", "SUBMIT_MAX", "Service"]
 
@@ -51,44 +50,10 @@ class Service:
 
     # --- loading ------------------------------------------------------------------------------
     def load(self) -> None:
-        """Rebuild memory from the store (start and restart)."""
-        s = self.ctx.s
-        for d in s.store.load_definitions():
-            s.definitions.setdefault(d.name, []).append(d)
-        s.queues = {q.name: q for q in s.store.load_queues()}
-        s.ces = {c.name: c for c in s.store.load_ces()}
-        self.ctx.policies = {p.name: p for p in s.store.load_policies()}
-        from mnp.scheduler.state import NodeRuntime
-
-        for n in s.store.load_nodes():
-            s.nodes[n.node_id] = n
-            s.node_rt[n.node_id] = NodeRuntime()
-        for job in s.store.load_active_jobs():
-            s.add_job(job)
-            attempt = job.current_attempt
-            if job.status in (JobStatus.STARTING, JobStatus.RUNNING) and attempt is not None:
-                rt = s.node_rt.get(attempt.node_id)
-                if rt is None:
-                    continue
-                aid = f"{job.job_id}/{attempt.number}"
-                rt.running[aid] = job
-                if job.is_node:  # an MNP node holds the whole node
-                    node = s.nodes[attempt.node_id]
-                    rt.used = Resources(
-                        node.capacity.vcpus, node.capacity.memory_mib, node.capacity.gpus
-                    )
-                    rt.gang_of = job.parent_id
-                else:
-                    rt.used = rt.used.plus(job.resources)
-                if job.status == JobStatus.STARTING:
-                    rt.unacked[aid] = (self.ctx.rt.assignment(job, attempt), 0)
-            if job.is_mnp_parent and job.status == JobStatus.RUNNABLE and job.gang:
-                self.ctx.rt.gangs.retrying.add(job.job_id)
-            if job.is_mnp_parent and job.gang_state.hang_after is not None:
-                self.ctx.rt.gangs.watched.add(job.job_id)
-        s.dirty.clear()
-        self.ctx.rt.adopt_nodes()
-        s.flush()
+        """Rebuild memory from the store (start and restart): the service's own scheduling
+        policies, then the scheduler's state (:meth:`Scheduler.restore`)."""
+        self.ctx.policies = {p.name: p for p in self.ctx.s.store.load_policies()}
+        self.ctx.rt.restore()
 
     # --- mnp's own --------------------------------------------------------------------------------
     def list_nodes(self, req: ListNodes) -> dict[str, Any]:

@@ -7,32 +7,60 @@ from __future__ import annotations
 
 from typing import Any
 
-from mnp.errors import FieldError, InvalidInput, NotFound
+from mnp.errors import Conflict, FieldError, InvalidInput, NotFound
 from mnp.service.base import CANCELLABLE, MAX_ACTIVE_SHARES, Context, _arn_base
 from mnp.service.listing import list_jobs
 from mnp.service.models import JobReason, SubmitJob
 from mnp.service.render import job_detail
 from mnp.service.requests import DescribeJobs, ListJobs
-from mnp.service.submit import Accepted, build_spec
+from mnp.service.submit import (
+    TOKEN_FIELD,
+    TOKEN_RETENTION_MS,
+    Accepted,
+    build_spec,
+    check_token,
+    fingerprint,
+)
 from mnp.service.validation import check_extras, check_timeout
 from mnp.spec.arns import name_from_arn
 from mnp.spec.definitions import Dependency, JobDefinition
 from mnp.spec.environments import JobQueue, State
-from mnp.spec.jobs import Job
+from mnp.spec.jobs import Job, array_child_id
 from mnp.spec.states import HistoryEntry, JobStatus
+from mnp.store.tokens import SubmitToken
 
 JSON = dict[str, Any]
+
+
+TOKEN_PRUNE_MS = 10 * 60 * 1000
+"""How often (at most) expired idempotency tokens are dropped from the store."""
 
 
 class JobOps:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self._next_prune = 0
+        """When (epoch ms) the next submission with a token prunes the expired ones."""
 
     def submit(self, req: SubmitJob) -> JSON:
         """A new SUBMITTED job (the scheduler is woken); every problem with the request, its
-        queue, definition and dependencies is reported at once, and nothing is written."""
+        queue, definition and dependencies is reported at once, and nothing is written.
+
+        Submit-once: with ``mnp.idempotencyToken``, a token this head recorded in the last
+        24 h answers with that first submission's answer and makes no job when the request is
+        the same (:func:`~mnp.service.submit.fingerprint`), and raises Conflict naming the
+        token when it is not. The token is recorded in the transaction that saves the job, so
+        a reply lost after the commit (even to a crash) still dedupes the retry."""
         s = self.ctx.s
-        ok = self._accept(req)
+        token = req.mnp.idempotencyToken if req.mnp else None
+        errors = check_token(token)
+        digest = ""
+        if token is not None and not errors:
+            digest = fingerprint(req)
+            first = self._first_answer(token, digest)
+            if first is not None:
+                return first
+        ok = self._accept(req, errors)
         spec = build_spec(req, ok, s.clock())
         now = s.clock()
         job = Job(
@@ -42,22 +70,49 @@ class JobOps:
             created_at=now,
             history=[HistoryEntry(JobStatus.SUBMITTED, now, None)],
         )
-        with s.store.transaction():
-            s.store.save_spec(spec)
-            s.store.save_jobs([job])
-        s.add_job(job)
-        s.dirty.pop(job.job_id, None)
-        s.on_wake()
-        return {
+        answer: JSON = {
             "jobArn": f"{_arn_base(ok.queue.arn)}:job/{job.job_id}",
             "jobName": spec.name,
             "jobId": job.job_id,
         }
+        with s.store.transaction():
+            s.store.save_spec(spec)
+            s.store.save_jobs([job])
+            if token is not None:
+                self._record_token(SubmitToken(token, digest, job.job_id, answer, now))
+        s.add_job(job)
+        s.dirty.pop(job.job_id, None)
+        s.on_wake()
+        return answer
 
-    def _accept(self, req: SubmitJob) -> Accepted:
-        """The checks against the head's state, every problem at once."""
+    def _record_token(self, entry: SubmitToken) -> None:
+        """Record ``entry`` (inside the job's transaction), pruning expired tokens first when
+        the last prune is :data:`TOKEN_PRUNE_MS` old (or this head has not pruned yet)."""
+        tokens = self.ctx.s.store.submit_tokens
+        if entry.created_at >= self._next_prune:
+            tokens.prune(before=entry.created_at - TOKEN_RETENTION_MS)
+            self._next_prune = entry.created_at + TOKEN_PRUNE_MS
+        tokens.record(entry)
+
+    def _first_answer(self, token: str, digest: str) -> JSON | None:
+        """The answer to the first submission with ``token`` within the retention window, or
+        None when it has none; raises Conflict when that one asked for something else."""
+        since = self.ctx.s.clock() - TOKEN_RETENTION_MS
+        first = self.ctx.s.store.submit_tokens.find(token, since)
+        if first is None:
+            return None
+        if first.fingerprint != digest:
+            raise Conflict(
+                f"{TOKEN_FIELD}: token {token!r} was already used for a different request "
+                f"(job {first.job_id}) in the last 24 h; a new submission needs a new token"
+            )
+        return dict(first.answer)
+
+    def _accept(self, req: SubmitJob, errors: list[FieldError]) -> Accepted:
+        """The checks against the head's state, every problem at once (``errors``: those
+        found already)."""
         s = self.ctx.s
-        errors = check_timeout(req.timeout, s.config.min_timeout_seconds)
+        errors = errors + check_timeout(req.timeout, s.config.min_timeout_seconds)
         errors += check_extras(req)
         queue = s.queues.get(name_from_arn(req.jobQueue, "job-queue"))
         if queue is None:
@@ -197,7 +252,7 @@ class JobOps:
             s.mark(job)
             size = job.spec.array_size or 0
             for i in range(size):
-                child = s.active.get(f"{job.job_id}:{i}")
+                child = s.active.get(array_child_id(job.job_id, i))
                 if child is not None:
                     self.cancel(child, reason, terminate)
             return

@@ -29,7 +29,14 @@ from mnp.service.models import (
 from mnp.service.render import ce_detail, queue_detail
 from mnp.service.requests import ByName, Described
 from mnp.spec.arns import job_arn, name_from_arn
-from mnp.spec.environments import ComputeEnvironment, JobQueue, NodeStatus, SchedulingPolicy, State
+from mnp.spec.environments import (
+    ComputeEnvironment,
+    ComputeEnvironmentType,
+    JobQueue,
+    NodeStatus,
+    SchedulingPolicy,
+    State,
+)
 from mnp.spec.jobs import Job
 from mnp.spec.resources import Resources
 from mnp.spec.states import JobStatus
@@ -166,7 +173,7 @@ class ResourceOps:
         m = req.mnp if "mnp" in req.model_fields_set else self._local_settings(req)
         ce = ComputeEnvironment(
             name=req.computeEnvironmentName,
-            type=req.type,
+            type=ComputeEnvironmentType(req.type),
             state=State(req.state),
             provider=m.provider,
             node_count=m.nodes,
@@ -199,7 +206,10 @@ class ResourceOps:
             }
         if req.mnp is not None and req.mnp.nodes is not None:
             self.resize(ce, req.mnp.nodes)
-        elif ce.type == "MANAGED" and (req.computeResources or {}).get("maxvCpus") is not None:
+        elif (
+            ce.type == ComputeEnvironmentType.MANAGED
+            and (req.computeResources or {}).get("maxvCpus") is not None
+        ):
             max_vcpus = int((req.computeResources or {})["maxvCpus"])
             per_node = max(1, int(ce.node_resources.vcpus))
             self.resize(ce, min(64, math.ceil(max_vcpus / per_node)))

@@ -16,6 +16,13 @@ class State(enum.StrEnum):
     DISABLED = "DISABLED"
 
 
+class ComputeEnvironmentType(enum.StrEnum):
+    MANAGED = "MANAGED"
+    """The head launches and stops its nodes (through its provider)."""
+    UNMANAGED = "UNMANAGED"
+    """Its nodes join by themselves (their agents register); the head never launches one."""
+
+
 class NodeStatus(enum.StrEnum):
     LAUNCHING = "LAUNCHING"
     """Asked of the provider; the agent has not registered yet."""
@@ -79,8 +86,7 @@ class Node:
 @dataclass(slots=True)
 class ComputeEnvironment:
     name: str
-    type: str
-    """MANAGED or UNMANAGED."""
+    type: ComputeEnvironmentType
     state: State
     provider: str
     """Which provider brings nodes up: ``local`` (more in later versions)."""
@@ -101,7 +107,7 @@ class ComputeEnvironment:
     def to_doc(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "type": self.type,
+            "type": str(self.type),
             "state": self.state.value,
             "provider": self.provider,
             "node_count": self.node_count,
@@ -119,7 +125,7 @@ class ComputeEnvironment:
     def from_doc(cls, d: dict[str, Any]) -> ComputeEnvironment:
         return cls(
             name=d["name"],
-            type=d["type"],
+            type=ComputeEnvironmentType(d["type"]),
             state=State(d["state"]),
             provider=d["provider"],
             node_count=d["node_count"],

@@ -29,6 +29,17 @@ ARRAY_LIMIT_REASON = "JobArrayTaskLimit"
 """statusReason of an array child held back by the array's limit of running children."""
 
 
+def array_child_id(parent_id: str, index: int) -> str:
+    """The id of child ``index`` of array job ``parent_id``: ``<parent>:<index>`` (AWS Batch's)."""
+    return f"{parent_id}:{index}"
+
+
+def node_job_id(parent_id: str, index: int) -> str:
+    """The id of node ``index`` of multi-node parallel job ``parent_id``: ``<parent>#<index>``
+    (AWS Batch's)."""
+    return f"{parent_id}#{index}"
+
+
 @dataclass(slots=True)
 class Attempt:
     number: int
@@ -76,7 +87,10 @@ class GangAttemptState:
     port: int | None = None
     """MASTER_PORT of the attempt (unique among live MNP jobs)."""
     key: tuple[str, str] | None = None
-    """The attempt's SSH key pair: (private key, public key line)."""
+    """The attempt's SSH key pair: (private key, public key line). Private: it opens a shell
+    as the nodes' user on every node of the gang. Kept only while the attempt runs (a
+    restarted head re-sends the nodes' assignments with it, in a store only the head's user
+    reads); set to None once the attempt has ended on every node (:meth:`end`)."""
     failure: str | None = None
     """Why a node (or a hang) failed the attempt before the main node ended."""
     outcome: JobStatus | None = None
@@ -89,6 +103,11 @@ class GangAttemptState:
     """Clock ms after which open sessions mean a hang (one MPI process already ended)."""
     hang_reason: str | None = None
     """The failure recorded if the hang deadline passes."""
+
+    def end(self) -> None:
+        """The attempt has ended on every node: forget its private key (nothing needs it
+        now, and a key at rest is a key that can leak)."""
+        self.key = None
 
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {}
@@ -212,10 +231,11 @@ class Job:
             if self.array_index is not None:
                 if dep.type == "SEQUENTIAL" and dep.job_id is None:
                     if self.array_index > 0:
-                        out.append((f"{self.parent_id}:{self.array_index - 1}", Condition.OK))
+                        previous = array_child_id(str(self.parent_id), self.array_index - 1)
+                        out.append((previous, Condition.OK))
                     continue
                 if dep.type == "N_TO_N" and dep.job_id is not None:
-                    out.append((f"{dep.job_id}:{self.array_index}", Condition.OK))
+                    out.append((array_child_id(dep.job_id, self.array_index), Condition.OK))
                     continue
             if dep.job_id is not None:
                 out.append((dep.job_id, dep.condition))

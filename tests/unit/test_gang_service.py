@@ -560,3 +560,73 @@ def test_unmanaged_nodes_on_other_hosts_are_not_pinned_to_loopback(head: Head) -
         for k in ("MNP_MPI_IFACE", "NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME")
     }
     assert "lo" not in pinned.values(), pinned
+
+
+def test_a_main_node_exit_without_a_start_still_gives_the_job_a_start_time(four: Head) -> None:
+    """The main node's ``exited`` with no ``started`` before it still starts the job (its
+    startedAt was left None, and the MNP job's with it)."""
+    h = four
+    job_id = h.submit(jobDefinition="mnp")
+    main_node, main = place(h, job_id)
+    h.clock.advance(2)
+    h.exited(main_node, main.attempt_id, 0)
+    parent, node0 = h.describe(job_id), h.describe(f"{job_id}#0")
+    assert node0["startedAt"] == parent["startedAt"] == h.clock.now
+
+
+def test_a_restarted_head_keeps_a_running_gang_holding_its_nodes(four: Head) -> None:
+    """After a restart every node of a live gang is still wholly held, the node that had not
+    confirmed its start gets its assignment again, and the gang's end frees every node."""
+    h = four
+    job_id = h.submit(jobDefinition="mnp")
+    main_node, main = place(h, job_id)
+    h.started(main_node, main.attempt_id)
+    others = assignments(poll_all(h))
+    for node_id, a in list(others.values())[:2]:
+        h.started(node_id, a.attempt_id)
+    late_node, late = list(others.values())[2]
+    h.close()
+    again = Head.open(h.home, clock=h.clock, lost_after_seconds=LOST_AFTER)
+    try:
+        again.seq = dict(h.seq)
+        assert free_vcpus(again) == {"n0": 0, "n1": 0, "n2": 0, "n3": 0}
+        h.clock.advance(3)
+        resent = assignments(poll_all(again))
+        assert {j: (n, a.attempt_id) for j, (n, a) in resent.items()} == {
+            late.job_id: (late_node, late.attempt_id)
+        }
+        again.started(late_node, late.attempt_id)
+        again.exited(main_node, main.attempt_id, 0)
+        for node_id, a in others.values():
+            again.exited(node_id, a.attempt_id, 143, reason="main node finished")
+        assert again.status(job_id) == "SUCCEEDED"
+        assert free_vcpus(again) == {"n0": 4, "n1": 4, "n2": 4, "n3": 4}
+    finally:
+        again.close()
+
+
+def test_a_restart_while_a_retried_gang_starts_resends_only_its_main_node(head: Head) -> None:
+    """An MNP job's own attempts are records of its main node's: a restart must not place
+    the job itself again (it sent the job's last attempt to that node as a plain job)."""
+    add_nodes(head, 4)
+    define(head, retryStrategy={"attempts": 2})
+    job_id = head.submit(jobDefinition="mnp")
+    nodes = start(head, job_id)
+    for i in (1, 2, 3):
+        head.exited(nodes[i][0], nodes[i][1].attempt_id, 143, reason="stopped")
+    head.exited(nodes[0][0], nodes[0][1].attempt_id, 1)
+    assert head.status(job_id) == "RUNNABLE"
+    main_node, main = place(head, job_id)
+    assert main.attempt_id == f"{job_id}#0/2"
+    head.close()
+    again = Head.open(head.home, clock=head.clock, lost_after_seconds=LOST_AFTER)
+    try:
+        again.seq = dict(head.seq)
+        head.clock.advance(3)
+        resent = assignments(poll_all(again))
+        assert {j: (n, a.attempt_id) for j, (n, a) in resent.items()} == {
+            main.job_id: (main_node, main.attempt_id)
+        }
+        assert all(job_id not in again.state.node_rt[n].running for n in again.state.nodes)
+    finally:
+        again.close()

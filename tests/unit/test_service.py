@@ -798,3 +798,20 @@ def test_restart_resends_an_assignment_that_was_never_started(ready: Head, home:
         assert again.status(job) == "RUNNING"
     finally:
         again.close()
+
+
+def test_an_exit_reported_without_a_start_still_records_when_the_job_started(
+    ready: Head,
+) -> None:
+    """An agent may report ``exited`` for an attempt it never reported ``started`` (the start
+    was not seen): the job still started then, so it has a startedAt like its attempt."""
+    job = ready.submit()
+    ready.ticks(2)
+    assignments, _ = ready.poll("n1")
+    ready.clock.advance(3)
+    ready.exited("n1", assignments[0].attempt_id, 0)
+    detail = ready.describe(job)
+    assert detail["status"] == "SUCCEEDED"
+    assert detail["startedAt"] == detail["attempts"][0]["startedAt"] == ready.clock.now
+    ready.ticks(1)
+    assert ready.poll("n1") == ([], [])  # nothing re-sent for the ended attempt
