@@ -68,3 +68,15 @@ class ProviderError(MnpError):
         super().__init__(f"{message} (request {request_id})" if request_id else message)
         self.request_id = request_id
         self.transient = transient
+
+
+class StorageError(TransientError):
+    """The head could not save a change (disk full, I/O error): the transaction was rolled
+    back and the head's memory rebuilt from the store, so nothing changed; retrying later
+    (once the store can be written again) is safe."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(
+            f"the head node could not save the change ({type(cause).__name__}: {cause}); "
+            "nothing was changed, retry later"
+        )

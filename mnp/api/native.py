@@ -3,7 +3,8 @@
 The operations come from the head node as a name → handler table (``Head.ops``); this module
 only authenticates, decodes, calls and maps errors. Answers: the handler's JSON; an
 :class:`~mnp.errors.MnpError` as ``{"__type", "message"}`` (plus ``errors`` for invalid input)
-with its ``http_status`` and an ``x-amzn-ErrorType`` header; anything else as a 500
+with its ``http_status`` and an ``x-amzn-ErrorType`` header (a transient one, such as the
+head unable to save, as 503 with ``Retry-After``: nothing changed); anything else as a 500
 ``ServerException``. Not thread-safe: the routes run on the head node's event loop.
 """
 
@@ -52,7 +53,10 @@ def error_response(e: MnpError) -> JSONResponse:
     body: dict[str, Any] = {"__type": e.code, "message": str(e)}
     if isinstance(e, InvalidInput):
         body["errors"] = [{"path": fe.path, "message": fe.message} for fe in e.errors]
-    return JSONResponse(body, status_code=e.http_status, headers={"x-amzn-ErrorType": e.code})
+    headers = {"x-amzn-ErrorType": e.code}
+    if e.transient:  # e.g. the head could not save (503): nothing changed, try again
+        headers["Retry-After"] = "1"
+    return JSONResponse(body, status_code=e.http_status, headers=headers)
 
 
 def routes(gate: TokenGate, operations: Mapping[str, Handler]) -> list[Route]:

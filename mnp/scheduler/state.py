@@ -78,6 +78,12 @@ class HeadState:
         self.config = config
         self.store = store
         self.clock = clock
+        self.on_wake: Callable[[], None] = lambda: None
+        self.on_node_work: Callable[[str], None] = lambda node_id: None
+        self._forget()
+
+    def _forget(self) -> None:
+        """Empty every in-memory table (before :meth:`restore` fills them from the store)."""
         self.definitions: dict[str, list[JobDefinition]] = {}
         self.queues: dict[str, JobQueue] = {}
         self.ces: dict[str, ComputeEnvironment] = {}
@@ -95,8 +101,6 @@ class HeadState:
         self.dirty: dict[str, Job] = {}
         self.dirty_nodes: set[str] = set()
         self.finished: list[str] = []
-        self.on_wake: Callable[[], None] = lambda: None
-        self.on_node_work: Callable[[str], None] = lambda node_id: None
 
     # --- the one path for status changes ---------------------------------------------------
     def set_status(self, job: Job, target: JobStatus, reason: str | None = None) -> None:
@@ -259,6 +263,22 @@ class HeadState:
         self.dirty.clear()
         return list(jobs)
 
+    def reload(self, assignment: Callable[[Job, Attempt], Assignment]) -> list[Job]:
+        """After a failed write: forget everything in memory and :meth:`restore` it from the
+        store, so memory equals disk again. What was not on disk is gone, as after a restart:
+        unsaved transitions, queued messages (an assignment of an attempt the store does not
+        have never leaves), wake-ups (every PENDING job is looked at again). Only what the
+        nodes were last seen doing is kept (their heartbeat times: not a decision, an
+        observation, and dropping it could declare live nodes lost)."""
+        seen = {n.node_id: n.last_heartbeat_ms for n in self.nodes.values()}
+        self._forget()
+        jobs = self.restore(assignment)
+        for node_id, at in seen.items():
+            node = self.nodes.get(node_id)
+            if node is not None:
+                node.last_heartbeat_ms = max(node.last_heartbeat_ms, at)
+        return jobs
+
     def job(self, job_id: str) -> Job | None:
         """An active job from memory, or any job from the store."""
         return self.active.get(job_id) or self.store.load_job(job_id)
@@ -269,7 +289,11 @@ class HeadState:
 
     # --- persistence -------------------------------------------------------------------------
     def flush(self) -> None:
-        """Write every changed job and node in one transaction; drop finished jobs from memory."""
+        """Write every changed job and node in one transaction; drop finished jobs from memory.
+
+        Raises :class:`~mnp.errors.StorageError` when the store cannot be written; the store
+        has then called its ``on_failure`` (the scheduler's reload), so memory is what the
+        store holds and nothing of the failed flush is acknowledged to anyone."""
         if not self.dirty and not self.dirty_nodes:
             return
         with self.store.transaction():
