@@ -66,11 +66,20 @@ class Attempts:
         self._sink = sink
         self._running: dict[str, RunningAttempt] = {}
         self._finished: dict[str, None] = {}  # insertion-ordered set, bounded
+        self._killed: set[str] = set()
+        """Running attempts a Kill was applied to: the head repeats kills until it sees the
+        exit; a repeat is ignored (the first stop's reason and grace stand)."""
+        self._ready: set[str] = set()
+        """Running main-node attempts told Ready (reported in every poll)."""
         self._engine: Engine | None = None
 
     def ids(self) -> list[str]:
         """The running attempts' ids."""
         return list(self._running)
+
+    def ready_ids(self) -> list[str]:
+        """The running attempts a Ready was applied to."""
+        return list(self._ready)
 
     def engine(self) -> Engine:
         """The node's Docker engine client (made on first use: only container jobs need it)."""
@@ -117,16 +126,19 @@ class Attempts:
         proc.start()
 
     def kill(self, attempt_id: str, reason: str) -> None:
-        """Stop a running attempt (see :meth:`AttemptProcess.kill`); unknown ids: no-op."""
+        """Stop a running attempt (see :meth:`AttemptProcess.kill`); unknown ids, and attempts
+        already being killed: no-op."""
         target = self._running.get(attempt_id)
-        if target is not None:
+        if target is not None and attempt_id not in self._killed:
+            self._killed.add(attempt_id)
             target.kill(reason)
 
     def mark_ready(self, attempt_id: str) -> None:
         """Tell a running MNP main node that every other node has started (its
-        ``launcher.wire --ready-file``)."""
+        ``launcher.wire --ready-file``); a repeat is ignored."""
         main = self._running.get(attempt_id)
-        if main is not None:
+        if main is not None and attempt_id not in self._ready:
+            self._ready.add(attempt_id)
             home = attempt_dir_for(main.assignment, self._root)
             with contextlib.suppress(OSError):  # the attempt is ending anyway
                 (wiring_dir(home) / "ready").touch(mode=0o600)
@@ -135,6 +147,8 @@ class Attempts:
         """The attempt has sent its last event: forget it, revoke its SSH access, remove its
         wiring and (if the job left nothing else there) its directory."""
         proc = self._running.pop(attempt_id, None)
+        self._killed.discard(attempt_id)
+        self._ready.discard(attempt_id)
         if self.ssh is not None:
             self.ssh.revoke(attempt_id)
         if proc is not None:

@@ -106,7 +106,7 @@ def routes(
                 await asyncio.wait_for(ev.wait(), timeout=wait)
             except TimeoutError:
                 pass
-            reply = sessions.poll(protocol.Poll(p.node_id, p.running, 0))
+            reply = sessions.poll(protocol.Poll(p.node_id, p.running, 0, p.ready))
         return reply.to_wire()
 
     async def report(body: Message) -> Message:

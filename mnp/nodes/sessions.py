@@ -19,10 +19,23 @@ from mnp.scheduler.loop import Scheduler
 from mnp.scheduler.state import NodeRuntime
 from mnp.spec.environments import ComputeEnvironmentType, Node, NodeStatus
 from mnp.spec.jobs import Attempt, Job
-from mnp.spec.protocol import Assignment, Event, Kill, Poll, PollReply, Ready, Register, Report
+from mnp.spec.protocol import (
+    Assignment,
+    Event,
+    Kill,
+    Poll,
+    PollReply,
+    Register,
+    Report,
+    attempt_id,
+)
 from mnp.spec.resources import Resources
 from mnp.spec.states import JobStatus
 
+HOST_ATTEMPT_LOST = "Host: attempt lost on node"
+"""The start of the reason an attempt the head placed fails with when its node no longer
+runs it (an agent restarted under the same node id, a process gone)."""
+UNKNOWN_ATTEMPT_REASON = "Host: the head node has no such running attempt"
 RESEND_AFTER_MS = 2_000
 """An assignment not confirmed started (nor listed running) this long after it was sent goes
 again with the next poll."""
@@ -72,6 +85,7 @@ class NodeSessions:
         node.ssh_port = r.ssh_port
         node.ssh_host_key = r.ssh_host_key
         s.mark_node(node)
+        self._reconcile(node, s.node_rt[node.node_id], set(r.running))
         s.flush()
         s.on_wake()
 
@@ -91,18 +105,40 @@ class NodeSessions:
             s.mark_node(node)
             s.flush()
         rt = s.node_rt[node.node_id]
+        running = set(p.running)
+        self._reconcile(node, rt, running)
+        s.flush()  # an attempt failed as lost is durable before the node hears more
         items = rt.outbox
         rt.outbox = []
         assignments = [a for a in items if isinstance(a, Assignment)]
-        kills = [k for k in items if isinstance(k, Kill)]
-        ready = [r for r in items if isinstance(r, Ready)]
         sent = {a.attempt_id for a in assignments}
-        running = set(p.running)
         for aid, (assignment, at) in list(rt.unacked.items()):
             if aid not in sent and aid not in running and now - at > RESEND_AFTER_MS:
                 assignments.append(assignment)
                 rt.unacked[aid] = (assignment, now)
+        control = self.rt.control
+        kills = control.kills_due(node.node_id, running, set(rt.running), now)
+        ready = control.ready_due(node.node_id, running, set(p.ready), now)
         return PollReply(assignments=assignments, kills=kills, ready=ready)
+
+    def _reconcile(self, node: Node, rt: NodeRuntime, running: set[str]) -> None:
+        """Match the attempts the node says it runs with the head's (on every register and
+        poll). The node listing an attempt acknowledges its assignment. One the head has and
+        the node lacks is lost (failed; the retry strategy decides) once it is acknowledged
+        (RUNNING, or listed before): an unacknowledged assignment may still be in flight and
+        is re-sent instead. One the node runs that the head lacks (or has ended) is killed."""
+        for aid in running & rt.unacked.keys():
+            rt.unacked.pop(aid, None)
+        reason = f"{HOST_ATTEMPT_LOST} {node.node_id}"
+        for aid, job in list(rt.running.items()):
+            if aid in running or aid in rt.unacked:
+                continue
+            attempt = job.current_attempt
+            if attempt is not None and attempt_id(job.job_id, attempt.number) == aid:
+                self.rt.end_attempt(job, AttemptEnd(None, None, reason))
+            rt.release(aid)
+        for aid in running - rt.running.keys():
+            self.rt.control.kill(node.node_id, Kill(aid, UNKNOWN_ATTEMPT_REASON))
 
     def report(self, r: Report) -> int:
         """Apply a node's events in order; duplicates and stale events are ignored. Returns how

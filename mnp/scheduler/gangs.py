@@ -51,6 +51,10 @@ class AttemptRunner(Protocol):
         """Ask the node of the job's current attempt to stop it."""
         ...
 
+    def ready(self, node_id: str, ready: Ready) -> None:
+        """Tell ``node_id`` (at least once) that its main-node attempt may go."""
+        ...
+
 
 class Gangs:
     """The MNP jobs of one head (single-threaded: the head's event loop)."""
@@ -179,10 +183,7 @@ class Gangs:
         assert attempt is not None
         parent.gang_state.ready_sent = True
         self.s.mark(parent)
-        self.s.node_rt[attempt.node_id].outbox.append(
-            Ready(attempt_id(main.job_id, attempt.number))
-        )
-        self.s.on_node_work(attempt.node_id)
+        self.rt.ready(attempt.node_id, Ready(attempt_id(main.job_id, attempt.number)))
 
     def ended(self, job: Job, end: AttemptEnd) -> None:
         """A node's attempt ended (exit, start failure, lost node, kill)."""
@@ -229,6 +230,29 @@ class Gangs:
             self.retrying.add(job.job_id)
         if job.is_mnp_parent and job.gang_state.hang_after is not None:
             self.watched.add(job.job_id)
+
+    def resend_after_restart(self, job: Job) -> None:
+        """A node job loaded at a restart: what its gang had decided before is told again
+        (:class:`~mnp.scheduler.control.Control` kept it in memory only). A node of an attempt
+        whose outcome or failure was decided, or the main node of a terminated job, is killed
+        again; a main node whose Ready was decided is told Ready again."""
+        parent = self.parent_of(job)
+        attempt = job.current_attempt
+        spec = parent.spec.nodes if parent else None
+        if parent is None or spec is None or attempt is None or job.status not in LIVE:
+            return
+        if attempt.stopped_at is not None:
+            return
+        state = parent.gang_state
+        is_main = job.node_index == spec.main_node
+        if state.outcome is not None:
+            self.rt.kill(job, f"main node finished: {parent.status_reason}")
+        elif state.failure is not None and (is_main or state.failure != state.hang_reason):
+            self.rt.kill(job, state.failure)  # a hang stops the main node; a failure all
+        elif parent.is_terminated and is_main:
+            self.rt.kill(job, parent.status_reason or "terminated")
+        elif state.ready_sent and is_main and parent.status == JobStatus.RUNNING:
+            self.rt.ready(attempt.node_id, Ready(attempt_id(job.job_id, attempt.number)))
 
     def session_started(self, job: Job) -> None:
         parent = self.parent_of(job)

@@ -1,4 +1,4 @@
-# ~430 lines: the tick and what it applies (place, end, launch, lose) share one state.
+# ~450 lines: the tick and what it applies (place, end, launch, lose) share one state.
 """The scheduling loop: the tick (snapshot → :func:`reconcile` → apply), attempts placed and
 ended, and the nodes the head launches, loses and stops.
 
@@ -17,6 +17,7 @@ from pathlib import Path
 from mnp.build.container import attempt_container
 from mnp.build.environment import job_environment
 from mnp.build.outputs import attempt_files, safe_file_name
+from mnp.errors import StorageError
 from mnp.providers import Provider, make_provider
 from mnp.scheduler.attempts import (
     AttemptEnd,
@@ -25,6 +26,7 @@ from mnp.scheduler.attempts import (
     new_attempt,
     record_end,
 )
+from mnp.scheduler.control import Control
 from mnp.scheduler.gangs import Gangs
 from mnp.scheduler.reconcile import (
     Action,
@@ -45,11 +47,13 @@ from mnp.scheduler.reconcile import (
 from mnp.scheduler.state import HOLDS_A_SLOT, HeadState, NodeRuntime
 from mnp.spec.environments import ComputeEnvironmentType, Node, NodeStatus, State
 from mnp.spec.jobs import HOST_LOST_PREFIX, HOST_STOPPED_PREFIX, Attempt, Job
-from mnp.spec.protocol import Assignment, Kill, attempt_id
+from mnp.spec.protocol import Assignment, Kill, Ready, attempt_id
 from mnp.spec.resources import Resources
 from mnp.spec.states import JobStatus
 
 log = logging.getLogger("mnp.scheduler.loop")
+LIVE_STATUSES = (JobStatus.STARTING, JobStatus.RUNNING)
+
 
 class Scheduler:
     """The head's scheduler: one per head, driven by :meth:`tick` (single-threaded)."""
@@ -59,6 +63,9 @@ class Scheduler:
         self.head_url = head_url
         self._providers: dict[str, Provider] = {}
         self.gangs = Gangs(state, self)
+        state.store.on_failure = self.reload  # a failed write: memory goes back to the store
+        self.control = Control()
+        """Kills and Readies until their nodes show they took effect."""
 
     def provider(self, name: str) -> Provider:
         if name not in self._providers:
@@ -69,7 +76,20 @@ class Scheduler:
 
     # --- the scheduling tick ------------------------------------------------------------------
     def tick(self) -> None:
-        """Gather a snapshot, reconcile, apply, flush, then tell nodes about new work."""
+        """Gather a snapshot, reconcile, apply, flush, then tell nodes about new work.
+
+        A tick that raises changes nothing and loses nothing: memory is rebuilt from the store
+        (:meth:`reload`; a failed write has done so already), which puts every PENDING job up
+        for a look again, so the wake-ups the tick had taken are there for the next one."""
+        try:
+            self._tick()
+        except StorageError:
+            raise
+        except Exception:
+            self.reload()
+            raise
+
+    def _tick(self) -> None:
         self.gangs.check_hangs()
         snap = self.snapshot()
         actions = reconcile(snap)
@@ -300,7 +320,8 @@ class Scheduler:
         s.on_wake()
 
     def kill(self, job: Job, reason: str) -> None:
-        """Ask the node running the job's current attempt to stop it."""
+        """Ask the node running the job's current attempt to stop it: the Kill goes until the
+        node no longer runs the attempt (:class:`Control`); repeating it changes nothing."""
         attempt = job.current_attempt
         if attempt is None:
             return
@@ -310,8 +331,13 @@ class Scheduler:
             self.end_attempt(job, AttemptEnd(None, reason, reason))
             return
         aid = attempt_id(job.job_id, attempt.number)
-        rt.outbox.append(Kill(aid, reason))
+        self.control.kill(attempt.node_id, Kill(aid, reason))
         self.s.on_node_work(attempt.node_id)
+
+    def ready(self, node_id: str, ready: Ready) -> None:
+        """Tell ``node_id`` its main-node attempt may go, until the node reports it did."""
+        self.control.ready(node_id, ready)
+        self.s.on_node_work(node_id)
 
     # --- nodes ------------------------------------------------------------------------------
     def _launch(self, ce_name: str) -> None:
@@ -371,6 +397,7 @@ class Scheduler:
             self.end_attempt(job, AttemptEnd(None, None, reason))
         rt.outbox.clear()
         rt.unacked.clear()
+        self.control.forget_node(node.node_id)
         log.warning("%s", reason)
 
     def stop_nodes(self, nodes: list[Node], reason: str) -> None:
@@ -390,10 +417,34 @@ class Scheduler:
     def restore(self) -> None:
         """Rebuild the head's state from the store (start and restart,
         :meth:`HeadState.restore`), its MNP jobs' watches with it, then adopt the nodes."""
-        for job in self.s.restore(self.assignment):
+        jobs = self.s.restore(self.assignment)
+        for job in jobs:
             self.gangs.restored(job)
         self.adopt_nodes()
+        for job in jobs:
+            self._resend_after_restart(job)
         self.s.flush()
+
+    def _resend_after_restart(self, job: Job) -> None:
+        """A stop decided before the restart (TerminateJob; a gang's teardown, hang kill or
+        Ready: :meth:`Gangs.resend_after_restart`) is told to the node again."""
+        if job.is_node:
+            self.gangs.resend_after_restart(job)
+        elif job.is_terminated and not job.is_mnp_parent and job.status in LIVE_STATUSES:
+            self.kill(job, job.status_reason or "terminated")
+
+    def reload(self) -> None:
+        """Memory back to what the store holds (:meth:`HeadState.reload`), as a restart
+        rebuilds it: the MNP jobs' watches, and the Kills and Readies the stored state decided
+        (nothing a failed write decided goes to a node). Nothing is written here (the store
+        may be unwritable just now); the nodes keep their heartbeat allowance."""
+        self.gangs = Gangs(self.s, self)
+        self.control = Control()
+        jobs = self.s.reload(self.assignment)
+        for job in jobs:
+            self.gangs.restored(job)
+        for job in jobs:
+            self._resend_after_restart(job)
 
     def adopt_nodes(self) -> None:
         """After a restart: give live nodes a fresh heartbeat allowance; the rest are lost."""

@@ -330,13 +330,18 @@ class Register:
 class Poll:
     node_id: str
     running: list[str]
+    """Attempt ids the agent runs, and those whose last event it has not delivered yet."""
     wait_seconds: float
+    ready: list[str] = field(default_factory=list)
+    """Attempt ids among ``running`` the agent has applied a :class:`Ready` to (the head
+    re-sends a Ready until its attempt is listed here)."""
 
     def to_wire(self) -> dict[str, Any]:
         return {
             "nodeId": self.node_id,
             "running": list(self.running),
             "waitSeconds": self.wait_seconds,
+            "ready": list(self.ready),
         }
 
     @classmethod
@@ -349,6 +354,7 @@ class Poll:
                 "running", most_items=RUNNING_MOST, most=ID_MOST, pattern=ATTEMPT_ID_RE
             ),
             wait_seconds=f.number("waitSeconds", low=0.0, high=3600.0, default=0.0),
+            ready=f.texts("ready", most_items=RUNNING_MOST, most=ID_MOST, pattern=ATTEMPT_ID_RE),
         )
         f.done()
         return p

@@ -132,6 +132,8 @@ class Head:
     store: Store
     sessions: NodeSessions
     seq: dict[str, int] = field(default_factory=dict)
+    runs: dict[str, set[str]] = field(default_factory=dict)
+    """What each fake node runs (started, not exited): what :meth:`poll` lists by default."""
 
     @classmethod
     def open(
@@ -236,12 +238,19 @@ class Head:
     def poll(
         self, node_id: str = "n1", running: list[str] | None = None
     ) -> tuple[list[Assignment], list[Kill]]:
-        reply = self.sessions.poll(Poll(node_id, running or [], 0.0))
+        if running is None:
+            running = sorted(self.runs.get(node_id, set()))
+        reply = self.sessions.poll(Poll(node_id, running, 0.0))
         return reply.assignments, reply.kills
 
     def event(self, node_id: str, attempt_id: str, kind: Any, **kw: Any) -> int:
         self.seq[node_id] = self.seq.get(node_id, 0) + 1
         ev = Event(attempt_id, kind, self.clock(), seq=self.seq[node_id], **kw)
+        runs = self.runs.setdefault(node_id, set())
+        if kind == "started":
+            runs.add(attempt_id)
+        elif kind in ("exited", "start_failed"):
+            runs.discard(attempt_id)
         return self.sessions.report(Report(node_id, [ev]))
 
     def started(self, node_id: str, attempt_id: str) -> None:

@@ -87,7 +87,7 @@ def define(
 
 
 def poll(h: Head, node_id: str) -> PollReply:
-    return h.sessions.poll(Poll(node_id, [], 0.0))
+    return h.sessions.poll(Poll(node_id, sorted(h.runs.get(node_id, set())), 0.0))
 
 
 def poll_all(h: Head) -> dict[str, PollReply]:
@@ -588,7 +588,7 @@ def test_a_restarted_head_keeps_a_running_gang_holding_its_nodes(four: Head) -> 
     h.close()
     again = Head.open(h.home, clock=h.clock, lost_after_seconds=LOST_AFTER)
     try:
-        again.seq = dict(h.seq)
+        again.seq, again.runs = dict(h.seq), h.runs  # the agents live on
         assert free_vcpus(again) == {"n0": 0, "n1": 0, "n2": 0, "n3": 0}
         h.clock.advance(3)
         resent = assignments(poll_all(again))
@@ -628,5 +628,47 @@ def test_a_restart_while_a_retried_gang_starts_resends_only_its_main_node(head: 
             main.job_id: (main_node, main.attempt_id)
         }
         assert all(job_id not in again.state.node_rt[n].running for n in again.state.nodes)
+    finally:
+        again.close()
+
+
+# --- Ready and teardown delivered at least once (issue 11) ---------------------------------------
+
+
+def test_a_lost_ready_goes_again_until_the_main_node_reports_it(four: Head) -> None:
+    h = four
+    job_id = h.submit(jobDefinition="mnp")
+    main_node, main = start(h, job_id)[0]
+    aid = main.attempt_id
+    assert poll(h, main_node).ready == [Ready(aid)]  # this reply is lost
+    h.clock.advance(3)
+    assert poll(h, main_node).ready == [Ready(aid)], "again: the node does not report it"
+    h.clock.advance(3)
+    applied = h.sessions.poll(Poll(main_node, sorted(h.runs[main_node]), 0.0, [aid]))
+    assert applied.ready == []
+    h.clock.advance(3)
+    assert poll(h, main_node).ready == [], "dropped once the node reported it applied"
+
+
+def test_a_restarted_head_tells_ready_and_teardown_again(four: Head) -> None:
+    h = four
+    job_id = h.submit(jobDefinition="mnp")
+    nodes = start(h, job_id)
+    main_node, main = nodes[0]
+    h.close()  # the decided Ready never left the head
+    again = Head.open(h.home, clock=h.clock, lost_after_seconds=LOST_AFTER)
+    try:
+        again.seq, again.runs = dict(h.seq), h.runs
+        assert poll(again, main_node).ready == [Ready(main.attempt_id)]
+        again.exited(main_node, main.attempt_id, 0)
+        killed = kills(poll_all(again))
+        again.close()  # the teardown Kills never reached the nodes
+        third = Head.open(h.home, clock=h.clock, lost_after_seconds=LOST_AFTER)
+        try:
+            third.seq, third.runs = dict(again.seq), again.runs
+            assert kills(poll_all(third)) == killed
+            assert sorted(killed) == sorted(n for i, (n, _) in nodes.items() if i != 0)
+        finally:
+            third.close()
     finally:
         again.close()

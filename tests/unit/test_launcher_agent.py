@@ -26,6 +26,7 @@ from mnp.spec.protocol import (
     Assignment,
     Kill,
     PollReply,
+    Ready,
 )
 
 T = TypeVar("T")
@@ -41,6 +42,7 @@ class FakeHead:
         self.dead = False
         """Once set, requests (even on open keep-alive connections) get no answer."""
         self.registers: list[dict[str, Any]] = []
+        self.polls: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
         self.tokens: set[str | None] = set()
         self.replies: queue.Queue[tuple[int, dict[str, Any]]] = queue.Queue()
@@ -85,6 +87,8 @@ class FakeHead:
                 self.registers.append(body)
             return 200, {"heartbeatSeconds": 0.5}
         if path == POLL_PATH:
+            with self.lock:
+                self.polls.append(body)
             try:
                 return self.replies.get(timeout=min(float(body["waitSeconds"]), 0.5))
             except queue.Empty:
@@ -259,3 +263,25 @@ def test_jobs_carry_the_node_root_marker(head: FakeHead, agent: subprocess.Popen
     pid = until(lambda: head.of("job-1/1", "started"), "job start")["pid"]
     environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     assert any(e.startswith(b"MNP_NODE_ROOT=") for e in environ)
+
+
+def test_a_ready_is_reported_applied_and_a_repeated_kill_is_ignored(
+    head: FakeHead, agent: subprocess.Popen[bytes]
+) -> None:
+    """The head repeats Ready and Kill until the node's polls show their effect: the agent
+    lists the attempts it applied a Ready to, and a repeated Kill changes nothing."""
+    script = "trap 'sleep 0.3; exit 7' TERM; sleep 30 & wait"
+    head.assign(assignment(["sh", "-c", script], grace=5.0))
+    until(lambda: head.of("job-1/1", "started"), "job start")
+    head.replies.put((200, PollReply(ready=[Ready("job-1/1")]).to_wire()))
+    head.replies.put((200, PollReply(ready=[Ready("job-1/1")]).to_wire()))
+
+    def ready_listed() -> bool:
+        with head.lock:
+            return any(p.get("ready") == ["job-1/1"] for p in head.polls)
+
+    until(ready_listed, "a poll listing the Ready as applied")
+    head.replies.put((200, PollReply(kills=[Kill("job-1/1", "first")]).to_wire()))
+    head.replies.put((200, PollReply(kills=[Kill("job-1/1", "again")]).to_wire()))
+    exited = until(lambda: head.of("job-1/1", "exited"), "killed job to exit")
+    assert (exited["exit_code"], exited["reason"]) == (7, "first")
