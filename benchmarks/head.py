@@ -20,6 +20,7 @@ from benchmarks.config import JSON, MEMORY_MIB, NODES, REPO, VCPUS, say
 from benchmarks.machine import pid_alive, proc_status_kib
 from benchmarks.polling import Abort, wait_for
 from mnp.client.client import Client
+from mnp.config import STOP_NODES_SIGNAL
 
 
 def free_port() -> int:
@@ -53,9 +54,9 @@ def _signals_held() -> Iterator[None]:
 class HeadNode:
     """``mnp up`` in the foreground on a private home and port; a context manager.
 
-    Leaving the ``with`` block (also on error) SIGTERMs the head by PID, waits for it, and
-    SIGKILLs any agent it started that is still alive (by the PIDs it reported), then removes
-    the home unless ``keep``.
+    Leaving the ``with`` block (also on error) stops the head and its nodes by PID
+    (:data:`mnp.config.STOP_NODES_SIGNAL`), waits for it, and SIGKILLs any agent it started
+    that is still alive (by the PIDs it reported), then removes the home unless ``keep``.
     """
 
     def __init__(self, scratch: Path, label: str, keep: bool = False, nodes: int = NODES,
@@ -157,7 +158,7 @@ class HeadNode:
         proc = self.proc
         t0 = time.perf_counter()
         if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(STOP_NODES_SIGNAL)  # SIGTERM would leave the agents running
             try:
                 proc.wait(60)
             except subprocess.TimeoutExpired:

@@ -5,6 +5,9 @@ keep-alive HTTP client (:mod:`launcher.http`):
 
 - the poll loop (register, then ``poll`` forever; 404 → register again; 410 → kill
   everything and exit :data:`EXIT_NODE_LOST`; connection errors → retry, jobs keep running);
+  after a failed call (or a non-200 answer) the agent re-reads ``--head-file`` (if given) and
+  follows the head to the URL written there, so a head restarted on another port finds its
+  agents again;
 - the report sender, which posts every queued event in one report as soon as there is any,
   and drops events only once a report carrying them was answered 200;
 - the log ticker, which turns new output of running attempts into ``log`` events.
@@ -77,6 +80,8 @@ class AgentOptions:
     token: str | None = None
     ssh_port: int | None = 0
     """Port of the node's SSH server for multi-node jobs (0: any free port; None: no SSH)."""
+    head_file: Path | None = None
+    """A file holding the head's current URL (one line), re-read whenever a call fails."""
 
 
 class Agent:
@@ -102,6 +107,8 @@ class Agent:
         self._seq = time.time_ns() // 1000
         self._heartbeat = DEFAULT_HEARTBEAT_SECONDS
         self._client: JsonHttp | None = None
+        self._head_url = options.head
+        """The URL ``_client`` talks to (``_follow_head_file`` changes both)."""
         self._ssh: NodeSshServer | None = None
 
     def request_stop(self) -> None:
@@ -109,15 +116,18 @@ class Agent:
         self._stop.set()
 
     def running_ids(self) -> list[str]:
-        return self._attempts.ids()
+        """What the head is told this node runs: the running attempts, and the ended ones
+        whose last event is not delivered yet (else the head, seeing one gone before its exit
+        arrives, would fail it as lost)."""
+        ending = {e.attempt_id for e in self._outbox if e.kind in ("exited", "start_failed")}
+        return [*self._attempts.ids(), *sorted(ending - set(self._attempts.ids()))]
 
     async def run(self) -> int:
         """Serve until stopped (returns 0) or declared lost by the head (returns 3)."""
         root = self.options.root
         root.mkdir(parents=True, exist_ok=True)
         (root / "agent.pid").write_text(f"{os.getpid()}\n")
-        headers = {TOKEN_HEADER: self.options.token} if self.options.token else {}
-        client = JsonHttp(self.options.head, headers)
+        client = JsonHttp(self.options.head, self._headers())
         await self._attempts.remove_orphan_containers()
         await self._start_ssh()
         try:
@@ -146,7 +156,7 @@ class Agent:
                 await asyncio.gather(*helpers, work, stop, return_exceptions=True)
                 self._attempts.close()
         finally:
-            await client.aclose()
+            await (self._client or client).aclose()  # the last one _follow_head_file made
             if self._ssh is not None:
                 await self._ssh.close()
             self._attempts.close_engine()
@@ -180,9 +190,46 @@ class Agent:
     # --- head node calls -------------------------------------------------------------
 
     async def _post(self, path: str, body: dict[str, Any], read_timeout: float = 5.0) -> Reply:
+        """One call to the head; after a failure or a non-200 answer (the port may now be
+        someone else's), follow the head file, so the caller's retry reaches the new head."""
         if self._client is None:
             raise RuntimeError("the agent's HTTP client exists only inside run()")
-        return await self._client.post(path, body, timeout=read_timeout)
+        try:
+            reply = await self._client.post(path, body, timeout=read_timeout)
+        except HttpError:
+            await self._follow_head_file()
+            raise
+        if reply.status_code != 200:
+            await self._follow_head_file()
+        return reply
+
+    async def _follow_head_file(self) -> None:
+        """Switch every later call to the URL in ``head_file`` if it names another head.
+
+        A missing, unreadable or malformed file keeps the current URL (the head may be
+        restarting). Safe from any task: the swap happens before the first await, and a call
+        still in flight on the old client fails and is retried on the new one."""
+        path = self.options.head_file
+        if path is None or self._client is None:
+            return
+        try:
+            url = path.read_text().strip().rstrip("/")
+        except OSError:
+            return
+        if not url or url == self._head_url:
+            return
+        try:
+            client = JsonHttp(url, self._headers())
+        except ValueError as exc:
+            log.warning("ignoring %s: %s", path, exc)
+            return
+        old, self._client = self._client, client
+        log.info("the head node moved: %s -> %s (from %s)", self._head_url, url, path)
+        self._head_url = url
+        await old.aclose()
+
+    def _headers(self) -> dict[str, str]:
+        return {TOKEN_HEADER: self.options.token} if self.options.token else {}
 
     async def _register(self) -> None:
         """Register (with the attempts running now) until the head answers 200."""
@@ -218,7 +265,8 @@ class Agent:
         await self._register()
         while True:
             wait = self._heartbeat
-            body = Poll(self.options.node_id, self.running_ids(), wait).to_wire()
+            ready = self._attempts.ready_ids()
+            body = Poll(self.options.node_id, self.running_ids(), wait, ready).to_wire()
             try:
                 r = await self._post(POLL_PATH, body, read_timeout=wait + 10.0)
             except HttpError as exc:
@@ -332,7 +380,13 @@ class Agent:
 def parse_args(argv: Sequence[str] | None = None) -> AgentOptions:
     """Command line → options; the token may also come from ``$MNP_AGENT_TOKEN``."""
     p = argparse.ArgumentParser(prog="python -m launcher.agent", description="mnp node agent")
-    p.add_argument("--head", required=True, help="head node base URL, e.g. http://127.0.0.1:8750")
+    p.add_argument("--head", help="head node base URL, e.g. http://127.0.0.1:8750")
+    p.add_argument(
+        "--head-file",
+        type=Path,
+        help="file holding the head's URL, re-read when the head stops answering "
+        "(the local provider passes <home>/head.url); gives --head's default",
+    )
     p.add_argument("--node-id", required=True)
     p.add_argument("--compute-environment", required=True)
     p.add_argument("--address", required=True, help="this node's address as the head sees it")
@@ -349,8 +403,16 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentOptions:
     )
     p.add_argument("--no-ssh", action="store_true", help="serve no SSH (no multi-node jobs)")
     ns = p.parse_args(argv)
+    head = ns.head
+    if head is None and ns.head_file is not None:
+        try:
+            head = ns.head_file.read_text().strip()
+        except OSError as exc:
+            p.error(f"--head-file: cannot read {ns.head_file}: {exc.strerror}")
+    if not head:
+        p.error("--head: required (or --head-file naming a file that holds the URL)")
     return AgentOptions(
-        head=ns.head.rstrip("/"),
+        head=head.rstrip("/"),
         node_id=ns.node_id,
         compute_environment=ns.compute_environment,
         address=ns.address,
@@ -360,6 +422,7 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentOptions:
         root=ns.root,
         token=ns.token or os.environ.get(TOKEN_ENV) or None,
         ssh_port=None if ns.no_ssh else ns.ssh_port,
+        head_file=ns.head_file,
     )
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,13 @@ from typing import Any
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 PRIVATE_UMASK = 0o077
+
+HEAD_URL_FILE = "head.url"
+"""``<home>/head.url``: the head's URL, rewritten at every start and left in place at exit, so
+local node agents (``--head-file``) find a head restarted on another port."""
+STOP_NODES_SIGNAL = signal.SIGUSR1
+"""Stops the head node *and* its nodes (``mnp down --stop-nodes``); SIGTERM/SIGINT detach:
+the head exits, the nodes' agents and their jobs keep running for the next head."""
 
 _job_umask: int | None = None
 """The umask the head process had before :func:`make_process_private` (process-wide, as
@@ -90,6 +98,10 @@ class HeadConfig:
     @property
     def pid_file(self) -> Path:
         return self.home / "head.pid"
+
+    @property
+    def head_url_file(self) -> Path:
+        return self.home / HEAD_URL_FILE
 
     @property
     def logs_dir(self) -> Path:

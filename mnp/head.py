@@ -1,8 +1,12 @@
 """The head node process: the one place that assembles store, scheduler, service and app.
 
-``run(config)`` blocks until SIGTERM/SIGINT. Start-up order: open the store, bind the socket
-(so the URL is known), load state, create the embedded default, publish ``head.json``, then
-serve and schedule. Shut-down stops local nodes it launched and removes ``head.json``.
+``run(config)`` blocks until SIGTERM/SIGINT (detach) or :data:`~mnp.config.STOP_NODES_SIGNAL`.
+Start-up order: bind the socket (so the URL is known), publish it in ``head.url`` (where
+local agents look for the head), open the store, load state and adopt the nodes an earlier
+head left running, create the embedded default, publish ``head.json``, then serve and
+schedule. Shut-down removes ``head.json`` and, by default, *detaches*: it saves the state and
+exits, the nodes' agents and their jobs keep running, and the next head on this home (on
+any port) adopts them. Only the stop-nodes signal (``mnp down --stop-nodes``) stops the nodes.
 Everything the head keeps is private to its user (see :mod:`mnp.config`): the process runs
 with umask 077 and the home is made (or fixed to be) 0700 with 0600 files before anything
 is opened in it.
@@ -18,7 +22,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -30,6 +34,7 @@ from mnp.api.agents import PollWaiters
 from mnp.api.app import build_app
 from mnp.api.native import Handler
 from mnp.config import (
+    STOP_NODES_SIGNAL,
     HeadConfig,
     HeadInfo,
     ensure_token,
@@ -104,13 +109,41 @@ class Head:
             try:
                 self.scheduler.tick()
             except Exception:
+                # the tick changed nothing (Scheduler.tick); wait before the next one so a
+                # store that stays unwritable (disk full) is not retried in a tight loop
                 log.exception("scheduler tick failed")
+                await asyncio.sleep(IDLE_TICK_SECONDS)
 
-    def shutdown(self) -> None:
-        nodes = [n for n in self.state.nodes.values()]
-        self.scheduler.stop_nodes(nodes, "stopped: the head node shut down")
+    def answer_waiting_polls(self) -> None:
+        """Let every agent's waiting long poll answer now (with whatever is queued)."""
+        for node_id in list(self.state.nodes):
+            self.waiters.wake(node_id)
+
+    def shutdown(self, stop_nodes: bool) -> None:
+        """Save the state and close the store. ``stop_nodes``: stop every node first (their
+        attempts fail as stopped); otherwise leave the nodes and their running attempts as
+        they are, for the next head on this home to adopt."""
+        if stop_nodes:
+            nodes = [n for n in self.state.nodes.values()]
+            self.scheduler.stop_nodes(nodes, "stopped: the head node shut down")
         self.state.flush()
         self.store.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, calling ``before_shutdown`` (which answers the agents' waiting long
+    polls) as it starts to shut down, so those polls do not hold the exit for the whole
+    graceful timeout (2 s → a few tenths of a second for ``mnp down``)."""
+
+    def __init__(self, config: uvicorn.Config, before_shutdown: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._before_shutdown = before_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn's shutdown runs without awaiting up to the point where it waits for the
+        # connections, so the polls woken here answer on connections already closing.
+        self._before_shutdown()
+        await super().shutdown(sockets)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -143,6 +176,8 @@ async def _serve(config: HeadConfig) -> None:
     sock = bind(config.host, config.port)
     host, port = sock.getsockname()[:2]
     url = f"http://{host}:{port}"
+    # before any agent is launched or adopted: a detached agent finds this head through it
+    write_private(config.head_url_file, url + "\n")
     head = Head(config, url)
     head.start()
     app = build_app(head, head.ops)
@@ -159,17 +194,26 @@ async def _serve(config: HeadConfig) -> None:
             task.cancel()
 
     app.router.lifespan_context = lifespan
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2)
+    server = _Server(
+        uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2),
+        head.answer_waiting_polls,
     )
     # uvicorn re-raises the signal that stopped it once it is done; by then we only want to
     # finish shutting down, so make those signals no-ops here.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    stop_nodes = False
+
+    def stop_with_nodes() -> None:
+        nonlocal stop_nodes
+        stop_nodes = True
+        server.should_exit = True
+
+    asyncio.get_running_loop().add_signal_handler(STOP_NODES_SIGNAL, stop_with_nodes)
     try:
         await server.serve(sockets=[sock])
     finally:
-        head.shutdown()
+        head.shutdown(stop_nodes)
         for path in (config.head_file, config.pid_file):
             try:
                 path.unlink()

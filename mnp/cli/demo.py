@@ -7,7 +7,7 @@ prints every job and array child with its node, attempts, exit code, duration an
 line of output. Then, when MPI is installed (``pip install -e '.[mpi]'``), it runs
 ``examples/mpi_allreduce.py`` as a multi-node parallel job under MPICH (up to 4 nodes × 2
 ranks, built as ``mnp run --mpi mpich`` builds it) and shows on which node each rank ran.
-The head node it started is always stopped, by PID.
+The head node it started is always stopped, by PID, with its nodes (nothing is left running).
 """
 
 from __future__ import annotations
@@ -113,8 +113,8 @@ def run_demo(nodes: int, home: Path | None, console: Console) -> int:
                 console.print(f"[green]the MPI job SUCCEEDED on {mpi.opts.nodes} nodes[/]")
     finally:
         if proc is not None:
-            console.print(f"stopping the head node (pid {proc.pid})")
-            stop_process(proc)
+            console.print(f"stopping the head node (pid {proc.pid}) and its nodes")
+            stop_process(proc, stop_nodes=True)  # a demo leaves no agent behind
         if temporary and ok:
             shutil.rmtree(home, ignore_errors=True)
         elif temporary:

@@ -2,7 +2,9 @@
 
 The head node itself is ``mnp.head.run(config)``; this module only spawns it as
 ``python -m mnp --home H up …`` in its own session, waits for it to answer, and stops it by
-PID. Every wait polls a condition against a deadline.
+PID: SIGTERM detaches (the head exits, its nodes keep running their jobs for the next head),
+:data:`~mnp.config.STOP_NODES_SIGNAL` stops the nodes too. Every wait polls a condition
+against a deadline.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import mnp
 from mnp.client.client import Client
 from mnp.client.transport import pid_alive
-from mnp.config import HeadConfig, HeadInfo, LocalNodesConfig
+from mnp.config import STOP_NODES_SIGNAL, HeadConfig, HeadInfo, LocalNodesConfig
 from mnp.errors import MnpError
 
 START_DEADLINE = 30.0
@@ -165,8 +167,10 @@ def head_pid(home: Path) -> int | None:
     return pid if pid is not None and pid_alive(pid) else None
 
 
-def stop_pid(pid: int, deadline: float = STOP_DEADLINE) -> bool:
-    """SIGTERM ``pid`` and wait for it to exit; False if it still runs after ``deadline``.
+def stop_pid(
+    pid: int, deadline: float = STOP_DEADLINE, sig: signal.Signals = signal.SIGTERM
+) -> bool:
+    """Send ``sig`` to ``pid`` and wait for it to exit; False if it still runs after ``deadline``.
 
     Refuses (``MnpError``) to signal a process whose command line does not mention mnp, so a
     stale pid file never stops an unrelated process that reused the pid.
@@ -175,7 +179,7 @@ def stop_pid(pid: int, deadline: float = STOP_DEADLINE) -> bool:
     if cmdline is not None and "mnp" not in cmdline:
         raise MnpError(f"pid {pid} is not an mnp head node ({cmdline[:80]!r}); not stopping it")
     try:
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, sig)
     except ProcessLookupError:
         return True
     end = time.monotonic() + deadline
@@ -186,11 +190,14 @@ def stop_pid(pid: int, deadline: float = STOP_DEADLINE) -> bool:
     return not pid_alive(pid)
 
 
-def stop_process(proc: subprocess.Popen[bytes], deadline: float = STOP_DEADLINE) -> None:
-    """Stop a head node this process spawned: SIGTERM, wait, then SIGKILL its process group
-    (its own session, so nothing else) if it is still there after ``deadline`` seconds."""
+def stop_process(
+    proc: subprocess.Popen[bytes], deadline: float = STOP_DEADLINE, *, stop_nodes: bool = False
+) -> None:
+    """Stop a head node this process spawned: SIGTERM (detach) or, with ``stop_nodes``, the
+    signal that stops its nodes too; wait, then SIGKILL its process group (its own session,
+    so nothing else) if it is still there after ``deadline`` seconds."""
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(STOP_NODES_SIGNAL if stop_nodes else signal.SIGTERM)
         try:
             proc.wait(timeout=deadline)
         except subprocess.TimeoutExpired:

@@ -11,6 +11,7 @@ Slurm-style verbs their own modules.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import NoReturn
 
@@ -26,7 +27,7 @@ from mnp.cli.sacct import sacct_command
 from mnp.cli.sbatch import sbatch_command
 from mnp.cli.squeue import scancel_command, squeue_command
 from mnp.cli.state import MnpGroup, State, json_option, pass_state, print_json
-from mnp.config import default_home
+from mnp.config import STOP_NODES_SIGNAL, default_home
 from mnp.errors import MnpError
 
 
@@ -97,7 +98,8 @@ def up(
 ) -> None:
     """Start a head node with local node agents.
 
-    Runs in the foreground until SIGTERM/SIGINT unless --background.
+    Runs in the foreground until SIGTERM/SIGINT unless --background; the local nodes (and
+    their jobs) outlive it, and the next `mnp up` on this home adopts them (see `mnp down`).
     """
     options = UpOptions(
         host,
@@ -128,19 +130,28 @@ def up(
 
 
 @cli.command()
+@click.option(
+    "--stop-nodes", is_flag=True, help="Also stop the local nodes (their running jobs fail)."
+)
 @pass_state
-def down(state: State) -> None:
-    """Stop the head node of this home.
+def down(state: State, stop_nodes: bool) -> None:
+    """Stop the head node of this home; its nodes and their jobs keep running.
 
-    Sends SIGTERM to the pid in <home>/head.pid and waits up to 30 s for it to exit.
+    Sends SIGTERM to the pid in <home>/head.pid and waits up to 30 s for it to exit. The next
+    `mnp up` on this home (any port) adopts the nodes: jobs that were running carry on. With
+    --stop-nodes the head stops every node first (SIGUSR1 instead of SIGTERM).
     """
     pid = head_pid(state.home)
     if pid is None:
         click.echo(f"no head node is running for {state.home}")
+        if stop_nodes:  # only a head knows its nodes: a detached one's are stopped through it
+            click.echo("nodes an earlier head left running: `mnp up`, then `mnp down --stop-nodes`")
         return
-    if not stop_pid(pid):
+    sig = STOP_NODES_SIGNAL if stop_nodes else signal.SIGTERM
+    if not stop_pid(pid, sig=sig):
         raise MnpError(f"head node (pid {pid}) did not exit within 30 s; `kill -9 {pid}` forces it")
-    click.echo(f"stopped the head node (pid {pid})")
+    rest = " and its nodes" if stop_nodes else "; its nodes keep running their jobs"
+    click.echo(f"stopped the head node (pid {pid}){rest}")
 
 
 @cli.command()

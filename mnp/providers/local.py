@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from mnp.config import PRIVATE_FILE_MODE, job_umask, private_dir
+from mnp.config import HEAD_URL_FILE, PRIVATE_FILE_MODE, job_umask, private_dir
 from mnp.errors import ProviderError
 from mnp.spec.containers import CONTAINER_LABEL_ROOT
 from mnp.spec.environments import Node
@@ -22,9 +22,11 @@ log = logging.getLogger(__name__)
 class LocalProvider:
     """Starts ``python -m launcher.agent`` per node, in its own session.
 
-    Agents are detached (own session) so they outlive a crashed head node and keep running
-    their jobs; a restarted head node adopts them through :meth:`is_alive` (pid + command
-    line), and they reconnect by themselves.
+    Agents are detached (own session) so they outlive the head node — crashed, or stopped
+    without ``--stop-nodes`` — and keep running their jobs; a restarted head node adopts them
+    through :meth:`is_alive` (pid + command line), and they reconnect by themselves: each is
+    given ``--head-file <home>/head.url``, which every head rewrites at start, and re-reads it
+    when the head stops answering, so the next head may listen on another port.
 
     Each node's root (``<home>/nodes/<node id>``: the agent's log, pid, SSH host key and the
     attempts' directories) is mode 0700 and its log 0600: it holds jobs' outputs and keys.
@@ -49,6 +51,8 @@ class LocalProvider:
             "launcher.agent",
             "--head",
             self.head_url,
+            "--head-file",
+            str(self.home / HEAD_URL_FILE),
             "--node-id",
             node.node_id,
             "--compute-environment",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mnp.client.client import Client
+from mnp.config import STOP_NODES_SIGNAL
 
 T = TypeVar("T")
 
@@ -139,7 +140,14 @@ class Cluster:
         self.proc.kill()
         self.proc.wait(10)
 
-    def restart(self) -> None:
+    def restart(self, port: int | None = None) -> None:
+        """Start the head again on the same home; on ``port`` (a new address) if given."""
+        if port is not None:
+            self.port = port
+            self.argv[self.argv.index("--port") + 1] = str(port)
+            self.url = f"http://127.0.0.1:{port}"
+            self.client.close()
+            self.client = Client(url=self.url, home=self.home, timeout=30)
         self.start(wait_nodes=False)
 
     def agent_pids(self) -> dict[str, int]:
@@ -152,10 +160,11 @@ class Cluster:
         return out
 
     def stop(self) -> None:
-        """SIGTERM the head (it stops its agents); then make sure nothing is left."""
+        """Stop the head and its agents (``mnp down --stop-nodes``'s signal: SIGTERM alone
+        would leave the agents running); then make sure nothing is left."""
         self.client.close()
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(STOP_NODES_SIGNAL)
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
