@@ -1,6 +1,5 @@
-# ~450 lines: the tick and what it applies (place, end, launch, lose) share one state.
 """The scheduling loop: the tick (snapshot → :func:`reconcile` → apply), attempts placed and
-ended, and the nodes the head launches, loses and stops.
+ended, and restarts (the nodes themselves: :mod:`mnp.scheduler.fleet`).
 
 What the nodes' agents send (register, poll, report) comes in through
 :mod:`mnp.nodes.sessions`, which calls in here. Everything runs on the head's event loop and
@@ -11,14 +10,12 @@ work, so what an agent or client is told next is already durable.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 from mnp.build.container import attempt_container
 from mnp.build.environment import job_environment
 from mnp.build.outputs import attempt_files, safe_file_name
 from mnp.errors import StorageError
-from mnp.providers import Provider, make_provider
 from mnp.scheduler.attempts import (
     AttemptEnd,
     AttemptRun,
@@ -27,6 +24,7 @@ from mnp.scheduler.attempts import (
     record_end,
 )
 from mnp.scheduler.control import Control
+from mnp.scheduler.fleet import Fleet
 from mnp.scheduler.gangs import Gangs
 from mnp.scheduler.reconcile import (
     Action,
@@ -44,9 +42,9 @@ from mnp.scheduler.reconcile import (
     Snapshot,
     reconcile,
 )
-from mnp.scheduler.state import HOLDS_A_SLOT, HeadState, NodeRuntime
+from mnp.scheduler.state import HOLDS_A_SLOT, HeadState
 from mnp.spec.environments import ComputeEnvironmentType, Node, NodeStatus, State
-from mnp.spec.jobs import HOST_LOST_PREFIX, HOST_STOPPED_PREFIX, Attempt, Job
+from mnp.spec.jobs import Attempt, Job
 from mnp.spec.protocol import Assignment, Kill, Ready, attempt_id
 from mnp.spec.resources import Resources
 from mnp.spec.states import JobStatus
@@ -61,18 +59,12 @@ class Scheduler:
     def __init__(self, state: HeadState, head_url: str) -> None:
         self.s = state
         self.head_url = head_url
-        self._providers: dict[str, Provider] = {}
         self.gangs = Gangs(state, self)
         state.store.on_failure = self.reload  # a failed write: memory goes back to the store
         self.control = Control()
         """Kills and Readies until their nodes show they took effect."""
-
-    def provider(self, name: str) -> Provider:
-        if name not in self._providers:
-            self._providers[name] = make_provider(
-                name, self.head_url, self.s.config.home, self.s.config.token
-            )
-        return self._providers[name]
+        self.fleet = Fleet(state, self, head_url)
+        """The nodes the head launches, loses and stops."""
 
     # --- the scheduling tick ------------------------------------------------------------------
     def tick(self) -> None:
@@ -239,7 +231,7 @@ class Scheduler:
                 self.lose_node(a.node_id, a.reason)
             elif isinstance(a, LaunchNodes):
                 for _ in range(a.count):
-                    self._launch(a.compute_environment)
+                    self.fleet.launch(a.compute_environment)
         return touched
 
     # --- arrays -------------------------------------------------------------------------------
@@ -339,80 +331,14 @@ class Scheduler:
         self.control.ready(node_id, ready)
         self.s.on_node_work(node_id)
 
-    # --- nodes ------------------------------------------------------------------------------
-    def _launch(self, ce_name: str) -> None:
-        s = self.s
-        ce = s.ces[ce_name]
-        used_slots = {
-            n.slot
-            for n in s.nodes.values()
-            if n.compute_environment == ce_name
-            and n.status in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING)
-        }
-        slot = next(i for i in range(len(used_slots) + 1) if i not in used_slots)
-        node = Node(
-            node_id=f"{ce.name}-{ce.next_node_number}",
-            compute_environment=ce.name,
-            address=_address(ce.first_address, slot),
-            capacity=replace(ce.node_resources),  # a copy: the environment's may change
-            status=NodeStatus.LAUNCHING,
-            slot=slot,
-            launched_at=s.clock(),
-            last_heartbeat_ms=s.clock(),
-        )
-        ce.next_node_number += 1
-        s.store.save_ce(ce)
-        s.add_node(node)
-        s.mark_node(node)
-        s.flush()  # the node exists in the store before its agent can register
-        try:
-            node.pid = self.provider(ce.provider).launch(node)
-        except Exception as e:  # a provider failure loses the node, not the head
-            log.error("launching %s failed: %s", node.node_id, e)
-            node.status = NodeStatus.LOST
-        s.mark_node(node)
-
+    # --- nodes (the fleet's; these are what the service and the head call) -------------------
     def lose_node(self, node_id: str, why: str) -> None:
         """Declare a node lost: fail its attempts (the retry strategy decides) and stop it."""
-        s = self.s
-        node = s.nodes.get(node_id)
-        if node is None or node.status in (NodeStatus.LOST, NodeStatus.STOPPED):
-            return
-        self._retire(
-            node, NodeStatus.LOST, f"{HOST_LOST_PREFIX} node {node.node_id} ({node.address}) {why}"
-        )
-        try:
-            ce = s.ces.get(node.compute_environment)
-            if ce is not None and ce.type == ComputeEnvironmentType.MANAGED:
-                self.provider(ce.provider).stop([node], grace_seconds=0)
-        except Exception as e:
-            log.warning("stopping lost node %s: %s", node_id, e)
-
-    def _retire(self, node: Node, status: NodeStatus, reason: str) -> None:
-        s = self.s
-        node.status = status
-        s.mark_node(node)
-        rt = s.node_rt.setdefault(node.node_id, NodeRuntime())
-        for job in list(rt.running.values()):
-            self.end_attempt(job, AttemptEnd(None, None, reason))
-        rt.outbox.clear()
-        rt.unacked.clear()
-        self.control.forget_node(node.node_id)
-        log.warning("%s", reason)
+        self.fleet.lose(node_id, why)
 
     def stop_nodes(self, nodes: list[Node], reason: str) -> None:
-        by_provider: dict[str, list[Node]] = {}
-        for node in nodes:
-            if node.status in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING):
-                self._retire(
-                    node, NodeStatus.STOPPED, f"{HOST_STOPPED_PREFIX} node {node.node_id} {reason}"
-                )
-                ce = self.s.ces.get(node.compute_environment)
-                if ce is not None and ce.type == ComputeEnvironmentType.MANAGED:
-                    by_provider.setdefault(ce.provider, []).append(node)
-        self.s.flush()
-        for name, group in by_provider.items():
-            self.provider(name).stop(group, grace_seconds=5.0)
+        """Stop these nodes: their attempts end with ``Host stopped: …`` first."""
+        self.fleet.stop(nodes, reason)
 
     def restore(self) -> None:
         """Rebuild the head's state from the store (start and restart,
@@ -420,7 +346,7 @@ class Scheduler:
         jobs = self.s.restore(self.assignment)
         for job in jobs:
             self.gangs.restored(job)
-        self.adopt_nodes()
+        self.fleet.adopt()
         for job in jobs:
             self._resend_after_restart(job)
         self.s.flush()
@@ -446,31 +372,8 @@ class Scheduler:
         for job in jobs:
             self._resend_after_restart(job)
 
-    def adopt_nodes(self) -> None:
-        """After a restart: give live nodes a fresh heartbeat allowance; the rest are lost."""
-        s = self.s
-        now = s.clock()
-        for node in s.nodes.values():
-            if node.status not in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING):
-                continue
-            node.last_heartbeat_ms = now
-            ce = s.ces.get(node.compute_environment)
-            if ce is not None and ce.type == ComputeEnvironmentType.MANAGED:
-                try:
-                    alive = self.provider(ce.provider).is_alive(node)
-                except Exception:
-                    alive = True
-                if not alive:
-                    self.lose_node(node.node_id, "was gone when the head node restarted")
-
     # --- where attempts' output lives ------------------------------------------------------
     def log_path(self, job_id: str, attempt: int, stream: str) -> Path:
         """The file holding one stream (``stdout``/``stderr``) of an attempt's output: written by
         :mod:`mnp.nodes.sessions` as the node sends it, read by the log endpoints."""
         return self.s.config.logs_dir / safe_file_name(job_id) / str(attempt) / f"{stream}.log"
-
-
-def _address(first: str, slot: int) -> str:
-    a, b, c, d = (int(x) for x in first.split("."))
-    n = (b << 16) + (c << 8) + d + slot
-    return f"{a}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"

@@ -1,0 +1,146 @@
+"""The nodes the head launches, loses and stops, through their compute environments'
+providers (one provider object per name, made when first needed).
+
+A node's end ends its attempts first (``Host lost: …`` / ``Host stopped: …``), through the
+scheduler's one attempt-end path, so the retry strategy decides what runs again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Protocol
+
+from mnp.providers import Provider, make_provider
+from mnp.scheduler.attempts import AttemptEnd
+from mnp.scheduler.control import Control
+from mnp.scheduler.state import HeadState, NodeRuntime
+from mnp.spec.environments import ComputeEnvironmentType, Node, NodeStatus
+from mnp.spec.jobs import HOST_LOST_PREFIX, HOST_STOPPED_PREFIX, Job
+
+log = logging.getLogger(__name__)
+
+
+class AttemptEnds(Protocol):
+    """What the fleet needs of the scheduler: the one way an attempt ends, and its controls."""
+
+    control: Control
+
+    def end_attempt(self, job: Job, end: AttemptEnd) -> None: ...
+
+
+class Fleet:
+    """Launch, adopt, lose and stop nodes. Single-threaded, on the head's event loop; provider
+    calls may block (the local provider waits up to ``grace_seconds`` when stopping)."""
+
+    def __init__(self, state: HeadState, ends: AttemptEnds, head_url: str) -> None:
+        self.s = state
+        self._ends = ends
+        self.head_url = head_url
+        self._providers: dict[str, Provider] = {}
+
+    def provider(self, name: str) -> Provider:
+        if name not in self._providers:
+            self._providers[name] = make_provider(
+                name, self.head_url, self.s.config.home, self.s.config.token
+            )
+        return self._providers[name]
+
+    def launch(self, ce_name: str) -> None:
+        """One more node in ``ce_name``, saved before its agent is started (so the agent's
+        registration finds it); a provider failure marks it LOST instead of raising."""
+        s = self.s
+        ce = s.ces[ce_name]
+        used_slots = {
+            n.slot
+            for n in s.nodes.values()
+            if n.compute_environment == ce_name
+            and n.status in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING)
+        }
+        slot = next(i for i in range(len(used_slots) + 1) if i not in used_slots)
+        node = Node(
+            node_id=f"{ce.name}-{ce.next_node_number}",
+            compute_environment=ce.name,
+            address=_address(ce.first_address, slot),
+            capacity=replace(ce.node_resources),  # a copy: the environment's may change
+            status=NodeStatus.LAUNCHING,
+            slot=slot,
+            launched_at=s.clock(),
+            last_heartbeat_ms=s.clock(),
+        )
+        ce.next_node_number += 1
+        s.store.save_ce(ce)
+        s.add_node(node)
+        s.mark_node(node)
+        s.flush()  # the node exists in the store before its agent can register
+        try:
+            node.pid = self.provider(ce.provider).launch(node)
+        except Exception as e:  # a provider failure loses the node, not the head
+            log.error("launching %s failed: %s", node.node_id, e)
+            node.status = NodeStatus.LOST
+        s.mark_node(node)
+
+    def lose(self, node_id: str, why: str) -> None:
+        """Declare a node lost: fail its attempts (the retry strategy decides) and stop it."""
+        s = self.s
+        node = s.nodes.get(node_id)
+        if node is None or node.status in (NodeStatus.LOST, NodeStatus.STOPPED):
+            return
+        self._retire(
+            node, NodeStatus.LOST, f"{HOST_LOST_PREFIX} node {node.node_id} ({node.address}) {why}"
+        )
+        try:
+            ce = s.ces.get(node.compute_environment)
+            if ce is not None and ce.type == ComputeEnvironmentType.MANAGED:
+                self.provider(ce.provider).stop([node], grace_seconds=0)
+        except Exception as e:
+            log.warning("stopping lost node %s: %s", node_id, e)
+
+    def _retire(self, node: Node, status: NodeStatus, reason: str) -> None:
+        s = self.s
+        node.status = status
+        s.mark_node(node)
+        rt = s.node_rt.setdefault(node.node_id, NodeRuntime())
+        for job in list(rt.running.values()):
+            self._ends.end_attempt(job, AttemptEnd(None, None, reason))
+        rt.outbox.clear()
+        rt.unacked.clear()
+        self._ends.control.forget_node(node.node_id)
+        log.warning("%s", reason)
+
+    def stop(self, nodes: list[Node], reason: str) -> None:
+        by_provider: dict[str, list[Node]] = {}
+        for node in nodes:
+            if node.status in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING):
+                self._retire(
+                    node, NodeStatus.STOPPED, f"{HOST_STOPPED_PREFIX} node {node.node_id} {reason}"
+                )
+                ce = self.s.ces.get(node.compute_environment)
+                if ce is not None and ce.type == ComputeEnvironmentType.MANAGED:
+                    by_provider.setdefault(ce.provider, []).append(node)
+        self.s.flush()
+        for name, group in by_provider.items():
+            self.provider(name).stop(group, grace_seconds=5.0)
+
+    def adopt(self) -> None:
+        """After a restart: give live nodes a fresh heartbeat allowance; the rest are lost."""
+        s = self.s
+        now = s.clock()
+        for node in s.nodes.values():
+            if node.status not in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING):
+                continue
+            node.last_heartbeat_ms = now
+            ce = s.ces.get(node.compute_environment)
+            if ce is not None and ce.type == ComputeEnvironmentType.MANAGED:
+                try:
+                    alive = self.provider(ce.provider).is_alive(node)
+                except Exception:
+                    alive = True
+                if not alive:
+                    self.lose(node.node_id, "was gone when the head node restarted")
+
+
+def _address(first: str, slot: int) -> str:
+    a, b, c, d = (int(x) for x in first.split("."))
+    n = (b << 16) + (c << 8) + d + slot
+    return f"{a}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
