@@ -55,6 +55,27 @@ class PollWaiters:
         return ev
 
 
+async def _answer(request: Request, fn: Callable[[Message], Awaitable[Message]]) -> Response:
+    """``fn``'s answer to the request's JSON body, or the agent protocol's error for it."""
+    try:
+        body = read_json(await request.body(), max_bytes=MAX_BODY_BYTES, free_text=FREE_TEXT)
+        return JSONResponse(await fn(body))
+    except InvalidInput as e:
+        return error_response(e)
+    except NotFound as e:
+        return JSONResponse({"__type": "UnknownNode", "message": str(e)}, status_code=404)
+    except NodeGone as e:
+        return JSONResponse(
+            {"__type": "NodeLost", "message": f"node {e} was declared lost"}, status_code=410
+        )
+    except Exception as e:
+        log.exception("agent call %s failed", request.url.path)
+        return JSONResponse(
+            {"__type": "ServerException", "message": f"{type(e).__name__}: {e}"},
+            status_code=500,
+        )
+
+
 def routes(
     gate: TokenGate,
     sessions: NodeSessions,
@@ -69,26 +90,7 @@ def routes(
         async def endpoint(request: Request) -> Response:
             if not gate.allows(request):
                 return gate.denied()
-            try:
-                body = read_json(
-                    await request.body(), max_bytes=MAX_BODY_BYTES, free_text=FREE_TEXT
-                )
-                return JSONResponse(await fn(body))
-            except InvalidInput as e:
-                return error_response(e)
-            except NotFound as e:
-                return JSONResponse({"__type": "UnknownNode", "message": str(e)}, status_code=404)
-            except NodeGone as e:
-                return JSONResponse(
-                    {"__type": "NodeLost", "message": f"node {e} was declared lost"},
-                    status_code=410,
-                )
-            except Exception as e:
-                log.exception("agent call %s failed", request.url.path)
-                return JSONResponse(
-                    {"__type": "ServerException", "message": f"{type(e).__name__}: {e}"},
-                    status_code=500,
-                )
+            return await _answer(request, fn)
 
         return endpoint
 

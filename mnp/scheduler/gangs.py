@@ -1,3 +1,4 @@
+# ~410 lines: one gang's life (start, ready, hang watch, teardown, outcome) reads as one story.
 """Multi-node parallel jobs at run time: a gang of whole nodes, main node first.
 
 Lifecycle of one attempt of an MNP job ``P`` with node jobs ``P#0 … P#n-1``:

@@ -1,3 +1,4 @@
+# ~410 lines: every rule a schema cannot say, one per field family, in one reviewable place.
 """Validation of requests at the edge (pydantic), reporting every problem at once.
 
 :func:`parse` takes the JSON body as received and returns a validated model of

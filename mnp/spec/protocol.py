@@ -1,3 +1,4 @@
+# ~400 lines: each head↔node message with its own wire parsing, next to the others.
 """Messages between the head node and node agents (plain data; no HTTP here).
 
 The agent dials the head over HTTP with JSON bodies:

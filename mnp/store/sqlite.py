@@ -44,6 +44,7 @@ from mnp.spec.environments import ComputeEnvironment, JobQueue, Node, Scheduling
 from mnp.spec.jobs import Attempt, GangAttemptState, Job
 from mnp.spec.states import HistoryEntry, JobStatus
 from mnp.store import streams, tokens
+from mnp.store.keys import scrub_ended_keys
 from mnp.store.queries import JobQuery, job_query_sql
 from mnp.store.streams import TERMINAL, StreamRef
 
@@ -75,7 +76,6 @@ FILE_MODE = 0o600
 JOURNAL_SUFFIXES = ("", "-wal", "-shm", "-journal")
 KEYS_SCRUBBED = "gang_keys_scrubbed"
 """Meta key: set once the ended attempts' keys an older head left were removed."""
-LIVE = (JobStatus.STARTING.value, JobStatus.RUNNING.value)
 
 
 class Store:
@@ -129,28 +129,10 @@ class Store:
         WAL."""
         if self.get_meta(KEYS_SCRUBBED) is not None:
             return
-        live_parents = {
-            p
-            for (p,) in self.db.execute(
-                "SELECT DISTINCT parent_id FROM jobs WHERE parent_id IS NOT NULL"
-                " AND status IN (?, ?)",
-                LIVE,
-            )
-        }
-        rows = self.db.execute(
-            "SELECT job_id, status, doc FROM jobs WHERE instr(doc, '\"gang_state\"') > 0"
-        ).fetchall()
         with self.transaction():
-            for job_id, status, text in rows:
-                doc = json.loads(text)
-                gang_state = doc.get("gang_state") or {}
-                if "key" in gang_state and status not in LIVE and job_id not in live_parents:
-                    del gang_state["key"]
-                    self.db.execute(
-                        "UPDATE jobs SET doc = ? WHERE job_id = ?", (_dump(doc), job_id)
-                    )
+            had_keys = scrub_ended_keys(self.db)
             self.set_meta(KEYS_SCRUBBED, "1")
-        if rows:
+        if had_keys:
             self.db.execute("VACUUM")
         self._wipe_wal()
 

@@ -1,0 +1,81 @@
+"""The agent's command line: ``python -m launcher.agent --head URL --node-id … --root DIR``
+(or ``--head-file PATH``) → :class:`AgentOptions`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+TOKEN_ENV = "MNP_AGENT_TOKEN"
+"""Where the agent may find the head's token instead of ``--token`` (jobs never see it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentOptions:
+    head: str
+    """Base URL of the head node, e.g. ``http://127.0.0.1:8750``."""
+    node_id: str
+    compute_environment: str
+    address: str
+    vcpus: int
+    memory_mib: int
+    gpus: int
+    root: Path
+    """Where workdirs (``jobs/…``) and ``agent.pid`` live."""
+    token: str | None = None
+    ssh_port: int | None = 0
+    """Port of the node's SSH server for multi-node jobs (0: any free port; None: no SSH)."""
+    head_file: Path | None = None
+    """A file holding the head's current URL (one line), re-read whenever a call fails."""
+
+
+def parse_args(argv: Sequence[str] | None = None) -> AgentOptions:
+    """Command line → options; the token may also come from ``$MNP_AGENT_TOKEN``."""
+    p = argparse.ArgumentParser(prog="python -m launcher.agent", description="mnp node agent")
+    p.add_argument("--head", help="head node base URL, e.g. http://127.0.0.1:8750")
+    p.add_argument(
+        "--head-file",
+        type=Path,
+        help="file holding the head's URL, re-read when the head stops answering "
+        "(the local provider passes <home>/head.url); gives --head's default",
+    )
+    p.add_argument("--node-id", required=True)
+    p.add_argument("--compute-environment", required=True)
+    p.add_argument("--address", required=True, help="this node's address as the head sees it")
+    p.add_argument("--vcpus", type=int, required=True)
+    p.add_argument("--memory-mib", type=int, required=True)
+    p.add_argument("--gpus", type=int, default=0)
+    p.add_argument("--root", type=Path, required=True, help="directory for workdirs and agent.pid")
+    p.add_argument("--token", default=None, help=f"head token (default: ${TOKEN_ENV})")
+    p.add_argument(
+        "--ssh-port",
+        type=int,
+        default=0,
+        help="port of the node's SSH server for multi-node jobs (0: any free port)",
+    )
+    p.add_argument("--no-ssh", action="store_true", help="serve no SSH (no multi-node jobs)")
+    ns = p.parse_args(argv)
+    head = ns.head
+    if head is None and ns.head_file is not None:
+        try:
+            head = ns.head_file.read_text().strip()
+        except OSError as exc:
+            p.error(f"--head-file: cannot read {ns.head_file}: {exc.strerror}")
+    if not head:
+        p.error("--head: required (or --head-file naming a file that holds the URL)")
+    return AgentOptions(
+        head=head.rstrip("/"),
+        node_id=ns.node_id,
+        compute_environment=ns.compute_environment,
+        address=ns.address,
+        vcpus=ns.vcpus,
+        memory_mib=ns.memory_mib,
+        gpus=ns.gpus,
+        root=ns.root,
+        token=ns.token or os.environ.get(TOKEN_ENV) or None,
+        ssh_port=None if ns.no_ssh else ns.ssh_port,
+        head_file=ns.head_file,
+    )
