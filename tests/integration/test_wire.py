@@ -193,7 +193,8 @@ FAKE_SSH = r"""#!/bin/sh
 # Fake ssh for tests: log the argv, refuse hosts marked down, else run the remote command
 # here, in a scrubbed environment with the node's own variables (like a node's SSH server).
 root=__ROOT__
-{ printf '%s' "ssh"; for a in "$@"; do printf ' [%s]' "$a"; done; echo; } >> "$root/ssh.log"
+line="ssh"; for a in "$@"; do line="$line [$a]"; done
+printf '%s\n' "$line" >> "$root/ssh.log"  # one write: probes of several nodes run at once
 while [ $# -gt 0 ]; do
   case "$1" in
     -[FoplLiJRDWEbcemSw]) shift 2 ;;
