@@ -23,6 +23,7 @@ import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -44,6 +45,8 @@ from mnp.config import (
     write_private,
 )
 from mnp.nodes.sessions import NodeSessions
+from mnp.scheduler.fleet import in_thread, inline
+from mnp.scheduler.lag import LagGuard
 from mnp.scheduler.loop import Scheduler
 from mnp.scheduler.state import HeadState
 from mnp.service.core import Service
@@ -67,6 +70,10 @@ class Head:
         self.store = Store(config.db_path)
         self.state = HeadState(config, self.store)
         self.scheduler = Scheduler(self.state, url)
+        self.lag = LagGuard(self.state.clock)
+        self.scheduler.lag = self.lag
+        self.provider_threads = ThreadPoolExecutor(2, thread_name_prefix="mnp-provider")
+        """Where the providers' blocking stops run once serving (:meth:`offload_providers`)."""
         self.sessions = NodeSessions(self.scheduler)
         self.service = Service(self.state, self.scheduler)
         self.wake = asyncio.Event()
@@ -95,7 +102,18 @@ class Head:
             "queues": len(self.state.queues),
             "computeEnvironments": len(self.state.ces),
             "nodes": sum(1 for n in self.state.nodes.values() if n.status.value == "ACTIVE"),
+            "loopLag": self.lag.status(),
         }
+
+    async def lag_loop(self) -> None:
+        """Observe the event loop every period: a late wake-up is a stall
+        (:mod:`mnp.scheduler.lag`)."""
+        period = self.lag.period_ms / 1000
+        while True:
+            await asyncio.sleep(period)
+            lag = self.lag.observe()
+            if lag > 1000:
+                log.warning("the head's event loop was stalled for %.1f s", lag / 1000)
 
     async def scheduler_loop(self) -> None:
         while True:
@@ -114,6 +132,11 @@ class Head:
                 log.exception("scheduler tick failed")
                 await asyncio.sleep(IDLE_TICK_SECONDS)
 
+    def offload_providers(self) -> None:
+        """From now on (call on the running loop) providers' stops run in
+        :attr:`provider_threads`, so the loop keeps answering polls while they wait."""
+        self.scheduler.fleet.offload = in_thread(self.provider_threads)
+
     def answer_waiting_polls(self) -> None:
         """Let every agent's waiting long poll answer now (with whatever is queued)."""
         for node_id in list(self.state.nodes):
@@ -122,7 +145,10 @@ class Head:
     def shutdown(self, stop_nodes: bool) -> None:
         """Save the state and close the store. ``stop_nodes``: stop every node first (their
         attempts fail as stopped); otherwise leave the nodes and their running attempts as
-        they are, for the next head on this home to adopt."""
+        they are, for the next head on this home to adopt. Stops already handed to a thread
+        finish first; the last ones run here: no agent outlives a stopping head."""
+        self.scheduler.fleet.offload = inline
+        self.provider_threads.shutdown(wait=True)
         if stop_nodes:
             nodes = [n for n in self.state.nodes.values()]
             self.scheduler.stop_nodes(nodes, "stopped: the head node shut down")
@@ -180,18 +206,21 @@ async def _serve(config: HeadConfig) -> None:
     write_private(config.head_url_file, url + "\n")
     head = Head(config, url)
     head.start()
+    head.offload_providers()
     app = build_app(head, head.ops)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(head.scheduler_loop())
+        head.lag.observe()  # start-up (store, adoption) is not a stall of the serving loop
+        tasks = [asyncio.create_task(head.scheduler_loop()), asyncio.create_task(head.lag_loop())]
         HeadInfo(url=url, pid=os.getpid(), token=config.token).write(config.head_file)
         write_private(config.pid_file, str(os.getpid()))
         log.info("mnp head node at %s (home %s)", url, config.home)
         try:
             yield
         finally:
-            task.cancel()
+            for task in tasks:
+                task.cancel()
 
     app.router.lifespan_context = lifespan
     server = _Server(

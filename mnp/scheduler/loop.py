@@ -26,6 +26,7 @@ from mnp.scheduler.attempts import (
 from mnp.scheduler.control import Control
 from mnp.scheduler.fleet import Fleet
 from mnp.scheduler.gangs import Gangs
+from mnp.scheduler.lag import LagGuard
 from mnp.scheduler.reconcile import (
     Action,
     Advance,
@@ -65,6 +66,10 @@ class Scheduler:
         """Kills and Readies until their nodes show they took effect."""
         self.fleet = Fleet(state, self, head_url)
         """The nodes the head launches, loses and stops."""
+        self.lag: LagGuard | None = None
+        """The head's loop-lag guard (set by the head; unit tests drive the clock by hand, and
+        every jump of a fake clock would look like a stall): observed before each decision,
+        it keeps stalled time from counting as node silence."""
 
     # --- the scheduling tick ------------------------------------------------------------------
     def tick(self) -> None:
@@ -82,6 +87,8 @@ class Scheduler:
             raise
 
     def _tick(self) -> None:
+        if self.lag is not None:  # a stall just ended is credited before anyone is lost
+            self.lag.observe()
         self.gangs.check_hangs()
         snap = self.snapshot()
         actions = reconcile(snap)
@@ -137,6 +144,7 @@ class Scheduler:
 
     def _node_views(self) -> list[NodeView]:
         s = self.s
+        seen = self.lag.credited if self.lag is not None else _as_is
         return [
             NodeView(
                 node_id=n.node_id,
@@ -144,7 +152,7 @@ class Scheduler:
                 status=n.status,
                 capacity=n.capacity,
                 free=n.capacity.minus(s.node_rt[n.node_id].used),
-                last_seen_ms=n.last_heartbeat_ms,
+                last_seen_ms=seen(n.last_heartbeat_ms),
                 placement_group=self._placement_group(n.compute_environment),
                 ssh=n.ssh_port is not None and bool(n.ssh_host_key),
             )
@@ -377,3 +385,7 @@ class Scheduler:
         """The file holding one stream (``stdout``/``stderr``) of an attempt's output: written by
         :mod:`mnp.nodes.sessions` as the node sends it, read by the log endpoints."""
         return self.s.config.logs_dir / safe_file_name(job_id) / str(attempt) / f"{stream}.log"
+
+
+def _as_is(last_seen_ms: int) -> int:
+    return last_seen_ms
