@@ -1,3 +1,4 @@
+# ~410 lines: the agent's three loops (poll, reports, logs) and the head calls they share.
 """The node agent: registers with the head node, long-polls for work, runs it, reports events.
 
 Protocol: :mod:`mnp.spec.protocol`. One asyncio loop runs three tasks over one reused
@@ -28,11 +29,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from launcher.agent_options import TOKEN_ENV, AgentOptions, parse_args
+from launcher.agent_options import TOKEN_ENV, AgentOptions, load_secret, parse_args, save_secret
 from launcher.attempt import NODE_ROOT_ENV, now_ms
 from launcher.attempts import Attempts
 from launcher.http import HttpError, JsonHttp, Reply
 from mnp.spec.protocol import (
+    JOIN_TOKEN_ENV,
+    JOIN_TOKEN_HEADER,
+    NODE_SECRET_HEADER,
+    NODE_SECRET_KEY,
     POLL_PATH,
     REGISTER_PATH,
     REPORT_PATH,
@@ -89,6 +94,8 @@ class Agent:
         self._head_url = options.head
         """The URL ``_client`` talks to (``_follow_head_file`` changes both)."""
         self._ssh: NodeSshServer | None = None
+        self._secret: str | None = None
+        """The node's own secret (:func:`load_secret` at start, or issued on joining)."""
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to stop the jobs, flush the reports and return 0."""
@@ -106,6 +113,7 @@ class Agent:
         root = self.options.root
         root.mkdir(parents=True, exist_ok=True)
         (root / "agent.pid").write_text(f"{os.getpid()}\n")
+        self._secret = load_secret(root)
         client = JsonHttp(self.options.head, self._headers())
         await self._attempts.remove_orphan_containers()
         await self._start_ssh()
@@ -208,7 +216,27 @@ class Agent:
         await old.aclose()
 
     def _headers(self) -> dict[str, str]:
-        return {TOKEN_HEADER: self.options.token} if self.options.token else {}
+        """The head's token (if any) and the node's credential: its secret once it has one,
+        else its join token."""
+        headers = {TOKEN_HEADER: self.options.token} if self.options.token else {}
+        if self._secret:
+            headers[NODE_SECRET_HEADER] = self._secret
+        elif self.options.join_token:
+            headers[JOIN_TOKEN_HEADER] = self.options.join_token
+        return headers
+
+    async def _use_secret(self, secret: str) -> None:
+        """Keep the secret the head issued (saved first: an agent restarted after this point
+        must still have it) and send it on every later call. A failed save is logged: this
+        run works on, but an agent restarted later could not speak for the node."""
+        try:
+            save_secret(self.options.root, secret)
+        except OSError as exc:
+            log.error("could not save the node's secret in %s: %s", self.options.root, exc)
+        self._secret = secret
+        if self._client is not None:
+            old, self._client = self._client, JsonHttp(self._head_url, self._headers())
+            await old.aclose()
 
     async def _register(self) -> None:
         """Register (with the attempts running now) until the head answers 200."""
@@ -230,7 +258,10 @@ class Agent:
             try:
                 r = await self._post(REGISTER_PATH, body)
                 if r.status_code == 200:
-                    self._heartbeat = float(r.json().get("heartbeatSeconds", self._heartbeat))
+                    answer = r.json()
+                    self._heartbeat = float(answer.get("heartbeatSeconds", self._heartbeat))
+                    if answer.get(NODE_SECRET_KEY):
+                        await self._use_secret(str(answer[NODE_SECRET_KEY]))
                     log.info("registered node %s with %s", o.node_id, o.head)
                     return
                 log.warning("register: HTTP %s %s", r.status_code, r.text[:200])
@@ -371,7 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format=f"%(asctime)s agent[{options.node_id}] %(levelname)s %(message)s",
     )
     logging.getLogger("asyncssh").setLevel(logging.WARNING)  # several lines per connection
-    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}  # jobs never see the token
+    secret_env = (TOKEN_ENV, JOIN_TOKEN_ENV)  # jobs never see the agent's credentials
+    env = {k: v for k, v in os.environ.items() if k not in secret_env}
     return asyncio.run(_serve(Agent(options, env=env)))
 
 

@@ -9,8 +9,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mnp.spec.protocol import JOIN_TOKEN_ENV
+
 TOKEN_ENV = "MNP_AGENT_TOKEN"
 """Where the agent may find the head's token instead of ``--token`` (jobs never see it)."""
+SECRET_FILE = "node.secret"
+"""In the agent's root (mode 0600): the node's secret, so an agent restarted under the same
+node id (and root) authenticates as that node again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +35,33 @@ class AgentOptions:
     """Port of the node's SSH server for multi-node jobs (0: any free port; None: no SSH)."""
     head_file: Path | None = None
     """A file holding the head's current URL (one line), re-read whenever a call fails."""
+    join_token: str | None = None
+    """The one-time join token the head minted for this node (``$MNP_JOIN_TOKEN``), sent on
+    registering until the node has its own secret."""
+
+
+def load_secret(root: Path) -> str | None:
+    """The node secret saved in ``root`` by an earlier run (None if there is none)."""
+    try:
+        return (root / SECRET_FILE).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def save_secret(root: Path, secret: str) -> None:
+    """Save the node's secret in ``root``, mode 0600, atomically (a crash leaves the old file
+    or the new one, never half of one)."""
+    tmp = root / f".{SECRET_FILE}.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(fd, 0o600)
+        f.write(secret + "\n")
+    os.replace(tmp, root / SECRET_FILE)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> AgentOptions:
-    """Command line → options; the token may also come from ``$MNP_AGENT_TOKEN``."""
+    """Command line → options; the token may also come from ``$MNP_AGENT_TOKEN``, the join
+    token comes from ``$MNP_JOIN_TOKEN`` only (never the command line)."""
     p = argparse.ArgumentParser(prog="python -m launcher.agent", description="mnp node agent")
     p.add_argument("--head", help="head node base URL, e.g. http://127.0.0.1:8750")
     p.add_argument(
@@ -78,4 +106,5 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentOptions:
         token=ns.token or os.environ.get(TOKEN_ENV) or None,
         ssh_port=None if ns.no_ssh else ns.ssh_port,
         head_file=ns.head_file,
+        join_token=os.environ.get(JOIN_TOKEN_ENV, "").strip() or None,
     )

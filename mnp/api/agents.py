@@ -1,11 +1,14 @@
-"""The node agents' endpoints: register, (long) poll, report — behind the shared token.
+"""The node agents' endpoints: register, (long) poll, report — behind the shared token, and
+each call admitted per node by its own credential (:mod:`mnp.nodes.sessions`; headers of
+:mod:`mnp.spec.protocol`).
 
 Errors an agent acts on: 404 ``UnknownNode`` (the head does not know it: register again),
 410 ``NodeLost`` (the node was declared lost or stopped: the agent must stop), 400
 ``ClientException`` naming the field for a malformed message (every field is checked as a
 client request's is: :mod:`mnp.api.jsonbody`, then the ``from_wire`` of
-:mod:`mnp.spec.protocol`), 500 ``ServerException`` for the head's own failure. Not
-thread-safe: the head node's event loop.
+:mod:`mnp.spec.protocol`), 403 ``AccessDeniedException`` for a call its node's credential does
+not allow, 409 ``ClientException`` naming the field a re-registration would change, 500
+``ServerException`` for the head's own failure. Not thread-safe: the head node's event loop.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from starlette.routing import Route
 
 from mnp.api.jsonbody import read_json
 from mnp.api.native import TokenGate, error_response
-from mnp.errors import InvalidInput, NotFound
-from mnp.nodes.sessions import NodeGone, NodeSessions
+from mnp.errors import Conflict, InvalidInput, NotFound
+from mnp.nodes.sessions import Credentials, Forbidden, NodeGone, NodeSessions
 from mnp.spec import protocol
 
 LONG_POLL_MAX_SECONDS = 30.0
@@ -55,13 +58,26 @@ class PollWaiters:
         return ev
 
 
-async def _answer(request: Request, fn: Callable[[Message], Awaitable[Message]]) -> Response:
+Call = Callable[[Message, Credentials], Awaitable[Message]]
+
+
+def _credentials(request: Request) -> Credentials:
+    h = request.headers
+    return Credentials(
+        secret=h.get(protocol.NODE_SECRET_HEADER) or None,
+        join_token=h.get(protocol.JOIN_TOKEN_HEADER) or None,
+    )
+
+
+async def _answer(request: Request, fn: Call) -> Response:
     """``fn``'s answer to the request's JSON body, or the agent protocol's error for it."""
     try:
         body = read_json(await request.body(), max_bytes=MAX_BODY_BYTES, free_text=FREE_TEXT)
-        return JSONResponse(await fn(body))
-    except InvalidInput as e:
+        return JSONResponse(await fn(body, _credentials(request)))
+    except (InvalidInput, Conflict) as e:
         return error_response(e)
+    except Forbidden as e:
+        return JSONResponse({"__type": "AccessDeniedException", "message": str(e)}, 403)
     except NotFound as e:
         return JSONResponse({"__type": "UnknownNode", "message": str(e)}, status_code=404)
     except NodeGone as e:
@@ -84,9 +100,7 @@ def routes(
 ) -> list[Route]:
     """The three agent routes at :mod:`mnp.spec.protocol`'s paths."""
 
-    def agent(
-        fn: Callable[[Message], Awaitable[Message]],
-    ) -> Callable[[Request], Awaitable[Response]]:
+    def agent(fn: Call) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             if not gate.allows(request):
                 return gate.denied()
@@ -94,12 +108,18 @@ def routes(
 
         return endpoint
 
-    async def register(body: Message) -> Message:
-        sessions.register(protocol.Register.from_wire(body))
-        return {"heartbeatSeconds": heartbeat_seconds}
+    async def register(body: Message, creds: Credentials) -> Message:
+        r = protocol.Register.from_wire(body)
+        joins = sessions.admit_register(r, creds)
+        sessions.register(r)
+        reply: Message = {"heartbeatSeconds": heartbeat_seconds}
+        if joins:
+            reply[protocol.NODE_SECRET_KEY] = sessions.issue_secret(r.node_id)
+        return reply
 
-    async def poll(body: Message) -> Message:
+    async def poll(body: Message, creds: Credentials) -> Message:
         p = protocol.Poll.from_wire(body)
+        sessions.admit(p.node_id, creds)
         ev = waiters.arm(p.node_id)
         reply = sessions.poll(p)
         if not reply.assignments and not reply.kills and not reply.ready and p.wait_seconds > 0:
@@ -111,8 +131,10 @@ def routes(
             reply = sessions.poll(protocol.Poll(p.node_id, p.running, 0, p.ready))
         return reply.to_wire()
 
-    async def report(body: Message) -> Message:
-        accepted = sessions.report(protocol.Report.from_wire(body))
+    async def report(body: Message, creds: Credentials) -> Message:
+        r = protocol.Report.from_wire(body)
+        sessions.admit(r.node_id, creds)
+        accepted = sessions.report(r)
         return {"accepted": accepted}
 
     return [

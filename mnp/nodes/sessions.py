@@ -6,18 +6,33 @@ the job to RUNNING, an exit ends the attempt and decides it. Output arrives as `
 and is appended to the attempt's files. Every entry point runs on the head's event loop and
 flushes the head state before it returns, so what the agent is told next is already durable.
 Events are applied in sequence order, once: a re-sent report changes nothing.
+
+Credentials (issue 11): the HTTP layer admits each call first (:meth:`NodeSessions.admit`,
+:meth:`NodeSessions.admit_register`): a node joins with the join token the head minted when
+it launched it and is issued its own secret (:meth:`NodeSessions.issue_secret`, kept hashed
+in the node record); every later call must carry that secret. The methods applying a call
+then check what no credential may do: :meth:`NodeSessions.register` refuses a changed
+identity, capacity or host key, :meth:`NodeSessions.report` an event of another node's
+attempt.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import assert_never
 
-from mnp.errors import NotFound
+from mnp.errors import Conflict, NotFound
 from mnp.nodes.logstreams import record_chunk_time
 from mnp.scheduler.attempts import EXIT_REASON, AttemptEnd
 from mnp.scheduler.loop import Scheduler
 from mnp.scheduler.state import NodeRuntime
-from mnp.spec.environments import ComputeEnvironmentType, Node, NodeStatus
+from mnp.spec.environments import (
+    ComputeEnvironmentType,
+    Node,
+    NodeStatus,
+    new_secret,
+    secret_matches,
+)
 from mnp.spec.jobs import Attempt, Job
 from mnp.spec.protocol import (
     Assignment,
@@ -45,6 +60,20 @@ class NodeGone(Exception):
     """The node was declared lost or stopped; its agent must stop."""
 
 
+class Forbidden(Exception):
+    """The call's credential does not allow it (the agent door answers 403); nothing changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What an agent call presented besides the head's token (its headers)."""
+
+    secret: str | None = None
+    """The node's own secret (``X-Mnp-Node-Secret``)."""
+    join_token: str | None = None
+    """The one-time join token (``X-Mnp-Join-Token``)."""
+
+
 class NodeSessions:
     """The agents of one head's nodes, as the HTTP layer hands their calls in."""
 
@@ -52,13 +81,63 @@ class NodeSessions:
         self.rt = scheduler
         self.s = scheduler.s
 
+    # --- credentials ---------------------------------------------------------------------------
+    def admit(self, node_id: str, creds: Credentials) -> Node:
+        """The node a poll or report may act for: it exists (else :class:`NotFound`, the agent
+        registers again) and ``creds`` carries its secret (else :class:`Forbidden`). The
+        first call made with the secret retires the join token."""
+        node = self.s.nodes.get(node_id)
+        if node is None:
+            raise NotFound(f"unknown node {node_id}")
+        if not secret_matches(creds.secret, node.secret_hash):
+            raise Forbidden(f"node {node_id}: missing or wrong X-Mnp-Node-Secret")
+        if node.join_hash is not None:
+            node.join_hash = None  # the agent has its secret: the join token is spent
+            self.s.mark_node(node)
+        return node
+
+    def admit_register(self, r: Register, creds: Credentials) -> bool:
+        """Whether ``r`` may register, and how: returns True when it joins (the caller then
+        issues the node's secret after :meth:`register`), False for a re-registration made
+        with the node's secret. A node the head knows joins with its join token (kept until
+        the secret is first used, so a join whose answer was lost may be repeated); a new node
+        may join only an UNMANAGED environment (nobody minted a token for it; the head's token
+        admitted the call). Raises :class:`Forbidden` otherwise; changes nothing."""
+        node = self.s.nodes.get(r.node_id)
+        if node is None:
+            return True  # register() refuses a new node of a MANAGED environment
+        if node.secret_hash is not None and secret_matches(creds.secret, node.secret_hash):
+            self.admit(r.node_id, creds)
+            return False
+        if secret_matches(creds.join_token, node.join_hash):
+            return True
+        raise Forbidden(
+            f"node {r.node_id} exists: register with its X-Mnp-Node-Secret"
+            " (or, before it joined, the X-Mnp-Join-Token it was launched with)"
+        )
+
+    def issue_secret(self, node_id: str) -> str:
+        """A new secret for a node that just joined (replacing any earlier one), stored hashed
+        and durable before it is returned."""
+        node = self.s.nodes[node_id]
+        secret, node.secret_hash = new_secret()
+        self.s.mark_node(node)
+        self.s.flush()
+        return secret
+
+    # --- calls -----------------------------------------------------------------------------------
     def register(self, r: Register) -> None:
         """A node's agent starts (or starts again). An UNMANAGED environment's node joins
         here; a MANAGED one must have been launched by this head. Raises :class:`NotFound`
-        for an unknown environment or node, :class:`NodeGone` for a node already lost."""
+        for an unknown environment or node, :class:`NodeGone` for a node already lost,
+        :class:`~mnp.errors.Conflict` naming the field when a known node announces another
+        compute environment, address, capacity or SSH host key than it has (the operator
+        removes the node to change them)."""
         s = self.s
         node = s.nodes.get(r.node_id)
         now = s.clock()
+        if node is not None and node.status not in (NodeStatus.LOST, NodeStatus.STOPPED):
+            _check_unchanged(node, r)
         if node is None:
             ce = s.ces.get(r.compute_environment)
             if ce is None:
@@ -142,11 +221,13 @@ class NodeSessions:
 
     def report(self, r: Report) -> int:
         """Apply a node's events in order; duplicates and stale events are ignored. Returns how
-        many were new. Raises :class:`NotFound` for an unknown node."""
+        many were new. Raises :class:`NotFound` for an unknown node, :class:`Forbidden` (and
+        applies none) when an event names an attempt the head placed on another node."""
         s = self.s
         node = s.nodes.get(r.node_id)
         if node is None:
             raise NotFound(f"unknown node {r.node_id}")
+        self._check_own(node, r.events)
         node.last_heartbeat_ms = s.clock()
         rt = s.node_rt[node.node_id]
         accepted = 0
@@ -158,6 +239,22 @@ class NodeSessions:
             accepted += 1
         s.flush()
         return accepted
+
+    def _check_own(self, node: Node, events: list[Event]) -> None:
+        """Raise :class:`Forbidden` if an event names an attempt of an active job that the
+        head placed on another node. (An ended job's attempts are no longer held here; its
+        late events change no state, only its ``log`` events still append output.)"""
+        for ev in events:
+            job_id, _, number_text = ev.attempt_id.rpartition("/")
+            job = self.s.active.get(job_id)
+            if job is None:
+                continue
+            for attempt in job.attempts:
+                if str(attempt.number) == number_text and attempt.node_id != node.node_id:
+                    raise Forbidden(
+                        f"node {node.node_id} reported on attempt {ev.attempt_id}"
+                        f" of node {attempt.node_id}"
+                    )
 
     def _event(self, node: Node, rt: NodeRuntime, ev: Event) -> None:
         """One event of the attempt it names; events of an attempt no longer current are
@@ -221,3 +318,25 @@ class NodeSessions:
                 data = data[size - ev.offset :]
             record_chunk_time(path, size, ev.time_ms)
             f.write(data)
+
+
+def _check_unchanged(node: Node, r: Register) -> None:
+    """Raise :class:`~mnp.errors.Conflict` naming the first field of ``r`` that differs from
+    the known node's record. The SSH port may change (a restarted agent picks a free one); the
+    host key may be set once (the first registration of a launched node)."""
+    have = node.capacity
+    fields: list[tuple[str, object, object]] = [
+        ("computeEnvironment", node.compute_environment, r.compute_environment),
+        ("address", node.address, r.address),
+        ("vcpus", int(have.vcpus), r.vcpus),  # a launched agent is told int(vcpus)
+        ("memoryMiB", have.memory_mib, r.memory_mib),
+        ("gpus", have.gpus, r.gpus),
+    ]
+    if node.ssh_host_key is not None:
+        fields.append(("sshHostKey", node.ssh_host_key, r.ssh_host_key))
+    for name, was, now in fields:
+        if was != now:
+            raise Conflict(
+                f"{name}: node {node.node_id} is registered with {was!r}, not {now!r}; a node's"
+                " identity, capacity and host key cannot change (remove the node instead)"
+            )

@@ -15,6 +15,7 @@ from mnp.config import HEAD_URL_FILE, PRIVATE_FILE_MODE, job_umask, private_dir
 from mnp.errors import ProviderError
 from mnp.spec.containers import CONTAINER_LABEL_ROOT
 from mnp.spec.environments import Node
+from mnp.spec.protocol import JOIN_TOKEN_ENV
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,10 @@ class LocalProvider:
     attempts' directories) is mode 0700 and its log 0600: it holds jobs' outputs and keys.
     Agents start with the umask the head was started with (:func:`mnp.config.job_umask`),
     which their jobs inherit, not the head's private one.
+
+    Each agent gets its node's one-time join token (``node.join_token``, minted by the head)
+    in ``$MNP_JOIN_TOKEN`` — never on its command line, which every local user can read; the
+    token is forgotten here once the agent is started.
     """
 
     def __init__(self, head_url: str, home: Path, token: str | None) -> None:
@@ -72,6 +77,9 @@ class LocalProvider:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_source_root(), env.get("PYTHONPATH")]))
         if self.token:
             env["MNP_AGENT_TOKEN"] = self.token
+        env.pop(JOIN_TOKEN_ENV, None)  # never a token the head itself was started with
+        if node.join_token:
+            env[JOIN_TOKEN_ENV] = node.join_token
         umask = job_umask()
         try:
             fd = os.open(
@@ -93,6 +101,7 @@ class LocalProvider:
             raise ProviderError(
                 f"could not start agent for {node.node_id}: {e}", node.node_id
             ) from e
+        node.join_token = None  # only its hash stays (the node record's join_hash)
         self._children[proc.pid] = proc
         return proc.pid
 

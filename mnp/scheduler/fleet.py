@@ -7,7 +7,11 @@ scheduler's one attempt-end path, so the retry strategy decides what runs again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from copy import deepcopy
 from dataclasses import replace
 from typing import Protocol
 
@@ -15,10 +19,26 @@ from mnp.providers import Provider, make_provider
 from mnp.scheduler.attempts import AttemptEnd
 from mnp.scheduler.control import Control
 from mnp.scheduler.state import HeadState, NodeRuntime
-from mnp.spec.environments import ComputeEnvironmentType, Node, NodeStatus
+from mnp.spec.environments import ComputeEnvironmentType, Node, NodeStatus, new_secret
 from mnp.spec.jobs import HOST_LOST_PREFIX, HOST_STOPPED_PREFIX, Job
 
 log = logging.getLogger(__name__)
+
+
+Offload = Callable[[Callable[[], None]], object]
+"""Runs a piece of blocking provider work: at once (:func:`inline`) or in a thread."""
+
+
+def inline(work: Callable[[], None]) -> None:
+    """Run ``work`` now, on the caller's thread (unit tests; the head's last stops at exit)."""
+    work()
+
+
+def in_thread(executor: Executor) -> Offload:
+    """Run work on ``executor``, handed over from the running event loop (call this on it);
+    the loop goes on serving while the work blocks."""
+    loop = asyncio.get_running_loop()
+    return lambda work: loop.run_in_executor(executor, work)
 
 
 class AttemptEnds(Protocol):
@@ -30,14 +50,17 @@ class AttemptEnds(Protocol):
 
 
 class Fleet:
-    """Launch, adopt, lose and stop nodes. Single-threaded, on the head's event loop; provider
-    calls may block (the local provider waits up to ``grace_seconds`` when stopping)."""
+    """Launch, adopt, lose and stop nodes. Single-threaded, on the head's event loop, except the
+    providers' stops, which may block (the local provider waits up to ``grace_seconds``): they
+    go through :attr:`offload` (a thread in the head), with copies of the nodes, so the
+    scheduler's records are only ever touched on the loop thread."""
 
     def __init__(self, state: HeadState, ends: AttemptEnds, head_url: str) -> None:
         self.s = state
         self._ends = ends
         self.head_url = head_url
         self._providers: dict[str, Provider] = {}
+        self.offload: Offload = inline
 
     def provider(self, name: str) -> Provider:
         if name not in self._providers:
@@ -58,6 +81,7 @@ class Fleet:
             and n.status in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING)
         }
         slot = next(i for i in range(len(used_slots) + 1) if i not in used_slots)
+        join_token, join_hash = new_secret()  # the agent's one-time credential (to join)
         node = Node(
             node_id=f"{ce.name}-{ce.next_node_number}",
             compute_environment=ce.name,
@@ -67,6 +91,8 @@ class Fleet:
             slot=slot,
             launched_at=s.clock(),
             last_heartbeat_ms=s.clock(),
+            join_hash=join_hash,
+            join_token=join_token,  # for the provider to hand over; never stored
         )
         ce.next_node_number += 1
         s.store.save_ce(ce)
@@ -89,12 +115,9 @@ class Fleet:
         self._retire(
             node, NodeStatus.LOST, f"{HOST_LOST_PREFIX} node {node.node_id} ({node.address}) {why}"
         )
-        try:
-            ce = s.ces.get(node.compute_environment)
-            if ce is not None and ce.type == ComputeEnvironmentType.MANAGED:
-                self.provider(ce.provider).stop([node], grace_seconds=0)
-        except Exception as e:
-            log.warning("stopping lost node %s: %s", node_id, e)
+        ce = s.ces.get(node.compute_environment)
+        if ce is not None and ce.type == ComputeEnvironmentType.MANAGED:
+            self._provider_stop(ce.provider, [node], grace_seconds=0)
 
     def _retire(self, node: Node, status: NodeStatus, reason: str) -> None:
         s = self.s
@@ -120,7 +143,26 @@ class Fleet:
                     by_provider.setdefault(ce.provider, []).append(node)
         self.s.flush()
         for name, group in by_provider.items():
-            self.provider(name).stop(group, grace_seconds=5.0)
+            self._provider_stop(name, group, grace_seconds=5.0)
+
+    def _provider_stop(self, name: str, nodes: list[Node], grace_seconds: float) -> None:
+        """Have provider ``name`` stop ``nodes`` (already retired here) through :attr:`offload`.
+        The provider gets copies, made now on the loop thread; a failure is logged, not
+        raised (the nodes are already out of the head's books either way)."""
+        try:
+            provider = self.provider(name)
+        except Exception as e:
+            log.warning("stopping nodes: no provider %r: %s", name, e)
+            return
+        copies = [deepcopy(n) for n in nodes]
+
+        def work() -> None:
+            try:
+                provider.stop(copies, grace_seconds=grace_seconds)
+            except Exception as e:
+                log.warning("stopping %s: %s", ", ".join(n.node_id for n in copies), e)
+
+        self.offload(work)
 
     def adopt(self) -> None:
         """After a restart: give live nodes a fresh heartbeat allowance; the rest are lost."""

@@ -4,6 +4,9 @@ policies (``to_doc``/``from_doc`` give the JSON stored in SQLite)."""
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +37,25 @@ class NodeStatus(enum.StrEnum):
     """Shut down on purpose."""
 
 
+def hash_secret(secret: str) -> str:
+    """What a node record keeps of a credential: its SHA-256, hex (never the secret)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def secret_matches(secret: str | None, hashed: str | None) -> bool:
+    """Whether ``secret`` is the one ``hashed`` was made from; compared in constant time.
+    False when either is missing."""
+    if not secret or not hashed:
+        return False
+    return hmac.compare_digest(hash_secret(secret), hashed)
+
+
+def new_secret() -> tuple[str, str]:
+    """A fresh random credential (256 bits, URL-safe text) and its :func:`hash_secret`."""
+    secret = secrets.token_urlsafe(32)
+    return secret, hash_secret(secret)
+
+
 @dataclass(slots=True)
 class Node:
     node_id: str
@@ -48,9 +70,20 @@ class Node:
     last_heartbeat_ms: int = 0
     ssh_port: int | None = None
     ssh_host_key: str | None = None
+    secret_hash: str | None = None
+    """:func:`hash_secret` of the node's own secret, issued when its agent joined; every
+    later agent call must carry the secret (None: not joined yet)."""
+    join_hash: str | None = None
+    """:func:`hash_secret` of the one-time join token the head minted when it launched the
+    node; cleared once the agent has used its own secret."""
+    join_token: str | None = field(default=None, repr=False, compare=False)
+    """The join token itself, in memory only between minting and the provider's launch
+    (never stored: the provider hands it to the agent and clears it)."""
 
     def to_doc(self) -> dict[str, Any]:
         return {
+            "secret_hash": self.secret_hash,
+            "join_hash": self.join_hash,
             "node_id": self.node_id,
             "compute_environment": self.compute_environment,
             "address": self.address,
@@ -80,6 +113,8 @@ class Node:
             registered_at=d.get("registered_at"),
             ssh_port=d.get("ssh_port"),
             ssh_host_key=d.get("ssh_host_key"),
+            secret_hash=d.get("secret_hash"),
+            join_hash=d.get("join_hash"),
         )
 
 

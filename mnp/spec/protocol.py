@@ -1,4 +1,4 @@
-# ~400 lines: each head↔node message with its own wire parsing, next to the others.
+# ~420 lines: each head↔node message with its own wire parsing, and the protocol's contract.
 """Messages between the head node and node agents (plain data; no HTTP here).
 
 The agent dials the head over HTTP with JSON bodies:
@@ -15,7 +15,16 @@ The agent dials the head over HTTP with JSON bodies:
     Attempt events, in order. The agent keeps an event until a report carrying it is
     answered 200, so events survive a head restart; the head ignores duplicates.
 
-Every request carries the header ``X-Mnp-Token`` when the head has a token configured.
+Every request carries the header ``X-Mnp-Token`` when the head has a token configured, and
+the node's own credential: its first ``register`` the one-time join token the head
+minted when it launched the node (header ``X-Mnp-Join-Token``; the agent finds it in
+``$MNP_JOIN_TOKEN``), answered with the node's secret (``"nodeSecret"`` in the reply); every
+later call that secret (header ``X-Mnp-Node-Secret``). A call without the right credential,
+or a report with an event of another node's attempt, is answered 403
+``{"__type": "AccessDeniedException"}`` and changes nothing; a re-registration that changes
+the node's compute environment, address, capacity or SSH host key is answered 409 naming the
+field (remove the node to change them). A node of an UNMANAGED environment joins with the
+head's token alone (nobody launched it to mint a join token) and gets its secret likewise.
 """
 
 from __future__ import annotations
@@ -32,6 +41,12 @@ REGISTER_PATH = "/internal/v1/agents/register"
 POLL_PATH = "/internal/v1/agents/poll"
 REPORT_PATH = "/internal/v1/agents/report"
 TOKEN_HEADER = "X-Mnp-Token"
+NODE_SECRET_HEADER = "X-Mnp-Node-Secret"
+JOIN_TOKEN_HEADER = "X-Mnp-Join-Token"
+JOIN_TOKEN_ENV = "MNP_JOIN_TOKEN"
+"""Where a launched agent finds its join token (the environment, never its command line)."""
+NODE_SECRET_KEY = "nodeSecret"
+"""The register reply's field carrying the node's secret (only when it was just issued)."""
 
 EventKind = Literal["started", "log", "exited", "start_failed", "session_started", "session_exited"]
 EVENT_KINDS: tuple[str, ...] = get_args(EventKind)

@@ -45,6 +45,8 @@ class Doors:
         self.head.start()
         self.key = ensure_credentials(home)
         self.http = TestClient(build_app(self.head, self.head.ops), raise_server_exceptions=False)
+        self.secrets: dict[str, str] = {}
+        """Each node's secret, from its register reply (sent on its later agent calls)."""
         self.native(
             "createComputeEnvironment",
             {"computeEnvironmentName": "ce", "type": "UNMANAGED", "mnp": {"nodes": 0}},
@@ -93,7 +95,15 @@ class Doors:
         return self._signed("POST", "/", raw(body), "logs", headers)
 
     def agent(self, path: str, body: Body) -> httpx.Response:
-        return cast(httpx.Response, self.http.post(path, content=raw(body), headers=self._token))
+        """An agent call with the head's token and, once the node has one, its secret."""
+        node_id = body.get("nodeId") if isinstance(body, dict) else None
+        headers = dict(self._token)
+        if isinstance(node_id, str) and node_id in self.secrets:
+            headers[protocol.NODE_SECRET_HEADER] = self.secrets[node_id]
+        r = cast(httpx.Response, self.http.post(path, content=raw(body), headers=headers))
+        if path == protocol.REGISTER_PATH and r.status_code == 200 and isinstance(node_id, str):
+            self.secrets[node_id] = r.json().get(protocol.NODE_SECRET_KEY) or self.secrets[node_id]
+        return r
 
     def tail(self, job_id: str, query: str = "") -> httpx.Response:
         return cast(

@@ -257,8 +257,12 @@ def test_definition_priority_and_propagate_tags_reach_the_job(ready: Head) -> No
 
 
 # --- job queue snapshot --------------------------------------------------------------------------
-def test_snapshot_lists_runnable_jobs_in_dispatch_order(ready: Head) -> None:
-    ready.node("n1", vcpus=1)  # re-registered: room for one 1-vCPU job at a time
+def test_snapshot_lists_runnable_jobs_in_dispatch_order(head: Head) -> None:
+    ready = head  # as the ready fixture makes it, but a node with room for one 1-vCPU job
+    ready.environment()
+    ready.queue()
+    ready.definition()
+    ready.node("n1", vcpus=1)  # (a node's capacity can no longer change by re-registering)
     jobs = []
     for i in range(4):
         jobs.append(ready.submit(f"j{i}"))
