@@ -101,19 +101,9 @@ class DockerEngine:
             return
         pid, self.pid = self.pid, None
         try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if os.waitpid(pid, os.WNOHANG)[0]:
-                    return
-            except ChildProcessError:
-                return
-            time.sleep(0.05)
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+            _end(pid)
+        finally:
+            _unmount_leftovers()
 
     def mnp_containers(self) -> list[dict[str, Any]]:
         """Every container (running or not) carrying mnp's labels."""
@@ -284,3 +274,33 @@ def _in_image(path: Path) -> str:
         if text.startswith(top):
             text = "/usr" + text
     return text.lstrip("/")
+
+
+def _end(pid: int) -> None:
+    """SIGTERM ``pid``, SIGKILL after 20 s; returns once it has exited."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+
+
+def _unmount_leftovers() -> None:
+    """dockerd leaves its network-namespace handle (``<exec-root>/netns/default``, an nsfs
+    mount) behind when it stops: unmount what it left under our exec root."""
+    netns = STATE / "exec" / "netns"
+    if not netns.is_dir():
+        return
+    mounts = Path("/proc/self/mounts").read_text().split("\n")
+    for entry in netns.iterdir():
+        if any(f" {entry} " in line for line in mounts):
+            subprocess.run(["umount", str(entry)], capture_output=True, check=False)
