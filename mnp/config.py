@@ -174,6 +174,10 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+SECURED_MARKER = ".private"
+"""In a home: set once every file under it was made private (see :func:`secure_home`)."""
+
+
 def secure_home(home: Path) -> None:
     """Make ``home`` private (see the module docstring), creating it if need be.
 
@@ -181,11 +185,22 @@ def secure_home(home: Path) -> None:
     folders directly in it, everything under ``logs/`` and the node roots under ``nodes/``
     with what lies directly in them. Attempt directories deeper down are not walked (they
     may be jobs' working directories, whose files are the job's own); they sit in a 0700
-    node root. Symbolic links are never followed. Safe to call on every start.
+    node root. Symbolic links are never followed. Safe to call on every start: the walk
+    below the home's own entries runs once per home (a marker file records it), since a
+    home that is 0700 already keeps everything under it from other users; later starts
+    only fix the home and its direct entries, so start-up does not grow with history.
     """
     private_dir(home)
     for entry in _entries(home):
         _fix(entry)
+    marker = home / SECURED_MARKER
+    if marker.exists():
+        return
+    _fix_below(home)
+    write_private(marker, "the files under this home were made private\n")
+
+
+def _fix_below(home: Path) -> None:
     logs = home / "logs"
     if logs.is_dir() and not logs.is_symlink():
         for parent, dirs, files in os.walk(logs):

@@ -4,8 +4,6 @@ once space is free again the same head works on (root only: it mounts the tmpfs)
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import pytest
 
 from mnp.errors import TransientError
 from tests.integration.cluster import Cluster
+from tests.tmpfs_support import tmpfs
 from tests.unit.test_durable import fill
 
 pytestmark = pytest.mark.integration
@@ -20,15 +19,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def disk(tmp_path: Path) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount)], check=True)
-    try:
+    with tmpfs(tmp_path / "disk", "32m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def test_a_full_disk_refuses_submissions_and_the_head_recovers(disk: Path) -> None:

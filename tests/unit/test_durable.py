@@ -7,9 +7,7 @@ The full disk is real: a small tmpfs mounted as the head's home and filled (root
 from __future__ import annotations
 
 import errno
-import os
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from mnp.api.aws.batch import error_for
 from mnp.api.native import error_response
 from mnp.errors import StorageError
 from mnp.scheduler.loop import Scheduler
+from tests.tmpfs_support import tmpfs
 from tests.unit.helpers_core import Head
 
 
@@ -57,15 +56,8 @@ def work_on_full_disk(head: Head, rounds: int = 3) -> set[str]:
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 4 MiB tmpfs, unmounted afterwards whatever happens."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
-    try:
+    with tmpfs(tmp_path / "disk", "4m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 @pytest.fixture
