@@ -3,6 +3,7 @@ parts that concern them all: how heads are started, how to run, the runs, the ta
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -121,7 +122,29 @@ def readme(results: JSON) -> str:
     """README.md for ``results``: every benchmark's paragraph (at the full sizes), and a table
     row for each benchmark the results hold."""
     paragraphs = "".join(bench.prose(FULL, results) for bench in BENCHMARKS.values())
-    return _intro() + paragraphs + _running(QUICK) + _last_run(results) + _targets(results)
+    return (
+        _intro() + paragraphs + _running(QUICK) + _last_run(results) + _targets(results)
+        + _fsync()
+    )
+
+
+def _fsync() -> str:
+    """The store's fsync policy's cost (``benchmarks/fsync_cost.py``), when it was measured."""
+    from benchmarks.fsync_cost import RESULTS, table
+
+    if not RESULTS.exists():
+        return ""
+    results = json.loads(RESULTS.read_text())
+    return (
+        "\n## The store's fsync policy\n\n"
+        "`python benchmarks/fsync_cost.py` (measured "
+        f"{results.get('timestamp', '?')}, {results['rounds']} rounds of "
+        f"{results['commits_per_run']:,} commits alternating the settings; medians): the "
+        "head's write path (`Store.save_jobs` in one transaction) with `synchronous=NORMAL` "
+        "(the head's setting: survives a crash of the head, may lose the last commits on "
+        "power loss) and `FULL` (survives power loss). Results: `results-fsync.json`.\n\n"
+        + table(results)
+    )
 
 
 def write_readme(path: Path, results: JSON) -> None:

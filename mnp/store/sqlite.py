@@ -9,9 +9,9 @@ Durability (the fsync policy): WAL with ``synchronous=NORMAL``. A commit is in t
 head process (``kill -9``, an exception, OOM); the WAL is fsynced only at checkpoints, so a
 power loss or kernel crash may lose the last commits (never corrupts the database).
 ``synchronous=FULL`` fsyncs the WAL at every commit and survives power loss too; measured
-with ``benchmarks/fsync_cost.py`` on a virtio disk (ext4): one job per commit 15-20k
-commits/s NORMAL vs 3.4-4.7k FULL (mean 0.05 vs 0.21-0.30 ms, p99 0.3 vs 0.7-3.2 ms); 50 jobs
-per commit (a busy tick) 1.8k vs 1.3k commits/s. A head on hardware without a
+with ``benchmarks/fsync_cost.py`` on a virtio disk (ext4; figures in benchmarks/README.md):
+one job per commit, FULL reaches 0.30 of NORMAL's commits/s (about 5k vs 17k); 50 jobs per
+commit (a busy tick) 0.80 (1.3k vs 1.7k). A head on hardware without a
 power-loss-safe write cache that must keep every acknowledged change should use FULL.
 
 A write that fails (disk full, I/O error) is rolled back and raised as
