@@ -151,6 +151,10 @@ class Assignment:
     script: str | None = None
     """A batch script: written to a private file (mode 0700) and run with ``command`` as its
     arguments; removed after the attempt."""
+    run_as: str | None = None
+    """The account the attempt runs as on the node (its submitter, or the definition's
+    ``user``); an agent that can switch users (root) runs it as that account, one that
+    cannot runs it as itself. None: the agent's own account."""
 
     def to_wire(self) -> dict[str, Any]:
         out = {
@@ -171,6 +175,7 @@ class Assignment:
             ("stdoutPath", self.stdout_path),
             ("stderrPath", self.stderr_path),
             ("script", self.script),
+            ("runAs", self.run_as),
         ):
             if value is not None:
                 out[key] = value
@@ -192,6 +197,7 @@ class Assignment:
             stdout_path=d.get("stdoutPath"),
             stderr_path=d.get("stderrPath"),
             script=d.get("script"),
+            run_as=d.get("runAs"),
         )
 
 
