@@ -11,6 +11,7 @@ pip() { python3 -m pip install --quiet --disable-pip-version-check "$@"; }
 if [ "${1:-}" = "--test" ]; then
     need=()
     command -v ssh >/dev/null || need+=(openssh-client)
+    command -v ip >/dev/null || need+=(iproute2)  # node networks (network namespaces)
     [ -x /usr/bin/orted ] || need+=(openmpi-bin libopenmpi-dev)
     # container jobs: the Docker engine (tests start their own dockerd, no bridge network)
     command -v dockerd >/dev/null || need+=(docker.io)
