@@ -1,0 +1,173 @@
+"""Nodes with a network of their own: Linux network namespaces joined by a bridge of mnp's own.
+
+One network is one *hub* namespace holding a bridge (``br0``) and, per node, one namespace
+whose ``eth0`` is a veth pair's end, the other end a port of the hub's bridge. Both ends are
+created directly inside their namespaces (``ip link add … netns A type veth peer … netns
+B``), so nothing of a network ever appears in the machine's own namespace: its addresses
+exist only inside namespaces this module created, and traffic between nodes crosses only the
+hub's bridge. The bridge has no address; the head node is not on this network (node agents
+stay in the machine's namespace and reach the head on loopback; only what runs *on* a node —
+its jobs and its SSH endpoint — lives in the node's namespace).
+
+Names: namespaces are ``mnp-<tag>-hub`` and ``mnp-<tag>-<node>``; every node's
+``/etc/netns/<namespace>/hosts`` maps every node's name to its address, so a name resolves on
+every node of the network (``ip netns exec`` bind-mounts that file over ``/etc/hosts``).
+
+Everything here needs root and ``ip`` from iproute2 (:func:`available`). :meth:`destroy`
+removes every namespace and hosts file of the tag, also those of an earlier run of the same
+tag that crashed (it lists them), and is safe to call twice.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+NETNS_DIR = Path("/run/netns")
+HOSTS_ROOT = Path("/etc/netns")
+TAG_RE = re.compile(r"[a-z0-9]{1,8}")
+NODE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+_IP_TIMEOUT = 10.0
+
+
+class NetnsError(RuntimeError):
+    """An ``ip`` command failed; the message has its command line and error output."""
+
+
+def available() -> bool:
+    """Root, ``ip`` on the PATH and ``ip netns`` usable here."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        return False
+    try:
+        r = subprocess.run(["ip", "netns", "list"], capture_output=True, timeout=_IP_TIMEOUT)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return r.returncode == 0
+
+
+def _ip(*args: str) -> str:
+    argv = ["ip", *args]
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=_IP_TIMEOUT)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise NetnsError(f"{' '.join(argv)}: {e}") from None
+    if r.returncode != 0:
+        raise NetnsError(f"{' '.join(argv)}: {r.stderr.strip() or r.returncode}")
+    return r.stdout
+
+
+@dataclass(slots=True)
+class NodeNamespace:
+    name: str
+    """The node's name on the network (resolves on every node)."""
+    namespace: str
+    address: str
+    port: str
+    """The hub's end of the node's veth pair."""
+
+
+@dataclass(slots=True)
+class Network:
+    """One hub and its nodes; ``subnet`` holds the nodes' addresses (the first host address
+    is left unused, as a router's would be)."""
+
+    tag: str
+    subnet: ipaddress.IPv4Network = field(
+        default_factory=lambda: ipaddress.IPv4Network("10.200.0.0/24")
+    )
+    nodes: dict[str, NodeNamespace] = field(default_factory=dict)
+    _next_port: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if TAG_RE.fullmatch(self.tag) is None:
+            raise ValueError(f"network tag {self.tag!r} must match {TAG_RE.pattern}")
+        if not self.subnet.is_private:
+            raise ValueError(f"subnet {self.subnet} is not a private range")
+
+    @property
+    def hub(self) -> str:
+        return f"mnp-{self.tag}-hub"
+
+    def namespace_of(self, node: str) -> str:
+        return f"mnp-{self.tag}-{node}"
+
+    def create(self) -> Network:
+        """The hub namespace and its bridge (after removing what a crashed run left)."""
+        self.destroy()
+        _ip("netns", "add", self.hub)
+        _ip("-n", self.hub, "link", "set", "lo", "up")
+        _ip("-n", self.hub, "link", "add", "br0", "type", "bridge")
+        _ip("-n", self.hub, "link", "set", "br0", "up")
+        return self
+
+    def free_address(self) -> str:
+        used = {n.address for n in self.nodes.values()}
+        for host in list(self.subnet.hosts())[1:]:
+            if str(host) not in used:
+                return str(host)
+        raise NetnsError(f"no free address left in {self.subnet}")
+
+    def add_node(self, name: str, address: str | None = None) -> NodeNamespace:
+        """A node namespace with ``eth0`` at ``address`` (default: the next free one) on the
+        hub's bridge, its loopback up, and every node's hosts file rewritten."""
+        if NODE_NAME_RE.fullmatch(name) is None or name == "hub":
+            raise ValueError(f"node name {name!r} must match {NODE_NAME_RE.pattern}, not hub")
+        if name in self.nodes:
+            raise ValueError(f"node {name!r} is already on network {self.tag}")
+        address = address or self.free_address()
+        if ipaddress.IPv4Address(address) not in self.subnet:
+            raise ValueError(f"address {address} is not in {self.subnet}")
+        ns = self.namespace_of(name)
+        self._next_port += 1
+        port = f"p{self._next_port}"
+        _ip("netns", "add", ns)
+        node = NodeNamespace(name, ns, address, port)
+        self.nodes[name] = node
+        _ip("link", "add", "name", "eth0", "netns", ns, "type", "veth",
+            "peer", "name", port, "netns", self.hub)  # fmt: skip
+        _ip("-n", self.hub, "link", "set", port, "master", "br0", "up")
+        _ip("-n", ns, "link", "set", "lo", "up")
+        _ip("-n", ns, "addr", "add", f"{address}/{self.subnet.prefixlen}", "dev", "eth0")
+        _ip("-n", ns, "link", "set", "eth0", "up")
+        self._write_hosts()
+        return node
+
+    def remove_node(self, name: str) -> None:
+        """Delete the node's namespace (its veth pair goes with it); unknown: no-op."""
+        node = self.nodes.pop(name, None)
+        if node is None:
+            return
+        _delete_namespace(node.namespace)
+        self._write_hosts()
+
+    def destroy(self) -> None:
+        """Remove every namespace and hosts file of this tag, known here or left by a crash."""
+        prefix = f"mnp-{self.tag}-"
+        names = {p.name for p in NETNS_DIR.glob(prefix + "*")} if NETNS_DIR.is_dir() else set()
+        names |= {n.namespace for n in self.nodes.values()}
+        for ns in [*sorted(names - {self.hub}), self.hub]:
+            _delete_namespace(ns)
+        self.nodes.clear()
+
+    def _write_hosts(self) -> None:
+        lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+        lines += [f"{n.address}\t{n.name}" for n in self.nodes.values()]
+        text = "\n".join(lines) + "\n"
+        for node in self.nodes.values():
+            d = HOSTS_ROOT / node.namespace
+            d.mkdir(parents=True, exist_ok=True)
+            tmp = d / "hosts.tmp"
+            tmp.write_text(text)
+            tmp.chmod(0o644)
+            tmp.replace(d / "hosts")
+
+
+def _delete_namespace(ns: str) -> None:
+    if (NETNS_DIR / ns).exists():
+        _ip("netns", "delete", ns)
+    shutil.rmtree(HOSTS_ROOT / ns, ignore_errors=True)
