@@ -4,8 +4,10 @@
 Protocol: :mod:`mnp.spec.protocol`. One asyncio loop runs three tasks over one reused
 keep-alive HTTP client (:mod:`launcher.http`):
 
-- the poll loop (register, then ``poll`` forever; 404 → register again; 410 → kill
-  everything and exit :data:`EXIT_NODE_LOST`; connection errors → retry, jobs keep running);
+- the poll loop (register, then ``poll`` forever; 404 → register again; 409 stale session or
+  410 → kill every attempt (the head failed them), register again as a new session, and exit
+  :data:`EXIT_NODE_LOST` if that is refused with 410 (the node was stopped); connection
+  errors → retry, jobs keep running, fenced by the lease: :mod:`launcher.lease`);
   after a failed call (or a non-200 answer) the agent re-reads ``--head-file`` (if given) and
   follows the head to the URL written there, so a head restarted on another port finds its
   agents again;
@@ -16,6 +18,11 @@ keep-alive HTTP client (:mod:`launcher.http`):
 SIGTERM/SIGINT stop the agent gracefully (exit 0). The attempts themselves are
 :mod:`launcher.attempts`' (processes: :mod:`launcher.process`, containers:
 :mod:`launcher.container`).
+
+Accounts: an agent running as root runs each attempt as its ``runAs`` account (processes,
+SSH sessions, containers without a ``user``; see :mod:`launcher.accounts`). An agent that is
+not root ignores ``runAs`` and runs every attempt as itself (as AWS Batch runs a job as its
+container's user), and logs that once.
 """
 
 from __future__ import annotations
@@ -29,10 +36,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from launcher import agent_options as opts
 from launcher.agent_options import TOKEN_ENV, AgentOptions, load_secret, parse_args, save_secret
 from launcher.attempt import NODE_ROOT_ENV, now_ms
 from launcher.attempts import Attempts
 from launcher.http import HttpError, JsonHttp, Reply
+from launcher.lease import Lease
 from mnp.spec.protocol import (
     JOIN_TOKEN_ENV,
     JOIN_TOKEN_HEADER,
@@ -45,7 +54,6 @@ from mnp.spec.protocol import (
     Event,
     Poll,
     PollReply,
-    Register,
     Report,
 )
 
@@ -84,7 +92,9 @@ class Agent:
             dict(os.environ) if env is None else env,
             self._emit,
         )
-        self._outbox: list[Event] = []
+        self._outbox: list[tuple[int, Event]] = []  # (the session it was emitted in, event)
+        self._epoch = 0  # the current session: ``sessionEpoch`` of the last register reply
+        self._lease = Lease()
         self._outbox_ready = asyncio.Event()
         self._stop = asyncio.Event()
         # Start from the clock so numbers keep increasing across agent restarts.
@@ -105,7 +115,7 @@ class Agent:
         """What the head is told this node runs: the running attempts, and the ended ones
         whose last event is not delivered yet (else the head, seeing one gone before its exit
         arrives, would fail it as lost)."""
-        ending = {e.attempt_id for e in self._outbox if e.kind in ("exited", "start_failed")}
+        ending = {e.attempt_id for _, e in self._outbox if e.kind in ("exited", "start_failed")}
         return [*self._attempts.ids(), *sorted(ending - set(self._attempts.ids()))]
 
     async def run(self) -> int:
@@ -115,6 +125,7 @@ class Agent:
         (root / "agent.pid").write_text(f"{os.getpid()}\n")
         self._secret = load_secret(root)
         client = JsonHttp(self.options.head, self._headers())
+        self._lease.start()
         await self._attempts.remove_orphan_containers()
         await self._start_ssh()
         try:
@@ -143,6 +154,7 @@ class Agent:
                 await asyncio.gather(*helpers, work, stop, return_exceptions=True)
                 self._attempts.close()
         finally:
+            self._lease.close()
             await (self._client or client).aclose()  # the last one _follow_head_file made
             if self._ssh is not None:
                 await self._ssh.close()
@@ -172,6 +184,7 @@ class Agent:
             on_session_start=self._session_started,
         )
         await self._ssh.start()
+        self._ssh.on_group = self._lease.group  # SSH sessions' groups are fenced too
         self._attempts.ssh = self._ssh
 
     # --- head node calls -------------------------------------------------------------
@@ -238,32 +251,28 @@ class Agent:
             old, self._client = self._client, JsonHttp(self._head_url, self._headers())
             await old.aclose()
 
-    async def _register(self) -> None:
-        """Register (with the attempts running now) until the head answers 200."""
+    async def _register(self) -> bool:
+        """Register (with the attempts running now) until the head answers 200 (True: a new
+        session, its epoch and lease taken) or 410 (False: the node was stopped)."""
         delay = RETRY_SECONDS
         while True:
-            o = self.options
-            body = Register(
-                node_id=o.node_id,
-                compute_environment=o.compute_environment,
-                address=o.address,
-                vcpus=o.vcpus,
-                memory_mib=o.memory_mib,
-                gpus=o.gpus,
-                pid=os.getpid(),
-                running=self.running_ids(),
-                ssh_port=self._ssh.port if self._ssh is not None else None,
-                ssh_host_key=self._ssh.host_public_key if self._ssh is not None else None,
-            ).to_wire()
+            o, ssh = self.options, self._ssh
+            key = ssh.host_public_key if ssh is not None else None
+            body = opts.registration(o, self.running_ids(), ssh.port if ssh else None, key)
+            sent = time.monotonic()
             try:
                 r = await self._post(REGISTER_PATH, body)
                 if r.status_code == 200:
                     answer = r.json()
                     self._heartbeat = float(answer.get("heartbeatSeconds", self._heartbeat))
+                    self._epoch = int(answer.get("sessionEpoch", 0))
+                    self._lease.renew(sent, answer.get("leaseSeconds"))
                     if answer.get(NODE_SECRET_KEY):
                         await self._use_secret(str(answer[NODE_SECRET_KEY]))
-                    log.info("registered node %s with %s", o.node_id, o.head)
-                    return
+                    log.info("registered node %s (session %d)", o.node_id, self._epoch)
+                    return True
+                if r.status_code == 410:
+                    return False
                 log.warning("register: HTTP %s %s", r.status_code, r.text[:200])
             except (HttpError, ValueError, TypeError, AttributeError) as exc:
                 log.debug("register failed: %r", exc)
@@ -271,14 +280,17 @@ class Agent:
             delay = min(delay * 2, REGISTER_MAX_BACKOFF_SECONDS)
 
     async def _work(self) -> int:
-        """Register, then poll until the head declares the node lost."""
-        await self._register()
+        """Register, then poll until the head says the node was stopped."""
+        if not await self._register():
+            return EXIT_NODE_LOST
         while True:
-            wait = self._heartbeat
+            # a long poll answered only at its end must still renew the lease in time
+            wait = min(self._heartbeat, (self._lease.seconds or self._heartbeat) / 3)
             ready = self._attempts.ready_ids()
-            body = Poll(self.options.node_id, self.running_ids(), wait, ready).to_wire()
+            body = Poll(self.options.node_id, self.running_ids(), wait, ready, self._epoch)
+            sent = time.monotonic()
             try:
-                r = await self._post(POLL_PATH, body, read_timeout=wait + 10.0)
+                r = await self._post(POLL_PATH, body.to_wire(), read_timeout=wait + 10.0)
             except HttpError as exc:
                 log.debug("poll failed: %r", exc)
                 await asyncio.sleep(RETRY_SECONDS)
@@ -290,14 +302,17 @@ class Agent:
                     log.error("poll: bad reply %r: %s", exc, r.text[:200])
                     await asyncio.sleep(RETRY_SECONDS)
                     continue
+                self._lease.renew(sent, reply.lease_seconds)  # before new work starts
                 self._apply(reply)
             elif r.status_code == 404:
                 log.warning("head does not know node %s; registering again", self.options.node_id)
                 await self._register()
-            elif r.status_code == 410:
-                log.error("head declared node %s lost; killing all jobs", self.options.node_id)
-                await self._attempts.kill_all()
-                return EXIT_NODE_LOST
+            elif r.status_code in (409, 410):
+                log.error("session %d ended: %s", self._epoch, r.text[:200])
+                await self._lease.end_session(self._attempts, self.options.node_id)
+                if not await self._register():
+                    log.error("node %s was stopped; exiting", self.options.node_id)
+                    return EXIT_NODE_LOST
             else:
                 log.warning("poll: HTTP %s %s", r.status_code, r.text[:200])
                 await asyncio.sleep(RETRY_SECONDS)
@@ -305,6 +320,7 @@ class Agent:
     def _apply(self, reply: PollReply) -> None:
         """Start new assignments (idempotently), then apply kills."""
         for assignment in reply.assignments:
+            self._lease.assigned(self.options.node_id, assignment)
             self._attempts.start(assignment)
         for kill in reply.kills:
             self._attempts.kill(kill.attempt_id, kill.reason)
@@ -329,21 +345,15 @@ class Agent:
     def _emit(self, event: Event) -> None:
         """The sink of every attempt: number the event, queue it, wake the sender."""
         self._seq += 1
-        self._outbox.append(replace(event, seq=self._seq))
+        self._lease.observe(event)
+        self._outbox.append((self._epoch, replace(event, seq=self._seq)))
         if event.kind in ("exited", "start_failed"):
             self._attempts.ended(event.attempt_id)
         self._outbox_ready.set()
 
-    def _next_batch(self) -> list[Event]:
-        size = 0
-        for n, event in enumerate(self._outbox):
-            size += len(event.data)
-            if size > REPORT_MAX_BYTES and n > 0:
-                return self._outbox[:n]
-        return list(self._outbox)
-
     async def _send_reports(self) -> None:
-        """Forever: post what is queued; drop it after a 200, else retry."""
+        """Forever: post what is queued; drop it after a 200 or a 409 (its session ended:
+        the head failed those attempts already), else retry."""
         failures = 0
         while True:
             if not self._outbox:
@@ -352,11 +362,11 @@ class Agent:
                 # a short job's "started" and "exited" then travel in one report
                 await asyncio.sleep(COALESCE_SECONDS)
                 continue
-            batch = self._next_batch()
-            body = Report(self.options.node_id, batch).to_wire()
+            epoch, batch = opts.next_batch(self._outbox, REPORT_MAX_BYTES)
+            body = Report(self.options.node_id, batch, epoch).to_wire()
             try:
                 r = await self._post(REPORT_PATH, body)
-                ok = r.status_code == 200
+                ok = r.status_code == 200 or (r.status_code == 409 and epoch < self._epoch)
                 if not ok:
                     level = logging.DEBUG if failures else logging.WARNING
                     log.log(level, "report: HTTP %s %s", r.status_code, r.text[:200])

@@ -1,5 +1,6 @@
 """The agent's command line: ``python -m launcher.agent --head URL --node-id … --root DIR``
-(or ``--head-file PATH``) → :class:`AgentOptions`."""
+(or ``--head-file PATH``) → :class:`AgentOptions`; and the pure pieces of the agent's
+messages built from them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnp.spec.protocol import JOIN_TOKEN_ENV
+from mnp.spec.protocol import JOIN_TOKEN_ENV, Event, Register
 
 TOKEN_ENV = "MNP_AGENT_TOKEN"
 """Where the agent may find the head's token instead of ``--token`` (jobs never see it)."""
@@ -108,3 +109,33 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentOptions:
         head_file=ns.head_file,
         join_token=os.environ.get(JOIN_TOKEN_ENV, "").strip() or None,
     )
+
+
+def registration(
+    o: AgentOptions, running: list[str], ssh_port: int | None, ssh_host_key: str | None
+) -> dict[str, object]:
+    """The wire body of the agent's :class:`~mnp.spec.protocol.Register`."""
+    return Register(
+        node_id=o.node_id,
+        compute_environment=o.compute_environment,
+        address=o.address,
+        vcpus=o.vcpus,
+        memory_mib=o.memory_mib,
+        gpus=o.gpus,
+        pid=os.getpid(),
+        running=running,
+        ssh_port=ssh_port,
+        ssh_host_key=ssh_host_key,
+    ).to_wire()
+
+
+def next_batch(outbox: list[tuple[int, Event]], max_bytes: int) -> tuple[int, list[Event]]:
+    """The first queued events of one session (a report carries one epoch), their log text
+    soft-capped at ``max_bytes`` (always at least one event). ``outbox`` must not be empty."""
+    epoch, size, batch = outbox[0][0], 0, []
+    for n, (of, event) in enumerate(outbox):
+        size += len(event.data)
+        if of != epoch or (size > max_bytes and n > 0):
+            break
+        batch.append(event)
+    return epoch, batch

@@ -2,7 +2,8 @@
 
 One :class:`NodeSshServer` per node agent (asyncssh, on the agent's event loop). It accepts
 only public-key authentication, and only with the keys of attempts the agent has authorized;
-every exec request runs ``/bin/sh -c <command>`` as the agent's user, in a new process group,
+every exec request runs ``/bin/sh -c <command>`` as the scope's account (the attempt's, see
+:mod:`launcher.accounts`; else the agent's user), in a new process group,
 with stdin/stdout/stderr piped through and the exit status passed back (128+N for a process
 killed by signal N). No PTY, shell, subsystem, SFTP/scp, agent, X11 or port forwarding:
 Open MPI's ``orted`` and MPICH hydra's proxies need none of them.
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import asyncssh
 
+from launcher.accounts import Account
 from launcher.pgroups import group_alive, signal_group
 from launcher.sshsession import Child, Session, serve
 
@@ -59,6 +61,9 @@ class _Scope:
     connections: set[_Connection] = field(default_factory=set)
     container: str | None = None
     """Run the scope's commands inside this Docker container (``docker exec``)."""
+    account: Account | None = None
+    """Sessions run as this account (same ids, groups, HOME as the attempt); None: the
+    agent's."""
 
 
 class NodeSshServer:
@@ -90,6 +95,9 @@ class NodeSshServer:
         self._node_env = dict(node_env)
         self._on_session_exit = on_session_exit
         self._on_session_start = on_session_start
+        self.on_group: Callable[[int, bool], None] | None = None
+        """``on_group(pgid, alive)``: a session's process group started (True) or emptied
+        (False); the agent's fence (:mod:`launcher.lease`) holds it meanwhile."""
         self._grace = kill_grace_seconds
         self._scopes: dict[str, _Scope] = {}
         self._connections: set[_Connection] = set()
@@ -144,6 +152,7 @@ class NodeSshServer:
         public_key: str,
         environment: Mapping[str, str],
         container: str | None = None,
+        account: Account | None = None,
     ) -> None:
         """Accept clients presenting ``public_key`` (an OpenSSH public key line) for ``scope``.
 
@@ -151,16 +160,18 @@ class NodeSshServer:
         container's name) each command runs inside that container through ``docker exec``,
         with the container's own environment plus what the client sent (the node's paths mean
         nothing there). Authorizing a scope again replaces its key, environment and container
-        for new sessions. Raises :class:`asyncssh.KeyImportError` for a malformed key.
+        for new sessions. With ``account`` each session's shell runs as that account (its
+        ids, groups, ``HOME``/``USER``/``LOGNAME``, umask 077), starting in its home. Raises
+        :class:`asyncssh.KeyImportError` for a malformed key.
         """
         key = asyncssh.import_public_key(public_key)
         existing = self._scopes.get(scope)
         if existing is not None:
             existing.key, existing.environment = key, dict(environment)
-            existing.container = container
+            existing.container, existing.account = container, account
         else:
             self._scopes[scope] = _Scope(
-                key=key, environment=dict(environment), container=container
+                key=key, environment=dict(environment), container=container, account=account
             )
 
     def revoke(self, scope: str) -> None:
@@ -221,6 +232,8 @@ class NodeSshServer:
         self, process: asyncssh.SSHServerProcess[bytes], scope: _Scope
     ) -> dict[str, str]:
         env = {k: os.environ[k] for k in BASE_ENV_NAMES if k in os.environ}
+        if scope.account is not None:
+            env.update(scope.account.environment())
         env.update(process.env)
         env.update(self._node_env)
         env.update(scope.environment)
@@ -247,6 +260,8 @@ class NodeSshServer:
             return
         child = Child(popen, asyncio.get_running_loop())
         session = Session(scope_name, command, popen.pid)
+        if self.on_group is not None:
+            self.on_group(popen.pid, True)
         scope.sessions.add(session)
         self._sessions.add(session)
         if self._on_session_start is not None:
@@ -269,6 +284,8 @@ class NodeSshServer:
                     self._terminate_group(session.pgid)
             # Forget groups that emptied, so a revoke never signals a reused group id.
             scope.lingering = {g for g in scope.lingering if group_alive(g)}
+            if self.on_group is not None and not group_alive(session.pgid):
+                self.on_group(session.pgid, False)  # a lingering one the fence prunes itself
             session.done.set()
 
     def _spawn(
@@ -285,8 +302,12 @@ class NodeSshServer:
             inside = {**process.env, "SSH_CONNECTION": env["SSH_CONNECTION"]}
             argv = exec_argv(shutil.which("docker") or "docker", scope.container, inside, command)
             env = {**env, **{k: v for k, v in os.environ.items() if k.startswith("DOCKER_")}}
+        # a container's commands run as the container's user (docker exec keeps it); the
+        # docker client itself must stay the agent's, which alone may reach the engine
+        user = scope.account if scope.container is None else None
         try:
-            # No preexec_fn, so Popen can vfork; own session so a kill reaches the group.
+            # No preexec_fn, so Popen can vfork (unless it switches ids); own session so a
+            # kill reaches the group.
             return subprocess.Popen(
                 argv,
                 env=env,
@@ -295,6 +316,7 @@ class NodeSshServer:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
+                **(user.popen_kwargs() if user is not None else {}),
             )
         except OSError as exc:
             process.stderr.write(f"mnp: cannot start {argv[0]}: {exc}\n".encode())

@@ -78,6 +78,11 @@ class HeadConfig:
     heartbeat_seconds: float = 2.0
     """How often agents poll; a node silent for ``lost_after_seconds`` is lost."""
     lost_after_seconds: float = 10.0
+    lease_seconds: float | None = None
+    """The agents' lease (``leaseSeconds``): a node that got no reply for this long stops its
+    work (its fence); None: ``lost_after_seconds - 3``, or half of it when that is shorter
+    (small test settings). Must be in ``(0, lost_after_seconds)``: the difference is the
+    margin by which a cut-off node's work is stopped before the head retries it."""
     min_timeout_seconds: float = 60.0
     """Floor for ``timeout.attemptDurationSeconds`` (AWS: 60). Tests lower it."""
     kill_grace_seconds: float = 30.0
@@ -86,6 +91,21 @@ class HeadConfig:
     """An MNP attempt whose MPI daemon or proxy ended on some node, while the main node's
     command keeps running this long afterwards, is taken as hung and failed (MPICH hangs when
     a rank exits without MPI_Finalize)."""
+
+    def __post_init__(self) -> None:
+        lease = self.lease
+        if not 0 < lease < self.lost_after_seconds:
+            raise ValueError(
+                f"lease_seconds: must be more than 0 and less than lost_after_seconds"
+                f" ({self.lost_after_seconds}), got {lease}"
+            )
+
+    @property
+    def lease(self) -> float:
+        """The effective lease (:attr:`lease_seconds`, or its default)."""
+        if self.lease_seconds is not None:
+            return self.lease_seconds
+        return max(self.lost_after_seconds - 3.0, self.lost_after_seconds / 2)
 
     @property
     def db_path(self) -> Path:

@@ -3,7 +3,9 @@ each call admitted per node by its own credential (:mod:`mnp.nodes.sessions`; he
 :mod:`mnp.spec.protocol`).
 
 Errors an agent acts on: 404 ``UnknownNode`` (the head does not know it: register again),
-410 ``NodeLost`` (the node was declared lost or stopped: the agent must stop), 400
+409 ``StaleSession`` (the call's session ended: an older epoch, or a LOST or STOPPED node;
+nothing applied: the agent kills its attempts and registers again), 410 ``NodeLost`` (a
+register of a node the operator stopped: the agent must stop), 400
 ``ClientException`` naming the field for a malformed message (every field is checked as a
 client request's is: :mod:`mnp.api.jsonbody`, then the ``from_wire`` of
 :mod:`mnp.spec.protocol`), 403 ``AccessDeniedException`` for a call its node's credential does
@@ -25,7 +27,7 @@ from starlette.routing import Route
 from mnp.api.jsonbody import read_json
 from mnp.api.native import TokenGate, error_response
 from mnp.errors import Conflict, InvalidInput, NotFound
-from mnp.nodes.sessions import Credentials, Forbidden, NodeGone, NodeSessions
+from mnp.nodes.sessions import Credentials, Forbidden, NodeGone, NodeSessions, StaleSession
 from mnp.spec import protocol
 
 LONG_POLL_MAX_SECONDS = 30.0
@@ -80,9 +82,11 @@ async def _answer(request: Request, fn: Call) -> Response:
         return JSONResponse({"__type": "AccessDeniedException", "message": str(e)}, 403)
     except NotFound as e:
         return JSONResponse({"__type": "UnknownNode", "message": str(e)}, status_code=404)
+    except StaleSession as e:
+        return JSONResponse({"__type": "StaleSession", "message": str(e)}, status_code=409)
     except NodeGone as e:
         return JSONResponse(
-            {"__type": "NodeLost", "message": f"node {e} was declared lost"}, status_code=410
+            {"__type": "NodeLost", "message": f"node {e} was stopped"}, status_code=410
         )
     except Exception as e:
         log.exception("agent call %s failed", request.url.path)
@@ -112,7 +116,12 @@ def routes(
         r = protocol.Register.from_wire(body)
         joins = sessions.admit_register(r, creds)
         sessions.register(r)
-        reply: Message = {"heartbeatSeconds": heartbeat_seconds}
+        node = sessions.s.nodes[r.node_id]
+        reply: Message = {
+            "heartbeatSeconds": heartbeat_seconds,
+            "leaseSeconds": sessions.s.config.lease,
+            "sessionEpoch": node.session_epoch,
+        }
         if joins:
             reply[protocol.NODE_SECRET_KEY] = sessions.issue_secret(r.node_id)
         return reply
@@ -128,7 +137,7 @@ def routes(
                 await asyncio.wait_for(ev.wait(), timeout=wait)
             except TimeoutError:
                 pass
-            reply = sessions.poll(protocol.Poll(p.node_id, p.running, 0, p.ready))
+            reply = sessions.poll(protocol.Poll(p.node_id, p.running, 0, p.ready, p.epoch))
         return reply.to_wire()
 
     async def report(body: Message, creds: Credentials) -> Message:

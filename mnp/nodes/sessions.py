@@ -14,6 +14,17 @@ in the node record); every later call must carry that secret. The methods applyi
 then check what no credential may do: :meth:`NodeSessions.register` refuses a changed
 identity, capacity or host key, :meth:`NodeSessions.report` an event of another node's
 attempt.
+
+Sessions, leases and rejoin (issue 11): every successful register starts a new *session* of
+the node: ``session_epoch`` is incremented and stored before the reply, which carries it; every
+poll and report carries the epoch it belongs to. A poll or report of another epoch, or from a
+LOST or STOPPED node, is stale: refused (:class:`StaleSession`, 409) with nothing applied, and
+the agent, which has stopped its attempts at its lease's end, kills them and registers again.
+Replies grant a lease (``HeadConfig.lease``) shorter than the lost-node allowance, so a node
+cut off stops its work (its fence) before the head fails and retries it. A LOST node that
+registers again with its own secret rejoins as a new session, ACTIVE with its full capacity;
+whatever it still runs is killed by the reconcile (its attempts were failed when it was lost).
+A STOPPED node stays gone (:class:`NodeGone`, 410): the operator stopped it.
 """
 
 from __future__ import annotations
@@ -57,7 +68,12 @@ again with the next poll."""
 
 
 class NodeGone(Exception):
-    """The node was declared lost or stopped; its agent must stop."""
+    """The node was stopped by the operator; its agent must stop (410)."""
+
+
+class StaleSession(Exception):
+    """The call belongs to an ended session (an older epoch, or a LOST/STOPPED node); nothing
+    was applied (409): the agent kills what it runs and registers again."""
 
 
 class Forbidden(Exception):
@@ -129,14 +145,18 @@ class NodeSessions:
     def register(self, r: Register) -> None:
         """A node's agent starts (or starts again). An UNMANAGED environment's node joins
         here; a MANAGED one must have been launched by this head. Raises :class:`NotFound`
-        for an unknown environment or node, :class:`NodeGone` for a node already lost,
+        for an unknown environment or node, :class:`NodeGone` for a STOPPED node,
         :class:`~mnp.errors.Conflict` naming the field when a known node announces another
         compute environment, address, capacity or SSH host key than it has (the operator
-        removes the node to change them)."""
+        removes the node to change them). Success starts a new session (the node's
+        ``session_epoch``, incremented and durable before this returns); a LOST node rejoins
+        this way."""
         s = self.s
         node = s.nodes.get(r.node_id)
         now = s.clock()
-        if node is not None and node.status not in (NodeStatus.LOST, NodeStatus.STOPPED):
+        if node is not None and node.status == NodeStatus.STOPPED:
+            raise NodeGone(node.node_id)
+        if node is not None:
             _check_unchanged(node, r)
         if node is None:
             ce = s.ces.get(r.compute_environment)
@@ -154,8 +174,9 @@ class NodeSessions:
                 launched_at=now,
             )
             s.add_node(node)
-        if node.status in (NodeStatus.LOST, NodeStatus.STOPPED):
-            raise NodeGone(node.node_id)
+        if node.status == NodeStatus.LOST:
+            s.node_rt[node.node_id] = NodeRuntime()  # its attempts were failed when lost
+        node.session_epoch += 1
         node.status = NodeStatus.ACTIVE
         node.registered_at = node.registered_at or now
         node.last_heartbeat_ms = now
@@ -169,14 +190,14 @@ class NodeSessions:
         s.on_wake()
 
     def poll(self, p: Poll) -> PollReply:
-        """Heartbeat; hand over queued work and re-send unconfirmed assignments. Raises
-        :class:`NotFound` for an unknown node, :class:`NodeGone` for a lost or stopped one."""
+        """Heartbeat; hand over queued work and re-send unconfirmed assignments; the reply
+        grants a lease. Raises :class:`NotFound` for an unknown node, :class:`StaleSession`
+        (nothing applied) for another session's poll or a LOST or STOPPED node."""
         s = self.s
         node = s.nodes.get(p.node_id)
         if node is None:
             raise NotFound(f"unknown node {p.node_id}")
-        if node.status in (NodeStatus.LOST, NodeStatus.STOPPED):
-            raise NodeGone(node.node_id)
+        check_session(node, p.epoch)
         now = s.clock()
         node.last_heartbeat_ms = now
         if node.status == NodeStatus.LAUNCHING:
@@ -198,7 +219,8 @@ class NodeSessions:
         control = self.rt.control
         kills = control.kills_due(node.node_id, running, set(rt.running), now)
         ready = control.ready_due(node.node_id, running, set(p.ready), now)
-        return PollReply(assignments=assignments, kills=kills, ready=ready)
+        lease = s.config.lease
+        return PollReply(assignments=assignments, kills=kills, ready=ready, lease_seconds=lease)
 
     def _reconcile(self, node: Node, rt: NodeRuntime, running: set[str]) -> None:
         """Match the attempts the node says it runs with the head's (on every register and
@@ -221,13 +243,15 @@ class NodeSessions:
 
     def report(self, r: Report) -> int:
         """Apply a node's events in order; duplicates and stale events are ignored. Returns how
-        many were new. Raises :class:`NotFound` for an unknown node, :class:`Forbidden` (and
-        applies none) when an event names an attempt the head placed on another node."""
+        many were new. Raises :class:`NotFound` for an unknown node, :class:`StaleSession`
+        for another session's report or a LOST or STOPPED node, :class:`Forbidden` when an
+        event names an attempt the head placed on another node (both apply none)."""
         s = self.s
         node = s.nodes.get(r.node_id)
         if node is None:
             raise NotFound(f"unknown node {r.node_id}")
         self._check_own(node, r.events)
+        check_session(node, r.epoch)
         node.last_heartbeat_ms = s.clock()
         rt = s.node_rt[node.node_id]
         accepted = 0
@@ -318,6 +342,18 @@ class NodeSessions:
                 data = data[size - ev.offset :]
             record_chunk_time(path, size, ev.time_ms)
             f.write(data)
+
+
+def check_session(node: Node, epoch: int) -> None:
+    """Raise :class:`StaleSession` unless a call of session ``epoch`` may act for ``node``:
+    the node is LAUNCHING or ACTIVE and ``epoch`` is its current session."""
+    if node.status in (NodeStatus.LOST, NodeStatus.STOPPED):
+        raise StaleSession(f"stale session: node {node.node_id} is {node.status.value}")
+    if epoch != node.session_epoch:
+        raise StaleSession(
+            f"stale session: epoch {epoch} of node {node.node_id} ended"
+            f" (its session is {node.session_epoch}); register again"
+        )
 
 
 def _check_unchanged(node: Node, r: Register) -> None:

@@ -2,7 +2,11 @@
 providers (one provider object per name, made when first needed).
 
 A node's end ends its attempts first (``Host lost: …`` / ``Host stopped: …``), through the
-scheduler's one attempt-end path, so the retry strategy decides what runs again.
+scheduler's one attempt-end path, so the retry strategy decides what runs again. Retrying a
+lost node's attempts is safe (issue 11): the node's lease (``HeadConfig.lease``) ended at
+least ``lost_after - lease`` seconds before the head declares it lost, and its fence
+(``launcher/fence.py``) stopped the work then. A lost node may register again and rejoin as a
+new session (:mod:`mnp.nodes.sessions`); a stopped one may not.
 """
 
 from __future__ import annotations

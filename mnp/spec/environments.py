@@ -76,6 +76,9 @@ class Node:
     join_hash: str | None = None
     """:func:`hash_secret` of the one-time join token the head minted when it launched the
     node; cleared once the agent has used its own secret."""
+    session_epoch: int = 0
+    """The node's current agent session: incremented (and stored) by every successful
+    register; a poll or report of another epoch is stale (refused, nothing applied)."""
     join_token: str | None = field(default=None, repr=False, compare=False)
     """The join token itself, in memory only between minting and the provider's launch
     (never stored: the provider hands it to the agent and clears it)."""
@@ -97,6 +100,7 @@ class Node:
             "registered_at": self.registered_at,
             "ssh_port": self.ssh_port,
             "ssh_host_key": self.ssh_host_key,
+            "session_epoch": self.session_epoch,
         }
 
     @classmethod
@@ -115,6 +119,7 @@ class Node:
             ssh_host_key=d.get("ssh_host_key"),
             secret_hash=d.get("secret_hash"),
             join_hash=d.get("join_hash"),
+            session_epoch=d.get("session_epoch", 0),
         )
 
 

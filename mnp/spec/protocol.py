@@ -3,17 +3,30 @@
 
 The agent dials the head over HTTP with JSON bodies:
 
-``POST /internal/v1/agents/register``  body :class:`Register` → ``{"heartbeatSeconds": float}``
-    Announce a node (idempotent: re-registering a known node id refreshes it).
+``POST /internal/v1/agents/register``  body :class:`Register` → ``{"heartbeatSeconds": float,
+"leaseSeconds": float, "sessionEpoch": int}``
+    Announce a node and start a new *session*: every successful register increments the
+    node's ``sessionEpoch`` (persisted), which every later poll and report carries
+    (``epoch``). A node the head declared LOST may register again (same id, same secret) and
+    becomes ACTIVE as a new session; a STOPPED one is answered 410 (the operator stopped it).
 ``POST /internal/v1/agents/poll``      body :class:`Poll` → :class:`PollReply`
     Heartbeat and work fetch. The head holds the request open up to ``waitSeconds`` and
     answers as soon as it has assignments or kills for the node. Answers 404 with
     ``{"__type": "UnknownNode"}`` when the head does not know the node (the agent then
-    registers again) and 410 ``{"__type": "NodeLost"}`` when the head has declared the node lost
-    (the agent kills everything it runs and exits).
+    registers again) and 409 ``{"__type": "StaleSession"}`` when the poll's ``epoch`` is not
+    the node's current session or the node is LOST or STOPPED (nothing is applied; the agent
+    kills what it runs, which the head has failed already, and registers again).
 ``POST /internal/v1/agents/report``    body :class:`Report` → ``{"accepted": int}``
     Attempt events, in order. The agent keeps an event until a report carrying it is
-    answered 200, so events survive a head restart; the head ignores duplicates.
+    answered 200, so events survive a head restart; the head ignores duplicates. A report of
+    another session than the node's current one (or of a LOST/STOPPED node) is answered 409
+    ``StaleSession`` with nothing applied; the agent drops it.
+
+Leases: every register and poll reply carries ``leaseSeconds``. The agent's lease ends that
+long after it *sent* the call that got the reply; past it the node's fence stops the work
+(:mod:`launcher.fence`). The head declares a node lost only after ``lost_after_seconds``
+(longer than the lease) of silence counted from when it *received* the node's last call, so
+a node's work is stopped at least ``lost_after - lease`` seconds before the head retries it.
 
 Every request carries the header ``X-Mnp-Token`` when the head has a token configured, and
 the node's own credential: its first ``register`` the one-time join token the head
@@ -357,6 +370,8 @@ class Poll:
     ready: list[str] = field(default_factory=list)
     """Attempt ids among ``running`` the agent has applied a :class:`Ready` to (the head
     re-sends a Ready until its attempt is listed here)."""
+    epoch: int = 0
+    """The session (``sessionEpoch`` of the register reply) the poll belongs to."""
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -364,6 +379,7 @@ class Poll:
             "running": list(self.running),
             "waitSeconds": self.wait_seconds,
             "ready": list(self.ready),
+            "epoch": self.epoch,
         }
 
     @classmethod
@@ -377,6 +393,7 @@ class Poll:
             ),
             wait_seconds=f.number("waitSeconds", low=0.0, high=3600.0, default=0.0),
             ready=f.texts("ready", most_items=RUNNING_MOST, most=ID_MOST, pattern=ATTEMPT_ID_RE),
+            epoch=f.integer("epoch", low=0, high=SAFE_INT, default=0) or 0,
         )
         f.done()
         return p
@@ -387,13 +404,18 @@ class PollReply:
     assignments: list[Assignment] = field(default_factory=list)
     kills: list[Kill] = field(default_factory=list)
     ready: list[Ready] = field(default_factory=list)
+    lease_seconds: float | None = None
+    """The lease this reply grants (from the poll's send time); None: no lease (older head)."""
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "assignments": [a.to_wire() for a in self.assignments],
             "kills": [k.to_wire() for k in self.kills],
             "ready": [r.to_wire() for r in self.ready],
         }
+        if self.lease_seconds is not None:
+            out["leaseSeconds"] = self.lease_seconds
+        return out
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> PollReply:
@@ -401,6 +423,7 @@ class PollReply:
             assignments=[Assignment.from_wire(a) for a in d.get("assignments", [])],
             kills=[Kill.from_wire(k) for k in d.get("kills", [])],
             ready=[Ready.from_wire(r) for r in d.get("ready", [])],
+            lease_seconds=None if d.get("leaseSeconds") is None else float(d["leaseSeconds"]),
         )
 
 
@@ -408,9 +431,15 @@ class PollReply:
 class Report:
     node_id: str
     events: list[Event]
+    epoch: int = 0
+    """The session the events were emitted in (a stale one is refused whole)."""
 
     def to_wire(self) -> dict[str, Any]:
-        return {"nodeId": self.node_id, "events": [e.to_wire() for e in self.events]}
+        return {
+            "nodeId": self.node_id,
+            "events": [e.to_wire() for e in self.events],
+            "epoch": self.epoch,
+        }
 
     @classmethod
     def from_wire(cls, d: Any) -> Report:
@@ -422,5 +451,6 @@ class Report:
             Event.from_wire(e.body, e.path, f.errors)
             for e in f.objects("events", most_items=EVENTS_MOST)
         ]
+        epoch = f.integer("epoch", low=0, high=SAFE_INT, default=0) or 0
         f.done()
-        return cls(node_id=node_id, events=events)
+        return cls(node_id=node_id, events=events, epoch=epoch)

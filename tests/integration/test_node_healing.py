@@ -4,6 +4,7 @@ on that node (its retry strategy then decides) instead of leaving it RUNNING for
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -35,7 +36,8 @@ def _restart_agent(c: Cluster, node: str, job_pid_file: Path) -> subprocess.Pope
     os.kill(pid, signal.SIGKILL)
     wait_for("the agent to die", lambda: not pid_alive(pid))
     job_pid = int(job_pid_file.read_text().strip())
-    os.killpg(job_pid, signal.SIGKILL)  # the job went with its agent (a node reboot)
+    with contextlib.suppress(ProcessLookupError):  # the node's fence may have killed it
+        os.killpg(job_pid, signal.SIGKILL)  # the job went with its agent (a node reboot)
     wait_for("the job process to die", lambda: not pid_alive(job_pid))
     log = open(c.home / "agent-restarted.log", "ab")  # noqa: SIM115 - closed below
     try:

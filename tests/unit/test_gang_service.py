@@ -87,7 +87,8 @@ def define(
 
 
 def poll(h: Head, node_id: str) -> PollReply:
-    return h.sessions.poll(Poll(node_id, sorted(h.runs.get(node_id, set())), 0.0))
+    running = sorted(h.runs.get(node_id, set()))
+    return h.sessions.poll(Poll(node_id, running, 0.0, [], h.epoch(node_id)))
 
 
 def poll_all(h: Head) -> dict[str, PollReply]:
@@ -644,7 +645,9 @@ def test_a_lost_ready_goes_again_until_the_main_node_reports_it(four: Head) -> N
     h.clock.advance(3)
     assert poll(h, main_node).ready == [Ready(aid)], "again: the node does not report it"
     h.clock.advance(3)
-    applied = h.sessions.poll(Poll(main_node, sorted(h.runs[main_node]), 0.0, [aid]))
+    applied = h.sessions.poll(
+        Poll(main_node, sorted(h.runs[main_node]), 0.0, [aid], h.epoch(main_node))
+    )
     assert applied.ready == []
     h.clock.advance(3)
     assert poll(h, main_node).ready == [], "dropped once the node reported it applied"

@@ -46,6 +46,8 @@ class FakeHead:
         self.events: list[dict[str, Any]] = []
         self.tokens: set[str | None] = set()
         self.replies: queue.Queue[tuple[int, dict[str, Any]]] = queue.Queue()
+        self.stopped = False
+        """Answer registrations 410 (the operator stopped the node)."""
         head = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -85,6 +87,8 @@ class FakeHead:
         if path == REGISTER_PATH:
             with self.lock:
                 self.registers.append(body)
+            if self.stopped:
+                return 410, {"__type": "NodeLost"}
             return 200, {"heartbeatSeconds": 0.5}
         if path == POLL_PATH:
             with self.lock:
@@ -231,7 +235,8 @@ def test_reregisters_on_unknown_node_kills_and_stops_gracefully(
 def test_node_lost_kills_jobs_and_exits_3(head: FakeHead, agent: subprocess.Popen[bytes]) -> None:
     head.assign(assignment(["sleep", "30"]))
     started = until(lambda: head.of("job-1/1", "started"), "job start")
-    head.replies.put((410, {"__type": "NodeLost"}))
+    head.stopped = True  # the poll refused, the agent kills its jobs and registers again
+    head.replies.put((409, {"__type": "StaleSession"}))
     assert agent.wait(timeout=20) == 3
     pid = started["pid"]
     until(lambda: gone(pid), f"job process {pid} to die")

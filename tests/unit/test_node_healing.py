@@ -112,5 +112,5 @@ def test_an_ended_attempt_still_running_on_the_node_is_killed(ready: Head) -> No
     job, aid = running_job(ready)
     ready.exited("n1", aid, 0)
     assert ready.status(job) == "SUCCEEDED"
-    reply = ready.sessions.poll(Poll("n1", [aid], 0.0))
+    reply = ready.sessions.poll(Poll("n1", [aid], 0.0, epoch=ready.epoch("n1")))
     assert [k.attempt_id for k in reply.kills] == [aid]
