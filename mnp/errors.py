@@ -80,3 +80,12 @@ class StorageError(TransientError):
             f"the head node could not save the change ({type(cause).__name__}: {cause}); "
             "nothing was changed, retry later"
         )
+
+
+class AccessDenied(MnpError):
+    """The caller is known but may not do this (another user's job, an admin-only operation);
+    the message says who may not do what to which. Native API: 403; AWS wire: 403
+    ``AccessDeniedException``."""
+
+    http_status = 403
+    code = "AccessDeniedException"

@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import os
+import pwd
+import secrets
 import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -33,7 +37,6 @@ from starlette.applications import Starlette
 import mnp
 from mnp.api.agents import PollWaiters
 from mnp.api.app import build_app
-from mnp.api.native import Handler
 from mnp.config import (
     STOP_NODES_SIGNAL,
     HeadConfig,
@@ -50,7 +53,8 @@ from mnp.scheduler.lag import LagGuard
 from mnp.scheduler.loop import Scheduler
 from mnp.scheduler.state import HeadState
 from mnp.service.core import Service
-from mnp.service.operations import native_operations
+from mnp.service.operations import Handler, native_operations
+from mnp.service.users import Caller
 from mnp.store.sqlite import Store
 
 log = logging.getLogger("mnp.head")
@@ -91,7 +95,7 @@ class Head:
         self.service.ensure_defaults()
         self.scheduler.tick()
 
-    def get_status(self, body: dict[str, Any]) -> dict[str, Any]:
+    def get_status(self, caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
         return {
             "version": mnp.__version__,
             "url": self.url,
@@ -156,6 +160,104 @@ class Head:
         self.store.close()
 
 
+# --- users' client files ---------------------------------------------------------------------
+CLIENT_DIR = ".mnp"
+CLIENT_FILE = "client.json"
+AWS_FILE = "aws-credentials"
+AWS_PROFILE = "mnp"
+
+
+def _open_user_dir(pw: pwd.struct_passwd, create: bool) -> int | None:
+    """An fd of ``~user/.mnp``, owned by the user and mode 0700 (made so), or None when it
+    does not exist (and not ``create``). Never follows a symlink there: the user owns that
+    directory and could point it anywhere."""
+    home_fd = os.open(pw.pw_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if create:
+            try:
+                os.mkdir(CLIENT_DIR, 0o700, dir_fd=home_fd)
+            except FileExistsError:
+                pass
+        try:
+            fd = os.open(CLIENT_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=home_fd)
+        except FileNotFoundError:
+            return None
+    finally:
+        os.close(home_fd)
+    os.fchown(fd, pw.pw_uid, pw.pw_gid)
+    os.fchmod(fd, 0o700)
+    return fd
+
+
+def _write_user_file(dir_fd: int, name: str, text: str, pw: pwd.struct_passwd) -> None:
+    """Write ``name`` in the user's directory as a new file (O_EXCL: never through a link
+    the user left there) owned by the user, mode 0600, then rename it into place."""
+    tmp = f".{name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
+    try:
+        os.fchown(fd, pw.pw_uid, pw.pw_gid)
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
+def install_client_files(name: str, url: str, token: str, key_id: str, secret: str) -> list[Path]:
+    """As root, for the local account ``name``: write ``~name/.mnp/client.json`` (url and
+    token) and ``~name/.mnp/aws-credentials`` (profile ``mnp``), owned by ``name``, files
+    0600 in a 0700 folder. Returns the paths written; [] when ``name`` is no local account
+    or this process is not root (then the caller shows the secrets instead)."""
+    if os.geteuid() != 0:
+        return []
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        return []
+    fd = _open_user_dir(pw, create=True)
+    assert fd is not None  # created above
+    try:
+        _write_user_file(fd, CLIENT_FILE, json.dumps({"url": url, "token": token}) + "\n", pw)
+        aws = (f"[{AWS_PROFILE}]\naws_access_key_id = {key_id}\n"
+               f"aws_secret_access_key = {secret}\n")  # fmt: skip
+        _write_user_file(fd, AWS_FILE, aws, pw)
+    finally:
+        os.close(fd)
+    folder = Path(pw.pw_dir) / CLIENT_DIR
+    return [folder / CLIENT_FILE, folder / AWS_FILE]
+
+
+def refresh_client_urls(names: list[str], url: str) -> int:
+    """As root, point each local user's existing ``client.json`` at ``url`` (the head may
+    have moved port), keeping its token. Best effort: a user without one, or whose file is
+    unreadable, is skipped (and logged). Returns how many were rewritten."""
+    if os.geteuid() != 0:
+        return 0
+    done = 0
+    for name in names:
+        try:
+            pw = pwd.getpwnam(name)
+            fd = _open_user_dir(pw, create=False)
+            if fd is None:
+                continue
+            try:
+                file_fd = os.open(CLIENT_FILE, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
+                with os.fdopen(file_fd) as f:
+                    doc = json.load(f)
+                if not isinstance(doc, dict) or doc.get("url") == url:
+                    continue
+                doc["url"] = url
+                _write_user_file(fd, CLIENT_FILE, json.dumps(doc) + "\n", pw)
+                done += 1
+            finally:
+                os.close(fd)
+        except (KeyError, OSError, ValueError) as e:
+            log.info("client.json of %s not refreshed: %s", name, e)
+    if done:
+        log.info("pointed %d users' client.json at %s", done, url)
+    return done
+
+
 class _Server(uvicorn.Server):
     """uvicorn's server, calling ``before_shutdown`` (which answers the agents' waiting long
     polls) as it starts to shut down, so those polls do not hold the exit for the whole
@@ -206,6 +308,7 @@ async def _serve(config: HeadConfig) -> None:
     write_private(config.head_url_file, url + "\n")
     head = Head(config, url)
     head.start()
+    refresh_client_urls(head.service.users.names(), url)
     head.offload_providers()
     app = build_app(head, head.ops)
 

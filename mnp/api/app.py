@@ -7,7 +7,8 @@
 4. the node agents' endpoints (:mod:`mnp.api.agents`);
 5. ``GET /healthz``, open to all.
 
-The native and agent routes check the shared token (``HeadConfig.token``).
+The native routes and the tail take the owner's token (``HeadConfig.token``) or a user's; the
+agents' routes the owner's only (then each node's own secret).
 """
 
 from __future__ import annotations
@@ -48,10 +49,14 @@ class AppHead(Protocol):
 def build_app(head: AppHead, operations: Mapping[str, Handler]) -> Starlette:
     """The app for ``head``; ``operations`` is the native API's table (name → handler)."""
     config = head.config
+    users = head.service.users
     front_door = FrontDoor.for_home(
-        config.home, submit_rate=config.submit_rate_per_second, submit_burst=config.submit_burst
+        config.home,
+        submit_rate=config.submit_rate_per_second,
+        submit_burst=config.submit_burst,
+        users=users.by_access_key,
     )
-    gate = TokenGate(config.token)
+    gate = TokenGate(config.token, users.by_token)
 
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True})

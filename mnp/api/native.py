@@ -1,11 +1,13 @@
-"""The native JSON API: ``POST /api/v1/<operation>`` with a JSON object body, behind the token.
+"""The native JSON API: ``POST /api/v1/<operation>`` with a JSON object body, behind a token.
 
 The operations come from the head node as a name → handler table (``Head.ops``); this module
-only authenticates, decodes, calls and maps errors. Answers: the handler's JSON; an
-:class:`~mnp.errors.MnpError` as ``{"__type", "message"}`` (plus ``errors`` for invalid input)
-with its ``http_status`` and an ``x-amzn-ErrorType`` header (a transient one, such as the
-head unable to save, as 503 with ``Retry-After``: nothing changed); anything else as a 500
-``ServerException``. Not thread-safe: the routes run on the head node's event loop.
+only authenticates (the bearer token → the caller's identity, :class:`TokenGate`), decodes,
+calls the handler with the caller and maps errors (AccessDenied: 403). Answers: the
+handler's JSON; an :class:`~mnp.errors.MnpError` as ``{"__type", "message"}`` (plus
+``errors`` for invalid input) with its ``http_status`` and an ``x-amzn-ErrorType`` header (a
+transient one, such as the head unable to save, as 503 with ``Retry-After``: nothing
+changed); anything else as a 500 ``ServerException``. Not thread-safe: the routes run on the
+head node's event loop.
 """
 
 from __future__ import annotations
@@ -21,25 +23,45 @@ from starlette.routing import Route
 
 from mnp.api.aws.batch import json_body
 from mnp.errors import InvalidInput, MnpError, NotFound
+from mnp.service.operations import Handler
+from mnp.service.users import Caller, owner
 from mnp.spec import protocol
+
+__all__ = ["Handler", "TokenGate", "error_response", "routes"]
 
 log = logging.getLogger("mnp.api.native")
 
-Handler = Callable[[dict[str, Any]], dict[str, Any]]
-"""One native operation: the request body in, the JSON answer out."""
+UserLookup = Callable[[str], Caller | None]
+"""A bearer token → the user it belongs to (``UserOps.by_token``), None when it is no one's."""
 
 
 class TokenGate:
-    """The shared-token check of the native API, the log tail and the agent endpoints."""
+    """The token check of the native API, the log tail and the agent endpoints.
 
-    def __init__(self, token: str | None) -> None:
+    The head's own token is the owner (compared in constant time); any other token is looked
+    up by its sha256 among the users (:mod:`mnp.service.users`), so a deleted user's token
+    stops working with the next request. The agent endpoints take the owner's token only.
+    """
+
+    def __init__(self, token: str | None, users: UserLookup | None = None) -> None:
         self.token = token
+        self.users = users
 
     def allows(self, request: Request) -> bool:
-        """No token configured lets everyone in; else the header must match (constant time)."""
+        """The owner's token (agents): no token configured lets everyone in; else the header
+        must match (constant time)."""
         return self.token is None or secrets.compare_digest(
             request.headers.get(protocol.TOKEN_HEADER, ""), self.token
         )
+
+    def identify(self, request: Request) -> Caller | None:
+        """Who the request's token says it is: the owner, a user, or None (refuse it)."""
+        if self.allows(request):
+            return owner()
+        given = request.headers.get(protocol.TOKEN_HEADER, "")
+        if not given or self.users is None:
+            return None
+        return self.users(given)
 
     @staticmethod
     def denied() -> JSONResponse:
@@ -63,14 +85,15 @@ def routes(gate: TokenGate, operations: Mapping[str, Handler]) -> list[Route]:
     """``POST /api/v1/{op}``, answering from ``operations``."""
 
     async def api(request: Request) -> Response:
-        if not gate.allows(request):
+        caller = gate.identify(request)
+        if caller is None:
             return gate.denied()
         op = request.path_params["op"]
         handler = operations.get(op)
         if handler is None:
             return error_response(NotFound(f"unknown operation {op!r}"))
         try:
-            return JSONResponse(handler(await json_body(request)))
+            return JSONResponse(handler(caller, await json_body(request)))
         except MnpError as e:
             return error_response(e)
         except Exception as e:

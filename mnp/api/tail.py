@@ -3,7 +3,8 @@
 Query: ``attempt=N`` (default: the latest attempt), ``follow=1|true|yes`` (keep streaming,
 polling the files every 0.2 s, until the job is SUCCEEDED or FAILED, then read once more,
 since the final chunks arrive with the exit event). Each attempt's stdout then stderr, each
-byte sent once. An unknown job is a 404 ``ClientException``, a bad ``attempt`` a 400.
+byte sent once. An unknown job is a 404 ``ClientException``, a bad ``attempt`` a 400, another
+user's job (for a non-admin) a 403.
 """
 
 from __future__ import annotations
@@ -16,19 +17,26 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from mnp.api.native import TokenGate, error_response
-from mnp.errors import FieldError, InvalidInput, NotFound
+from mnp.errors import AccessDenied, FieldError, InvalidInput, NotFound
 from mnp.service.logs import STREAMS, LogReader
+from mnp.service.users import require_owner
 
 FOLLOW_POLL_SECONDS = 0.2
 
 
 def routes(gate: TokenGate, reader: LogReader) -> list[Route]:
     async def logs_endpoint(request: Request) -> Response:
-        if not gate.allows(request):
+        caller = gate.identify(request)
+        if caller is None:
             return gate.denied()
         job_id = request.path_params["job_id"]
-        if reader.job(job_id) is None:
+        job = reader.job(job_id)
+        if job is None:
             return error_response(NotFound(f"no job with id {job_id!r}"))
+        try:
+            require_owner(caller, job.submitted_by, "read the logs of job", job_id)
+        except AccessDenied as e:
+            return error_response(e)
         attempt_q = request.query_params.get("attempt")
         if attempt_q is not None and not (attempt_q.isascii() and attempt_q.isdigit()):
             return error_response(InvalidInput([FieldError("attempt", "must be a number")]))

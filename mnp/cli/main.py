@@ -27,6 +27,7 @@ from mnp.cli.sacct import sacct_command
 from mnp.cli.sbatch import sbatch_command
 from mnp.cli.squeue import scancel_command, squeue_command
 from mnp.cli.state import MnpGroup, State, json_option, pass_state, print_json
+from mnp.cli.users import users_group, whoami_command
 from mnp.config import STOP_NODES_SIGNAL, default_home
 from mnp.errors import MnpError
 
@@ -194,6 +195,7 @@ for command in (
     register, submit, jobs, describe, logs, cancel, terminate,  # mnp.cli.jobs
     run_command, mpirun_command, env_command,
     squeue_command, scancel_command, sacct_command, sbatch_command,
+    users_group, whoami_command,  # mnp.cli.users
 ):  # fmt: skip
     cli.add_command(command)
 

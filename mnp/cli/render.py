@@ -111,14 +111,15 @@ def new_table(*columns: str, last_wraps: bool = True) -> Table:
 
 
 def jobs_table(summaries: Iterable[JSON]) -> Table:
-    """ID, NAME, QUEUE, STATUS, NODE, ATTEMPT, CREATED, DURATION, REASON."""
+    """ID, NAME, USER (who submitted), QUEUE, STATUS, NODE, ATTEMPT, CREATED, DURATION, REASON."""
     table = new_table(
-        "ID", "NAME", "QUEUE", "STATUS", "NODE", "ATTEMPT", "CREATED", "DURATION", "REASON"
+        "ID", "NAME", "USER", "QUEUE", "STATUS", "NODE", "ATTEMPT", "CREATED", "DURATION", "REASON"
     )
     for s in summaries:
         table.add_row(
             _dash(s.get("jobId")),
             _dash(s.get("jobName")),
+            _dash(s.get("submittedBy")),
             short_name(s.get("jobQueueName") or s.get("jobQueue")) or "-",
             styled(s.get("status")),
             _dash(s.get("nodeId")),
@@ -152,6 +153,7 @@ def job_view(d: JSON) -> RenderableType:
     rows: list[tuple[str, Any]] = [
         ("job id", d.get("jobId")),
         ("name", d.get("jobName")),
+        ("submitted by", d.get("submittedBy")),
         ("status", styled(d.get("status"))),
         ("reason", d.get("statusReason")),
         ("queue", short_name(d.get("jobQueueName") or d.get("jobQueue"))),

@@ -159,7 +159,7 @@ def _selected(summaries: Iterable[JSON], names: set[str], users: set[str], parts
             continue
         if names and s.get("jobName") not in names:
             continue
-        if users and s.get("user") not in users:
+        if users and (s.get("submittedBy") or s.get("user")) not in users:
             continue
         if parts and s.get("jobQueueName") not in parts:
             continue

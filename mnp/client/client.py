@@ -37,13 +37,15 @@ class Client(Transport):
     """A synchronous client of one head node.
 
     The head is found, in order, from ``url``, the ``MNP_URL`` environment variable, then
-    ``<home>/head.json`` (``home`` defaults to :func:`mnp.config.default_home`). The token
-    comes from ``token``, else ``MNP_TOKEN``, else ``head.json`` when its URL is the one used.
+    ``<home>/head.json`` (the owner's; ``home`` defaults to :func:`mnp.config.default_home`),
+    then ``<home>/client.json`` (a user's, written by ``mnp users add``). The token comes from
+    ``token``, else ``MNP_TOKEN``, else the file the URL came from when its URL is the one used.
 
     Raises :class:`HeadUnavailable` when no URL is given and no head.json exists. Every method
     may raise :class:`HeadUnavailable` (cannot connect), :class:`TransientError` (the head did
     not answer in ``timeout`` seconds, or answered 503), :class:`RequestInvalid` (400),
-    :class:`NotFound` (404), :class:`Conflict` (409) or :class:`MnpError` (anything else).
+    :class:`NotFound` (404), :class:`AccessDenied` (403: the caller may not), :class:`Conflict`
+    (409) or :class:`MnpError` (anything else).
     :class:`HeadUnavailable` and :class:`RequestInvalid` (of :mod:`mnp.client.transport`) are
     importable from here too.
     """
@@ -233,6 +235,24 @@ class Client(Transport):
         """Every node the head knows (optionally of one compute environment)."""
         body = {"computeEnvironment": compute_environment} if compute_environment else {}
         return list(self.call("listNodes", body).get("nodes", []))
+
+    # -- users -----------------------------------------------------------------------------
+
+    def create_user(self, name: str, admin: bool = False) -> JSON:
+        """A new user (admins only); the answer holds its token and AWS keys, shown once."""
+        return self.call("createUser", {"name": name, "role": "admin" if admin else "user"})
+
+    def users(self) -> list[JSON]:
+        """Every identity of the head (the owner first), without secrets."""
+        return list(self.call("listUsers").get("users", []))
+
+    def delete_user(self, name: str) -> None:
+        """Remove a user (admins only): its token and keys stop working at once."""
+        self.call("deleteUser", {"name": name})
+
+    def whoami(self) -> JSON:
+        """``{name, role, owner}`` of the identity this client's token is."""
+        return self.call("whoAmI")
 
     def status(self) -> JSON:
         """The head node's ``getStatus`` answer (version, url, pid, job counts, …)."""

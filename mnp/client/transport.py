@@ -20,10 +20,21 @@ from urllib.parse import urlsplit
 import httpx
 
 from mnp.config import HeadInfo, default_home
-from mnp.errors import Conflict, FieldError, InvalidInput, MnpError, NotFound, TransientError
+from mnp.errors import (
+    AccessDenied,
+    Conflict,
+    FieldError,
+    InvalidInput,
+    MnpError,
+    NotFound,
+    TransientError,
+)
 from mnp.spec.protocol import TOKEN_HEADER
 
 JSON = dict[str, Any]
+CLIENT_FILE = "client.json"
+"""A user's (not the owner's) way to the head, in their home folder: ``{"url", "token"}``,
+written by ``mnp users add`` run as root (and its url kept current by the head)."""
 
 
 class HeadUnavailable(TransientError):
@@ -62,15 +73,19 @@ class Transport:
         self.home = home if home is not None else default_home()
         info = HeadInfo.read(self.home / "head.json")
         url = url or os.environ.get("MNP_URL") or None
+        user_file = _read_client_file(self.home / CLIENT_FILE) if info is None else None
         if url is None:
-            if info is None:
+            if info is None and user_file is None:
                 raise HeadUnavailable(
-                    f"no head node is running for {self.home} (no {self.home / 'head.json'}); "
-                    "start one with `mnp up -d`, or pass --url / set MNP_URL"
+                    f"no head node is running for {self.home} (no {self.home / 'head.json'} "
+                    f"nor {self.home / CLIENT_FILE}); start one with `mnp up -d`, or pass "
+                    "--url / set MNP_URL"
                 )
-            url = info.url
+            url = info.url if info is not None else user_file[0] if user_file else ""
         if token is None:
             token = os.environ.get("MNP_TOKEN") or None
+        if token is None and user_file is not None and user_file[0].rstrip("/") == url.rstrip("/"):
+            token = user_file[1]
         if token is None and info is not None and info.url.rstrip("/") == url.rstrip("/"):
             token = info.token
         self.url = url.rstrip("/")
@@ -225,11 +240,27 @@ def _error_from(operation: str, resp: httpx.Response) -> MnpError:
         return NotFound(message)
     if status == 409:
         return Conflict(message)
+    if status == 403 and payload.get("__type") == AccessDenied.code:
+        return AccessDenied(message)
     if status in (401, 403):
         return MnpError(f"{message} (HTTP {status}: check the token in MNP_TOKEN or head.json)")
     if status in (502, 503, 504):
         return TransientError(f"{operation}: {message} (HTTP {status})")
     return MnpError(f"{operation}: {message} (HTTP {status})")
+
+
+def _read_client_file(path: Path) -> tuple[str, str] | None:
+    """``(url, token)`` from a user's client.json; None when absent or not that shape."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    url, token = doc.get("url"), doc.get("token")
+    if isinstance(url, str) and url and isinstance(token, str):
+        return url, token
+    return None
 
 
 def pid_alive(pid: int) -> bool:

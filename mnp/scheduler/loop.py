@@ -296,6 +296,8 @@ class Scheduler:
             kill_grace_seconds=self.s.config.kill_grace_seconds,
             wiring=run.wiring,
             container=attempt_container(job, self.s.ces, attempt.compute_environment),
+            # the account chosen at submit (mnp.service.users.run_as); None: the agent's own
+            run_as=job.spec.run_as,
             **run.files,
         )
 

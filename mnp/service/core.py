@@ -29,6 +29,7 @@ from mnp.service.render import node_detail
 from mnp.service.requests import ListNodes
 from mnp.service.resources import ResourceOps
 from mnp.service.tags import TagOps
+from mnp.service.users import UserOps
 from mnp.service.validation import parse
 from mnp.spec.environments import NodeStatus
 from mnp.spec.resources import Resources
@@ -47,6 +48,7 @@ class Service:
         self.policies = PolicyOps(self.ctx)
         self.tags = TagOps(self.ctx)
         self.logs = LogReader(state, scheduler)
+        self.users = UserOps(state)
 
     # --- loading ------------------------------------------------------------------------------
     def load(self) -> None:

@@ -11,6 +11,7 @@ from mnp.errors import InvalidInput, NotFound
 from mnp.service.base import Context, _paginate
 from mnp.service.models import RegisterJobDefinition
 from mnp.service.requests import ByName, DescribeJobDefinitions
+from mnp.service.users import Caller, require_owner
 from mnp.service.validation import check_timeout
 from mnp.spec.definitions import JobDefinition
 
@@ -21,8 +22,9 @@ class DefinitionOps:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    def register(self, req: RegisterJobDefinition) -> JSON:
-        """A new revision (the next number for its name), ACTIVE."""
+    def register(self, req: RegisterJobDefinition, caller: Caller) -> JSON:
+        """A new revision (the next number for its name), ACTIVE, recording ``caller`` as
+        ``registeredBy`` (the owner's are left unmarked)."""
         s = self.ctx.s
         problems = check_timeout(req.timeout, s.config.min_timeout_seconds)
         if problems:
@@ -30,6 +32,8 @@ class DefinitionOps:
         revisions = s.definitions.setdefault(req.jobDefinitionName, [])
         revision = (revisions[-1].revision if revisions else 0) + 1
         doc = req.model_dump(exclude_none=True)
+        if not caller.is_owner:
+            doc["registeredBy"] = caller.name
         definition = JobDefinition(req.jobDefinitionName, revision, "ACTIVE", doc)
         with s.store.transaction():
             s.store.save_definition(definition)
@@ -40,8 +44,13 @@ class DefinitionOps:
             "revision": revision,
         }
 
-    def deregister(self, req: ByName) -> JSON:
+    def deregister(self, req: ByName, caller: Caller) -> JSON:
+        """Make a revision INACTIVE: one the caller registered (an admin: any)."""
         definition = self.ctx.definition(req.ref, active_only=False)
+        require_owner(
+            caller, definition.registered_by, "deregister job definition",
+            f"{definition.name}:{definition.revision}",
+        )  # fmt: skip
         definition.status = "INACTIVE"
         with self.ctx.s.store.transaction():
             self.ctx.s.store.save_definition(definition)

@@ -21,6 +21,7 @@ from mnp.service.submit import (
     check_token,
     fingerprint,
 )
+from mnp.service.users import Caller, mask_environment, require_owner, run_as
 from mnp.service.validation import check_extras, check_timeout
 from mnp.spec.arns import name_from_arn
 from mnp.spec.definitions import Dependency, JobDefinition
@@ -42,9 +43,13 @@ class JobOps:
         self._next_prune = 0
         """When (epoch ms) the next submission with a token prunes the expired ones."""
 
-    def submit(self, req: SubmitJob) -> JSON:
+    def submit(self, req: SubmitJob, caller: Caller) -> JSON:
         """A new SUBMITTED job (the scheduler is woken); every problem with the request, its
         queue, definition and dependencies is reported at once, and nothing is written.
+
+        The job records ``caller`` as its submitter and runs as the account
+        :func:`~mnp.service.users.run_as` derives (a non-admin's definition naming another
+        account, or a privileged container, is refused here with 400).
 
         Submit-once: with ``mnp.idempotencyToken``, a token this head recorded in the last
         24 h answers with that first submission's answer and makes no job when the request is
@@ -62,6 +67,12 @@ class JobOps:
                 return first
         ok = self._accept(req, errors)
         spec = build_spec(req, ok, s.clock())
+        containers = spec.nodes.containers if spec.nodes is not None else [spec.container]
+        where = "jobDefinition." + (
+            "nodeProperties" if spec.nodes is not None else "containerProperties"
+        )
+        spec.run_as = run_as(caller, containers, where)
+        spec.submitted_by = None if caller.is_owner else caller.name
         now = s.clock()
         job = Job(
             job_id=spec.spec_id,
@@ -210,8 +221,9 @@ class JobOps:
             ]
         return []
 
-    def describe(self, req: DescribeJobs) -> JSON:
-        """The jobs that exist among those asked for (unknown ids are left out)."""
+    def describe(self, req: DescribeJobs, caller: Caller) -> JSON:
+        """The jobs that exist among those asked for (unknown ids are left out). Open to
+        every identity; a non-admin sees another user's environment values masked."""
         s = self.ctx.s
         out = []
         for job_id in req.ids:
@@ -219,22 +231,29 @@ class JobOps:
             if job is not None:
                 if not job.history:
                     job.history = s.store.history(job.job_id)
-                out.append(job_detail(job))
+                detail = job_detail(job)
+                if not (caller.is_admin or caller.owns(job.submitted_by)):
+                    detail = mask_environment(detail)
+                out.append(detail)
         return {"jobs": out}
 
     def list(self, req: ListJobs) -> JSON:
         return list_jobs(self.ctx.s, req)
 
-    def cancel_job(self, req: JobReason) -> JSON:
+    def cancel_job(self, req: JobReason, caller: Caller) -> JSON:
+        """Cancel a job of ``caller``'s (an admin: any job); AccessDenied otherwise."""
         job = self.ctx.s.active.get(req.jobId)
         if job is not None:
+            require_owner(caller, job.submitted_by, "cancel job", job.job_id)
             self.cancel(job, req.reason, terminate=False)
             self.ctx.s.flush()
         return {}
 
-    def terminate_job(self, req: JobReason) -> JSON:
+    def terminate_job(self, req: JobReason, caller: Caller) -> JSON:
+        """Terminate a job of ``caller``'s (an admin: any job); AccessDenied otherwise."""
         job = self.ctx.s.active.get(req.jobId)
         if job is not None:
+            require_owner(caller, job.submitted_by, "terminate job", job.job_id)
             self.cancel(job, req.reason, terminate=True)
             self.ctx.s.flush()
         return {}

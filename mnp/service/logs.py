@@ -2,17 +2,21 @@
 
 The AWS Logs API (:mod:`mnp.api.aws.logs`) and the native log tail reach a job's output only
 through :class:`LogReader` (``Service.logs``), so the HTTP edge never touches the store or the
-scheduler (which places an attempt's output files). Reads only; not thread-safe: call from the
-head node's event loop.
+scheduler (which places an attempt's output files). A non-admin reads through
+:meth:`LogReader.for_caller`: only the streams of their own jobs (another's named stream is
+AccessDenied, listings leave others' out). Reads only; not thread-safe: call from the head
+node's event loop.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from mnp.errors import AccessDenied
 from mnp.nodes.logstreams import StreamLog
 from mnp.scheduler.loop import Scheduler
 from mnp.scheduler.state import HeadState
+from mnp.service.users import Caller
 from mnp.spec.jobs import Job
 from mnp.store.streams import StreamRef
 
@@ -27,6 +31,11 @@ class LogReader:
     def __init__(self, state: HeadState, scheduler: Scheduler) -> None:
         self._state = state
         self._scheduler = scheduler
+
+    def for_caller(self, caller: Caller) -> LogReader:
+        """This reader as ``caller`` may use it: itself for an admin, else one limited to the
+        caller's own jobs' streams."""
+        return self if caller.is_admin else _OwnStreams(self._state, self._scheduler, caller)
 
     def find_stream(self, name: str) -> StreamRef | None:
         """The stream named exactly ``name``, if an attempt has it."""
@@ -72,3 +81,39 @@ class LogReader:
     def log_path(self, job_id: str, attempt: int, stream: str) -> Path:
         """Where one attempt's ``stdout`` or ``stderr`` is kept (it may not exist yet)."""
         return self._scheduler.log_path(job_id, attempt, stream)
+
+
+class _OwnStreams(LogReader):
+    """A :class:`LogReader` showing one non-admin only the streams of their own jobs."""
+
+    def __init__(self, state: HeadState, scheduler: Scheduler, caller: Caller) -> None:
+        super().__init__(state, scheduler)
+        self._caller = caller
+
+    def _mine(self, ref: StreamRef) -> bool:
+        job = self._state.job(ref.job_id)
+        return job is not None and self._caller.owns(job.submitted_by)
+
+    def find_stream(self, name: str) -> StreamRef | None:
+        """As :meth:`LogReader.find_stream`; raises AccessDenied for another user's stream."""
+        ref = super().find_stream(name)
+        if ref is not None and not self._mine(ref):
+            raise AccessDenied(
+                f"{self._caller.name} may not read log stream {name}: job {ref.job_id} "
+                "belongs to another user"
+            )
+        return ref
+
+    def find_streams(
+        self,
+        *,
+        prefix: str = "",
+        after: str | None = None,
+        descending: bool = False,
+        limit: int | None = None,
+    ) -> list[StreamRef]:
+        """As :meth:`LogReader.find_streams`, others' streams left out (before the limit, so
+        a page is as full as it can be)."""
+        every = super().find_streams(prefix=prefix, after=after, descending=descending)
+        mine = [r for r in every if self._mine(r)]
+        return mine if limit is None else mine[:limit]

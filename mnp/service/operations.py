@@ -37,11 +37,13 @@ from mnp.service.models import (
     UpdateJobQueue,
     UpdateSchedulingPolicy,
 )
+from mnp.service.users import Caller, require_admin
 from mnp.service.validation import parse
 
 JSON = dict[str, Any]
-Handler = Callable[[JSON], JSON]
-"""A front door's view of an operation: JSON body in, JSON answer out."""
+Handler = Callable[[Caller, JSON], JSON]
+"""A front door's view of an operation: the caller's identity and the JSON body in, the JSON
+answer out (the one signature of the native table, the AWS routes call :class:`Operation`)."""
 R = TypeVar("R")
 M = TypeVar("M", bound=BaseModel)
 
@@ -67,14 +69,35 @@ class Operation(Generic[R]):
     """The native API's name (``submitJob``)."""
     parse: Callable[[JSON], R]
     """The JSON body → the typed request; raises InvalidInput."""
-    run: Callable[[Service, R], JSON]
+    run: Callable[[Service, R, Caller], JSON]
+    """The typed request and the caller's identity → the answer; the part it calls checks
+    what only an owner of the object may do (:mod:`mnp.service.users`)."""
     answer: Answer = Answer.AS_IS
     tag_method: TagMethod | None = None
     """For the tag operations: the HTTP method on ``/v1/tags/{resourceArn}`` (AWS door)."""
+    admin: bool = False
+    """Only an admin may run it (AccessDenied for others, before the body is parsed)."""
 
-    def __call__(self, service: Service, body: JSON) -> JSON:
-        """Parse ``body`` and run the operation (see :class:`~mnp.service.core.Service`)."""
-        return self.run(service, self.parse(body))
+    def __call__(self, service: Service, caller: Caller, body: JSON) -> JSON:
+        """Check the caller may, parse ``body`` and run the operation (see
+        :class:`~mnp.service.core.Service`); raises AccessDenied, InvalidInput, …"""
+        if self.admin:
+            require_admin(caller, self.aws or self.native, _target(body))
+        return self.run(service, self.parse(body), caller)
+
+
+_TARGET_FIELDS = (
+    "computeEnvironmentName", "computeEnvironment", "jobQueueName", "jobQueue", "name", "arn",
+)  # fmt: skip
+
+
+def _target(body: JSON) -> str:
+    """The name a request is about, for the refusal's message ("" when it names none)."""
+    if isinstance(body, dict):
+        for key in _TARGET_FIELDS:
+            if isinstance(body.get(key), str):
+                return str(body[key])[:200]
+    return ""
 
 
 def _model(
@@ -94,65 +117,72 @@ Op = Operation
 OPERATIONS: tuple[Operation[Any], ...] = (
     # compute environments
     Op("CreateComputeEnvironment", "createComputeEnvironment", _model(CreateComputeEnvironment),
-      lambda sv, q: sv.resources.create_compute_environment(q)),
+      lambda sv, q, c: sv.resources.create_compute_environment(q), admin=True),
     Op("UpdateComputeEnvironment", "updateComputeEnvironment", _model(UpdateComputeEnvironment),
-      lambda sv, q: sv.resources.update_compute_environment(q)),
+      lambda sv, q, c: sv.resources.update_compute_environment(q), admin=True),
     Op("DeleteComputeEnvironment", "deleteComputeEnvironment", r.loose("computeEnvironment"),
-      lambda sv, q: sv.resources.delete_compute_environment(q)),
+      lambda sv, q, c: sv.resources.delete_compute_environment(q), admin=True),
     Op("DescribeComputeEnvironments", "describeComputeEnvironments",
       r.described("computeEnvironments"),
-      lambda sv, q: sv.resources.describe_compute_environments(q), Answer.COMPUTE_ENVIRONMENTS),
+      lambda sv, q, c: sv.resources.describe_compute_environments(q), Answer.COMPUTE_ENVIRONMENTS),
     # job queues
     Op("CreateJobQueue", "createJobQueue", _model(CreateJobQueue),
-      lambda sv, q: sv.resources.create_job_queue(q)),
+      lambda sv, q, c: sv.resources.create_job_queue(q), admin=True),
     Op("UpdateJobQueue", "updateJobQueue", _model(UpdateJobQueue),
-      lambda sv, q: sv.resources.update_job_queue(q)),
+      lambda sv, q, c: sv.resources.update_job_queue(q), admin=True),
     Op("DeleteJobQueue", "deleteJobQueue", r.loose("jobQueue"),
-      lambda sv, q: sv.resources.delete_job_queue(q)),
+      lambda sv, q, c: sv.resources.delete_job_queue(q), admin=True),
     Op("DescribeJobQueues", "describeJobQueues", r.described("jobQueues"),
-      lambda sv, q: sv.resources.describe_job_queues(q)),
+      lambda sv, q, c: sv.resources.describe_job_queues(q)),
     Op("GetJobQueueSnapshot", "getJobQueueSnapshot", r.strict("jobQueue"),
-      lambda sv, q: sv.resources.get_job_queue_snapshot(q)),
+      lambda sv, q, c: sv.resources.get_job_queue_snapshot(q)),
     # job definitions
     Op("RegisterJobDefinition", "registerJobDefinition",
       _model(RegisterJobDefinition, JOB_DEFINITION_MAX, "job definition"),
-      lambda sv, q: sv.definitions.register(q)),
+      lambda sv, q, c: sv.definitions.register(q, c)),
     Op("DeregisterJobDefinition", "deregisterJobDefinition", r.deregister_job_definition,
-      lambda sv, q: sv.definitions.deregister(q)),
+      lambda sv, q, c: sv.definitions.deregister(q, c)),
     Op("DescribeJobDefinitions", "describeJobDefinitions", r.DescribeJobDefinitions.from_body,
-      lambda sv, q: sv.definitions.describe(q), Answer.JOB_DEFINITIONS),
+      lambda sv, q, c: sv.definitions.describe(q), Answer.JOB_DEFINITIONS),
     # jobs
-    Op("SubmitJob", "submitJob", _submit, lambda sv, q: sv.jobs.submit(q)),
+    Op("SubmitJob", "submitJob", _submit, lambda sv, q, c: sv.jobs.submit(q, c)),
     Op("DescribeJobs", "describeJobs", r.DescribeJobs.from_body,
-      lambda sv, q: sv.jobs.describe(q), Answer.JOBS),
+      lambda sv, q, c: sv.jobs.describe(q, c), Answer.JOBS),
     Op("ListJobs", "listJobs", r.ListJobs.from_body,
-      lambda sv, q: sv.jobs.list(q), Answer.JOB_SUMMARIES),
-    Op("CancelJob", "cancelJob", _model(JobReason), lambda sv, q: sv.jobs.cancel_job(q)),
-    Op("TerminateJob", "terminateJob", _model(JobReason), lambda sv, q: sv.jobs.terminate_job(q)),
+      lambda sv, q, c: sv.jobs.list(q), Answer.JOB_SUMMARIES),
+    Op("CancelJob", "cancelJob", _model(JobReason), lambda sv, q, c: sv.jobs.cancel_job(q, c)),
+    Op("TerminateJob", "terminateJob", _model(JobReason),
+      lambda sv, q, c: sv.jobs.terminate_job(q, c)),
     # scheduling policies
     Op("CreateSchedulingPolicy", "createSchedulingPolicy", _model(CreateSchedulingPolicy),
-      lambda sv, q: sv.policies.create_scheduling_policy(q)),
+      lambda sv, q, c: sv.policies.create_scheduling_policy(q), admin=True),
     Op("UpdateSchedulingPolicy", "updateSchedulingPolicy", _model(UpdateSchedulingPolicy),
-      lambda sv, q: sv.policies.update_scheduling_policy(q)),
+      lambda sv, q, c: sv.policies.update_scheduling_policy(q), admin=True),
     Op("DeleteSchedulingPolicy", "deleteSchedulingPolicy", r.strict("arn"),
-      lambda sv, q: sv.policies.delete_scheduling_policy(q)),
+      lambda sv, q, c: sv.policies.delete_scheduling_policy(q), admin=True),
     Op("DescribeSchedulingPolicies", "describeSchedulingPolicies", r.describe_scheduling_policies,
-      lambda sv, q: sv.policies.describe_scheduling_policies(q)),
+      lambda sv, q, c: sv.policies.describe_scheduling_policies(q)),
     Op("ListSchedulingPolicies", "listSchedulingPolicies", r.Page.from_body,
-      lambda sv, q: sv.policies.list_scheduling_policies(q)),
+      lambda sv, q, c: sv.policies.list_scheduling_policies(q)),
     # tags
     Op("TagResource", "tagResource", _model(TagResource),
-      lambda sv, q: sv.tags.tag_resource(q), tag_method="POST"),
+      lambda sv, q, c: sv.tags.tag_resource(q, c), tag_method="POST"),
     Op("UntagResource", "untagResource", _model(UntagResource),
-      lambda sv, q: sv.tags.untag_resource(q), tag_method="DELETE"),
+      lambda sv, q, c: sv.tags.untag_resource(q, c), tag_method="DELETE"),
     Op("ListTagsForResource", "listTagsForResource", r.strict("resourceArn"),
-      lambda sv, q: sv.tags.list_tags_for_resource(q), tag_method="GET"),
+      lambda sv, q, c: sv.tags.list_tags_for_resource(q), tag_method="GET"),
     # mnp's own
-    Op(None, "listNodes", r.ListNodes.from_body, lambda sv, q: sv.list_nodes(q)),
+    Op(None, "listNodes", r.ListNodes.from_body, lambda sv, q, c: sv.list_nodes(q)),
+    # users (admins create and delete them: UserOps checks, naming the user)
+    Op(None, "createUser", r.CreateUser.from_body,
+      lambda sv, q, c: sv.users.create_user(c, q.name, q.role)),
+    Op(None, "listUsers", r.Page.from_body, lambda sv, q, c: sv.users.list_users(c)),
+    Op(None, "deleteUser", r.strict("name"), lambda sv, q, c: sv.users.delete_user(c, q.ref)),
+    Op(None, "whoAmI", r.Page.from_body, lambda sv, q, c: sv.users.who_am_i(c)),
 )
 # fmt: on
 
 
 def native_operations(service: Service) -> dict[str, Handler]:
-    """The native API's operations by name, bound to ``service``."""
+    """The native API's operations by name, bound to ``service``: each takes the caller."""
     return {op.native: partial(op, service) for op in OPERATIONS}

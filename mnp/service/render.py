@@ -6,6 +6,7 @@ from typing import Any
 
 from mnp.build.environment import SLURM_TASK_IDS, slurm_task_id
 from mnp.scheduler.state import NodeRuntime
+from mnp.service.users import owner_name
 from mnp.spec.arns import job_arn, queue_arn
 from mnp.spec.environments import ComputeEnvironment, JobQueue, Node, SchedulingPolicy
 from mnp.spec.jobs import Attempt, Job
@@ -46,6 +47,8 @@ def job_detail(job: Job) -> dict[str, Any]:
             "platformCapabilities": spec.platform_capabilities,
             "isCancelled": job.is_cancelled,
             "isTerminated": job.is_terminated,
+            # an extra member on both wires (botocore ignores members its model lacks)
+            "submittedBy": job.submitted_by or owner_name(),
             # mnp's own fields
             "jobQueueName": spec.queue,
             "computeEnvironment": current.compute_environment if current else None,
@@ -138,6 +141,7 @@ def job_summary(job: Job) -> dict[str, Any]:
             "nodeId": current.node_id if current else None,
             "attempt": len(job.attempts),
             "user": job.spec.extras.user,
+            "submittedBy": job.submitted_by or owner_name(),
             "arrayJobId": job.parent_id if job.array_index is not None else None,
         }
     )

@@ -235,3 +235,16 @@ class ListNodes:
     @classmethod
     def from_body(cls, body: JSON) -> ListNodes:
         return cls(_text(body, "computeEnvironment"), _flag(body, "includeGone"))
+
+
+@dataclass(frozen=True, slots=True)
+class CreateUser:
+    """``createUser``: ``name`` (required) and ``role`` (``user`` by default); the rules on
+    both are checked by :meth:`mnp.service.users.UserOps.create_user`."""
+
+    name: str
+    role: str
+
+    @classmethod
+    def from_body(cls, body: JSON) -> CreateUser:
+        return cls(required(body, "name"), _text(body, "role") or "user")

@@ -12,6 +12,7 @@ from mnp.errors import FieldError, InvalidInput, NotFound
 from mnp.service.base import MAX_TAGS, Context
 from mnp.service.models import TagResource, UntagResource
 from mnp.service.requests import ByName
+from mnp.service.users import Caller, require_admin, require_owner
 
 JSON = dict[str, Any]
 
@@ -21,8 +22,9 @@ class TagOps:
         self.ctx = ctx
 
     # --- tags ---------------------------------------------------------------------------------
-    def tag_resource(self, req: TagResource) -> JSON:
-        tags, save = self._tagged(req.resourceArn)
+    def tag_resource(self, req: TagResource, caller: Caller) -> JSON:
+        """Add tags: to a job of the caller's own (an admin: any resource)."""
+        tags, save = self._tagged(req.resourceArn, caller, "tag")
         total = len({**tags, **req.tags})
         if total > MAX_TAGS:
             raise InvalidInput(
@@ -33,8 +35,9 @@ class TagOps:
             save()
         return {}
 
-    def untag_resource(self, req: UntagResource) -> JSON:
-        tags, save = self._tagged(req.resourceArn)
+    def untag_resource(self, req: UntagResource, caller: Caller) -> JSON:
+        """Remove tags: from a job of the caller's own (an admin: any resource)."""
+        tags, save = self._tagged(req.resourceArn, caller, "untag")
         for key in req.tagKeys:
             tags.pop(key, None)
         with self.ctx.s.store.transaction():
@@ -45,13 +48,18 @@ class TagOps:
         tags, _ = self._tagged(req.ref)
         return {"tags": dict(tags)}
 
-    def _tagged(self, arn: str) -> tuple[dict[str, str], Callable[[], None]]:
-        """The live tag map of the resource ``arn`` names, and how to store it."""
+    def _tagged(
+        self, arn: str, caller: Caller | None = None, what: str = ""
+    ) -> tuple[dict[str, str], Callable[[], None]]:
+        """The live tag map of the resource ``arn`` names, and how to store it. With a
+        ``caller`` (a change): AccessDenied unless it is an admin or the job's submitter."""
         parts = arn.split(":", 5)
         kind, _, rest = parts[5].partition("/") if len(parts) == 6 else ("", "", "")
         if parts[0] != "arn" or not rest:
             raise InvalidInput([FieldError("resourceArn", f"{arn!r} is not a Batch resource ARN")])
         store = self.ctx.s.store
+        if caller is not None and kind != "job":
+            require_admin(caller, what, arn)
         if kind == "compute-environment":
             ce = self.ctx.ce(rest)
             return ce.doc.setdefault("tags", {}), lambda: store.save_ce(ce)
@@ -78,6 +86,8 @@ class TagOps:
             job = self.ctx.s.job(rest)
             if job is None:
                 raise NotFound(f"no job with id {rest!r}")
+            if caller is not None:
+                require_owner(caller, job.submitted_by, what, f"job {rest}")
             spec = job.spec
             return spec.tags, lambda: store.save_spec(spec)
         raise InvalidInput(

@@ -288,7 +288,8 @@ def job_row(summary: JSON, now_ms: int) -> JobRow:
         array_task=str(index) if index is not None else "N/A",
         partition=str(summary.get("jobQueueName") or summary.get("jobQueue") or ""),
         name=str(summary.get("jobName") or ""),
-        user=str(summary.get("user") or "-"),
+        # who the head recorded as submitting (a client's own claim, "user", only for older heads)
+        user=str(summary.get("submittedBy") or summary.get("user") or "-"),
         state=state,
         reason=pending_reason(summary),
         nodes=num_nodes if isinstance(num_nodes, int) and num_nodes > 0 else 1,

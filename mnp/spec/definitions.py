@@ -106,6 +106,13 @@ class JobDefinition:
     def arn(self) -> str:
         return job_definition_arn(self.name, self.revision)
 
+    @property
+    def registered_by(self) -> str | None:
+        """Who registered this revision (``registeredBy`` in :attr:`doc`, set by the head);
+        None: the head's owner (also every definition stored before users existed)."""
+        value = self.doc.get("registeredBy")
+        return value if isinstance(value, str) else None
+
     def to_wire(self) -> dict[str, Any]:
         return {
             **self.doc,
@@ -247,9 +254,19 @@ class JobSpec:
     """``schedulingPriorityOverride`` or the definition's ``schedulingPriority``."""
     propagate_tags: bool = False
     extras: JobExtras = NO_EXTRAS
+    submitted_by: str | None = None
+    """The name of the identity that submitted the job (recorded by the head, not claimed by
+    the client); None: the head's owner (also every job stored before users existed)."""
+    run_as: str | None = None
+    """The account the job's attempts run as on the nodes: the definition's ``user``, else
+    the submitter; None (the owner's jobs without a ``user``): the agent's own account."""
 
     def to_doc(self) -> dict[str, Any]:
         extra: dict[str, Any] = {}
+        if self.submitted_by is not None:
+            extra["submitted_by"] = self.submitted_by
+        if self.run_as is not None:
+            extra["run_as"] = self.run_as
         if self.extras is not NO_EXTRAS:
             extra["mnp"] = self.extras.to_doc()
         if self.share_identifier is not None:
@@ -299,4 +316,6 @@ class JobSpec:
             scheduling_priority=d.get("scheduling_priority"),
             propagate_tags=bool(d.get("propagate_tags")),
             extras=JobExtras.from_doc(d.get("mnp")),
+            submitted_by=d.get("submitted_by"),
+            run_as=d.get("run_as"),
         )

@@ -182,6 +182,12 @@ class Job:
         return self.spec.queue
 
     @property
+    def submitted_by(self) -> str | None:
+        """Who submitted the job (kept on the spec, so array children and the nodes of a
+        multi-node job share it); None: the head's owner."""
+        return self.spec.submitted_by
+
+    @property
     def is_array_parent(self) -> bool:
         return self.spec.array_size is not None and self.parent_id is None
 

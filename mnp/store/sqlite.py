@@ -44,6 +44,7 @@ from mnp.spec.environments import ComputeEnvironment, JobQueue, Node, Scheduling
 from mnp.spec.jobs import Attempt, GangAttemptState, Job
 from mnp.spec.states import HistoryEntry, JobStatus
 from mnp.store import streams, tokens
+from mnp.store import users as user_table
 from mnp.store.keys import scrub_ended_keys
 from mnp.store.queries import JobQuery, job_query_sql
 from mnp.store.streams import TERMINAL, StreamRef
@@ -90,7 +91,7 @@ class Store:
         self.db.execute("PRAGMA foreign_keys=OFF")
         self.db.execute("PRAGMA secure_delete=ON")
         new_index = not streams.has_table(self.db)
-        self.db.executescript(SCHEMA + streams.TABLE + tokens.TABLE)
+        self.db.executescript(SCHEMA + streams.TABLE + tokens.TABLE + user_table.TABLE)
         if new_index:
             self.db.execute(streams.BACKFILL)
         self._specs: dict[str, JobSpec] = {}
@@ -183,6 +184,11 @@ class Store:
     def submit_tokens(self) -> tokens.SubmitTokens:
         """The submit-once record (:mod:`mnp.store.tokens`), on this store's connection."""
         return tokens.SubmitTokens(self.db)
+
+    @property
+    def users(self) -> user_table.Users:
+        """The head's users besides its owner (:mod:`mnp.store.users`), on this connection."""
+        return user_table.Users(self.db)
 
     # --- meta -----------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:

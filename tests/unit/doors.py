@@ -116,10 +116,16 @@ class Doors:
         return self.agent(protocol.REGISTER_PATH, body)
 
     def poll(self, node_id: str = "n1") -> httpx.Response:
-        return self.agent(protocol.POLL_PATH, protocol.Poll(node_id, [], 0).to_wire())
+        body = protocol.Poll(node_id, [], 0, epoch=self._epoch(node_id)).to_wire()
+        return self.agent(protocol.POLL_PATH, body)
 
     def report(self, events: list[protocol.Event], node_id: str = "n1") -> httpx.Response:
-        return self.agent(protocol.REPORT_PATH, protocol.Report(node_id, events).to_wire())
+        body = protocol.Report(node_id, events, self._epoch(node_id)).to_wire()
+        return self.agent(protocol.REPORT_PATH, body)
+
+    def _epoch(self, node_id: str) -> int:
+        node = self.head.state.nodes.get(node_id)
+        return node.session_epoch if node is not None else 0
 
     def tick(self) -> None:
         self.head.scheduler.tick()

@@ -4,7 +4,9 @@ head node (``Service`` + ``Scheduler`` over a temp SQLite file) driven like the 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from mnp.scheduler.loop import Scheduler
 from mnp.scheduler.state import HeadState
 from mnp.service.core import Service
 from mnp.service.operations import Handler, native_operations
+from mnp.service.users import Caller, owner
 from mnp.spec.definitions import Dependency, JobSpec, RetryStrategy
 from mnp.spec.jobs import Job
 from mnp.spec.protocol import Assignment, Event, Kill, Poll, Register, Report
@@ -152,9 +155,15 @@ class Head:
         return cls(home, clock, service, scheduler, state, store, NodeSessions(scheduler))
 
     @property
-    def api(self) -> dict[str, Handler]:
-        """The native API's operations (JSON in, JSON out), as the HTTP door calls them."""
-        return native_operations(self.service)
+    def api(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        """The native API's operations (JSON in, JSON out), as the HTTP door calls them for
+        the head's owner."""
+        return self.api_as(owner())
+
+    def api_as(self, caller: Caller) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        """The native API's operations as ``caller`` calls them."""
+        ops: dict[str, Handler] = native_operations(self.service)
+        return {name: partial(op, caller) for name, op in ops.items()}
 
     @property
     def db_path(self) -> Path:
@@ -240,7 +249,7 @@ class Head:
     ) -> tuple[list[Assignment], list[Kill]]:
         if running is None:
             running = sorted(self.runs.get(node_id, set()))
-        reply = self.sessions.poll(Poll(node_id, running, 0.0))
+        reply = self.sessions.poll(Poll(node_id, running, 0.0, epoch=self.epoch(node_id)))
         return reply.assignments, reply.kills
 
     def event(self, node_id: str, attempt_id: str, kind: Any, **kw: Any) -> int:
@@ -251,7 +260,12 @@ class Head:
             runs.add(attempt_id)
         elif kind in ("exited", "start_failed"):
             runs.discard(attempt_id)
-        return self.sessions.report(Report(node_id, [ev]))
+        return self.sessions.report(Report(node_id, [ev], self.epoch(node_id)))
+
+    def epoch(self, node_id: str) -> int:
+        """The node's current session, which the calls played here belong to."""
+        node = self.state.nodes.get(node_id)
+        return node.session_epoch if node is not None else 0
 
     def started(self, node_id: str, attempt_id: str) -> None:
         self.event(node_id, attempt_id, "started", pid=999)

@@ -226,10 +226,10 @@ def test_invalid_input_not_found_and_conflict_are_client_exceptions(wire: Wire) 
 
 
 def test_server_failures_are_server_exceptions(wire: Wire, monkeypatch: pytest.MonkeyPatch) -> None:
-    def boom(self: Any, body: dict[str, Any]) -> dict[str, Any]:
+    def boom(self: Any, body: dict[str, Any], *_: Any) -> dict[str, Any]:
         raise RuntimeError("disk on fire")
 
-    def busy(self: Any, body: dict[str, Any]) -> dict[str, Any]:
+    def busy(self: Any, body: dict[str, Any], *_: Any) -> dict[str, Any]:
         raise TransientError("store busy")
 
     ops = batch.OPERATIONS

@@ -11,10 +11,12 @@ What botocore sends (service ``batch``, protocol rest-json, API version 2016-08-
 
 Each operation is a row of :data:`mnp.service.operations.OPERATIONS`, the same the native API
 (``/api/v1/<op>``) runs; only shapes are translated here (:mod:`mnp.api.aws.batch_shapes`).
-Errors answer as botocore parses them: ``x-amzn-ErrorType`` header plus ``{"__type",
-"message"}`` body, ``ClientException`` with 400 for anything the caller got wrong, including
-unknown names and conflicts (AWS Batch has no 404/409), and ``ServerException`` with 500 for
-mnp's own failures. Every answer carries an ``x-amzn-RequestId``.
+Each runs as the caller the front door found (``request.state.caller``; the owner when the
+routes are mounted without ``authenticate``). Errors answer as botocore parses them:
+``x-amzn-ErrorType`` header plus ``{"__type", "message"}`` body, ``ClientException`` with
+400 for anything the caller got wrong, including unknown names and conflicts (AWS Batch has
+no 404/409), ``AccessDeniedException`` with 403 for what the caller may not do, and
+``ServerException`` with 500 for mnp's own failures. Every answer carries an ``x-amzn-RequestId``.
 
 Mount with :func:`routes`. Not thread-safe (nor is the service): the routes run on the head
 node's event loop.
@@ -33,8 +35,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mnp.api.aws import batch_shapes as shapes
+from mnp.api.aws.frontdoor import caller_of
 from mnp.api.jsonbody import check_value, read_json
-from mnp.errors import InvalidInput, MnpError
+from mnp.errors import AccessDenied, InvalidInput, MnpError
 from mnp.service import operations
 from mnp.service.base import MNP_SUBMIT_MAX
 from mnp.service.core import Service
@@ -124,7 +127,10 @@ def error_response(code: str, message: str, status: int, request_id: str) -> JSO
 
 
 def error_for(e: MnpError, request_id: str) -> JSONResponse:
-    """NotFound and Conflict are client errors on this wire: AWS answers 400 for both."""
+    """NotFound and Conflict are client errors on this wire: AWS answers 400 for both;
+    AccessDenied is AWS's 403 ``AccessDeniedException``."""
+    if isinstance(e, AccessDenied):
+        return error_response(e.code, str(e), 403, request_id)
     if e.http_status < 500:
         return error_response(CLIENT, str(e), 400, request_id)
     return error_response(SERVER, str(e), 500, request_id)
@@ -192,7 +198,9 @@ def routes(head: HasService, authenticate: Authenticate | None = None) -> list[R
         try:
             op = op_of(request)
             name = op.aws or op.native
-            answer = TRANSLATE[op.answer](op(head.service, await body_of(request)))
+            answer = TRANSLATE[op.answer](
+                op(head.service, caller_of(request), await body_of(request))
+            )
         except MnpError as e:
             return error_for(e, request_id)
         except Exception as e:

@@ -7,6 +7,11 @@ bucket (``submit_rate`` per second, ``submit_burst`` at once; unlimited by defau
 refused with 429 ``TooManyRequestsException`` when none is left, as AWS does past its
 per-account SubmitJob rate.
 
+Whose keys it takes: the owner's (``<home>/credentials`` and the ``MNP_AWS_*`` key, see
+:mod:`mnp.api.aws.credentials`) and each user's (looked up in the store by key id, so a
+deleted user's key stops working with the next request). The caller's identity
+(:class:`~mnp.service.users.Caller`) is left in ``request.state.caller``.
+
 Two ways to mount it: ``FrontDoor.check`` in each AWS handler (``await check(request)``
 returns the refusal to send, or None), or :class:`AwsAuthMiddleware` around the app.
 """
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mnp.api.aws.credentials import CredentialStore, ensure_credentials
+from mnp.api.aws.credentials import Credentials, CredentialStore, ensure_credentials
 from mnp.api.aws.sigv4 import (
     BATCH,
     LOGS,
@@ -34,10 +39,17 @@ from mnp.api.aws.sigv4 import (
     Identity,
     verify,
 )
+from mnp.service.users import Caller, owner
+
+KeyLookup = Callable[[str], tuple[Caller, str] | None]
+"""An access key id → the user it belongs to and its secret (``UserOps.by_access_key``)."""
 
 SUBMIT_JOB_PATH = "/v1/submitjob"
 JSON_1_1 = "application/x-amz-json-1.1"
 THROTTLED = AuthError(429, "TooManyRequestsException", "Too Many Requests")
+UNKNOWN_KEY = AuthError(
+    403, "UnrecognizedClientException", "The security token included in the request is invalid."
+)
 
 
 # --- throttling ----------------------------------------------------------------------------
@@ -105,18 +117,49 @@ class FrontDoor:
         submit_burst: float | None = None,
         now: Callable[[], datetime] = _utcnow,
         monotonic: Callable[[], float] = time.monotonic,
+        users: KeyLookup | None = None,
     ) -> None:
-        self.credentials = credentials
+        self.owner_keys = credentials
+        self.users = users
         self.now = now
         self.bucket = TokenBucket(submit_rate, submit_burst, monotonic) if submit_rate else None
 
     @classmethod
     def for_home(
-        cls, home: Path, *, submit_rate: float | None = None, submit_burst: float | None = None
+        cls,
+        home: Path,
+        *,
+        submit_rate: float | None = None,
+        submit_burst: float | None = None,
+        users: KeyLookup | None = None,
     ) -> FrontDoor:
-        """Keys from ``<home>/credentials`` (created if there are none) and the environment."""
+        """Keys from ``<home>/credentials`` (created if there are none) and the environment
+        (the owner's), and ``users``' (the store's)."""
         ensure_credentials(home)
-        return cls(CredentialStore(home), submit_rate=submit_rate, submit_burst=submit_burst)
+        return cls(
+            CredentialStore(home), submit_rate=submit_rate, submit_burst=submit_burst, users=users
+        )
+
+    def _owner_key(self, key_id: str) -> Credentials | None:
+        keys = self.owner_keys
+        return keys.get(key_id) if isinstance(keys, Mapping) else keys(key_id)
+
+    def credentials(self, key_id: str) -> Credentials | None:
+        """The key ``key_id`` names: the owner's first, then a user's."""
+        found = self._owner_key(key_id)
+        if found is None and self.users is not None:
+            user = self.users(key_id)
+            if user is not None:
+                found = Credentials(key_id, user[1], f"user:{user[0].name}")
+        return found
+
+    def caller(self, identity: Identity) -> Caller | None:
+        """Who signed: the owner for the owner's keys, else the user the key belongs to;
+        None if it is neither any more (a user deleted since the signature was checked)."""
+        if self._owner_key(identity.access_key_id) is not None:
+            return owner()
+        user = self.users(identity.access_key_id) if self.users is not None else None
+        return None if user is None else user[0]
 
     def check_parts(
         self, method: str, path: str, raw_path: str, query: str, headers: Headers, body: bytes
@@ -153,8 +196,19 @@ class FrontDoor:
         if isinstance(result, AuthError):
             return error_response(result, service_for(request.url.path))
         if result is not None:
+            caller = self.caller(result)
+            if caller is None:
+                return error_response(UNKNOWN_KEY, service_for(request.url.path))
             request.state.aws_identity = result
+            request.state.caller = caller
         return None
+
+
+def caller_of(request: Request) -> Caller:
+    """The identity the front door left on the request; the owner when the routes run
+    without one (mounted with no ``authenticate``, as in tests of the wire alone)."""
+    caller = getattr(request.state, "caller", None)
+    return caller if isinstance(caller, Caller) else owner()
 
 
 class AwsAuthMiddleware:
@@ -196,6 +250,12 @@ class AwsAuthMiddleware:
             return
         state: dict[str, Any] = scope.setdefault("state", {})
         state["aws_identity"] = result
+        if result is not None:
+            caller = self.front_door.caller(result)
+            if caller is None:
+                await error_response(UNKNOWN_KEY, service_for(scope["path"]))(scope, receive, send)
+                return
+            state["caller"] = caller
         replayed = False
 
         async def replay() -> Message:

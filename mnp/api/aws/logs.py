@@ -18,7 +18,8 @@ The two reading operations are in :mod:`mnp.api.aws.logs_events`, field checks a
 :mod:`mnp.api.aws.logs_request`. How a stream name leads to an attempt's files is
 :class:`mnp.service.logs.LogReader`; how lines become events with timestamps,
 :mod:`mnp.nodes.logstreams`. Errors use AWS's shapes: ``ResourceNotFoundException``
-(unknown group or stream) and ``InvalidParameterException``, 400. Not thread-safe: the
+(unknown group or stream) and ``InvalidParameterException``, 400; a non-admin naming another
+user's stream ``AccessDeniedException``, 403. Not thread-safe: the
 routes run on the head node's event loop.
 """
 
@@ -32,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mnp.api.aws.frontdoor import caller_of
 from mnp.api.aws.logs_events import filter_log_events, get_log_events
 from mnp.api.aws.logs_request import (
     BAD_TOKEN,
@@ -50,7 +52,7 @@ from mnp.api.aws.logs_request import (
     str_field,
 )
 from mnp.api.jsonbody import NotJson, read_json
-from mnp.errors import InvalidInput
+from mnp.errors import AccessDenied, InvalidInput
 from mnp.service.logs import LogReader, StreamRef
 
 log = logging.getLogger("mnp.api.aws.logs")
@@ -190,9 +192,11 @@ def routes(reader: LogReader, authenticate: Authenticate | None = None) -> list[
         except InvalidInput as e:
             return error_response("InvalidParameterException", str(e))
         try:
-            answer = operation(reader, body)
+            answer = operation(reader.for_caller(caller_of(request)), body)
         except LogsError as e:
             return error_response(e.code, e.message, e.status)
+        except AccessDenied as e:  # another user's stream
+            return error_response(e.code, str(e), 403)
         except Exception as e:
             log.exception("%s failed", target)
             return error_response("ServiceUnavailableException", f"{type(e).__name__}: {e}", 500)
