@@ -7,6 +7,7 @@ script handling and the same :class:`mnp.spec.protocol.Event` values.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
@@ -14,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from launcher.accounts import TRAVERSE_MODE, Account, job_python, open_as, package_path
 from launcher.logs import Stream
 from mnp.build.outputs import safe_file_name
 from mnp.spec.protocol import SCRIPT_PLACEHOLDER, Assignment, Event, EventKind
@@ -65,6 +67,21 @@ def make_private_dir(path: Path) -> Path:
     return path
 
 
+def make_attempt_dir(assignment: Assignment, root: Path, account: Account | None) -> Path:
+    """Create the attempt's directory (:func:`attempt_dir_for`, 0700); returns it.
+
+    With ``account`` (a switched attempt) it is that account's, and the directories between
+    ``root`` and it (``root`` included) become 0711 so the job can pass through them to its
+    own files without listing anyone else's; the agent's files in ``root`` stay 0600.
+    """
+    path = make_private_dir(attempt_dir_for(assignment, root))
+    if account is not None:
+        account.give(path, PRIVATE_DIR_MODE)
+        for above in (path.parent, path.parent.parent, root):
+            os.chmod(above, TRAVERSE_MODE)
+    return path
+
+
 def workdir_for(assignment: Assignment, root: Path) -> Path:
     """``assignment.workdir``, else the attempt's own directory (:func:`attempt_dir_for`)."""
     if assignment.workdir:
@@ -72,34 +89,48 @@ def workdir_for(assignment: Assignment, root: Path) -> Path:
     return attempt_dir_for(assignment, root)
 
 
-def open_outputs(assignment: Assignment, directory: Path) -> list[int]:
+def open_outputs(
+    assignment: Assignment, directory: Path, account: Account | None = None
+) -> list[int]:
     """File descriptors for the process's stdout and stderr: one when both go to one file.
 
     Without ``stdout_path`` they are ``stdout.log`` and ``stderr.log`` in ``directory``, mode
-    0600 (the agent's copies, read into events for the head); with it, the user's file(s),
-    truncated as sbatch does (mode 0644 less the umask; the directory must exist). The
-    caller owns (closes) them.
+    0600 (the agent's copies, read into events for the head; never through a symlink); with
+    it, the user's file(s), truncated as sbatch does (mode 0644 less the umask; the directory
+    must exist). With ``account`` the logs are that account's, and the user's files are
+    opened with that account's rights (:func:`launcher.accounts.open_as`, mode 0600), never
+    root's. The caller owns (closes) them.
     """
     flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    if account is not None and assignment.stdout_path is not None:
+        return open_as(account, [str(p) for p in _output_paths(assignment)])
     mode = 0o644
     if assignment.stdout_path is None:
         paths = [directory / "stdout.log", directory / "stderr.log"]
         mode = PRIVATE_FILE_MODE
-    elif assignment.stderr_path in (None, assignment.stdout_path):
-        paths = [Path(assignment.stdout_path)]
+        flags |= os.O_NOFOLLOW  # the directory may be the job's own: no planted links
     else:
-        paths = [Path(assignment.stdout_path), Path(assignment.stderr_path or "")]
+        paths = _output_paths(assignment)
     fds: list[int] = []
     try:
         for path in paths:
             fds.append(os.open(path, flags, mode))
             if mode == PRIVATE_FILE_MODE:
                 os.fchmod(fds[-1], mode)  # also a file an older agent left 0644
+                if account is not None:
+                    os.fchown(fds[-1], account.uid, account.gid)
     except OSError:
         for fd in fds:
             os.close(fd)
         raise
     return fds
+
+
+def _output_paths(assignment: Assignment) -> list[Path]:
+    """The job's own output file(s): one when stderr goes to stdout's file."""
+    if assignment.stderr_path in (None, assignment.stdout_path):
+        return [Path(assignment.stdout_path or "")]
+    return [Path(assignment.stdout_path or ""), Path(assignment.stderr_path or "")]
 
 
 def attempt_event(
@@ -129,14 +160,26 @@ def attempt_event(
     )
 
 
-def install_srun(attempt_dir: Path) -> Path:
+def install_srun(attempt_dir: Path, account: Account | None = None) -> Path:
     """Write ``<attempt_dir>/bin/srun`` (:mod:`launcher.srun` under this Python) and return
-    that ``bin`` directory, for the front of a batch script's ``PATH``."""
+    that ``bin`` directory, for the front of a batch script's ``PATH`` (``account``'s, 0700,
+    when the attempt is switched to it)."""
     bin_dir = make_private_dir(attempt_dir / "bin")
     shim = bin_dir / "srun"
-    python = shlex.quote(sys.executable)
-    shim.write_text(f'#!/bin/sh\nexec {python} -m launcher.srun "$@"\n', encoding="utf-8")
-    shim.chmod(0o755)
+    python = job_python(account)
+    path = ""  # another Python than the agent's finds mnp's packages through PYTHONPATH
+    if python != sys.executable:
+        path = f'PYTHONPATH={shlex.quote(package_path())}"${{PYTHONPATH:+:$PYTHONPATH}}" '
+    with contextlib.suppress(FileNotFoundError):
+        shim.unlink()  # never write through what an earlier try left there
+    fd = os.open(shim, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o700)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(f'#!/bin/sh\n{path}exec {shlex.quote(python)} -m launcher.srun "$@"\n')
+    if account is None:
+        shim.chmod(0o755)
+    else:
+        account.give(bin_dir, PRIVATE_DIR_MODE)
+        account.give(shim, 0o700)
     return bin_dir
 
 
@@ -145,12 +188,18 @@ def script_path_for(assignment: Assignment, root: Path) -> Path:
     return root / "scripts" / safe_file_name(assignment.attempt_id)
 
 
-def write_script(assignment: Assignment, path: Path) -> None:
-    """Write ``assignment.script`` to ``path``, mode 0700 (its folder too)."""
+def write_script(assignment: Assignment, path: Path, account: Account | None = None) -> None:
+    """Write ``assignment.script`` to ``path``, mode 0700 (its folder too); with ``account``
+    the script is that account's and its folder (the agent's) 0711, passable, not listable."""
     make_private_dir(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o700)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # a fresh file: never write through what was left there
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o700)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(assignment.script or "")
+    if account is not None:
+        os.chmod(path.parent, TRAVERSE_MODE)
+        account.give(path, 0o700)
 
 
 def script_command(assignment: Assignment, script: str) -> list[str]:

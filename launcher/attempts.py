@@ -20,7 +20,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from launcher.attempt import EventSink, attempt_dir_for, now_ms
+from launcher.accounts import Account, AccountError, account_for
+from launcher.attempt import (
+    START_FAILED_PREFIX,
+    EventSink,
+    attempt_dir_for,
+    make_attempt_dir,
+    now_ms,
+)
 from launcher.container import ContainerAttempt, in_container
 from launcher.engine import CONTAINER_WIRING, Engine, EngineError, container_name
 from launcher.gangfiles import prepare, wiring_dir
@@ -110,18 +117,31 @@ class Attempts:
         aid = assignment.attempt_id
         if aid in self._running or aid in self._finished:
             return
+        run_as = assignment.run_as
+        if assignment.container is not None and assignment.container.user is not None:
+            run_as = None  # the container's own user stands (an account of the image's)
+        try:
+            account = account_for(run_as, self._node_id)
+        except AccountError as exc:
+            reason = f"{START_FAILED_PREFIX}: {exc}"
+            self._sink(Event(aid, "start_failed", now_ms(), reason=reason))
+            return
         if assignment.wiring is not None:
             try:
-                assignment = self._wire(assignment)
+                assignment = self._wire(assignment, account)
             except (OSError, ValueError) as exc:
-                reason = f"CannotStartContainerError: wiring: {exc}"
+                reason = f"{START_FAILED_PREFIX}: wiring: {exc}"
                 self._sink(Event(aid, "start_failed", now_ms(), reason=reason))
                 return
         proc: RunningAttempt
         if assignment.container is not None:
-            proc = ContainerAttempt(assignment, self._root, self._sink, engine=self.engine())
+            proc = ContainerAttempt(
+                assignment, self._root, self._sink, engine=self.engine(), account=account
+            )
         else:
-            proc = AttemptProcess(assignment, self._root, self._sink, env=self._env)
+            proc = AttemptProcess(
+                assignment, self._root, self._sink, env=self._env, account=account
+            )
         self._running[aid] = proc  # before start(): a start_failed event removes it
         proc.start()
 
@@ -140,8 +160,10 @@ class Attempts:
         if main is not None and attempt_id not in self._ready:
             self._ready.add(attempt_id)
             home = attempt_dir_for(main.assignment, self._root)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
             with contextlib.suppress(OSError):  # the attempt is ending anyway
-                (wiring_dir(home) / "ready").touch(mode=0o600)
+                # the job may own that directory: never follow a link it left there
+                os.close(os.open(wiring_dir(home) / "ready", flags, 0o600))
 
     def ended(self, attempt_id: str) -> None:
         """The attempt has sent its last event: forget it, revoke its SSH access, remove its
@@ -196,15 +218,16 @@ class Attempts:
         if self._engine is not None:
             self._engine.close()
 
-    def _wire(self, assignment: Assignment) -> Assignment:
-        """Lay out an MNP attempt's files and let its key in over SSH (for this attempt only)."""
+    def _wire(self, assignment: Assignment, account: Account | None) -> Assignment:
+        """Lay out an MNP attempt's files and let its key in over SSH (for this attempt only;
+        its sessions run as ``account``, like the attempt)."""
         # the wiring lives in the agent's own attempt directory, never in the job's working
         # directory (other jobs may share it); a container sees it mounted at CONTAINER_WIRING
-        attempt_dir = attempt_dir_for(assignment, self._root)
+        attempt_dir = make_attempt_dir(assignment, self._root, account)
         if assignment.container is None:
-            wired = prepare(assignment, attempt_dir)
+            wired = prepare(assignment, attempt_dir, account=account)
         else:
-            wired = prepare(in_container(assignment), attempt_dir, CONTAINER_WIRING)
+            wired = prepare(in_container(assignment), attempt_dir, CONTAINER_WIRING, account)
             if wired.container is not None and wired.wiring is not None:
                 mount = Mount(CONTAINER_WIRING, str(wiring_dir(attempt_dir)))
                 run = replace(wired.container, mounts=(*wired.container.mounts, mount))
@@ -212,16 +235,30 @@ class Attempts:
         if wired.wiring is not None:
             if self.ssh is None:
                 raise ValueError("this node serves no SSH (started with --no-ssh)")
+            ssh_env = dict(wired.wiring.ssh_environment)
+            if account is not None and wired.container is None:
+                ssh_env.update(_private_tmp(wiring_dir(attempt_dir), account))
             self.ssh.authorize(
                 wired.attempt_id,
                 wired.wiring.authorized_key,
-                wired.wiring.ssh_environment,
+                ssh_env,
                 # commands arriving over SSH run inside the attempt's container
                 container=container_name(self._node_id, wired.attempt_id)
                 if wired.container is not None
                 else None,
+                account=account,
             )
         return wired
+
+
+def _private_tmp(wiring: Path, account: Account) -> dict[str, str]:
+    """A switched gang's own temporary directory for its SSH sessions (MPI's session and
+    shared-memory files), inside its wiring (so it goes with the attempt): the node's
+    ``tmp`` belongs to the agent, which the account may not write."""
+    tmp = wiring / "tmp"
+    tmp.mkdir(mode=0o700, exist_ok=True)
+    account.give(tmp, 0o700)
+    return {"TMPDIR": str(tmp), "OMPI_MCA_btl_vader_backing_directory": str(tmp)}
 
 
 def tidy(workdir: Path) -> None:

@@ -33,11 +33,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from launcher.accounts import Account
 from launcher.attempt import (
     START_FAILED_PREFIX,
     EventSink,
     attempt_dir_for,
     attempt_event,
+    make_attempt_dir,
     open_outputs,
     script_command,
     script_path_for,
@@ -118,12 +120,20 @@ class ContainerAttempt:
         sink: EventSink,
         *,
         engine: Engine,
+        account: Account | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
+        """``account``: the attempt's switched account (:func:`launcher.accounts.account_for`).
+        A container without a ``user`` of its own then runs as ``--user <uid>:<gid>`` of it,
+        and the attempt's directory, script and output files are that account's; a
+        container's own ``user`` is kept as given."""
         if assignment.container is None:
             raise ValueError("ContainerAttempt needs an assignment with a container")
         self.assignment = assignment
+        self.account = account
         self.run: ContainerRun = assignment.container
+        if account is not None and self.run.user is None:
+            self.run = replace(self.run, user=f"{account.uid}:{account.gid}")
         self.attempt_id = assignment.attempt_id
         self.workdir = workdir_for(assignment, root)
         self.attempt_dir = attempt_dir_for(assignment, root)
@@ -138,6 +148,7 @@ class ContainerAttempt:
         """Always None: the container's processes belong to the engine (``started`` has none)."""
         self.exit_code: int | None = None
         self._engine = engine
+        self._root = root
         self._sink = sink
         self._loop = loop or asyncio.get_running_loop()
         self._finished: asyncio.Future[int | None] = self._loop.create_future()
@@ -219,12 +230,15 @@ class ContainerAttempt:
         e = self._engine
         try:
             api = await e.call(e.api)
-            self.workdir.mkdir(parents=True, exist_ok=True)
             a = self.assignment
+            if self.account is None:
+                self.workdir.mkdir(parents=True, exist_ok=True)
+            elif a.workdir is None:  # a switched job's own named workdir must exist
+                make_attempt_dir(a, self._root, self.account)
             if a.stdout_path is not None:
-                self._outputs = open_outputs(a, self.attempt_dir)
+                self._outputs = open_outputs(a, self.attempt_dir, self.account)
             if a.script is not None:
-                write_script(a, self.script_path)
+                write_script(a, self.script_path, self.account)
         except (EngineError, OSError) as exc:
             raise _StartFailed(f"{START_FAILED_PREFIX}: {exc}") from exc
         from docker.errors import DockerException, ImageNotFound

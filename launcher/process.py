@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from launcher.accounts import Account
 from launcher.attempt import (
     NODE_ROOT_ENV,
     START_FAILED_PREFIX,
@@ -29,7 +30,7 @@ from launcher.attempt import (
     attempt_event,
     exit_code_of,
     install_srun,
-    make_private_dir,
+    make_attempt_dir,
     open_outputs,
     script_command,
     script_path_for,
@@ -58,10 +59,18 @@ class AttemptProcess:
         sink: EventSink,
         *,
         env: Mapping[str, str],
+        account: Account | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        """``env`` is the base environment; ``assignment.environment`` is laid over it."""
+        """``env`` is the base environment; ``assignment.environment`` is laid over it.
+
+        ``account`` (see :func:`launcher.accounts.account_for`): run as that account, with
+        its ``HOME``/``USER``/``LOGNAME``, groups and umask 077; the attempt's directory,
+        logs, script and ``srun`` are then its own, and output files it names are opened
+        with its rights. None: run as the agent.
+        """
         self.assignment = assignment
+        self.account = account
         self.attempt_id = assignment.attempt_id
         self.workdir = workdir_for(assignment, root)
         """Where the command starts."""
@@ -102,13 +111,16 @@ class AttemptProcess:
         try:
             if not a.command and a.script is None:
                 raise ValueError("empty command")
-            make_private_dir(self.attempt_dir)  # first: it may be the workdir too
-            self.workdir.mkdir(parents=True, exist_ok=True)
-            fds = open_outputs(a, self.attempt_dir)
+            user = self.account
+            make_attempt_dir(a, self._root, user)  # first: it may be the workdir too
+            if user is None:  # a switched job's own workdir must exist: root makes none
+                self.workdir.mkdir(parents=True, exist_ok=True)
+            fds = open_outputs(a, self.attempt_dir, user)
             command = self._command()
-            env = {**self._env, **a.environment, NODE_ROOT_ENV: str(self._root)}
+            env = {**self._env, **(user.environment() if user else {}), **a.environment}
+            env[NODE_ROOT_ENV] = str(self._root)
             if a.script is not None:  # a batch script's srun lines start the job's tasks
-                env["PATH"] = f"{install_srun(self.attempt_dir)}:{env.get('PATH', '')}"
+                env["PATH"] = f"{install_srun(self.attempt_dir, user)}:{env.get('PATH', '')}"
             popen = subprocess.Popen(
                 command,
                 cwd=self.workdir,
@@ -121,6 +133,8 @@ class AttemptProcess:
                 # Processes a killed agent leaves behind carry MNP_NODE_ROOT, by which the
                 # provider sweeps them up.
                 start_new_session=True,
+                # Switching ids costs vfork (a full fork): only switched attempts pay it.
+                **(user.popen_kwargs() if user else {}),
             )
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             for fd in fds:
@@ -202,7 +216,7 @@ class AttemptProcess:
         a = self.assignment
         if a.script is None:
             return list(a.command)
-        write_script(a, self.script_path)
+        write_script(a, self.script_path, self.account)
         return script_command(a, str(self.script_path))
 
     @property

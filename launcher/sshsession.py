@@ -177,5 +177,3 @@ async def _write_stream(
 async def _all_done(tasks: list[asyncio.Task[None]]) -> None:
     for task in tasks:
         await asyncio.shield(task)
-
-
