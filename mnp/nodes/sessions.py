@@ -107,8 +107,9 @@ class NodeSessions:
             raise NotFound(f"unknown node {node_id}")
         if not secret_matches(creds.secret, node.secret_hash):
             raise Forbidden(f"node {node_id}: missing or wrong X-Mnp-Node-Secret")
-        if node.join_hash is not None:
+        if node.join_hash is not None or not node.secret_used:
             node.join_hash = None  # the agent has its secret: the join token is spent
+            node.secret_used = True
             self.s.mark_node(node)
         return node
 
@@ -118,7 +119,9 @@ class NodeSessions:
         with the node's secret. A node the head knows joins with its join token (kept until
         the secret is first used, so a join whose answer was lost may be repeated); a new node
         may join only an UNMANAGED environment (nobody minted a token for it; the head's token
-        admitted the call). Raises :class:`Forbidden` otherwise; changes nothing."""
+        admitted the call), and may join again on the head's token until its secret is first
+        used (its first answer may have been lost). Raises :class:`Forbidden` otherwise;
+        changes nothing."""
         node = self.s.nodes.get(r.node_id)
         if node is None:
             return True  # register() refuses a new node of a MANAGED environment
@@ -127,16 +130,23 @@ class NodeSessions:
             return False
         if secret_matches(creds.join_token, node.join_hash):
             return True
+        if not node.secret_used and self._unmanaged(node):
+            return True
         raise Forbidden(
             f"node {r.node_id} exists: register with its X-Mnp-Node-Secret"
             " (or, before it joined, the X-Mnp-Join-Token it was launched with)"
         )
+
+    def _unmanaged(self, node: Node) -> bool:
+        ce = self.s.ces.get(node.compute_environment)
+        return ce is not None and ce.type == ComputeEnvironmentType.UNMANAGED
 
     def issue_secret(self, node_id: str) -> str:
         """A new secret for a node that just joined (replacing any earlier one), stored hashed
         and durable before it is returned."""
         node = self.s.nodes[node_id]
         secret, node.secret_hash = new_secret()
+        node.secret_used = False
         self.s.mark_node(node)
         self.s.flush()
         return secret

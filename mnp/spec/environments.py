@@ -76,6 +76,9 @@ class Node:
     join_hash: str | None = None
     """:func:`hash_secret` of the one-time join token the head minted when it launched the
     node; cleared once the agent has used its own secret."""
+    secret_used: bool = True
+    """Whether the agent has made a call with its secret since it was issued (False from
+    the issue until then: a join whose answer was lost may be repeated). Older records: True."""
     session_epoch: int = 0
     """The node's current agent session: incremented (and stored) by every successful
     register; a poll or report of another epoch is stale (refused, nothing applied)."""
@@ -101,6 +104,7 @@ class Node:
             "ssh_port": self.ssh_port,
             "ssh_host_key": self.ssh_host_key,
             "session_epoch": self.session_epoch,
+            "secret_used": self.secret_used,
         }
 
     @classmethod
@@ -120,6 +124,7 @@ class Node:
             secret_hash=d.get("secret_hash"),
             join_hash=d.get("join_hash"),
             session_epoch=d.get("session_epoch", 0),
+            secret_used=d.get("secret_used", True),
         )
 
 

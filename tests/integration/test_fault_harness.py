@@ -41,10 +41,6 @@ NODES, VCPUS = 4, 2
 LOST_AFTER = 4.0
 RATES = Rates(
     drop_request=0.03, drop_reply=0.03, duplicate=0.04, delay=0.06,
-    # A join whose answer is lost cannot be repeated by an UNMANAGED node: the head issued
-    # its secret, the retry (without one) is refused 403 forever. Joins are spared until that
-    # is fixed; re-registrations (with the secret) are faulted like every other call.
-    spare_joins=True,
 )  # fmt: skip
 
 
@@ -77,10 +73,10 @@ def test_seeded_faults_lose_nothing_and_run_nothing_twice(
         token = HeadInfo.read(cluster.home / "head.json")
         assert token is not None and token.token
         fleet = Fleet(tmp_path / "nodes", agents.url, token.token, CE, NODES, VCPUS)
+        agents.enabled.set()  # the joins are faulted too (a join whose answer is lost repeats)
         fleet.start()
         wait_for("the harness's agents to join", lambda: len(active(cluster)) == NODES)
         planned = plan(rng, seed, SUBMISSIONS)
-        agents.enabled.set()
         with Client(url=front.url, token=token.token, home=cluster.home, timeout=5) as sub:
             driver = Driver(cluster, fleet, sub, killer, disk, rng)
             driver.run(planned, SPAN_SECONDS)

@@ -119,3 +119,30 @@ def test_the_lease_defaults_below_the_lost_node_allowance(
 def test_a_lease_not_shorter_than_the_allowance_is_refused(lease: float) -> None:
     with pytest.raises(ValueError, match="lease_seconds: must be more than 0 and less than"):
         HeadConfig(lost_after_seconds=10.0, lease_seconds=lease)
+
+
+def test_an_unmanaged_join_whose_answer_was_lost_may_be_repeated_until_the_secret_is_used(
+    sessions: NodeSessions,
+) -> None:
+    from mnp.nodes.sessions import Credentials, Forbidden
+
+    r = Register("n1", "ce", "127.0.0.9", 4, 4096, 0, 1)
+    assert sessions.admit_register(r, Credentials()) is True  # a new node joins
+    sessions.register(r)
+    lost = sessions.issue_secret("n1")  # ... and this answer never reaches the agent
+    assert sessions.admit_register(r, Credentials()) is True  # so it may join again
+    sessions.register(r)
+    secret = sessions.issue_secret("n1")
+    assert secret != lost
+    with pytest.raises(Forbidden):
+        sessions.admit("n1", Credentials(secret=lost))  # the lost secret was replaced
+    sessions.admit("n1", Credentials(secret=secret))  # the agent's first call with it
+    sessions.s.flush()  # (the call itself flushes the head's state before it answers)
+    with pytest.raises(Forbidden):  # from now on the head's token alone is not enough
+        sessions.admit_register(r, Credentials())
+    reopened = open_head(sessions.s.config.home, Clock())  # and that is durable
+    try:
+        with pytest.raises(Forbidden):
+            reopened.admit_register(r, Credentials())
+    finally:
+        reopened.s.store.close()
