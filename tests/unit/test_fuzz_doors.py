@@ -92,6 +92,10 @@ NATIVE: list[tuple[str, dict[str, Any]]] = [
     ("tagResource", {"resourceArn": "arn:aws:batch:x", "tags": {"a": "b"}}),
     ("cancelJob", {"jobId": "x", "reason": "r"}),
     ("listNodes", {"computeEnvironment": "ce", "includeGone": True}),
+    ("createUser", {"name": "alice", "role": "user"}),
+    ("deleteUser", {"name": "alice"}),
+    ("listUsers", {"maxResults": 5}),
+    ("whoAmI", {}),
 ]
 LOGS: list[tuple[str, dict[str, Any]]] = [
     (
