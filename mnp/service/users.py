@@ -39,6 +39,8 @@ NAME_RULE = (
     "must be a POSIX login name: a lowercase letter or _, then up to 31 lowercase letters, "
     "digits, _ or -"
 )
+RESERVED_NAMES = frozenset({"root"})
+"""Never a user's name: a root agent would run that user's jobs as the superuser."""
 MASK = "*****"
 """What a non-admin sees instead of the value of another user's environment variable."""
 _KEY_ALPHABET = string.ascii_uppercase + "234567"
@@ -193,6 +195,8 @@ class UserOps:
         errors = []
         if not NAME_RE.fullmatch(name):
             errors.append(FieldError("name", f"{NAME_RULE}, got {name!r}"))
+        elif name in RESERVED_NAMES:  # its jobs would run as the superuser on root agents
+            errors.append(FieldError("name", f"{name!r} is reserved (the superuser's name)"))
         if role not in tuple(Role):
             errors.append(FieldError("role", f"must be one of user, admin, got {role!r}"))
         if errors:
