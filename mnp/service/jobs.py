@@ -54,12 +54,15 @@ class JobOps:
         Submit-once: with ``mnp.idempotencyToken``, a token this head recorded in the last
         24 h answers with that first submission's answer and makes no job when the request is
         the same (:func:`~mnp.service.submit.fingerprint`), and raises Conflict naming the
-        token when it is not. The token is recorded in the transaction that saves the job, so
-        a reply lost after the commit (even to a crash) still dedupes the retry."""
+        token when it is not. Tokens are per submitter (one user's never matches another's).
+        The token is recorded in the transaction that saves the job, so a reply lost after
+        the commit (even to a crash) still dedupes the retry."""
         s = self.ctx.s
         token = req.mnp.idempotencyToken if req.mnp else None
         errors = check_token(token)
         digest = ""
+        if token is not None and not caller.is_owner:
+            token = f"{caller.name}/{token}"  # each user's tokens are their own
         if token is not None and not errors:
             digest = fingerprint(req)
             first = self._first_answer(token, digest)

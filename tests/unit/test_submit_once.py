@@ -175,3 +175,18 @@ def test_the_head_prunes_expired_tokens(head: Head) -> None:
     finally:
         con.close()
     assert kept == ["late"]
+
+
+def test_one_users_token_never_matches_anothers(head: Head) -> None:
+    from mnp.service.users import Caller, Role
+
+    head.api["createUser"]({"name": "alice"})
+    head.api["createUser"]({"name": "bob"})
+    alice = head.api_as(Caller("alice", Role.USER))
+    bob = head.api_as(Caller("bob", Role.USER))
+    first = alice["submitJob"](body("shared"))
+    theirs = bob["submitJob"](body("shared"))  # the same token, the same request
+    assert theirs["jobId"] != first["jobId"]  # bob's own job, not alice's answer
+    assert alice["submitJob"](body("shared")) == first  # each still dedupes their own
+    assert bob["submitJob"](body("shared")) == theirs
+    assert len(job_ids(head)) == 2
