@@ -1,4 +1,4 @@
-# ~420 lines: each head↔node message with its own wire parsing, and the protocol's contract.
+# ~455 lines: each head↔node message with its own wire parsing, and the protocol's contract.
 """Messages between the head node and node agents (plain data; no HTTP here).
 
 The agent dials the head over HTTP with JSON bodies:
