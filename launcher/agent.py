@@ -1,4 +1,4 @@
-# ~410 lines: the agent's three loops (poll, reports, logs) and the head calls they share.
+# ~425 lines: the agent's three loops (poll, reports, logs) and the head calls they share.
 """The node agent: registers with the head node, long-polls for work, runs it, reports events.
 
 Protocol: :mod:`mnp.spec.protocol`. One asyncio loop runs three tasks over one reused
@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from launcher import agent_options as opts
 from launcher.agent_options import TOKEN_ENV, AgentOptions, load_secret, parse_args, save_secret
-from launcher.attempt import NODE_ROOT_ENV, now_ms
+from launcher.attempt import NODE_ROOT_ENV, make_private_dir, now_ms
 from launcher.attempts import Attempts
 from launcher.http import HttpError, JsonHttp, Reply
 from launcher.lease import Lease
@@ -92,6 +92,7 @@ class Agent:
             dict(os.environ) if env is None else env,
             self._emit,
         )
+        self._attempts.netns = options.netns
         self._outbox: list[tuple[int, Event]] = []  # (the session it was emitted in, event)
         self._epoch = 0  # the current session: ``sessionEpoch`` of the last register reply
         self._lease = Lease()
@@ -166,8 +167,8 @@ class Agent:
         from launcher.sshd import NodeSshServer  # asyncssh loads only when SSH is served
 
         root = self.options.root
-        for sub in ("tmp", "shm"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
+        for sub in ("tmp", "shm"):  # the agent's own jobs' MPI files: the root is passable
+            make_private_dir(root / sub)
         self._ssh = NodeSshServer(
             self.options.address,
             self.options.ssh_port,
@@ -182,6 +183,7 @@ class Agent:
             },
             on_session_exit=self._session_exited,
             on_session_start=self._session_started,
+            netns=self.options.netns,
         )
         await self._ssh.start()
         self._ssh.on_group = self._lease.group  # SSH sessions' groups are fenced too

@@ -39,6 +39,9 @@ class AgentOptions:
     join_token: str | None = None
     """The one-time join token the head minted for this node (``$MNP_JOIN_TOKEN``), sent on
     registering until the node has its own secret."""
+    netns: str | None = None
+    """The node's network namespace (``mnp-<tag>-<node>``, :mod:`launcher.netns`): its SSH
+    endpoint listens there, its attempts and SSH sessions run there; None: the machine's."""
 
 
 def load_secret(root: Path) -> str | None:
@@ -86,6 +89,11 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentOptions:
         help="port of the node's SSH server for multi-node jobs (0: any free port)",
     )
     p.add_argument("--no-ssh", action="store_true", help="serve no SSH (no multi-node jobs)")
+    p.add_argument(
+        "--netns",
+        default=None,
+        help="the node's network namespace (under /run/netns): SSH and jobs run in it",
+    )
     ns = p.parse_args(argv)
     head = ns.head
     if head is None and ns.head_file is not None:
@@ -108,6 +116,7 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentOptions:
         ssh_port=None if ns.no_ssh else ns.ssh_port,
         head_file=ns.head_file,
         join_token=os.environ.get(JOIN_TOKEN_ENV, "").strip() or None,
+        netns=ns.netns or None,
     )
 
 

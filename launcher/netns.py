@@ -20,10 +20,14 @@ import ctypes
 import ctypes.util
 import os
 import re
+import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from launcher.accounts import SWITCHED_UMASK, Account
 
 NETNS_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000
@@ -82,8 +86,36 @@ def socket_in(name: str, address: str, port: int, backlog: int = 128) -> socket.
 
 
 def exec_prefix(name: str | None) -> list[str]:
-    """The argv prefix that runs a command on the node: empty without a namespace."""
+    """The argv prefix that runs a command on the node: empty without a namespace. ``ip`` by
+    its full path, as the command's own ``PATH`` (the job's) may lack it."""
     if name is None:
         return []
     check_namespace(name)
-    return ["ip", "netns", "exec", name]
+    return [shutil.which("ip") or "ip", "netns", "exec", name]
+
+
+def spawn_args(
+    argv: Sequence[str], name: str | None, account: Account | None
+) -> tuple[list[str], dict[str, Any]]:
+    """The argv and extra ``subprocess.Popen`` arguments that run ``argv`` on the node (in
+    namespace ``name``, if any) as ``account`` (None: as the agent).
+
+    Entering a namespace needs the agent's root, so with both a namespace and an account
+    the ids are switched after it, by ``setpriv`` (util-linux) between ``ip netns exec``
+    and the command, instead of by Popen; the umask (077) still comes from Popen and is
+    inherited. Every step execs, so the pid Popen returns is the command's.
+    """
+    if name is None:
+        return list(argv), account.popen_kwargs() if account is not None else {}
+    prefix = exec_prefix(name)
+    if account is None:
+        return [*prefix, *argv], {}
+    groups = ",".join(str(g) for g in account.groups)
+    switch = [
+        shutil.which("setpriv") or "setpriv",
+        f"--reuid={account.uid}",
+        f"--regid={account.gid}",
+        f"--groups={groups}" if groups else "--clear-groups",
+        "--",
+    ]
+    return [*prefix, *switch, *argv], {"umask": SWITCHED_UMASK}

@@ -38,6 +38,7 @@ from launcher.attempt import (
     write_script,
 )
 from launcher.logs import STREAMS, TICK_MAX_CHUNKS, LogTail
+from launcher.netns import spawn_args
 from launcher.pgroups import signal_group
 from launcher.stopping import Stopping
 from mnp.spec.protocol import Assignment, EventKind
@@ -61,8 +62,11 @@ class AttemptProcess:
         env: Mapping[str, str],
         account: Account | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        netns: str | None = None,
     ) -> None:
         """``env`` is the base environment; ``assignment.environment`` is laid over it.
+
+        ``netns``: run in that network namespace of the node's (:func:`launcher.netns.spawn_args`).
 
         ``account`` (see :func:`launcher.accounts.account_for`): run as that account, with
         its ``HOME``/``USER``/``LOGNAME``, groups and umask 077; the attempt's directory,
@@ -71,6 +75,7 @@ class AttemptProcess:
         """
         self.assignment = assignment
         self.account = account
+        self.netns = netns
         self.attempt_id = assignment.attempt_id
         self.workdir = workdir_for(assignment, root)
         """Where the command starts."""
@@ -116,7 +121,7 @@ class AttemptProcess:
             if user is None:  # a switched job's own workdir must exist: root makes none
                 self.workdir.mkdir(parents=True, exist_ok=True)
             fds = open_outputs(a, self.attempt_dir, user)
-            command = self._command()
+            command, switch = spawn_args(self._command(), self.netns, user)
             env = {**self._env, **(user.environment() if user else {}), **a.environment}
             env[NODE_ROOT_ENV] = str(self._root)
             if a.script is not None:  # a batch script's srun lines start the job's tasks
@@ -134,7 +139,7 @@ class AttemptProcess:
                 # provider sweeps them up.
                 start_new_session=True,
                 # Switching ids costs vfork (a full fork): only switched attempts pay it.
-                **(user.popen_kwargs() if user else {}),
+                **switch,
             )
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             for fd in fds:

@@ -1,3 +1,4 @@
+# ~425 lines: one SSH server, its scopes (a gang each), its sessions and their process groups.
 """The node's embedded SSH server: how ``mpirun``/``mpiexec`` on a job's main node reach it.
 
 One :class:`NodeSshServer` per node agent (asyncssh, on the agent's event loop). It accepts
@@ -29,10 +30,12 @@ import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 
 from launcher.accounts import Account
+from launcher.netns import socket_in, spawn_args
 from launcher.pgroups import group_alive, signal_group
 from launcher.sshsession import Child, Session, serve
 
@@ -88,8 +91,13 @@ class NodeSshServer:
         on_session_exit: SessionExitHook | None = None,
         on_session_start: SessionStartHook | None = None,
         kill_grace_seconds: float = 2.0,
+        netns: str | None = None,
     ) -> None:
+        """``netns``: listen on ``address:port`` inside that network namespace of the node's
+        and run every session's shell there (containers' ``docker exec`` excepted: they keep
+        the machine's network, where the engine is)."""
         self._address = address
+        self._netns = netns
         self._requested_port = port
         self._host_key_path = host_key_path
         self._node_env = dict(node_env)
@@ -113,9 +121,11 @@ class NodeSshServer:
         :class:`asyncssh.KeyImportError` for an unreadable host key file.
         """
         self._host_key = _load_or_create_host_key(self._host_key_path)
+        where: dict[str, Any] = {"host": self._address, "port": self._requested_port}
+        if self._netns is not None:  # a socket made in the node's namespace stays its own
+            where = {"sock": socket_in(self._netns, self._address, self._requested_port)}
         self._acceptor = await asyncssh.listen(
-            self._address,
-            self._requested_port,
+            **where,
             server_factory=lambda: _Connection(self),
             server_host_keys=[self._host_key],
             process_factory=self._run_session,
@@ -306,6 +316,7 @@ class NodeSshServer:
         # docker client itself must stay the agent's, which alone may reach the engine
         user = scope.account if scope.container is None else None
         try:
+            argv, switch = spawn_args(argv, None if scope.container else self._netns, user)
             # No preexec_fn, so Popen can vfork (unless it switches ids); own session so a
             # kill reaches the group.
             return subprocess.Popen(
@@ -316,7 +327,7 @@ class NodeSshServer:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
-                **(user.popen_kwargs() if user is not None else {}),
+                **switch,
             )
         except OSError as exc:
             process.stderr.write(f"mnp: cannot start {argv[0]}: {exc}\n".encode())

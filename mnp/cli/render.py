@@ -277,14 +277,16 @@ def ces_table(ces: Iterable[JSON]) -> Table:
 
 def nodes_table(nodes: Iterable[JSON]) -> Table:
     table = new_table(
-        "NODE", "CE", "ADDRESS", "STATUS", "VCPUS", "MEMORY MiB", "GPUS", "JOBS", "HEARTBEAT"
-    )
+        "NODE", "CE", "ADDRESS", "NETWORK", "STATUS", "VCPUS", "MEMORY MiB", "GPUS", "JOBS",
+        "HEARTBEAT",
+    )  # fmt: skip
     for n in nodes:
         beat = n.get("lastHeartbeatAt")
         table.add_row(
             _dash(n.get("nodeId")),
             _dash(n.get("computeEnvironment")),
             _dash(n.get("address")),
+            _dash(n.get("network")),
             styled(n.get("status")),
             f"{_dash(n.get('freeVcpus'))}/{_dash(n.get('vcpus'))} free",
             f"{_dash(n.get('freeMemoryMiB'))}/{_dash(n.get('memoryMiB'))} free",

@@ -1,4 +1,5 @@
-"""The local provider: node agents as processes on this machine, one loopback address each."""
+"""The local provider: node agents as processes on this machine, each node on a loopback
+alias or in a network namespace of its own (:mod:`mnp.providers.netns`)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,19 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
-from mnp.config import HEAD_URL_FILE, PRIVATE_FILE_MODE, job_umask, private_dir
+from mnp.config import (
+    HEAD_URL_FILE,
+    PRIVATE_FILE_MODE,
+    TRAVERSE_DIR_MODE,
+    job_umask,
+    private_dir,
+)
 from mnp.errors import ProviderError
+from mnp.providers import netns
 from mnp.spec.containers import CONTAINER_LABEL_ROOT
 from mnp.spec.environments import Node
 from mnp.spec.protocol import JOIN_TOKEN_ENV
@@ -30,13 +39,25 @@ class LocalProvider:
     when the head stops answering, so the next head may listen on another port.
 
     Each node's root (``<home>/nodes/<node id>``: the agent's log, pid, SSH host key and the
-    attempts' directories) is mode 0700 and its log 0600: it holds jobs' outputs and keys.
+    attempts' directories) and ``<home>/nodes`` are mode 0711, like the home
+    (:data:`mnp.config.TRAVERSE_DIR_MODE`): a job a root agent runs as its submitter's account
+    must pass through them to its own attempt directory (0700, that account's), while nobody
+    may list them; the agent's files in the root stay 0600 (its log here), the folders it
+    keeps there 0700.
     Agents start with the umask the head was started with (:func:`mnp.config.job_umask`),
     which their jobs inherit, not the head's private one.
 
     Each agent gets its node's one-time join token (``node.join_token``, minted by the head)
     in ``$MNP_JOIN_TOKEN`` — never on its command line, which every local user can read; the
     token is forgotten here once the agent is started.
+
+    A node whose address is in :data:`mnp.providers.netns.NODE_SUBNET` gets a network
+    namespace of its own (``mnp-<tag>-<node>``, ``eth0`` at that address, on the bridge of
+    the home's one :class:`~mnp.providers.netns.Network`, tag :func:`~netns.home_tag`),
+    made before its agent starts and removed when it stops; its agent gets ``--netns`` and
+    serves SSH on port 22 of that address. Made, the provider removes the namespaces of its
+    home that no running agent uses (what a crash left), and :meth:`stop` removes the hub
+    with the last node.
     """
 
     def __init__(self, head_url: str, home: Path, token: str | None) -> None:
@@ -44,12 +65,23 @@ class LocalProvider:
         self.home = home
         self.token = token
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._network: netns.Network | None = None
+        self._net_lock = threading.Lock()  # launches and stops run on the head's threads
+        if netns.available():
+            self._sweep_namespaces()
 
     def node_root(self, node: Node) -> Path:
         return self.home / "nodes" / node.node_id
 
-    def launch(self, node: Node) -> int | None:
+    def _make_node_root(self, node: Node) -> Path:
+        """The node's root and ``<home>/nodes``, created if need be, both 0711 (see above)."""
         root = private_dir(self.node_root(node))
+        for d in (root.parent, root):
+            os.chmod(d, TRAVERSE_DIR_MODE)
+        return root
+
+    def launch(self, node: Node) -> int | None:
+        root = self._make_node_root(node)
         argv = [
             sys.executable,
             "-m",
@@ -72,6 +104,7 @@ class LocalProvider:
             str(node.capacity.gpus),
             "--root",
             str(root),
+            *self._node_network(node),
         ]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_source_root(), env.get("PYTHONPATH")]))
@@ -133,6 +166,7 @@ class LocalProvider:
         for n in nodes:
             sweep(self.node_root(n))
             remove_leftover_containers(self.node_root(n))
+        self._remove_namespaces([n for n in nodes if netns.is_namespace_address(n.address)])
         for n in nodes:
             child = self._children.pop(n.pid or -1, None)
             if child is not None:
@@ -140,6 +174,72 @@ class LocalProvider:
                     child.wait(timeout=5)
                 except subprocess.TimeoutExpired:
                     pass
+
+    # --- node networks ------------------------------------------------------------------------
+    def _net(self) -> netns.Network:
+        """The home's network, taken over as found (call with the lock held)."""
+        if self._network is None:
+            self._network = netns.Network(netns.home_tag(self.home), netns.NODE_SUBNET).open()
+        return self._network
+
+    def _node_network(self, node: Node) -> list[str]:
+        """The agent's arguments for the node's network, its namespace made first; [] for a
+        loopback node. Raises ProviderError when the namespace cannot be made."""
+        if not netns.is_namespace_address(node.address):
+            return []
+        name = netns.node_name(node.node_id)
+        try:
+            with self._net_lock:
+                net = self._net()
+                net.remove_node(name)  # a namespace of this name can only be a leftover
+                made = net.add_node(name, node.address)
+        except (netns.NetnsError, ValueError, OSError) as e:
+            raise ProviderError(f"no network for {node.node_id}: {e}", node.node_id) from e
+        return ["--netns", made.namespace, "--ssh-port", "22"]
+
+    def _remove_namespaces(self, nodes: list[Node]) -> None:
+        """Remove the nodes' namespaces (their agents are gone), and the hub with the last."""
+        if not nodes and self._network is None:
+            return
+        with self._net_lock:
+            net = self._net()
+            for n in nodes:
+                net.remove_node(netns.node_name(n.node_id))
+            if not net.node_namespaces():
+                net.destroy()
+                self._network = None
+
+    def _sweep_namespaces(self) -> None:
+        """Remove this home's node namespaces no running agent was started with (a crash's
+        leftovers), and the hub when none is left."""
+        net = netns.Network(netns.home_tag(self.home), netns.NODE_SUBNET)
+        found = net.node_namespaces()
+        if not found and not (netns.NETNS_DIR / net.hub).exists():
+            return
+        used = _agent_namespaces()
+        with self._net_lock:
+            for ns in found:
+                if ns not in used:
+                    net.remove_node(ns[len(f"mnp-{net.tag}-") :])
+            if not net.node_namespaces():
+                net.destroy()
+
+
+def _agent_namespaces() -> set[str]:
+    """The ``--netns`` of every running node agent on this machine."""
+    used = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"launcher.agent" in argv and b"--netns" in argv:
+            at = argv.index(b"--netns") + 1
+            if at < len(argv):
+                used.add(argv[at].decode(errors="replace"))
+    return used
 
 
 def sweep(root: Path) -> list[int]:

@@ -20,6 +20,7 @@ tag that crashed (it lists them), and is safe to call twice.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
@@ -33,6 +34,12 @@ HOSTS_ROOT = Path("/etc/netns")
 TAG_RE = re.compile(r"[a-z0-9]{1,8}")
 NODE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 _IP_TIMEOUT = 10.0
+
+NODE_SUBNET = ipaddress.IPv4Network("10.200.0.0/16")
+"""Where local namespace nodes get their addresses: private, and only ever inside namespaces
+of mnp's own, so every head may use the whole range (its network is its own bridge)."""
+NAMESPACE_FIRST_ADDRESS = "10.200.0.2"
+"""The first node address of the default environment on namespace nodes."""
 
 
 class NetnsError(RuntimeError):
@@ -48,6 +55,45 @@ def available() -> bool:
     except (OSError, subprocess.SubprocessError):
         return False
     return r.returncode == 0
+
+
+def wanted(setting: str) -> bool:
+    """Whether a head with node-network ``setting`` (:func:`mnp.config.node_network_setting`)
+    puts its local nodes in namespaces: ``namespace`` always, ``loopback`` never, ``auto``
+    when :func:`available`."""
+    return setting == "namespace" or (setting == "auto" and available())
+
+
+def is_namespace_address(address: str) -> bool:
+    """A node address a namespace node has (anything else is a loopback alias)."""
+    try:
+        return ipaddress.IPv4Address(address) in NODE_SUBNET
+    except ValueError:
+        return False
+
+
+def interface_of(addresses: list[str]) -> str | None:
+    """The interface a gang of local nodes pins MPI to: ``lo`` for loopback-alias nodes,
+    ``eth0`` for namespace nodes (each its own, so a launcher listens on its node's address
+    only), None (MPI picks) for a mix or other hosts."""
+    kinds = {
+        "namespace" if is_namespace_address(a) else "loopback" if a.startswith("127.") else a
+        for a in addresses
+    }
+    return {"loopback": "lo", "namespace": "eth0"}.get(kinds.pop()) if len(kinds) == 1 else None
+
+
+def home_tag(home: Path) -> str:
+    """The network tag of a head's home: 8 hex characters of its resolved path's hash."""
+    return hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:8]
+
+
+def node_name(node_id: str) -> str:
+    """The name a node has on its network (and in its namespace's name): the node id when it
+    is one already (lower case, letters, digits, ``-``), else ``n`` + 12 hex of its hash."""
+    if NODE_NAME_RE.fullmatch(node_id) and node_id != "hub":
+        return node_id
+    return "n" + hashlib.sha256(node_id.encode()).hexdigest()[:12]
 
 
 def _ip(*args: str) -> str:
@@ -99,11 +145,45 @@ class Network:
     def create(self) -> Network:
         """The hub namespace and its bridge (after removing what a crashed run left)."""
         self.destroy()
+        self._make_hub()
+        return self
+
+    def _make_hub(self) -> None:
         _ip("netns", "add", self.hub)
         _ip("-n", self.hub, "link", "set", "lo", "up")
         _ip("-n", self.hub, "link", "add", "br0", "type", "bridge")
         _ip("-n", self.hub, "link", "set", "br0", "up")
+
+    def open(self) -> Network:
+        """Take over the network as an earlier process of the same tag left it (its nodes may
+        still be running): the hub is made if it is missing (a hub-less node namespace left
+        by a crash is removed, it is cut off anyway), every node namespace found is known
+        again by its ``eth0`` address, and new veth ports are numbered past the hub's."""
+        prefix = f"mnp-{self.tag}-"
+        found = sorted(p.name for p in NETNS_DIR.glob(prefix + "*")) if NETNS_DIR.is_dir() else []
+        if self.hub not in found:
+            self.destroy()
+            self._make_hub()
+            return self
+        ports = re.findall(r"^\d+: p(\d+)[@:]", _ip("-n", self.hub, "-o", "link"), re.M)
+        self._next_port = max((int(p) for p in ports), default=0)
+        for ns in found:
+            if ns == self.hub:
+                continue
+            out = _ip("-n", ns, "-4", "-o", "addr", "show", "dev", "eth0")
+            m = re.search(r"inet (\d+\.\d+\.\d+\.\d+)/", out)
+            if m is None:  # half made: no address, so no node can be using it
+                _delete_namespace(ns)
+                continue
+            name = ns[len(prefix) :]
+            self.nodes[name] = NodeNamespace(name, ns, m.group(1), "")
         return self
+
+    def node_namespaces(self) -> list[str]:
+        """The node namespaces of this tag that exist now (known here or not)."""
+        prefix = f"mnp-{self.tag}-"
+        found = {p.name for p in NETNS_DIR.glob(prefix + "*")} if NETNS_DIR.is_dir() else set()
+        return sorted(found - {self.hub})
 
     def free_address(self) -> str:
         used = {n.address for n in self.nodes.values()}
@@ -138,12 +218,12 @@ class Network:
         return node
 
     def remove_node(self, name: str) -> None:
-        """Delete the node's namespace (its veth pair goes with it); unknown: no-op."""
+        """Delete the node's namespace (its veth pair goes with it), also one this object
+        did not know of; none: no-op."""
         node = self.nodes.pop(name, None)
-        if node is None:
-            return
-        _delete_namespace(node.namespace)
-        self._write_hosts()
+        _delete_namespace(self.namespace_of(name) if node is None else node.namespace)
+        if node is not None:
+            self._write_hosts()
 
     def destroy(self) -> None:
         """Remove every namespace and hosts file of this tag, known here or left by a crash."""

@@ -30,6 +30,7 @@ from mnp.build.multinode import (
     wiring_files,
 )
 from mnp.build.outputs import attempt_files
+from mnp.providers import netns
 from mnp.scheduler.attempts import AttemptEnd, AttemptRun, attempt_outcome, record_end
 from mnp.scheduler.sshkeys import generate_job_key
 from mnp.scheduler.state import HeadState
@@ -127,8 +128,7 @@ class Gangs:
         spec = parent.spec.nodes
         gang = self.gang(parent)
         index = job.node_index
-        # nodes on loopback addresses (local nodes) talk over lo; others pick their own NIC
-        iface = "lo" if all(g.node.address.startswith("127.") for g in gang) else None
+        iface = netns.interface_of([g.node.address for g in gang])  # lo / eth0 / MPI's pick
         port, key = parent.gang_state.port, parent.gang_state.key
         assert port is not None and key is not None  # set when the gang was placed
         env.update(node_environment(parent, gang, index, port, iface))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mnp.config import network_kind
 from mnp.scheduler.loop import Scheduler
 from mnp.scheduler.state import HeadState
 from mnp.service.base import JOB_DEFINITION_MAX, MNP_SUBMIT_MAX, SUBMIT_MAX, Context
@@ -31,7 +32,7 @@ from mnp.service.resources import ResourceOps
 from mnp.service.tags import TagOps
 from mnp.service.users import UserOps
 from mnp.service.validation import parse
-from mnp.spec.environments import NodeStatus
+from mnp.spec.environments import ComputeEnvironment, NodeStatus
 from mnp.spec.resources import Resources
 
 __all__ = ["JOB_DEFINITION_MAX", "MNP_SUBMIT_MAX", "SUBMIT_MAX", "Service"]
@@ -71,6 +72,23 @@ class Service:
             ]
         }
 
+    def _renetwork(self, ce: ComputeEnvironment) -> None:
+        """Move the default environment to the head's node network (an older store's
+        loopback nodes become namespace nodes, or back), only while it has no live node:
+        a node keeps its address for life."""
+        local = self.ctx.s.config.local
+        first = (local.first_address if local else None) or self.resources.addresses.default_first()
+        if network_kind(first) == network_kind(ce.first_address):
+            return
+        if any(
+            n.compute_environment == ce.name
+            and n.status in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING)
+            for n in self.ctx.s.nodes.values()
+        ):
+            return
+        others = [c for c in self.ctx.s.ces.values() if c is not ce]
+        ce.first_address = self.resources.addresses.next_first(others, None) if others else first
+
     def ensure_defaults(self) -> None:
         """Create the embedded default (local environment + default queue) when configured."""
         s = self.ctx.s
@@ -87,13 +105,14 @@ class Service:
                     "vcpus": local.vcpus,
                     "memoryMiB": local.memory_mib,
                     "gpus": local.gpus,
-                    "firstAddress": local.first_address,
+                    "firstAddress": local.first_address or self.resources.addresses.default_first(),
                 },
             }
             self.resources.create_compute_environment(parse(CreateComputeEnvironment, body))
         else:
             ce = s.ces[local.name]
             ce.node_resources = Resources(local.vcpus, local.memory_mib, local.gpus)
+            self._renetwork(ce)
             self.resources.resize(ce, local.nodes)
             with s.store.transaction():
                 s.store.save_ce(ce)

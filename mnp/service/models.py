@@ -269,7 +269,7 @@ class LocalProviderSettings(Model):
     vcpus: int = Field(default=4, ge=1)
     memoryMiB: int = Field(default=4096, ge=4)
     gpus: int = Field(default=0, ge=0)
-    firstAddress: str = Field(default="127.0.0.2", pattern=r"^127\.\d+\.\d+\.\d+$")
+    firstAddress: str = Field(default="127.0.0.2", pattern=r"^(127|10)\.\d+\.\d+\.\d+$")
     sharedFilesystem: SharedFilesystem | None = None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mnp.build.environment import SLURM_TASK_IDS, slurm_task_id
+from mnp.config import network_kind
 from mnp.scheduler.state import NodeRuntime
 from mnp.service.users import owner_name
 from mnp.spec.arns import job_arn, queue_arn
@@ -81,8 +82,11 @@ def _container(job: Job) -> dict[str, Any]:
         log_stream = current.log_stream_name if current.started_at else None
         container.update(
             _drop_none(
-                {"exitCode": current.exit_code, "reason": current.reason,
-                 "logStreamName": log_stream}
+                {
+                    "exitCode": current.exit_code,
+                    "reason": current.reason,
+                    "logStreamName": log_stream,
+                }
             )
         )
     return container
@@ -199,7 +203,7 @@ def ce_detail(ce: ComputeEnvironment, nodes: list[Node]) -> dict[str, Any]:
         "type": ce.type,
         "state": ce.state.value,
         "status": "VALID",
-        "statusReason": "ComputeEnvironment Healthy",
+        "statusReason": ce.status_reason or "ComputeEnvironment Healthy",
         "tags": ce.doc.get("tags") or {},
         "mnp": {
             "provider": ce.provider,
@@ -226,7 +230,9 @@ def node_detail(node: Node, rt: NodeRuntime | None) -> dict[str, Any]:
             "nodeId": node.node_id,
             "computeEnvironment": node.compute_environment,
             "address": node.address,
+            "network": network_kind(node.address),  # loopback alias or its own namespace
             "status": node.status.value,
+            "statusReason": node.status_reason,
             "vcpus": node.capacity.vcpus,
             "memoryMiB": node.capacity.memory_mib,
             "gpus": node.capacity.gpus,

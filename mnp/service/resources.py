@@ -10,6 +10,7 @@ from itertools import islice
 from typing import Any
 
 from mnp.errors import Conflict, FieldError, InvalidInput, NotFound
+from mnp.service.addresses import NodeAddresses
 from mnp.service.base import (
     MAX_COMPUTE_ENVIRONMENTS,
     MAX_QUEUES,
@@ -50,6 +51,7 @@ class ResourceOps:
     def __init__(self, ctx: Context, jobs: JobOps) -> None:
         self.ctx = ctx
         self.jobs = jobs
+        self.addresses = NodeAddresses(ctx.s.config.node_network)
 
     # --- queues ---------------------------------------------------------------------------------
     def create_job_queue(self, req: CreateJobQueue) -> JSON:
@@ -171,6 +173,7 @@ class ResourceOps:
                 f"at most {MAX_COMPUTE_ENVIRONMENTS} compute environments; delete one first"
             )
         m = req.mnp if "mnp" in req.model_fields_set else self._local_settings(req)
+        self.addresses.check(m.firstAddress)
         ce = ComputeEnvironment(
             name=req.computeEnvironmentName,
             type=ComputeEnvironmentType(req.type),
@@ -221,7 +224,7 @@ class ResourceOps:
     def _local_settings(self, req: CreateComputeEnvironment) -> LocalProviderSettings:
         """Local nodes for an AWS-shaped request (no ``mnp`` block): nodes of the embedded
         default's shape, as many as ``computeResources.maxvCpus`` needs (at most 64), at
-        loopback addresses no other environment uses."""
+        addresses no other environment uses (:mod:`mnp.service.addresses`)."""
         local = self.ctx.s.config.local
         shape = LocalProviderSettings()
         vcpus = local.vcpus if local else shape.vcpus
@@ -231,14 +234,14 @@ class ResourceOps:
             nodes = shape.nodes
             if isinstance(max_vcpus, int) and max_vcpus >= 0:
                 nodes = min(64, math.ceil(max_vcpus / vcpus))
-        end = max((_ip(c.first_address) + 64 for c in self.ctx.s.ces.values()), default=0)
-        first = max(end, _ip(local.first_address) + 64 if local else 0, _ip(shape.firstAddress))
+        reserved = (local.first_address or self.addresses.default_first()) if local else None
+        first = self.addresses.next_first(self.ctx.s.ces.values(), reserved)
         return LocalProviderSettings(
             nodes=nodes,
             vcpus=vcpus,
             memoryMiB=local.memory_mib if local else shape.memoryMiB,
             gpus=local.gpus if local else shape.gpus,
-            firstAddress=f"127.{(first >> 16) & 255}.{(first >> 8) & 255}.{first & 255}",
+            firstAddress=first,
         )
 
     def resize(self, ce: ComputeEnvironment, count: int) -> None:
@@ -330,12 +333,6 @@ class ResourceOps:
             "frontOfQueue": {"jobs": front, "lastUpdatedAt": now},
             "queueUtilization": utilization,
         }
-
-
-def _ip(address: str) -> int:
-    """The low 24 bits of a 127.x.y.z address, as a number."""
-    _, b, c, d = (int(x) for x in address.split("."))
-    return (b << 16) + (c << 8) + d
 
 
 def _runnable_since(job: Job) -> int:

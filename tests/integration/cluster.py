@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from mnp.client.client import Client
 from mnp.config import STOP_NODES_SIGNAL
+from mnp.providers import netns
 
 T = TypeVar("T")
 
@@ -65,8 +66,11 @@ class Cluster:
         min_timeout: float = 1.0,
         kill_grace: float = 1.0,
         mpi_hang: float = 3.0,
+        network: str | None = None,
     ) -> None:
+        """``network``: the head's ``MNP_NODE_NETWORK`` (None: as this process has it)."""
         self.home = home
+        self.extra_env = {} if network is None else {"MNP_NODE_NETWORK": network}
         self.port = free_port()
         self.argv = [
             sys.executable,
@@ -107,6 +111,7 @@ class Cluster:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            env={**os.environ, **self.extra_env},
         )
         log.close()
         try:
@@ -176,6 +181,9 @@ class Cluster:
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
                 if b"launcher.agent" in cmdline and str(self.home).encode() in cmdline:
                     os.kill(pid, signal.SIGKILL)
+        # the namespaces of nodes whose agents were killed here (a stopping head removes its own)
+        if netns.available():
+            netns.Network(netns.home_tag(self.home)).destroy()
 
     def register(self, name: str, command: list[str], **extra: Any) -> str:
         body = {

@@ -27,10 +27,12 @@ print(f"rank={comm.Get_rank()} size={comm.Get_size()} node={node} total={total} 
 
 @pytest.fixture(scope="module")
 def two(docker_engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    # a long grace: the holding node still ends at once when the main node is done
+    # a long grace: the holding node still ends at once when the main node is done; loopback
+    # nodes: a container keeps the machine's network, where namespace nodes' addresses are not
     with Cluster(
-        tmp_path_factory.mktemp("docker-mpi") / "home", nodes=2, vcpus=2, kill_grace=30
-    ) as c:
+        tmp_path_factory.mktemp("docker-mpi") / "home", nodes=2, vcpus=2, kill_grace=30,
+        network="loopback",
+    ) as c:  # fmt: skip
         yield c
 
 

@@ -138,7 +138,8 @@ def test_every_node_environment(four: Cluster) -> None:
         assert f"idx={i} n=3 main=0 " in line
         assert f"master={main_addr}:{port.group(1)} world=3 rank={i}" in line
         assert f"addr={nodes[i]['nodeAddress']}" in line
-        assert "nccl=lo" in line and f"slurm=3/{i}/local-[" in line
+        iface = "lo" if main_addr.startswith("127.") else "eth0"  # loopback / namespace nodes
+        assert f"nccl={iface}" in line and f"slurm=3/{i}/local-[" in line
         assert ("mainip=unset" in line) == (i == 0)
         if i:
             assert f"mainip={main_addr}" in line

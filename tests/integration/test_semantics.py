@@ -40,7 +40,8 @@ def test_standard_job_output_env_and_history(shared_cluster: Cluster) -> None:
     ]
     assert d["container"]["exitCode"] == 0
     assert d["container"]["logStreamName"].startswith("env-probe/default/")
-    assert d["nodeId"].startswith("local-") and d["nodeAddress"].startswith("127.0.0.")
+    assert d["nodeId"].startswith("local-")  # on a loopback alias or its own namespace's eth0
+    assert d["nodeAddress"] in {n["address"] for n in c.client.nodes()}
 
 
 def test_array_children_summary_and_dependency_on_whole_array(shared_cluster: Cluster) -> None:
