@@ -102,6 +102,33 @@ def account_for(run_as: str | None, node_id: str) -> Account | None:
     return Account(entry.pw_name, entry.pw_uid, gid, groups, entry.pw_dir or "/")
 
 
+def impassable(path: Path, account: Account) -> Path | None:
+    """The first folder from ``/`` down to ``path`` that ``account`` may not pass (search
+    permission for its owner, group or others, as the kernel decides it), or None. A
+    switched attempt's files live under the node's root: with a folder above it closed (a
+    home under ``/root``, ``/tmp/pytest-of-root``), the account could not reach them."""
+    here = Path("/")
+    for part in (*path.resolve().parts[1:], None):
+        try:
+            st = here.stat()
+        except FileNotFoundError:
+            return None  # the agent makes the rest itself, passable
+        except OSError:
+            return here
+        if st.st_uid == account.uid:
+            bit = st.st_mode & 0o100
+        elif st.st_gid == account.gid or st.st_gid in account.groups:
+            bit = st.st_mode & 0o010
+        else:
+            bit = st.st_mode & 0o001
+        if not bit:
+            return here
+        if part is None:
+            return None
+        here = here / part
+    return None
+
+
 def open_as(account: Account, paths: list[str], mode: int = 0o600) -> list[int]:
     """Open (create, truncate) ``paths`` for reading and writing with ``account``'s rights.
 

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from launcher.accounts import Account, AccountError, account_for
+from launcher.accounts import Account, AccountError, account_for, impassable
 from launcher.attempt import (
     START_FAILED_PREFIX,
     EventSink,
@@ -66,6 +66,9 @@ class Attempts:
         (and must call :meth:`ended` for ``exited`` and ``start_failed``)."""
         self.ssh: NodeSshServer | None = None
         """The node's SSH server, which MNP attempts are let in through (None: no SSH)."""
+        self.netns: str | None = None
+        """The node's network namespace, where its processes run (containers keep the
+        machine's network); None: the machine's."""
         self._root = root
         self._node_id = node_id
         self._address = address
@@ -122,8 +125,23 @@ class Attempts:
             run_as = None  # the container's own user stands (an account of the image's)
         try:
             account = account_for(run_as, self._node_id)
+            # the root and below are the agent's to open up (0711); above it, the machine's
+            closed = None if account is None else impassable(self._root.parent, account)
+            if account is not None and closed is not None:
+                raise AccountError(
+                    f"account {account.name} cannot reach this node's root {self._root}: "
+                    f"{closed} is closed to it; put MNP_HOME (or the node's root) under "
+                    "folders other accounts may pass"
+                )
         except AccountError as exc:
             reason = f"{START_FAILED_PREFIX}: {exc}"
+            self._sink(Event(aid, "start_failed", now_ms(), reason=reason))
+            return
+        if assignment.container is not None and assignment.wiring is not None and self.netns:
+            reason = (  # a container keeps the machine's network: no node address exists there
+                f"{START_FAILED_PREFIX}: a multi-node job in containers needs loopback nodes "
+                f"(MNP_NODE_NETWORK=loopback); this node ({self._address}) has its own network"
+            )
             self._sink(Event(aid, "start_failed", now_ms(), reason=reason))
             return
         if assignment.wiring is not None:
@@ -140,8 +158,9 @@ class Attempts:
             )
         else:
             proc = AttemptProcess(
-                assignment, self._root, self._sink, env=self._env, account=account
-            )
+                assignment, self._root, self._sink, env=self._env, account=account,
+                netns=self.netns,
+            )  # fmt: skip
         self._running[aid] = proc  # before start(): a start_failed event removes it
         proc.start()
 

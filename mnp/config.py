@@ -1,7 +1,13 @@
 """Head-node configuration and where the head node keeps its files.
 
 What is private, and why: everything under the head's home (``$MNP_HOME``, default
-``~/.mnp``) is readable by the head's user only -- folders 0700, files 0600. The home holds
+``~/.mnp``) is readable by the head's user only -- folders 0700, files 0600 -- except that
+the home itself, its ``nodes/`` and each node root in it are 0711 (:data:`TRAVERSE_DIR_MODE`:
+anyone may pass through, nobody may list): a job that runs as another account (a root agent
+switches to the submitter) must reach its own attempt directory (0700, its account's) by
+absolute path -- its ``srun`` shim, hostfile and wiring. Passing through gives nothing else:
+every other entry keeps its own 0700/0600, which :func:`secure_home` restores at each start,
+so knowing a name (``token``) is not reading it. The home holds
 the native API's ``token`` (and ``head.json``, which repeats it), the AWS front door's
 ``credentials``, the SQLite store (``mnp.sqlite3`` and its ``-wal``/``-shm``), whose job
 documents carry the SSH private key of every running MNP attempt (a key is a shell as the
@@ -30,6 +36,9 @@ from typing import Any
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 PRIVATE_UMASK = 0o077
+TRAVERSE_DIR_MODE = 0o711
+"""The home, ``<home>/nodes`` and each node root: passable (jobs of other accounts reach
+their own attempt directories through them), never listable."""
 
 HEAD_URL_FILE = "head.url"
 """``<home>/head.url``: the head's URL, rewritten at every start and left in place at exit, so
@@ -43,10 +52,21 @@ _job_umask: int | None = None
 the umask itself is)."""
 
 
+ROOT_HOME = Path("/var/lib/mnp")
+"""Root's default home: jobs of other accounts run under it (a root agent switches to them),
+so every folder above their files must be passable — ``/root`` (0700) is not."""
+
+
 def default_home() -> Path:
-    """The state directory: ``$MNP_HOME``, else ``~/.mnp``."""
+    """The state directory: ``$MNP_HOME``; else, for root, :data:`ROOT_HOME` (or
+    ``/root/.mnp`` when an older head made one there); else ``~/.mnp``."""
     env = os.environ.get("MNP_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".mnp"
+    if env:
+        return Path(env).expanduser()
+    own = Path.home() / ".mnp"
+    if os.geteuid() == 0 and not own.exists():
+        return ROOT_HOME
+    return own
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +78,29 @@ class LocalNodesConfig:
     vcpus: int = 4
     memory_mib: int = 4096
     gpus: int = 0
-    first_address: str = "127.0.0.2"
+    first_address: str | None = None
+    """None: chosen at start by the node network (:func:`node_network_setting`): in
+    ``mnp.providers.netns.NODE_SUBNET`` for namespace nodes, else ``127.0.0.2``."""
+
+
+NODE_NETWORK_ENV = "MNP_NODE_NETWORK"
+NODE_NETWORKS = ("auto", "namespace", "loopback")
+"""``auto``: local nodes in network namespaces when the head runs as root with ``ip netns``,
+else on loopback aliases (127.0.0.N); ``namespace`` / ``loopback`` force one."""
+
+
+def node_network_setting() -> str:
+    """``$MNP_NODE_NETWORK`` (default ``auto``); raises ValueError naming the variable and
+    the allowed values for anything else."""
+    value = os.environ.get(NODE_NETWORK_ENV, "").strip().lower() or "auto"
+    if value not in NODE_NETWORKS:
+        raise ValueError(f"{NODE_NETWORK_ENV}={value!r}: must be one of {', '.join(NODE_NETWORKS)}")
+    return value
+
+
+def network_kind(address: str) -> str:
+    """How a local node with ``address`` is networked: ``loopback`` (127/8) or ``namespace``."""
+    return "loopback" if address.startswith("127.") else "namespace"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +117,8 @@ class HeadConfig:
     default_queue: str = "default"
     local: LocalNodesConfig | None = field(default_factory=LocalNodesConfig)
     """None: create no compute environment at start (an empty head node)."""
+    node_network: str = field(default_factory=lambda: node_network_setting())
+    """How new local environments' nodes are networked (:data:`NODE_NETWORKS`)."""
     heartbeat_seconds: float = 2.0
     """How often agents poll; a node silent for ``lost_after_seconds`` is lost."""
     lost_after_seconds: float = 10.0
@@ -194,6 +238,15 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+def head_home(home: Path) -> Path:
+    """Create the head's home (and missing parents, 0700) if need be and make it 0711
+    (:data:`TRAVERSE_DIR_MODE`: see the module docstring); returns it. What keeps its
+    entries private is their own modes, not the home's."""
+    private_dir(home)
+    os.chmod(home, TRAVERSE_DIR_MODE)
+    return home
+
+
 SECURED_MARKER = ".private"
 """In a home: set once every file under it was made private (see :func:`secure_home`)."""
 
@@ -201,18 +254,21 @@ SECURED_MARKER = ".private"
 def secure_home(home: Path) -> None:
     """Make ``home`` private (see the module docstring), creating it if need be.
 
-    Fixes what an older version (or a user's editor) left readable: the home, the files and
-    folders directly in it, everything under ``logs/`` and the node roots under ``nodes/``
-    with what lies directly in them. Attempt directories deeper down are not walked (they
-    may be jobs' working directories, whose files are the job's own); they sit in a 0700
-    node root. Symbolic links are never followed. Safe to call on every start: the walk
-    below the home's own entries runs once per home (a marker file records it), since a
-    home that is 0700 already keeps everything under it from other users; later starts
-    only fix the home and its direct entries, so start-up does not grow with history.
+    The rule: the home, ``nodes/`` and each node root ``nodes/<id>`` are 0711 (passable,
+    never listable); every other folder is 0700 and every file 0600 (0700 if it was
+    executable). Fixes what an older version (or a user's editor) left readable: the home,
+    the files and folders directly in it, everything under ``logs/`` and the node roots
+    under ``nodes/`` with what lies directly in them. Attempt directories deeper down are
+    not walked (they may be jobs' working directories, whose files are the job's own; the
+    agent gives each its 0700 and its account). Symbolic links are never followed. Safe to
+    call on every start: the walk below the home's own entries runs once per home (a
+    marker file records it), since what the head and its agents create afterwards gets its
+    private mode when created; later starts only fix the home and its direct entries, so
+    start-up does not grow with history.
     """
-    private_dir(home)
+    head_home(home)
     for entry in _entries(home):
-        _fix(entry)
+        _fix(entry, TRAVERSE_DIR_MODE if entry.name == "nodes" else PRIVATE_DIR_MODE)
     marker = home / SECURED_MARKER
     if marker.exists():
         return
@@ -229,7 +285,7 @@ def _fix_below(home: Path) -> None:
     nodes = home / "nodes"
     if nodes.is_dir() and not nodes.is_symlink():
         for root in _entries(nodes):
-            _fix(root)
+            _fix(root, TRAVERSE_DIR_MODE)
             if root.is_dir() and not root.is_symlink():
                 for entry in _entries(root):
                     _fix(entry)
@@ -242,14 +298,14 @@ def _entries(directory: Path) -> list[Path]:
         return []
 
 
-def _fix(path: Path) -> None:
-    """0700 for a folder, 0600 for a file; links and others' files are left alone."""
+def _fix(path: Path, dir_mode: int = PRIVATE_DIR_MODE) -> None:
+    """``dir_mode`` for a folder, 0600 for a file; links and others' files are left alone."""
     try:
         st = os.lstat(path)
         if st.st_uid != os.geteuid():
             return
         if stat.S_ISDIR(st.st_mode):
-            want = PRIVATE_DIR_MODE
+            want = dir_mode
         elif stat.S_ISREG(st.st_mode):
             # keep the owner's execute bit: a script (a job's srun shim) stays runnable
             want = PRIVATE_FILE_MODE | (st.st_mode & stat.S_IXUSR)

@@ -67,8 +67,9 @@ def ran() -> Iterator[Ran]:
 
 def test_home_store_logs_and_attempt_folders_are_private(ran: Ran) -> None:
     home = ran.cluster.home
-    assert mode(home) == 0o700
-    for name in ("mnp.sqlite3", "mnp.sqlite3-wal", "mnp.sqlite3-shm", "head.json", "token"):
+    assert mode(home) == 0o711  # passable, never listable (see mnp.config.secure_home)
+    for name in ("mnp.sqlite3", "mnp.sqlite3-wal", "mnp.sqlite3-shm", "head.json", "token",
+                 "credentials"):  # fmt: skip
         assert mode(home / name) == 0o600, name
     # made world-readable by the test harness before the head started: fixed at start
     assert mode(home / "head-test.log") == 0o600
@@ -77,15 +78,17 @@ def test_home_store_logs_and_attempt_folders_are_private(ran: Ran) -> None:
     for p in [home / "logs", *logs]:
         assert mode(p) == (0o700 if p.is_dir() else 0o600), p
     roots = list((home / "nodes").iterdir())
-    assert len(roots) == 2 and mode(home / "nodes") == 0o700
+    assert len(roots) == 2 and mode(home / "nodes") == 0o711
     for node_root in roots:
-        assert (mode(node_root), mode(node_root / "agent.log")) == (0o700, 0o600), node_root
+        assert (mode(node_root), mode(node_root / "agent.log")) == (0o711, 0o600), node_root
+        # the agent's own jobs' MPI files: not listable through the passable root
+        assert (mode(node_root / "tmp"), mode(node_root / "shm")) == (0o700, 0o700), node_root
     # the attempt's directory, its job folder, the node root, its logs and its wiring
     probe = {str(Path(p).relative_to(home / "nodes")): m for p, m in ran.probe.items()}
     root = next(p for p in probe if "/" not in p)
     attempt = f"{root}/jobs/{ran.job_id}_0/1"
     expected = {
-        root: 0o700,
+        root: 0o711,
         f"{root}/jobs/{ran.job_id}_0": 0o700,
         attempt: 0o700,
         f"{attempt}/stdout.log": 0o600,
@@ -95,7 +98,7 @@ def test_home_store_logs_and_attempt_folders_are_private(ran: Ran) -> None:
         f"{attempt}/.mnp/hostfile": 0o600,
     }
     assert {p: probe.get(p) for p in expected} == expected, probe
-    loose = {p: oct(m) for p, m in probe.items() if m & 0o077}
+    loose = {p: oct(m) for p, m in probe.items() if m & 0o077 and p != root}
     assert not loose, loose
 
 

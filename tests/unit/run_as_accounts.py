@@ -18,18 +18,28 @@ NAMES = ("mnpt-alice", "mnpt-bob")
 
 
 @contextlib.contextmanager
-def made_accounts() -> Iterator[dict[str, pwd.struct_passwd]]:
-    """Create the accounts (no home), yield them by name, delete them after (also on error)."""
+def made_accounts(homes: Path | None = None) -> Iterator[dict[str, pwd.struct_passwd]]:
+    """Create the accounts, yield them by name, delete them after (also on error).
+
+    Without ``homes`` they have no home; with it each gets ``homes/<name>`` (created, its
+    own, removed with the account), e.g. for the client files ``mnp users add`` writes
+    there. ``homes`` (created if need be, 0711) must lie in a folder the accounts can pass
+    through (see :func:`reachable_dir`)."""
     if os.geteuid() != 0 or shutil.which("useradd") is None:
         pytest.skip("needs root and useradd to create accounts")
     made: list[str] = []
+    if homes is not None:
+        homes.mkdir(mode=0o711, exist_ok=True)
     try:
         for name in NAMES:
             with contextlib.suppress(KeyError):  # a leftover of an interrupted run
                 pwd.getpwnam(name)
                 subprocess.run(["userdel", name], check=False, capture_output=True)
+            home = ["--no-create-home"]
+            if homes is not None:
+                home = ["--create-home", "--home-dir", str(homes / name)]
             subprocess.run(
-                ["useradd", "--system", "--no-create-home", "--shell", "/bin/sh", name],
+                ["useradd", "--system", *home, "--shell", "/bin/sh", name],
                 check=True,
                 capture_output=True,
             )
@@ -38,6 +48,8 @@ def made_accounts() -> Iterator[dict[str, pwd.struct_passwd]]:
     finally:
         for name in made:
             subprocess.run(["userdel", name], check=False, capture_output=True)
+            if homes is not None:
+                shutil.rmtree(homes / name, ignore_errors=True)
 
 
 @contextlib.contextmanager

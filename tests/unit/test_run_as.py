@@ -219,3 +219,35 @@ def test_run_as_may_be_a_uid_with_a_gid_and_bad_forms_name_the_node(users: Users
     for bad in ("mnpt-alice:mnpt-nosuchgroup", "4000000000", "a\0b"):
         with pytest.raises(ValueError, match=r"no account .* on node n1"):
             account_for(bad, "n1")
+
+
+def test_an_account_that_cannot_reach_the_node_root_fails_to_start_saying_where(
+    users: Users,
+) -> None:
+    from launcher.accounts import impassable
+
+    alice = account(users, "mnpt-alice")
+    with reachable_dir() as base:
+        closed = base / "closed"
+        root = closed / "node"
+        root.mkdir(parents=True)
+        os.chmod(closed, 0o700)  # as /root is: the node's root under it is out of reach
+        assert impassable(root, alice) == closed
+        os.chmod(closed, 0o711)
+        assert impassable(root, alice) is None
+        os.chmod(closed, 0o770)
+        os.chown(closed, 0, alice.gid)  # passable through the account's group
+        assert impassable(root, alice) is None
+        os.chmod(closed, 0o700)
+        sink: list[Event] = []
+
+        async def start() -> None:
+            attempts = Attempts(root, "n1", "127.0.0.1", dict(os.environ), sink.append)
+            attempts.start(job(["true"], run_as="mnpt-alice"))
+
+        asyncio.run(start())
+        assert [e.kind for e in sink] == ["start_failed"]
+        assert f"{closed} is closed to it" in (sink[0].reason or "")
+        os.chmod(closed, 0o711)
+        os.chmod(root, 0o700)  # the node's root itself the agent opens up for the account
+        assert impassable(root.parent, alice) is None

@@ -195,8 +195,11 @@ def test_secure_home_fixes_an_older_home(tmp_path: Path) -> None:
     (home / "logs" / "link").symlink_to(outside)
     os.chmod(home, 0o755)
     secure_home(home)
-    for d in ("", "logs", "logs/job", "logs/job/1", "nodes", "nodes/n1", "nodes/n1/jobs"):
+    for d in ("logs", "logs/job", "logs/job/1", "nodes/n1/jobs"):
         assert mode(home / d) == 0o700, d
+    # passable, never listable: jobs of other accounts reach their own attempt directories
+    for d in ("", "nodes", "nodes/n1"):
+        assert mode(home / d) == 0o711, d
     for f in ("token", "credentials", "mnp.sqlite3", "logs/job/1/stdout.log", "nodes/n1/agent.log"):
         assert mode(home / f) == 0o600, f
     assert mode(home / "nodes" / "n1" / "wrapper") == 0o700, "a script stays runnable"
@@ -216,3 +219,18 @@ def test_attempt_directories_logs_and_wiring_are_private(tmp_path: Path, loose_u
     wired = wiring_dir(root / "jobs" / "k" / "1")
     assert (mode(wired), mode(wired / "id_ed25519")) == (0o700, 0o600)
     assert {mode(attempt / n) for n in ("stdout.log", "stderr.log")} == {0o600}
+
+
+def test_roots_default_home_is_passable_for_the_accounts_its_jobs_run_as(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mnp.config import ROOT_HOME, default_home
+
+    monkeypatch.delenv("MNP_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if os.geteuid() == 0:
+        assert default_home() == ROOT_HOME  # not under /root (0700)
+        (tmp_path / ".mnp").mkdir()
+    assert default_home() == tmp_path / ".mnp"  # a home an older head made is kept
+    monkeypatch.setenv("MNP_HOME", str(tmp_path / "elsewhere"))
+    assert default_home() == tmp_path / "elsewhere"

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnp.config import private_dir
+from mnp.config import head_home
 from mnp.errors import MnpError
 
 FILE_NAME = "credentials"
@@ -104,8 +104,8 @@ def render(creds: list[Credentials]) -> str:
 
 def write_file(path: Path, creds: list[Credentials]) -> None:
     """Write (replace) ``path`` atomically, readable by its owner only (its folder, the
-    head's home, too: see :mod:`mnp.config`)."""
-    private_dir(path.parent)
+    head's home, 0711: see :mod:`mnp.config`)."""
+    head_home(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
