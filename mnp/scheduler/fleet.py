@@ -55,9 +55,11 @@ class AttemptEnds(Protocol):
 
 class Fleet:
     """Launch, adopt, lose and stop nodes. Single-threaded, on the head's event loop, except the
-    providers' stops, which may block (the local provider waits up to ``grace_seconds``): they
-    go through :attr:`offload` (a thread in the head), with copies of the nodes, so the
-    scheduler's records are only ever touched on the loop thread."""
+    providers' launches and stops, which may block (the local provider makes a network
+    namespace, starts a process, waits up to ``grace_seconds``): they go through
+    :attr:`offload` (a thread in the head), with copies of the nodes, and a launch's outcome
+    comes back through :attr:`on_loop`, so the scheduler's records are only ever touched on
+    the loop thread."""
 
     def __init__(self, state: HeadState, ends: AttemptEnds, head_url: str) -> None:
         self.s = state
@@ -65,6 +67,9 @@ class Fleet:
         self.head_url = head_url
         self._providers: dict[str, Provider] = {}
         self.offload: Offload = inline
+        self.on_loop: Callable[[Callable[[], None]], object] = inline
+        """How offloaded work hands its outcome back to the loop thread
+        (``loop.call_soon_threadsafe`` once serving)."""
 
     def provider(self, name: str) -> Provider:
         if name not in self._providers:
@@ -104,11 +109,35 @@ class Fleet:
         s.mark_node(node)
         s.flush()  # the node exists in the store before its agent can register
         try:
-            node.pid = self.provider(ce.provider).launch(node)
+            provider = self.provider(ce.provider)
         except Exception as e:  # a provider failure loses the node, not the head
-            log.error("launching %s failed: %s", node.node_id, e)
-            node.status = NodeStatus.LOST
-        s.mark_node(node)
+            self._launched(node.node_id, None, e)
+            return
+        handed = deepcopy(node)  # the provider's own copy (with the join token)
+        node.join_token = None  # only its hash stays here
+
+        def work() -> None:
+            try:
+                pid, error = provider.launch(handed), None
+            except Exception as e:
+                pid, error = None, e
+            self.on_loop(lambda: self._launched(handed.node_id, pid, error))
+
+        self.offload(work)
+
+    def _launched(self, node_id: str, pid: int | None, error: Exception | None) -> None:
+        """A provider's launch came back (on the loop): note the agent's pid, or lose the
+        node that could not be started."""
+        node = self.s.nodes.get(node_id)
+        if node is None:
+            return
+        if error is not None:
+            log.error("launching %s failed: %s", node_id, error)
+            if node.status == NodeStatus.LAUNCHING:
+                node.status = NodeStatus.LOST
+        elif node.pid is None:
+            node.pid = pid
+        self.s.mark_node(node)
 
     def lose(self, node_id: str, why: str) -> None:
         """Declare a node lost: fail its attempts (the retry strategy decides) and stop it."""
