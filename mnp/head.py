@@ -42,8 +42,8 @@ from mnp.config import (
     HeadConfig,
     HeadInfo,
     ensure_token,
+    head_home,
     make_process_private,
-    private_dir,
     secure_home,
     write_private,
 )
@@ -67,7 +67,7 @@ class Head:
     """Everything one head node process holds, wired together."""
 
     def __init__(self, config: HeadConfig, url: str) -> None:
-        private_dir(config.home)  # _serve fixed up the whole home before this
+        head_home(config.home)  # _serve fixed up the whole home before this
         self.config = config
         self.url = url
         self.started_at = int(time.time() * 1000)
@@ -78,6 +78,8 @@ class Head:
         self.scheduler.lag = self.lag
         self.provider_threads = ThreadPoolExecutor(2, thread_name_prefix="mnp-provider")
         """Where the providers' blocking stops run once serving (:meth:`offload_providers`)."""
+        self.host_threads = ThreadPoolExecutor(8, thread_name_prefix="mnp-hosts")
+        """Where SSH hosts are brought up and stopped (several hosts at once)."""
         self.sessions = NodeSessions(self.scheduler)
         self.service = Service(self.state, self.scheduler)
         self.wake = asyncio.Event()
@@ -137,9 +139,17 @@ class Head:
                 await asyncio.sleep(IDLE_TICK_SECONDS)
 
     def offload_providers(self) -> None:
-        """From now on (call on the running loop) providers' stops run in
+        """From now on (call on the running loop) providers' launches and stops run in
         :attr:`provider_threads`, so the loop keeps answering polls while they wait."""
         self.scheduler.fleet.offload = in_thread(self.provider_threads)
+        hosts, loop = self.scheduler.hosts, asyncio.get_running_loop()
+        self.scheduler.fleet.on_loop = loop.call_soon_threadsafe  # a launch's outcome
+        hosts.offload = in_thread(self.host_threads)
+
+        def wake_from_thread() -> None:
+            loop.call_soon_threadsafe(self.wake.set)
+
+        hosts.wake = wake_from_thread
 
     def answer_waiting_polls(self) -> None:
         """Let every agent's waiting long poll answer now (with whatever is queued)."""
@@ -152,7 +162,11 @@ class Head:
         they are, for the next head on this home to adopt. Stops already handed to a thread
         finish first; the last ones run here: no agent outlives a stopping head."""
         self.scheduler.fleet.offload = inline
+        self.scheduler.fleet.on_loop = inline  # the loop waits below: no other thread runs
+        self.scheduler.hosts.offload = inline
         self.provider_threads.shutdown(wait=True)
+        self.host_threads.shutdown(wait=True)
+        self.scheduler.hosts.shutdown(stop_agents=stop_nodes)
         if stop_nodes:
             nodes = [n for n in self.state.nodes.values()]
             self.scheduler.stop_nodes(nodes, "stopped: the head node shut down")

@@ -2,7 +2,7 @@
 # Everything mnp needs on a fresh machine (Debian 12, Python >= 3.11).
 #   bash scripts/install.sh          mnp + MPI from PyPI (the MPICH wheel): enough for the demo
 #   bash scripts/install.sh --test   also the test tier: Debian's Open MPI 4, OpenSSH client and
-#                                    Docker engine (docker.io), the dev tools (with the docker
+#                                    server, Docker engine (docker.io), the dev tools (with the docker
 #                                    SDK), and CPU PyTorch for the torch example
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,7 @@ pip() { python3 -m pip install --quiet --disable-pip-version-check "$@"; }
 if [ "${1:-}" = "--test" ]; then
     need=()
     command -v ssh >/dev/null || need+=(openssh-client)
+    [ -x /usr/sbin/sshd ] || need+=(openssh-server)  # the SSH hosts' tests run real sshd
     command -v ip >/dev/null || need+=(iproute2)  # node networks (network namespaces)
     [ -x /usr/bin/orted ] || need+=(openmpi-bin libopenmpi-dev)
     # container jobs: the Docker engine (tests start their own dockerd, no bridge network)

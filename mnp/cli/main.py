@@ -20,6 +20,7 @@ import click
 from mnp import __version__
 from mnp.cli.env import env_command
 from mnp.cli.head import UpOptions, head_pid, running_head, start_background, stop_pid
+from mnp.cli.hosts import hosts_group
 from mnp.cli.jobs import cancel, describe, jobs, logs, register, submit, terminate
 from mnp.cli.render import ces_table, nodes_table, queues_table, status_view, wide_console
 from mnp.cli.run import mpirun_command, run_command
@@ -196,6 +197,7 @@ for command in (
     run_command, mpirun_command, env_command,
     squeue_command, scancel_command, sacct_command, sbatch_command,
     users_group, whoami_command,  # mnp.cli.users
+    hosts_group,  # mnp.cli.hosts
 ):  # fmt: skip
     cli.add_command(command)
 

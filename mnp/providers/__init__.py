@@ -8,7 +8,10 @@ from typing import Protocol
 
 from mnp.spec.environments import Node
 
-_REGISTRY = {"local": "mnp.providers.local:LocalProvider"}
+_REGISTRY = {
+    "local": "mnp.providers.local:LocalProvider",
+    "ssh": "mnp.providers.ssh:SshProvider",  # hosts of UNMANAGED environments (addHost)
+}
 
 
 class Provider(Protocol):

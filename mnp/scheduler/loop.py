@@ -26,6 +26,7 @@ from mnp.scheduler.attempts import (
 from mnp.scheduler.control import Control
 from mnp.scheduler.fleet import Fleet
 from mnp.scheduler.gangs import Gangs
+from mnp.scheduler.hosts import HostKeeper
 from mnp.scheduler.lag import LagGuard
 from mnp.scheduler.reconcile import (
     Action,
@@ -66,6 +67,8 @@ class Scheduler:
         """Kills and Readies until their nodes show they took effect."""
         self.fleet = Fleet(state, self, head_url)
         """The nodes the head launches, loses and stops."""
+        self.hosts = HostKeeper(state, self.fleet)
+        """The SSH hosts of UNMANAGED environments: bring-up, retries, drain."""
         self.lag: LagGuard | None = None
         """The head's loop-lag guard (set by the head; unit tests drive the clock by hand, and
         every jump of a fake clock would look like a stall): observed before each decision,
@@ -90,6 +93,7 @@ class Scheduler:
         if self.lag is not None:  # a stall just ended is credited before anyone is lost
             self.lag.observe()
         self.gangs.check_hangs()
+        self.hosts.tick()
         snap = self.snapshot()
         actions = reconcile(snap)
         touched = self.apply(actions)
@@ -151,7 +155,10 @@ class Scheduler:
                 compute_environment=n.compute_environment,
                 status=n.status,
                 capacity=n.capacity,
-                free=n.capacity.minus(s.node_rt[n.node_id].used),
+                # a draining node (its host being removed) takes nothing new
+                free=Resources(0, 0, 0)
+                if n.draining
+                else n.capacity.minus(s.node_rt[n.node_id].used),
                 last_seen_ms=seen(n.last_heartbeat_ms),
                 placement_group=self._placement_group(n.compute_environment),
                 ssh=n.ssh_port is not None and bool(n.ssh_host_key),

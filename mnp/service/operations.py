@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from mnp.service import requests as r
 from mnp.service.base import JOB_DEFINITION_MAX, MNP_SUBMIT_MAX, SUBMIT_MAX
 from mnp.service.core import Service
+from mnp.service.hosts import HostOps
 from mnp.service.models import (
     CreateComputeEnvironment,
     CreateJobQueue,
@@ -179,6 +180,13 @@ OPERATIONS: tuple[Operation[Any], ...] = (
     Op(None, "listUsers", r.Page.from_body, lambda sv, q, c: sv.users.list_users(c)),
     Op(None, "deleteUser", r.strict("name"), lambda sv, q, c: sv.users.delete_user(c, q.ref)),
     Op(None, "whoAmI", r.Page.from_body, lambda sv, q, c: sv.users.who_am_i(c)),
+    # the hosts of UNMANAGED environments (mnp.service.hosts)
+    Op(None, "addHost", r.AddHost.from_body, lambda sv, q, c: HostOps(sv.ctx).add_host(q),
+      admin=True),
+    Op(None, "removeHost", r.RemoveHost.from_body,
+      lambda sv, q, c: HostOps(sv.ctx).remove_host(q), admin=True),
+    Op(None, "listHosts", r.loose("computeEnvironment"),
+      lambda sv, q, c: HostOps(sv.ctx).list_hosts(q), admin=True),
 )
 # fmt: on
 

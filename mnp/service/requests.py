@@ -9,6 +9,8 @@ after a state lookup (so that the first error reported stays the same) stay in t
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -248,3 +250,121 @@ class CreateUser:
     @classmethod
     def from_body(cls, body: JSON) -> CreateUser:
         return cls(required(body, "name"), _text(body, "role") or "user")
+
+
+# --- hosts of UNMANAGED environments (addHost, removeHost, listHosts) ------------------------
+HOST_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,30}")
+_ADDRESS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]{0,252}")
+_USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+_HOST_KEY_RE = re.compile(
+    r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com)"
+    r" [A-Za-z0-9+/]+={0,3}"
+)
+_PYTHON_RE = re.compile(r"[A-Za-z0-9_./+-]{1,200}")
+_HOST_FIELDS = {
+    "computeEnvironment", "name", "address", "port", "user", "identityFile", "hostKey",
+    "knownHostsFile", "python", "vcpus", "memoryMiB", "headUrl",
+}  # fmt: skip
+
+
+def _head_file(path: object, key: str, errors: list[FieldError]) -> str | None:
+    """An absolute path naming a readable file on the head, else an error for ``key``."""
+    if path is None:
+        return None
+    if not isinstance(path, str) or not path.startswith("/"):
+        errors.append(FieldError(key, "must be an absolute path on the head node"))
+    elif not os.path.isfile(path) or not os.access(path, os.R_OK):
+        errors.append(FieldError(key, f"{path} is not a readable file on the head node"))
+    else:
+        return path
+    return None
+
+
+def _int_in(body: JSON, key: str, low: int, high: int, errors: list[FieldError]) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        errors.append(FieldError(key, f"must be a whole number from {low} to {high}"))
+        return None
+    return value
+
+
+def _matching(body: JSON, key: str, rule: re.Pattern[str], what: str,
+              errors: list[FieldError]) -> str | None:  # fmt: skip
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or rule.fullmatch(value) is None:
+        errors.append(FieldError(key, f"must be {what}"))
+        return None
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class AddHost:
+    """``addHost``: one machine for an UNMANAGED environment, every field checked here."""
+
+    compute_environment: str
+    name: str
+    address: str
+    identity_file: str
+    port: int
+    user: str
+    host_key: str | None
+    known_hosts: str | None
+    python: str
+    vcpus: int | None
+    memory_mib: int | None
+    head_url: str | None
+
+    @classmethod
+    def from_body(cls, body: JSON) -> AddHost:
+        """Raises InvalidInput listing every bad field (unknown ones too)."""
+        e: list[FieldError] = [FieldError(k, "unknown field") for k in sorted(body)
+                               if k not in _HOST_FIELDS]  # fmt: skip
+        for key in ("computeEnvironment", "name", "address", "identityFile"):
+            if body.get(key) is None:
+                e.append(FieldError(key, "required"))
+        ce = _matching(body, "computeEnvironment", re.compile(r"\S{1,128}"), "a name", e)
+        name = _matching(body, "name", HOST_NAME_RE,
+                         f"a host name matching {HOST_NAME_RE.pattern}", e)  # fmt: skip
+        address = _matching(body, "address", _ADDRESS_RE, "an IP address or DNS name", e)
+        identity = _head_file(body.get("identityFile"), "identityFile", e)
+        known = _head_file(body.get("knownHostsFile"), "knownHostsFile", e)
+        host_key = _matching(body, "hostKey", _HOST_KEY_RE,
+                             "one public key line, e.g. 'ssh-ed25519 AAAA…'", e)  # fmt: skip
+        if (body.get("hostKey") is None) == (body.get("knownHostsFile") is None):
+            e.append(FieldError("hostKey", "give exactly one of hostKey (the pinned key) and "
+                                "knownHostsFile: a host key is never trusted on first use"))
+        port = _int_in(body, "port", 1, 65535, e)
+        user = _matching(body, "user", _USER_RE, "a login name", e)
+        python = _matching(body, "python", _PYTHON_RE, "a command or path without spaces", e)
+        vcpus = _int_in(body, "vcpus", 1, 4096, e)
+        memory = _int_in(body, "memoryMiB", 4, 1 << 30, e)
+        head_url = _matching(body, "headUrl", re.compile(r"https?://[A-Za-z0-9.:\[\]-]+/?"),
+                             "http(s)://host:port", e)  # fmt: skip
+        if e:
+            raise InvalidInput(e)
+        assert ce and name and address and identity  # all required, checked above
+        return cls(ce, name, address, identity, port or 22, user or "root", host_key, known,
+                   python or "python3", vcpus, memory, head_url)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveHost:
+    """``removeHost``: ``computeEnvironment``, ``name``; ``graceSeconds`` (default 600) is how
+    long running work may go on before it is stopped."""
+
+    compute_environment: str
+    name: str
+    grace_seconds: int
+
+    @classmethod
+    def from_body(cls, body: JSON) -> RemoveHost:
+        e: list[FieldError] = []
+        grace = _int_in(body, "graceSeconds", 0, 86400, e)
+        if e:
+            raise InvalidInput(e)
+        return cls(required(body, "computeEnvironment"), required(body, "name"),
+                   600 if grace is None else grace)  # fmt: skip

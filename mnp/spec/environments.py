@@ -85,9 +85,16 @@ class Node:
     join_token: str | None = field(default=None, repr=False, compare=False)
     """The join token itself, in memory only between minting and the provider's launch
     (never stored: the provider hands it to the agent and clears it)."""
+    status_reason: str | None = None
+    """Why the node is as it is, when that needs saying (an SSH host's failed bring-up:
+    ``HostKeyMismatch: …``, ``Unreachable: …``)."""
+    draining: bool = False
+    """Nothing new is placed on it (its host is being removed); running work goes on."""
 
     def to_doc(self) -> dict[str, Any]:
         return {
+            "status_reason": self.status_reason,
+            "draining": self.draining,
             "secret_hash": self.secret_hash,
             "join_hash": self.join_hash,
             "node_id": self.node_id,
@@ -125,7 +132,106 @@ class Node:
             join_hash=d.get("join_hash"),
             session_epoch=d.get("session_epoch", 0),
             secret_used=d.get("secret_used", True),
+            status_reason=d.get("status_reason"),
+            draining=d.get("draining", False),
         )
+
+
+class HostStatus(enum.StrEnum):
+    """Where a host's bring-up stands (:data:`HOST_TRANSITIONS`)."""
+
+    PENDING = "PENDING"
+    """Added (or to be brought up again); nothing runs for it yet."""
+    PROBING = "PROBING"
+    """A thread checks its SSH, its Python and installs the agent."""
+    STARTING = "STARTING"
+    """A thread starts its agent (and the head's tunnel to it); then the agent joins."""
+    ACTIVE = "ACTIVE"
+    """Its agent joined: the node takes work."""
+    FAILED = "FAILED"
+    """The last bring-up failed (``status_reason`` says why); tried again after a backoff."""
+    DRAINING = "DRAINING"
+    """Being removed: nothing new lands, running work finishes (or is stopped at the grace),
+    then its agent and tunnel are stopped and the host is forgotten."""
+
+
+HOST_TRANSITIONS: dict[HostStatus, frozenset[HostStatus]] = {
+    # added, or its node was lost / its tunnel could not be kept: a bring-up begins
+    HostStatus.PENDING: frozenset({HostStatus.PROBING, HostStatus.DRAINING}),
+    # probed and installed → start it; ssh, Python or the install failed → FAILED
+    # (→ PENDING: the head restarted meanwhile, the bring-up begins again)
+    HostStatus.PROBING: frozenset(
+        {HostStatus.STARTING, HostStatus.FAILED, HostStatus.DRAINING, HostStatus.PENDING}
+    ),
+    # the agent joined → ACTIVE; it could not be started or never joined → FAILED
+    HostStatus.STARTING: frozenset(
+        {HostStatus.ACTIVE, HostStatus.FAILED, HostStatus.DRAINING, HostStatus.PENDING}
+    ),
+    # its node was lost or its tunnel dropped for good → bring it up again
+    HostStatus.ACTIVE: frozenset({HostStatus.PENDING, HostStatus.DRAINING}),
+    # the backoff passed → try again
+    HostStatus.FAILED: frozenset({HostStatus.PROBING, HostStatus.DRAINING}),
+    # removal ends in the host's record being dropped, not in another status
+    HostStatus.DRAINING: frozenset(),
+}
+
+
+class IllegalHostTransition(ValueError):
+    """A host status change :data:`HOST_TRANSITIONS` does not allow."""
+
+
+@dataclass(slots=True)
+class Host:
+    """One machine of an UNMANAGED environment, as added (``addHost``) and as it stands."""
+
+    name: str
+    address: str
+    identity_file: str
+    """The private key's path on the head."""
+    port: int = 22
+    user: str = "root"
+    host_key: str | None = None
+    """The pinned host key (``ssh-ed25519 AAAA…``); else ``known_hosts`` names a file."""
+    known_hosts: str | None = None
+    python: str = "python3"
+    vcpus: int | None = None
+    """Given; None: detected (``nproc``) at bring-up."""
+    memory_mib: int | None = None
+    head_url: str | None = None
+    """How the host's agent reaches the head; None: a reverse tunnel the head keeps."""
+    status: HostStatus = HostStatus.PENDING
+    status_reason: str | None = None
+    failures: int = 0
+    """Bring-ups failed in a row (the backoff grows with it)."""
+    next_try_ms: int = 0
+    remove_by_ms: int | None = None
+    """While DRAINING: when running work is stopped if it has not finished."""
+    added_at: int = 0
+
+    def node_id(self, ce_name: str) -> str:
+        return f"{ce_name}-{self.name}"
+
+    def move(self, target: HostStatus, reason: str | None = None) -> None:
+        """The one way a host's status changes; raises :class:`IllegalHostTransition`."""
+        if target != self.status and target not in HOST_TRANSITIONS[self.status]:
+            raise IllegalHostTransition(f"host {self.name}: {self.status} -> {target}")
+        self.status = target
+        self.status_reason = reason
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "address": self.address, "identity_file": self.identity_file,
+            "port": self.port, "user": self.user, "host_key": self.host_key,
+            "known_hosts": self.known_hosts, "python": self.python, "vcpus": self.vcpus,
+            "memory_mib": self.memory_mib, "head_url": self.head_url,
+            "status": self.status.value, "status_reason": self.status_reason,
+            "failures": self.failures, "next_try_ms": self.next_try_ms,
+            "remove_by_ms": self.remove_by_ms, "added_at": self.added_at,
+        }  # fmt: skip
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any]) -> Host:
+        return cls(**{**d, "status": HostStatus(d["status"])})
 
 
 @dataclass(slots=True)
@@ -144,6 +250,10 @@ class ComputeEnvironment:
     next_node_number: int = 1
     shared_filesystem: dict[str, str] | None = None
     """``{"hostPath", "containerPath"}``: the path every node shares, mounted into containers."""
+    hosts: list[Host] = field(default_factory=list)
+    """An UNMANAGED environment's own machines, reached over SSH (``addHost``)."""
+    status_reason: str | None = None
+    """Why the environment is not healthy (its hosts' failures, named); None: healthy."""
 
     @property
     def arn(self) -> str:
@@ -164,6 +274,8 @@ class ComputeEnvironment:
             "first_address": self.first_address,
             "next_node_number": self.next_node_number,
             "shared_filesystem": self.shared_filesystem,
+            "hosts": [h.to_doc() for h in self.hosts],
+            "status_reason": self.status_reason,
         }
 
     @classmethod
@@ -180,6 +292,8 @@ class ComputeEnvironment:
             first_address=d["first_address"],
             next_node_number=d["next_node_number"],
             shared_filesystem=d.get("shared_filesystem"),
+            hosts=[Host.from_doc(h) for h in d.get("hosts") or []],
+            status_reason=d.get("status_reason"),
         )
 
 

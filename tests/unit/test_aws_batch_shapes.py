@@ -74,5 +74,6 @@ def test_one_table_serves_both_front_doors() -> None:
     # the native name is the AWS name in camelCase
     assert all(op.native == op.aws[0].lower() + op.aws[1:] for op in OPERATIONS if op.aws)
     assert {op.native for op in OPERATIONS if op.aws is None} == {
-        "listNodes", "createUser", "listUsers", "deleteUser", "whoAmI"
+        "listNodes", "createUser", "listUsers", "deleteUser", "whoAmI",
+        "addHost", "removeHost", "listHosts",
     }

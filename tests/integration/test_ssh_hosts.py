@@ -1,0 +1,330 @@
+"""Your own hosts over SSH, for real: each test host is a network namespace running a real
+OpenSSH ``sshd`` (its own config, host key and pid file); the head adds them with
+``addHost``, installs its agent there over ssh, keeps a reverse tunnel to each, and runs
+standard, array and Open MPI jobs on them. Wrong host key, refused key and a host without
+sshd get their named statuses; removing a host drains it. Everything the fixture made —
+namespaces, sshd, agents, tunnels — is removed afterwards, also on failure."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mnp.providers import netns
+from mnp.providers.netns import Network
+from tests.integration.cluster import Cluster, wait_for
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        not netns.available() or not Path("/usr/sbin/sshd").exists(),
+        reason="needs root, ip netns and openssh-server",
+    ),
+]
+
+SSHD_CONFIG = """\
+ListenAddress {address}:22
+HostKey {host_key}
+PidFile {pid_file}
+AuthorizedKeysFile {authorized}
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+AllowTcpForwarding yes
+"""
+ADDR = "ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1"
+
+
+@dataclass
+class SshHost:
+    name: str
+    namespace: str
+    address: str
+    host_key: str
+    """The host's public key line (what addHost pins)."""
+    sshd: subprocess.Popen[bytes] | None
+
+
+def _keygen(path: Path) -> str:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return " ".join(path.with_suffix(".pub").read_text().split()[:2])
+
+
+def _listening(address: str) -> bool:
+    try:
+        with socket.create_connection((address, 22), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+class Hosts:
+    """A network of namespace hosts reachable from the machine's namespace (a gateway veth
+    on the hub's bridge: the head's ssh and tunnels need a route to the hosts)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        tag = f"s{os.getpid() % 100000}"
+        self.net = Network(tag, ipaddress.IPv4Network(f"10.201.{os.getpid() % 250}.0/24"))
+        self.gateway = f"mnpgw{tag}"
+        self.hosts: dict[str, SshHost] = {}
+        self.client_key = root / "client_key"
+
+    def start(self) -> Hosts:
+        self.net.create()
+        gw = str(next(self.net.subnet.hosts()))
+        subprocess.run(["ip", "link", "add", self.gateway, "type", "veth", "peer", "name", "gw",
+                        "netns", self.net.hub], check=True)  # fmt: skip
+        subprocess.run(["ip", "-n", self.net.hub, "link", "set", "gw", "master", "br0", "up"],
+                       check=True)  # fmt: skip
+        subprocess.run(["ip", "addr", "add", f"{gw}/24", "dev", self.gateway], check=True)
+        subprocess.run(["ip", "link", "set", self.gateway, "up"], check=True)
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        _keygen(self.client_key)
+        return self
+
+    def add(self, name: str, sshd: bool = True, authorize: bool = True) -> SshHost:
+        node = self.net.add_node(name)
+        d = self.root / name
+        d.mkdir()
+        host_key = _keygen(d / "host_key")
+        _keygen(d / "other_key")
+        pub = (self.client_key.with_suffix(".pub") if authorize else d / "other_key.pub")
+        (d / "authorized_keys").write_text(pub.read_text())
+        cfg = d / "sshd_config"
+        cfg.write_text(SSHD_CONFIG.format(address=node.address, host_key=d / "host_key",
+                                          pid_file=d / "sshd.pid",
+                                          authorized=d / "authorized_keys"))  # fmt: skip
+        proc = None
+        if sshd:
+            with open(d / "sshd.log", "wb") as log:
+                proc = subprocess.Popen(
+                    ["ip", "netns", "exec", node.namespace, "/usr/sbin/sshd", "-D", "-e",
+                     "-f", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
+                )  # fmt: skip
+            wait_for(f"sshd of {name}", lambda: _listening(node.address), timeout=10)
+        host = SshHost(name, node.namespace, node.address, host_key, proc)
+        self.hosts[name] = host
+        return host
+
+    def stop(self) -> None:
+        """Every process in the test's namespaces (sshd, agents, jobs) by PID, then the
+        namespaces (and with the hub, the gateway's veth pair)."""
+        for h in self.hosts.values():
+            pids = subprocess.run(["ip", "netns", "pids", h.namespace], capture_output=True,
+                                  text=True).stdout.split()  # fmt: skip
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if h.sshd is not None:
+                h.sshd.wait(timeout=10)
+        self.net.destroy()
+        subprocess.run(["ip", "link", "delete", self.gateway], capture_output=True)
+        assert self.net.node_namespaces() == []
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Hosts, str]]:
+    root = tmp_path_factory.mktemp("ssh")
+    hosts = Hosts(root)
+    ce = f"own{os.getpid()}"
+    cluster = Cluster(root / "home", nodes=0)
+    agent_dir = Path.home() / ".mnp" / "agent"  # the hosts share this machine's home
+    had_agent = agent_dir.exists()
+    try:
+        hosts.start()
+        cluster.start(wait_nodes=False)
+        c = cluster.client
+        c.call("createComputeEnvironment", {"computeEnvironmentName": ce, "type": "UNMANAGED"})
+        c.call("createJobQueue", {"jobQueueName": "hosts", "priority": 1,
+               "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": ce}]})  # fmt: skip
+        yield cluster, hosts, ce
+    finally:
+        try:
+            cluster.stop()
+        finally:
+            hosts.stop()
+            for d in (Path.home() / ".mnp" / "nodes").glob(f"{ce}-*"):
+                shutil.rmtree(d, ignore_errors=True)
+            if not had_agent:
+                shutil.rmtree(agent_dir, ignore_errors=True)
+
+
+def add_host(c: Cluster, hosts: Hosts, ce: str, h: SshHost, **extra: Any) -> dict[str, Any]:
+    body = {"computeEnvironment": ce, "name": h.name, "address": h.address,
+            "identityFile": str(hosts.client_key), "hostKey": h.host_key, **extra}  # fmt: skip
+    return dict(c.client.call("addHost", body)["host"])
+
+
+def host_status(c: Cluster, ce: str, name: str) -> dict[str, Any] | None:
+    listed = c.client.call("listHosts", {"computeEnvironment": ce})["hosts"]
+    return next((h for h in listed if h["name"] == name), None)
+
+
+def wait_host(c: Cluster, ce: str, name: str, status: str, timeout: float = 30) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        h = host_status(c, ce, name)
+        return h if h is not None and h["status"] == status else None
+
+    return wait_for(f"host {name} {status} (now {host_status(c, ce, name)})", check, timeout)
+
+
+def submit(c: Cluster, name: str, definition: str, **extra: Any) -> str:
+    return c.client.submit({"jobName": name, "jobQueue": "hosts", "jobDefinition": definition,
+                            **extra})  # fmt: skip
+
+
+def test_two_hosts_run_standard_array_and_mpi_jobs(env: tuple[Cluster, Hosts, str]) -> None:
+    c, hosts, ce = env
+    a, b = hosts.add("ha"), hosts.add("hb")
+    add_host(c, hosts, ce, a, vcpus=2, memoryMiB=1024)
+    add_host(c, hosts, ce, b)  # vCPUs and memory detected
+    wait_host(c, ce, "ha", "ACTIVE")
+    detected = wait_host(c, ce, "hb", "ACTIVE")
+    assert detected["node"]["vcpus"] == len(os.sched_getaffinity(0)), detected
+    c.register("where", ["sh", "-c", f"echo addr=$({ADDR})"])
+    job = submit(c, "where", "where")
+    d = c.wait_status(job, "SUCCEEDED", "FAILED")
+    assert d["status"] == "SUCCEEDED", d
+    got = c.logs(job).split("addr=")[1].split()[0]
+    assert got in (a.address, b.address)
+    assert d["nodeId"] == f"{ce}-{'ha' if got == a.address else 'hb'}"  # its host's own eth0
+    c.register("where-slow", ["sh", "-c", f"echo addr=$({ADDR}); sleep 1"])
+    parent = submit(c, "arr", "where-slow", arrayProperties={"size": 4})
+    assert c.wait_status(parent, "SUCCEEDED", "FAILED", timeout=40)["status"] == "SUCCEEDED"
+    seen = {c.logs(f"{parent}:{i}").split("addr=")[1].split()[0] for i in range(4)}
+    assert seen == {a.address, b.address}  # 4 one-vCPU children at once: on both hosts
+    # Open MPI's mpirun across the two hosts, 2 ranks each, pinned to eth0
+    rank = f"echo rank=$OMPI_COMM_WORLD_RANK addr=$({ADDR})"
+    env_vars = [{"name": "OMPI_MCA_btl_tcp_if_include", "value": "eth0"},
+                {"name": "OMPI_MCA_oob_tcp_if_include", "value": "eth0"}]  # fmt: skip
+    c.client.register_job_definition({
+        "jobDefinitionName": "mpi-hosts", "type": "multinode",
+        "nodeProperties": {"numNodes": 2, "mainNode": 0, "mnp": {
+            "mpi": "openmpi", "tasksPerNode": 2, "readyTimeoutSeconds": 20},
+            "nodeRangeProperties": [
+                {"targetNodes": "0", "container": {"command": ["sh", "-c", rank],
+                                                   "environment": env_vars}},
+                {"targetNodes": "1:", "container": {"environment": env_vars}}]},
+    })  # fmt: skip
+    mpi = submit(c, "mpi", "mpi-hosts")
+    d = c.wait_status(mpi, "SUCCEEDED", "FAILED", timeout=60)
+    out = c.logs(f"{mpi}#0")
+    assert d["status"] == "SUCCEEDED", (d, out)
+    ranks = sorted(line.split() for line in out.splitlines() if line.startswith("rank="))
+    assert len(ranks) == 4, out
+    per_host = sorted(r[1] for r in ranks)
+    assert per_host == sorted([f"addr={a.address}"] * 2 + [f"addr={b.address}"] * 2), out
+
+
+def test_failures_have_named_statuses(env: tuple[Cluster, Hosts, str]) -> None:
+    c, hosts, ce = env
+    wrong, refused, down = hosts.add("hk"), hosts.add("hr", authorize=False), \
+        hosts.add("hd", sshd=False)  # fmt: skip
+    t0 = time.monotonic()
+    add_host(c, hosts, ce, down)
+    add_host(c, hosts, ce, wrong, hostKey=refused.host_key)  # another host's key pinned
+    add_host(c, hosts, ce, refused)
+    got = wait_host(c, ce, "hd", "FAILED", timeout=15)
+    assert time.monotonic() - t0 < 10, "a host that is down must say so within seconds"
+    assert got["statusReason"].startswith("Unreachable: "), got
+    assert got["node"]["status"] == "LOST" and got["node"]["statusReason"].startswith("Unreachable")
+    got = wait_host(c, ce, "hk", "FAILED", timeout=15)
+    assert got["statusReason"].startswith("HostKeyMismatch: "), got
+    got = wait_host(c, ce, "hr", "FAILED", timeout=15)
+    assert got["statusReason"].startswith("AuthenticationRefused: "), got
+    assert "hk: HostKeyMismatch" in got["environmentStatusReason"], got
+    described = c.client.call("describeComputeEnvironments", {"computeEnvironments": [ce]})
+    assert "hd: Unreachable" in described["computeEnvironments"][0]["statusReason"]
+    listed = subprocess.run([sys.executable, "-m", "mnp", "--home", str(c.home), "hosts",
+                             "list", ce], capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert "hr" in listed.stdout and "AuthenticationRefused: " in listed.stdout, listed
+    nopy = hosts.add("hp")
+    add_host(c, hosts, ce, nopy, python="/opt/nowhere/python3")
+    got = wait_host(c, ce, "hp", "FAILED", timeout=15)
+    assert got["statusReason"].startswith("NoUsablePython: /opt/nowhere/python3"), got
+    for name in ("hd", "hk", "hr", "hp"):
+        c.client.call("removeHost", {"computeEnvironment": ce, "name": name, "graceSeconds": 0})
+    wait_for("failed hosts removed", lambda: all(
+        host_status(c, ce, n) is None for n in ("hd", "hk", "hr", "hp")), timeout=20)  # fmt: skip
+
+
+def test_bad_host_fields_are_named(env: tuple[Cluster, Hosts, str]) -> None:
+    c, _, ce = env
+    with pytest.raises(Exception) as err:
+        c.client.call("addHost", {"computeEnvironment": ce, "name": "Bad Name", "address": "x",
+                                  "identityFile": "/nonexistent", "port": 70000})  # fmt: skip
+    text = str(err.value)
+    for field in ("name", "identityFile", "port", "hostKey"):
+        assert field in text, text
+
+
+def _tunnel_pid(node_id: str) -> int | None:
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[:1] == [b"ssh"] and b"-N" in argv and any(
+            a.endswith(f"{node_id}.known_hosts".encode()) for a in argv
+        ):
+            return int(entry.name)
+    return None
+
+
+def test_a_dropped_tunnel_is_brought_back(env: tuple[Cluster, Hosts, str]) -> None:
+    c, _, ce = env
+    wait_host(c, ce, "ha", "ACTIVE")
+    old = wait_for("the tunnel of ha", lambda: _tunnel_pid(f"{ce}-ha"), timeout=5)
+    os.kill(old, signal.SIGKILL)
+    wait_for("a new tunnel", lambda: (_tunnel_pid(f"{ce}-ha") or old) != old, timeout=15)
+    wait_host(c, ce, "ha", "ACTIVE")
+    c.register("where-a", ["sh", "-c", f"echo addr=$({ADDR})"])
+    job = submit(c, "a", "where-a", arrayProperties={"size": 4})
+    assert c.wait_status(job, "SUCCEEDED", "FAILED", timeout=30)["status"] == "SUCCEEDED"
+    nodes = {d["nodeId"] for d in c.client.describe_jobs([f"{job}:{i}" for i in range(4)])}
+    assert f"{ce}-ha" in nodes, nodes  # its agent reaches the head through the new tunnel
+
+
+def test_removing_a_host_drains_it(env: tuple[Cluster, Hosts, str]) -> None:
+    c, _, ce = env
+    wait_host(c, ce, "ha", "ACTIVE")
+    wait_host(c, ce, "hb", "ACTIVE")
+    c.register("long", ["sh", "-c", f"sleep 3; echo addr=$({ADDR})"],
+               container={"resourceRequirements": [{"type": "VCPU", "value": "1"}]})
+    job = submit(c, "long", "long")
+    running = c.wait_status(job, "RUNNING")
+    node = running["nodeId"]
+    name = node.rsplit("-", 1)[1]
+    other = "hb" if name == "ha" else "ha"
+    c.client.call("removeHost", {"computeEnvironment": ce, "name": name, "graceSeconds": 60})
+    assert wait_host(c, ce, name, "DRAINING")["node"]["draining"] is True
+    # nothing new lands on the draining host, though it has a vCPU free
+    later = submit(c, "later", "where-slow", arrayProperties={"size": 4})
+    assert c.wait_status(later, "SUCCEEDED", "FAILED", timeout=30)["status"] == "SUCCEEDED"
+    children = c.client.describe_jobs([f"{later}:{i}" for i in range(4)])
+    assert {d["nodeId"] for d in children} == {f"{ce}-{other}"}
+    done = c.wait_status(job, "SUCCEEDED", "FAILED", timeout=30)
+    assert done["status"] == "SUCCEEDED", done  # the running job finished on the drained host
+    wait_for(f"host {name} gone", lambda: host_status(c, ce, name) is None, timeout=20)
+    pid_file = Path.home() / ".mnp" / "nodes" / node / "agent.pid"
+    pid = int(pid_file.read_text())
+    wait_for("its agent stopped", lambda: not Path(f"/proc/{pid}").exists(), timeout=15)
+    nodes = {n["nodeId"]: n for n in c.client.call("listNodes", {"includeGone": True})["nodes"]}
+    assert nodes[node]["status"] == "STOPPED"
