@@ -1,5 +1,6 @@
-"""The node agents' endpoints: register, (long) poll, report — behind the shared token, and
-each call admitted per node by its own credential (:mod:`mnp.nodes.sessions`; headers of
+"""The node agents' endpoints: register, (long) poll, report — each call admitted per node by
+its own credential (its secret, or the join token it was launched with; the head's token only
+for a new node joining an UNMANAGED environment by itself) (:mod:`mnp.nodes.sessions`; headers of
 :mod:`mnp.spec.protocol`).
 
 Errors an agent acts on: 404 ``UnknownNode`` (the head does not know it: register again),
@@ -63,19 +64,20 @@ class PollWaiters:
 Call = Callable[[Message, Credentials], Awaitable[Message]]
 
 
-def _credentials(request: Request) -> Credentials:
+def _credentials(request: Request, head_token: bool) -> Credentials:
     h = request.headers
     return Credentials(
         secret=h.get(protocol.NODE_SECRET_HEADER) or None,
         join_token=h.get(protocol.JOIN_TOKEN_HEADER) or None,
+        head_token=head_token,
     )
 
 
-async def _answer(request: Request, fn: Call) -> Response:
+async def _answer(request: Request, fn: Call, head_token: bool) -> Response:
     """``fn``'s answer to the request's JSON body, or the agent protocol's error for it."""
     try:
         body = read_json(await request.body(), max_bytes=MAX_BODY_BYTES, free_text=FREE_TEXT)
-        return JSONResponse(await fn(body, _credentials(request)))
+        return JSONResponse(await fn(body, _credentials(request, head_token)))
     except (InvalidInput, Conflict) as e:
         return error_response(e)
     except Forbidden as e:
@@ -106,9 +108,16 @@ def routes(
 
     def agent(fn: Call) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            if not gate.allows(request):
+            # The head's token, or a node's own credential (checked per node by the
+            # sessions): a node joined with a join token never needs the head's token.
+            head_token = gate.allows(request)
+            h = request.headers
+            node_credential = h.get(protocol.NODE_SECRET_HEADER) or h.get(
+                protocol.JOIN_TOKEN_HEADER
+            )
+            if not head_token and not node_credential:
                 return gate.denied()
-            return await _answer(request, fn)
+            return await _answer(request, fn, head_token)
 
         return endpoint
 

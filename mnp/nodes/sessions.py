@@ -88,6 +88,9 @@ class Credentials:
     """The node's own secret (``X-Mnp-Node-Secret``)."""
     join_token: str | None = None
     """The one-time join token (``X-Mnp-Join-Token``)."""
+    head_token: bool = True
+    """Whether the call carried the head's own token (a node that joined with a join token
+    need not have it; a node joining an UNMANAGED environment by itself must)."""
 
 
 class NodeSessions:
@@ -124,13 +127,15 @@ class NodeSessions:
         changes nothing."""
         node = self.s.nodes.get(r.node_id)
         if node is None:
+            if not creds.head_token:
+                raise Forbidden(f"node {r.node_id}: a new node joins with the head's token")
             return True  # register() refuses a new node of a MANAGED environment
         if node.secret_hash is not None and secret_matches(creds.secret, node.secret_hash):
             self.admit(r.node_id, creds)
             return False
         if secret_matches(creds.join_token, node.join_hash):
             return True
-        if not node.secret_used and self._unmanaged(node):
+        if not node.secret_used and creds.head_token and self._unmanaged(node):
             return True
         raise Forbidden(
             f"node {r.node_id} exists: register with its X-Mnp-Node-Secret"

@@ -108,8 +108,7 @@ class LocalProvider:
         ]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_source_root(), env.get("PYTHONPATH")]))
-        if self.token:
-            env["MNP_AGENT_TOKEN"] = self.token
+        env.pop("MNP_AGENT_TOKEN", None)  # a node joins with its join token, not the head's
         env.pop(JOIN_TOKEN_ENV, None)  # never a token the head itself was started with
         if node.join_token:
             env[JOIN_TOKEN_ENV] = node.join_token

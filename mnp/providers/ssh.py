@@ -12,7 +12,7 @@ become a :class:`HostError` whose kind names the cause: ``HostKeyMismatch``,
 
 On the host: the agent's files in ``~/.mnp/agent/<version>/`` (:mod:`.sshbundle`, skipped
 when its ``DIGEST`` matches), each node's root in ``~/.mnp/nodes/<node id>/`` (the agent's
-log, pid and secret, ``head.url``). Secrets (the join token, the head's token) travel on the
+log, pid and secret, ``head.url``). Secrets (the join token; never the head's token) travel on the
 SSH channel's stdin only, never on a command line. The head keeps one reverse tunnel per
 host (``ssh -N -R 0:127.0.0.1:<head port>``, the port sshd allocates read from ssh's log)
 unless the host reaches the head by a URL of its own.

@@ -150,8 +150,10 @@ class HostKeeper:
         self.s.flush()  # the node's join hash is durable before its agent can present it
         self._move(ce, host, HostStatus.STARTING, None)
         self._started_at[node.node_id] = self.s.clock()
+        # The join token only: the head's own token never leaves the head (a host's admin
+        # would hold the head's owner); the node's secret carries every later call.
         start = AgentStart(node.node_id, ce.name, host.address, vcpus, memory_mib, head,
-                           token, self.s.config.token)  # fmt: skip
+                           token, None)  # fmt: skip
         spec, provider, node_id = replace(host), self.provider(), node.node_id
 
         def work() -> None:

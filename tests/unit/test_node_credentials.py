@@ -6,6 +6,7 @@ tests/integration/test_node_credentials.py."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,3 +149,23 @@ def test_a_launched_node_joins_once_with_its_join_token(doors: Doors) -> None:
         headers={protocol.TOKEN_HEADER: "test-token", protocol.JOIN_TOKEN_HEADER: token},
     )
     assert r.status_code == 403
+
+
+def test_a_joined_node_needs_no_head_token_and_a_stranger_cannot_join_without_it(
+    doors: Doors,
+) -> None:
+    assert doors.register("n1").status_code == 200
+    secret = doors.secrets["n1"]
+    poll = protocol.Poll("n1", [], 0, epoch=doors.head.state.nodes["n1"].session_epoch)
+
+    def post(path: str, body: dict[str, object], headers: dict[str, str]) -> int:
+        return int(doors.http.post(path, content=json.dumps(body), headers=headers).status_code)
+
+    # its own secret alone (the head's token never left the head) is enough
+    assert post(protocol.POLL_PATH, poll.to_wire(), {protocol.NODE_SECRET_HEADER: secret}) == 200
+    stranger = protocol.Register("n9", "ce", "127.0.0.9", 4, 4096, 0, 1).to_wire()
+    assert post(protocol.REGISTER_PATH, stranger, {}) == 401  # no credential at all
+    faked = {protocol.NODE_SECRET_HEADER: "made-up"}
+    assert post(protocol.REGISTER_PATH, stranger, faked) == 403  # a new node needs the token
+    assert "n9" not in doors.head.state.nodes
+    assert post(protocol.POLL_PATH, poll.to_wire(), faked) == 403
