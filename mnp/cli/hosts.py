@@ -35,19 +35,22 @@ def hosts_group() -> None:
 @click.option("--memory-mib", type=int, default=None, help="Memory (default: the host's).")
 @click.option("--head-url", default=None,
               help="How the host reaches the head (default: a reverse SSH tunnel).")  # fmt: skip
+@click.option("--proxy-command", default=None,
+              help="OpenSSH ProxyCommand to reach the host (e.g. 'ssh -W %h:%p bastion').")
 @json_option
 @pass_state
 def hosts_add(state: State, compute_environment: str, name: str, address: str,
               identity: Path, host_key: str | None, known_hosts: Path | None, port: int | None,
               user: str | None, python: str | None, vcpus: int | None,
-              memory_mib: int | None, head_url: str | None, as_json: bool) -> None:  # fmt: skip
+              memory_mib: int | None, head_url: str | None, proxy_command: str | None,
+              as_json: bool) -> None:  # fmt: skip
     """Add host NAME at ADDRESS to COMPUTE_ENVIRONMENT; the head brings it up."""
     body: dict[str, Any] = {
         "computeEnvironment": compute_environment, "name": name, "address": address,
         "identityFile": str(identity.expanduser().absolute()), "hostKey": host_key,
         "knownHostsFile": str(known_hosts.expanduser().absolute()) if known_hosts else None,
         "port": port, "user": user, "python": python, "vcpus": vcpus,
-        "memoryMiB": memory_mib, "headUrl": head_url,
+        "memoryMiB": memory_mib, "headUrl": head_url, "proxyCommand": proxy_command,
     }  # fmt: skip
     answer = state.client().call("addHost", {k: v for k, v in body.items() if v is not None})
     if as_json:

@@ -10,8 +10,8 @@ become a :class:`HostError` whose kind names the cause: ``HostKeyMismatch``,
 ``AuthenticationRefused``, ``Unreachable``; a host without a usable Python is
 ``NoUsablePython``, an agent that would not start ``AgentFailed``.
 
-On the host: the agent's files in ``~/.mnp/agent/<version>/`` (:mod:`.sshbundle`, skipped
-when its ``DIGEST`` matches), each node's root in ``~/.mnp/nodes/<node id>/`` (the agent's
+On the host: the agent's files in ``~/.mnp-node/agent/<version>/`` (:mod:`.sshbundle`, skipped
+when its ``DIGEST`` matches), each node's root in ``~/.mnp-node/nodes/<node id>/`` (the agent's
 log, pid and secret, ``head.url``). Secrets (the join token; never the head's token) travel on the
 SSH channel's stdin only, never on a command line. The head keeps one reverse tunnel per
 host (``ssh -N -R 0:127.0.0.1:<head port>``, the port sshd allocates read from ssh's log)
@@ -134,6 +134,7 @@ class SshProvider:
             *self._known_hosts(host, node_id),
             "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-i", host.identity_file,
             "-o", f"ConnectTimeout={CONNECT_TIMEOUT}", "-o", "LogLevel=INFO",
+            *(["-o", f"ProxyCommand={host.proxy_command}"] if host.proxy_command else []),
             "-p", str(host.port), "-l", host.user, host.address,
         ]  # fmt: skip
 

@@ -21,7 +21,7 @@ except AttributeError:
     nproc = os.cpu_count() or 1
 digest = None
 try:
-    with open(os.path.expanduser("~/.mnp/agent/%s/DIGEST" % version)) as f:
+    with open(os.path.expanduser("~/.mnp-node/agent/%s/DIGEST" % version)) as f:
         digest = f.read().strip()
 except IOError:
     pass
@@ -32,7 +32,7 @@ print(json.dumps({"version": list(sys.version_info[:2]), "nproc": nproc,
 INSTALL = r"""
 import io, os, shutil, sys, tarfile, tempfile
 version, digest = sys.argv[1], sys.argv[2]
-base = os.path.expanduser("~/.mnp/agent")
+base = os.path.expanduser("~/.mnp-node/agent")
 os.makedirs(base, 0o700, exist_ok=True)
 dest = os.path.join(base, version)
 tmp = tempfile.mkdtemp(dir=base, prefix=".new-")
@@ -64,7 +64,7 @@ print('{"installed": true}')
 START = r"""
 import json, os, signal, subprocess, sys
 c = json.load(sys.stdin)
-home = os.path.expanduser("~/.mnp")
+home = os.path.expanduser("~/.mnp-node")
 agent_dir = os.path.join(home, "agent", c["version"])
 root = os.path.join(home, "nodes", c["node_id"])
 os.makedirs(root, 0o711, exist_ok=True)
@@ -127,7 +127,7 @@ answer(error="AgentFailed", message="the agent exited with %d: %s" % (
 STOP = r"""
 import os, signal, sys, time
 node_id, grace = sys.argv[1], float(sys.argv[2])
-root = os.path.join(os.path.expanduser("~/.mnp/nodes"), node_id)
+root = os.path.join(os.path.expanduser("~/.mnp-node/nodes"), node_id)
 def running():
     try:
         with open(os.path.join(root, "agent.pid")) as f:

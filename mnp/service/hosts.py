@@ -48,7 +48,7 @@ class HostOps:
             name=req.name, address=req.address, identity_file=req.identity_file, port=req.port,
             user=req.user, host_key=req.host_key, known_hosts=req.known_hosts,
             python=req.python, vcpus=req.vcpus, memory_mib=req.memory_mib,
-            head_url=req.head_url, added_at=s.clock(),
+            head_url=req.head_url, proxy_command=req.proxy_command, added_at=s.clock(),
         )  # fmt: skip
         ce.hosts.append(host)
         with s.store.transaction():
@@ -81,7 +81,7 @@ class HostOps:
             "port": h.port, "user": h.user, "status": h.status.value,
             "statusReason": h.status_reason, "nodeId": h.node_id(ce.name),
             "hostKey": h.host_key, "knownHostsFile": h.known_hosts, "python": h.python,
-            "headUrl": h.head_url, "failures": h.failures,
+            "headUrl": h.head_url, "proxyCommand": h.proxy_command, "failures": h.failures,
         }  # fmt: skip
         if node is not None:
             out["node"] = {

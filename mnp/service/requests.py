@@ -263,7 +263,7 @@ _HOST_KEY_RE = re.compile(
 _PYTHON_RE = re.compile(r"[A-Za-z0-9_./+-]{1,200}")
 _HOST_FIELDS = {
     "computeEnvironment", "name", "address", "port", "user", "identityFile", "hostKey",
-    "knownHostsFile", "python", "vcpus", "memoryMiB", "headUrl",
+    "knownHostsFile", "python", "vcpus", "memoryMiB", "headUrl", "proxyCommand",
 }  # fmt: skip
 
 
@@ -317,6 +317,7 @@ class AddHost:
     vcpus: int | None
     memory_mib: int | None
     head_url: str | None
+    proxy_command: str | None = None
 
     @classmethod
     def from_body(cls, body: JSON) -> AddHost:
@@ -344,11 +345,13 @@ class AddHost:
         memory = _int_in(body, "memoryMiB", 4, 1 << 30, e)
         head_url = _matching(body, "headUrl", re.compile(r"https?://[A-Za-z0-9.:\[\]-]+/?"),
                              "http(s)://host:port", e)  # fmt: skip
+        proxy = _matching(body, "proxyCommand", re.compile(r"[^\x00-\x1f\x7f]{1,1000}"),
+                          "one line of up to 1000 characters (OpenSSH's ProxyCommand)", e)
         if e:
             raise InvalidInput(e)
         assert ce and name and address and identity  # all required, checked above
         return cls(ce, name, address, identity, port or 22, user or "root", host_key, known,
-                   python or "python3", vcpus, memory, head_url)  # fmt: skip
+                   python or "python3", vcpus, memory, head_url, proxy)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -199,6 +199,8 @@ class Host:
     memory_mib: int | None = None
     head_url: str | None = None
     """How the host's agent reaches the head; None: a reverse tunnel the head keeps."""
+    proxy_command: str | None = None
+    """OpenSSH's ``ProxyCommand`` for reaching the host (a bastion: ``ssh -W %h:%p gw``)."""
     status: HostStatus = HostStatus.PENDING
     status_reason: str | None = None
     failures: int = 0
@@ -224,7 +226,8 @@ class Host:
             "port": self.port, "user": self.user, "host_key": self.host_key,
             "known_hosts": self.known_hosts, "python": self.python, "vcpus": self.vcpus,
             "memory_mib": self.memory_mib, "head_url": self.head_url,
-            "status": self.status.value, "status_reason": self.status_reason,
+            "proxy_command": self.proxy_command, "status": self.status.value,
+            "status_reason": self.status_reason,
             "failures": self.failures, "next_try_ms": self.next_try_ms,
             "remove_by_ms": self.remove_by_ms, "added_at": self.added_at,
         }  # fmt: skip

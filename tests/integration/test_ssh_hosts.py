@@ -11,7 +11,6 @@ import ipaddress
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -64,35 +63,36 @@ def _keygen(path: Path) -> str:
     return " ".join(path.with_suffix(".pub").read_text().split()[:2])
 
 
-def _listening(address: str) -> bool:
-    try:
-        with socket.create_connection((address, 22), timeout=1):
-            return True
-    except OSError:
-        return False
+def _listening(namespace: str) -> bool:
+    """Whether something listens on port 22 inside ``namespace``."""
+    r = subprocess.run(["ip", "netns", "exec", namespace, "ss", "-ltnH", "sport = :22"],
+                       capture_output=True, text=True)  # fmt: skip
+    return bool(r.stdout.strip())
 
 
 class Hosts:
-    """A network of namespace hosts reachable from the machine's namespace (a gateway veth
-    on the hub's bridge: the head's ssh and tunnels need a route to the hosts)."""
+    """A network of namespace hosts. The head reaches them through OpenSSH's ProxyCommand
+    run inside the hub (whose bridge alone has an address there), so nothing of the network
+    appears in the machine's own namespace."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         tag = f"s{os.getpid() % 100000}"
         self.net = Network(tag, ipaddress.IPv4Network(f"10.201.{os.getpid() % 250}.0/24"))
-        self.gateway = f"mnpgw{tag}"
         self.hosts: dict[str, SshHost] = {}
         self.client_key = root / "client_key"
 
+    @property
+    def proxy_command(self) -> str:
+        """How the head's ssh reaches a host: a TCP pipe started inside the hub."""
+        pipe = Path(__file__).with_name("tcp_pipe.py")
+        return f"ip netns exec {self.net.hub} {sys.executable} {pipe} %h %p"
+
     def start(self) -> Hosts:
         self.net.create()
-        gw = str(next(self.net.subnet.hosts()))
-        subprocess.run(["ip", "link", "add", self.gateway, "type", "veth", "peer", "name", "gw",
-                        "netns", self.net.hub], check=True)  # fmt: skip
-        subprocess.run(["ip", "-n", self.net.hub, "link", "set", "gw", "master", "br0", "up"],
+        gw = str(next(self.net.subnet.hosts()))  # the address Network leaves unused
+        subprocess.run(["ip", "-n", self.net.hub, "addr", "add", f"{gw}/24", "dev", "br0"],
                        check=True)  # fmt: skip
-        subprocess.run(["ip", "addr", "add", f"{gw}/24", "dev", self.gateway], check=True)
-        subprocess.run(["ip", "link", "set", self.gateway, "up"], check=True)
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         _keygen(self.client_key)
         return self
@@ -116,14 +116,14 @@ class Hosts:
                     ["ip", "netns", "exec", node.namespace, "/usr/sbin/sshd", "-D", "-e",
                      "-f", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
                 )  # fmt: skip
-            wait_for(f"sshd of {name}", lambda: _listening(node.address), timeout=10)
+            wait_for(f"sshd of {name}", lambda: _listening(node.namespace), timeout=10)
         host = SshHost(name, node.namespace, node.address, host_key, proc)
         self.hosts[name] = host
         return host
 
     def stop(self) -> None:
         """Every process in the test's namespaces (sshd, agents, jobs) by PID, then the
-        namespaces (and with the hub, the gateway's veth pair)."""
+        namespaces."""
         for h in self.hosts.values():
             pids = subprocess.run(["ip", "netns", "pids", h.namespace], capture_output=True,
                                   text=True).stdout.split()  # fmt: skip
@@ -135,7 +135,6 @@ class Hosts:
             if h.sshd is not None:
                 h.sshd.wait(timeout=10)
         self.net.destroy()
-        subprocess.run(["ip", "link", "delete", self.gateway], capture_output=True)
         assert self.net.node_namespaces() == []
 
 
@@ -145,8 +144,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Hos
     hosts = Hosts(root)
     ce = f"own{os.getpid()}"
     cluster = Cluster(root / "home", nodes=0)
-    agent_dir = Path.home() / ".mnp" / "agent"  # the hosts share this machine's home
-    had_agent = agent_dir.exists()
+    node_home = Path.home() / ".mnp-node"  # the hosts share this machine's home
+    agent_dir = node_home / "agent"
+    had_home, had_agent = node_home.exists(), agent_dir.exists()
     try:
         hosts.start()
         cluster.start(wait_nodes=False)
@@ -160,15 +160,18 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Hos
             cluster.stop()
         finally:
             hosts.stop()
-            for d in (Path.home() / ".mnp" / "nodes").glob(f"{ce}-*"):
+            for d in (Path.home() / ".mnp-node" / "nodes").glob(f"{ce}-*"):
                 shutil.rmtree(d, ignore_errors=True)
-            if not had_agent:
+            if not had_home:
+                shutil.rmtree(node_home, ignore_errors=True)
+            elif not had_agent:
                 shutil.rmtree(agent_dir, ignore_errors=True)
 
 
 def add_host(c: Cluster, hosts: Hosts, ce: str, h: SshHost, **extra: Any) -> dict[str, Any]:
     body = {"computeEnvironment": ce, "name": h.name, "address": h.address,
-            "identityFile": str(hosts.client_key), "hostKey": h.host_key, **extra}  # fmt: skip
+            "identityFile": str(hosts.client_key), "hostKey": h.host_key,
+            "proxyCommand": hosts.proxy_command, **extra}  # fmt: skip
     return dict(c.client.call("addHost", body)["host"])
 
 
@@ -323,7 +326,7 @@ def test_removing_a_host_drains_it(env: tuple[Cluster, Hosts, str]) -> None:
     done = c.wait_status(job, "SUCCEEDED", "FAILED", timeout=30)
     assert done["status"] == "SUCCEEDED", done  # the running job finished on the drained host
     wait_for(f"host {name} gone", lambda: host_status(c, ce, name) is None, timeout=20)
-    pid_file = Path.home() / ".mnp" / "nodes" / node / "agent.pid"
+    pid_file = Path.home() / ".mnp-node" / "nodes" / node / "agent.pid"
     pid = int(pid_file.read_text())
     wait_for("its agent stopped", lambda: not Path(f"/proc/{pid}").exists(), timeout=15)
     nodes = {n["nodeId"]: n for n in c.client.call("listNodes", {"includeGone": True})["nodes"]}

@@ -35,6 +35,7 @@ def test_add_host_names_every_bad_field_at_once(tmp_path: Path) -> None:
                 "vcpus": True,
                 "memoryMiB": 1,
                 "headUrl": "ftp://x",
+                "proxyCommand": "nc %h %p\nrm -rf /",
                 "bogus": 1,
             }
         )
@@ -47,6 +48,7 @@ def test_add_host_names_every_bad_field_at_once(tmp_path: Path) -> None:
         "vcpus",
         "memoryMiB",
         "headUrl",
+        "proxyCommand",
         "bogus",
         "hostKey",
     }
