@@ -83,6 +83,22 @@ class LocalNodesConfig:
     ``mnp.providers.netns.NODE_SUBNET`` for namespace nodes, else ``127.0.0.2``."""
 
 
+SCALE_IN_ENV = "MNP_SCALE_IN_AFTER_SECONDS"
+
+
+def scale_in_setting() -> float:
+    """``$MNP_SCALE_IN_AFTER_SECONDS`` (default 60); raises ValueError naming the variable
+    and the rule for anything but a number >= 0."""
+    raw = os.environ.get(SCALE_IN_ENV, "").strip() or "60"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{SCALE_IN_ENV}={raw!r}: must be a number of seconds >= 0")
+    return value
+
+
 NODE_NETWORK_ENV = "MNP_NODE_NETWORK"
 NODE_NETWORKS = ("auto", "namespace", "loopback")
 """``auto``: local nodes in network namespaces when the head runs as root with ``ip netns``,
@@ -131,6 +147,10 @@ class HeadConfig:
     """Floor for ``timeout.attemptDurationSeconds`` (AWS: 60). Tests lower it."""
     kill_grace_seconds: float = 30.0
     """SIGTERM → SIGKILL grace on timeout and terminate (AWS: 30 s)."""
+    scale_in_after_seconds: float = field(default_factory=lambda: scale_in_setting())
+    """A MANAGED environment's node idle this long (no attempt on it) is drained and stopped,
+    down to the environment's ``minvCpus``: ``$MNP_SCALE_IN_AFTER_SECONDS``, default 60.
+    Tests lower it."""
     mpi_hang_seconds: float = 10.0
     """An MNP attempt whose MPI daemon or proxy ended on some node, while the main node's
     command keeps running this long afterwards, is taken as hung and failed (MPICH hangs when

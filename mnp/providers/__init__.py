@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -11,26 +13,71 @@ from mnp.spec.environments import Node
 _REGISTRY = {
     "local": "mnp.providers.local:LocalProvider",
     "ssh": "mnp.providers.ssh:SshProvider",  # hosts of UNMANAGED environments (addHost)
+    "fake": "mnp.providers.fake:FakeProvider",  # fault injection for the unit tables
 }
 
 
-class Provider(Protocol):
-    """What the head node needs from a provider.
+@dataclass(frozen=True, slots=True)
+class LaunchRequest:
+    """One node to bring up. ``request_id`` is the node id: never reused, so a launch
+    repeated with the same id (a retry after a lost answer) is harmless."""
 
-    Assumptions: ``launch`` is asked once per node id (node ids are never reused, so a retry
-    with the same id is harmless); the node's agent registers with the head by itself;
-    ``stop`` and ``is_alive`` may be called for nodes launched by an earlier head process
-    (after a restart), so they work from the node record alone.
+    request_id: str
+    node: Node
+    """The provider's own copy of the record (with its one-time ``join_token``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchOutcome:
+    """What became of one :class:`LaunchRequest`: started (``pid`` when known) or ``error``."""
+
+    request_id: str
+    pid: int | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """A node the substrate runs now (what :meth:`Provider.list` finds)."""
+
+    node_id: str
+    pid: int | None = None
+
+
+class Provider(Protocol):
+    """What the head node needs from a provider that launches nodes (MANAGED environments).
+
+    Assumptions:
+
+    - Calls are batched: one :meth:`launch` carries every node a tick asks for, one
+      :meth:`terminate` every node to stop; each request is identified by its node id, which
+      is never reused, so repeating a call is harmless (a node already up is not started
+      twice; terminating a node that is gone does nothing).
+    - The substrate is the truth: :meth:`list` answers from it (processes, instances), not
+      from memory, so a restarted head — or another provider object for the same home —
+      rebuilds its view from it; nodes a restarted head finds missing are lost.
+    - The node's agent registers with the head by itself; a launch returning means the
+      agent was started, not that it joined.
+    - Calls may block (namespaces, processes, grace periods): the head makes them off its
+      event loop, from one thread at a time per call but possibly concurrently across calls.
+    - A failure of one request is reported in its :class:`LaunchOutcome`, not raised; a
+      raised :class:`~mnp.errors.ProviderError` fails the whole batch.
     """
 
-    def launch(self, node: Node) -> int | None:
-        """Start the node; return its agent's pid when known. Raises ProviderError."""
+    def launch(self, requests: Sequence[LaunchRequest]) -> list[LaunchOutcome]:
+        """Start the nodes; one outcome per request, in any order."""
         ...
 
-    def is_alive(self, node: Node) -> bool: ...
+    def list(self) -> list[Instance]:
+        """Every node of this head's home that the substrate runs now."""
+        ...
 
-    def stop(self, nodes: list[Node], grace_seconds: float) -> None:
-        """Stop the nodes' agents (SIGTERM, then SIGKILL after the grace)."""
+    def terminate(self, ids: Sequence[str], grace_seconds: float) -> None:
+        """Stop these nodes (SIGTERM, SIGKILL after the grace) and whatever they left."""
         ...
 
 

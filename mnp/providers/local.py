@@ -3,6 +3,7 @@ alias or in a network namespace of its own (:mod:`mnp.providers.netns`)."""
 
 from __future__ import annotations
 
+import builtins
 import importlib.util
 import logging
 import os
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from mnp.config import (
@@ -21,7 +23,7 @@ from mnp.config import (
     private_dir,
 )
 from mnp.errors import ProviderError
-from mnp.providers import netns
+from mnp.providers import Instance, LaunchOutcome, LaunchRequest, Provider, netns
 from mnp.spec.containers import CONTAINER_LABEL_ROOT
 from mnp.spec.environments import Node
 from mnp.spec.protocol import JOIN_TOKEN_ENV
@@ -33,10 +35,11 @@ class LocalProvider:
     """Starts ``python -m launcher.agent`` per node, in its own session.
 
     Agents are detached (own session) so they outlive the head node — crashed, or stopped
-    without ``--stop-nodes`` — and keep running their jobs; a restarted head node adopts them
-    through :meth:`is_alive` (pid + command line), and they reconnect by themselves: each is
-    given ``--head-file <home>/head.url``, which every head rewrites at start, and re-reads it
-    when the head stops answering, so the next head may listen on another port.
+    without ``--stop-nodes`` — and keep running their jobs; a restarted head node adopts the
+    ones :meth:`list` finds (agents whose ``--root`` is in this home, read from ``/proc``),
+    and they reconnect by themselves: each is given ``--head-file <home>/head.url``, which
+    every head rewrites at start, and re-reads it when the head stops answering, so the next
+    head may listen on another port.
 
     Each node's root (``<home>/nodes/<node id>``: the agent's log, pid, SSH host key and the
     attempts' directories) and ``<home>/nodes`` are mode 0711, like the home
@@ -80,7 +83,80 @@ class LocalProvider:
             os.chmod(d, TRAVERSE_DIR_MODE)
         return root
 
-    def launch(self, node: Node) -> int | None:
+    # --- the Provider protocol (v2) ------------------------------------------------------------
+    def launch(self, requests: Sequence[LaunchRequest]) -> list[LaunchOutcome]:
+        """Start an agent per request (one after another: each is a fork and, for a namespace
+        node, a few ``ip`` calls); a node whose agent already runs is not started again."""
+        running = {i.node_id: i.pid for i in self.list()}
+        out = []
+        for r in requests:
+            if r.request_id in running:
+                out.append(LaunchOutcome(r.request_id, pid=running[r.request_id]))
+                continue
+            try:
+                out.append(LaunchOutcome(r.request_id, pid=self._start(r.node)))
+            except ProviderError as e:
+                out.append(LaunchOutcome(r.request_id, error=str(e)))
+        return out
+
+    def list(self) -> list[Instance]:
+        """The agents of this home running now, found in ``/proc`` (their ``--root`` is under
+        ``<home>/nodes``), so a restarted head sees the agents an earlier one started."""
+        nodes_dir = str(self.home / "nodes").encode() + b"/"
+        found = []
+        for pid, argv in _agents():
+            root = _arg(argv, b"--root")
+            node_id = _arg(argv, b"--node-id")
+            mine = root is not None and root.startswith(nodes_dir)
+            if mine and node_id is not None and self._alive(pid):
+                found.append(Instance(node_id.decode(errors="replace"), pid))
+        return found
+
+    def terminate(self, ids: Sequence[str], grace_seconds: float) -> None:
+        """SIGTERM the nodes' agents, SIGKILL after the grace; then what their jobs left
+        (processes, containers) and their namespaces. Nodes already gone are only swept."""
+        wanted = set(ids)
+        alive = [i.pid for i in self.list() if i.node_id in wanted and i.pid is not None]
+        for pid in alive:
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_seconds
+        while alive and time.monotonic() < deadline:
+            alive = [p for p in alive if self._alive(p)]
+            if alive:
+                time.sleep(0.05)  # a bounded wait for processes to exit, not a synchronisation
+        for pid in alive:
+            _signal(pid, signal.SIGKILL)
+        for node_id in ids:
+            root = self.home / "nodes" / node_id
+            sweep(root)
+            remove_leftover_containers(root)
+        self._remove_namespaces(list(ids))
+        for pid, child in list(self._children.items()):
+            if child.poll() is None and pid not in alive:
+                continue
+            try:
+                child.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                continue
+            self._children.pop(pid, None)
+
+    def is_alive(self, node: Node) -> bool:
+        """Whether the node's agent runs (pid and command line checked)."""
+        return node.pid is not None and any(
+            i.pid == node.pid and i.node_id == node.node_id for i in self.list()
+        )
+
+    def _alive(self, pid: int) -> bool:
+        child = self._children.get(pid)
+        if child is not None:
+            return child.poll() is None
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return state != "Z"
+
+    def _start(self, node: Node) -> int:
         root = self._make_node_root(node)
         argv = [
             sys.executable,
@@ -130,49 +206,13 @@ class LocalProvider:
                     umask=-1 if umask is None else umask,
                 )
         except OSError as e:
+            self._remove_namespaces([node.node_id])  # made for an agent that never started
             raise ProviderError(
                 f"could not start agent for {node.node_id}: {e}", node.node_id
             ) from e
         node.join_token = None  # only its hash stays (the node record's join_hash)
         self._children[proc.pid] = proc
         return proc.pid
-
-    def is_alive(self, node: Node) -> bool:
-        pid = node.pid
-        if pid is None:
-            return False
-        child = self._children.get(pid)
-        if child is not None:
-            return child.poll() is None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            return False
-        return state != "Z" and node.node_id.encode() in cmdline and b"launcher.agent" in cmdline
-
-    def stop(self, nodes: list[Node], grace_seconds: float) -> None:
-        alive = [n for n in nodes if self.is_alive(n)]
-        for n in alive:
-            _signal(n.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_seconds
-        while alive and time.monotonic() < deadline:
-            alive = [n for n in alive if self.is_alive(n)]
-            if alive:
-                time.sleep(0.05)
-        for n in alive:
-            _signal(n.pid, signal.SIGKILL)
-        for n in nodes:
-            sweep(self.node_root(n))
-            remove_leftover_containers(self.node_root(n))
-        self._remove_namespaces([n for n in nodes if netns.is_namespace_address(n.address)])
-        for n in nodes:
-            child = self._children.pop(n.pid or -1, None)
-            if child is not None:
-                try:
-                    child.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass
 
     # --- node networks ------------------------------------------------------------------------
     def _net(self) -> netns.Network:
@@ -181,7 +221,7 @@ class LocalProvider:
             self._network = netns.Network(netns.home_tag(self.home), netns.NODE_SUBNET).open()
         return self._network
 
-    def _node_network(self, node: Node) -> list[str]:
+    def _node_network(self, node: Node) -> builtins.list[str]:
         """The agent's arguments for the node's network, its namespace made first; [] for a
         loopback node. Raises ProviderError when the namespace cannot be made."""
         if not netns.is_namespace_address(node.address):
@@ -196,14 +236,19 @@ class LocalProvider:
             raise ProviderError(f"no network for {node.node_id}: {e}", node.node_id) from e
         return ["--netns", made.namespace, "--ssh-port", "22"]
 
-    def _remove_namespaces(self, nodes: list[Node]) -> None:
+    def _remove_namespaces(self, ids: Sequence[str]) -> None:
         """Remove the nodes' namespaces (their agents are gone), and the hub with the last."""
-        if not nodes and self._network is None:
-            return
+        if self._network is None:
+            if not netns.available():
+                return
+            probe = netns.Network(netns.home_tag(self.home), netns.NODE_SUBNET)
+            names = {probe.namespace_of(netns.node_name(i)) for i in ids}
+            if not names & set(probe.node_namespaces()):
+                return
         with self._net_lock:
             net = self._net()
-            for n in nodes:
-                net.remove_node(netns.node_name(n.node_id))
+            for node_id in ids:
+                net.remove_node(netns.node_name(node_id))
             if not net.node_namespaces():
                 net.destroy()
                 self._network = None
@@ -224,9 +269,9 @@ class LocalProvider:
                 net.destroy()
 
 
-def _agent_namespaces() -> set[str]:
-    """The ``--netns`` of every running node agent on this machine."""
-    used = set()
+def _agents() -> list[tuple[int, list[bytes]]]:
+    """(pid, argv) of every node agent on this machine."""
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -234,11 +279,26 @@ def _agent_namespaces() -> set[str]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"launcher.agent" in argv and b"--netns" in argv:
-            at = argv.index(b"--netns") + 1
-            if at < len(argv):
-                used.add(argv[at].decode(errors="replace"))
-    return used
+        if b"launcher.agent" in argv:
+            found.append((int(entry.name), argv))
+    return found
+
+
+def _arg(argv: list[bytes], flag: bytes) -> bytes | None:
+    """The value after ``flag`` in ``argv``, or None."""
+    if flag not in argv:
+        return None
+    at = argv.index(flag) + 1
+    return argv[at] if at < len(argv) else None
+
+
+def _agent_namespaces() -> set[str]:
+    """The ``--netns`` of every running node agent on this machine."""
+    return {
+        ns.decode(errors="replace")
+        for _, argv in _agents()
+        if (ns := _arg(argv, b"--netns")) is not None
+    }
 
 
 def sweep(root: Path) -> list[int]:
@@ -307,3 +367,7 @@ def remove_leftover_containers(node_root: Path) -> list[str]:
     if removed:
         log.warning("removed containers a stopped node left: %s", ", ".join(removed))
     return removed
+
+
+def _is_a_provider(p: LocalProvider) -> Provider:
+    return p  # mypy checks here that the local provider keeps the protocol's shape

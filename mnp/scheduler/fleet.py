@@ -19,14 +19,34 @@ from copy import deepcopy
 from dataclasses import replace
 from typing import Protocol
 
-from mnp.providers import Provider, make_provider
+from mnp.providers import LaunchOutcome, LaunchRequest, Provider, make_provider
 from mnp.scheduler.attempts import AttemptEnd
 from mnp.scheduler.control import Control
+from mnp.scheduler.reconcile import SettleStatus
+from mnp.scheduler.scaling import DrainNodes, RetireNodes, SetDesired
 from mnp.scheduler.state import HeadState, NodeRuntime
-from mnp.spec.environments import ComputeEnvironmentType, Node, NodeStatus, new_secret
+from mnp.spec.environments import (
+    CEStatus,
+    ComputeEnvironment,
+    ComputeEnvironmentType,
+    Node,
+    NodeStatus,
+    new_secret,
+)
 from mnp.spec.jobs import HOST_LOST_PREFIX, HOST_STOPPED_PREFIX, Job
 
 log = logging.getLogger(__name__)
+
+INVALID_AFTER = 3
+"""Failed launches in a row after which the environment shows INVALID (with the error)."""
+BACKOFF_CAP_MS = 60_000
+LAUNCH_FAILED = "CLIENT_ERROR - launching nodes failed:"
+
+
+def backoff_ms(failures: int) -> int:
+    """How long to wait before the next launch after ``failures`` failed ones in a row:
+    1 s, 2 s, 4 s, … at most a minute."""
+    return min(BACKOFF_CAP_MS, 1000 * (1 << max(0, failures - 1)))
 
 
 Offload = Callable[[Callable[[], None]], object]
@@ -78,66 +98,120 @@ class Fleet:
             )
         return self._providers[name]
 
-    def launch(self, ce_name: str) -> None:
-        """One more node in ``ce_name``, saved before its agent is started (so the agent's
-        registration finds it); a provider failure marks it LOST instead of raising."""
+    def launch(self, ce_name: str, count: int = 1) -> None:
+        """``count`` more nodes in ``ce_name``, saved before their agents are started (so an
+        agent's registration finds its record), then one batched provider launch (through
+        :attr:`offload`); its outcomes come back through :meth:`_launched`."""
         s = self.s
         ce = s.ces[ce_name]
-        used_slots = {
-            n.slot
-            for n in s.nodes.values()
-            if n.compute_environment == ce_name
-            and n.status in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING)
-        }
-        slot = next(i for i in range(len(used_slots) + 1) if i not in used_slots)
-        join_token, join_hash = new_secret()  # the agent's one-time credential (to join)
-        node = Node(
-            node_id=f"{ce.name}-{ce.next_node_number}",
-            compute_environment=ce.name,
-            address=_address(ce.first_address, slot),
-            capacity=replace(ce.node_resources),  # a copy: the environment's may change
-            status=NodeStatus.LAUNCHING,
-            slot=slot,
-            launched_at=s.clock(),
-            last_heartbeat_ms=s.clock(),
-            join_hash=join_hash,
-            join_token=join_token,  # for the provider to hand over; never stored
-        )
-        ce.next_node_number += 1
-        s.store.save_ce(ce)
-        s.add_node(node)
-        s.mark_node(node)
-        s.flush()  # the node exists in the store before its agent can register
+        requests = [LaunchRequest(n.node_id, n) for n in self._new_nodes(ce, count)]
+        s.flush()  # the nodes exist in the store before their agents can register
         try:
             provider = self.provider(ce.provider)
-        except Exception as e:  # a provider failure loses the node, not the head
-            self._launched(node.node_id, None, e)
+        except Exception as e:  # a provider failure loses the nodes, not the head
+            self._launched(ce_name, [LaunchOutcome(r.request_id, error=str(e)) for r in requests])
             return
-        handed = deepcopy(node)  # the provider's own copy (with the join token)
-        node.join_token = None  # only its hash stays here
 
         def work() -> None:
             try:
-                pid, error = provider.launch(handed), None
+                outcomes = provider.launch(requests)
             except Exception as e:
-                pid, error = None, e
-            self.on_loop(lambda: self._launched(handed.node_id, pid, error))
+                outcomes = [LaunchOutcome(r.request_id, error=str(e)) for r in requests]
+            self.on_loop(lambda: self._launched(ce_name, outcomes))
 
         self.offload(work)
 
-    def _launched(self, node_id: str, pid: int | None, error: Exception | None) -> None:
-        """A provider's launch came back (on the loop): note the agent's pid, or lose the
-        node that could not be started."""
-        node = self.s.nodes.get(node_id)
-        if node is None:
+    def _new_nodes(self, ce: ComputeEnvironment, count: int) -> list[Node]:
+        """Make ``count`` LAUNCHING node records; returns the provider's copies (with their
+        one-time join tokens, which only the copies keep)."""
+        s = self.s
+        handed = []
+        for _ in range(count):
+            used_slots = {
+                n.slot
+                for n in s.nodes.values()
+                if n.compute_environment == ce.name
+                and n.status in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING)
+            }
+            slot = next(i for i in range(len(used_slots) + 1) if i not in used_slots)
+            join_token, join_hash = new_secret()  # the agent's one-time credential (to join)
+            node = Node(
+                node_id=f"{ce.name}-{ce.next_node_number}",
+                compute_environment=ce.name,
+                address=_address(ce.first_address, slot),
+                capacity=replace(ce.node_resources),  # a copy: the environment's may change
+                status=NodeStatus.LAUNCHING,
+                slot=slot,
+                launched_at=s.clock(),
+                last_heartbeat_ms=s.clock(),
+                join_hash=join_hash,
+                join_token=join_token,  # for the provider to hand over; never stored
+            )
+            ce.next_node_number += 1
+            s.add_node(node)
+            s.mark_node(node)
+            handed.append(deepcopy(node))  # the provider's own copy (with the join token)
+            node.join_token = None  # only its hash stays here
+        s.mark_ce(ce)
+        return handed
+
+    def _launched(self, ce_name: str, outcomes: list[LaunchOutcome]) -> None:
+        """A provider's launch came back (on the loop): note the agents' pids; lose the nodes
+        that could not be started and back the environment off (:func:`backoff_ms`), INVALID
+        with the provider's error after :data:`INVALID_AFTER` failures in a row; a success
+        ends the backoff (and INVALID)."""
+        s = self.s
+        errors = []
+        for o in outcomes:
+            node = s.nodes.get(o.request_id)
+            if node is None:
+                continue
+            if o.error is not None:
+                errors.append(o.error)
+                log.error("launching %s failed: %s", o.request_id, o.error)
+                if node.status == NodeStatus.LAUNCHING:
+                    node.status = NodeStatus.LOST
+                    node.status_reason = f"launch failed: {o.error}"
+            elif node.pid is None:
+                node.pid = o.pid
+            s.mark_node(node)
+        ce = s.ces.get(ce_name)
+        if ce is None:
             return
-        if error is not None:
-            log.error("launching %s failed: %s", node_id, error)
-            if node.status == NodeStatus.LAUNCHING:
-                node.status = NodeStatus.LOST
-        elif node.pid is None:
-            node.pid = pid
-        self.s.mark_node(node)
+        if errors:
+            ce.launch_failures += 1
+            ce.next_launch_ms = s.clock() + backoff_ms(ce.launch_failures)
+            if ce.launch_failures >= INVALID_AFTER and ce.status != CEStatus.DELETING:
+                ce.move(CEStatus.INVALID, f"{LAUNCH_FAILED} {errors[0]}")
+        elif ce.launch_failures or ce.status == CEStatus.INVALID:
+            ce.launch_failures, ce.next_launch_ms = 0, 0
+            if (ce.status_reason or "").startswith(LAUNCH_FAILED):
+                ce.status_reason = None  # (an UPDATING one settles VALID without it)
+            if ce.status == CEStatus.INVALID:
+                ce.move(CEStatus.VALID, None)
+        s.mark_ce(ce)
+
+    def scale(self, a: SetDesired | DrainNodes | RetireNodes | SettleStatus) -> None:
+        """Apply one of :mod:`mnp.scheduler.scaling`'s decisions (on the loop)."""
+        s = self.s
+        ce = s.ces.get(a.compute_environment)
+        if ce is None:
+            return
+        if isinstance(a, SettleStatus):
+            if ce.status in (CEStatus.CREATING, CEStatus.UPDATING):
+                failing = ce.launch_failures >= INVALID_AFTER
+                ce.move(CEStatus.INVALID if failing else CEStatus.VALID, ce.status_reason)
+        elif isinstance(a, SetDesired):
+            ce.desired_nodes = a.nodes
+        else:
+            nodes = [s.nodes[n] for n in a.node_ids if n in s.nodes]
+            for node in nodes:
+                node.draining = True
+                s.mark_node(node)
+            idle = [n for n in nodes if not s.node_rt[n.node_id].running]
+            if idle:  # nothing runs there: stopped at once, in one batch
+                self.stop(idle, "scaled in: idle")
+        s.mark_ce(ce)
 
     def lose(self, node_id: str, why: str) -> None:
         """Declare a node lost: fail its attempts (the retry strategy decides) and stop it."""
@@ -150,7 +224,7 @@ class Fleet:
         )
         ce = s.ces.get(node.compute_environment)
         if ce is not None and ce.type == ComputeEnvironmentType.MANAGED:
-            self._provider_stop(ce.provider, [node], grace_seconds=0)
+            self._provider_stop(ce.provider, [node.node_id], grace_seconds=0)
 
     def _retire(self, node: Node, status: NodeStatus, reason: str) -> None:
         s = self.s
@@ -165,7 +239,7 @@ class Fleet:
         log.warning("%s", reason)
 
     def stop(self, nodes: list[Node], reason: str) -> None:
-        by_provider: dict[str, list[Node]] = {}
+        by_provider: dict[str, list[str]] = {}
         for node in nodes:
             if node.status in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING):
                 self._retire(
@@ -173,46 +247,52 @@ class Fleet:
                 )
                 ce = self.s.ces.get(node.compute_environment)
                 if ce is not None and ce.type == ComputeEnvironmentType.MANAGED:
-                    by_provider.setdefault(ce.provider, []).append(node)
+                    by_provider.setdefault(ce.provider, []).append(node.node_id)
         self.s.flush()
         for name, group in by_provider.items():
             self._provider_stop(name, group, grace_seconds=5.0)
 
-    def _provider_stop(self, name: str, nodes: list[Node], grace_seconds: float) -> None:
-        """Have provider ``name`` stop ``nodes`` (already retired here) through :attr:`offload`.
-        The provider gets copies, made now on the loop thread; a failure is logged, not
-        raised (the nodes are already out of the head's books either way)."""
+    def _provider_stop(self, name: str, ids: list[str], grace_seconds: float) -> None:
+        """Have provider ``name`` terminate the nodes ``ids`` (already retired here) through
+        :attr:`offload`, in one call; a failure is logged, not raised (the nodes are already
+        out of the head's books either way)."""
         try:
             provider = self.provider(name)
         except Exception as e:
             log.warning("stopping nodes: no provider %r: %s", name, e)
             return
-        copies = [deepcopy(n) for n in nodes]
 
         def work() -> None:
             try:
-                provider.stop(copies, grace_seconds=grace_seconds)
+                provider.terminate(ids, grace_seconds=grace_seconds)
             except Exception as e:
-                log.warning("stopping %s: %s", ", ".join(n.node_id for n in copies), e)
+                log.warning("stopping %s: %s", ", ".join(ids), e)
 
         self.offload(work)
 
     def adopt(self) -> None:
-        """After a restart: give live nodes a fresh heartbeat allowance; the rest are lost."""
+        """After a restart: give live nodes a fresh heartbeat allowance; the nodes of MANAGED
+        environments their provider's :meth:`~mnp.providers.Provider.list` does not show
+        (the substrate is the truth) are lost."""
         s = self.s
         now = s.clock()
-        for node in s.nodes.values():
+        running: dict[str, set[str] | None] = {}
+        for node in list(s.nodes.values()):
             if node.status not in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING):
                 continue
             node.last_heartbeat_ms = now
             ce = s.ces.get(node.compute_environment)
-            if ce is not None and ce.type == ComputeEnvironmentType.MANAGED:
+            if ce is None or ce.type != ComputeEnvironmentType.MANAGED:
+                continue
+            if ce.provider not in running:
                 try:
-                    alive = self.provider(ce.provider).is_alive(node)
-                except Exception:
-                    alive = True
-                if not alive:
-                    self.lose(node.node_id, "was gone when the head node restarted")
+                    running[ce.provider] = {i.node_id for i in self.provider(ce.provider).list()}
+                except Exception as e:  # unknown: nobody is lost for it
+                    log.warning("listing provider %r's nodes: %s", ce.provider, e)
+                    running[ce.provider] = None
+            listed = running[ce.provider]
+            if listed is not None and node.node_id not in listed:
+                self.lose(node.node_id, "was gone when the head node restarted")
 
 
 def _address(first: str, slot: int) -> str:

@@ -1,3 +1,4 @@
+# ~415 lines: the tick and everything it applies (attempts, arrays, kills, node actions).
 """The scheduling loop: the tick (snapshot → :func:`reconcile` → apply), attempts placed and
 ended, and restarts (the nodes themselves: :mod:`mnp.scheduler.fleet`).
 
@@ -41,11 +42,13 @@ from mnp.scheduler.reconcile import (
     PlaceGang,
     QueueView,
     SetReason,
+    SettleStatus,
     Snapshot,
     reconcile,
 )
+from mnp.scheduler.scaling import DrainNodes, RetireNodes, SetDesired
 from mnp.scheduler.state import HOLDS_A_SLOT, HeadState
-from mnp.spec.environments import ComputeEnvironmentType, Node, NodeStatus, State
+from mnp.spec.environments import CEStatus, ComputeEnvironmentType, Node, NodeStatus, State
 from mnp.spec.jobs import Attempt, Job
 from mnp.spec.protocol import Assignment, Kill, Ready, attempt_id
 from mnp.spec.resources import Resources
@@ -143,12 +146,17 @@ class Scheduler:
             ),
             lost_after_ms=int(s.config.lost_after_seconds * 1000),
             launch_timeout_ms=max(30_000, int(s.config.lost_after_seconds * 1000)),
+            scale_in_after_ms=int(s.config.scale_in_after_seconds * 1000),
             array_room=room,
         )
 
     def _node_views(self) -> list[NodeView]:
         s = self.s
         seen = self.lag.credited if self.lag is not None else _as_is
+        now = s.clock()
+        for n in s.nodes.values():  # how long each registered node has held no work
+            if n.status in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING):
+                s.node_rt[n.node_id].note_idle(now, registered=n.status == NodeStatus.ACTIVE)
         return [
             NodeView(
                 node_id=n.node_id,
@@ -162,6 +170,8 @@ class Scheduler:
                 last_seen_ms=seen(n.last_heartbeat_ms),
                 placement_group=self._placement_group(n.compute_environment),
                 ssh=n.ssh_port is not None and bool(n.ssh_host_key),
+                idle_since_ms=s.node_rt[n.node_id].idle_since_ms,
+                draining=n.draining,
             )
             for n in s.nodes.values()
             if n.status in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING)
@@ -175,9 +185,13 @@ class Scheduler:
             views[ce.name] = CEView(
                 name=ce.name,
                 enabled=ce.state == State.ENABLED,
-                desired_nodes=ce.node_count if managed else 0,
+                desired_nodes=ce.desired_nodes if managed else 0,
                 node_capacities=shapes,
                 max_nodes=ce.node_count if managed else len(shapes),
+                managed=managed,
+                min_nodes=ce.min_nodes,
+                launch_after_ms=ce.next_launch_ms,
+                settling=ce.status in (CEStatus.CREATING, CEStatus.UPDATING),
             )
         return views
 
@@ -245,8 +259,9 @@ class Scheduler:
             elif isinstance(a, LoseNode):
                 self.lose_node(a.node_id, a.reason)
             elif isinstance(a, LaunchNodes):
-                for _ in range(a.count):
-                    self.fleet.launch(a.compute_environment)
+                self.fleet.launch(a.compute_environment, a.count)
+            elif isinstance(a, SetDesired | DrainNodes | RetireNodes | SettleStatus):
+                self.fleet.scale(a)
         return touched
 
     # --- arrays -------------------------------------------------------------------------------

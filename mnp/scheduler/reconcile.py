@@ -1,4 +1,4 @@
-# ~420 lines: the snapshot and action types and the one pure decision that reads them, together.
+# ~455 lines: the snapshot and action types and the one pure decision that reads them, together.
 """Scheduling as a pure function: ``reconcile(snapshot) -> list[Action]``.
 
 No I/O and no mutation happens here; the head node's loop gathers a :class:`Snapshot`, calls
@@ -20,7 +20,8 @@ Policy, in AWS Batch's terms:
   A job that does not fit now is skipped (later, smaller jobs may start: backfill); a job
   that could never fit any node of the queue's environments gets a
   ``MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT`` reason.
-- A node silent for longer than its allowance is lost; environments are kept at their size.
+- A node silent for longer than its allowance is lost. MANAGED environments scale between
+  their minimum and maximum from the demand placement left over (:mod:`mnp.scheduler.scaling`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from mnp.scheduler.scaling import (
+    LaunchNodes as LaunchNodes,
+)
+from mnp.scheduler.scaling import ScaleAction, plan
 from mnp.spec.definitions import Condition
 from mnp.spec.environments import NodeStatus
 from mnp.spec.jobs import DEPENDENCY_PREFIX, NEVER_FITS, Job
@@ -50,6 +55,9 @@ class NodeView:
     """Nodes of one placement group sit close together; a gang never spans two."""
     ssh: bool = True
     """The node serves SSH, which multi-node jobs need."""
+    idle_since_ms: int | None = None
+    """Since when it holds no work (None: busy, or not registered yet)."""
+    draining: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +69,13 @@ class CEView:
     """Every node shape this environment can have; empty when unknown."""
     max_nodes: int | None = None
     """How many nodes it can have at once (a gang larger than this never fits); None: unknown."""
+    managed: bool = False
+    """Its nodes are launched and stopped by the head (:mod:`mnp.scheduler.scaling`)."""
+    min_nodes: int = 0
+    launch_after_ms: int = 0
+    """No launch before this (backing off after a failed one)."""
+    settling: bool = False
+    """CREATING or UPDATING: this tick takes the change in (:class:`SettleStatus`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +105,8 @@ class Snapshot:
     launch_timeout_ms: int
     waiting_gangs: frozenset[str] = frozenset()
     """RUNNABLE multi-node jobs whose last attempt's nodes have not all stopped yet."""
+    scale_in_after_ms: int = 60_000
+    """A MANAGED environment's node idle this long is drained (down to its minimum)."""
     array_room: Mapping[str, int] = field(default_factory=dict)
     """Per array parent with ``array_max_running`` (of a ``pending`` child): how many more
     children may become RUNNABLE now."""
@@ -143,13 +160,22 @@ class LoseNode:
 
 
 @dataclass(frozen=True, slots=True)
-class LaunchNodes:
+class SettleStatus:
+    """A CREATING or UPDATING environment has been taken in: VALID (or INVALID)."""
+
     compute_environment: str
-    count: int
 
 
 Action = (
-    Advance | ExpandArray | Place | PlaceGang | SetReason | LoseNode | LaunchNodes | HoldForLimit
+    Advance
+    | ExpandArray
+    | Place
+    | PlaceGang
+    | SetReason
+    | LoseNode
+    | HoldForLimit
+    | SettleStatus
+    | ScaleAction
 )
 
 
@@ -158,10 +184,19 @@ def reconcile(snap: Snapshot) -> list[Action]:
     lost = _nodes(snap, actions)
     _dependencies(snap, actions)
     _place(snap, actions, lost)
+    _scale(snap, actions, lost)
     return actions
 
 
+def _scale(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
+    """Settle new or updated environments; scale the MANAGED ones, after placement."""
+    actions.extend(SettleStatus(c.name) for c in snap.compute_environments.values() if c.settling)
+    placed = {a.job_id for a in actions if isinstance(a, Place | PlaceGang)}
+    actions.extend(plan(snap, placed, lost))
+
+
 def _nodes(snap: Snapshot, actions: list[Action]) -> set[str]:
+    """Lose silent nodes; keep a fixed-size (not ``managed``) environment at its size."""
     lost: set[str] = set()
     live: dict[str, int] = {}
     for n in snap.nodes:
@@ -179,7 +214,7 @@ def _nodes(snap: Snapshot, actions: list[Action]) -> set[str]:
             live[n.compute_environment] = live.get(n.compute_environment, 0) + 1
     for ce in snap.compute_environments.values():
         missing = ce.desired_nodes - live.get(ce.name, 0)
-        if missing > 0:
+        if missing > 0 and not ce.managed:
             actions.append(LaunchNodes(ce.name, missing))
     return lost
 

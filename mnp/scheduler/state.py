@@ -43,6 +43,16 @@ class NodeRuntime:
     last_seq: int = -1
     gang_of: str | None = None
     """The MNP job holding this whole node, if any."""
+    idle_since_ms: int | None = None
+    """Since when the node holds no work (kept by the scheduler's snapshot; None: busy)."""
+
+    def note_idle(self, now_ms: int, registered: bool) -> None:
+        """Keep :attr:`idle_since_ms`: from the first look that finds a registered node
+        holding nothing (no attempt, no gang); None while it holds something."""
+        if not registered or self.running or self.gang_of is not None:
+            self.idle_since_ms = None
+        elif self.idle_since_ms is None:
+            self.idle_since_ms = now_ms
 
     # --- the one place a node's capacity is marked busy or free ------------------------------
     def reserve(self, aid: str, job: Job) -> None:
@@ -100,6 +110,7 @@ class HeadState:
         """The ids of those children."""
         self.dirty: dict[str, Job] = {}
         self.dirty_nodes: set[str] = set()
+        self.dirty_ces: set[str] = set()
         self.finished: list[str] = []
 
     # --- the one path for status changes ---------------------------------------------------
@@ -294,14 +305,18 @@ class HeadState:
         Raises :class:`~mnp.errors.StorageError` when the store cannot be written; the store
         has then called its ``on_failure`` (the scheduler's reload), so memory is what the
         store holds and nothing of the failed flush is acknowledged to anyone."""
-        if not self.dirty and not self.dirty_nodes:
+        if not self.dirty and not self.dirty_nodes and not self.dirty_ces:
             return
         with self.store.transaction():
             self.store.save_jobs(self.dirty.values())
             for node_id in self.dirty_nodes:
                 self.store.save_node(self.nodes[node_id])
+            for name in self.dirty_ces:
+                if name in self.ces:  # a deleted one is gone from the store already
+                    self.store.save_ce(self.ces[name])
         self.dirty.clear()
         self.dirty_nodes.clear()
+        self.dirty_ces.clear()
         for job_id in self.finished:
             job = self.active.get(job_id)
             if job is not None and job.status.terminal:
@@ -310,3 +325,7 @@ class HeadState:
 
     def mark_node(self, node: Node) -> None:
         self.dirty_nodes.add(node.node_id)
+
+    def mark_ce(self, ce: ComputeEnvironment) -> None:
+        """The environment changed (its scaling or status): saved with the next flush."""
+        self.dirty_ces.add(ce.name)

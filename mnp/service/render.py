@@ -38,7 +38,11 @@ def job_detail(job: Job) -> dict[str, Any]:
             "jobDefinition": spec.definition_arn,
             "parameters": spec.parameters,
             "container": _container(job),
-            "attempts": [_attempt_detail(a) for a in job.attempts if a.stopped_at is not None],
+            "attempts": [
+                _attempt_detail(a, job.node_index is not None)
+                for a in job.attempts
+                if a.stopped_at is not None
+            ],
             "retryStrategy": spec.retry.to_wire(),
             "timeout": {"attemptDurationSeconds": spec.timeout_seconds}
             if spec.timeout_seconds
@@ -89,16 +93,26 @@ def _container(job: Job) -> dict[str, Any]:
                 }
             )
         )
+        if job.node_index is not None and current.address:
+            container["networkInterfaces"] = network_interfaces(current)
     return container
 
 
-def _attempt_detail(a: Attempt) -> dict[str, Any]:
-    """One finished attempt, as AWS's AttemptDetail."""
+def network_interfaces(a: Attempt) -> list[dict[str, str]]:
+    """A node job's attempt's interface as AWS shows it (one ENI, its node's address)."""
+    return [{"attachmentId": f"mnp-{a.node_id}", "privateIpv4Address": a.address}]
+
+
+def _attempt_detail(a: Attempt, node_job: bool = False) -> dict[str, Any]:
+    """One finished attempt, as AWS's AttemptDetail (a node job's with its interface)."""
+    container: dict[str, Any] = {
+        "exitCode": a.exit_code, "reason": a.reason, "logStreamName": a.log_stream_name
+    }  # fmt: skip
+    if node_job and a.address:
+        container["networkInterfaces"] = network_interfaces(a)
     return _drop_none(
         {
-            "container": _drop_none(
-                {"exitCode": a.exit_code, "reason": a.reason, "logStreamName": a.log_stream_name}
-            ),
+            "container": _drop_none(container),
             "startedAt": a.started_at,
             "stoppedAt": a.stopped_at,
             "statusReason": a.status_reason,
@@ -202,8 +216,11 @@ def ce_detail(ce: ComputeEnvironment, nodes: list[Node]) -> dict[str, Any]:
         "computeEnvironmentArn": ce.arn,
         "type": ce.type,
         "state": ce.state.value,
-        "status": "VALID",
-        "statusReason": ce.status_reason or "ComputeEnvironment Healthy",
+        "status": ce.status.value,
+        "statusReason": ce.status_reason
+        or {"CREATING": "Creating", "UPDATING": "Updating", "DELETING": "Deleting"}.get(
+            ce.status.value, "ComputeEnvironment Healthy"
+        ),
         "tags": ce.doc.get("tags") or {},
         "mnp": {
             "provider": ce.provider,
@@ -214,11 +231,20 @@ def ce_detail(ce: ComputeEnvironment, nodes: list[Node]) -> dict[str, Any]:
             "firstAddress": ce.first_address,
             **({"sharedFilesystem": ce.shared_filesystem} if ce.shared_filesystem else {}),
             "activeNodes": sum(1 for n in nodes if n.status.value == "ACTIVE"),
+            "minNodes": ce.min_nodes,
+            "desiredNodes": ce.desired_nodes,
         },
     }
     for key in ("computeResources", "serviceRole", "unmanagedvCpus"):
         if ce.doc.get(key) is not None:
             out[key] = ce.doc[key]
+    given = ce.doc.get("computeResources")
+    if isinstance(given, dict) and ce.type == "MANAGED":  # kept current, as AWS does
+        desired = ce.desired_nodes * int(ce.node_resources.vcpus)
+        most = given.get("maxvCpus")
+        if isinstance(most, int) and not isinstance(most, bool):
+            desired = min(desired, most)
+        out["computeResources"] = {**given, "desiredvCpus": desired}
     return out
 
 

@@ -1,3 +1,4 @@
+# ~415 lines: queues and compute environments, which are created and checked against each other.
 """Job queues and compute environments (create, update, delete, describe), and queue snapshots.
 
 Part of :class:`mnp.service.core.Service` (see there for the contract every operation keeps).
@@ -31,6 +32,7 @@ from mnp.service.render import ce_detail, queue_detail
 from mnp.service.requests import ByName, Described
 from mnp.spec.arns import job_arn, name_from_arn
 from mnp.spec.environments import (
+    CEStatus,
     ComputeEnvironment,
     ComputeEnvironmentType,
     JobQueue,
@@ -164,8 +166,11 @@ class ResourceOps:
 
     # --- compute environments -------------------------------------------------------------------
     def create_compute_environment(self, req: CreateComputeEnvironment) -> JSON:
-        """A new environment; without an ``mnp`` block, local nodes sized from
-        ``computeResources`` (see :meth:`_local_settings`)."""
+        """A new environment (CREATING until the scheduler's next tick takes it in). With an
+        ``mnp`` block, a fixed number of nodes, there from the start; AWS-shaped (no ``mnp``
+        block, ``computeResources`` given), elastic: between ``minvCpus`` and ``maxvCpus``
+        from demand, starting at ``desiredvCpus`` (:meth:`_local_settings`, :func:`_bounds`).
+        Bounds that cannot hold are refused naming the field, before anything is made."""
         if req.computeEnvironmentName in self.ctx.s.ces:
             raise Conflict(f"compute environment {req.computeEnvironmentName!r} already exists")
         if len(self.ctx.s.ces) >= MAX_COMPUTE_ENVIRONMENTS:
@@ -188,6 +193,12 @@ class ResourceOps:
             if m.sharedFilesystem
             else None,
         )
+        if ce.type == ComputeEnvironmentType.MANAGED:
+            elastic = "mnp" not in req.model_fields_set and req.computeResources is not None
+            if elastic:  # an AWS-shaped request: scaled from demand within its vCPUs
+                self._set_bounds(ce, req.computeResources or {}, req.computeResources or {})
+            else:  # mnp's own block (or none): a fixed size, there from the start
+                ce.min_nodes = ce.desired_nodes = ce.node_count
         with self.ctx.s.store.transaction():
             self.ctx.s.store.save_ce(ce)
         self.ctx.s.ces[ce.name] = ce
@@ -195,7 +206,18 @@ class ResourceOps:
         return {"computeEnvironmentName": ce.name, "computeEnvironmentArn": ce.arn}
 
     def update_compute_environment(self, req: UpdateComputeEnvironment) -> JSON:
+        """Apply an update (UPDATING until the next tick): ``minvCpus``/``maxvCpus``/
+        ``desiredvCpus`` of an elastic environment as AWS does (checked first against the
+        stored ones; a lower maximum stops idle nodes beyond it now and drains busy ones),
+        ``mnp.nodes`` sets a fixed size."""
         ce = self.ctx.ce(req.computeEnvironment)
+        given = req.computeResources or {}
+        merged = {**(ce.doc.get("computeResources") or {}), **given}
+        vcpu_keys = ("minvCpus", "maxvCpus", "desiredvCpus")
+        scaled = ce.type == ComputeEnvironmentType.MANAGED and any(k in given for k in vcpu_keys)
+        fixed = req.mnp is not None and req.mnp.nodes is not None
+        # checked before anything changes: nothing accepted may fail later
+        bounds = _bounds(merged, given, ce.node_resources.vcpus) if scaled and not fixed else None
         if req.state is not None:
             ce.state = State(req.state)
         for key in ("serviceRole", "unmanagedvCpus", "updatePolicy", "context"):
@@ -209,13 +231,13 @@ class ResourceOps:
             }
         if req.mnp is not None and req.mnp.nodes is not None:
             self.resize(ce, req.mnp.nodes)
-        elif (
-            ce.type == ComputeEnvironmentType.MANAGED
-            and (req.computeResources or {}).get("maxvCpus") is not None
-        ):
-            max_vcpus = int((req.computeResources or {})["maxvCpus"])
-            per_node = max(1, int(ce.node_resources.vcpus))
-            self.resize(ce, min(64, math.ceil(max_vcpus / per_node)))
+        elif bounds is not None:
+            ce.min_nodes, ce.node_count, desired = bounds
+            low = max(ce.min_nodes, min(ce.node_count, ce.desired_nodes))
+            ce.desired_nodes = desired if desired is not None else low
+            self._stop_idle_beyond(ce)
+        if ce.status in (CEStatus.VALID, CEStatus.INVALID):  # CREATING: taken in as created
+            ce.move(CEStatus.UPDATING, ce.status_reason)
         with self.ctx.s.store.transaction():
             self.ctx.s.store.save_ce(ce)
         self.ctx.s.on_wake()
@@ -223,8 +245,9 @@ class ResourceOps:
 
     def _local_settings(self, req: CreateComputeEnvironment) -> LocalProviderSettings:
         """Local nodes for an AWS-shaped request (no ``mnp`` block): nodes of the embedded
-        default's shape, as many as ``computeResources.maxvCpus`` needs (at most 64), at
-        addresses no other environment uses (:mod:`mnp.service.addresses`)."""
+        default's shape, at most as many as ``computeResources.maxvCpus`` needs (at most 64;
+        how many run is scaled from demand, :func:`_bounds`), at addresses no other
+        environment uses (:mod:`mnp.service.addresses`)."""
         local = self.ctx.s.config.local
         shape = LocalProviderSettings()
         vcpus = local.vcpus if local else shape.vcpus
@@ -245,17 +268,28 @@ class ResourceOps:
         )
 
     def resize(self, ce: ComputeEnvironment, count: int) -> None:
-        """Set the environment's node count; stop the idlest live nodes beyond it."""
-        ce.node_count = count
+        """A fixed size: ``count`` nodes, no more, no fewer (min = max = desired)."""
+        ce.node_count = ce.min_nodes = ce.desired_nodes = count
+        self._stop_idle_beyond(ce)
+
+    def _set_bounds(self, ce: ComputeEnvironment, merged: JSON, given: JSON) -> None:
+        ce.min_nodes, ce.node_count, desired = _bounds(merged, given, ce.node_resources.vcpus)
+        ce.desired_nodes = desired if desired is not None else ce.min_nodes
+
+    def _stop_idle_beyond(self, ce: ComputeEnvironment) -> None:
+        """Stop at once the idle live nodes beyond the environment's most (the highest slots
+        first); busy ones beyond it are drained by the scheduler and stop when their work
+        ends (:mod:`mnp.scheduler.scaling`)."""
         live = [
             n
             for n in self.ctx.s.nodes.values()
             if n.compute_environment == ce.name
             and n.status in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING)
         ]
-        extra = len(live) - count
-        if extra > 0:
-            idle = sorted(live, key=lambda n: (len(self.ctx.s.node_rt[n.node_id].running), -n.slot))
+        extra = len(live) - ce.node_count
+        idle = [n for n in live if not self.ctx.s.node_rt[n.node_id].running]
+        idle.sort(key=lambda n: -n.slot)
+        if extra > 0 and idle:
             self.ctx.rt.stop_nodes(idle[:extra], "removed when the compute environment shrank")
 
     def delete_compute_environment(self, req: ByName) -> JSON:
@@ -273,6 +307,7 @@ class ResourceOps:
             )
         if errors:
             raise InvalidInput(errors)
+        ce.move(CEStatus.DELETING, None)
         self.ctx.rt.stop_nodes(
             [n for n in self.ctx.s.nodes.values() if n.compute_environment == ce.name],
             "removed with its compute environment",
@@ -333,6 +368,46 @@ class ResourceOps:
             "frontOfQueue": {"jobs": front, "lastUpdatedAt": now},
             "queueUtilization": utilization,
         }
+
+
+MAX_LOCAL_NODES = 64
+"""The most nodes one environment may have (its block of addresses)."""
+
+
+def _bounds(merged: JSON, given: JSON, per_node: float) -> tuple[int, int, int | None]:
+    """(min, max, desired) nodes of an elastic environment from ``computeResources``
+    (``merged``: stored and updated; ``given``: this request's); desired is None when the
+    request gives none. Raises InvalidInput naming each field and its rule."""
+    errors = []
+    values: dict[str, int] = {}
+    for key in ("minvCpus", "maxvCpus", "desiredvCpus"):
+        v = merged.get(key)
+        if v is None:
+            continue
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            errors.append(FieldError(f"computeResources.{key}", "must be an integer >= 0"))
+        else:
+            values[key] = v
+    low, high = values.get("minvCpus", 0), values.get("maxvCpus")
+    if high is not None and low > high:
+        errors.append(
+            FieldError("computeResources.minvCpus", f"must be <= maxvCpus ({high}), got {low}")
+        )
+    want = values.get("desiredvCpus") if "desiredvCpus" in given else None
+    if want is not None and not low <= want <= (high if high is not None else want):
+        errors.append(
+            FieldError(
+                "computeResources.desiredvCpus",
+                f"must be between minvCpus ({low}) and maxvCpus ({high}), got {want}",
+            )
+        )
+    if errors:
+        raise InvalidInput(errors)
+    unit = max(1.0, per_node)
+    most = MAX_LOCAL_NODES if high is None else min(MAX_LOCAL_NODES, math.ceil(high / unit))
+    least = min(most, math.ceil(low / unit))
+    desired = None if want is None else max(least, min(most, math.ceil(want / unit)))
+    return least, most, desired
 
 
 def _runnable_since(job: Job) -> int:

@@ -237,6 +237,36 @@ class Host:
         return cls(**{**d, "status": HostStatus(d["status"])})
 
 
+class CEStatus(enum.StrEnum):
+    """Where a compute environment stands (AWS's ``status``; :data:`CE_TRANSITIONS`)."""
+
+    CREATING = "CREATING"
+    """Just created; the scheduler has not looked at it yet."""
+    UPDATING = "UPDATING"
+    """Just updated; the scheduler has not applied the change yet."""
+    DELETING = "DELETING"
+    """Its nodes are being stopped before the record goes."""
+    VALID = "VALID"
+    """Healthy: its nodes can be launched."""
+    INVALID = "INVALID"
+    """Launches failed repeatedly (``status_reason`` carries the provider's error); they are
+    still tried, with a growing backoff, and the first success makes it VALID again."""
+
+
+CE_TRANSITIONS: dict[CEStatus, frozenset[CEStatus]] = {
+    # the first tick after a create: VALID; deleted before that: DELETING
+    CEStatus.CREATING: frozenset({CEStatus.VALID, CEStatus.INVALID, CEStatus.DELETING}),
+    # the first tick after an update: back to VALID (or INVALID if launches still fail)
+    CEStatus.UPDATING: frozenset({CEStatus.VALID, CEStatus.INVALID, CEStatus.DELETING}),
+    # launches failing repeatedly → INVALID; an update → UPDATING; delete → DELETING
+    CEStatus.VALID: frozenset({CEStatus.INVALID, CEStatus.UPDATING, CEStatus.DELETING}),
+    # a launch succeeded → VALID; an update → UPDATING; delete → DELETING
+    CEStatus.INVALID: frozenset({CEStatus.VALID, CEStatus.UPDATING, CEStatus.DELETING}),
+    # deletion ends in the record being dropped
+    CEStatus.DELETING: frozenset(),
+}
+
+
 @dataclass(slots=True)
 class ComputeEnvironment:
     name: str
@@ -245,6 +275,7 @@ class ComputeEnvironment:
     provider: str
     """Which provider brings nodes up: ``local`` (more in later versions)."""
     node_count: int
+    """The most nodes it may have (``maxvCpus`` in nodes); an UNMANAGED one: 0."""
     node_resources: Resources
     created_at: int
     doc: dict[str, Any] = field(default_factory=dict)
@@ -257,10 +288,27 @@ class ComputeEnvironment:
     """An UNMANAGED environment's own machines, reached over SSH (``addHost``)."""
     status_reason: str | None = None
     """Why the environment is not healthy (its hosts' failures, named); None: healthy."""
+    min_nodes: int = 0
+    """The fewest nodes a MANAGED environment keeps (``minvCpus`` in nodes), idle or not."""
+    desired_nodes: int = 0
+    """How many nodes it aims at now, between ``min_nodes`` and ``node_count``: raised by
+    RUNNABLE demand, lowered as idle nodes are scaled in, set by an update's ``desiredvCpus``."""
+    status: CEStatus = CEStatus.CREATING
+    launch_failures: int = 0
+    """Launches failed in a row (the backoff grows with it; INVALID past a few)."""
+    next_launch_ms: int = 0
+    """No launch before this (the backoff after a failure)."""
 
     @property
     def arn(self) -> str:
         return ce_arn(self.name)
+
+    def move(self, target: CEStatus, reason: str | None = None) -> None:
+        """The one way the status changes; raises :class:`IllegalCETransition`."""
+        if target != self.status and target not in CE_TRANSITIONS[self.status]:
+            raise IllegalCETransition(f"compute environment {self.name}: {self.status} -> {target}")
+        self.status = target
+        self.status_reason = reason
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -279,6 +327,11 @@ class ComputeEnvironment:
             "shared_filesystem": self.shared_filesystem,
             "hosts": [h.to_doc() for h in self.hosts],
             "status_reason": self.status_reason,
+            "min_nodes": self.min_nodes,
+            "desired_nodes": self.desired_nodes,
+            "status": self.status.value,
+            "launch_failures": self.launch_failures,
+            "next_launch_ms": self.next_launch_ms,
         }
 
     @classmethod
@@ -297,7 +350,17 @@ class ComputeEnvironment:
             shared_filesystem=d.get("shared_filesystem"),
             hosts=[Host.from_doc(h) for h in d.get("hosts") or []],
             status_reason=d.get("status_reason"),
+            # an older record's environment was a fixed size: min = desired = its count
+            min_nodes=d.get("min_nodes", d["node_count"]),
+            desired_nodes=d.get("desired_nodes", d["node_count"]),
+            status=CEStatus(d.get("status", "VALID")),
+            launch_failures=d.get("launch_failures", 0),
+            next_launch_ms=d.get("next_launch_ms", 0),
         )
+
+
+class IllegalCETransition(ValueError):
+    """A compute environment status change :data:`CE_TRANSITIONS` does not allow."""
 
 
 @dataclass(slots=True)

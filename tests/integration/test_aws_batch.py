@@ -235,8 +235,14 @@ def test_environments_queues_policies_snapshot_and_tags(cluster: Cluster, b: Any
         tags={"team": "a"},
     )
     assert ce["computeEnvironmentArn"].endswith(":compute-environment/extra")
-    detail = b.describe_compute_environments(computeEnvironments=[ce["computeEnvironmentArn"]])
-    [env] = detail["computeEnvironments"]
+
+    def taken_in() -> dict[str, Any] | None:  # CREATING until the scheduler takes it in
+        detail = b.describe_compute_environments(computeEnvironments=[ce["computeEnvironmentArn"]])
+        [env] = detail["computeEnvironments"]
+        assert env["status"] in ("CREATING", "VALID")
+        return env if env["status"] == "VALID" else None
+
+    env = wait_for("the environment to be VALID", taken_in)
     assert (env["type"], env["state"], env["status"]) == ("MANAGED", "ENABLED", "VALID")
     assert env["computeResources"]["maxvCpus"] == 2 and env["tags"] == {"team": "a"}
     b.update_compute_environment(computeEnvironment="extra", state="DISABLED")

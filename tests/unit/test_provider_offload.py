@@ -1,20 +1,21 @@
 """A provider's stop that blocks (the local provider waits out a grace period) runs off the
-head's event loop: the loop keeps answering polls meanwhile, and the provider works on copies
-of the node records."""
+head's event loop: the loop keeps answering polls meanwhile, and the provider is given node
+ids, never the scheduler's records."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from mnp.providers import Instance, LaunchOutcome, LaunchRequest
 from mnp.scheduler.fleet import in_thread
-from mnp.spec.environments import Node, NodeStatus
+from mnp.spec.environments import NodeStatus
 from mnp.spec.protocol import Register
 from tests.unit.helpers_core import Head
 
@@ -27,20 +28,20 @@ class BlockingProvider:
 
     def __init__(self) -> None:
         self.release = threading.Event()
-        self.stopped: list[Node] = []
+        self.stopped: list[str] = []
         self.done = threading.Event()
         self.thread: str | None = None
 
-    def launch(self, node: Node) -> int | None:
-        return None
+    def launch(self, requests: Sequence[LaunchRequest]) -> list[LaunchOutcome]:
+        return [LaunchOutcome(r.request_id) for r in requests]
 
-    def is_alive(self, node: Node) -> bool:
-        return True
+    def list(self) -> list[Instance]:
+        return []
 
-    def stop(self, nodes: list[Node], grace_seconds: float) -> None:
+    def terminate(self, ids: Sequence[str], grace_seconds: float) -> None:
         self.thread = threading.current_thread().name
         self.release.wait(BLOCK_SECONDS)
-        self.stopped.extend(nodes)
+        self.stopped.extend(ids)
         self.done.set()
 
 
@@ -57,7 +58,7 @@ def _managed_with_two_nodes(head: Head, fake: BlockingProvider) -> list[str]:
         {
             "computeEnvironmentName": "aws",
             "type": "MANAGED",
-            "computeResources": {"type": "EC2", "maxvCpus": 8, "subnets": []},
+            "computeResources": {"type": "EC2", "maxvCpus": 8, "desiredvCpus": 8, "subnets": []},
         }
     )
     head.ticks(1)  # launches its two nodes through the fake
@@ -96,6 +97,4 @@ def test_a_blocking_provider_stop_does_not_delay_a_poll(head: Head) -> None:
         executor.shutdown(wait=True)
     assert fake.thread is not None and fake.thread.startswith("test-provider")
     (stopped,) = fake.stopped
-    record = head.state.nodes[stopped.node_id]
-    assert record.status == NodeStatus.STOPPED
-    assert stopped is not record  # the provider got a copy, not the scheduler's record
+    assert head.state.nodes[stopped].status == NodeStatus.STOPPED
