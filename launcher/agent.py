@@ -42,6 +42,7 @@ from launcher.attempt import NODE_ROOT_ENV, make_private_dir, now_ms
 from launcher.attempts import Attempts
 from launcher.http import HttpError, JsonHttp, Reply
 from launcher.lease import Lease
+from launcher.netns import node_cpus
 from mnp.spec.protocol import (
     JOIN_TOKEN_ENV,
     JOIN_TOKEN_HEADER,
@@ -93,6 +94,8 @@ class Agent:
             self._emit,
         )
         self._attempts.netns = options.netns
+        if options.netns is not None:  # a node of its own: its processes on its vCPUs' share
+            self._attempts.cpus = node_cpus(options.address, options.vcpus)
         self._outbox: list[tuple[int, Event]] = []  # (the session it was emitted in, event)
         self._epoch = 0  # the current session: ``sessionEpoch`` of the last register reply
         self._lease = Lease()

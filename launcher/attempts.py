@@ -22,15 +22,18 @@ from typing import TYPE_CHECKING
 
 from launcher.accounts import Account, AccountError, account_for, impassable
 from launcher.attempt import (
+    PRIVATE_DIR_MODE,
     START_FAILED_PREFIX,
     EventSink,
     attempt_dir_for,
     make_attempt_dir,
+    make_private_dir,
     now_ms,
 )
 from launcher.container import ContainerAttempt, in_container
 from launcher.engine import CONTAINER_WIRING, Engine, EngineError, container_name
 from launcher.gangfiles import prepare, wiring_dir
+from launcher.netns import View, tmp_dirs_named
 from launcher.process import AttemptProcess
 from mnp.spec.containers import Mount
 from mnp.spec.protocol import Assignment, Event
@@ -46,6 +49,9 @@ FINISHED_MEMORY = 100_000
 """How many finished attempt ids are remembered to ignore repeated assignments."""
 RECONCILE_SECONDS = 10.0
 """How long a starting agent waits for the Docker engine to list its leftover containers."""
+
+PRIVATE_TMP = ".mnp-tmp"
+"""An attempt's own ``/tmp`` on a node with a namespace, inside its directory."""
 
 RunningAttempt = AttemptProcess | ContainerAttempt
 """An attempt the agent runs: a plain process, or a Docker container when it names an image."""
@@ -69,6 +75,9 @@ class Attempts:
         self.netns: str | None = None
         """The node's network namespace, where its processes run (containers keep the
         machine's network); None: the machine's."""
+        self.cpus: tuple[int, ...] = ()
+        """The node's share of the machine's CPUs (:func:`launcher.netns.node_cpus`), which
+        its attempts' processes are bound to on a node with a namespace; empty: all."""
         self._root = root
         self._node_id = node_id
         self._address = address
@@ -144,9 +153,15 @@ class Attempts:
             )
             self._sink(Event(aid, "start_failed", now_ms(), reason=reason))
             return
+        try:
+            view = self._view(assignment, account)
+        except OSError as exc:
+            reason = f"{START_FAILED_PREFIX}: private /tmp: {exc}"
+            self._sink(Event(aid, "start_failed", now_ms(), reason=reason))
+            return
         if assignment.wiring is not None:
             try:
-                assignment = self._wire(assignment, account)
+                assignment = self._wire(assignment, account, view)
             except (OSError, ValueError) as exc:
                 reason = f"{START_FAILED_PREFIX}: wiring: {exc}"
                 self._sink(Event(aid, "start_failed", now_ms(), reason=reason))
@@ -159,7 +174,7 @@ class Attempts:
         else:
             proc = AttemptProcess(
                 assignment, self._root, self._sink, env=self._env, account=account,
-                netns=self.netns,
+                netns=self.netns, view=view,
             )  # fmt: skip
         self._running[aid] = proc  # before start(): a start_failed event removes it
         proc.start()
@@ -197,6 +212,7 @@ class Attempts:
             if proc.assignment.wiring is not None:
                 # the job's private key, ssh_config and hostfiles go with the attempt
                 shutil.rmtree(wiring_dir(attempt_dir), ignore_errors=True)
+            shutil.rmtree(attempt_dir / PRIVATE_TMP, ignore_errors=True)  # its /tmp, too
             tidy(attempt_dir)
         self._finished[attempt_id] = None
         if len(self._finished) > FINISHED_MEMORY:
@@ -237,9 +253,31 @@ class Attempts:
         if self._engine is not None:
             self._engine.close()
 
-    def _wire(self, assignment: Assignment, account: Account | None) -> Assignment:
+    def _view(self, assignment: Assignment, account: Account | None) -> View | None:
+        """On a node with a namespace, a process attempt's own view of the node: its private
+        ``/tmp`` (made here, ``account``'s), the nodes' roots and its workdir kept reachable,
+        its gang's ``ssh_config`` as the system one, the node's CPUs. None elsewhere (loopback
+        nodes share the machine's ``/tmp``) and for containers (they have their own)."""
+        if self.netns is None or assignment.container is not None:
+            return None
+        attempt_dir = make_attempt_dir(assignment, self._root, account)
+        tmp = make_private_dir(attempt_dir / PRIVATE_TMP)
+        if account is not None:
+            account.give(tmp, PRIVATE_DIR_MODE)
+        # the folder of every local node's root: MPI's daemons here start in the main node's
+        # working directory, which lies in another node's root (one machine, one filesystem)
+        keep = (str(self._root.parent), *named_tmp_dirs(assignment))
+        wiring = assignment.wiring
+        ssh_config = None
+        if wiring is not None and "ssh_config" in wiring.files:
+            ssh_config = str(wiring_dir(attempt_dir) / "ssh_config")
+        return View(str(tmp), keep, ssh_config, self.cpus)
+
+    def _wire(
+        self, assignment: Assignment, account: Account | None, view: View | None = None
+    ) -> Assignment:
         """Lay out an MNP attempt's files and let its key in over SSH (for this attempt only;
-        its sessions run as ``account``, like the attempt)."""
+        its sessions run as ``account``, like the attempt, and see the node as ``view``)."""
         # the wiring lives in the agent's own attempt directory, never in the job's working
         # directory (other jobs may share it); a container sees it mounted at CONTAINER_WIRING
         attempt_dir = make_attempt_dir(assignment, self._root, account)
@@ -266,8 +304,16 @@ class Attempts:
                 if wired.container is not None
                 else None,
                 account=account,
+                view=view,
             )
         return wired
+
+
+def named_tmp_dirs(assignment: Assignment) -> tuple[str, ...]:
+    """The directories under the machine's ``/tmp`` an attempt names: its workdir, and those
+    :func:`launcher.netns.tmp_dirs_named` finds in its command, environment and script."""
+    texts = [*assignment.command, *assignment.environment.values(), assignment.script or ""]
+    return tmp_dirs_named([assignment.workdir or "", *texts])
 
 
 def _private_tmp(wiring: Path, account: Account) -> dict[str, str]:

@@ -8,7 +8,9 @@ loopback — and puts into the node's namespace only what runs *on* the node:
   into the node's namespace just for the ``socket()`` call and back;
 - processes (every attempt's, every SSH session's shell): :func:`exec_prefix` is the argv
   prefix ``ip netns exec <namespace>`` which also bind-mounts the node's
-  ``/etc/netns/<namespace>/hosts`` over ``/etc/hosts``, so the other nodes' names resolve.
+  ``/etc/netns/<namespace>/hosts`` over ``/etc/hosts``, so the other nodes' names resolve;
+  then, with a :class:`View`, :mod:`launcher.mountns` gives the attempt (and its gang's SSH
+  sessions) a private ``/tmp``, the gang's ``ssh_config`` and the node's share of the CPUs.
 
 Python 3.11 has no ``os.setns``; libc's ``setns(2)`` is called through :mod:`ctypes`. Only the
 calling thread moves, and it moves back before :func:`socket_in` returns (also on error).
@@ -22,11 +24,15 @@ import os
 import re
 import shutil
 import socket
+import sys
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from launcher import mountns
 from launcher.accounts import SWITCHED_UMASK, Account
 
 NETNS_DIR = Path("/run/netns")
@@ -94,11 +100,64 @@ def exec_prefix(name: str | None) -> list[str]:
     return [shutil.which("ip") or "ip", "netns", "exec", name]
 
 
+@dataclass(frozen=True, slots=True)
+class View:
+    """What one attempt's processes (and its gang's SSH sessions here) see of the node, on a
+    node with a namespace of its own: see :mod:`launcher.mountns`."""
+
+    tmp: str
+    """The attempt's directory seen as ``/tmp``."""
+    keep: tuple[str, ...] = ()
+    """Paths under the machine's ``/tmp`` that stay reachable (the node's root, a workdir)."""
+    ssh_config: str | None = None
+    """The gang's ``ssh_config``, seen as ``/etc/ssh/ssh_config``."""
+    cpus: tuple[int, ...] = ()
+    """The node's share of the machine's CPUs (the processes' affinity; empty: all)."""
+
+
+TMP_PATH = re.compile(r"/tmp/[^\s'\"`;:|&<>()$*?]+")
+MAX_KEPT = 16
+
+
+def tmp_dirs_named(texts: Sequence[str]) -> tuple[str, ...]:
+    """The directories under the machine's ``/tmp`` that ``texts`` name (for each ``/tmp/…``
+    path, the deepest directory of it that exists), at most :data:`MAX_KEPT`. They stay
+    reachable behind an attempt's private ``/tmp`` (:class:`View`), so a job, or an MPI
+    daemon, handed a path there (a test's, a user's scratch) still finds it."""
+    found: dict[str, None] = {}
+    for text in texts:
+        for match in TMP_PATH.findall(text):
+            path = Path(match)
+            while not path.is_dir() and path != path.parent:
+                path = path.parent
+            if str(path) not in ("/", "/tmp"):
+                found[str(path)] = None
+    return tuple(found)[:MAX_KEPT]
+
+
+def node_cpus(address: str, vcpus: int, machine: Sequence[int] | None = None) -> tuple[int, ...]:
+    """The node's share of the CPUs its agent may use: ``min(vcpus, len(machine))`` of them,
+    starting at a place taken from the node's address, so consecutive nodes spread over the
+    machine (several nodes share a CPU when their vCPUs add up to more than it has). ``nproc``
+    in a job answers this count: the node's vCPUs, never more than the machine's CPUs."""
+    cpus = sorted(machine if machine is not None else os.sched_getaffinity(0))
+    if not cpus:
+        return ()
+    last = address.rsplit(".", 1)[-1]
+    start = int(last) if last.isdigit() else zlib.crc32(address.encode())
+    count = max(1, min(vcpus, len(cpus)))
+    return tuple(sorted(cpus[(start + k) % len(cpus)] for k in range(count)))
+
+
 def spawn_args(
-    argv: Sequence[str], name: str | None, account: Account | None
+    argv: Sequence[str], name: str | None, account: Account | None, view: View | None = None
 ) -> tuple[list[str], dict[str, Any]]:
     """The argv and extra ``subprocess.Popen`` arguments that run ``argv`` on the node (in
     namespace ``name``, if any) as ``account`` (None: as the agent).
+
+    With a namespace and ``view``, the command sees the attempt's view of the node (private
+    ``/tmp``, the gang's ``ssh_config``, the node's CPUs: :mod:`launcher.mountns`, run as
+    root right after ``ip netns exec``); ``view`` is ignored without a namespace.
 
     Entering a namespace needs the agent's root, so with both a namespace and an account
     the ids are switched after it, by ``setpriv`` (util-linux) between ``ip netns exec``
@@ -108,6 +167,9 @@ def spawn_args(
     if name is None:
         return list(argv), account.popen_kwargs() if account is not None else {}
     prefix = exec_prefix(name)
+    if view is not None:
+        # ends with "--": the rest of the argv (setpriv, the command) follows
+        prefix += mountns.argv(sys.executable, [], view.tmp, view.keep, view.ssh_config, view.cpus)
     if account is None:
         return [*prefix, *argv], {}
     groups = ",".join(str(g) for g in account.groups)

@@ -38,7 +38,7 @@ from launcher.attempt import (
     write_script,
 )
 from launcher.logs import STREAMS, TICK_MAX_CHUNKS, LogTail
-from launcher.netns import spawn_args
+from launcher.netns import View, spawn_args
 from launcher.pgroups import signal_group
 from launcher.stopping import Stopping
 from mnp.spec.protocol import Assignment, EventKind
@@ -63,10 +63,12 @@ class AttemptProcess:
         account: Account | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
         netns: str | None = None,
+        view: View | None = None,
     ) -> None:
         """``env`` is the base environment; ``assignment.environment`` is laid over it.
 
-        ``netns``: run in that network namespace of the node's (:func:`launcher.netns.spawn_args`).
+        ``netns``: run in that network namespace of the node's (:func:`launcher.netns.spawn_args`),
+        seeing the node as ``view`` has it (private ``/tmp``, ``ssh_config``, CPUs).
 
         ``account`` (see :func:`launcher.accounts.account_for`): run as that account, with
         its ``HOME``/``USER``/``LOGNAME``, groups and umask 077; the attempt's directory,
@@ -76,6 +78,7 @@ class AttemptProcess:
         self.assignment = assignment
         self.account = account
         self.netns = netns
+        self.view = view
         self.attempt_id = assignment.attempt_id
         self.workdir = workdir_for(assignment, root)
         """Where the command starts."""
@@ -121,7 +124,7 @@ class AttemptProcess:
             if user is None:  # a switched job's own workdir must exist: root makes none
                 self.workdir.mkdir(parents=True, exist_ok=True)
             fds = open_outputs(a, self.attempt_dir, user)
-            command, switch = spawn_args(self._command(), self.netns, user)
+            command, switch = spawn_args(self._command(), self.netns, user, self.view)
             env = {**self._env, **(user.environment() if user else {}), **a.environment}
             env[NODE_ROOT_ENV] = str(self._root)
             if a.script is not None:  # a batch script's srun lines start the job's tasks

@@ -1,4 +1,4 @@
-# ~425 lines: one SSH server, its scopes (a gang each), its sessions and their process groups.
+# ~445 lines: one SSH server, its scopes (a gang each), its sessions and their process groups.
 """The node's embedded SSH server: how ``mpirun``/``mpiexec`` on a job's main node reach it.
 
 One :class:`NodeSshServer` per node agent (asyncssh, on the agent's event loop). It accepts
@@ -28,14 +28,14 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import asyncssh
 
 from launcher.accounts import Account
-from launcher.netns import socket_in, spawn_args
+from launcher.netns import View, socket_in, spawn_args, tmp_dirs_named
 from launcher.pgroups import group_alive, signal_group
 from launcher.sshsession import Child, Session, serve
 
@@ -67,6 +67,8 @@ class _Scope:
     account: Account | None = None
     """Sessions run as this account (same ids, groups, HOME as the attempt); None: the
     agent's."""
+    view: View | None = None
+    """The attempt's view of the node (its ``/tmp``…), which its sessions share."""
 
 
 class NodeSshServer:
@@ -163,6 +165,7 @@ class NodeSshServer:
         environment: Mapping[str, str],
         container: str | None = None,
         account: Account | None = None,
+        view: View | None = None,
     ) -> None:
         """Accept clients presenting ``public_key`` (an OpenSSH public key line) for ``scope``.
 
@@ -171,17 +174,23 @@ class NodeSshServer:
         with the container's own environment plus what the client sent (the node's paths mean
         nothing there). Authorizing a scope again replaces its key, environment and container
         for new sessions. With ``account`` each session's shell runs as that account (its
-        ids, groups, ``HOME``/``USER``/``LOGNAME``, umask 077), starting in its home. Raises
+        ids, groups, ``HOME``/``USER``/``LOGNAME``, umask 077), starting in its home. With
+        ``view`` (on a node with a namespace) each session sees the attempt's ``/tmp``,
+        ``ssh_config`` and CPUs, as the attempt's own processes do. Raises
         :class:`asyncssh.KeyImportError` for a malformed key.
         """
         key = asyncssh.import_public_key(public_key)
         existing = self._scopes.get(scope)
         if existing is not None:
             existing.key, existing.environment = key, dict(environment)
-            existing.container, existing.account = container, account
+            existing.container, existing.account, existing.view = container, account, view
         else:
             self._scopes[scope] = _Scope(
-                key=key, environment=dict(environment), container=container, account=account
+                key=key,
+                environment=dict(environment),
+                container=container,
+                account=account,
+                view=view,
             )
 
     def revoke(self, scope: str) -> None:
@@ -316,7 +325,8 @@ class NodeSshServer:
         # docker client itself must stay the agent's, which alone may reach the engine
         user = scope.account if scope.container is None else None
         try:
-            argv, switch = spawn_args(argv, None if scope.container else self._netns, user)
+            netns = None if scope.container else self._netns
+            argv, switch = spawn_args(argv, netns, user, _session_view(scope.view, command, env))
             # No preexec_fn, so Popen can vfork (unless it switches ids); own session so a
             # kill reaches the group.
             return subprocess.Popen(
@@ -357,6 +367,15 @@ class NodeSshServer:
     def _kill_group(self, pgid: int) -> None:
         self._kill_timers.pop(pgid, None)
         signal_group(pgid, signal.SIGKILL)
+
+
+def _session_view(view: View | None, command: str, env: Mapping[str, str]) -> View | None:
+    """The attempt's view for one session, also keeping the ``/tmp`` paths its command and
+    environment name (an MPI daemon's, which the main node's launcher chose)."""
+    if view is None:
+        return None
+    named = tmp_dirs_named([command, *env.values()])
+    return replace(view, keep=tuple(dict.fromkeys((*view.keep, *named))))
 
 
 class _Connection(asyncssh.SSHServer):

@@ -123,7 +123,8 @@ def main_first(items: list[T], main_index: int) -> list[T]:
 def wiring_files(
     gang: list[GangNode], slots: list[int], private_key: str, main_index: int
 ) -> dict[str, str]:
-    """The main node's wiring directory: key, ssh_config, known_hosts, hostfiles, wrapper."""
+    """Every node's wiring directory: key, ssh_config, known_hosts, hostfiles, wrapper (the
+    same on each node, so ``ssh <peer>`` works from any node of the gang to any other)."""
     ssh_nodes = [
         ssh.SshNode(g.alias, g.node.address, g.node.ssh_port or 22, g.node.ssh_host_key or "")
         for g in gang
@@ -168,7 +169,7 @@ def build_wiring(
 ) -> Wiring:
     return Wiring(
         authorized_key=public_key,
-        files=files if index == main_index else {},
+        files=files,
         ssh_environment=ssh_environment,
         hold=hold,
     )

@@ -2,7 +2,7 @@
 builders, golden-tested in ``tests/unit/test_sshwire.py``; the per-attempt key pair they
 name comes from :func:`mnp.scheduler.sshkeys.generate_job_key`).
 
-The head node builds these once per attempt and ships them to the main node in
+The head node builds these once per attempt and ships them to every node of the gang in
 :class:`mnp.spec.protocol.Wiring`; paths usually contain
 :data:`mnp.spec.protocol.WIRING_PLACEHOLDER`,
 which the agent replaces with the attempt's wiring directory.

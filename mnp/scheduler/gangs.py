@@ -120,7 +120,7 @@ class Gangs:
         self.s.on_node_work(node.node_id)
 
     def run(self, job: Job, attempt: Attempt, env: dict[str, str]) -> AttemptRun:
-        """What one node of the gang runs (the main node also gets the wiring files), for
+        """What one node of the gang runs (every node gets the wiring files), for
         :meth:`Scheduler.assignment`; ``env`` (the job's environment) gets the gang's
         variables added."""
         parent = self.s.active.get(job.parent_id or "") or self.s.job(job.parent_id or "")
@@ -136,11 +136,11 @@ class Gangs:
         command = list(job.container.command)
         is_main = index == spec.main_node
         hold = not command and not (is_main and parent.spec.extras.script is not None)
-        files: dict[str, str] = {}
         private, public = key
+        # every node gets the key, ssh_config and known_hosts: `ssh <peer>` works from any node
+        slots = [spec.tasks_per_node or int(g.node.capacity.vcpus) for g in gang]
+        files = wiring_files(gang, slots, private, spec.main_node)
         if is_main:
-            slots = [spec.tasks_per_node or int(g.node.capacity.vcpus) for g in gang]
-            files = wiring_files(gang, slots, private, spec.main_node)
             if parent.spec.extras.script is not None:
                 command = [SCRIPT_PLACEHOLDER, *command]
             command = main_command(parent, command)

@@ -223,11 +223,28 @@ def test_children_start_once_the_main_node_runs_and_hold_in_mpirun_mode(four: He
         assert a.timeout_seconds is None, "the timeout covers the whole job, on the main node"
         assert a.wiring is not None and main.wiring is not None
         assert a.wiring.hold is True
-        assert a.wiring.files == {}
+        # every node gets the gang's key, ssh_config and known_hosts (ssh from any node)
+        assert a.wiring.files == main.wiring.files
+        assert {"id_ed25519", "ssh_config", "known_hosts"} <= set(a.wiring.files)
         assert a.wiring.authorized_key == main.wiring.authorized_key
         assert a.environment["AWS_BATCH_JOB_NODE_INDEX"] == str(i)
         assert a.environment["AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"] == address(0)
         assert a.environment["MASTER_PORT"] == main.environment["MASTER_PORT"]
+
+
+def test_describe_shows_each_node_jobs_address_as_aws_does(four: Head) -> None:
+    h = four
+    job_id = h.submit(jobDefinition="mnp")
+    main_node, main = place(h, job_id)
+    h.started(main_node, main.attempt_id)
+    got = assignments(poll_all(h))
+    for i in range(4):
+        container = h.describe(f"{job_id}#{i}")["container"]
+        assert container["networkInterfaces"] == [
+            {"attachmentId": f"mnp-n{i}", "privateIpv4Address": address(i)}
+        ], container
+    assert "networkInterfaces" not in h.describe(job_id)["container"], "the parent has none"
+    assert len(got) == 3
 
 
 def test_every_node_mode_children_run_their_own_command(head: Head) -> None:

@@ -338,13 +338,13 @@ def test_wiring_files_refuse_a_node_without_a_host_key() -> None:
         wiring_files(gang, [1, 1], PRIVATE_KEY, 0)
 
 
-def test_build_wiring_gives_files_to_the_main_node_only() -> None:
+def test_build_wiring_gives_files_to_every_node() -> None:
     gang = gang_of(2)
     env = {"A": HOSTILE}
     main = build_wiring(gang, 0, 0, "ssh-ed25519 AAAA k", {"f": "x"}, env, hold=False)
     child = build_wiring(gang, 1, 0, "ssh-ed25519 AAAA k", {"f": "x"}, env, hold=True)
     assert (main.files, main.hold, main.authorized_key) == ({"f": "x"}, False, "ssh-ed25519 AAAA k")
-    assert (child.files, child.hold, child.ssh_environment) == ({}, True, {"A": HOSTILE})
+    assert (child.files, child.hold, child.ssh_environment) == ({"f": "x"}, True, {"A": HOSTILE})
 
 
 # --- main_command -----------------------------------------------------------------------------

@@ -1,0 +1,133 @@
+"""Run a command with the attempt's own view of the node: a private ``/tmp``, the gang's
+``ssh_config`` as the system one, and the node's share of the CPUs.
+
+Run as a script by its path (``python -I -S mountns.py …``, see :func:`argv`), between
+``ip netns exec`` and the command (before any switch of ids: mounting needs root). It imports
+the standard library only, so it starts in a few milliseconds and needs no ``PYTHONPATH``.
+
+What the command then sees, in a mount namespace of its own (made here, private, so nothing
+mounted leaks back to the machine):
+
+- ``/tmp`` is the attempt's directory ``--tmp`` (every process of the attempt, and every SSH
+  session of its gang on this node, binds the same directory, so they share one ``/tmp``);
+  paths under the machine's ``/tmp`` named by ``--keep`` (the node's root, the job's working
+  directory) stay reachable at their usual path, bound from the machine's ``/tmp``;
+- ``/etc/ssh/ssh_config`` is ``--ssh-config`` when given (a bare ``ssh <peer>`` then uses the
+  gang's key, known hosts and node names: OpenSSH reads the system file whatever ``HOME``);
+- its CPU affinity is ``--cpus`` (what ``nproc`` and ``os.sched_getaffinity`` answer).
+
+Every failure exits 126 with a line on stderr naming the step, before the command runs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from collections.abc import Sequence
+
+CLONE_NEWNS = 0x00020000
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+SYSTEM_SSH_CONFIG = "/etc/ssh/ssh_config"
+
+
+def argv(
+    python: str,
+    command: Sequence[str],
+    tmp: str,
+    keep: Sequence[str] = (),
+    ssh_config: str | None = None,
+    cpus: Sequence[int] = (),
+) -> list[str]:
+    """The argv that runs ``command`` through this script (see the module docstring)."""
+    out = [python, "-I", "-S", os.path.abspath(__file__), "--tmp", tmp]
+    for path in keep:
+        out += ["--keep", path]
+    if ssh_config is not None:
+        out += ["--ssh-config", ssh_config]
+    if cpus:
+        out += ["--cpus", ",".join(str(c) for c in cpus)]
+    return [*out, "--", *command]
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, step: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{step}: {os.strerror(err)}")
+
+
+def _mount(libc: ctypes.CDLL, source: str | None, target: str, flags: int, step: str) -> None:
+    src = source.encode() if source is not None else None
+    _check(libc.mount(src, target.encode(), None, flags, None), step)
+
+
+def enter(tmp: str, keep: Sequence[str], ssh_config: str | None) -> None:
+    """Make the calling process's mount namespace and lay out its view (module docstring)."""
+    libc = _libc()
+    _check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    _mount(libc, None, "/", MS_REC | MS_PRIVATE, "make / private")
+    cwd = os.getcwd()
+    # paths under the machine's /tmp, resolved before the bind hides them
+    kept = [os.path.relpath(os.path.realpath(p), "/tmp") for p in keep if os.path.isdir(p)]
+    machine_tmp = os.open("/tmp", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    config = None  # opened first: it may lie under the /tmp about to be covered
+    if ssh_config is not None and os.path.exists(SYSTEM_SSH_CONFIG):
+        config = os.open(ssh_config, os.O_PATH | os.O_CLOEXEC)
+    _mount(libc, tmp, "/tmp", MS_BIND, f"bind {tmp} on /tmp")
+    for rel in kept:
+        if rel == "." or rel.startswith(".."):
+            continue  # not under the machine's /tmp: the bind leaves it alone
+        target = os.path.join("/tmp", rel)
+        os.makedirs(target, mode=0o711, exist_ok=True)
+        # reached through the descriptor: the machine's /tmp is covered now
+        source = f"/proc/self/fd/{machine_tmp}/{rel}"
+        _mount(libc, source, target, MS_BIND | MS_REC, f"keep /tmp/{rel}")
+    os.close(machine_tmp)
+    if config is not None:
+        _mount(libc, f"/proc/self/fd/{config}", SYSTEM_SSH_CONFIG, MS_BIND, f"bind {ssh_config}")
+        os.close(config)
+    try:
+        os.chdir(cwd)  # the same path, now seen through the new view
+    except OSError:
+        os.chdir("/")
+
+
+def main(args: list[str]) -> int:
+    """``--tmp DIR [--keep PATH]… [--ssh-config FILE] [--cpus 0,1] -- command…``: exec it."""
+    if "--" not in args:
+        print("mountns: usage: --tmp DIR [--keep PATH]... -- command", file=sys.stderr)
+        return 126
+    split = args.index("--")
+    options, command = args[:split], args[split + 1 :]
+    tmp, keep, ssh_config, cpus = "", [], None, ""
+    pairs = zip(options[::2], options[1::2], strict=False)
+    for flag, value in pairs:
+        if flag == "--tmp":
+            tmp = value
+        elif flag == "--keep":
+            keep.append(value)
+        elif flag == "--ssh-config":
+            ssh_config = value
+        elif flag == "--cpus":
+            cpus = value
+    if not tmp or not command:
+        print("mountns: --tmp and a command are required", file=sys.stderr)
+        return 126
+    try:
+        enter(tmp, keep, ssh_config)
+        if cpus:
+            os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
+        os.execvp(command[0], command)
+    except OSError as exc:
+        print(f"mountns: {exc}", file=sys.stderr)
+        return 126 if not isinstance(exc, FileNotFoundError) else 127
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
