@@ -95,7 +95,7 @@ def run(folder: Path, commits: int, sizes: tuple[int, ...], rounds: int) -> JSON
                 p99s[setting].append(lat[int(len(lat) * 0.99) - 1] * 1000)
                 worst[setting].append(lat[-1] * 1000)
                 (folder / f"bench-{setting.lower()}.db").unlink()
-        row = {
+        row: JSON = {
             k: {"median_commits_per_s": round(statistics.median(rates[k])),
                 "median_p99_ms": round(statistics.median(p99s[k]), 3),
                 "median_max_ms": round(statistics.median(worst[k]), 3)}

@@ -124,7 +124,7 @@ def readme(results: JSON) -> str:
     paragraphs = "".join(bench.prose(FULL, results) for bench in BENCHMARKS.values())
     return (
         _intro() + paragraphs + _running(QUICK) + _last_run(results) + _targets(results)
-        + _fsync()
+        + _fsync() + _elastic()
     )
 
 
@@ -144,6 +144,29 @@ def _fsync() -> str:
         "(the head's setting: survives a crash of the head, may lose the last commits on "
         "power loss) and `FULL` (survives power loss). Results: `results-fsync.json`.\n\n"
         + table(results)
+    )
+
+
+def _elastic() -> str:
+    """Elastic scale-out and scale-in (``benchmarks/elastic.py``), when it was measured."""
+    from benchmarks.elastic import RESULTS, table
+
+    if not RESULTS.exists():
+        return ""
+    r = json.loads(RESULTS.read_text())
+    return (
+        "\n## Elastic compute environments\n\n"
+        f"`python benchmarks/elastic.py` (measured {r.get('timestamp', '?')}, "
+        f"{r['rounds']} rounds, medians; total {r.get('total_s', 0):.0f} s): an AWS-shaped "
+        f"MANAGED environment (`minvCpus` 0, `maxvCpus` {r['jobs']}, local provider, "
+        f"namespace nodes as root) on a fresh head gets {r['jobs']} one-vCPU "
+        f"`sleep {r['sleep_s']:g}` jobs, held RUNNABLE while it is DISABLED, then enabled; "
+        "times from the jobs' histories. Provider calls: one head-log line per call of the "
+        "local provider. Scale-in with `MNP_SCALE_IN_AFTER_SECONDS="
+        f"{r['scale_in_after_s']:g}`: the last job's end until every node is STOPPED "
+        "(client-observed). Baseline: the same jobs on a head whose fixed default "
+        f"environment of {r['nodes']} nodes is already up. Results: `results-elastic.json`."
+        "\n\n" + table(r)
     )
 
 

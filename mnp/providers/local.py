@@ -87,6 +87,7 @@ class LocalProvider:
     def launch(self, requests: Sequence[LaunchRequest]) -> list[LaunchOutcome]:
         """Start an agent per request (one after another: each is a fork and, for a namespace
         node, a few ``ip`` calls); a node whose agent already runs is not started again."""
+        log.info("provider launch: %d node(s) in one call", len(requests))  # read by benchmarks
         running = {i.node_id: i.pid for i in self.list()}
         out = []
         for r in requests:
@@ -115,6 +116,7 @@ class LocalProvider:
     def terminate(self, ids: Sequence[str], grace_seconds: float) -> None:
         """SIGTERM the nodes' agents, SIGKILL after the grace; then what their jobs left
         (processes, containers) and their namespaces. Nodes already gone are only swept."""
+        log.info("provider terminate: %d node(s) in one call", len(ids))  # read by benchmarks
         wanted = set(ids)
         alive = [i.pid for i in self.list() if i.node_id in wanted and i.pid is not None]
         for pid in alive:
