@@ -153,6 +153,8 @@ class Attempts:
             )
             self._sink(Event(aid, "start_failed", now_ms(), reason=reason))
             return
+        if self.netns is not None and assignment.container is None:
+            assignment = on_machine(assignment)
         try:
             view = self._view(assignment, account)
         except OSError as exc:
@@ -271,7 +273,9 @@ class Attempts:
         ssh_config = None
         if wiring is not None and "ssh_config" in wiring.files:
             ssh_config = str(wiring_dir(attempt_dir) / "ssh_config")
-        return View(str(tmp), keep, ssh_config, self.cpus)
+        fs = assignment.shared_filesystem
+        shared = (fs.source, fs.mount_path) if fs is not None else None
+        return View(str(tmp), keep, ssh_config, self.cpus, shared)
 
     def _wire(
         self, assignment: Assignment, account: Account | None, view: View | None = None
@@ -307,6 +311,26 @@ class Attempts:
                 view=view,
             )
         return wired
+
+
+def on_machine(assignment: Assignment) -> Assignment:
+    """``assignment`` with its working directory and output paths as the agent (outside the
+    attempt's mount namespace) reaches them: those on the shared filesystem's ``mountPath``
+    moved under its ``source`` (:mod:`launcher.mountns` takes the working directory back
+    to ``mountPath`` for the command)."""
+    fs = assignment.shared_filesystem
+    if fs is None:
+        return assignment
+    return replace(
+        assignment,
+        workdir=None if assignment.workdir is None else fs.on_machine(assignment.workdir),
+        stdout_path=None
+        if assignment.stdout_path is None
+        else fs.on_machine(assignment.stdout_path),
+        stderr_path=None
+        if assignment.stderr_path is None
+        else fs.on_machine(assignment.stderr_path),
+    )
 
 
 def named_tmp_dirs(assignment: Assignment) -> tuple[str, ...]:

@@ -14,7 +14,10 @@ mounted leaks back to the machine):
   directory) stay reachable at their usual path, bound from the machine's ``/tmp``;
 - ``/etc/ssh/ssh_config`` is ``--ssh-config`` when given (a bare ``ssh <peer>`` then uses the
   gang's key, known hosts and node names: OpenSSH reads the system file whatever ``HOME``);
-- its CPU affinity is ``--cpus`` (what ``nproc`` and ``os.sched_getaffinity`` answer).
+- its CPU affinity is ``--cpus`` (what ``nproc`` and ``os.sched_getaffinity`` answer);
+- the compute environment's shared filesystem, ``--shared-source`` (a directory of the
+  machine) is bound at ``--shared-path`` (made if missing; under ``/tmp`` it is made in the
+  attempt's own ``/tmp``), so every node of the environment sees one directory there.
 
 Every failure exits 126 with a line on stderr naming the step, before the command runs.
 """
@@ -40,8 +43,10 @@ def argv(
     keep: Sequence[str] = (),
     ssh_config: str | None = None,
     cpus: Sequence[int] = (),
+    shared: tuple[str, str] | None = None,
 ) -> list[str]:
-    """The argv that runs ``command`` through this script (see the module docstring)."""
+    """The argv that runs ``command`` through this script (see the module docstring);
+    ``shared`` is ``(source, mountPath)`` of the shared filesystem."""
     out = [python, "-I", "-S", os.path.abspath(__file__), "--tmp", tmp]
     for path in keep:
         out += ["--keep", path]
@@ -49,6 +54,8 @@ def argv(
         out += ["--ssh-config", ssh_config]
     if cpus:
         out += ["--cpus", ",".join(str(c) for c in cpus)]
+    if shared is not None:
+        out += ["--shared-source", shared[0], "--shared-path", shared[1]]
     return [*out, "--", *command]
 
 
@@ -67,7 +74,9 @@ def _mount(libc: ctypes.CDLL, source: str | None, target: str, flags: int, step:
     _check(libc.mount(src, target.encode(), None, flags, None), step)
 
 
-def enter(tmp: str, keep: Sequence[str], ssh_config: str | None) -> None:
+def enter(
+    tmp: str, keep: Sequence[str], ssh_config: str | None, shared: tuple[str, str] | None = None
+) -> None:
     """Make the calling process's mount namespace and lay out its view (module docstring)."""
     libc = _libc()
     _check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
@@ -79,6 +88,11 @@ def enter(tmp: str, keep: Sequence[str], ssh_config: str | None) -> None:
     config = None  # opened first: it may lie under the /tmp about to be covered
     if ssh_config is not None and os.path.exists(SYSTEM_SSH_CONFIG):
         config = os.open(ssh_config, os.O_PATH | os.O_CLOEXEC)
+    # opened now, as it may lie under the /tmp about to be covered
+    share, share_real = None, ""
+    if shared is not None:
+        share = os.open(shared[0], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        share_real = os.path.realpath(shared[0])
     _mount(libc, tmp, "/tmp", MS_BIND, f"bind {tmp} on /tmp")
     for rel in kept:
         if rel == "." or rel.startswith(".."):
@@ -92,20 +106,36 @@ def enter(tmp: str, keep: Sequence[str], ssh_config: str | None) -> None:
     if config is not None:
         _mount(libc, f"/proc/self/fd/{config}", SYSTEM_SSH_CONFIG, MS_BIND, f"bind {ssh_config}")
         os.close(config)
+    if shared is not None and share is not None:  # (one implies the other)
+        # last: a mountPath under /tmp or under a kept path is not covered again
+        os.makedirs(shared[1], mode=0o755, exist_ok=True)
+        _mount(libc, f"/proc/self/fd/{share}", shared[1], MS_BIND | MS_REC, f"bind {shared[0]}")
+        os.close(share)
+        cwd = _on_mount(cwd, share_real, shared[1])
     try:
         os.chdir(cwd)  # the same path, now seen through the new view
     except OSError:
         os.chdir("/")
 
 
+def _on_mount(path: str, source: str, mount_path: str) -> str:
+    """A working directory the agent made under the shared filesystem's ``source``, seen
+    at its ``mountPath`` (where the job expects it); any other path unchanged."""
+    if path == source or path.startswith(source.rstrip("/") + "/"):
+        return mount_path.rstrip("/") + path[len(source.rstrip("/")) :]
+    return path
+
+
 def main(args: list[str]) -> int:
-    """``--tmp DIR [--keep PATH]… [--ssh-config FILE] [--cpus 0,1] -- command…``: exec it."""
+    """``--tmp DIR [--keep PATH]… [--ssh-config FILE] [--cpus 0,1] [--shared-source DIR
+    --shared-path PATH] -- command…``: exec it."""
     if "--" not in args:
         print("mountns: usage: --tmp DIR [--keep PATH]... -- command", file=sys.stderr)
         return 126
     split = args.index("--")
     options, command = args[:split], args[split + 1 :]
     tmp, keep, ssh_config, cpus = "", [], None, ""
+    share_source, share_path = "", ""
     pairs = zip(options[::2], options[1::2], strict=False)
     for flag, value in pairs:
         if flag == "--tmp":
@@ -116,11 +146,16 @@ def main(args: list[str]) -> int:
             ssh_config = value
         elif flag == "--cpus":
             cpus = value
+        elif flag == "--shared-source":
+            share_source = value
+        elif flag == "--shared-path":
+            share_path = value
     if not tmp or not command:
         print("mountns: --tmp and a command are required", file=sys.stderr)
         return 126
     try:
-        enter(tmp, keep, ssh_config)
+        shared = (share_source, share_path) if share_source and share_path else None
+        enter(tmp, keep, ssh_config, shared)
         if cpus:
             os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
         os.execvp(command[0], command)

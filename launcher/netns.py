@@ -113,6 +113,8 @@ class View:
     """The gang's ``ssh_config``, seen as ``/etc/ssh/ssh_config``."""
     cpus: tuple[int, ...] = ()
     """The node's share of the machine's CPUs (the processes' affinity; empty: all)."""
+    shared: tuple[str, str] | None = None
+    """The environment's shared filesystem: ``(source, mountPath)``, bound there."""
 
 
 TMP_PATH = re.compile(r"/tmp/[^\s'\"`;:|&<>()$*?]+")
@@ -169,7 +171,9 @@ def spawn_args(
     prefix = exec_prefix(name)
     if view is not None:
         # ends with "--": the rest of the argv (setpriv, the command) follows
-        prefix += mountns.argv(sys.executable, [], view.tmp, view.keep, view.ssh_config, view.cpus)
+        prefix += mountns.argv(
+            sys.executable, [], view.tmp, view.keep, view.ssh_config, view.cpus, view.shared
+        )
     if account is None:
         return [*prefix, *argv], {}
     groups = ",".join(str(g) for g in account.groups)

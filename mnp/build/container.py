@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from mnp.spec.containers import ContainerRun, Device, Mount, Tmpfs, Ulimit
 from mnp.spec.environments import ComputeEnvironment
 from mnp.spec.jobs import Job
 from mnp.spec.resources import ContainerSpec
+from mnp.spec.sharedfs import SharedFilesystem
 
 log = logging.getLogger("mnp.build.container")
 
@@ -45,13 +47,14 @@ def cpu_shares(vcpus: float) -> int:
 
 
 def container_run(
-    spec: ContainerSpec, shared_filesystem: Mapping[str, str] | None = None
+    spec: ContainerSpec, shared_filesystem: SharedFilesystem | None = None
 ) -> ContainerRun | None:
     """What the node runs for ``spec``; None when it names no image (a plain process).
 
-    ``shared_filesystem`` is the compute environment's ``{"hostPath", "containerPath"}``:
-    mounted read-write at ``containerPath`` (default: ``hostPath``) in every container.
-    Mounts come in this order: the shared filesystem, then ``mountPoints`` in their order.
+    ``shared_filesystem`` is the compute environment's: mounted read-write at its
+    ``mountPath`` in every container, from the node's ``mountPath`` (its ``source`` on this
+    machine, where local nodes bind it). Mounts come in this order: the shared filesystem
+    (unless a ``mountPoint`` takes its path), then ``mountPoints`` in their order.
     Assumes :func:`field_errors` found nothing (values are converted, not re-checked).
     """
     if not spec.image:
@@ -92,17 +95,21 @@ def container_run(
     )
 
 
-def _mounts(x: Mapping[str, Any], shared: Mapping[str, str] | None) -> tuple[Mount, ...]:
-    """The shared filesystem first, then ``mountPoints`` in their order."""
+def _mounts(x: Mapping[str, Any], shared: SharedFilesystem | None) -> tuple[Mount, ...]:
+    """The shared filesystem first, then ``mountPoints`` in their order. A volume whose
+    ``host.sourcePath`` lies on the shared filesystem's ``mountPath`` is taken from its
+    ``source`` (the Docker engine sees the machine, not a node's mount namespace)."""
     mounts: list[Mount] = []
-    if shared:
-        host = shared["hostPath"]
-        mounts.append(Mount(shared.get("containerPath") or host, host, False))
     volumes = {v.get("name"): v for v in x.get("volumes") or []}
     for mp in x.get("mountPoints") or []:
         volume = volumes.get(mp.get("sourceVolume")) or {}
         source = (volume.get("host") or {}).get("sourcePath")
+        if shared is not None and source is not None:
+            source = shared.on_machine(str(source))
         mounts.append(Mount(str(mp["containerPath"]), source, bool(mp.get("readOnly", False))))
+    taken = {m.target.rstrip("/") for m in mounts}
+    if shared is not None and shared.mount_path.rstrip("/") not in taken:
+        mounts.insert(0, Mount(shared.mount_path, shared.source, False))
     return tuple(mounts)
 
 
@@ -223,5 +230,18 @@ def attempt_container(
 ) -> ContainerRun | None:
     """:func:`container_run` for one attempt of ``job`` placed in environment ``ce_name``
     (its container: the node range's for an MNP node job)."""
+    return container_run(job.container, attempt_shared_fs(ces, ce_name))
+
+
+def attempt_shared_fs(
+    ces: Mapping[str, ComputeEnvironment], ce_name: str
+) -> SharedFilesystem | None:
+    """The shared filesystem an attempt placed in environment ``ce_name`` sees (None: none),
+    with ``source`` where the node's machine has it: an SSH host has it at ``mountPath``
+    itself (checked at its bring-up); local nodes bind ``source`` there."""
     ce = ces.get(ce_name)
-    return container_run(job.container, ce.shared_filesystem if ce is not None else None)
+    if ce is None or ce.shared_filesystem is None:
+        return None
+    if ce.hosts:
+        return replace(ce.shared_filesystem, source=ce.shared_filesystem.mount_path)
+    return ce.shared_filesystem

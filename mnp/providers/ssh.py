@@ -46,6 +46,10 @@ HOST_ALIAS = "mnp-host"
 whatever address or port it is reached by."""
 
 
+SHARED_CHECK = "import os, sys; sys.exit(0 if os.path.isdir(sys.argv[1]) else 3)"
+"""Run by the host's Python with the shared filesystem's mount path as its argument."""
+
+
 class HostError(Exception):
     """A host could not be brought up or reached; ``kind`` names why (see the module)."""
 
@@ -176,6 +180,17 @@ class SshProvider:
                 f"{host.python} on {host.address} is {found[0]}.{found[1]}; the agent needs ≥ 3.11",
             )
         return Probe(found, int(d["nproc"]), int(d["memory_mib"]), d.get("digest"))
+
+    def check_shared(self, host: Host, node_id: str, mount_path: str) -> None:
+        """The environment's shared filesystem is a directory at ``mount_path`` on the host
+        (its admin mounted it: mnp mounts nothing there); :class:`HostError`
+        ``SharedFilesystemMissing`` otherwise."""
+        r = self.run(host, node_id, [host.python, "-c", SHARED_CHECK, mount_path])
+        if r.returncode != 0:
+            raise HostError(
+                "SharedFilesystemMissing",
+                f"{mount_path} is not a directory on {host.address} (mount it there first)",
+            )
 
     def install(self, host: Host, node_id: str, probe: Probe) -> bool:
         """Put the head's agent on the host unless the same files are there; True: copied."""

@@ -115,10 +115,13 @@ class HostKeeper:
         self._move(ce, host, HostStatus.PROBING, None)
         spec, provider = replace(host), self.provider()
         ce_name, name, node_id = ce.name, host.name, node.node_id
+        shared = ce.shared_filesystem
 
         def work() -> None:
             try:
                 probe = provider.probe(spec, node_id)
+                if shared is not None:  # SharedFilesystemMissing: the host FAILED with it
+                    provider.check_shared(spec, node_id, shared.mount_path)
                 provider.install(spec, node_id, probe)
                 port = None if spec.head_url else provider.open_tunnel(spec, node_id)
             except HostError as e:

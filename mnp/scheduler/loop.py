@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from mnp.build.container import attempt_container
+from mnp.build.container import attempt_container, attempt_shared_fs
 from mnp.build.environment import job_environment
 from mnp.build.outputs import attempt_files, safe_file_name
 from mnp.errors import StorageError
@@ -318,6 +318,7 @@ class Scheduler:
             kill_grace_seconds=self.s.config.kill_grace_seconds,
             wiring=run.wiring,
             container=attempt_container(job, self.s.ces, attempt.compute_environment),
+            shared_filesystem=attempt_shared_fs(self.s.ces, attempt.compute_environment),
             # the account chosen at submit (mnp.service.users.run_as); None: the agent's own
             run_as=job.spec.run_as,
             **run.files,

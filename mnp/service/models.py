@@ -253,14 +253,6 @@ class UntagResource(Model):
     tagKeys: list[str] = Field(min_length=1, max_length=50)
 
 
-class SharedFilesystem(Model):
-    """A path every node of the environment shares (``/fsx`` style); container jobs see it
-    at ``containerPath`` (default: the same path)."""
-
-    hostPath: str = Field(pattern=r"^/")
-    containerPath: str | None = Field(default=None, pattern=r"^/")
-
-
 class LocalProviderSettings(Model):
     """mnp's own block on a compute environment: how its nodes are brought up."""
 
@@ -270,7 +262,9 @@ class LocalProviderSettings(Model):
     memoryMiB: int = Field(default=4096, ge=4)
     gpus: int = Field(default=0, ge=0)
     firstAddress: str = Field(default="127.0.0.2", pattern=r"^(127|10)\.\d+\.\d+\.\d+$")
-    sharedFilesystem: SharedFilesystem | None = None
+    sharedFilesystem: dict[str, Any] | None = None
+    """``{"kind", "source", "mountPath"}`` (or the older ``{"hostPath", "containerPath"}``):
+    checked by :func:`mnp.spec.sharedfs.shared_fs_errors` when the environment is made."""
 
 
 class CreateComputeEnvironment(Model):

@@ -229,7 +229,7 @@ def ce_detail(ce: ComputeEnvironment, nodes: list[Node]) -> dict[str, Any]:
             "memoryMiB": ce.node_resources.memory_mib,
             "gpus": ce.node_resources.gpus,
             "firstAddress": ce.first_address,
-            **({"sharedFilesystem": ce.shared_filesystem} if ce.shared_filesystem else {}),
+            **({"sharedFilesystem": ce.shared_filesystem.to_doc()} if ce.shared_filesystem else {}),
             "activeNodes": sum(1 for n in nodes if n.status.value == "ACTIVE"),
             "minNodes": ce.min_nodes,
             "desiredNodes": ce.desired_nodes,

@@ -1,4 +1,4 @@
-# ~415 lines: queues and compute environments, which are created and checked against each other.
+# ~430 lines: queues and compute environments, which are created and checked against each other.
 """Job queues and compute environments (create, update, delete, describe), and queue snapshots.
 
 Part of :class:`mnp.service.core.Service` (see there for the contract every operation keeps).
@@ -42,6 +42,7 @@ from mnp.spec.environments import (
 )
 from mnp.spec.jobs import Job
 from mnp.spec.resources import Resources
+from mnp.spec.sharedfs import SharedFilesystem, shared_fs_errors
 from mnp.spec.states import JobStatus
 
 JSON = dict[str, Any]
@@ -189,9 +190,7 @@ class ResourceOps:
             created_at=self.ctx.s.clock(),
             doc=req.model_dump(exclude_none=True, exclude={"mnp"}),
             first_address=m.firstAddress,
-            shared_filesystem=m.sharedFilesystem.model_dump(exclude_none=True)
-            if m.sharedFilesystem
-            else None,
+            shared_filesystem=_shared_filesystem(m.sharedFilesystem),
         )
         if ce.type == ComputeEnvironmentType.MANAGED:
             elastic = "mnp" not in req.model_fields_set and req.computeResources is not None
@@ -416,3 +415,14 @@ def _runnable_since(job: Job) -> int:
         if h.status == JobStatus.RUNNABLE:
             return h.at
     return job.created_at
+
+
+def _shared_filesystem(d: dict[str, Any] | None) -> SharedFilesystem | None:
+    """The environment's shared filesystem; :class:`InvalidInput` naming each bad field
+    (``mnp.sharedFilesystem.<field>``) before anything is made."""
+    if d is None:
+        return None
+    errors = shared_fs_errors(d, "mnp.sharedFilesystem")
+    if errors:
+        raise InvalidInput([FieldError(path, rule) for path, rule in errors])
+    return SharedFilesystem.from_doc(d)

@@ -1,3 +1,4 @@
+# ~445 lines: the capacity records (environments, nodes, hosts, queues, policies) as plain data.
 """The head's capacity: compute environments and their nodes, job queues, scheduling
 policies (``to_doc``/``from_doc`` give the JSON stored in SQLite)."""
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from mnp.spec.arns import ce_arn, queue_arn, scheduling_policy_arn
 from mnp.spec.resources import Resources
+from mnp.spec.sharedfs import SharedFilesystem
 
 
 class State(enum.StrEnum):
@@ -282,8 +284,8 @@ class ComputeEnvironment:
     """The create request as given (computeResources, tags, …), echoed on describe."""
     first_address: str = "127.0.0.2"
     next_node_number: int = 1
-    shared_filesystem: dict[str, str] | None = None
-    """``{"hostPath", "containerPath"}``: the path every node shares, mounted into containers."""
+    shared_filesystem: SharedFilesystem | None = None
+    """The filesystem every node sees at the same path (:mod:`mnp.spec.sharedfs`)."""
     hosts: list[Host] = field(default_factory=list)
     """An UNMANAGED environment's own machines, reached over SSH (``addHost``)."""
     status_reason: str | None = None
@@ -324,7 +326,9 @@ class ComputeEnvironment:
             "doc": self.doc,
             "first_address": self.first_address,
             "next_node_number": self.next_node_number,
-            "shared_filesystem": self.shared_filesystem,
+            "shared_filesystem": (
+                self.shared_filesystem.to_doc() if self.shared_filesystem else None
+            ),
             "hosts": [h.to_doc() for h in self.hosts],
             "status_reason": self.status_reason,
             "min_nodes": self.min_nodes,
@@ -347,7 +351,10 @@ class ComputeEnvironment:
             doc=d["doc"],
             first_address=d["first_address"],
             next_node_number=d["next_node_number"],
-            shared_filesystem=d.get("shared_filesystem"),
+            # the older {hostPath, containerPath} records read as a bind
+            shared_filesystem=SharedFilesystem.from_doc(d["shared_filesystem"])
+            if d.get("shared_filesystem")
+            else None,
             hosts=[Host.from_doc(h) for h in d.get("hosts") or []],
             status_reason=d.get("status_reason"),
             # an older record's environment was a fixed size: min = desired = its count

@@ -1,4 +1,4 @@
-# ~455 lines: each head↔node message with its own wire parsing, and the protocol's contract.
+# ~465 lines: each head↔node message with its own wire parsing, and the protocol's contract.
 """Messages between the head node and node agents (plain data; no HTTP here).
 
 The agent dials the head over HTTP with JSON bodies:
@@ -48,6 +48,7 @@ from typing import Any, Literal, get_args
 
 from mnp.errors import FieldError
 from mnp.spec.containers import ContainerRun
+from mnp.spec.sharedfs import SharedFilesystem
 from mnp.spec.wirefields import SAFE_INT, Fields
 
 REGISTER_PATH = "/internal/v1/agents/register"
@@ -168,6 +169,9 @@ class Assignment:
     """The account the attempt runs as on the node (its submitter, or the definition's
     ``user``); an agent that can switch users (root) runs it as that account, one that
     cannot runs it as itself. None: the agent's own account."""
+    shared_filesystem: SharedFilesystem | None = None
+    """The compute environment's shared filesystem: a node with a namespace binds its
+    ``source`` at its ``mountPath`` for the attempt (and its gang's SSH sessions)."""
 
     def to_wire(self) -> dict[str, Any]:
         out = {
@@ -192,6 +196,8 @@ class Assignment:
         ):
             if value is not None:
                 out[key] = value
+        if self.shared_filesystem is not None:
+            out["sharedFilesystem"] = self.shared_filesystem.to_doc()
         return out
 
     @classmethod
@@ -211,6 +217,9 @@ class Assignment:
             stderr_path=d.get("stderrPath"),
             script=d.get("script"),
             run_as=d.get("runAs"),
+            shared_filesystem=SharedFilesystem.from_doc(d["sharedFilesystem"])
+            if d.get("sharedFilesystem")
+            else None,
         )
 
 

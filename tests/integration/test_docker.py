@@ -293,7 +293,9 @@ def test_shared_filesystem_of_the_environment_is_mounted(
         },
     )  # fmt: skip
     described = dc.client.call("describeComputeEnvironments", {"computeEnvironments": ["with-fsx"]})
-    assert described["computeEnvironments"][0]["mnp"]["sharedFilesystem"] == shared
+    # the older form is read as a bind and described in the current one
+    assert described["computeEnvironments"][0]["mnp"]["sharedFilesystem"] == {
+        "kind": "bind", "source": str(fsx), "mountPath": "/fsx"}  # fmt: skip
     dc.client.call(
         "createJobQueue",
         {

@@ -18,7 +18,10 @@ from mnp.service.validation import parse
 from mnp.spec.containers import ContainerRun
 from mnp.spec.protocol import PYTHON_PLACEHOLDER, Assignment, Wiring
 from mnp.spec.resources import ContainerSpec
+from mnp.spec.sharedfs import SharedFilesystem
 from tests.unit import goldens
+
+FSX = {"hostPath": "/fsx host", "containerPath": "/fsx"}  # the older form of the field
 
 FULL: dict[str, Any] = {
     "image": "registry.example/team/app:1.2",
@@ -53,9 +56,7 @@ FULL: dict[str, Any] = {
 
 
 def test_full_definition_matches_golden() -> None:
-    run = container_run(
-        ContainerSpec.from_wire(FULL), {"hostPath": "/fsx host", "containerPath": "/fsx"}
-    )
+    run = container_run(ContainerSpec.from_wire(FULL), SharedFilesystem.from_doc(FSX))
     assert run is not None
     goldens.check("containers", "full.json", json.dumps(run.to_wire(), indent=2) + "\n")
     assert ContainerRun.from_wire(run.to_wire()) == run
@@ -82,7 +83,9 @@ def test_swappiness_ignored_without_max_swap() -> None:
 
 
 def test_shared_filesystem_defaults_to_the_same_path() -> None:
-    run = container_run(ContainerSpec.from_wire({"image": "i"}), {"hostPath": "/fsx"})
+    run = container_run(
+        ContainerSpec.from_wire({"image": "i"}), SharedFilesystem.from_doc({"hostPath": "/fsx"})
+    )
     assert run is not None
     assert [(m.source, m.target, m.read_only) for m in run.mounts] == [("/fsx", "/fsx", False)]
 
@@ -183,9 +186,7 @@ def test_engine_host_config_matches_golden() -> None:
     docker = pytest.importorskip("docker")
     from launcher.engine import host_config
 
-    run = container_run(
-        ContainerSpec.from_wire(FULL), {"hostPath": "/fsx host", "containerPath": "/fsx"}
-    )
+    run = container_run(ContainerSpec.from_wire(FULL), SharedFilesystem.from_doc(FSX))
     assert run is not None
     # with a fixed API version the SDK builds the HostConfig without talking to an engine
     api = docker.APIClient(base_url="unix:///nonexistent/docker.sock", version="1.41")
