@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -268,7 +269,7 @@ class Attempts:
             account.give(tmp, PRIVATE_DIR_MODE)
         # the folder of every local node's root: MPI's daemons here start in the main node's
         # working directory, which lies in another node's root (one machine, one filesystem)
-        keep = (str(self._root.parent), *named_tmp_dirs(assignment))
+        keep = (str(self._root.parent), *software_dirs(self._env), *named_tmp_dirs(assignment))
         wiring = assignment.wiring
         ssh_config = None
         if wiring is not None and "ssh_config" in wiring.files:
@@ -330,6 +331,19 @@ def on_machine(assignment: Assignment) -> Assignment:
         stderr_path=None
         if assignment.stderr_path is None
         else fs.on_machine(assignment.stderr_path),
+    )
+
+
+def software_dirs(env: Mapping[str, str]) -> tuple[str, ...]:
+    """What the attempt's own tools run from, kept reachable when they lie under the
+    machine's ``/tmp`` (a checkout or virtualenv there): mnp's source (``launcher.wire``,
+    srun), the interpreter's prefixes, ``sys.path``, and the ``PATH``/``PYTHONPATH`` entries."""
+    source = str(Path(__file__).resolve().parent.parent)
+    found = [source, sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path]
+    for name in ("PATH", "PYTHONPATH"):
+        found += env.get(name, "").split(os.pathsep)
+    return tuple(
+        dict.fromkeys(p for p in found if p.startswith("/tmp/") and os.path.isdir(p))
     )
 
 

@@ -155,9 +155,13 @@ def test_torch_gloo_all_reduce_every_node(four: Cluster) -> None:
     mnp_definition(c, "ddp", cmd, others=cmd, nodes=2)
     job = c.submit("ddp", "ddp")
     d = c.wait_status(job, "SUCCEEDED", "FAILED", timeout=120)
-    outs = [c.logs(f"{job}#{i}") for i in range(2)]
-    assert d["status"] == "SUCCEEDED", (d, outs)
-    assert all("ok=True" in o for o in outs), outs
+    assert d["status"] == "SUCCEEDED", (d, [c.logs(f"{job}#{i}") for i in range(2)])
+
+    def outs() -> list[str] | None:  # a node's last output may still be on its way
+        got = [c.logs(f"{job}#{i}") for i in range(2)]
+        return got if all("ok=True" in o for o in got) else None
+
+    wait_for("both nodes' ok=True in their logs", outs, timeout=20)
 
 
 def test_two_gangs_compete_for_the_same_nodes_without_deadlock(four: Cluster) -> None:
