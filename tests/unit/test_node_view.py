@@ -5,6 +5,7 @@ which paths under the machine's ``/tmp`` stay reachable."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -107,3 +108,19 @@ def test_the_helper_gives_a_private_tmp_keeps_named_paths_binds_ssh_config_and_c
     assert (private / "hostfile").read_text() == "made\n"
     assert not Path("/tmp/hostfile").exists() or Path("/tmp/hostfile").read_text() != "made\n"
     assert "BatchMode yes" not in Path(mountns.SYSTEM_SSH_CONFIG).read_text(), "it leaked out"
+
+
+def test_the_jobs_software_under_tmp_stays_reachable(tmp_path: Path) -> None:
+    import tempfile
+
+    from launcher.attempts import software_dirs
+
+    venv = Path(tempfile.mkdtemp(prefix="mnpt-venv-"))  # under the machine's /tmp
+    try:
+        (venv / "bin").mkdir()
+        kept = software_dirs({"PATH": f"{venv / 'bin'}:/usr/bin", "PYTHONPATH": "/nowhere"})
+        assert str(venv / "bin") in kept
+        assert "/usr/bin" not in kept and "/nowhere" not in kept  # only what /tmp would hide
+        assert all(p.startswith("/tmp/") for p in kept)
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)
