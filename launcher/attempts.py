@@ -83,6 +83,7 @@ class Attempts:
         self._node_id = node_id
         self._address = address
         self._env = env
+        self._software = software_dirs(env)  # once: the agent's own environment
         self._sink = sink
         self._running: dict[str, RunningAttempt] = {}
         self._finished: dict[str, None] = {}  # insertion-ordered set, bounded
@@ -269,7 +270,7 @@ class Attempts:
             account.give(tmp, PRIVATE_DIR_MODE)
         # the folder of every local node's root: MPI's daemons here start in the main node's
         # working directory, which lies in another node's root (one machine, one filesystem)
-        keep = (str(self._root.parent), *software_dirs(self._env), *named_tmp_dirs(assignment))
+        keep = (str(self._root.parent), *self._software, *named_tmp_dirs(assignment))
         wiring = assignment.wiring
         ssh_config = None
         if wiring is not None and "ssh_config" in wiring.files:

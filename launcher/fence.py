@@ -43,6 +43,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
+from launcher.pgroups import group_alive
+
 PRUNE_SECONDS = 1.0
 """How often groups that emptied are forgotten."""
 DOCKER_TIMEOUT_SECONDS = 10.0
@@ -140,7 +142,7 @@ class Fence:
 
     def prune(self) -> None:
         """Forget groups that have no process left."""
-        self.groups = {g for g in self.groups if _group_alive(g)}
+        self.groups = {g for g in self.groups if group_alive(g)}
 
     def describe(self) -> str:
         return f"groups {sorted(self.groups)}, containers {sorted(self.containers)}"
@@ -163,16 +165,6 @@ class Fence:
                 timeout=DOCKER_TIMEOUT_SECONDS,
                 check=False,
             )
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def run(fd: int, fence: Fence | None = None) -> Fence:
