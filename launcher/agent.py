@@ -94,6 +94,10 @@ class Agent:
             self._emit,
         )
         self._attempts.netns = options.netns
+        # a node of its own network, or a host's root agent: each attempt its own view
+        self._attempts.own_view = options.netns is not None or (
+            options.private_view and os.geteuid() == 0
+        )
         if options.netns is not None:  # a node of its own: its processes on its vCPUs' share
             self._attempts.cpus = node_cpus(options.address, options.vcpus)
         self._outbox: list[tuple[int, Event]] = []  # (the session it was emitted in, event)

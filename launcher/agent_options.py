@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from launcher.interfaces import interface_of
 from mnp.spec.protocol import JOIN_TOKEN_ENV, Event, Register
 
 TOKEN_ENV = "MNP_AGENT_TOKEN"
@@ -42,6 +43,9 @@ class AgentOptions:
     netns: str | None = None
     """The node's network namespace (``mnp-<tag>-<node>``, :mod:`launcher.netns`): its SSH
     endpoint listens there, its attempts and SSH sessions run there; None: the machine's."""
+    private_view: bool = False
+    """Attempts get their own ``/tmp`` and the gang's ``ssh_config`` as the system one even
+    without :attr:`netns` (a host's agent, where root: see :mod:`launcher.mountns`)."""
 
 
 def load_secret(root: Path) -> str | None:
@@ -90,6 +94,12 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentOptions:
     )
     p.add_argument("--no-ssh", action="store_true", help="serve no SSH (no multi-node jobs)")
     p.add_argument(
+        "--private-view",
+        action="store_true",
+        help="without a network namespace too, each attempt gets its own /tmp and its gang's "
+        "ssh_config as the system one (a host's agent; applied only when running as root)",
+    )
+    p.add_argument(
         "--netns",
         default=None,
         help="the node's network namespace (under /run/netns): SSH and jobs run in it",
@@ -117,6 +127,7 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentOptions:
         head_file=ns.head_file,
         join_token=os.environ.get(JOIN_TOKEN_ENV, "").strip() or None,
         netns=ns.netns or None,
+        private_view=ns.private_view,
     )
 
 
@@ -135,6 +146,7 @@ def registration(
         running=running,
         ssh_port=ssh_port,
         ssh_host_key=ssh_host_key,
+        interface=interface_of(o.address),
     ).to_wire()
 
 

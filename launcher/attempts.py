@@ -74,6 +74,9 @@ class Attempts:
         self.ssh: NodeSshServer | None = None
         """The node's SSH server, which MNP attempts are let in through (None: no SSH)."""
         self.netns: str | None = None
+        self.own_view = False
+        """Whether process attempts get their own view of the node (private ``/tmp``, the
+        gang's ``ssh_config``: :meth:`_view`): on namespace nodes and hosts' root agents."""
         """The node's network namespace, where its processes run (containers keep the
         machine's network); None: the machine's."""
         self.cpus: tuple[int, ...] = ()
@@ -258,11 +261,13 @@ class Attempts:
             self._engine.close()
 
     def _view(self, assignment: Assignment, account: Account | None) -> View | None:
-        """On a node with a namespace, a process attempt's own view of the node: its private
+        """With :attr:`own_view`, a process attempt's own view of the node: its private
         ``/tmp`` (made here, ``account``'s), the nodes' roots and its workdir kept reachable,
-        its gang's ``ssh_config`` as the system one, the node's CPUs. None elsewhere (loopback
-        nodes share the machine's ``/tmp``) and for containers (they have their own)."""
-        if self.netns is None or assignment.container is not None:
+        its gang's ``ssh_config`` as the system one, the node's CPUs; on a namespace node also
+        the shared filesystem bound at its path (a host has it mounted there already). None
+        elsewhere (loopback nodes share the machine's ``/tmp``) and for containers (they have
+        their own)."""
+        if not self.own_view or assignment.container is not None:
             return None
         attempt_dir = make_attempt_dir(assignment, self._root, account)
         tmp = make_private_dir(attempt_dir / PRIVATE_TMP)
@@ -276,7 +281,7 @@ class Attempts:
         if wiring is not None and "ssh_config" in wiring.files:
             ssh_config = str(wiring_dir(attempt_dir) / "ssh_config")
         fs = assignment.shared_filesystem
-        shared = (fs.source, fs.mount_path) if fs is not None else None
+        shared = (fs.source, fs.mount_path) if fs is not None and self.netns is not None else None
         return View(str(tmp), keep, ssh_config, self.cpus, shared)
 
     def _wire(

@@ -157,18 +157,18 @@ def spawn_args(
     """The argv and extra ``subprocess.Popen`` arguments that run ``argv`` on the node (in
     namespace ``name``, if any) as ``account`` (None: as the agent).
 
-    With a namespace and ``view``, the command sees the attempt's view of the node (private
-    ``/tmp``, the gang's ``ssh_config``, the node's CPUs: :mod:`launcher.mountns`, run as
-    root right after ``ip netns exec``); ``view`` is ignored without a namespace.
+    With ``view``, the command sees the attempt's view of the node (private ``/tmp``, the
+    gang's ``ssh_config``, the node's CPUs: :mod:`launcher.mountns`, run as root right after
+    ``ip netns exec``, or first without a namespace: a host's root agent).
 
-    Entering a namespace needs the agent's root, so with both a namespace and an account
-    the ids are switched after it, by ``setpriv`` (util-linux) between ``ip netns exec``
+    Entering a namespace needs the agent's root, so with both a namespace (or a view) and an
+    account the ids are switched after it, by ``setpriv`` (util-linux) between ``ip netns exec``
     and the command, instead of by Popen; the umask (077) still comes from Popen and is
     inherited. Every step execs, so the pid Popen returns is the command's.
     """
-    if name is None:
+    if name is None and view is None:
         return list(argv), account.popen_kwargs() if account is not None else {}
-    prefix = exec_prefix(name)
+    prefix = [] if name is None else exec_prefix(name)
     if view is not None:
         # ends with "--": the rest of the argv (setpriv, the command) follows
         prefix += mountns.argv(

@@ -50,7 +50,8 @@ def ssh_config(
     known_hosts_file: str,
     user: str = "root",
 ) -> str:
-    """The job's ``ssh_config``: a ``Host`` block per node, then shared ``Host *`` settings.
+    """The job's ``ssh_config``: a ``Host`` block per node (matching its alias and its
+    address), then shared ``Host *`` settings.
 
     ``user`` is the login name sent (the node's embedded server runs commands as itself
     whatever it is; an OpenSSH sshd needs the real account). Raises :class:`ValueError` for an
@@ -62,7 +63,10 @@ def ssh_config(
         raise ValueError(f"user: {user!r} is not a plain user name")
     lines: list[str] = []
     for node in nodes:
-        lines += [f"Host {node.alias}", f"    HostName {node.address}", f"    Port {node.port}"]
+        # the address too: a bare `ssh <address>` (an AWS-style wrapper's) reaches the node's
+        # own server, which on a host is not the one on port 22
+        names = node.alias if node.address == node.alias else f"{node.alias} {node.address}"
+        lines += [f"Host {names}", f"    HostName {node.address}", f"    Port {node.port}"]
     lines += [
         "Host *",
         f"    User {user}",

@@ -199,6 +199,7 @@ class NodeSessions:
         node.capacity = Resources(r.vcpus, r.memory_mib, r.gpus)
         node.ssh_port = r.ssh_port
         node.ssh_host_key = r.ssh_host_key
+        node.interface = r.interface
         s.mark_node(node)
         self._reconcile(node, s.node_rt[node.node_id], set(r.running))
         s.flush()

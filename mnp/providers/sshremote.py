@@ -110,7 +110,7 @@ argv = [sys.executable, "-m", "launcher.agent", "--head", c["head"],
         "--head-file", os.path.join(root, "head.url"), "--node-id", c["node_id"],
         "--compute-environment", c["compute_environment"], "--address", c["address"],
         "--vcpus", str(c["vcpus"]), "--memory-mib", str(c["memory_mib"]), "--gpus", "0",
-        "--root", root]
+        "--root", root] + (["--private-view"] if os.geteuid() == 0 else [])
 log = open(os.path.join(root, "agent.log"), "ab")
 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                         start_new_session=True, cwd=root, env=env)

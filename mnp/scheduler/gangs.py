@@ -128,7 +128,7 @@ class Gangs:
         spec = parent.spec.nodes
         gang = self.gang(parent)
         index = job.node_index
-        iface = netns.interface_of([g.node.address for g in gang])  # lo / eth0 / MPI's pick
+        iface = gang_interface([g.node for g in gang])
         port, key = parent.gang_state.port, parent.gang_state.key
         assert port is not None and key is not None  # set when the gang was placed
         env.update(node_environment(parent, gang, index, port, iface))
@@ -405,3 +405,14 @@ class Gangs:
         main = self.s.active.get(node_job_id(parent.job_id, spec.main_node))
         if main is not None and main.status in LIVE:
             self.rt.kill(main, reason)
+
+
+def gang_interface(nodes: list[Node]) -> str | None:
+    """The interface a gang pins MPI, NCCL and gloo to: the one every node's agent reported
+    holding its address (``eth0`` on each of several hosts) when they all name the same;
+    else what the addresses say of local nodes (``lo`` for loopback aliases, ``eth0`` for
+    namespace nodes); else None (MPI picks, and hydra falls back to host names)."""
+    reported = {n.interface for n in nodes}
+    if len(reported) == 1 and None not in reported:
+        return reported.pop()
+    return netns.interface_of([n.address for n in nodes])

@@ -92,9 +92,12 @@ class Node:
     ``HostKeyMismatch: …``, ``Unreachable: …``)."""
     draining: bool = False
     """Nothing new is placed on it (its host is being removed); running work goes on."""
+    interface: str | None = None
+    """The interface holding ``address`` on the node, as its agent last reported."""
 
     def to_doc(self) -> dict[str, Any]:
         return {
+            "interface": self.interface,
             "status_reason": self.status_reason,
             "draining": self.draining,
             "secret_hash": self.secret_hash,
@@ -133,6 +136,7 @@ class Node:
             secret_hash=d.get("secret_hash"),
             join_hash=d.get("join_hash"),
             session_epoch=d.get("session_epoch", 0),
+            interface=d.get("interface"),
             secret_used=d.get("secret_used", True),
             status_reason=d.get("status_reason"),
             draining=d.get("draining", False),

@@ -69,6 +69,8 @@ EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
 NODE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,255}")
 NAME_OR_ARN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*")
 ADDRESS_RE = re.compile(r"[A-Za-z0-9.:\[\]%_-]{1,255}")
+INTERFACE_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+"""A Linux network interface name (at most 15 bytes; no ``/``, ``:`` or space)."""
 """A host name or an IPv4/IPv6 address: it goes into hostfiles and SSH configuration."""
 ATTEMPT_ID_RE = re.compile(r"[^\x00-\x1f\x7f]+/[1-9][0-9]{0,5}")
 """``<jobId>/<attempt>`` (:func:`attempt_id`)."""
@@ -332,9 +334,13 @@ class Register:
     """Port of the node's SSH server on ``address`` (None: the node serves no SSH)."""
     ssh_host_key: str | None = None
     """The SSH server's public host key line (``ssh-ed25519 AAAA…``), for known_hosts."""
+    interface: str | None = None
+    """The interface holding ``address`` on the node (None: none does, as for a loopback
+    alias); a gang whose nodes all name the same one pins MPI, NCCL and gloo to it."""
 
     def to_wire(self) -> dict[str, Any]:
         return {
+            "interface": self.interface,
             "sshPort": self.ssh_port,
             "sshHostKey": self.ssh_host_key,
             "nodeId": self.node_id,
@@ -365,6 +371,7 @@ class Register:
             ),
             ssh_port=f.integer("sshPort", low=0, high=65535, required=False),
             ssh_host_key=f.text("sshHostKey", required=False, most=16384),
+            interface=f.text("interface", required=False, pattern=INTERFACE_RE),
         )
         f.done()
         return r

@@ -185,7 +185,7 @@ def test_tick_places_the_gang_and_assigns_only_the_main_node(four: Head) -> None
     assert w.files["hostfile"] == "n0\nn1\nn2\nn3\n"
     assert w.files["hostfile.openmpi"] == "n0 slots=4\nn1 slots=4\nn2 slots=4\nn3 slots=4\n"
     assert w.files["hostfile.mpich"] == "n0:4\nn1:4\nn2:4\nn3:4\n"
-    assert "Host n3\n    HostName 127.0.0.23\n    Port 40003\n" in w.files["ssh_config"]
+    assert "Host n3 127.0.0.23\n    HostName 127.0.0.23\n    Port 40003\n" in w.files["ssh_config"]
     assert w.files["known_hosts"].splitlines()[1] == f"[127.0.0.21]:40001 {HOST_KEY}"
     # the command runs under launcher.wire, mpirun mode, unchanged after --
     assert a.command[:5] == [PYTHON_PLACEHOLDER, "-m", "launcher.wire", "--mpi", "openmpi"]
@@ -578,6 +578,30 @@ def test_unmanaged_nodes_on_other_hosts_are_not_pinned_to_loopback(head: Head) -
         for k in ("MNP_MPI_IFACE", "NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME")
     }
     assert "lo" not in pinned.values(), pinned
+
+
+@pytest.mark.parametrize(
+    ("interfaces", "pinned"),
+    [(("eth0", "eth0"), "eth0"), (("eth0", "ens5"), None), (("ib0", None), None)],
+)
+def test_a_gang_pins_mpi_to_the_interface_its_hosts_report(
+    head: Head, interfaces: tuple[str | None, str | None], pinned: str | None
+) -> None:
+    """Hosts (not local nodes) say which interface holds their address: when all say the
+    same, MPI, NCCL and gloo are pinned to it (hydra then connects back by address, not by a
+    host name the hosts may not resolve); otherwise nothing is pinned."""
+    for i, iface in enumerate(interfaces):
+        head.sessions.register(
+            Register(f"n{i}", "ce", f"10.1.0.{10 + i}", 4, 4096, 0, 1000 + i, ssh_port=40000 + i,
+                     ssh_host_key=HOST_KEY, interface=iface)
+        )  # fmt: skip
+    define(head, num=2)
+    job_id = head.submit(jobDefinition="mnp")
+    _, main = place(head, job_id)
+    for k in ("MNP_MPI_IFACE", "NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME"):
+        assert main.environment.get(k) == pinned, (k, main.environment.get(k))
+    if pinned is not None:
+        assert main.environment["HYDRA_IFACE"] == pinned
 
 
 def test_a_main_node_exit_without_a_start_still_gives_the_job_a_start_time(four: Head) -> None:

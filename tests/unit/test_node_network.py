@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 
 from launcher.accounts import Account
+from launcher.interfaces import interface_of
 from launcher.netns import spawn_args
 from mnp.config import network_kind, node_network_setting
 from mnp.errors import InvalidInput
 from mnp.providers import netns
+from mnp.spec.protocol import Register
 from tests.unit.helpers_core import Head
 
 
@@ -50,6 +52,20 @@ def test_the_setting_is_auto_loopback_or_namespace(monkeypatch: pytest.MonkeyPat
 )
 def test_gangs_pin_mpi_to_their_nodes_interface(addresses: list[str], iface: str | None) -> None:
     assert netns.interface_of(addresses) == iface
+
+
+def test_an_agent_finds_the_interface_holding_its_address() -> None:
+    assert interface_of("127.0.0.1") == "lo"
+    assert interface_of("127.0.0.2") is None  # lo answers for it without holding it
+    assert interface_of("203.0.113.9") is None and interface_of("node-1") is None
+
+
+@pytest.mark.parametrize("bad", ["eth0/../x", "a b", "x" * 16, "eth0:1", ""])
+def test_a_reported_interface_must_be_an_interface_name(bad: str) -> None:
+    body = Register("n1", "ce", "10.1.0.2", 2, 1024, 0, 1, interface="eth0").to_wire()
+    assert Register.from_wire(body).interface == "eth0"
+    with pytest.raises(InvalidInput, match="interface"):
+        Register.from_wire({**body, "interface": bad})
 
 
 def test_kinds_and_names() -> None:

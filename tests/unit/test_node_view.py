@@ -54,9 +54,13 @@ def test_named_tmp_paths_keep_their_deepest_existing_directory(tmp_path: Path) -
     assert len(tmp_dirs_named(many)) == MAX_KEPT
 
 
-def test_the_view_is_ignored_without_a_namespace() -> None:
-    view = View("/x/tmp", ("/tmp/a",), "/x/ssh_config", (0,))
-    assert spawn_args(["true"], None, None, view) == (["true"], {})
+def test_without_a_namespace_a_view_runs_through_the_mount_helper_alone() -> None:
+    """A host's root agent: its attempts' private /tmp and ssh_config, no ``ip netns exec``."""
+    view = View("/x/tmp", ("/tmp/a",), "/x/ssh_config")
+    argv, extra = spawn_args(["true"], None, None, view)
+    assert argv == mountns.argv(sys.executable, ["true"], "/x/tmp", ["/tmp/a"], "/x/ssh_config")
+    assert extra == {}
+    assert spawn_args(["true"], None, None, None) == (["true"], {})
 
 
 def test_the_helper_argv_carries_every_option_then_the_command() -> None:

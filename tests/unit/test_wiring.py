@@ -323,7 +323,8 @@ def test_hostfiles_list_the_main_node_first_with_its_slots(files: dict[str, str]
 def test_ssh_files_name_every_node_with_its_port_and_key(files: dict[str, str]) -> None:
     config = files["ssh_config"]
     for i, port in enumerate([40001, 22, 40003, 40004]):
-        assert f"Host gpu-{i + 1}\n    HostName 10.0.0.{11 + i}\n    Port {port}\n" in config
+        addr = f"10.0.0.{11 + i}"  # `ssh gpu-N` and a bare `ssh <address>` alike
+        assert f"Host gpu-{i + 1} {addr}\n    HostName {addr}\n    Port {port}\n" in config
     assert f'IdentityFile "{W}/id_ed25519"' in config
     assert f'UserKnownHostsFile "{W}/known_hosts"' in config
     lines = files["known_hosts"].splitlines()
