@@ -124,7 +124,7 @@ def readme(results: JSON) -> str:
     paragraphs = "".join(bench.prose(FULL, results) for bench in BENCHMARKS.values())
     return (
         _intro() + paragraphs + _running(QUICK) + _last_run(results) + _targets(results)
-        + _fsync() + _elastic()
+        + _fsync() + _elastic() + _sshhosts()
     )
 
 
@@ -167,6 +167,37 @@ def _elastic() -> str:
         "(client-observed). Baseline: the same jobs on a head whose fixed default "
         f"environment of {r['nodes']} nodes is already up. Results: `results-elastic.json`."
         "\n\n" + table(r)
+    )
+
+
+def _sshhosts() -> str:
+    """SSH hosts brought up in parallel and one at a time (``benchmarks/sshhosts.py``), when
+    it was measured."""
+    from benchmarks.sshhosts import RESULTS, table
+
+    if not RESULTS.exists():
+        return ""
+    r = json.loads(RESULTS.read_text())
+    n = r["hosts"]
+    return (
+        "\n## Bring-up of SSH hosts\n\n"
+        f"`python benchmarks/sshhosts.py` (measured {r.get('timestamp', '?')}, "
+        f"{r['rounds']} rounds of each setting, medians; {r['cpus']} CPUs; total "
+        f"{r.get('total_s', 0):.0f} s): per round a fresh head with no nodes of its own and an "
+        f"UNMANAGED environment; {n} hosts, each a network namespace running a real OpenSSH "
+        "`sshd`, reached through a ProxyCommand (the SSH integration tests' "
+        f"`tests/integration/sshhosts.py`), are added with {n} `addHost` calls at once (host "
+        "key pinned, vCPUs and memory detected); `listHosts` polled every "
+        f"{r['poll_s'] * 1000:.0f} ms until all are ACTIVE (probe, agent install, reverse "
+        "tunnel and agent start over ssh, then the agent's join), client-observed from "
+        "before the first call. Parallel: the head's `host_bringup_threads` "
+        f"(`MNP_HOST_BRINGUP_THREADS`) {n}; baseline in the same run: 1, one host at a time. "
+        "The test hosts share this machine's `~/.mnp-node`, so the agent's files (an "
+        "18 MiB bundle) a host installs are already there for the hosts probed after it: "
+        "only the first host (serial) or the hosts probed together at the start (parallel) "
+        "copy them, and none when an SSH test running meanwhile left them there (the last "
+        "row). Results: "
+        "`results-sshhosts.json`.\n\n" + table(r)
     )
 
 

@@ -99,6 +99,21 @@ def scale_in_setting() -> float:
     return value
 
 
+HOST_BRINGUP_ENV = "MNP_HOST_BRINGUP_THREADS"
+
+
+def host_bringup_setting() -> int:
+    """``$MNP_HOST_BRINGUP_THREADS`` (default 8); raises ValueError naming the variable and
+    the field for anything but a whole number (:class:`HeadConfig` checks that it is >= 1)."""
+    raw = os.environ.get(HOST_BRINGUP_ENV, "").strip() or "8"
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(
+            f"{HOST_BRINGUP_ENV}={raw!r} (host_bringup_threads): must be a whole number >= 1"
+        ) from None
+
+
 NODE_NETWORK_ENV = "MNP_NODE_NETWORK"
 NODE_NETWORKS = ("auto", "namespace", "loopback")
 """``auto``: local nodes in network namespaces when the head runs as root with ``ip netns``,
@@ -155,8 +170,16 @@ class HeadConfig:
     """An MNP attempt whose MPI daemon or proxy ended on some node, while the main node's
     command keeps running this long afterwards, is taken as hung and failed (MPICH hangs when
     a rank exits without MPI_Finalize)."""
+    host_bringup_threads: int = field(default_factory=lambda: host_bringup_setting())
+    """How many SSH hosts of UNMANAGED environments are probed, installed and started at once
+    (each bring-up waits on ssh, not on the head's CPU): ``$MNP_HOST_BRINGUP_THREADS``,
+    default 8. 1 brings the hosts up one at a time (the benchmarks' baseline)."""
 
     def __post_init__(self) -> None:
+        if self.host_bringup_threads < 1:
+            raise ValueError(
+                f"host_bringup_threads: must be at least 1, got {self.host_bringup_threads}"
+            )
         lease = self.lease
         if not 0 < lease < self.lost_after_seconds:
             raise ValueError(

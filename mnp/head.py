@@ -78,7 +78,9 @@ class Head:
         self.scheduler.lag = self.lag
         self.provider_threads = ThreadPoolExecutor(2, thread_name_prefix="mnp-provider")
         """Where the providers' blocking stops run once serving (:meth:`offload_providers`)."""
-        self.host_threads = ThreadPoolExecutor(8, thread_name_prefix="mnp-hosts")
+        self.host_threads = ThreadPoolExecutor(
+            config.host_bringup_threads, thread_name_prefix="mnp-hosts"
+        )
         """Where SSH hosts are brought up and stopped (several hosts at once)."""
         self.sessions = NodeSessions(self.scheduler)
         self.service = Service(self.state, self.scheduler)

@@ -1,7 +1,7 @@
 """Session epochs and rejoin (issue 11) on the head's side, with a real store: every register
 starts a new session, a poll or report of another session (or of a LOST/STOPPED node) is
-refused with nothing applied, a LOST node rejoins, a STOPPED one stays gone; the lease is
-validated in the configuration."""
+refused with nothing applied, a LOST node rejoins, a STOPPED one stays gone; the lease and
+the SSH hosts brought up at once are validated in the configuration."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mnp.config import HeadConfig
+from mnp.config import HOST_BRINGUP_ENV, HeadConfig
+from mnp.head import Head
 from mnp.nodes.sessions import NodeGone, NodeSessions, StaleSession
 from mnp.scheduler.loop import Scheduler
 from mnp.scheduler.state import HeadState
@@ -119,6 +120,33 @@ def test_the_lease_defaults_below_the_lost_node_allowance(
 def test_a_lease_not_shorter_than_the_allowance_is_refused(lease: float) -> None:
     with pytest.raises(ValueError, match="lease_seconds: must be more than 0 and less than"):
         HeadConfig(lost_after_seconds=10.0, lease_seconds=lease)
+
+
+def test_host_bringups_at_once_default_to_8_and_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv(HOST_BRINGUP_ENV, raising=False)
+    assert HeadConfig().host_bringup_threads == 8
+    monkeypatch.setenv(HOST_BRINGUP_ENV, "1")
+    config = HeadConfig(home=tmp_path, local=None)
+    assert config.host_bringup_threads == 1
+    head = Head(config, "http://127.0.0.1:1")
+    try:
+        assert head.host_threads._max_workers == 1  # the head's pool of SSH bring-ups
+    finally:
+        head.host_threads.shutdown()
+        head.provider_threads.shutdown()
+        head.store.close()
+    monkeypatch.setenv(HOST_BRINGUP_ENV, "many")
+    with pytest.raises(ValueError, match=r"MNP_HOST_BRINGUP_THREADS='many' \(host_bringup_thr"):
+        HeadConfig()
+
+
+@pytest.mark.parametrize("threads", [0, -1])
+def test_fewer_than_one_host_bringup_at_once_is_refused(threads: int) -> None:
+    refused = f"host_bringup_threads: must be at least 1, got {threads}$"
+    with pytest.raises(ValueError, match=refused):
+        HeadConfig(host_bringup_threads=threads)
 
 
 def test_an_unmanaged_join_whose_answer_was_lost_may_be_repeated_until_the_secret_is_used(
