@@ -37,6 +37,7 @@ ALLOWED: dict[str, set[str]] = {
     "mnp.config": {"mnp.errors"},
     "mnp.store": {*_SPEC},
     "mnp.providers": {*_SPEC, "mnp.config", "mnp.build"},
+    "mnp.ec2": {*_SPEC, "mnp.ec2"},  # EC2's rules, pure (a boto3 client comes as an argument)
     "mnp.scheduler": {*_HEAD_CORE, "mnp.scheduler"},
     "mnp.nodes": {*_HEAD_CORE, "mnp.scheduler", "mnp.nodes"},
     "mnp.service": {*_HEAD_CORE, "mnp.scheduler", "mnp.nodes", "mnp.service"},
@@ -69,6 +70,7 @@ THIRD_PARTY: dict[str, set[str]] = {
     "mnp.config": set(),
     "mnp.store": set(),
     "mnp.providers": {"docker"},  # the local provider removes a killed agent's containers
+    "mnp.ec2": set(),
     "mnp.scheduler": {"asyncssh"},  # one SSH key pair per multi-node attempt
     "mnp.nodes": set(),
     "mnp.service": {"pydantic"},  # typed requests, validated at the service's door
