@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mnp.spec.environments import Node
+
+if TYPE_CHECKING:
+    from mnp.ec2.userdata import NodeBoot
 
 _REGISTRY = {
     "local": "mnp.providers.local:LocalProvider",
     "ssh": "mnp.providers.ssh:SshProvider",  # hosts of UNMANAGED environments (addHost)
     "fake": "mnp.providers.fake:FakeProvider",  # fault injection for the unit tables
+    "ec2": "mnp.providers.ec2:Ec2Provider",  # instances of EC2/SPOT environments (boto3)
 }
 
 
@@ -25,6 +30,17 @@ class LaunchRequest:
     request_id: str
     node: Node
     """The provider's own copy of the record (with its one-time ``join_token``)."""
+    instance_type: str | None = None
+    """The instance type to launch (EC2: required; others ignore it)."""
+    compute_resources: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    """The environment's ``computeResources`` document (EC2: subnets, security groups,
+    ``instanceRole``, ``placementGroup``, ``launchTemplate``, ``type``, ``bidPercentage``,
+    ``tags``); empty for providers that need none."""
+    boot: NodeBoot | None = None
+    """What the node's user data needs (EC2: required; it carries the join token)."""
+    gang: str | None = None
+    """Requests with the same gang key are nodes of one multi-node job: launched together,
+    and if one cannot be, none is kept (each fails with the reason)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +50,14 @@ class LaunchOutcome:
     request_id: str
     pid: int | None = None
     error: str | None = None
+    """Why it failed; from EC2, starting with the AWS error code
+    (``InsufficientInstanceCapacity: …``)."""
+    retryable: bool = False
+    """With ``error``: whether the same launch may succeed later unchanged (capacity,
+    limits, throttling, a fault on the substrate's side): back off and try again. False:
+    something must change first (credentials, permissions, parameters)."""
+    instance_id: str | None = None
+    """The substrate's id for the node (EC2: ``i-…``), when it has one."""
 
     @property
     def ok(self) -> bool:
@@ -46,6 +70,10 @@ class Instance:
 
     node_id: str
     pid: int | None = None
+    instance_id: str | None = None
+    """EC2: the instance's id (``i-…``)."""
+    instance_type: str | None = None
+    private_ip: str | None = None
 
 
 class Provider(Protocol):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -121,16 +122,27 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, state: ImdsState) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, state: ImdsState, sock: socket.socket | None = None) -> None:
+        if sock is None:
+            super().__init__(("127.0.0.1", 0), _Handler)
+        else:  # already bound and listening (e.g. made inside a network namespace)
+            super().__init__(sock.getsockname()[:2], _Handler, bind_and_activate=False)
+            self.socket.close()
+            self.socket = sock
+            host, port = sock.getsockname()[:2]
+            self.server_address = (host, port)
+            self.server_name, self.server_port = host, port
         self.state = state
 
 
 class ImdsServer:
-    """The server, serving in a thread from :meth:`start` until :meth:`stop`."""
+    """The server, serving in a thread from :meth:`start` until :meth:`stop`: on a free port of
+    127.0.0.1, or on ``sock``, a listening socket handed over (it is closed by :meth:`stop`,
+    so such a server starts once)."""
 
-    def __init__(self, doc: MetadataDoc | None = None) -> None:
+    def __init__(self, doc: MetadataDoc | None = None, sock: socket.socket | None = None) -> None:
         self.state = ImdsState(doc or MetadataDoc())
+        self._sock = sock
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -142,7 +154,7 @@ class ImdsServer:
         return f"http://{host!s}:{port}"
 
     def start(self) -> ImdsServer:
-        self._server = _Server(self.state)
+        self._server = _Server(self.state, self._sock)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
