@@ -114,6 +114,22 @@ def host_bringup_setting() -> int:
         ) from None
 
 
+EC2_ENV = "MNP_EC2"
+EC2_HEAD_URL_ENV = "MNP_EC2_HEAD_URL"
+
+
+def ec2_setting() -> bool:
+    """``$MNP_EC2``: ``1``/``on`` makes MANAGED environments whose ``computeResources.type`` is
+    EC2 or SPOT launch EC2 instances (default off: they run on local nodes, so AWS's
+    tutorials work on one machine). Raises ValueError naming the variable otherwise."""
+    value = os.environ.get(EC2_ENV, "").strip().lower()
+    if value in ("", "0", "off", "false", "no"):
+        return False
+    if value in ("1", "on", "true", "yes"):
+        return True
+    raise ValueError(f"{EC2_ENV}={value!r}: must be 1/on or 0/off")
+
+
 NODE_NETWORK_ENV = "MNP_NODE_NETWORK"
 NODE_NETWORKS = ("auto", "namespace", "loopback")
 """``auto``: local nodes in network namespaces when the head runs as root with ``ip netns``,
@@ -174,6 +190,14 @@ class HeadConfig:
     """How many SSH hosts of UNMANAGED environments are probed, installed and started at once
     (each bring-up waits on ssh, not on the head's CPU): ``$MNP_HOST_BRINGUP_THREADS``,
     default 8. 1 brings the hosts up one at a time (the benchmarks' baseline)."""
+
+    ec2: bool = field(default_factory=lambda: ec2_setting())
+    """EC2/SPOT environments launch real instances through boto3 (``$MNP_EC2``): region and
+    credentials from boto3's own chain, endpoint from its ``AWS_ENDPOINT_URL_EC2``."""
+    ec2_head_url: str | None = field(
+        default_factory=lambda: os.environ.get(EC2_HEAD_URL_ENV, "").strip() or None
+    )
+    """The head's URL as its instances reach it (``$MNP_EC2_HEAD_URL``); None: its own."""
 
     def __post_init__(self) -> None:
         if self.host_bringup_threads < 1:

@@ -48,6 +48,7 @@ from mnp.config import (
     write_private,
 )
 from mnp.nodes.sessions import NodeSessions
+from mnp.providers import sshbundle
 from mnp.scheduler.fleet import in_thread, inline
 from mnp.scheduler.lag import LagGuard
 from mnp.scheduler.loop import Scheduler
@@ -147,11 +148,16 @@ class Head:
         hosts, loop = self.scheduler.hosts, asyncio.get_running_loop()
         self.scheduler.fleet.on_loop = loop.call_soon_threadsafe  # a launch's outcome
         hosts.offload = in_thread(self.host_threads)
+        loop.run_in_executor(self.provider_threads, self.scheduler.fleet.warm_up)
 
         def wake_from_thread() -> None:
             loop.call_soon_threadsafe(self.wake.set)
 
         hosts.wake = wake_from_thread
+
+    def agent_bundle(self) -> bytes:
+        """The bytes of this head's agent bundle (built once; EC2 instances install it)."""
+        return sshbundle.current().tar
 
     def answer_waiting_polls(self) -> None:
         """Let every agent's waiting long poll answer now (with whatever is queued)."""

@@ -98,6 +98,19 @@ async def _answer(request: Request, fn: Call, head_token: bool) -> Response:
         )
 
 
+def bundle_route(bundle: Callable[[], bytes]) -> Route:
+    """``GET`` :data:`~mnp.spec.protocol.BUNDLE_PATH`: the agent bundle (an uncompressed tar
+    of the head's own code), which an EC2 instance's user data installs after checking its
+    SHA-256 (written into the user data). No credential: the code is no secret, and what
+    could be swapped in transit is caught by the hash."""
+
+    async def endpoint(request: Request) -> Response:
+        data = await asyncio.to_thread(bundle)
+        return Response(data, media_type="application/x-tar")
+
+    return Route(protocol.BUNDLE_PATH, endpoint, methods=["GET"])
+
+
 def routes(
     gate: TokenGate,
     sessions: NodeSessions,

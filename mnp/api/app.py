@@ -45,6 +45,10 @@ class AppHead(Protocol):
     @property
     def waiters(self) -> agents.PollWaiters: ...
 
+    def agent_bundle(self) -> bytes:
+        """The agent bundle's bytes an EC2 instance installs (may block: read in a thread)."""
+        ...
+
 
 def build_app(head: AppHead, operations: Mapping[str, Handler]) -> Starlette:
     """The app for ``head``; ``operations`` is the native API's table (name → handler)."""
@@ -68,6 +72,7 @@ def build_app(head: AppHead, operations: Mapping[str, Handler]) -> Starlette:
             *tail.routes(gate, head.service.logs),
             *native.routes(gate, operations),
             *agents.routes(gate, head.sessions, head.waiters, config.heartbeat_seconds),
+            agents.bundle_route(head.agent_bundle),
             Route("/healthz", health, methods=["GET"]),
         ]
     )

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mnp.errors import FieldError, InvalidInput
+from mnp.spec import protocol
 from mnp.spec.protocol import NAME_OR_ARN_RE, NODE_ID_RE
 from mnp.spec.sharedfs import SharedFilesystem, SharedFilesystemKind, shared_fs_errors
 
@@ -36,12 +37,12 @@ BOUNDARY = "=="
 """The one boundary mnp writes (fixed: the output is golden-tested)."""
 MAX_USER_DATA = 16 * 1024
 """EC2's limit on user data, in bytes before base64 encoding."""
-BUNDLE_PATH = "/internal/v1/agent-bundle"
+BUNDLE_PATH = protocol.BUNDLE_PATH
 """Where on the head an instance fetches the agent bundle: ``GET`` answers the bytes of
 :attr:`mnp.providers.sshbundle.Bundle.tar` (``application/x-tar``), no credential needed
 (the head's own code; the script pins its SHA-256)."""
 DEFAULT_HOME = "/var/lib/mnp"
-"""On the instance: ``agent/<version>`` (the installed bundle) and ``nodes/<node id>`` (the
+"""On the instance: ``agent/<version>-<sha>`` (the installed bundle) and ``nodes/<node id>`` (the
 agent's root: workdirs, ``agent.log``, ``head.url``)."""
 PART_TYPES = ("text/x-shellscript", "text/cloud-config", "text/cloud-boothook")
 """The parts a launch template's user data may have (cloud-init runs them, in order)."""
@@ -80,7 +81,8 @@ class NodeBoot:
     memory_mib: int
     gpus: int
     version: str
-    """The head's mnp version: the bundle is installed at ``<home>/agent/<version>``."""
+    """The head's mnp version: the bundle is installed at ``<home>/agent/<version>-<sha>``
+    (16 hex digits of :attr:`bundle_sha256`)."""
     bundle_sha256: str
     """SHA-256 (hex) of the bundle's bytes the head serves at :data:`BUNDLE_PATH`."""
     shared_fs: SharedFilesystem | None = None
@@ -214,22 +216,28 @@ home={q(boot.home)}
 python={q(boot.python)}
 imds="${{AWS_EC2_METADATA_SERVICE_ENDPOINT:-http://169.254.169.254}}"
 {mount}
-# the agent: the head's bundle, pinned by its SHA-256
-agent_dir="$home/agent/$version"
-mkdir -p "$home/agent"
-echo "mnp: fetching the agent from $head"
-curl -fsS --retry 10 --retry-connrefused --retry-delay 2 --connect-timeout 5 \\
-  --max-time 300 -o "$agent_dir.tar" "$head{BUNDLE_PATH}"
-if ! echo "$bundle_sha256  $agent_dir.tar" | sha256sum -c --status -; then
-  echo "mnp: the head at $head serves another agent bundle than this node was launched" \\
-    "for (the head was upgraded?): launch the node again" >&2
-  exit 1
+# the agent: the head's bundle, pinned by its SHA-256; installed once per bundle, by rename
+# (boots sharing a disk never see half an install, and a running agent keeps its files)
+agent_dir="$home/agent/$version-${{bundle_sha256:0:16}}"
+if [ "$(cat "$agent_dir/DIGEST" 2>/dev/null)" != "$bundle_sha256" ]; then
+  mkdir -p "$home/agent"
+  tmp=$(mktemp -d "$home/agent/.install.XXXXXX")
+  echo "mnp: fetching the agent from $head"
+  curl -fsS --retry 10 --retry-connrefused --retry-delay 2 --connect-timeout 5 \\
+    --max-time 300 -o "$tmp/bundle.tar" "$head{BUNDLE_PATH}"
+  if ! echo "$bundle_sha256  $tmp/bundle.tar" | sha256sum -c --status -; then
+    rm -rf "$tmp"
+    echo "mnp: the head at $head serves another agent bundle than this node was launched" \\
+      "for (the head was upgraded?): launch the node again" >&2
+    exit 1
+  fi
+  mkdir "$tmp/tree"
+  tar -xf "$tmp/bundle.tar" -C "$tmp/tree"
+  echo "$bundle_sha256" > "$tmp/tree/DIGEST"
+  mv -T "$tmp/tree" "$agent_dir" 2>/dev/null \\
+    || [ "$(cat "$agent_dir/DIGEST" 2>/dev/null)" = "$bundle_sha256" ]  # another boot's
+  rm -rf "$tmp"
 fi
-rm -rf "$agent_dir"
-mkdir -p "$agent_dir"
-tar -xf "$agent_dir.tar" -C "$agent_dir"
-rm -f "$agent_dir.tar"
-echo "$bundle_sha256" > "$agent_dir/DIGEST"
 if ! out=$(PYTHONPATH="$agent_dir" "$python" -c 'import launcher.agent' 2>&1); then
   echo "mnp: $python cannot run the agent: ${{out##*$'\\n'}}" >&2
   exit 1

@@ -197,6 +197,7 @@ class NodeSessions:
         node.last_heartbeat_ms = now
         node.pid = r.pid or node.pid
         node.capacity = Resources(r.vcpus, r.memory_mib, r.gpus)
+        node.address = node.address or r.address  # an EC2 node's, at its first registration
         node.ssh_port = r.ssh_port
         node.ssh_host_key = r.ssh_host_key
         node.interface = r.interface
@@ -379,7 +380,8 @@ def _check_unchanged(node: Node, r: Register) -> None:
     have = node.capacity
     fields: list[tuple[str, object, object]] = [
         ("computeEnvironment", node.compute_environment, r.compute_environment),
-        ("address", node.address, r.address),
+        # an EC2 node's address is known once its instance runs: the first one given stands
+        ("address", node.address or r.address, r.address),
         ("vcpus", int(have.vcpus), r.vcpus),  # a launched agent is told int(vcpus)
         ("memoryMiB", have.memory_mib, r.memory_mib),
         ("gpus", have.gpus, r.gpus),

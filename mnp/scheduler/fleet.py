@@ -12,16 +12,21 @@ new session (:mod:`mnp.nodes.sessions`); a stopped one may not.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from copy import deepcopy
 from dataclasses import replace
 from typing import Protocol
 
-from mnp.providers import LaunchOutcome, LaunchRequest, Provider, make_provider
+from mnp.ec2.userdata import NodeBoot
+from mnp.providers import LaunchOutcome, LaunchRequest, Provider, make_provider, sshbundle
 from mnp.scheduler.attempts import AttemptEnd
 from mnp.scheduler.control import Control
+from mnp.scheduler.ec2scaling import Ec2Scale, InstanceLaunch, scale_of
 from mnp.scheduler.reconcile import SettleStatus
 from mnp.scheduler.scaling import DrainNodes, RetireNodes, SetDesired
 from mnp.scheduler.state import HeadState, NodeRuntime
@@ -34,6 +39,7 @@ from mnp.spec.environments import (
     new_secret,
 )
 from mnp.spec.jobs import HOST_LOST_PREFIX, HOST_STOPPED_PREFIX, Job
+from mnp.spec.resources import Resources
 
 log = logging.getLogger(__name__)
 
@@ -86,17 +92,33 @@ class Fleet:
         self._ends = ends
         self.head_url = head_url
         self._providers: dict[str, Provider] = {}
+        self._providers_lock = threading.Lock()
+        self._ec2_scales: dict[str, tuple[str, Ec2Scale]] = {}
         self.offload: Offload = inline
         self.on_loop: Callable[[Callable[[], None]], object] = inline
         """How offloaded work hands its outcome back to the loop thread
         (``loop.call_soon_threadsafe`` once serving)."""
 
     def provider(self, name: str) -> Provider:
-        if name not in self._providers:
-            self._providers[name] = make_provider(
-                name, self.head_url, self.s.config.home, self.s.config.token
-            )
-        return self._providers[name]
+        """The provider ``name``, made on first use (thread-safe: the head warms EC2's up in
+        a thread, :meth:`warm_up`)."""
+        with self._providers_lock:
+            if name not in self._providers:
+                self._providers[name] = make_provider(
+                    name, self.head_url, self.s.config.home, self.s.config.token
+                )
+            return self._providers[name]
+
+    def warm_up(self) -> None:
+        """Off the loop, at start: with EC2 on, make its provider and ask for the instance
+        catalogue now (DescribeInstanceTypes takes a second or more), so neither a creation
+        request nor the first tick waits for it on the loop. A failure is only logged."""
+        if not self.s.config.ec2:
+            return
+        try:
+            self.provider("ec2").catalogue()  # type: ignore[attr-defined]
+        except Exception as e:
+            log.warning("EC2: no instance catalogue yet: %s", e)
 
     def launch(self, ce_name: str, count: int = 1) -> None:
         """``count`` more nodes in ``ce_name``, saved before their agents are started (so an
@@ -121,9 +143,86 @@ class Fleet:
 
         self.offload(work)
 
-    def _new_nodes(self, ce: ComputeEnvironment, count: int) -> list[Node]:
-        """Make ``count`` LAUNCHING node records; returns the provider's copies (with their
-        one-time join tokens, which only the copies keep)."""
+    # --- EC2 environments ----------------------------------------------------------------------
+    def ec2_scale(self, ce: ComputeEnvironment) -> Ec2Scale | None:
+        """The sizing of EC2 environment ``ce`` (its instance types expanded by the provider's
+        catalogue, cached per ``computeResources``); None while EC2 cannot be asked."""
+        key = json.dumps(ce.doc.get("computeResources") or {}, sort_keys=True, default=str)
+        cached = self._ec2_scales.get(ce.name)
+        if cached is None or cached[0] != key:
+            try:
+                provider = self.provider(ce.provider)
+                catalogue = provider.catalogue()  # type: ignore[attr-defined]
+                prices = provider.prices.prices  # type: ignore[attr-defined]
+                scale = scale_of(ce, catalogue, prices)
+            except Exception as e:  # EC2 unreachable, or the types no longer known
+                log.warning("environment %s: no instance catalogue: %s", ce.name, e)
+                return None
+            cached = (key, scale)
+            self._ec2_scales[ce.name] = cached
+        scale = cached[1]
+        return replace(scale, desired_vcpus=ce.desired_vcpus)
+
+    def set_desired_vcpus(self, ce_name: str, vcpus: int) -> None:
+        ce = self.s.ces.get(ce_name)
+        if ce is not None and ce.desired_vcpus != vcpus:
+            ce.desired_vcpus = vcpus
+            self.s.mark_ce(ce)
+
+    def launch_instances(self, ce_name: str, launches: Sequence[InstanceLaunch]) -> None:
+        """EC2 instances for ``ce_name``: one LAUNCHING node per instance (its capacity the
+        type's, its address known once it runs), saved before the batched provider launch, as
+        :meth:`launch` does; a gang's instances carry its key (launched together or none)."""
+        s = self.s
+        ce = s.ces[ce_name]
+        handed: list[tuple[Node, InstanceLaunch]] = []
+        for launch in launches:
+            for node in self._new_nodes(ce, launch.count, launch.capacity, ec2=True):
+                node.instance_type = launch.instance_type
+                s.nodes[node.node_id].instance_type = launch.instance_type
+                handed.append((node, launch))
+        s.flush()
+        head = s.config.ec2_head_url or self.head_url
+        resources = dict(ce.doc.get("computeResources") or {})
+        try:
+            provider = self.provider(ce.provider)
+        except Exception as e:
+            outcomes = [LaunchOutcome(n.node_id, error=str(e)) for n, _ in handed]
+            self._launched(ce_name, outcomes)
+            return
+
+        def work() -> None:
+            try:
+                bundle = sshbundle.current()
+                digest = hashlib.sha256(bundle.tar).hexdigest()
+                requests = [
+                    LaunchRequest(
+                        node.node_id,
+                        node,
+                        instance_type=launch.instance_type,
+                        compute_resources=resources,
+                        gang=launch.gang,
+                        boot=_boot(node, head, bundle.version, digest),
+                    )
+                    for node, launch in handed
+                ]
+                outcomes = provider.launch(requests)
+            except Exception as e:
+                outcomes = [LaunchOutcome(n.node_id, error=str(e)) for n, _ in handed]
+            self.on_loop(lambda: self._launched(ce_name, outcomes))
+
+        self.offload(work)
+
+    def _new_nodes(
+        self,
+        ce: ComputeEnvironment,
+        count: int,
+        capacity: Resources | None = None,
+        ec2: bool = False,
+    ) -> list[Node]:
+        """Make ``count`` LAUNCHING node records (of ``capacity``, default the environment's
+        shape; an EC2 node's address is unknown until it runs); returns the provider's copies
+        (with their one-time join tokens, which only the copies keep)."""
         s = self.s
         handed = []
         for _ in range(count):
@@ -138,8 +237,8 @@ class Fleet:
             node = Node(
                 node_id=f"{ce.name}-{ce.next_node_number}",
                 compute_environment=ce.name,
-                address=_address(ce.first_address, slot),
-                capacity=replace(ce.node_resources),  # a copy: the environment's may change
+                address="" if ec2 else _address(ce.first_address, slot),
+                capacity=replace(capacity or ce.node_resources),  # a copy: the CE's may change
                 status=NodeStatus.LAUNCHING,
                 slot=slot,
                 launched_at=s.clock(),
@@ -172,8 +271,9 @@ class Fleet:
                 if node.status == NodeStatus.LAUNCHING:
                     node.status = NodeStatus.LOST
                     node.status_reason = f"launch failed: {o.error}"
-            elif node.pid is None:
-                node.pid = o.pid
+            else:
+                node.pid = node.pid or o.pid
+                node.instance_id = node.instance_id or o.instance_id
             s.mark_node(node)
         ce = s.ces.get(ce_name)
         if ce is None:
@@ -293,6 +393,22 @@ class Fleet:
             listed = running[ce.provider]
             if listed is not None and node.node_id not in listed:
                 self.lose(node.node_id, "was gone when the head node restarted")
+
+
+def _boot(node: Node, head: str, version: str, digest: str) -> NodeBoot:
+    """What an EC2 node's user data needs: the head's URL, the node's identity and one-time
+    join token, its capacity, the agent bundle's version and SHA-256."""
+    return NodeBoot(
+        head=head,
+        node_id=node.node_id,
+        compute_environment=node.compute_environment,
+        join_token=node.join_token or "",
+        vcpus=int(node.capacity.vcpus),
+        memory_mib=node.capacity.memory_mib,
+        gpus=node.capacity.gpus,
+        version=version,
+        bundle_sha256=digest,
+    )
 
 
 def _address(first: str, slot: int) -> str:

@@ -25,6 +25,7 @@ from mnp.scheduler.attempts import (
     record_end,
 )
 from mnp.scheduler.control import Control
+from mnp.scheduler.ec2scaling import LaunchInstances, SetDesiredVcpus, node_capacity
 from mnp.scheduler.fleet import Fleet
 from mnp.scheduler.gangs import Gangs
 from mnp.scheduler.hosts import HostKeeper
@@ -48,7 +49,14 @@ from mnp.scheduler.reconcile import (
 )
 from mnp.scheduler.scaling import DrainNodes, RetireNodes, SetDesired
 from mnp.scheduler.state import HOLDS_A_SLOT, HeadState
-from mnp.spec.environments import CEStatus, ComputeEnvironmentType, Node, NodeStatus, State
+from mnp.spec.environments import (
+    CEStatus,
+    ComputeEnvironment,
+    ComputeEnvironmentType,
+    Node,
+    NodeStatus,
+    State,
+)
 from mnp.spec.jobs import Attempt, Job
 from mnp.spec.protocol import Assignment, Kill, Ready, attempt_id
 from mnp.spec.resources import Resources
@@ -181,6 +189,9 @@ class Scheduler:
         views: dict[str, CEView] = {}
         for ce in self.s.ces.values():
             managed = ce.type == ComputeEnvironmentType.MANAGED
+            if managed and ce.ec2:
+                views[ce.name] = self._ec2_view(ce)
+                continue
             shapes = (ce.node_resources,) if managed else self._shapes(ce.name)
             views[ce.name] = CEView(
                 name=ce.name,
@@ -194,6 +205,27 @@ class Scheduler:
                 settling=ce.status in (CEStatus.CREATING, CEStatus.UPDATING),
             )
         return views
+
+    def _ec2_view(self, ce: ComputeEnvironment) -> CEView:
+        """An EC2 environment: its instance types' shapes, sized in vCPUs; without its
+        catalogue (EC2 unreachable) it shows no shape and launches nothing."""
+        scale = self.fleet.ec2_scale(ce)
+        settling = ce.status in (CEStatus.CREATING, CEStatus.UPDATING)
+        enabled = ce.state == State.ENABLED
+        if scale is None or not scale.types:
+            return CEView(ce.name, enabled, 0, (), managed=True, settling=settling)
+        smallest = min(t.vcpus for t in scale.types)
+        return CEView(
+            name=ce.name,
+            enabled=enabled,
+            desired_nodes=0,
+            node_capacities=tuple(node_capacity(t) for t in scale.types),
+            max_nodes=max(1, scale.max_vcpus // max(1, smallest)),
+            managed=True,
+            launch_after_ms=ce.next_launch_ms,
+            settling=settling,
+            ec2=scale,
+        )
 
     def _array_room(self, pending: list[Job]) -> dict[str, int]:
         """For the arrays with a running limit among ``pending``: free slots now."""
@@ -260,6 +292,10 @@ class Scheduler:
                 self.lose_node(a.node_id, a.reason)
             elif isinstance(a, LaunchNodes):
                 self.fleet.launch(a.compute_environment, a.count)
+            elif isinstance(a, LaunchInstances):
+                self.fleet.launch_instances(a.compute_environment, a.launches)
+            elif isinstance(a, SetDesiredVcpus):
+                self.fleet.set_desired_vcpus(a.compute_environment, a.vcpus)
             elif isinstance(a, SetDesired | DrainNodes | RetireNodes | SettleStatus):
                 self.fleet.scale(a)
         return touched

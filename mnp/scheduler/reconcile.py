@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from mnp.scheduler.ec2scaling import Ec2Env, Ec2Scale, LaunchInstances, SetDesiredVcpus
+from mnp.scheduler.ec2scaling import plan as ec2_plan
 from mnp.scheduler.scaling import (
     LaunchNodes as LaunchNodes,
 )
@@ -76,6 +78,8 @@ class CEView:
     """No launch before this (backing off after a failed one)."""
     settling: bool = False
     """CREATING or UPDATING: this tick takes the change in (:class:`SettleStatus`)."""
+    ec2: Ec2Scale | None = None
+    """An EC2 environment's sizing (:mod:`mnp.scheduler.ec2scaling`), sized in vCPUs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +180,8 @@ Action = (
     | HoldForLimit
     | SettleStatus
     | ScaleAction
+    | LaunchInstances
+    | SetDesiredVcpus
 )
 
 
@@ -193,6 +199,17 @@ def _scale(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
     actions.extend(SettleStatus(c.name) for c in snap.compute_environments.values() if c.settling)
     placed = {a.job_id for a in actions if isinstance(a, Place | PlaceGang)}
     actions.extend(plan(snap, placed, lost))
+    envs = {
+        c.name: Ec2Env(c.name, c.enabled, c.ec2, c.launch_after_ms)
+        for c in snap.compute_environments.values()
+        if c.managed and c.ec2 is not None
+    }
+    if envs:
+        actions.extend(ec2_plan(
+            envs, [n for n in snap.nodes if n.node_id not in lost],
+            [(q.name, q.compute_environments) for q in snap.queues], snap.runnable,
+            placed | snap.waiting_gangs, snap.now_ms, snap.scale_in_after_ms,
+        ))  # fmt: skip
 
 
 def _nodes(snap: Snapshot, actions: list[Action]) -> set[str]:

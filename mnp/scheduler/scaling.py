@@ -231,7 +231,7 @@ def plan(snap: Snap, placed: Collection[str], lost: Collection[str]) -> list[Sca
             c.launch_after_ms,
         )
         for c in snap.compute_environments.values()
-        if c.managed and c.node_capacities
+        if c.managed and c.node_capacities and getattr(c, "ec2", None) is None
     }
     nodes = [n for n in snap.nodes if n.node_id not in lost and n.compute_environment in ces]
     queues = [(q.name, q.compute_environments) for q in snap.queues]

@@ -240,7 +240,7 @@ def ce_detail(ce: ComputeEnvironment, nodes: list[Node]) -> dict[str, Any]:
             out[key] = ce.doc[key]
     given = ce.doc.get("computeResources")
     if isinstance(given, dict) and ce.type == "MANAGED":  # kept current, as AWS does
-        desired = ce.desired_nodes * int(ce.node_resources.vcpus)
+        desired = ce.desired_vcpus if ce.ec2 else ce.desired_nodes * int(ce.node_resources.vcpus)
         most = given.get("maxvCpus")
         if isinstance(most, int) and not isinstance(most, bool):
             desired = min(desired, most)

@@ -94,9 +94,15 @@ class Node:
     """Nothing new is placed on it (its host is being removed); running work goes on."""
     interface: str | None = None
     """The interface holding ``address`` on the node, as its agent last reported."""
+    instance_type: str | None = None
+    """An EC2 node's instance type (its capacity comes from it)."""
+    instance_id: str | None = None
+    """An EC2 node's instance (``i-…``), once its launch answered."""
 
     def to_doc(self) -> dict[str, Any]:
         return {
+            "instance_type": self.instance_type,
+            "instance_id": self.instance_id,
             "interface": self.interface,
             "status_reason": self.status_reason,
             "draining": self.draining,
@@ -137,6 +143,8 @@ class Node:
             join_hash=d.get("join_hash"),
             session_epoch=d.get("session_epoch", 0),
             interface=d.get("interface"),
+            instance_type=d.get("instance_type"),
+            instance_id=d.get("instance_id"),
             secret_used=d.get("secret_used", True),
             status_reason=d.get("status_reason"),
             draining=d.get("draining", False),
@@ -304,10 +312,23 @@ class ComputeEnvironment:
     """Launches failed in a row (the backoff grows with it; INVALID past a few)."""
     next_launch_ms: int = 0
     """No launch before this (the backoff after a failure)."""
+    desired_vcpus: int = 0
+    """An EC2 environment's aim, in vCPUs (its nodes are instances of several sizes, so
+    ``*_nodes`` do not apply; ``minvCpus``/``maxvCpus`` are read from :attr:`doc`)."""
 
     @property
     def arn(self) -> str:
         return ce_arn(self.name)
+
+    @property
+    def ec2(self) -> bool:
+        """Its nodes are EC2 instances (:mod:`mnp.providers.ec2`)."""
+        return self.provider == "ec2"
+
+    def vcpu_bounds(self) -> tuple[int, int]:
+        """``(minvCpus, maxvCpus)`` as given (validated at creation and update)."""
+        cr = self.doc.get("computeResources") or {}
+        return int(cr.get("minvCpus") or 0), int(cr.get("maxvCpus") or 0)
 
     def move(self, target: CEStatus, reason: str | None = None) -> None:
         """The one way the status changes; raises :class:`IllegalCETransition`."""
@@ -340,6 +361,7 @@ class ComputeEnvironment:
             "status": self.status.value,
             "launch_failures": self.launch_failures,
             "next_launch_ms": self.next_launch_ms,
+            "desired_vcpus": self.desired_vcpus,
         }
 
     @classmethod
@@ -367,6 +389,7 @@ class ComputeEnvironment:
             status=CEStatus(d.get("status", "VALID")),
             launch_failures=d.get("launch_failures", 0),
             next_launch_ms=d.get("next_launch_ms", 0),
+            desired_vcpus=d.get("desired_vcpus", 0),
         )
 
 

@@ -52,6 +52,8 @@ from mnp.spec.sharedfs import SharedFilesystem
 from mnp.spec.wirefields import SAFE_INT, Fields
 
 REGISTER_PATH = "/internal/v1/agents/register"
+BUNDLE_PATH = "/internal/v1/agent-bundle"
+"""Where an EC2 instance fetches the agent bundle (``GET``; :mod:`mnp.ec2.userdata`)."""
 POLL_PATH = "/internal/v1/agents/poll"
 REPORT_PATH = "/internal/v1/agents/report"
 TOKEN_HEADER = "X-Mnp-Token"

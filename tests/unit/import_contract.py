@@ -25,7 +25,7 @@ ROOTS = ("mnp", "launcher")
 
 _SPEC = {"mnp.errors", "mnp.spec"}
 _BUILD = {*_SPEC, "mnp.build", "mnp.slurm.hostlist", "mnp.slurm.taskids"}
-_HEAD_CORE = {*_BUILD, "mnp.config", "mnp.store", "mnp.providers"}
+_HEAD_CORE = {*_BUILD, "mnp.config", "mnp.store", "mnp.providers", "mnp.ec2"}
 
 ALLOWED: dict[str, set[str]] = {
     # plain data and pure code: what the node side may use
@@ -36,7 +36,7 @@ ALLOWED: dict[str, set[str]] = {
     # the head's insides, lowest first
     "mnp.config": {"mnp.errors"},
     "mnp.store": {*_SPEC},
-    "mnp.providers": {*_SPEC, "mnp.config", "mnp.build"},
+    "mnp.providers": {*_SPEC, "mnp.config", "mnp.build", "mnp.ec2"},
     "mnp.ec2": {*_SPEC, "mnp.ec2"},  # EC2's rules, pure (a boto3 client comes as an argument)
     "mnp.scheduler": {*_HEAD_CORE, "mnp.scheduler"},
     "mnp.nodes": {*_HEAD_CORE, "mnp.scheduler", "mnp.nodes"},
@@ -69,7 +69,8 @@ THIRD_PARTY: dict[str, set[str]] = {
     "mnp.build": set(),
     "mnp.config": set(),
     "mnp.store": set(),
-    "mnp.providers": {"docker"},  # the local provider removes a killed agent's containers
+    # the local provider removes a killed agent's containers; the ec2 one launches instances
+    "mnp.providers": {"docker", "boto3", "botocore"},
     "mnp.ec2": set(),
     "mnp.scheduler": {"asyncssh"},  # one SSH key pair per multi-node attempt
     "mnp.nodes": set(),

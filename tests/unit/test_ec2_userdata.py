@@ -335,7 +335,7 @@ def test_script_runs(tmp_path: Path, head: tuple[str, bytes], imds: ImdsServer) 
             "-t", "lustre", "-o", "relatime,flock", f"{LUSTRE_DNS}@tcp:/abcdef12", mount_path
         ]  # fmt: skip
         assert Path(mount_path).is_dir()
-        agent_dir = home / "agent" / "0.1.0"
+        agent_dir = home / "agent" / f"0.1.0-{b.bundle_sha256[:16]}"  # one per bundle
         root = home / "nodes" / "gpu-ce-7"
         assert (agent_dir / "launcher" / "__init__.py").read_text() == "# the agent\n"
         assert (agent_dir / "DIGEST").read_text().strip() == b.bundle_sha256

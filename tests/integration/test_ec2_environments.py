@@ -1,0 +1,233 @@
+"""EC2 compute environments end to end, against a real moto server: a head run with
+``MNP_EC2=1`` (boto3 pointed at moto by its own ``AWS_ENDPOINT_URL_EC2``) launches instances
+for RUNNABLE demand; the instance simulator (``tests/ec2sim``) runs each instance's user data
+as cloud-init would, in a network namespace with the instance's private address and its own
+metadata service, so the agent it installs from the head joins; standard, array and 4-node
+MPI jobs run on the instances; idle instances are scaled in and terminated in moto. Creation
+is checked as AWS Batch checks it. Everything is removed afterwards, also on failure."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mnp.ec2.userdata import DEFAULT_HOME
+from mnp.providers import netns
+from tests.ec2sim.simulator import Simulator
+from tests.integration.cluster import Cluster, wait_for
+from tests.integration.motoserver import DUMMY_CREDENTIALS, MotoServer
+
+boto3 = pytest.importorskip("boto3")
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not netns.available(), reason="needs root and ip netns"),
+    pytest.mark.skipif(
+        shutil.which("moto_server") is None, reason="needs moto_server (pip install 'moto[server]')"
+    ),
+]
+
+AMI = "ami-12c6146b"  # one of moto's stock images
+CIDR = "10.232.0.0/24"
+IP = shutil.which("ip") or "/usr/sbin/ip"
+ADDR = f"{IP} -4 -o addr show dev eth0 | awk '{{print $4}}' | cut -d/ -f1"
+
+
+@dataclass
+class Ec2World:
+    cluster: Cluster
+    moto: MotoServer
+    ec2: Any
+    sim: Simulator
+    subnet: str
+    group: str
+
+    def compute_resources(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "type": "EC2", "minvCpus": 0, "maxvCpus": 8, "desiredvCpus": 0,
+            "instanceTypes": ["c5.large"], "subnets": [self.subnet],
+            "securityGroupIds": [self.group], "instanceRole": "ecsInstanceRole",
+            "imageId": AMI, "tags": {"team": "hpc"}, **extra,
+        }  # fmt: skip
+
+    def instances(self, *states: str) -> list[dict[str, Any]]:
+        pages = self.ec2.get_paginator("describe_instances").paginate()
+        found = [i for p in pages for r in p["Reservations"] for i in r["Instances"]]
+        return [i for i in found if not states or i["State"]["Name"] in states]
+
+
+def _node_files() -> set[str]:
+    nodes = Path(DEFAULT_HOME) / "nodes"
+    return {p.name for p in nodes.iterdir()} if nodes.is_dir() else set()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ec2World]:
+    root = tmp_path_factory.mktemp("ec2")
+    agent_dir = Path(DEFAULT_HOME) / "agent"
+    had_home, had_agent = Path(DEFAULT_HOME).exists(), agent_dir.exists()
+    before = _node_files()
+    with MotoServer() as moto:
+        ec2 = boto3.client("ec2", **moto.client_args())
+        vpc = ec2.create_vpc(CidrBlock="10.232.0.0/16")["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=CIDR)["Subnet"]["SubnetId"]
+        group = ec2.create_security_group(
+            GroupName="mnp-nodes", Description="mnp nodes", VpcId=vpc
+        )["GroupId"]
+        iam = boto3.client("iam", **moto.client_args())  # instances run with this profile
+        iam.create_role(RoleName="ecsInstanceRole", AssumeRolePolicyDocument="{}")
+        iam.create_instance_profile(InstanceProfileName="ecsInstanceRole")
+        iam.add_role_to_instance_profile(InstanceProfileName="ecsInstanceRole",
+                                         RoleName="ecsInstanceRole")  # fmt: skip
+        cluster = Cluster(root / "home", nodes=0)
+        cluster.extra_env.update({
+            "MNP_EC2": "1", "AWS_ENDPOINT_URL_EC2": moto.url, "AWS_DEFAULT_REGION": moto.region,
+            "AWS_ACCESS_KEY_ID": DUMMY_CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": DUMMY_CREDENTIALS["aws_secret_access_key"],
+            "MNP_EC2_HEAD_URL": cluster.url, "MNP_SCALE_IN_AFTER_SECONDS": "3",
+        })  # fmt: skip
+        try:
+            with Simulator(ec2, cluster.port, CIDR, workdir=root / "sim") as sim:
+                w = Ec2World(cluster, moto, ec2, sim, subnet, group)
+                cluster.start(wait_nodes=False)
+                try:
+                    yield w
+                finally:
+                    cluster.stop()
+                    left = [i["InstanceId"] for i in w.instances("pending", "running")]
+                    if left:  # a failed test's: the simulator takes them down with it
+                        ec2.terminate_instances(InstanceIds=left)
+        finally:
+            for name in _node_files() - before:
+                shutil.rmtree(Path(DEFAULT_HOME) / "nodes" / name, ignore_errors=True)
+            if not had_home:
+                shutil.rmtree(DEFAULT_HOME, ignore_errors=True)
+            elif not had_agent:
+                shutil.rmtree(agent_dir, ignore_errors=True)
+
+
+def create_environment(w: Ec2World, name: str, **extra: Any) -> None:
+    c = w.cluster.client
+    c.call("createComputeEnvironment", {
+        "computeEnvironmentName": name, "type": "MANAGED",
+        "computeResources": w.compute_resources(**extra),
+    })  # fmt: skip
+    c.call("createJobQueue", {"jobQueueName": name, "priority": 1,
+           "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": name}]})  # fmt: skip
+
+
+def submit(w: Ec2World, queue: str, name: str, definition: str, **extra: Any) -> str:
+    return w.cluster.client.submit(
+        {"jobName": name, "jobQueue": queue, "jobDefinition": definition, **extra}
+    )
+
+
+def test_creation_is_checked_as_aws_batch_checks_it(world: Ec2World) -> None:
+    c = world.cluster.client
+    with pytest.raises(Exception) as err:
+        c.call("createComputeEnvironment", {
+            "computeEnvironmentName": "bad", "type": "MANAGED",
+            "computeResources": world.compute_resources(instanceTypes=["c5.nosuch"]),
+        })  # fmt: skip
+    assert "Instance type can only be one of [" in str(err.value)
+    bad = world.compute_resources()
+    del bad["instanceRole"]
+    with pytest.raises(Exception) as err:
+        c.call("createComputeEnvironment", {"computeEnvironmentName": "bad", "type": "MANAGED",
+                                            "computeResources": bad})  # fmt: skip
+    assert "instanceRole" in str(err.value)
+    listed = c.call("describeComputeEnvironments", {"computeEnvironments": ["bad"]})
+    assert listed["computeEnvironments"] == []
+
+
+def test_demand_launches_instances_that_join_and_run_jobs_then_scale_in(world: Ec2World) -> None:
+    w, c = world, world.cluster
+    create_environment(w, "fleet")
+    c.register("where", ["sh", "-c", f"echo addr=$({ADDR})"])
+    job = submit(w, "fleet", "one", "where")
+    d = c.wait_status(job, "SUCCEEDED", "FAILED", timeout=90)
+    assert d["status"] == "SUCCEEDED", d
+    running = w.instances("running")
+    assert len(running) == 1, running
+    inst = running[0]
+    tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
+    assert tags["mnp:ce"] == "fleet" and tags["mnp:node"] == d["nodeId"] and tags["team"] == "hpc"
+    assert tags["mnp:cluster"].startswith("mnp-")
+    assert inst["InstanceType"] == "c5.large" and inst["SubnetId"] == w.subnet
+    user_data = w.ec2.describe_instance_attribute(InstanceId=inst["InstanceId"],
+                                                  Attribute="userData")  # fmt: skip
+    text = base64.b64decode(user_data["UserData"]["Value"]).decode()
+    assert "multipart/mixed" in text and d["nodeId"] in text
+    # the job ran on the instance, at its private address
+    assert c.logs(job).split("addr=")[1].split()[0] == inst["PrivateIpAddress"]
+    node = next(n for n in c.client.nodes() if n["nodeId"] == d["nodeId"])
+    assert node["address"] == inst["PrivateIpAddress"] and node["vcpus"] == 2
+    # an array of 4 one-vCPU children: two more instances at most (maxvCpus 8 = 4 x c5.large)
+    c.register("slow", ["sh", "-c", f"echo addr=$({ADDR}); sleep 2"],
+               container={"resourceRequirements": [{"type": "VCPU", "value": "2"}]})
+    parent = submit(w, "fleet", "arr", "slow", arrayProperties={"size": 4})
+    assert c.wait_status(parent, "SUCCEEDED", "FAILED", timeout=120)["status"] == "SUCCEEDED"
+    seen = {c.logs(f"{parent}:{i}").split("addr=")[1].split()[0] for i in range(4)}
+    live = {i["PrivateIpAddress"] for i in w.instances("running")}
+    assert seen <= live and len(seen) >= 2, (seen, live)
+    assert len(live) <= 4  # never over maxvCpus
+    described = c.client.call("describeComputeEnvironments", {"computeEnvironments": ["fleet"]})
+    assert described["computeEnvironments"][0]["status"] == "VALID"
+    # idle: scaled in to minvCpus 0, every instance terminated in moto
+    wait_for("every instance terminated", lambda: not w.instances("pending", "running"),
+             timeout=60)  # fmt: skip
+    wait_for("no live node", lambda: all(
+        n["status"] in ("STOPPED", "LOST") for n in c.client.call(
+            "listNodes", {"includeGone": True})["nodes"] if n["computeEnvironment"] == "fleet"),
+        timeout=30)  # fmt: skip
+    assert w.sim.instances == {} or wait_for(
+        "the simulator to take the instances down", lambda: not w.sim.instances, timeout=30
+    )
+
+
+RANKS = f"""
+import re, subprocess
+from mpi4py import MPI
+comm = MPI.COMM_WORLD
+out = subprocess.run([{IP!r}, "-4", "-o", "addr", "show", "eth0"], capture_output=True, text=True)
+eth0 = re.search(r"inet ([0-9.]+)/", out.stdout).group(1)
+total = comm.allreduce(comm.Get_rank())
+print(f"rank={{comm.Get_rank()}} eth0={{eth0}} sum={{total}}", flush=True)
+"""
+
+
+def test_a_four_node_mpi_job_gets_four_instances(world: Ec2World) -> None:
+    w, c = world, world.cluster
+    create_environment(w, "gangs")
+    c.client.register_job_definition({
+        "jobDefinitionName": "ranks", "type": "multinode",
+        "nodeProperties": {"numNodes": 4, "mainNode": 0,
+                           "mnp": {"mpi": "mpich", "tasksPerNode": 2, "readyTimeoutSeconds": 30},
+                           "nodeRangeProperties": [
+                               {"targetNodes": "0", "container": {
+                                   "command": [sys.executable, "-c", RANKS]}},
+                               {"targetNodes": "1:", "container": {}}]},
+    })  # fmt: skip
+    job = submit(w, "gangs", "ranks", "ranks")
+    d = c.wait_status(job, "SUCCEEDED", "FAILED", timeout=150)
+    out = c.logs(f"{job}#0")
+    assert d["status"] == "SUCCEEDED", (d, out)
+    found = re.findall(r"^rank=(\d+) eth0=(\S+) sum=(\d+)$", out, re.M)
+    assert sorted(int(r) for r, _, _ in found) == list(range(8)), out
+    assert {s for _, _, s in found} == {"28"}
+    per_address = Counter(a for _, a, _ in found)
+    ours = {i["PrivateIpAddress"] for i in w.instances() if any(
+        t["Key"] == "mnp:ce" and t["Value"] == "gangs" for t in i.get("Tags", []))}  # fmt: skip
+    assert set(per_address) <= ours and len(per_address) == 4, (per_address, ours)
+    assert set(per_address.values()) == {2}
+    assert os.environ.get("MNP_EC2") is None  # the head had it, not the tests
