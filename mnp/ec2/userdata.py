@@ -31,7 +31,13 @@ from dataclasses import dataclass
 from mnp.errors import FieldError, InvalidInput
 from mnp.spec import protocol
 from mnp.spec.protocol import NAME_OR_ARN_RE, NODE_ID_RE
-from mnp.spec.sharedfs import SharedFilesystem, SharedFilesystemKind, shared_fs_errors
+from mnp.spec.sharedfs import (
+    HOST_PATTERN,
+    SharedFilesystem,
+    SharedFilesystemKind,
+    remote_problem,
+    shared_fs_errors,
+)
 
 BOUNDARY = "=="
 """The one boundary mnp writes (fixed: the output is golden-tested)."""
@@ -52,10 +58,7 @@ LUSTRE_OPTIONS = "relatime,flock"
 EFS_OPTIONS = "nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport"
 """The NFS client options AWS recommends for EFS without its mount helper."""
 
-_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
-_LUSTRE_RE = re.compile(rf"({_HOST})@tcp:/([A-Za-z0-9_]+)")
-_EFS_RE = re.compile(rf"({_HOST})(?::(/[!-~]*))?")
-_NFS_RE = re.compile(rf"({_HOST}|\[[0-9A-Fa-f:.]+\]):(/[!-~]*)")
+_HOST = HOST_PATTERN
 _URL_RE = re.compile(rf"https?://(?:{_HOST}|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?(?:/[!-~]*)?")
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{16,256}")
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
@@ -114,19 +117,14 @@ def mount_argv(fs: SharedFilesystem, remote: str | None) -> list[str]:
         return ["mount", "--bind", fs.source, path]
     if remote is None:
         raise InvalidInput(f"sharedFilesystem: a {kind.value} filesystem needs its remote source")
+    problem = remote_problem(kind, remote)  # the one check of a declaration's remote
+    if problem:
+        raise InvalidInput(f"sharedFilesystem: {remote!r} {problem}")
     if kind is SharedFilesystemKind.LUSTRE:
-        if not _LUSTRE_RE.fullmatch(remote):
-            raise InvalidInput(
-                f"sharedFilesystem: {remote!r} is not a Lustre source <dns>@tcp:/<mountname>"
-            )
         return ["mount", "-t", "lustre", "-o", LUSTRE_OPTIONS, remote, path]
     if kind is SharedFilesystemKind.EFS:
-        m = _EFS_RE.fullmatch(remote)
-        if not m:
-            raise InvalidInput(f"sharedFilesystem: {remote!r} is not an EFS DNS name[:/path]")
-        return ["mount", "-t", "nfs4", "-o", EFS_OPTIONS, f"{m[1]}:{m[2] or '/'}", path]
-    if not _NFS_RE.fullmatch(remote):
-        raise InvalidInput(f"sharedFilesystem: {remote!r} is not an NFS source host:/export")
+        host, _, subdir = remote.partition(":")  # a DNS name has no ':'
+        return ["mount", "-t", "nfs4", "-o", EFS_OPTIONS, f"{host}:{subdir or '/'}", path]
     return ["mount", "-t", "nfs", remote, path]
 
 

@@ -263,8 +263,9 @@ class LocalProviderSettings(Model):
     gpus: int = Field(default=0, ge=0)
     firstAddress: str = Field(default="127.0.0.2", pattern=r"^(127|10)\.\d+\.\d+\.\d+$")
     sharedFilesystem: dict[str, Any] | None = None
-    """``{"kind", "source", "mountPath"}`` (or the older ``{"hostPath", "containerPath"}``):
-    checked by :func:`mnp.spec.sharedfs.shared_fs_errors` when the environment is made."""
+    """``{"kind", "source", "mountPath", "remote"}`` (or the older ``{"hostPath",
+    "containerPath"}``): checked by :func:`mnp.spec.sharedfs.shared_fs_errors` when the
+    environment is made (on an EC2 environment, the only key of the mnp block)."""
 
 
 class CreateComputeEnvironment(Model):

@@ -10,7 +10,6 @@ import math
 from itertools import islice
 from typing import Any
 
-from mnp.ec2.compute import check_against_catalogue, check_compute_resources
 from mnp.errors import Conflict, FieldError, InvalidInput, NotFound
 from mnp.service.addresses import NodeAddresses
 from mnp.service.base import (
@@ -20,6 +19,8 @@ from mnp.service.base import (
     Context,
     _paginate,
 )
+from mnp.service.ec2envs import create_ec2, is_ec2, update_ec2
+from mnp.service.filesystems import shared_filesystem
 from mnp.service.jobs import JobOps
 from mnp.service.models import (
     ComputeEnvironmentOrder,
@@ -43,7 +44,6 @@ from mnp.spec.environments import (
 )
 from mnp.spec.jobs import Job
 from mnp.spec.resources import Resources
-from mnp.spec.sharedfs import SharedFilesystem, shared_fs_errors
 from mnp.spec.states import JobStatus
 
 JSON = dict[str, Any]
@@ -179,9 +179,10 @@ class ResourceOps:
             raise InvalidInput(
                 f"at most {MAX_COMPUTE_ENVIRONMENTS} compute environments; delete one first"
             )
-        if self._is_ec2(req):
-            return self._create_ec2(req)
+        if is_ec2(self.ctx, req):
+            return create_ec2(self.ctx, req)
         m = req.mnp if "mnp" in req.model_fields_set else self._local_settings(req)
+        shared = shared_filesystem(m.sharedFilesystem, req.tags, "bind")
         self.addresses.check(m.firstAddress)
         ce = ComputeEnvironment(
             name=req.computeEnvironmentName,
@@ -193,7 +194,7 @@ class ResourceOps:
             created_at=self.ctx.s.clock(),
             doc=req.model_dump(exclude_none=True, exclude={"mnp"}),
             first_address=m.firstAddress,
-            shared_filesystem=_shared_filesystem(m.sharedFilesystem),
+            shared_filesystem=shared,
         )
         if ce.type == ComputeEnvironmentType.MANAGED:
             elastic = "mnp" not in req.model_fields_set and req.computeResources is not None
@@ -207,73 +208,6 @@ class ResourceOps:
         self.ctx.s.on_wake()
         return {"computeEnvironmentName": ce.name, "computeEnvironmentArn": ce.arn}
 
-    def _is_ec2(self, req: CreateComputeEnvironment) -> bool:
-        """An environment of EC2 instances: the head runs with EC2 (``MNP_EC2``) and an
-        AWS-shaped MANAGED request asks for EC2 or SPOT. Without ``MNP_EC2`` such a request
-        runs on local nodes (AWS's tutorials on one machine) and only its bounds are checked."""
-        cr = req.computeResources
-        return (
-            self.ctx.s.config.ec2
-            and req.type == "MANAGED"
-            and "mnp" not in req.model_fields_set
-            and isinstance(cr, dict)
-            and cr.get("type") in ("EC2", "SPOT")
-        )
-
-    def _create_ec2(self, req: CreateComputeEnvironment) -> JSON:
-        """An EC2 environment, checked as AWS Batch checks it (every field, then the instance
-        types against EC2's own DescribeInstanceTypes) before anything is made. Sized in
-        vCPUs from demand (:mod:`mnp.scheduler.ec2scaling`), starting at ``desiredvCpus``."""
-        cr = dict(req.computeResources or {})
-        errors = check_compute_resources(cr)
-        if not errors:
-            try:
-                catalogue = self.ctx.rt.fleet.provider("ec2").catalogue()  # type: ignore[attr-defined]
-            except Exception as e:  # EC2 unreachable: refuse rather than accept blind
-                raise InvalidInput(
-                    [FieldError("computeResources.instanceTypes", f"cannot be checked: {e}")]
-                ) from None
-            errors = check_against_catalogue(cr, catalogue)
-        if errors:
-            raise InvalidInput(errors)
-        low, _ = int(cr.get("minvCpus") or 0), int(cr.get("maxvCpus") or 0)
-        ce = ComputeEnvironment(
-            name=req.computeEnvironmentName,
-            type=ComputeEnvironmentType.MANAGED,
-            state=State(req.state),
-            provider="ec2",
-            node_count=0,
-            node_resources=Resources(0, 0, 0),
-            created_at=self.ctx.s.clock(),
-            doc=req.model_dump(exclude_none=True, exclude={"mnp"}),
-            first_address="",
-        )
-        ce.desired_vcpus = max(low, int(cr.get("desiredvCpus") or 0))
-        with self.ctx.s.store.transaction():
-            self.ctx.s.store.save_ce(ce)
-        self.ctx.s.ces[ce.name] = ce
-        self.ctx.s.on_wake()
-        return {"computeEnvironmentName": ce.name, "computeEnvironmentArn": ce.arn}
-
-    def _update_ec2(self, ce: ComputeEnvironment, given: JSON) -> None:
-        """``minvCpus``/``maxvCpus``/``desiredvCpus`` of an EC2 environment, as AWS: checked
-        against the stored ones first; a lower ``desiredvCpus`` than running is not forced
-        (idle instances are scaled in), a lower ``maxvCpus`` drains the idlest beyond it."""
-        errors = check_compute_resources(given, update=True)
-        merged = {**(ce.doc.get("computeResources") or {}), **given}
-        low, high = merged.get("minvCpus") or 0, merged.get("maxvCpus") or 0
-        if not errors and isinstance(low, int) and isinstance(high, int) and low > high:
-            why = f"must be <= maxvCpus ({high}), got {low}"
-            errors.append(FieldError("computeResources.minvCpus", why))
-        want = given.get("desiredvCpus")
-        if not errors and isinstance(want, int) and not low <= want <= high:
-            why = f"must be between minvCpus ({low}) and maxvCpus ({high}), got {want}"
-            errors.append(FieldError("computeResources.desiredvCpus", why))
-        if errors:
-            raise InvalidInput(errors)
-        if isinstance(want, int):
-            ce.desired_vcpus = want
-
     def update_compute_environment(self, req: UpdateComputeEnvironment) -> JSON:
         """Apply an update (UPDATING until the next tick): ``minvCpus``/``maxvCpus``/
         ``desiredvCpus`` of an elastic environment as AWS does (checked first against the
@@ -282,7 +216,7 @@ class ResourceOps:
         ce = self.ctx.ce(req.computeEnvironment)
         given = req.computeResources or {}
         if ce.ec2 and given:
-            self._update_ec2(ce, given)  # checked before anything changes
+            update_ec2(ce, given)  # checked before anything changes
         merged = {**(ce.doc.get("computeResources") or {}), **given}
         vcpu_keys = ("minvCpus", "maxvCpus", "desiredvCpus")
         scaled = (
@@ -491,14 +425,3 @@ def _runnable_since(job: Job) -> int:
         if h.status == JobStatus.RUNNABLE:
             return h.at
     return job.created_at
-
-
-def _shared_filesystem(d: dict[str, Any] | None) -> SharedFilesystem | None:
-    """The environment's shared filesystem; :class:`InvalidInput` naming each bad field
-    (``mnp.sharedFilesystem.<field>``) before anything is made."""
-    if d is None:
-        return None
-    errors = shared_fs_errors(d, "mnp.sharedFilesystem")
-    if errors:
-        raise InvalidInput([FieldError(path, rule) for path, rule in errors])
-    return SharedFilesystem.from_doc(d)
