@@ -43,6 +43,7 @@ from launcher.attempts import Attempts
 from launcher.http import HttpError, JsonHttp, Reply
 from launcher.lease import Lease
 from launcher.netns import node_cpus
+from launcher.spot import SpotWatch
 from mnp.spec.protocol import (
     JOIN_TOKEN_ENV,
     JOIN_TOKEN_HEADER,
@@ -51,6 +52,7 @@ from mnp.spec.protocol import (
     POLL_PATH,
     REGISTER_PATH,
     REPORT_PATH,
+    SPOT_NOTICES_KEY,
     TOKEN_HEADER,
     Event,
     Poll,
@@ -114,6 +116,7 @@ class Agent:
         self._ssh: NodeSshServer | None = None
         self._secret: str | None = None
         """The node's own secret (:func:`load_secret` at start, or issued on joining)."""
+        self._spot = SpotWatch()
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to stop the jobs, flush the reports and return 0."""
@@ -162,6 +165,7 @@ class Agent:
                 await asyncio.gather(*helpers, work, stop, return_exceptions=True)
                 self._attempts.close()
         finally:
+            self._spot.close()
             self._lease.close()
             await (self._client or client).aclose()  # the last one _follow_head_file made
             if self._ssh is not None:
@@ -278,6 +282,8 @@ class Agent:
                     self._lease.renew(sent, answer.get("leaseSeconds"))
                     if answer.get(NODE_SECRET_KEY):
                         await self._use_secret(str(answer[NODE_SECRET_KEY]))
+                    if answer.get(SPOT_NOTICES_KEY) is True:
+                        self._spot.start()
                     log.info("registered node %s (session %d)", o.node_id, self._epoch)
                     return True
                 if r.status_code == 410:
@@ -296,7 +302,10 @@ class Agent:
             # a long poll answered only at its end must still renew the lease in time
             wait = min(self._heartbeat, (self._lease.seconds or self._heartbeat) / 3)
             ready = self._attempts.ready_ids()
-            body = Poll(self.options.node_id, self.running_ids(), wait, ready, self._epoch)
+            body = Poll(
+                self.options.node_id, self.running_ids(), wait, ready, self._epoch,
+                self._spot.notice,
+            )  # fmt: skip
             sent = time.monotonic()
             try:
                 r = await self._post(POLL_PATH, body.to_wire(), read_timeout=wait + 10.0)

@@ -144,6 +144,9 @@ def routes(
             "leaseSeconds": sessions.s.config.lease,
             "sessionEpoch": node.session_epoch,
         }
+        ce = sessions.s.ces.get(node.compute_environment)
+        if node.instance_id is not None or (ce is not None and ce.ec2):
+            reply[protocol.SPOT_NOTICES_KEY] = True
         if joins:
             reply[protocol.NODE_SECRET_KEY] = sessions.issue_secret(r.node_id)
         return reply

@@ -29,6 +29,7 @@ A STOPPED node stays gone (:class:`NodeGone`, 410): the operator stopped it.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import assert_never
 
@@ -57,6 +58,8 @@ from mnp.spec.protocol import (
 )
 from mnp.spec.resources import Resources
 from mnp.spec.states import JobStatus
+
+log = logging.getLogger(__name__)
 
 HOST_ATTEMPT_LOST = "Host: attempt lost on node"
 """The start of the reason an attempt the head placed fails with when its node no longer
@@ -217,6 +220,12 @@ class NodeSessions:
         check_session(node, p.epoch)
         now = s.clock()
         node.last_heartbeat_ms = now
+        if p.notice is not None and not node.draining:
+            # nothing new lands; what runs goes on until the instance goes (then it is lost)
+            node.draining = True
+            node.status_reason = f"interruption notice: {p.notice}"
+            s.mark_node(node)
+            log.warning("node %s drained: %s", node.node_id, node.status_reason)
         if node.status == NodeStatus.LAUNCHING:
             node.status = NodeStatus.ACTIVE
             s.mark_node(node)

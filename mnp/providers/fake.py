@@ -31,6 +31,8 @@ class FakeProvider:
     calls: list[Call] = field(default_factory=list)
     fail_with: str | None = None
     """Every launch fails with this error (None: launches succeed)."""
+    fail_retryable: bool = False
+    """Those failures say the same launch may work later (EC2 short of capacity)."""
     held: threading.Event | None = None
     """When set to an unset Event, launches block until it is set (a slow substrate)."""
     running: dict[str, int] = field(default_factory=dict)
@@ -47,7 +49,8 @@ class FakeProvider:
         with self._lock:
             for r in requests:
                 if self.fail_with is not None:
-                    out.append(LaunchOutcome(r.request_id, error=self.fail_with))
+                    error, retryable = self.fail_with, self.fail_retryable
+                    out.append(LaunchOutcome(r.request_id, error=error, retryable=retryable))
                     continue
                 if r.request_id not in self.running:  # a repeated request starts nothing new
                     self._next_pid += 1

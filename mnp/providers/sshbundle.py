@@ -24,7 +24,10 @@ from pathlib import Path
 
 import mnp
 
-MNP_MODULES = ("mnp.errors", "mnp.spec", "mnp.build", "mnp.slurm.hostlist", "mnp.slurm.taskids")
+MNP_MODULES = (
+    "mnp.errors", "mnp.spec", "mnp.build", "mnp.slurm.hostlist", "mnp.slurm.taskids",
+    "mnp.ec2.imds",
+)  # fmt: skip
 """The ``mnp`` units ``launcher`` may import (the import contract's arrows)."""
 THIRD_PARTY = ("asyncssh",)
 """The distributions the agent imports at start (docker is imported only when used)."""
@@ -88,7 +91,7 @@ def collect() -> list[tuple[str, Path]]:
     seen: set[str] = set()
     for name in THIRD_PARTY:
         files.update(_distribution_files(name, seen))
-    for pkg in ("mnp/spec", "mnp/build", "mnp/slurm"):  # packages of the modules above
+    for pkg in ("mnp/spec", "mnp/build", "mnp/slurm", "mnp/ec2"):  # packages of the modules above
         init = Path(mnp.__file__).parent.parent / pkg / "__init__.py"
         if init.is_file():
             files[f"{pkg}/__init__.py"] = init

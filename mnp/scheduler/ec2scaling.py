@@ -70,6 +70,18 @@ class LaunchInstances:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitReason:
+    """Why a RUNNABLE job gets no instance this tick (the chooser's words), for its
+    ``statusReason``: ``CAPACITY:WAITING - maxvCpus 8 reached (8 vCPUs running or launching)``."""
+
+    job_id: str
+    reason: str
+
+
+WAIT_PREFIX = "CAPACITY:WAITING - "
+
+
+@dataclass(frozen=True, slots=True)
 class SetDesiredVcpus:
     compute_environment: str
     vcpus: int
@@ -196,23 +208,34 @@ def _decide(ce: Ec2Scale, needs: Sequence[Need], running: int) -> Decision:
 
 
 def launches_for(
-    ce: Ec2Scale, gangs: Sequence[Need], singles: Sequence[Need], live_vcpus: int
+    ce: Ec2Scale,
+    gangs: Sequence[Need],
+    singles: Sequence[Need],
+    live_vcpus: int,
+    waiting: list[WaitReason] | None = None,
 ) -> list[InstanceLaunch]:
     """The instances to launch for one environment: each gang's (one type), the single
-    jobs', then the cheapest type's up to ``minvCpus`` and ``desiredvCpus``."""
+    jobs', then the cheapest type's up to ``minvCpus`` and ``desiredvCpus``. The jobs the
+    chooser launches nothing for are added to ``waiting``, with its reason."""
     by_name = {t.name: t for t in ce.types}
     out: list[InstanceLaunch] = []
     running = live_vcpus
+    decisions: list[Decision] = []
     for g in gangs:
         d = _decide(ce, [g], running)
+        decisions.append(d)
         for name, count in d.pairs():
             out.append(InstanceLaunch(name, count, node_capacity(by_name[name]), g.key))
         running += d.vcpus
     if singles:
         d = _decide(ce, singles, running)
+        decisions.append(d)
         for name, count in d.pairs():
             out.append(InstanceLaunch(name, count, node_capacity(by_name[name])))
         running += d.vcpus
+    if waiting is not None:
+        waiting.extend(WaitReason(w.key, WAIT_PREFIX + w.reason) for d in decisions
+                       for w in d.waiting)  # fmt: skip
     floor = min(ce.max_vcpus, max(ce.min_vcpus, ce.desired_vcpus))
     for _ in range(MAX_FILL):
         if running >= floor:
@@ -249,7 +272,7 @@ def plan(
     skip: Collection[str],
     now_ms: int,
     idle_after_ms: int,
-) -> list[LaunchInstances | SetDesiredVcpus | DrainNodes | RetireNodes]:
+) -> list[LaunchInstances | SetDesiredVcpus | DrainNodes | RetireNodes | WaitReason]:
     """Every EC2 environment's actions this tick (see the module). ``nodes``: the live and
     draining nodes, those declared lost this tick left out; ``skip``: jobs placed this tick
     and gangs waiting for their last nodes to stop."""
@@ -262,7 +285,7 @@ def plan(
     enabled = {c for c, e in envs.items() if e.enabled}
     wanted = demand({c: e.scale for c, e in envs.items()}, enabled, launching, queues,
                     runnable, skip)  # fmt: skip
-    out: list[LaunchInstances | SetDesiredVcpus | DrainNodes | RetireNodes] = []
+    out: list[LaunchInstances | SetDesiredVcpus | DrainNodes | RetireNodes | WaitReason] = []
     for env in envs.values():
         ns = [n for n in mine if n.compute_environment == env.name]
         live = [n for n in ns if n.status in _LIVE and not n.draining]
@@ -272,10 +295,12 @@ def plan(
             out.append(RetireNodes(env.name, retire))
         gangs, singles = wanted.get(env.name, ([], []))
         launches: list[InstanceLaunch] = []
+        waits: list[WaitReason] = []
         if env.enabled and now_ms >= env.launch_after_ms:
-            launches = launches_for(env.scale, gangs, singles, live_vcpus)
+            launches = launches_for(env.scale, gangs, singles, live_vcpus, waits)
         if launches:
             out.append(LaunchInstances(env.name, tuple(launches)))
+        out.extend(waits)
         desired = live_vcpus + sum(int(x.capacity.vcpus) * x.count for x in launches)
         drain: list[str] = []
         left = live_vcpus

@@ -23,7 +23,14 @@ from dataclasses import replace
 from typing import Protocol
 
 from mnp.ec2.userdata import NodeBoot
-from mnp.providers import LaunchOutcome, LaunchRequest, Provider, make_provider, sshbundle
+from mnp.providers import (
+    Instance,
+    LaunchOutcome,
+    LaunchRequest,
+    Provider,
+    make_provider,
+    sshbundle,
+)
 from mnp.scheduler.attempts import AttemptEnd
 from mnp.scheduler.control import Control
 from mnp.scheduler.ec2scaling import Ec2Scale, InstanceLaunch, scale_of
@@ -202,7 +209,7 @@ class Fleet:
                         instance_type=launch.instance_type,
                         compute_resources=resources,
                         gang=launch.gang,
-                        boot=_boot(node, head, bundle.version, digest),
+                        boot=_boot(node, head, bundle.version, digest, ce),
                     )
                     for node, launch in handed
                 ]
@@ -261,12 +268,14 @@ class Fleet:
         ends the backoff (and INVALID)."""
         s = self.s
         errors = []
+        retryable = True  # every failure says the same launch may work later (capacity…)
         for o in outcomes:
             node = s.nodes.get(o.request_id)
             if node is None:
                 continue
             if o.error is not None:
                 errors.append(o.error)
+                retryable = retryable and o.retryable
                 log.error("launching %s failed: %s", o.request_id, o.error)
                 if node.status == NodeStatus.LAUNCHING:
                     node.status = NodeStatus.LOST
@@ -280,9 +289,16 @@ class Fleet:
             return
         if errors:
             ce.launch_failures += 1
+            ce.launch_retryable = retryable
             ce.next_launch_ms = s.clock() + backoff_ms(ce.launch_failures)
-            if ce.launch_failures >= INVALID_AFTER and ce.status != CEStatus.DELETING:
-                ce.move(CEStatus.INVALID, f"{LAUNCH_FAILED} {errors[0]}")
+            reason = f"{LAUNCH_FAILED} {errors[0]}"
+            if ce.status == CEStatus.DELETING:
+                pass
+            elif retryable:  # AWS keeps such an environment VALID and says why it waits
+                if ce.status == CEStatus.VALID:
+                    ce.status_reason = reason
+            elif ce.launch_failures >= INVALID_AFTER:
+                ce.move(CEStatus.INVALID, reason)
         elif ce.launch_failures or ce.status == CEStatus.INVALID:
             ce.launch_failures, ce.next_launch_ms = 0, 0
             if (ce.status_reason or "").startswith(LAUNCH_FAILED):
@@ -299,7 +315,7 @@ class Fleet:
             return
         if isinstance(a, SettleStatus):
             if ce.status in (CEStatus.CREATING, CEStatus.UPDATING):
-                failing = ce.launch_failures >= INVALID_AFTER
+                failing = ce.launch_failures >= INVALID_AFTER and not ce.launch_retryable
                 ce.move(CEStatus.INVALID if failing else CEStatus.VALID, ce.status_reason)
         elif isinstance(a, SetDesired):
             ce.desired_nodes = a.nodes
@@ -319,9 +335,10 @@ class Fleet:
         node = s.nodes.get(node_id)
         if node is None or node.status in (NodeStatus.LOST, NodeStatus.STOPPED):
             return
-        self._retire(
-            node, NodeStatus.LOST, f"{HOST_LOST_PREFIX} node {node.node_id} ({node.address}) {why}"
-        )
+        reason = f"{HOST_LOST_PREFIX} node {node.node_id} ({node.address}) {why}"
+        if node.instance_id is not None:  # AWS's words, which retry rules match ("Host EC2*")
+            reason = f"Host EC2 (instance {node.instance_id}) terminated."
+        self._retire(node, NodeStatus.LOST, reason)
         ce = s.ces.get(node.compute_environment)
         if ce is not None and ce.type == ComputeEnvironmentType.MANAGED:
             self._provider_stop(ce.provider, [node.node_id], grace_seconds=0)
@@ -373,10 +390,21 @@ class Fleet:
     def adopt(self) -> None:
         """After a restart: give live nodes a fresh heartbeat allowance; the nodes of MANAGED
         environments their provider's :meth:`~mnp.providers.Provider.list` does not show
-        (the substrate is the truth) are lost."""
+        (the substrate is the truth) are lost, and what it shows that no live node stands for
+        (launched for a node since stopped, or by a head that died before it could stop it)
+        is terminated: nothing is left running unaccounted for."""
         s = self.s
         now = s.clock()
-        running: dict[str, set[str] | None] = {}
+        running: dict[str, dict[str, Instance] | None] = {}
+        for env in s.ces.values():
+            if env.type == ComputeEnvironmentType.MANAGED and env.provider not in running:
+                try:
+                    found = self.provider(env.provider).list()
+                    running[env.provider] = {i.node_id: i for i in found}
+                except Exception as e:  # unknown: nobody is lost for it, nothing stopped
+                    log.warning("listing provider %r's nodes: %s", env.provider, e)
+                    running[env.provider] = None
+        live: set[str] = set()
         for node in list(s.nodes.values()):
             if node.status not in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING):
                 continue
@@ -384,20 +412,29 @@ class Fleet:
             ce = s.ces.get(node.compute_environment)
             if ce is None or ce.type != ComputeEnvironmentType.MANAGED:
                 continue
-            if ce.provider not in running:
-                try:
-                    running[ce.provider] = {i.node_id for i in self.provider(ce.provider).list()}
-                except Exception as e:  # unknown: nobody is lost for it
-                    log.warning("listing provider %r's nodes: %s", ce.provider, e)
-                    running[ce.provider] = None
-            listed = running[ce.provider]
-            if listed is not None and node.node_id not in listed:
+            listed = running.get(ce.provider)
+            if listed is None:
+                live.add(node.node_id)
+            elif node.node_id not in listed:
                 self.lose(node.node_id, "was gone when the head node restarted")
+            else:
+                live.add(node.node_id)
+                instance_id = listed[node.node_id].instance_id
+                if instance_id is not None and node.instance_id is None:  # its launch's
+                    node.instance_id = instance_id  # answer was lost with the head
+                    s.mark_node(node)
+        for name, instances in running.items():
+            orphans = sorted(set(instances or ()) - live)
+            if orphans:
+                log.warning("stopping %s: no live node stands for them", ", ".join(orphans))
+                self._provider_stop(name, orphans, grace_seconds=0)
 
 
-def _boot(node: Node, head: str, version: str, digest: str) -> NodeBoot:
+def _boot(node: Node, head: str, version: str, digest: str, ce: ComputeEnvironment) -> NodeBoot:
     """What an EC2 node's user data needs: the head's URL, the node's identity and one-time
-    join token, its capacity, the agent bundle's version and SHA-256."""
+    join token, its capacity, the agent bundle's version and SHA-256, and the environment's
+    shared filesystem with what to mount for it."""
+    fs = ce.shared_filesystem
     return NodeBoot(
         head=head,
         node_id=node.node_id,
@@ -408,6 +445,8 @@ def _boot(node: Node, head: str, version: str, digest: str) -> NodeBoot:
         gpus=node.capacity.gpus,
         version=version,
         bundle_sha256=digest,
+        shared_fs=fs,
+        fs_remote=None if fs is None else fs.remote,
     )
 
 

@@ -25,7 +25,12 @@ from mnp.scheduler.attempts import (
     record_end,
 )
 from mnp.scheduler.control import Control
-from mnp.scheduler.ec2scaling import LaunchInstances, SetDesiredVcpus, node_capacity
+from mnp.scheduler.ec2scaling import (
+    LaunchInstances,
+    SetDesiredVcpus,
+    WaitReason,
+    node_capacity,
+)
 from mnp.scheduler.fleet import Fleet
 from mnp.scheduler.gangs import Gangs
 from mnp.scheduler.hosts import HostKeeper
@@ -283,9 +288,9 @@ class Scheduler:
                 job = s.active.get(a.job_id)
                 if job is not None and job.status == JobStatus.PENDING:
                     s.hold(job)
-            elif isinstance(a, SetReason):
+            elif isinstance(a, SetReason | WaitReason):
                 job = s.active.get(a.job_id)
-                if job is not None:
+                if job is not None and job.status_reason != a.reason:  # written once
                     job.status_reason = a.reason
                     s.mark(job)
             elif isinstance(a, LoseNode):

@@ -29,7 +29,13 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from mnp.scheduler.ec2scaling import Ec2Env, Ec2Scale, LaunchInstances, SetDesiredVcpus
+from mnp.scheduler.ec2scaling import (
+    Ec2Env,
+    Ec2Scale,
+    LaunchInstances,
+    SetDesiredVcpus,
+    WaitReason,
+)
 from mnp.scheduler.ec2scaling import plan as ec2_plan
 from mnp.scheduler.scaling import (
     LaunchNodes as LaunchNodes,
@@ -182,6 +188,7 @@ Action = (
     | ScaleAction
     | LaunchInstances
     | SetDesiredVcpus
+    | WaitReason
 )
 
 

@@ -268,5 +268,8 @@ def node_detail(node: Node, rt: NodeRuntime | None) -> dict[str, Any]:
             "runningJobs": sorted({j.job_id for j in rt.running.values()}) if rt else [],
             "lastHeartbeatAt": node.last_heartbeat_ms or None,
             "pid": node.pid,
+            "draining": node.draining or None,
+            "instanceId": node.instance_id,
+            "instanceType": node.instance_type,
         }
     )

@@ -312,6 +312,9 @@ class ComputeEnvironment:
     """Launches failed in a row (the backoff grows with it; INVALID past a few)."""
     next_launch_ms: int = 0
     """No launch before this (the backoff after a failure)."""
+    launch_retryable: bool = False
+    """The last failed launch may work later unchanged (EC2 short of capacity, a limit,
+    throttling): the environment backs off but stays VALID, its reason saying why."""
     desired_vcpus: int = 0
     """An EC2 environment's aim, in vCPUs (its nodes are instances of several sizes, so
     ``*_nodes`` do not apply; ``minvCpus``/``maxvCpus`` are read from :attr:`doc`)."""
@@ -362,6 +365,7 @@ class ComputeEnvironment:
             "launch_failures": self.launch_failures,
             "next_launch_ms": self.next_launch_ms,
             "desired_vcpus": self.desired_vcpus,
+            "launch_retryable": self.launch_retryable,
         }
 
     @classmethod
@@ -390,6 +394,7 @@ class ComputeEnvironment:
             launch_failures=d.get("launch_failures", 0),
             next_launch_ms=d.get("next_launch_ms", 0),
             desired_vcpus=d.get("desired_vcpus", 0),
+            launch_retryable=d.get("launch_retryable", False),
         )
 
 

@@ -82,6 +82,10 @@ PID_MOST = 2**31 - 1
 RUNNING_MOST = 100_000
 EVENTS_MOST = 100_000
 REASON_MOST = 64 * 1024
+NOTICE_MOST = 256
+SPOT_NOTICES_KEY = "spotNotices"
+"""In a register reply: the node is an EC2 instance; its agent watches the metadata service
+for a Spot interruption notice and sends it in :attr:`Poll.notice`."""
 DATA_MOST = 64 * 1024 * 1024
 
 
@@ -390,15 +394,21 @@ class Poll:
     re-sends a Ready until its attempt is listed here)."""
     epoch: int = 0
     """The session (``sessionEpoch`` of the register reply) the poll belongs to."""
+    notice: str | None = None
+    """The node will go away soon (an EC2 Spot interruption notice, as its metadata service
+    gave it): the head drains it."""
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "nodeId": self.node_id,
             "running": list(self.running),
             "waitSeconds": self.wait_seconds,
             "ready": list(self.ready),
             "epoch": self.epoch,
         }
+        if self.notice is not None:
+            out["notice"] = self.notice
+        return out
 
     @classmethod
     def from_wire(cls, d: Any) -> Poll:
@@ -412,6 +422,7 @@ class Poll:
             wait_seconds=f.number("waitSeconds", low=0.0, high=3600.0, default=0.0),
             ready=f.texts("ready", most_items=RUNNING_MOST, most=ID_MOST, pattern=ATTEMPT_ID_RE),
             epoch=f.integer("epoch", low=0, high=SAFE_INT, default=0) or 0,
+            notice=f.text("notice", required=False, most=NOTICE_MOST),
         )
         f.done()
         return p

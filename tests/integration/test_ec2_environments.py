@@ -231,3 +231,61 @@ def test_a_four_node_mpi_job_gets_four_instances(world: Ec2World) -> None:
     assert set(per_address) <= ours and len(per_address) == 4, (per_address, ours)
     assert set(per_address.values()) == {2}
     assert os.environ.get("MNP_EC2") is None  # the head had it, not the tests
+
+
+def test_a_spot_interruption_drains_the_node_and_the_job_runs_again_elsewhere(
+    world: Ec2World,
+) -> None:
+    """The notice on the metadata service drains the node; the instance's termination ends
+    the attempt with AWS's reason, which the job's retry rule matches; the retry runs on a
+    new instance."""
+    w, c = world, world.cluster
+    create_environment(w, "spot")
+    c.register("long", ["sh", "-c", f"echo addr=$({ADDR}); sleep 25"], retryStrategy={
+        "attempts": 2, "evaluateOnExit": [{"onStatusReason": "Host EC2*", "action": "RETRY"},
+                                          {"onReason": "*", "action": "EXIT"}]})  # fmt: skip
+    job = submit(w, "spot", "long", "long")
+    first = c.wait_status(job, "RUNNING", timeout=90)
+    node_id = first["nodeId"]
+    inst = next(i for i in w.instances("running") if any(
+        t["Key"] == "mnp:node" and t["Value"] == node_id for t in i.get("Tags", [])))  # fmt: skip
+    w.sim.interrupt(inst["InstanceId"], after_seconds=8)
+
+    def drained() -> dict[str, Any] | None:
+        n = next(n for n in c.client.nodes() if n["nodeId"] == node_id)
+        return n if n.get("draining") else None
+
+    node = wait_for("the node drained by the notice", drained, timeout=20)
+    assert "spot instance-action terminate" in node.get("statusReason", ""), node
+    d = c.wait_status(job, "SUCCEEDED", "FAILED", timeout=150)
+    attempts = d["attempts"]
+    assert len(attempts) == 2, d
+    assert attempts[0]["statusReason"] == f"Host EC2 (instance {inst['InstanceId']}) terminated."
+    assert d["status"] == "SUCCEEDED" and d["nodeId"] != node_id, d
+
+
+def test_a_head_killed_during_scale_out_leaks_nothing_and_launches_nothing_twice(
+    world: Ec2World,
+) -> None:
+    w, c = world, world.cluster
+    create_environment(w, "burst", maxvCpus=16)
+    c.register("two", ["sh", "-c", "sleep 1"],
+               container={"resourceRequirements": [{"type": "VCPU", "value": "2"}]})
+    parent = submit(w, "burst", "burst", "two", arrayProperties={"size": 8})
+
+    def burst() -> list[dict[str, Any]]:
+        return [i for i in w.instances() if any(
+            t["Key"] == "mnp:ce" and t["Value"] == "burst" for t in i.get("Tags", []))]  # fmt: skip
+
+    wait_for("the first instance of the scale-out", burst, timeout=60, interval=0.005)
+    c.kill9()  # mid-launch: some nodes may have instances, some not yet
+    c.restart()
+    assert c.wait_status(parent, "SUCCEEDED", "FAILED", timeout=150)["status"] == "SUCCEEDED"
+    tags = [next(t["Value"] for t in i["Tags"] if t["Key"] == "mnp:node") for i in burst()]
+    assert len(tags) == len(set(tags)), Counter(tags)  # no node launched twice
+    wait_for("every instance of the scale-out terminated",
+             lambda: not [i for i in burst() if i["State"]["Name"] in ("pending", "running")],
+             timeout=60)  # fmt: skip
+    nodes = [n for n in c.client.call("listNodes", {"includeGone": True})["nodes"]
+             if n["computeEnvironment"] == "burst"]  # fmt: skip
+    assert nodes and all(n["status"] in ("STOPPED", "LOST") for n in nodes), nodes

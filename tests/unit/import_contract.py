@@ -55,7 +55,7 @@ ALLOWED: dict[str, set[str]] = {
     "mnp": {"mnp.client"},  # the package itself: lazy re-exports of the Python API
     "mnp.__main__": {"mnp.cli"},
     # the node side
-    "launcher": {*_BUILD, "launcher"},
+    "launcher": {*_BUILD, "launcher", "mnp.ec2.imds"},  # a Spot notice, on EC2
     "launcher.wire": {*_BUILD},  # runs inside jobs
     "launcher.srun": set(),  # runs inside jobs, from any interpreter
 }

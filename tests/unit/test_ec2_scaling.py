@@ -15,6 +15,7 @@ from mnp.scheduler.ec2scaling import (
     InstanceLaunch,
     LaunchInstances,
     SetDesiredVcpus,
+    WaitReason,
     plan,
 )
 from mnp.scheduler.scaling import DrainNodes, RetireNodes
@@ -129,3 +130,10 @@ def test_a_lowered_max_drains_the_idlest_and_drained_idle_nodes_retire() -> None
 def test_nothing_launches_while_backing_off() -> None:
     assert launched(run(env(launch_after_ms=200_000), [single("j", 1)])) == []
     assert launched(run(env(launch_after_ms=50_000), [single("j", 1)])) != []
+
+
+def test_jobs_that_get_no_instance_say_why() -> None:
+    actions = run(env(high=2), [single("a", 2), single("b", 2)])
+    waits = [a for a in actions if isinstance(a, WaitReason)]
+    assert [w.job_id for w in waits] == ["b"]
+    assert waits[0].reason.startswith("CAPACITY:WAITING - maxvCpus 2 reached"), waits

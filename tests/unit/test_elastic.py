@@ -186,6 +186,27 @@ def test_a_launch_that_keeps_failing_backs_off_and_shows_invalid(head: Head) -> 
     assert env(head)["status"] == "VALID"
 
 
+def test_a_launch_short_of_capacity_backs_off_but_stays_valid_saying_why(head: Head) -> None:
+    """As AWS: an environment EC2 cannot launch into for want of capacity is VALID, its
+    ``statusReason`` naming the error, and it keeps trying (backing off)."""
+    elastic(head, minvCpus=0, maxvCpus=16)
+    fake(head).fail_with = "InsufficientInstanceCapacity: no room now"
+    fake(head).fail_retryable = True
+    head.submit("j")
+    for _ in range(5):
+        head.ticks(2)
+        head.clock.advance(60)
+    assert len(fake(head).of("launch")) >= 4
+    got = env(head)
+    assert got["status"] == "VALID", got
+    assert "InsufficientInstanceCapacity: no room now" in got["statusReason"]
+    fake(head).fail_with = None
+    head.clock.advance(60)
+    head.ticks(2)
+    got = env(head)
+    assert got["status"] == "VALID" and "Insufficient" not in got.get("statusReason", ""), got
+
+
 def test_desired_vcpus_set_by_an_update_is_honoured_then_scaled_in(head: Head) -> None:
     elastic(head, minvCpus=0, maxvCpus=32)
     head.ticks(1)
