@@ -124,7 +124,7 @@ def readme(results: JSON) -> str:
     paragraphs = "".join(bench.prose(FULL, results) for bench in BENCHMARKS.values())
     return (
         _intro() + paragraphs + _running(QUICK) + _last_run(results) + _targets(results)
-        + _fsync() + _elastic() + _sshhosts()
+        + _fsync() + _elastic() + _sshhosts() + _ec2()
     )
 
 
@@ -198,6 +198,47 @@ def _sshhosts() -> str:
         "copy them, and none when an SSH test running meanwhile left them there (the last "
         "row). Results: "
         "`results-sshhosts.json`.\n\n" + table(r)
+    )
+
+
+def _ec2() -> str:
+    """EC2 scale-out against moto and the instance chooser (``benchmarks/ec2.py``), when it
+    was measured."""
+    from benchmarks.ec2 import BASELINE_THREADS, RESULTS, table
+
+    if not RESULTS.exists():
+        return ""
+    r = json.loads(RESULTS.read_text())
+    s, ch = r["scale_out"], r["chooser"]
+    return (
+        "\n## EC2 compute environments (moto)\n\n"
+        f"`python benchmarks/ec2.py` (measured {r.get('timestamp', '?')}, {s['rounds']} rounds "
+        f"of each strategy, medians; {r['cpus']} CPUs; total {r.get('total_s', 0):.0f} s): per "
+        "round a fresh moto state (`/moto-api/reset`; VPC, subnet, security group, instance "
+        "profile) and a fresh head (`mnp up --nodes 0 --lost-after 600`, `MNP_EC2=1`, boto3 "
+        "pointed at a local `moto_server` by `AWS_ENDPOINT_URL_EC2`); a MANAGED EC2 "
+        f"environment of `{s['instance_type']}` ({s['instance_vcpus']} vCPUs, `maxvCpus` far "
+        f"above the demand) gets one array job of {s['jobs']:,} children of "
+        f"{s['job_vcpus']} vCPUs and {s['job_memory_mib']:,} MiB each: "
+        f"{s['jobs_per_instance']} per instance, so "
+        f"{s['target_instances']} instances. Instances never boot (no simulator, no agent "
+        "joins): the time is from the submit call to the head's log line `launched <node> as "
+        "<instance>` of the last instance (one per RunInstances answered, the line's own "
+        "timestamp); the requests are every request moto received from the head meanwhile, "
+        "by `Action`, from moto's request recorder (reset just before the submit, read once "
+        "the last line is there; the DescribeInstances is the provider's look-up by tag "
+        "before it launches); moto was then checked to hold exactly "
+        f"{s['target_instances']} instances of that type and the head to have launched no "
+        f"more. Baseline in the same round (fresh moto state): {s['target_instances']} bare "
+        "boto3 `run_instances` calls with the head's first instance's arguments (type, "
+        f"subnet, group, profile, tags, user data), {BASELINE_THREADS} at a time from one "
+        "client (the EC2 provider's `launch_threads`), and one at a time; ratio mnp ÷ bare "
+        f"({BASELINE_THREADS} at a time). The chooser (`mnp.ec2.choose.choose`, the head's "
+        f"price table) over moto's whole catalogue ({ch['catalogue_types']:,} types from "
+        f"DescribeInstanceTypes, {ch['x86_64_types']} of them x86_64: an environment's types "
+        f"share one architecture), {ch['jobs']:,} jobs of {len(ch['shapes'])} shapes (1, 2, 4 "
+        "or 8 vCPUs × 1,024 or 6,144 MiB), `maxvCpus` unbounded; median of "
+        f"{ch['calls']} calls. Results: `results-ec2.json`.\n\n" + table(r)
     )
 
 
