@@ -43,7 +43,7 @@ from launcher.attempts import Attempts
 from launcher.http import HttpError, JsonHttp, Reply
 from launcher.lease import Lease
 from launcher.netns import node_cpus
-from launcher.spot import SpotWatch
+from launcher.spot import SpotWatch, instance_identity
 from mnp.spec.protocol import (
     JOIN_TOKEN_ENV,
     JOIN_TOKEN_HEADER,
@@ -55,6 +55,7 @@ from mnp.spec.protocol import (
     SPOT_NOTICES_KEY,
     TOKEN_HEADER,
     Event,
+    InstanceIdentity,
     Poll,
     PollReply,
     Report,
@@ -117,6 +118,7 @@ class Agent:
         self._secret: str | None = None
         """The node's own secret (:func:`load_secret` at start, or issued on joining)."""
         self._spot = SpotWatch()
+        self._instance: InstanceIdentity | None = None
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to stop the jobs, flush the reports and return 0."""
@@ -139,6 +141,9 @@ class Agent:
         self._lease.start()
         await self._attempts.remove_orphan_containers()
         await self._start_ssh()
+        if self.options.ec2:
+            self._instance = await instance_identity()
+            self._spot.start()
         try:
             self._client = client
             helpers = [
@@ -271,7 +276,8 @@ class Agent:
         while True:
             o, ssh = self.options, self._ssh
             key = ssh.host_public_key if ssh is not None else None
-            body = opts.registration(o, self.running_ids(), ssh.port if ssh else None, key)
+            port = ssh.port if ssh else None
+            body = opts.registration(o, self.running_ids(), port, key, self._instance)
             sent = time.monotonic()
             try:
                 r = await self._post(REGISTER_PATH, body)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from launcher.interfaces import interface_of
-from mnp.spec.protocol import JOIN_TOKEN_ENV, Event, Register
+from mnp.spec.protocol import JOIN_TOKEN_ENV, Event, InstanceIdentity, Register
 
 TOKEN_ENV = "MNP_AGENT_TOKEN"
 """Where the agent may find the head's token instead of ``--token`` (jobs never see it)."""
@@ -46,6 +46,8 @@ class AgentOptions:
     private_view: bool = False
     """Attempts get their own ``/tmp`` and the gang's ``ssh_config`` as the system one even
     without :attr:`netns` (a host's agent, where root: see :mod:`launcher.mountns`)."""
+    ec2: bool = False
+    """The node is an EC2 instance: its identity comes from the metadata service."""
 
 
 def load_secret(root: Path) -> str | None:
@@ -94,6 +96,12 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentOptions:
     )
     p.add_argument("--no-ssh", action="store_true", help="serve no SSH (no multi-node jobs)")
     p.add_argument(
+        "--ec2",
+        action="store_true",
+        help="on an EC2 instance: learn the instance from its metadata service (IMDSv2) and "
+        "watch it for a Spot interruption notice",
+    )
+    p.add_argument(
         "--private-view",
         action="store_true",
         help="without a network namespace too, each attempt gets its own /tmp and its gang's "
@@ -128,11 +136,16 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentOptions:
         join_token=os.environ.get(JOIN_TOKEN_ENV, "").strip() or None,
         netns=ns.netns or None,
         private_view=ns.private_view,
+        ec2=ns.ec2,
     )
 
 
 def registration(
-    o: AgentOptions, running: list[str], ssh_port: int | None, ssh_host_key: str | None
+    o: AgentOptions,
+    running: list[str],
+    ssh_port: int | None,
+    ssh_host_key: str | None,
+    instance: InstanceIdentity | None = None,
 ) -> dict[str, object]:
     """The wire body of the agent's :class:`~mnp.spec.protocol.Register`."""
     return Register(
@@ -147,6 +160,7 @@ def registration(
         ssh_port=ssh_port,
         ssh_host_key=ssh_host_key,
         interface=interface_of(o.address),
+        instance=instance,
     ).to_wire()
 
 

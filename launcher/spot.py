@@ -1,4 +1,6 @@
-"""An EC2 Spot instance's interruption notice, watched for from the node's agent.
+"""What the agent of an EC2 node learns from the instance metadata service (IMDSv2): who the
+instance is (:func:`instance_identity`, sent with its registration: the head checks it is
+the instance it launched for the node) and, on Spot, its interruption notice.
 
 EC2 announces a Spot interruption on the metadata service (``spot/instance-action``) two
 minutes ahead; AWS suggests checking every 5 seconds. The agent starts watching once the head
@@ -13,10 +15,29 @@ import asyncio
 import logging
 
 from mnp.ec2.imds import Imds, ImdsError
+from mnp.spec.protocol import InstanceIdentity
 
 log = logging.getLogger(__name__)
 
 SPOT_POLL_SECONDS = 5.0
+IDENTITY_TRIES = 5
+
+
+async def instance_identity() -> InstanceIdentity | None:
+    """This instance's id, type, zone and placement group; None (logged) when the metadata
+    service does not answer after a few tries (the node still joins, by its join token)."""
+    imds = Imds()
+    for attempt in range(IDENTITY_TRIES):
+        try:
+            me = await asyncio.to_thread(imds.identity)
+        except (ImdsError, OSError) as e:
+            log.warning("instance metadata (try %d): %s", attempt + 1, e)
+            await asyncio.sleep(0.5 * 2**attempt)
+            continue
+        return InstanceIdentity(
+            me.instance_id, me.instance_type, me.availability_zone, me.placement_group
+        )
+    return None
 
 
 class SpotWatch:

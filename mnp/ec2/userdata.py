@@ -197,7 +197,7 @@ def node_script(boot: NodeBoot) -> str:
         '"$python" -m launcher.agent --head "$head" --head-file "$root/head.url"',
         '--node-id "$node_id" --compute-environment "$ce" --address "$address"',
         f"--vcpus {boot.vcpus} --memory-mib {boot.memory_mib} --gpus {boot.gpus}",
-        '--root "$root"',
+        '--root "$root" --ec2',
     )
     agent_line = " \\\n  ".join(agent)
     return f"""#!/bin/bash

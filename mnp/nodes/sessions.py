@@ -201,6 +201,10 @@ class NodeSessions:
         node.pid = r.pid or node.pid
         node.capacity = Resources(r.vcpus, r.memory_mib, r.gpus)
         node.address = node.address or r.address  # an EC2 node's, at its first registration
+        if r.instance is not None:  # what its metadata service says
+            node.instance_id = r.instance.instance_id
+            node.instance_type = r.instance.instance_type
+            node.zone = r.instance.availability_zone
         node.ssh_port = r.ssh_port
         node.ssh_host_key = r.ssh_host_key
         node.interface = r.interface
@@ -397,6 +401,8 @@ def _check_unchanged(node: Node, r: Register) -> None:
     ]
     if node.ssh_host_key is not None:
         fields.append(("sshHostKey", node.ssh_host_key, r.ssh_host_key))
+    if node.instance_id is not None and r.instance is not None:  # the one launched for it
+        fields.append(("instance.instanceId", node.instance_id, r.instance.instance_id))
     for name, was, now in fields:
         if was != now:
             raise Conflict(

@@ -114,6 +114,8 @@ class Ec2Env:
     enabled: bool
     scale: Ec2Scale
     launch_after_ms: int = 0
+    launch_error: str | None = None
+    """Why its last launch failed (while it backs off, its waiting jobs say so)."""
 
 
 def node_capacity(t: InstanceType) -> Resources:
@@ -298,6 +300,8 @@ def plan(
         waits: list[WaitReason] = []
         if env.enabled and now_ms >= env.launch_after_ms:
             launches = launches_for(env.scale, gangs, singles, live_vcpus, waits)
+        elif env.launch_error is not None:  # backing off: the jobs waiting say what failed
+            waits = [WaitReason(n.key, WAIT_PREFIX + env.launch_error) for n in (*gangs, *singles)]
         if launches:
             out.append(LaunchInstances(env.name, tuple(launches)))
         out.extend(waits)

@@ -294,10 +294,10 @@ class Fleet:
             reason = f"{LAUNCH_FAILED} {errors[0]}"
             if ce.status == CEStatus.DELETING:
                 pass
-            elif retryable:  # AWS keeps such an environment VALID and says why it waits
-                if ce.status == CEStatus.VALID:
-                    ce.status_reason = reason
-            elif ce.launch_failures >= INVALID_AFTER:
+            elif retryable or ce.launch_failures < INVALID_AFTER:
+                if ce.status == CEStatus.VALID:  # AWS keeps such an environment VALID and
+                    ce.status_reason = reason  # says why it waits
+            else:
                 ce.move(CEStatus.INVALID, reason)
         elif ce.launch_failures or ce.status == CEStatus.INVALID:
             ce.launch_failures, ce.next_launch_ms = 0, 0

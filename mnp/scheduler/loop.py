@@ -230,6 +230,7 @@ class Scheduler:
             launch_after_ms=ce.next_launch_ms,
             settling=settling,
             ec2=scale,
+            launch_error=ce.status_reason if ce.launch_failures else None,
         )
 
     def _array_room(self, pending: list[Job]) -> dict[str, int]:

@@ -86,6 +86,8 @@ class CEView:
     """CREATING or UPDATING: this tick takes the change in (:class:`SettleStatus`)."""
     ec2: Ec2Scale | None = None
     """An EC2 environment's sizing (:mod:`mnp.scheduler.ec2scaling`), sized in vCPUs."""
+    launch_error: str | None = None
+    """Why its last launch failed, while it backs off (None: it did not fail)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +209,7 @@ def _scale(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
     placed = {a.job_id for a in actions if isinstance(a, Place | PlaceGang)}
     actions.extend(plan(snap, placed, lost))
     envs = {
-        c.name: Ec2Env(c.name, c.enabled, c.ec2, c.launch_after_ms)
+        c.name: Ec2Env(c.name, c.enabled, c.ec2, c.launch_after_ms, c.launch_error)
         for c in snap.compute_environments.values()
         if c.managed and c.ec2 is not None
     }

@@ -271,5 +271,6 @@ def node_detail(node: Node, rt: NodeRuntime | None) -> dict[str, Any]:
             "draining": node.draining or None,
             "instanceId": node.instance_id,
             "instanceType": node.instance_type,
+            "availabilityZone": node.zone,
         }
     )

@@ -98,11 +98,14 @@ class Node:
     """An EC2 node's instance type (its capacity comes from it)."""
     instance_id: str | None = None
     """An EC2 node's instance (``i-…``), once its launch answered."""
+    zone: str | None = None
+    """An EC2 node's Availability Zone, as its metadata service says."""
 
     def to_doc(self) -> dict[str, Any]:
         return {
             "instance_type": self.instance_type,
             "instance_id": self.instance_id,
+            "zone": self.zone,
             "interface": self.interface,
             "status_reason": self.status_reason,
             "draining": self.draining,
@@ -145,6 +148,7 @@ class Node:
             interface=d.get("interface"),
             instance_type=d.get("instance_type"),
             instance_id=d.get("instance_id"),
+            zone=d.get("zone"),
             secret_used=d.get("secret_used", True),
             status_reason=d.get("status_reason"),
             draining=d.get("draining", False),

@@ -325,6 +325,42 @@ class Event:
         return event
 
 
+INSTANCE_ID_RE = re.compile(r"i-[0-9a-f]{8,17}")
+INSTANCE_TYPE_RE = re.compile(r"[a-z0-9-]{1,32}\.[a-z0-9-]{1,32}")
+ZONE_RE = re.compile(r"[a-z0-9-]{1,64}")
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceIdentity:
+    """Who an EC2 node is, as its metadata service says (``--ec2`` agents)."""
+
+    instance_id: str
+    instance_type: str
+    availability_zone: str
+    placement_group: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "instanceId": self.instance_id,
+            "instanceType": self.instance_type,
+            "availabilityZone": self.availability_zone,
+            "placementGroup": self.placement_group,
+        }
+
+    @classmethod
+    def from_fields(cls, f: Fields) -> InstanceIdentity:
+        return cls(
+            instance_id=f.text("instanceId", pattern=INSTANCE_ID_RE) or "",
+            instance_type=f.text("instanceType", pattern=INSTANCE_TYPE_RE) or "",
+            availability_zone=f.text("availabilityZone", pattern=ZONE_RE) or "",
+            placement_group=f.text("placementGroup", required=False, most=255),
+        )
+
+
+def _instance(f: Fields | None) -> InstanceIdentity | None:
+    return None if f is None else InstanceIdentity.from_fields(f)
+
+
 @dataclass(frozen=True, slots=True)
 class Register:
     node_id: str
@@ -343,9 +379,12 @@ class Register:
     interface: str | None = None
     """The interface holding ``address`` on the node (None: none does, as for a loopback
     alias); a gang whose nodes all name the same one pins MPI, NCCL and gloo to it."""
+    instance: InstanceIdentity | None = None
+    """An EC2 node's instance, from its metadata service."""
 
     def to_wire(self) -> dict[str, Any]:
         return {
+            "instance": self.instance.to_wire() if self.instance is not None else None,
             "interface": self.interface,
             "sshPort": self.ssh_port,
             "sshHostKey": self.ssh_host_key,
@@ -378,6 +417,7 @@ class Register:
             ssh_port=f.integer("sshPort", low=0, high=65535, required=False),
             ssh_host_key=f.text("sshHostKey", required=False, most=16384),
             interface=f.text("interface", required=False, pattern=INTERFACE_RE),
+            instance=_instance(f.obj("instance")),
         )
         f.done()
         return r

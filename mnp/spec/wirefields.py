@@ -132,6 +132,11 @@ class Fields:
                 self.errors.append(FieldError(f"{self.at(key)}[{i}]", problem))
         return out
 
+    def obj(self, key: str) -> Fields | None:
+        """An object to read with its own :class:`Fields` (absent or null: None)."""
+        value = self._get(key, False)
+        return None if value is _MISSING else Fields(value, self.at(key), self.errors)
+
     def objects(self, key: str, *, most_items: int) -> list[Fields]:
         """A list (absent: empty) of objects, each to read with its own :class:`Fields`."""
         value = self._get(key, False)

@@ -172,6 +172,9 @@ def test_demand_launches_instances_that_join_and_run_jobs_then_scale_in(world: E
     assert c.logs(job).split("addr=")[1].split()[0] == inst["PrivateIpAddress"]
     node = next(n for n in c.client.nodes() if n["nodeId"] == d["nodeId"])
     assert node["address"] == inst["PrivateIpAddress"] and node["vcpus"] == 2
+    # the agent learnt its instance from the metadata service (IMDSv2)
+    assert node["instanceId"] == inst["InstanceId"] and node["instanceType"] == "c5.large"
+    assert node["availabilityZone"] == inst["Placement"]["AvailabilityZone"], node
     # an array of 4 one-vCPU children: two more instances at most (maxvCpus 8 = 4 x c5.large)
     c.register("slow", ["sh", "-c", f"echo addr=$({ADDR}); sleep 2"],
                container={"resourceRequirements": [{"type": "VCPU", "value": "2"}]})
@@ -289,3 +292,33 @@ def test_a_head_killed_during_scale_out_leaks_nothing_and_launches_nothing_twice
     nodes = [n for n in c.client.call("listNodes", {"includeGone": True})["nodes"]
              if n["computeEnvironment"] == "burst"]  # fmt: skip
     assert nodes and all(n["status"] in ("STOPPED", "LOST") for n in nodes), nodes
+
+
+def test_an_aws_error_shows_on_the_environment_its_nodes_and_the_waiting_job(
+    world: Ec2World,
+) -> None:
+    """moto refuses an instance profile that does not exist, as EC2 does: the launch backs
+    off (1 s, 2 s, …), the environment turns INVALID with AWS's error after three failures in
+    a row, the failed nodes are LOST saying why, and the RUNNABLE job says what it waits for."""
+    w, c = world, world.cluster
+    create_environment(w, "norole", instanceRole="noSuchProfile")
+    c.register("quick", ["true"])
+    job = submit(w, "norole", "quick", "quick")
+
+    def invalid() -> dict[str, Any] | None:
+        got = c.client.call("describeComputeEnvironments", {"computeEnvironments": ["norole"]})
+        e = got["computeEnvironments"][0]
+        return e if e["status"] == "INVALID" else None
+
+    e = wait_for("the environment INVALID", invalid, timeout=30)
+    assert "NoSuchEntity" in e["statusReason"] and "noSuchProfile" in e["statusReason"], e
+    nodes = [n for n in c.client.call("listNodes", {"includeGone": True})["nodes"]
+             if n["computeEnvironment"] == "norole"]  # fmt: skip
+    assert len(nodes) == 3 and all(n["status"] == "LOST" for n in nodes), nodes
+    assert all("launch failed: NoSuchEntity" in n["statusReason"] for n in nodes), nodes
+    d = wait_for("the job's reason", lambda: (lambda j: j if "NoSuchEntity" in (
+        j.get("statusReason") or "") else None)(c.client.describe(job)), timeout=30)  # fmt: skip
+    assert d["status"] == "RUNNABLE" and d["statusReason"].startswith("CAPACITY:WAITING - ")
+    assert not [i for i in w.instances() if any(
+        t["Key"] == "mnp:ce" and t["Value"] == "norole" for t in i.get("Tags", []))]  # fmt: skip
+    c.client.call("terminateJob", {"jobId": job, "reason": "test over"})

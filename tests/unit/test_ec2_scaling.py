@@ -137,3 +137,11 @@ def test_jobs_that_get_no_instance_say_why() -> None:
     waits = [a for a in actions if isinstance(a, WaitReason)]
     assert [w.job_id for w in waits] == ["b"]
     assert waits[0].reason.startswith("CAPACITY:WAITING - maxvCpus 2 reached"), waits
+
+
+def test_while_backing_off_the_waiting_jobs_say_what_failed() -> None:
+    scale = env(launch_after_ms=200_000)["ce"].scale
+    failed = "CLIENT_ERROR - launching nodes failed: NoSuchEntity: Instance profile x not found"
+    envs = {"ce": Ec2Env("ce", True, scale, 200_000, failed)}
+    waits = [a for a in run(envs, [single("j", 1)]) if isinstance(a, WaitReason)]
+    assert waits == [WaitReason("j", "CAPACITY:WAITING - " + failed)]

@@ -344,7 +344,7 @@ def test_script_runs(tmp_path: Path, head: tuple[str, bytes], imds: ImdsServer) 
             "-m", "launcher.agent", "--head", url, "--head-file", f"{root}/head.url",
             "--node-id", "gpu-ce-7", "--compute-environment", "gpu-ce",
             "--address", "10.0.1.17", "--vcpus", "72", "--memory-mib", "196608",
-            "--gpus", "0", "--root", str(root),
+            "--gpus", "0", "--root", str(root), "--ec2",
         ]  # fmt: skip
         assert (log / "agent.token").read_text() == TOKEN
         assert (log / "agent.pythonpath").read_text() == str(agent_dir)

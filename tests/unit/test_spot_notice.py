@@ -55,3 +55,23 @@ def test_a_lost_ec2_node_ends_its_attempts_as_aws_says(head: Head) -> None:
     head.scheduler.fleet.lose(node_id, "stopped heartbeating")
     attempts = head.describe(job)["attempts"]
     assert attempts[-1]["statusReason"] == "Host EC2 (instance i-0123456789abcdef0) terminated."
+
+
+def test_an_ec2_node_says_which_instance_it_is_and_cannot_claim_another(head: Head) -> None:
+    from mnp.errors import Conflict
+    from mnp.spec.protocol import InstanceIdentity, Register
+
+    node = head.state.nodes["n1"]
+    me = InstanceIdentity("i-0123456789abcdef0", "c5.large", "us-east-1a", "mnp-pg")
+    body = Register("n1", "ce", node.address, 4, 4096, 0, 4242, instance=me)
+    head.sessions.register(body)
+    assert (node.instance_id, node.instance_type, node.zone) == (
+        "i-0123456789abcdef0", "c5.large", "us-east-1a")  # fmt: skip
+    other = InstanceIdentity("i-0fedcba9876543210", "c5.large", "us-east-1a")
+    with pytest.raises(Conflict, match="instance.instanceId"):
+        head.sessions.register(Register("n1", "ce", node.address, 4, 4096, 0, 4242,
+                                        instance=other))  # fmt: skip
+    wire = body.to_wire()
+    wire["instance"] = {**wire["instance"], "instanceId": "i-$(reboot)"}
+    with pytest.raises(InvalidInput, match="instance.instanceId"):
+        Register.from_wire(wire)
