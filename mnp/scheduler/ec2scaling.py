@@ -24,7 +24,8 @@ from typing import Protocol
 
 from mnp.ec2.catalog import Catalogue, InstanceType
 from mnp.ec2.choose import Decision, Need, choose
-from mnp.scheduler.scaling import DrainNodes, RetireNodes
+from mnp.scheduler import scaling
+from mnp.scheduler.scaling import DrainNodes, RetireNodes, holds_nothing, idlest
 from mnp.spec.environments import ComputeEnvironment, NodeStatus
 from mnp.spec.jobs import Job
 from mnp.spec.resources import Resources
@@ -87,23 +88,11 @@ class SetDesiredVcpus:
     vcpus: int
 
 
-class NodeFacts(Protocol):
+class NodeFacts(scaling.NodeFacts, Protocol):
     """What is read of each node (:class:`mnp.scheduler.reconcile.NodeView`)."""
 
     @property
-    def node_id(self) -> str: ...
-    @property
-    def compute_environment(self) -> str: ...
-    @property
-    def status(self) -> NodeStatus: ...
-    @property
-    def capacity(self) -> Resources: ...
-    @property
     def free(self) -> Resources: ...
-    @property
-    def idle_since_ms(self) -> int | None: ...
-    @property
-    def draining(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +281,7 @@ def plan(
         ns = [n for n in mine if n.compute_environment == env.name]
         live = [n for n in ns if n.status in _LIVE and not n.draining]
         live_vcpus = sum(int(n.capacity.vcpus) for n in live)
-        retire = tuple(n.node_id for n in ns if n.draining and _holds_nothing(n))
+        retire = tuple(n.node_id for n in ns if n.draining and holds_nothing(n))
         if retire:
             out.append(RetireNodes(env.name, retire))
         gangs, singles = wanted.get(env.name, ([], []))
@@ -309,7 +298,7 @@ def plan(
         drain: list[str] = []
         left = live_vcpus
         if live_vcpus > env.scale.max_vcpus:  # the most was lowered: the idlest go first
-            for n in sorted(live, key=_idlest):
+            for n in sorted(live, key=idlest):
                 if left <= env.scale.max_vcpus:
                     break
                 drain.append(n.node_id)
@@ -318,7 +307,7 @@ def plan(
             expired = sorted(
                 (n for n in live if n.idle_since_ms is not None
                  and now_ms - n.idle_since_ms >= idle_after_ms),
-                key=_idlest,
+                key=idlest,
             )  # fmt: skip
             for n in expired:
                 if left - int(n.capacity.vcpus) >= env.scale.min_vcpus:
@@ -330,19 +319,6 @@ def plan(
         if desired != env.scale.desired_vcpus:
             out.append(SetDesiredVcpus(env.name, desired))
     return out
-
-
-def _idlest(n: NodeFacts) -> tuple[int, float, str]:
-    """LAUNCHING ones first, then idle ones (longest idle first), then busy ones."""
-    if n.status == NodeStatus.LAUNCHING:
-        return (0, 0, n.node_id)
-    if n.idle_since_ms is not None:
-        return (1, n.idle_since_ms, n.node_id)
-    return (2, 0, n.node_id)
-
-
-def _holds_nothing(n: NodeFacts) -> bool:
-    return n.status == NodeStatus.LAUNCHING or n.idle_since_ms is not None
 
 
 def scale_of(

@@ -250,7 +250,7 @@ def scale(
     new nodes of demand (:func:`demand`)."""
     out: list[ScaleAction] = []
     live = [n for n in nodes if n.status in _LIVE and not n.draining]
-    retire = tuple(n.node_id for n in nodes if n.draining and _holds_nothing(n))
+    retire = tuple(n.node_id for n in nodes if n.draining and holds_nothing(n))
     if retire:
         out.append(RetireNodes(ce.name, retire))
     want = min(ce.max_nodes, max(ce.min_nodes, len(live) + needed))
@@ -260,12 +260,12 @@ def scale(
         out.append(LaunchNodes(ce.name, launch))
     drain: list[NodeFacts] = []
     if len(live) > ce.max_nodes:  # the most was lowered: the idlest go first
-        drain = sorted(live, key=_idlest)[: len(live) - ce.max_nodes]
+        drain = sorted(live, key=idlest)[: len(live) - ce.max_nodes]
     elif needed == 0 and launch <= 0:
         expired = sorted(
             (n for n in live if n.idle_since_ms is not None
              and now_ms - n.idle_since_ms >= idle_after_ms),
-            key=_idlest,
+            key=idlest,
         )  # fmt: skip
         drain = expired[: max(0, len(live) - ce.min_nodes)]
     if drain:
@@ -279,11 +279,11 @@ def scale(
 _LIVE = (NodeStatus.ACTIVE, NodeStatus.LAUNCHING)
 
 
-def _holds_nothing(n: NodeFacts) -> bool:
+def holds_nothing(n: NodeFacts) -> bool:
     return n.status == NodeStatus.LAUNCHING or n.idle_since_ms is not None
 
 
-def _idlest(n: NodeFacts) -> tuple[int, float, str]:
+def idlest(n: NodeFacts) -> tuple[int, float, str]:
     """Idle ones first (longest idle first), then busy ones; LAUNCHING ones before all."""
     if n.status == NodeStatus.LAUNCHING:
         return (0, 0, n.node_id)

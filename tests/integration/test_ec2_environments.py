@@ -15,17 +15,13 @@ import shutil
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mnp.ec2.userdata import DEFAULT_HOME
 from mnp.providers import netns
-from tests.ec2sim.simulator import Simulator
-from tests.integration.cluster import Cluster, wait_for
-from tests.integration.motoserver import DUMMY_CREDENTIALS, MotoServer
+from tests.integration.cluster import wait_for
+from tests.integration.ec2world import Ec2World, ec2_world
 
 boto3 = pytest.importorskip("boto3")
 
@@ -37,90 +33,23 @@ pytestmark = [
     ),
 ]
 
-AMI = "ami-12c6146b"  # one of moto's stock images
 CIDR = "10.232.0.0/24"
 IP = shutil.which("ip") or "/usr/sbin/ip"
 ADDR = f"{IP} -4 -o addr show dev eth0 | awk '{{print $4}}' | cut -d/ -f1"
 
 
-@dataclass
-class Ec2World:
-    cluster: Cluster
-    moto: MotoServer
-    ec2: Any
-    sim: Simulator
-    subnet: str
-    group: str
-
-    def compute_resources(self, **extra: Any) -> dict[str, Any]:
-        return {
-            "type": "EC2", "minvCpus": 0, "maxvCpus": 8, "desiredvCpus": 0,
-            "instanceTypes": ["c5.large"], "subnets": [self.subnet],
-            "securityGroupIds": [self.group], "instanceRole": "ecsInstanceRole",
-            "imageId": AMI, "tags": {"team": "hpc"}, **extra,
-        }  # fmt: skip
-
-    def instances(self, *states: str) -> list[dict[str, Any]]:
-        pages = self.ec2.get_paginator("describe_instances").paginate()
-        found = [i for p in pages for r in p["Reservations"] for i in r["Instances"]]
-        return [i for i in found if not states or i["State"]["Name"] in states]
-
-
-def _node_files() -> set[str]:
-    nodes = Path(DEFAULT_HOME) / "nodes"
-    return {p.name for p in nodes.iterdir()} if nodes.is_dir() else set()
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ec2World]:
-    root = tmp_path_factory.mktemp("ec2")
-    agent_dir = Path(DEFAULT_HOME) / "agent"
-    had_home, had_agent = Path(DEFAULT_HOME).exists(), agent_dir.exists()
-    before = _node_files()
-    with MotoServer() as moto:
-        ec2 = boto3.client("ec2", **moto.client_args())
-        vpc = ec2.create_vpc(CidrBlock="10.232.0.0/16")["Vpc"]["VpcId"]
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=CIDR)["Subnet"]["SubnetId"]
-        group = ec2.create_security_group(
-            GroupName="mnp-nodes", Description="mnp nodes", VpcId=vpc
-        )["GroupId"]
-        iam = boto3.client("iam", **moto.client_args())  # instances run with this profile
-        iam.create_role(RoleName="ecsInstanceRole", AssumeRolePolicyDocument="{}")
-        iam.create_instance_profile(InstanceProfileName="ecsInstanceRole")
-        iam.add_role_to_instance_profile(InstanceProfileName="ecsInstanceRole",
-                                         RoleName="ecsInstanceRole")  # fmt: skip
-        cluster = Cluster(root / "home", nodes=0)
-        cluster.extra_env.update({
-            "MNP_EC2": "1", "AWS_ENDPOINT_URL_EC2": moto.url, "AWS_DEFAULT_REGION": moto.region,
-            "AWS_ACCESS_KEY_ID": DUMMY_CREDENTIALS["aws_access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": DUMMY_CREDENTIALS["aws_secret_access_key"],
-            "MNP_EC2_HEAD_URL": cluster.url, "MNP_SCALE_IN_AFTER_SECONDS": "3",
-        })  # fmt: skip
-        try:
-            with Simulator(ec2, cluster.port, CIDR, workdir=root / "sim") as sim:
-                w = Ec2World(cluster, moto, ec2, sim, subnet, group)
-                cluster.start(wait_nodes=False)
-                try:
-                    yield w
-                finally:
-                    cluster.stop()
-                    left = [i["InstanceId"] for i in w.instances("pending", "running")]
-                    if left:  # a failed test's: the simulator takes them down with it
-                        ec2.terminate_instances(InstanceIds=left)
-        finally:
-            for name in _node_files() - before:
-                shutil.rmtree(Path(DEFAULT_HOME) / "nodes" / name, ignore_errors=True)
-            if not had_home:
-                shutil.rmtree(DEFAULT_HOME, ignore_errors=True)
-            elif not had_agent:
-                shutil.rmtree(agent_dir, ignore_errors=True)
+    with ec2_world(tmp_path_factory.mktemp("ec2"), CIDR) as w:
+        yield w
+
 
 
 def create_environment(w: Ec2World, name: str, **extra: Any) -> None:
     c = w.cluster.client
     c.call("createComputeEnvironment", {
         "computeEnvironmentName": name, "type": "MANAGED",
-        "computeResources": w.compute_resources(**extra),
+        "computeResources": w.compute_resources(**{"tags": {"team": "hpc"}, **extra}),
     })  # fmt: skip
     c.call("createJobQueue", {"jobQueueName": name, "priority": 1,
            "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": name}]})  # fmt: skip

@@ -10,17 +10,13 @@ from __future__ import annotations
 import configparser
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mnp.ec2.userdata import DEFAULT_HOME
 from mnp.providers import netns
-from tests.ec2sim.simulator import Simulator
 from tests.integration.cluster import Cluster
-from tests.integration.motoserver import DUMMY_CREDENTIALS, MotoServer
+from tests.integration.ec2world import Ec2World, ec2_world
 
 boto3 = pytest.importorskip("boto3")
 botocore_config = pytest.importorskip("botocore.config")
@@ -34,86 +30,16 @@ pytestmark = [
     ),
 ]
 
-AMI = "ami-12c6146b"  # one of moto's stock images
 CIDR = "10.233.0.0/24"  # not test_ec2_environments.py's: both may run at once
 REMOTE = "fs-0123456789abcdef0.fsx.us-east-1.amazonaws.com@tcp:/abcdefgh"
 TAG = "mnp:sharedFilesystem"
 
 
-@dataclass
-class Ec2World:
-    cluster: Cluster
-    moto: MotoServer
-    ec2: Any
-    sim: Simulator
-    subnet: str
-    group: str
-    root: Path
-
-    def compute_resources(self, **extra: Any) -> dict[str, Any]:
-        return {
-            "type": "EC2", "minvCpus": 0, "maxvCpus": 2, "desiredvCpus": 0,
-            "instanceTypes": ["c5.large"], "subnets": [self.subnet],
-            "securityGroupIds": [self.group], "instanceRole": "ecsInstanceRole",
-            "imageId": AMI, **extra,
-        }  # fmt: skip
-
-    def instances(self, *states: str) -> list[dict[str, Any]]:
-        pages = self.ec2.get_paginator("describe_instances").paginate()
-        found = [i for p in pages for r in p["Reservations"] for i in r["Instances"]]
-        return [i for i in found if not states or i["State"]["Name"] in states]
-
-
-def _node_files() -> set[str]:
-    nodes = Path(DEFAULT_HOME) / "nodes"
-    return {p.name for p in nodes.iterdir()} if nodes.is_dir() else set()
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ec2World]:
-    """As ``test_ec2_environments.py``'s (instances kept a minute when idle: the test reads
-    what the one it launched recorded)."""
-    root = tmp_path_factory.mktemp("ec2fs")
-    agent_dir = Path(DEFAULT_HOME) / "agent"
-    had_home, had_agent = Path(DEFAULT_HOME).exists(), agent_dir.exists()
-    before = _node_files()
-    with MotoServer() as moto:
-        ec2 = boto3.client("ec2", **moto.client_args())
-        vpc = ec2.create_vpc(CidrBlock="10.233.0.0/16")["Vpc"]["VpcId"]
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=CIDR)["Subnet"]["SubnetId"]
-        group = ec2.create_security_group(
-            GroupName="mnp-nodes", Description="mnp nodes", VpcId=vpc
-        )["GroupId"]
-        iam = boto3.client("iam", **moto.client_args())  # instances run with this profile
-        iam.create_role(RoleName="ecsInstanceRole", AssumeRolePolicyDocument="{}")
-        iam.create_instance_profile(InstanceProfileName="ecsInstanceRole")
-        iam.add_role_to_instance_profile(InstanceProfileName="ecsInstanceRole",
-                                         RoleName="ecsInstanceRole")  # fmt: skip
-        cluster = Cluster(root / "home", nodes=0)
-        cluster.extra_env.update({
-            "MNP_EC2": "1", "AWS_ENDPOINT_URL_EC2": moto.url, "AWS_DEFAULT_REGION": moto.region,
-            "AWS_ACCESS_KEY_ID": DUMMY_CREDENTIALS["aws_access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": DUMMY_CREDENTIALS["aws_secret_access_key"],
-            "MNP_EC2_HEAD_URL": cluster.url, "MNP_SCALE_IN_AFTER_SECONDS": "60",
-        })  # fmt: skip
-        try:
-            with Simulator(ec2, cluster.port, CIDR, workdir=root / "sim") as sim:
-                w = Ec2World(cluster, moto, ec2, sim, subnet, group, root)
-                cluster.start(wait_nodes=False)
-                try:
-                    yield w
-                finally:
-                    cluster.stop()
-                    left = [i["InstanceId"] for i in w.instances("pending", "running")]
-                    if left:  # the simulator takes them down with it
-                        ec2.terminate_instances(InstanceIds=left)
-        finally:
-            for name in _node_files() - before:
-                shutil.rmtree(Path(DEFAULT_HOME) / "nodes" / name, ignore_errors=True)
-            if not had_home:
-                shutil.rmtree(DEFAULT_HOME, ignore_errors=True)
-            elif not had_agent:
-                shutil.rmtree(agent_dir, ignore_errors=True)
+    with ec2_world(tmp_path_factory.mktemp("ec2fs"), CIDR, scale_in_after=60) as w:
+        yield w
+
 
 
 def batch_client(c: Cluster) -> Any:
