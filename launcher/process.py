@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,8 @@ class AttemptProcess:
             env[NODE_ROOT_ENV] = str(self._root)
             if a.script is not None:  # a batch script's srun lines start the job's tasks
                 env["PATH"] = f"{install_srun(self.attempt_dir, user)}:{env.get('PATH', '')}"
+            if a.timeout_seconds is not None:  # Slurm's; srun --signal counts back from it
+                env["SLURM_JOB_END_TIME"] = str(int(time.time() + a.timeout_seconds))
             popen = subprocess.Popen(
                 command,
                 cwd=self.workdir,

@@ -112,7 +112,7 @@ def build_argv(
     tasks = layout.tasks_per_node
     ranks = options.np if options.np is not None else len(layout.aliases) * tasks
     capacity = len(layout.aliases) * tasks
-    if ranks > capacity:
+    if ranks > capacity and options.hostfile_dir is None:
         raise WireError(
             f"--np {ranks} exceeds {len(layout.aliases)} nodes × {tasks} tasks per node",
             EXIT_USAGE,
@@ -130,8 +130,8 @@ def build_argv(
             flavour_name,
             mpiexec,
             ranks,
-            tasks,
-            os.path.join(wiring, f.hostfile_name),
+            tasks if options.hostfile_dir is None else None,
+            os.path.join(options.hostfile_dir or wiring, f.hostfile_name),
             os.path.join(wiring, mpi.SSH_CONFIG_NAME),
             options.iface or layout.iface,
             command,

@@ -57,6 +57,9 @@ class Options:
     command: tuple[str, ...]
     ready_file: str | None = None
     probe: bool = True
+    hostfile_dir: str | None = None
+    """A step's own hostfiles (``srun``: fewer nodes or other counts than the job's); the
+    ranks then fill each host's slots in order, with no fixed count per node."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,7 @@ def parse_args(argv: Sequence[str]) -> Options:
         command=tuple(command),
         ready_file=ns.ready_file,
         probe=not ns.no_probe,
+        hostfile_dir=ns.hostfile_dir,
     )
 
 
@@ -143,6 +147,10 @@ def _parser(command_positional: bool) -> argparse.ArgumentParser:
     p.add_argument(
         "--no-probe", action="store_true",
         help="do not probe the other nodes over SSH (they run their own commands)",
+    )  # fmt: skip
+    p.add_argument(
+        "--hostfile-dir", metavar="DIR",
+        help="take the flavour's hostfile from DIR instead of the wiring (ranks fill its slots)",
     )  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="print the argv, one per line")
     if command_positional:

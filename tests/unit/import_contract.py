@@ -57,7 +57,10 @@ ALLOWED: dict[str, set[str]] = {
     # the node side
     "launcher": {*_BUILD, "launcher", "mnp.ec2.imds"},  # a Spot notice, on EC2
     "launcher.wire": {*_BUILD},  # runs inside jobs
-    "launcher.srun": set(),  # runs inside jobs, from any interpreter
+    # runs inside jobs, from any interpreter (mnp's packages on its PYTHONPATH): the step's
+    # MPI launch is launcher.wire's
+    "launcher.srun": {*_BUILD, "launcher.srun", "launcher.srun_task", "launcher.wire"},
+    "launcher.srun_task": set(),  # run as a file by ranks on every node: stdlib only
 }
 
 _HTTP_EDGE = {"starlette", "uvicorn", "pydantic"}
@@ -84,6 +87,7 @@ THIRD_PARTY: dict[str, set[str]] = {
     "launcher": {"asyncssh", "docker"},
     "launcher.wire": set(),
     "launcher.srun": set(),
+    "launcher.srun_task": set(),
 }
 
 

@@ -49,8 +49,9 @@ def account(users: Users, name: str) -> Account:
 
 
 def job(command: list[str], name: str = "job-1", **fields: object) -> Assignment:
+    fields.setdefault("environment", {})
     return Assignment(
-        attempt_id=f"{name}/1", job_id=name, attempt=1, command=command, environment={},
+        attempt_id=f"{name}/1", job_id=name, attempt=1, command=command,
         timeout_seconds=None, kill_grace_seconds=0.2, **fields,  # type: ignore[arg-type]
     )  # fmt: skip
 
@@ -149,7 +150,8 @@ def test_attempts_switch_to_run_as_and_a_batch_scripts_srun_too(users: Users, ro
 
     async def main() -> None:
         attempts = Attempts(root, "n1", "127.0.0.1", dict(os.environ), events.append)
-        attempts.start(job(["x"], run_as="mnpt-bob", script=script))
+        batch = {"SLURM_JOB_ID": "7", "SLURM_NNODES": "1", "SLURM_JOB_NUM_NODES": "1"}
+        attempts.start(job(["x"], run_as="mnpt-bob", script=script, environment=batch))
         deadline = time.monotonic() + 10
         while not any(e.kind == "exited" for e in events) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
