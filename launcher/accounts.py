@@ -130,12 +130,14 @@ def impassable(path: Path, account: Account) -> Path | None:
 
 
 def open_as(account: Account, paths: list[str], mode: int = 0o600) -> list[int]:
-    """Open (create, truncate) ``paths`` for reading and writing with ``account``'s rights.
+    """Open (create, truncate) ``paths`` for reading and writing with ``account``'s rights,
+    making their missing directories (with those rights too).
 
     A forked child switches to the account, opens the files and passes the descriptors back
     over a socket: a path the account could not write (or a symlink it planted towards one)
     fails as it would for that user, never with root's rights. Raises OSError naming the
-    path. The fork runs no Python code beyond these calls, so the agent's threads are safe.
+    path. The fork runs no Python code beyond these calls (``os.makedirs`` takes no lock), so the
+    agent's threads are safe.
     """
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -165,6 +167,8 @@ def _open_in_child(sock: socket.socket, account: Account, paths: list[str], mode
         os.setgroups(list(account.groups))
         os.setgid(account.gid)
         os.setuid(account.uid)
+        for p in paths:  # a missing --output/--error directory, made as the user (as Slurm)
+            os.makedirs(os.path.dirname(p) or ".", exist_ok=True)
         fds = [os.open(p, os.O_RDWR | os.O_CREAT | os.O_TRUNC, mode) for p in paths]
         socket.send_fds(sock, [b"ok"], fds)
         code = 0

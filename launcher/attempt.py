@@ -96,10 +96,10 @@ def open_outputs(
 
     Without ``stdout_path`` they are ``stdout.log`` and ``stderr.log`` in ``directory``, mode
     0600 (the agent's copies, read into events for the head; never through a symlink); with
-    it, the user's file(s), truncated as sbatch does (mode 0644 less the umask; the directory
-    must exist). With ``account`` the logs are that account's, and the user's files are
-    opened with that account's rights (:func:`launcher.accounts.open_as`, mode 0600), never
-    root's. The caller owns (closes) them.
+    it, the user's file(s), truncated as sbatch does (mode 0644 less the umask; a missing
+    directory is made, as Slurm makes it). With ``account`` the logs are that account's, and
+    the user's files (and directories) are made with that account's rights
+    (:func:`launcher.accounts.open_as`, mode 0600), never root's. The caller owns (closes) them.
     """
     flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
     if account is not None and assignment.stdout_path is not None:
@@ -114,6 +114,8 @@ def open_outputs(
     fds: list[int] = []
     try:
         for path in paths:
+            if assignment.stdout_path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
             fds.append(os.open(path, flags, mode))
             if mode == PRIVATE_FILE_MODE:
                 os.fchmod(fds[-1], mode)  # also a file an older agent left 0644

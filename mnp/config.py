@@ -114,6 +114,24 @@ def host_bringup_setting() -> int:
         ) from None
 
 
+MAX_ARRAY_SIZE_ENV = "MNP_MAX_ARRAY_SIZE"
+
+
+def max_array_setting() -> int:
+    """``$MNP_MAX_ARRAY_SIZE`` (default 10,000, AWS Batch's largest array); raises ValueError
+    naming the variable and the field for anything but a whole number >= 2."""
+    raw = os.environ.get(MAX_ARRAY_SIZE_ENV, "").strip() or "10000"
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 2:
+        raise ValueError(
+            f"{MAX_ARRAY_SIZE_ENV}={raw!r} (max_array_size): must be a whole number >= 2"
+        )
+    return value
+
+
 EC2_ENV = "MNP_EC2"
 EC2_HEAD_URL_ENV = "MNP_EC2_HEAD_URL"
 
@@ -190,6 +208,10 @@ class HeadConfig:
     """How many SSH hosts of UNMANAGED environments are probed, installed and started at once
     (each bring-up waits on ssh, not on the head's CPU): ``$MNP_HOST_BRINGUP_THREADS``,
     default 8. 1 brings the hosts up one at a time (the benchmarks' baseline)."""
+    max_array_size: int = field(default_factory=lambda: max_array_setting())
+    """The most tasks an array job may have (``arrayProperties.size``;
+    ``$MNP_MAX_ARRAY_SIZE``, default 10,000 as AWS Batch): Slurm sites raise their
+    MaxArraySize, and so may a head."""
 
     ec2: bool = field(default_factory=lambda: ec2_setting())
     """EC2/SPOT environments launch real instances through boto3 (``$MNP_EC2``): region and

@@ -18,6 +18,7 @@ from typing import NoReturn
 import click
 
 from mnp import __version__
+from mnp.cli.admin import ce_group, queue_group
 from mnp.cli.env import env_command
 from mnp.cli.head import UpOptions, head_pid, running_head, start_background, stop_pid
 from mnp.cli.hosts import hosts_group
@@ -198,6 +199,7 @@ for command in (
     squeue_command, scancel_command, sacct_command, sbatch_command,
     users_group, whoami_command,  # mnp.cli.users
     hosts_group,  # mnp.cli.hosts
+    queue_group, ce_group,  # mnp.cli.admin
 ):  # fmt: skip
     cli.add_command(command)
 

@@ -2,10 +2,12 @@
 and for ``mnp sbatch``'s command line alike. Pure; no I/O.
 
 Forms accepted, as getopt_long accepts them: ``--opt=value``, ``--opt value``, ``-Xvalue``,
-``-X value`` and clustered short flags (``-Qv``). Long names must be spelled out in full (no
-prefix abbreviations). Options Slurm knows but mnp does not implement are listed in
-:data:`IGNORED` with the reason shown in their warning; anything else is unknown (a warning
-in a script, a usage error on the command line).
+``-X value`` and clustered short flags (``-Qv``). A long name may be shortened to any prefix
+that names one option (``--err`` is ``--error``), and a prefix naming several is an error in
+getopt's words (``option '--t' is ambiguous; possibilities: '--time' '--test-only' …``). Options
+Slurm knows but mnp does not implement are listed in :data:`IGNORED` with the reason shown in
+their warning (accepted, never exit 2); anything else is unknown (a warning in a script, a
+usage error on the command line).
 """
 
 from __future__ import annotations
@@ -42,10 +44,13 @@ def _o(key: str, long: str, short: str | None, help: str, arg: Arg = Arg.REQUIRE
 
 F = Arg.NONE
 SBATCH_OPTIONS: tuple[Option, ...] = (
-    _o("job_name", "--job-name", "-J", "Job name (letters, digits, - and _; default: script's)."),
-    _o("nodes", "--nodes", "-N", "Nodes: N, or MIN-MAX (mnp takes MAX). More than 1: an MNP job."),
+    _o("job_name", "--job-name", "-J", "Job name, any text (default: the script's file name)."),
+    _o("nodes", "--nodes", "-N",
+       "Nodes: N, or MIN-MAX (mnp takes MIN). More than 1: an MNP job. Default: as many as -n "
+       "needs on the partition's nodes."),
     _o("ntasks", "--ntasks", "-n", "Tasks in all (SLURM_NTASKS)."),
     _o("ntasks_per_node", "--ntasks-per-node", None, "Tasks per node."),
+    _o("ntasks_per_node", "--tasks-per-node", None, "Same as --ntasks-per-node."),
     _o("cpus_per_task", "--cpus-per-task", "-c", "vCPUs per task (VCPU = tasks per node × this)."),
     _o("mem", "--mem", None, "Memory per node: N[K|M|G|T] (default M)."),
     _o("mem_per_cpu", "--mem-per-cpu", None, "Memory per vCPU: N[K|M|G|T]."),
@@ -60,8 +65,11 @@ SBATCH_OPTIONS: tuple[Option, ...] = (
     _o("error", "--error", "-e", "stderr file (default: with stdout)."),
     _o("partition", "--partition", "-p", "Job queue (default: default)."),
     _o("chdir", "--chdir", "-D", "Working directory (default: where mnp sbatch runs)."),
+    _o("chdir", "--workdir", None, "Same as --chdir (Slurm's older name)."),
     _o("export", "--export", None, "ALL (default), NONE, or [ALL,]VAR[=value],…"),
     _o("wrap", "--wrap", None, "Run this shell command instead of a script."),
+    _o("signal", "--signal", None,
+       "[R:]SIG[@TIME]: srun's tasks get SIG (default USR1) TIME s (default 60) before the limit."),
     _o("requeue", "--requeue", None, "Run again once when a node is lost.", F, "yes"),
     _o("requeue", "--no-requeue", None, "Never run again.", F, "no"),
     _o("parsable", "--parsable", None, "Print the job id alone.", F),
@@ -123,7 +131,6 @@ IGNORED: tuple[Ignored, ...] = (
     _i("--priority", None, R, "use the queue's priority"),
     _i("--begin", "-b", R, "mnp starts jobs as soon as they can run"),
     _i("--hold", "-H", F, "mnp starts jobs as soon as they can run"),
-    _i("--signal", None, R, "mnp sends SIGTERM, then SIGKILL, at the time limit"),
     _i("--open-mode", None, R, "output files are truncated per attempt"),
     _i("--time-min", None, R, "the time limit is --time"),
     _i("--tmp", None, R, "mnp has no per-job disk requests"),
@@ -140,7 +147,39 @@ IGNORED: tuple[Ignored, ...] = (
     _i("--uid", None, R, "jobs run as the node agent's user"),
     _i("--gid", None, R, "jobs run as the node agent's user"),
     _i("--requeue-exit", None, R, "not supported"),
+    _i("--mincpus", None, R, "nodes are as the compute environment defines them"),
+    _i("--extra-node-info", "-B", R, _PLACEMENT),
+    _i("--core-spec", "-S", R, _PLACEMENT),
+    _i("--thread-spec", None, R, _PLACEMENT),
+    _i("--spread-job", None, F, _PLACEMENT),
+    _i("--use-min-nodes", None, F, _PLACEMENT),
+    _i("--gres-flags", None, R, _PLACEMENT),
+    _i("--cpu-freq", None, R, "not used"),
+    _i("--network", None, R, "not used"),
+    _i("--power", None, R, "not used"),
+    _i("--mcs-label", None, R, "not used"),
+    _i("--deadline", None, R, "mnp starts jobs as soon as they can run"),
+    _i("--delay-boot", None, R, "nodes are not rebooted"),
+    _i("--reboot", None, F, "nodes are not rebooted"),
+    _i("--bb", None, R, "mnp has no burst buffers"),
+    _i("--bbf", None, R, "mnp has no burst buffers"),
+    _i("--ignore-pbs", None, F, "mnp reads no #PBS lines"),
+    _i("--export-file", None, R, "use --export"),
+    _i("--container", None, R, "not supported"),
+    _i("--batch", None, R, _PLACEMENT),
+    _i("--gpus-per-task", None, R, "use --gpus-per-node or -G"),
+    _i("--gpus-per-socket", None, R, "use --gpus-per-node or -G"),
+    _i("--cpus-per-gpu", None, R, "use --cpus-per-task"),
+    _i("--mem-per-gpu", None, R, "use --mem"),
+    _i("--ntasks-per-gpu", None, R, _PLACEMENT),
+    _i("--gpu-bind", None, R, _PLACEMENT),
+    _i("--gpu-freq", None, R, "not used"),
+    _i("--tres-per-task", None, R, "use -c and --gpus-per-node"),
+    _i("--input", "-i", R, "jobs read no standard input"),
 )
+"""Every option here is accepted with a warning on stderr (``… ignored (why)``), never exit 2:
+Slurm sites' scripts carry them (``--signal``, ``--exclusive``, ``--constraint``, ``--qos``,
+``--account``, ``--mail-type`` …) and must run unchanged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +222,23 @@ def _tables(options: Sequence[Option]) -> tuple[Table, Table]:
     return longs, shorts
 
 
+def _prefixed(name: str, longs: Table) -> tuple[Option | Ignored | None, list[str]]:
+    """getopt_long's abbreviation rule: ``name`` itself, else the one option whose long name
+    starts with it; ``(None, [candidates])`` when it names several (synonyms setting the same
+    thing count once), ``(None, [])`` when none."""
+    spec = longs.get(name)
+    if spec is not None or len(name) < 3:
+        return spec, []
+    found: dict[object, tuple[Option | Ignored, str]] = {}
+    for long, o in longs.items():
+        if long.startswith(name):
+            same = (o.key, o.const) if isinstance(o, Option) else o.long
+            found.setdefault(same, (o, long))
+    if len(found) == 1:
+        return next(iter(found.values()))[0], []
+    return None, sorted(long for _, long in found.values())
+
+
 def parse_tokens(
     tokens: Sequence[str], options: Sequence[Option], origin: str, *, stop_at_positional: bool
 ) -> tuple[Parsed, int]:
@@ -208,7 +264,15 @@ def parse_tokens(
             continue
         if tok.startswith("--"):
             name, eq, inline = tok.partition("=")
-            spec = longs.get(name)
+            spec, ambiguous = _prefixed(name, longs)
+            if ambiguous:
+                choices = " ".join(f"'{c}'" for c in ambiguous)
+                out.malformed.append(f"option '{name}' is ambiguous; possibilities: {choices}")
+                if not eq and i < len(tokens) and not tokens[i].startswith("-"):
+                    i += 1  # its value, most likely
+                continue
+            if spec is not None:
+                name = spec.long
             arg = spec.arg if spec is not None else (Arg.OPTIONAL if eq else Arg.REQUIRED)
             value: str | None = inline if eq else None
             if value is None and arg is Arg.REQUIRED:

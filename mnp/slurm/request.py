@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mnp.errors import FieldError
@@ -31,7 +31,7 @@ from mnp.slurm.values import (
     parse_gpus,
     parse_gres,
     parse_memory,
-    parse_nodes,
+    parse_node_range,
     parse_time_limit,
     translate_output,
 )
@@ -41,6 +41,12 @@ from mnp.spec.noderanges import MPI_CHOICES
 JSON = dict[str, Any]
 NAME_RE = re.compile(NAME_PATTERN)
 NAME_RULE = "1-128 letters, digits, hyphens and underscores, starting with a letter or digit"
+ARRAY_CLIENT_MAX = 1_000_000
+"""The most task ids ``mnp sbatch`` expands; the head refuses arrays over its own maximum
+(``HeadConfig.max_array_size``, 10,000 unless raised) naming it."""
+NOT_AVAILABLE = "Requested node configuration is not available"
+"""Slurm's words for a job no node of the partition can ever run."""
+INVALID_PARTITION = "Invalid partition name specified"
 EVERY_NODE_UNSUPPORTED = (
     "not supported for batch scripts: the head runs a script on the main node only (use "
     "`mnp run --every-node`, or start per-node work from the script through the job's hostfile)"
@@ -52,7 +58,10 @@ class SbatchRequest:
     """What the options asked for, typed and checked (the mapping: :mod:`mnp.slurm.sbatch`)."""
 
     job_name: str | None = None
+    """As given (any text: :func:`aws_job_name` is what the AWS view shows)."""
     nodes: int = 1
+    nodes_given: bool = False
+    """``-N`` was given; otherwise :func:`placed` may spread ``-n`` over more nodes."""
     ntasks: int | None = None
     ntasks_per_node: int | None = None
     cpus_per_task: int | None = None
@@ -72,6 +81,8 @@ class SbatchRequest:
     chdir: str | None = None
     export: str = "ALL"
     wrap: str | None = None
+    signal: str | None = None
+    """``--signal`` as given (checked): srun delivers it before the time limit."""
     requeue: bool | None = None
     parsable: bool = False
     quiet: bool = False
@@ -93,16 +104,50 @@ class SbatchRequest:
         return self.nodes > 1 or self.mpi is not None
 
 
+def aws_job_name(name: str) -> str:
+    """A Slurm job name as an AWS ``jobName``: every character outside letters, digits, ``-``
+    and ``_`` becomes ``_``, leading ``_``/``-`` are dropped, at most 128 characters,
+    ``sbatch`` when nothing is left (``run.v2`` → ``run_v2``, ``été`` → ``t_``)."""
+    if NAME_RE.fullmatch(name):
+        return name
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name).lstrip("_-")[:128] or "sbatch"
+
+
+def parse_nodes_min(text: str) -> tuple[int, bool]:
+    """``-N``: ``N`` or ``MIN-MAX`` → ``(nodes, ranged)``; a range takes its minimum, the
+    count Slurm guarantees (mnp allocates exactly that many)."""
+    first, last = parse_node_range(text)
+    return first, last != first
+
+
+_SIGNAL = re.compile(r"(?:[BR]:){0,2}(?:SIG)?(?:[A-Z][A-Z0-9]*|\d{1,2})(?:@\d{1,6})?")
+
+
+def parse_signal(text: str) -> str:
+    """``--signal=[B:][R:]SIG[@TIME]`` as Slurm writes it (``USR2@90``, ``SIGTERM``, ``10@30``),
+    checked; srun reads it back from ``SLURM_SIGNAL`` (:mod:`launcher.srun`)."""
+    value = text.strip()
+    if not _SIGNAL.fullmatch(value):
+        raise ValueError(f"{text!r} is not [B:][R:]SIG[@TIME] (e.g. USR2@90)")
+    return value
+
+
+def parse_array_any(text: str) -> ArraySpec:
+    """Slurm's ``--array`` of up to :data:`ARRAY_CLIENT_MAX` tasks: the head, not the client,
+    holds the site's maximum (``MNP_MAX_ARRAY_SIZE``)."""
+    return parse_array(text, ARRAY_CLIENT_MAX)
+
+
 def _flag(s: Setting) -> bool:
     return s.value == "yes"
 
 
 _CONVERTERS: Mapping[str, Any] = {
-    "nodes": parse_nodes, "ntasks": parse_count, "ntasks_per_node": parse_count,
+    "nodes": parse_nodes_min, "ntasks": parse_count, "ntasks_per_node": parse_count,
     "cpus_per_task": parse_count, "mem": parse_memory, "mem_per_cpu": parse_memory,
     "gpus": parse_gpus, "gpus_per_node": parse_gpus, "gres": parse_gres,
-    "time": parse_time_limit, "array": parse_array, "dependency": parse_dependency,
-    "output": translate_output, "error": translate_output,
+    "time": parse_time_limit, "array": parse_array_any, "dependency": parse_dependency,
+    "output": translate_output, "error": translate_output, "signal": parse_signal,
 }  # fmt: skip
 
 
@@ -158,16 +203,17 @@ def request_from(
 
 
 def _read_shape(r: _Reading) -> None:
-    """Nodes (a range takes its maximum), tasks, the plain values and the flags."""
+    """Nodes (a range takes its minimum), tasks, the plain values and the flags."""
     values, fields = r.values, r.fields
     if "nodes" in values:
         fields["nodes"], ranged = values["nodes"]
+        fields["nodes_given"] = True
         if ranged:
             r.warnings.append(f"{r.where('nodes')}: mnp allocates exactly {fields['nodes']} nodes")
     elif "ntasks" in values and "ntasks_per_node" in values:
         fields["nodes"] = math.ceil(values["ntasks"] / values["ntasks_per_node"])
     for key in ("ntasks", "ntasks_per_node", "cpus_per_task", "array", "dependency",
-                "output", "error", "wrap", "chdir"):  # fmt: skip
+                "output", "error", "wrap", "chdir", "signal"):  # fmt: skip
         if key in values:
             fields[key] = values[key]
     if "time" in values:
@@ -180,12 +226,8 @@ def _read_shape(r: _Reading) -> None:
 def _read_names(r: _Reading) -> None:
     """The job name, the partition and ``--mpi``, each checked."""
     values, fields, errors, where = r.values, r.fields, r.errors, r.where
-    name = values.get("job_name")
-    if name is not None:
-        if NAME_RE.fullmatch(name):
-            fields["job_name"] = name
-        else:
-            errors.append(FieldError(where("job_name"), f"{name!r}: job names must be {NAME_RULE}"))
+    if "job_name" in values:
+        fields["job_name"] = values["job_name"]  # any text, as Slurm takes it (aws_job_name)
     if "partition" in values:
         if "," in values["partition"] or not values["partition"].strip():
             errors.append(FieldError(where("partition"), "give exactly one partition (job queue)"))
@@ -246,3 +288,84 @@ def _cross_checks(req: SbatchRequest, where: Callable[[str], str]) -> list[Field
     if deps and req.array is None and any(d.kind == "aftercorr" for d in deps.items):
         errors.append(FieldError(where("dependency"), "aftercorr needs this job to be an array"))
     return errors
+
+
+# -- the partition: its nodes' size, known at submit -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """What a job queue's compute environments offer one job, as far as the head says: the
+    largest node and the most nodes at once. ``None`` where it cannot be known at submit (an
+    environment of SSH hosts or EC2 instances: nodes of many sizes, or none yet)."""
+
+    name: str
+    vcpus: int | None = None
+    memory_mib: int | None = None
+    gpus: int | None = None
+    max_nodes: int | None = None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def partition_from(queue: JSON, environments: list[JSON]) -> Partition:
+    """The :class:`Partition` of one JobQueueDetail, from the ComputeEnvironmentDetails of
+    its ``computeEnvironmentOrder``. Only MANAGED environments of local nodes have one node
+    size (``mnp.vcpus``/``memoryMiB``/``gpus``) and a known most: ``mnp.nodes`` when fixed,
+    ``computeResources.maxvCpus`` ÷ vCPUs when elastic; any other makes every figure
+    unknown (never a false refusal)."""
+    name = str(queue.get("jobQueueName", ""))
+    by_name = {str(ce.get("computeEnvironmentName")): ce for ce in environments}
+    by_arn = {str(ce.get("computeEnvironmentArn")): ce for ce in environments}
+    sizes: list[tuple[int, int, int, int]] = []
+    for order in queue.get("computeEnvironmentOrder") or []:
+        ref = str(order.get("computeEnvironment", ""))
+        ce = by_name.get(ref) or by_arn.get(ref) or by_name.get(ref.rpartition("/")[2])
+        m = (ce or {}).get("mnp") or {}
+        if ce is None or ce.get("type") != "MANAGED" or m.get("provider") != "local":
+            return Partition(name)
+        vcpus, mem, gpus = _int(m.get("vcpus")), _int(m.get("memoryMiB")), _int(m.get("gpus"))
+        if vcpus is None or mem is None:
+            return Partition(name)
+        most = _int((ce.get("computeResources") or {}).get("maxvCpus"))
+        nodes = most // vcpus if most is not None else _int(m.get("nodes"))
+        sizes.append((vcpus, mem, gpus or 0, nodes or 0))
+    if not sizes:
+        return Partition(name)
+    most_nodes = max(s[3] for s in sizes) or None  # none yet: it may grow
+    return Partition(name, max(s[0] for s in sizes), max(s[1] for s in sizes),
+                     max(s[2] for s in sizes), most_nodes)  # fmt: skip
+
+
+def placed(req: SbatchRequest, part: Partition) -> SbatchRequest:
+    """``req`` with its node count derived as Slurm derives it when ``-N`` is absent: as
+    many of the partition's nodes as ``-n`` tasks of ``-c`` vCPUs need (``-n 40`` on 16-vCPU
+    nodes → 3 nodes). Unchanged when ``-N`` or ``--ntasks-per-node`` was given, or the
+    node size is unknown."""
+    if req.nodes_given or req.ntasks_per_node or not req.ntasks or part.vcpus is None:
+        return req
+    per_node = max(1, part.vcpus // (req.cpus_per_task or 1))
+    nodes = math.ceil(req.ntasks / per_node)
+    return req if nodes <= 1 else replace(req, nodes=nodes)  # too many: fit_problems says
+
+
+def fit_problems(req: SbatchRequest, part: Partition) -> list[str]:
+    """Why no node set of the partition can ever run ``req`` (empty when it may), each naming
+    the limit: the job then never starts, so sbatch refuses it at submit (:data:`NOT_AVAILABLE`)."""
+    out: list[str] = []
+    where = f"partition {part.name}"
+    if part.vcpus is not None and req.vcpus_per_node > part.vcpus:
+        shape = f"{req.tasks_per_node} tasks × {req.cpus_per_task or 1} CPUs"
+        out.append(f"{req.vcpus_per_node} CPUs per node ({shape}), but {where}'s nodes have "
+                   f"{part.vcpus}")  # fmt: skip
+    mem = req.mem_mib or (req.mem_per_cpu_mib or 0) * req.vcpus_per_node
+    if part.memory_mib is not None and mem > part.memory_mib:
+        out.append(f"{mem} MiB of memory per node, but {where}'s nodes have {part.memory_mib} MiB")
+    gpus = req.gpus_per_node or (math.ceil(req.gpus / req.nodes) if req.gpus else 0)
+    if part.gpus is not None and gpus > part.gpus:
+        out.append(f"{gpus} GPUs per node, but {where}'s nodes have {part.gpus}")
+    if part.max_nodes is not None and req.nodes > part.max_nodes:
+        out.append(f"{req.nodes} nodes, but {where} has at most {part.max_nodes}")
+    return out

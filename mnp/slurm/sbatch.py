@@ -10,10 +10,13 @@ Mapping (:func:`build_requests` → RegisterJobDefinition, SubmitJob):
 
 - the script is ``mnp.script``; the definition's command is the script's arguments (maybe
   none). ``--wrap CMD`` is the script ``#!/bin/sh\\nCMD\\n``.
-- ``-J`` → ``jobName``. Names must be the API's (1-128 letters, digits, ``-``, ``_``, starting
-  with a letter or digit): a ``-J`` outside that is an error, never rewritten. The default is
-  the script's file name with other characters as ``_`` (``wrap`` for ``--wrap``, ``sbatch``
-  for standard input). Hostile text goes through paths, arguments and values, byte-exact.
+- ``-J`` → ``jobName``. Any name is taken, as Slurm takes it: one outside the API's alphabet
+  (1-128 letters, digits, ``-``, ``_``, starting with a letter or digit) is sent as
+  :func:`mnp.slurm.request.aws_job_name` makes it (``run.v2`` → ``run_v2``) and the name as
+  given rides in the job's environment as :data:`JOB_NAME_VAR`, for the Slurm views and
+  ``SLURM_JOB_NAME``. The default is the script's file name with other characters as ``_``
+  (``wrap`` for ``--wrap``, ``sbatch`` for standard input). Hostile text goes through paths,
+  arguments and values, byte-exact.
 - ``-p`` → ``jobQueue`` (``default``). Definition name: ``sbatch-<job name>``.
 - ``-N`` 1 → a container job; more (or ``#MNP --mpi``) → a multinode job of N nodes, main node
   0. The script runs on node 0 only (``0`` has the command, ``1:`` none: those nodes serve
@@ -39,6 +42,9 @@ Mapping (:func:`build_requests` → RegisterJobDefinition, SubmitJob):
   ``slurm-%j.out`` (arrays ``slurm-%A_%a.out``). ``-D`` → ``mnp.workingDirectory`` (default the
   submit directory); ``mnp.submitDir`` is where ``mnp sbatch`` ran.
 - ``--export`` → the job's environment (``containerOverrides``, or a ``0:`` node override).
+  With ``ALL`` (the default) exported bash functions go too: ``BASH_FUNC_<name>%%`` (and the
+  older ``BASH_FUNC_<name>()``) variables, how Lmod and environment modules define
+  ``module``, which the job's bash turns back into functions as it starts.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ from mnp.slurm.request import (
     NAME_RE,
     NAME_RULE,
     SbatchRequest,
+    aws_job_name,
     request_from,
 )
 from mnp.slurm.script import Directive, SbatchError, check_script, parse_script
@@ -72,6 +79,9 @@ JSON = dict[str, Any]
 SUBMIT_MAX_BYTES = 1024 * 1024
 """The head's size limit for a SubmitJob with an ``mnp`` block (mnp.service.core.MNP_SUBMIT_MAX)."""
 ARRAY_IDS_VAR = "MNP_SLURM_ARRAY_TASK_IDS"
+JOB_NAME_VAR = "MNP_SLURM_JOB_NAME"  # the job sees it as SLURM_JOB_NAME (mnp.build.environment)
+"""The job name as given, when ``jobName`` had to be mapped (:func:`aws_job_name`)."""
+_FUNCTION_VAR = re.compile(r"BASH_FUNC_[^=\0]+(?:%%|\(\))")
 REQUEUE = {
     "attempts": 2,
     "evaluateOnExit": [
@@ -86,6 +96,16 @@ def default_job_name(script_name: str) -> str:
     when nothing is left)."""
     base = re.sub(r"[^A-Za-z0-9_-]", "_", posixpath.basename(script_name))
     return base.lstrip("_-")[:128] or "sbatch"
+
+
+def exported_functions(export: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """The bash functions ``--export`` sends: every ``BASH_FUNC_<name>%%`` variable (bash's
+    form since 4.3; ``BASH_FUNC_<name>()`` before) when it includes ``ALL``, as Slurm does.
+    They are not shell names, so :func:`mnp.slurm.values.inherited_environment` leaves them
+    out; without them ``module load`` fails in the job."""
+    if not any(item.strip().upper() == "ALL" for item in export.split(",")):
+        return {}
+    return {k: v for k, v in environ.items() if _FUNCTION_VAR.fullmatch(k)}
 
 
 def wrap_script(command: str) -> str:
@@ -182,13 +202,22 @@ def build_requests(
     :class:`SbatchError` for a dependency on a task that job does not have, or a submission
     over the head's size limit (naming what makes it large).
     """
-    name = req.job_name or ("wrap" if req.wrap is not None else default_job_name(script_name))
+    given = req.job_name or None
+    if given is not None:
+        name = aws_job_name(given)
+    else:
+        name = "wrap" if req.wrap is not None else default_job_name(script_name)
     defn = _definition(req, name, script_args)
     workdir = _resolve(submit_dir, req.chdir) if req.chdir else submit_dir
     array = req.array
     single = array.ids[0] if array is not None and len(array.ids) == 1 else None
     stdout, stderr = _output_paths(req, workdir, single)
-    env = parse_export_spec(req.export, environ) | _array_environment(array, single)
+    env = parse_export_spec(req.export, environ) | exported_functions(req.export, environ)
+    env |= _array_environment(array, single)
+    if req.signal is not None:  # srun reads it, as Slurm's srun reads SLURM_SIGNAL
+        env["SLURM_SIGNAL"] = req.signal
+    if given is not None and given != name:
+        env[JOB_NAME_VAR] = given
     sub: JSON = {
         "jobName": name, "jobQueue": req.partition, "jobDefinition": defn["jobDefinitionName"],
     }  # fmt: skip

@@ -13,10 +13,10 @@ ARRAY_MAX_ID = 9_999_999
 _ARRAY_ITEM = re.compile(r"(\d+)(?:-(\d+)(?::(\d+))?)?")
 
 
-def expand_ids(text: str) -> list[int]:
+def expand_ids(text: str, max_size: int = ARRAY_MAX_SIZE) -> list[int]:
     """The sorted, distinct ids of ``a``, ``a-b`` and ``a-b:step`` items separated by commas.
-    Raises ValueError naming each bad item, or when there are more than
-    :data:`ARRAY_MAX_SIZE` ids (checked before expanding)."""
+    Raises ValueError naming each bad item, or when there are more than ``max_size`` ids
+    (checked before expanding)."""
     problems: list[str] = []
     ranges: list[range] = []
     for item in text.split(","):
@@ -33,11 +33,11 @@ def expand_ids(text: str) -> list[int]:
         ranges.append(range(first, last + 1, step))
     if problems:
         raise ValueError("; ".join(problems))
-    if sum(len(r) for r in ranges) > ARRAY_MAX_SIZE * 2:
-        raise ValueError(f"at most {ARRAY_MAX_SIZE} tasks")
+    if sum(len(r) for r in ranges) > max_size * 2:
+        raise ValueError(f"at most {max_size} tasks")
     ids = sorted({i for r in ranges for i in r})
-    if len(ids) > ARRAY_MAX_SIZE:
-        raise ValueError(f"{len(ids)} tasks; at most {ARRAY_MAX_SIZE}")
+    if len(ids) > max_size:
+        raise ValueError(f"{len(ids)} tasks; at most {max_size}")
     return ids
 
 

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from mnp.slurm.taskids import expand_ids
+from mnp.slurm.taskids import ARRAY_MAX_SIZE, expand_ids
 from mnp.spec import ENV_NAME_PATTERN
 
 MAX_DEPENDENCIES = 20
@@ -89,9 +89,8 @@ def parse_count(text: str) -> int:
     return int(t)
 
 
-def parse_nodes(text: str) -> tuple[int, bool]:
-    """``N`` or Slurm's ``min-max`` → ``(nodes, ranged)``: a range takes its maximum (mnp
-    allocates exactly; Slurm would give at least ``min``), ``ranged`` says so."""
+def parse_node_range(text: str) -> tuple[int, int]:
+    """``N`` or Slurm's ``min-max`` → ``(min, max)``."""
     low, sep, high = text.strip().partition("-")
     try:
         first = parse_count(low)
@@ -100,7 +99,14 @@ def parse_nodes(text: str) -> tuple[int, bool]:
         raise ValueError(f"{text!r} must be a node count N or a range MIN-MAX") from None
     if last < first:
         raise ValueError(f"{text!r}: the maximum must not be below the minimum")
-    return last, bool(sep) and last != first
+    return first, last
+
+
+def parse_nodes(text: str) -> tuple[int, bool]:
+    """``N`` or Slurm's ``min-max`` → ``(nodes, ranged)``: a range takes its maximum (mnp
+    allocates exactly; Slurm would give at least ``min``), ``ranged`` says so."""
+    first, last = parse_node_range(text)
+    return last, last != first
 
 
 def parse_gpus(text: str) -> tuple[int, str | None]:
@@ -143,9 +149,9 @@ class ArraySpec:
         return self.ids == tuple(range(len(self.ids)))
 
 
-def parse_array(text: str) -> ArraySpec:
+def parse_array(text: str, max_size: int = ARRAY_MAX_SIZE) -> ArraySpec:
     """Slurm's ``--array``: ``0-15``, ``0-15:4``, ``1,3,5,7``, mixtures, optionally ending in
-    ``%N`` (at most N tasks running at once)."""
+    ``%N`` (at most N tasks running at once); at most ``max_size`` tasks."""
     spec, sep, limit = text.strip().partition("%")
     max_running = None
     if sep:
@@ -156,7 +162,7 @@ def parse_array(text: str) -> ArraySpec:
             raise ValueError(f"%{limit}: {rule}") from None
     if not spec:
         raise ValueError("no task ids (expected e.g. 0-15, 1,3,5 or 0-99%10)")
-    return ArraySpec(tuple(expand_ids(spec)), max_running)
+    return ArraySpec(tuple(expand_ids(spec, max_size)), max_running)
 
 
 # -- dependencies ----------------------------------------------------------------------------

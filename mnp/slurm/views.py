@@ -175,12 +175,29 @@ def array_index(summary: JSON) -> int | None:
     return index if isinstance(index, int) else None
 
 
-def array_job_id(summary: JSON) -> str | None:
-    """An array child's parent id (``arrayJobId``, or the part of ``id:N`` before the colon)."""
+def array_parent_id(summary: JSON) -> str | None:
+    """An array child's parent's mnp id (``arrayJobId``, or the part of ``id:N`` before the
+    colon)."""
     if array_index(summary) is None:
         return None
     job_id = str(summary.get("jobId", ""))
     return str(summary.get("arrayJobId") or job_id.rpartition(":")[0] or job_id)
+
+
+def array_job_id(summary: JSON) -> str | None:
+    """An array child's array id as Slurm shows it: the array's job number
+    (``arrayJobNumber``), else (a job from before heads numbered jobs) its mnp id."""
+    number = summary.get("arrayJobNumber")
+    if isinstance(number, int) and array_index(summary) is not None:
+        return str(number)
+    return array_parent_id(summary)
+
+
+def own_id(summary: JSON) -> str:
+    """The job's own id as Slurm shows it: its number (``jobNumber``; an array task's own),
+    else its mnp id."""
+    number = summary.get("jobNumber")
+    return str(number) if isinstance(number, int) else str(summary.get("jobId", ""))
 
 
 def is_array_parent(summary: JSON) -> bool:
@@ -196,10 +213,10 @@ def task_id(summary: JSON) -> int | None:
 
 
 def display_id(summary: JSON) -> str:
-    """``<arrayJobId>_<task id>`` for an array child (:func:`task_id`), else the job id."""
+    """``<array>_<task id>`` for an array child (:func:`array_job_id`, :func:`task_id`),
+    else :func:`own_id`: Slurm's JOBID."""
     task = task_id(summary)
-    job_id = str(summary.get("jobId", ""))
-    return f"{array_job_id(summary)}_{task}" if task is not None else job_id
+    return f"{array_job_id(summary)}_{task}" if task is not None else own_id(summary)
 
 
 def to_mnp_id(slurm_id: str) -> str:
@@ -240,7 +257,8 @@ class JobRow:
     job_id: str
     """As shown: ``id``, ``id_i`` or, for collapsed pending array children, ``id_[0-3,7]``."""
     raw_id: str
-    """mnp's id (``id``, ``id:i``)."""
+    """Slurm's raw job id (squeue %A, sacct JobIDRaw): the job's own number (an array task's
+    own), or mnp's id for a job from before heads numbered jobs."""
     array_job_id: str
     """The array's id for an array child, else the job id (squeue %F)."""
     array_task: str
@@ -258,6 +276,8 @@ class JobRow:
     elapsed_seconds: int
     exit_code: str
     time_limit_seconds: int | None = None
+    mnp_id: str = ""
+    """mnp's id (``id``, ``id:i``): what the head is asked about the job by."""
 
     @property
     def node_list_or_reason(self) -> str:
@@ -283,8 +303,9 @@ def job_row(summary: JSON, now_ms: int) -> JobRow:
     job_id = str(summary.get("jobId", ""))
     return JobRow(
         job_id=display_id(summary),
-        raw_id=job_id,
-        array_job_id=array_job_id(summary) or job_id,
+        raw_id=own_id(summary),
+        mnp_id=job_id,
+        array_job_id=array_job_id(summary) or own_id(summary),
         array_task=str(index) if index is not None else "N/A",
         partition=str(summary.get("jobQueueName") or summary.get("jobQueue") or ""),
         name=str(summary.get("jobName") or ""),
@@ -306,7 +327,7 @@ def visible(summaries: Iterable[JSON]) -> list[JSON]:
     """What Slurm would list: no multi-node node jobs, and no array parent whose children are
     in the list (Slurm has no parent record; its children stand for it)."""
     items = [s for s in summaries if not is_node_job(s)]
-    with_children = {array_job_id(s) for s in items if array_index(s) is not None}
+    with_children = {array_parent_id(s) for s in items if array_index(s) is not None}
     return [s for s in items if not (is_array_parent(s) and s.get("jobId") in with_children)]
 
 
@@ -355,8 +376,9 @@ def squeue_order(row: JobRow) -> tuple[Any, ...]:
 
 
 def matches_id(row: JobRow, wanted: Iterable[str]) -> bool:
-    """``-j``: the row's shown id, mnp id, or its array's id (all of that array's children)."""
+    """``-j``: the row's shown id, own number, mnp id, or its array's id (all of that array's
+    children)."""
     ids = set(wanted)
-    return bool({row.job_id, row.raw_id, row.array_job_id} & ids) or any(
-        to_mnp_id(w) == row.raw_id for w in ids
+    return bool({row.job_id, row.raw_id, row.mnp_id, row.array_job_id} & ids) or any(
+        to_mnp_id(w) == row.mnp_id for w in ids
     )

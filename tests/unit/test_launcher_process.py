@@ -323,8 +323,19 @@ def test_separate_stderr_path(run: Runner, tmp_path: Path) -> None:
     assert logged(events, "stderr") == "e\n"
 
 
-def test_missing_output_directory_fails_the_start(run: Runner, tmp_path: Path) -> None:
-    a = replace(assignment(["true"]), stdout_path=str(tmp_path / "nope" / "o.txt"))
+def test_a_missing_output_directory_is_made_at_start_as_slurm_does(
+    run: Runner, tmp_path: Path
+) -> None:
+    out = tmp_path / "nope" / "deeper" / "o.txt"
+    a = replace(assignment(["echo", "hi"]), stdout_path=str(out))
+    proc, events = run(a)
+    assert proc.exit_code == 0, events
+    assert out.read_text() == "hi\n"
+
+
+def test_an_output_path_that_cannot_be_made_fails_the_start(run: Runner, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    a = replace(assignment(["true"]), stdout_path=str(tmp_path / "file" / "o.txt"))
     _, events = run(a)
     assert [e.kind for e in events] == ["start_failed"]
     assert "CannotStartContainerError" in (events[0].reason or "")

@@ -322,7 +322,6 @@ def test_limits_match_the_head() -> None:
 @pytest.mark.parametrize(
     ("argv", "script", "messages"),
     [
-        (["-J", "my job"], "", ["-J (command line): 'my job': job names must be 1-128 letters"]),
         ([], "#SBATCH -N 0\n", ["-N (line 2): '0' must be a node count"]),
         ([], "#SBATCH -n 9 -N 2 --ntasks-per-node 4\n", ["-n (line 2): 9 tasks do not fit"]),
         ([], "#SBATCH --mem 1G --mem-per-cpu 1G\n", ["--mem (line 2): give --mem or --mem-per"]),
@@ -384,6 +383,15 @@ class FakeClient:
 
     def describe(self, job_id: str) -> JSON:
         return {"jobId": job_id, "container": {"environment": []}}
+
+    def queues(self) -> list[JSON]:
+        order = [{"order": 1, "computeEnvironment": "local"}]
+        return [{"jobQueueName": q, "computeEnvironmentOrder": order} for q in ("default", "big")]
+
+    def compute_environments(self) -> list[JSON]:
+        return [{"computeEnvironmentName": "local", "type": "MANAGED",
+                 "mnp": {"provider": "local", "nodes": 4, "vcpus": 16, "memoryMiB": 8192,
+                         "gpus": 0}}]  # fmt: skip
 
 
 @pytest.fixture

@@ -142,11 +142,6 @@ def test_valid_submissions(body: dict[str, Any]) -> None:
 
 INVALID_SUBMISSIONS: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     ("array-1", submission(arrayProperties={"size": 1}), {"arrayProperties.size": "2"}),
-    (
-        "array-10001",
-        submission(arrayProperties={"size": 10_001}),
-        {"arrayProperties.size": "10000"},
-    ),
     ("attempts-0", submission(retryStrategy={"attempts": 0}), {"retryStrategy.attempts": "1"}),
     ("attempts-11", submission(retryStrategy={"attempts": 11}), {"retryStrategy.attempts": "10"}),
     (
