@@ -10,6 +10,9 @@ import functools
 from mnp.slurm.taskids import expand_ids
 from mnp.spec.jobs import Attempt, Job
 
+SLURM_GIVEN_NAME = "MNP_SLURM_JOB_NAME"
+"""Where ``mnp sbatch`` keeps a job name the AWS view had to map (``run.v2`` → ``run_v2``)."""
+
 SLURM_TASK_IDS = "MNP_SLURM_ARRAY_TASK_IDS"
 """Set (in the job's environment) by ``mnp sbatch --array`` with Slurm's own task ids, e.g.
 ``1,3,5-9:2``: array index ``i`` is the ``i``-th of them (``SLURM_ARRAY_TASK_ID``, ``%a``)."""
@@ -22,10 +25,13 @@ def job_environment(job: Job, attempt: Attempt) -> dict[str, str]:
     Multi-node jobs get their node's variables on top (``mnp.build.multinode.node_environment``) and
     then :func:`slurm_request_environment`. ``SLURM_JOBID``/``SLURM_NODELIST`` stay unset:
     Open MPI and MPICH take them for a real Slurm allocation and ask Slurm for it.
+
+    ``SLURM_JOB_ID`` is the job's number (:func:`slurm_job_id`); ``SLURM_ARRAY_JOB_ID`` the
+    array's number; the ``AWS_BATCH_*`` ids stay the UUIDs.
     """
     spec = job.spec
     env: dict[str, str] = dict(job.container.environment)
-    own_id = job.parent_id if job.node_index is not None and job.parent_id else job.job_id
+    own_id = slurm_job_id(job)
     env.update(
         {
             "AWS_BATCH_JOB_ID": job.job_id,
@@ -36,7 +42,8 @@ def job_environment(job: Job, attempt: Attempt) -> dict[str, str]:
             "MNP_NODE_ADDRESS": attempt.address,
             "MNP_LOG_STREAM": attempt.log_stream_name,
             "SLURM_JOB_ID": own_id,
-            "SLURM_JOB_NAME": spec.name,
+            # the name as sbatch was given it (the AWS view's is mapped: mnp.slurm.sbatch)
+            "SLURM_JOB_NAME": env.get(SLURM_GIVEN_NAME) or spec.name,
             "SLURM_JOB_PARTITION": spec.queue,
             "SLURM_NNODES": "1",
             "SLURM_JOB_NUM_NODES": "1",
@@ -54,7 +61,8 @@ def job_environment(job: Job, attempt: Attempt) -> dict[str, str]:
             {
                 "AWS_BATCH_JOB_ARRAY_INDEX": str(job.array_index),
                 "AWS_BATCH_JOB_ARRAY_SIZE": str(spec.array_size),
-                "SLURM_ARRAY_JOB_ID": job.parent_id,
+                "SLURM_ARRAY_JOB_ID": str(spec.number) if spec.number is not None
+                else job.parent_id,
                 "SLURM_ARRAY_TASK_ID": str(ids[job.array_index] if ids else job.array_index),
                 "SLURM_ARRAY_TASK_COUNT": str(spec.array_size),
                 "SLURM_ARRAY_TASK_MIN": str(min(ids) if ids else 0),
@@ -65,6 +73,15 @@ def job_environment(job: Job, attempt: Attempt) -> dict[str, str]:
             env["SLURM_ARRAY_TASK_LIMIT"] = str(spec.extras.array_max_running)
     env.update(slurm_request_environment(job))
     return env
+
+
+def slurm_job_id(job: Job) -> str:
+    """Slurm's job id of ``job``: its number (an array task's own; a multi-node job's nodes
+    share their job's), else, for a job stored before heads numbered jobs, its id (a node's:
+    its whole job's)."""
+    if job.number is not None:
+        return str(job.number)
+    return job.parent_id if job.node_index is not None and job.parent_id else job.job_id
 
 
 def slurm_request_environment(job: Job) -> dict[str, str]:
@@ -100,7 +117,7 @@ def task_ids(text: str | None, size: int) -> tuple[int, ...]:
     if not text:
         return ()
     try:
-        ids = expand_ids(text)
+        ids = expand_ids(text, max(size, 1))  # the head checked the size against its maximum
     except ValueError:
         return ()
     return tuple(ids) if len(ids) == size else ()

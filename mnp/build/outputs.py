@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import TypedDict
 
-from mnp.build.environment import slurm_task_id
+from mnp.build.environment import slurm_job_id, slurm_task_id
 from mnp.spec.definitions import NO_EXTRAS
 from mnp.spec.jobs import Attempt, Job
 
@@ -29,9 +29,17 @@ SPECIFIERS = {
 def expand_path(pattern: str, job: Job, attempt: Attempt) -> str:
     """``pattern`` with ``%j %A %a %x %N %u %%`` filled in for this attempt (see
     :data:`SPECIFIERS`); ``%A`` is the job id and ``%a`` empty outside arrays; a node of a
-    multi-node job expands ``%j`` to the whole job's id."""
-    own_id = job.parent_id if job.node_index is not None and job.parent_id else job.job_id
-    array_id = job.parent_id if job.array_index is not None and job.parent_id else own_id
+    multi-node job expands ``%j`` to the whole job's id.
+
+    Ids are job numbers as Slurm writes them (:func:`~mnp.build.environment.slurm_job_id`):
+    ``%j`` an array task's own number, ``%A`` its array's, so no ``:`` reaches a file name.
+    (``%J``, Slurm's ``jobid.stepid``, is ``%j`` for a batch script: Slurm leaves the
+    ``.batch`` step out of file names.)"""
+    own_id = slurm_job_id(job)
+    array_id = own_id
+    if job.array_index is not None and job.parent_id:
+        number = job.spec.number
+        array_id = str(number) if number is not None else job.parent_id
     values = {
         "j": own_id,
         "A": array_id,

@@ -1,7 +1,9 @@
 """``mnp sbatch``: submit a batch script as sbatch does (the pure part: :mod:`mnp.slurm.sbatch`).
 
 ``mnp sbatch [OPTIONS] SCRIPT [ARGS…]`` reads the script's ``#SBATCH``/``#MNP`` lines, lets
-the command line override them, registers a job definition, submits the job and prints
+the command line override them, checks them against the partition (``-p``: a job queue) as
+Slurm does at submit (an unknown partition, a job its nodes can never run: refused in
+sbatch's words, exit 1), registers a job definition, submits the job and prints
 ``Submitted batch job <id>`` (``--parsable``: the id alone). Warnings go to stderr (``-Q``
 silences them); bad values exit 1 naming every problem; unknown options are usage errors
 (exit 2). ``--wrap CMD`` submits ``CMD`` as a ``/bin/sh`` script; with no script, the script
@@ -25,6 +27,13 @@ from mnp.cli.state import State
 from mnp.client.client import Client
 from mnp.errors import FieldError, NotFound
 from mnp.slurm.options import MNP_OPTIONS, SBATCH_OPTIONS, Parsed, help_text, parse_tokens
+from mnp.slurm.request import (
+    INVALID_PARTITION,
+    NOT_AVAILABLE,
+    fit_problems,
+    partition_from,
+    placed,
+)
 from mnp.slurm.sbatch import (
     ARRAY_IDS_VAR,
     SbatchError,
@@ -105,6 +114,41 @@ def array_task_ids(client: Client, req: SbatchRequest) -> dict[str, list[int]]:
     return out
 
 
+def _refuse(ctx: click.Context, lines: Sequence[str], reason: str) -> None:
+    """Refuse the submission in sbatch's words (its tools match them), exit 1."""
+    for line in lines:
+        click.echo(f"sbatch: error: {line}", err=True)
+    click.echo(f"sbatch: error: Batch job submission failed: {reason}", err=True)
+    ctx.exit(1)
+
+
+def on_partition(ctx: click.Context, client: Client, req: SbatchRequest) -> SbatchRequest:
+    """What Slurm checks against the partition at submit: that it exists, the node count
+    ``-n`` needs there when ``-N`` is absent, and that its nodes can ever run the job (else
+    it would pend forever); refuses in sbatch's words naming the limit."""
+    names = (req.partition,)
+    queue = next(
+        (q for q in client.queues() if {q.get("jobQueueName"), q.get("jobQueueArn")} & {*names}),
+        None,
+    )
+    if queue is None:
+        _refuse(ctx, [f"invalid partition specified: {req.partition}"], INVALID_PARTITION)
+        return req
+    part = partition_from(queue, client.compute_environments())
+    req = placed(req, part)
+    problems = fit_problems(req, part)
+    if problems:
+        _refuse(ctx, problems, NOT_AVAILABLE)
+    return req
+
+
+def slurm_id(client: Client, job_id: str) -> str:
+    """The id sbatch prints: the job's number (Slurm's integer id, which tools parse), or
+    ``job_id`` from a head that does not number jobs."""
+    number = client.describe(job_id).get("jobNumber")
+    return str(number) if isinstance(number, int) else job_id
+
+
 def _epilog() -> str:
     return "\b\n" + help_text().replace("\n\n", "\n\n\b\n")
 
@@ -136,6 +180,8 @@ def sbatch_command(ctx: click.Context, argv: tuple[str, ...]) -> None:
         for w in warnings:
             click.echo(f"mnp sbatch: warning: {w}", err=True)
     client = None if req.dry_run else state.client()
+    if client is not None:
+        req = on_partition(ctx, client, req)
     defn, sub = build_requests(
         req, script_text=text, script_name=name, script_args=cl.args, submit_dir=os.getcwd(),
         environ=os.environ, user=getpass.getuser(),
@@ -147,7 +193,8 @@ def sbatch_command(ctx: click.Context, argv: tuple[str, ...]) -> None:
     answer = client.register_job_definition(defn)
     sub["jobDefinition"] = f"{answer['jobDefinitionName']}:{answer['revision']}"
     job_id = client.submit(sub)
-    click.echo(job_id if req.parsable else f"Submitted batch job {job_id}")
+    shown = slurm_id(client, job_id)
+    click.echo(shown if req.parsable else f"Submitted batch job {shown}")
     sys.stdout.flush()
     if req.wait:
         status = client.wait([job_id])[job_id]

@@ -66,10 +66,10 @@ def now_ms() -> int:
 
 def with_limits(client: Client, rows: list[JobRow]) -> list[JobRow]:
     """Rows with ``time_limit_seconds`` from each job's detail (``timeout``)."""
-    details = {d["jobId"]: d for d in client.describe_jobs([r.raw_id for r in rows])}
+    details = {d["jobId"]: d for d in client.describe_jobs([r.mnp_id for r in rows])}
     out = []
     for row in rows:
-        limit = ((details.get(row.raw_id) or {}).get("timeout") or {}).get("attemptDurationSeconds")
+        limit = ((details.get(row.mnp_id) or {}).get("timeout") or {}).get("attemptDurationSeconds")
         out.append(replace(row, time_limit_seconds=limit if isinstance(limit, int) else None))
     return out
 

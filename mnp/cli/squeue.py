@@ -33,7 +33,7 @@ from mnp.slurm.views import (
     ACTIVE,
     SlurmState,
     array_index,
-    array_job_id,
+    array_parent_id,
     collapse_pending,
     display_id,
     is_array_parent,
@@ -165,7 +165,7 @@ def _selected(summaries: Iterable[JSON], names: set[str], users: set[str], parts
             continue
         chosen.append(s)
     parents = {s.get("jobId") for s in chosen if is_array_parent(s)}
-    return [s for s in chosen if array_job_id(s) not in parents or array_index(s) is None]
+    return [s for s in chosen if array_parent_id(s) not in parents or array_index(s) is None]
 
 
 def resolve_task_ids(client: Client, ids: Sequence[str]) -> list[str]:
@@ -184,6 +184,20 @@ def resolve_task_ids(client: Client, ids: Sequence[str]) -> list[str]:
             shown.update({display_id(c): str(c["jobId"]) for c in children})
     # a task id the array does not have stays as written: no job has that id
     return [shown.get(i, i if i.rpartition("_")[0] in sparse else to_mnp_id(i)) for i in ids]
+
+
+def _by_each_id(details: Sequence[JSON]) -> dict[str, JSON]:
+    """Each JobDetail under every id that names it: mnp's (``id``, ``id:i``), its number and,
+    for an array task, ``<array number>:<index>``."""
+    out: dict[str, JSON] = {}
+    for d in details:
+        out[str(d["jobId"])] = d
+        if isinstance(d.get("jobNumber"), int):
+            out[str(d["jobNumber"])] = d
+        index = (d.get("arrayProperties") or {}).get("index")
+        if isinstance(d.get("arrayJobNumber"), int) and isinstance(index, int):
+            out[f"{d['arrayJobNumber']}:{index}"] = d
+    return out
 
 
 def _expand_ids(args: Sequence[str]) -> list[str]:
@@ -259,7 +273,7 @@ def scancel_command(state: State, job_ids: tuple[str, ...], names: tuple[str, ..
         targets = [(display_id(s), str(s["jobId"])) for s in chosen]
     else:
         mnp_ids = resolve_task_ids(client, ids)
-        known = {d["jobId"]: d for d in client.describe_jobs(mnp_ids)}
+        known = _by_each_id(client.describe_jobs(mnp_ids))
         targets = []
         for shown, job_id in zip(ids, mnp_ids, strict=True):
             detail = known.get(job_id)
@@ -270,7 +284,7 @@ def scancel_command(state: State, job_ids: tuple[str, ...], names: tuple[str, ..
                 _error(shown, "Job/step already completing or completed")
                 failed = True
             else:
-                targets.append((shown, job_id))
+                targets.append((shown, str(detail["jobId"])))
     for shown, job_id in dict.fromkeys(targets):
         if verbose:
             click.echo(f"scancel: Terminating job {shown}", err=True)

@@ -10,6 +10,7 @@ from typing import Any
 from mnp.errors import NotFound
 from mnp.scheduler.loop import Scheduler
 from mnp.scheduler.state import HeadState
+from mnp.service.jobrefs import resolve_job_ref
 from mnp.service.requests import Page
 from mnp.spec.arns import name_from_arn
 from mnp.spec.definitions import JobDefinition
@@ -42,6 +43,12 @@ class Context:
     rt: Scheduler
     policies: dict[str, SchedulingPolicy] = field(default_factory=dict)
     """Fair-share scheduling policies by name."""
+
+    def job_id(self, ref: str) -> str:
+        """The id of the job ``ref`` names: a UUID form as given, or a job number (``N``,
+        ``N_T``, ``N:I``; :mod:`mnp.service.jobrefs`); unknown ones unchanged, to be answered
+        as any unknown id is."""
+        return resolve_job_ref(self.s.store, ref)
 
     def queue(self, ref: str) -> JobQueue:
         q = self.s.queues.get(name_from_arn(ref, "job-queue"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mnp.config import MAX_ARRAY_SIZE_ENV
 from mnp.errors import Conflict, FieldError, InvalidInput, NotFound
 from mnp.service.base import CANCELLABLE, MAX_ACTIVE_SHARES, Context, _arn_base
 from mnp.service.listing import list_jobs
@@ -84,14 +85,16 @@ class JobOps:
             created_at=now,
             history=[HistoryEntry(JobStatus.SUBMITTED, now, None)],
         )
-        answer: JSON = {
-            "jobArn": f"{_arn_base(ok.queue.arn)}:job/{job.job_id}",
-            "jobName": spec.name,
-            "jobId": job.job_id,
-        }
         with s.store.transaction():
+            spec.number = s.store.allocate_number(job.job_id, 1 + (spec.array_size or 0))
             s.store.save_spec(spec)
             s.store.save_jobs([job])
+            answer: JSON = {
+                "jobArn": f"{_arn_base(ok.queue.arn)}:job/{job.job_id}",
+                "jobName": spec.name,
+                "jobId": job.job_id,
+                "jobNumber": spec.number,
+            }
             if token is not None:
                 self._record_token(SubmitToken(token, digest, job.job_id, answer, now))
         s.add_job(job)
@@ -127,6 +130,10 @@ class JobOps:
         found already)."""
         s = self.ctx.s
         errors = errors + check_timeout(req.timeout, s.config.min_timeout_seconds)
+        most = s.config.max_array_size
+        if req.arrayProperties is not None and req.arrayProperties.size > most:
+            errors.append(FieldError("arrayProperties.size", f"must be at most {most} (this "
+                                     f"head's max_array_size, ${MAX_ARRAY_SIZE_ENV})"))  # fmt: skip
         errors += check_extras(req)
         queue = s.queues.get(name_from_arn(req.jobQueue, "job-queue"))
         if queue is None:
@@ -155,8 +162,9 @@ class JobOps:
     def _check_dependencies(self, req: SubmitJob, errors: list[FieldError]) -> list[Dependency]:
         deps: list[Dependency] = []
         for i, d in enumerate(req.dependsOn or []):
-            if d.jobId is not None:
-                target = self.ctx.s.job(d.jobId)
+            job_id = self.ctx.job_id(d.jobId) if d.jobId is not None else None
+            if job_id is not None:
+                target = self.ctx.s.job(job_id)
                 if target is None:
                     errors.append(
                         FieldError(f"dependsOn[{i}].jobId", f"no job with id {d.jobId!r}")
@@ -172,7 +180,7 @@ class JobOps:
                                 f"{d.jobId} has size {target.spec.array_size}",
                             )
                         )
-            deps.append(Dependency(d.jobId, d.type))
+            deps.append(Dependency(job_id, d.type))
         return deps
 
     def _singleton_after(self, req: SubmitJob) -> tuple[str, ...]:
@@ -229,8 +237,8 @@ class JobOps:
         every identity; a non-admin sees another user's environment values masked."""
         s = self.ctx.s
         out = []
-        for job_id in req.ids:
-            job = s.job(job_id)
+        for ref in req.ids:
+            job = s.job(self.ctx.job_id(ref))
             if job is not None:
                 if not job.history:
                     job.history = s.store.history(job.job_id)
@@ -245,7 +253,7 @@ class JobOps:
 
     def cancel_job(self, req: JobReason, caller: Caller) -> JSON:
         """Cancel a job of ``caller``'s (an admin: any job); AccessDenied otherwise."""
-        job = self.ctx.s.active.get(req.jobId)
+        job = self.ctx.s.active.get(self.ctx.job_id(req.jobId))
         if job is not None:
             require_owner(caller, job.submitted_by, "cancel job", job.job_id)
             self.cancel(job, req.reason, terminate=False)
@@ -254,7 +262,7 @@ class JobOps:
 
     def terminate_job(self, req: JobReason, caller: Caller) -> JSON:
         """Terminate a job of ``caller``'s (an admin: any job); AccessDenied otherwise."""
-        job = self.ctx.s.active.get(req.jobId)
+        job = self.ctx.s.active.get(self.ctx.job_id(req.jobId))
         if job is not None:
             require_owner(caller, job.submitted_by, "terminate job", job.job_id)
             self.cancel(job, req.reason, terminate=True)

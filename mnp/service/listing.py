@@ -11,6 +11,7 @@ from typing import Any
 from mnp.errors import FieldError, InvalidInput
 from mnp.scheduler.state import HeadState
 from mnp.service.base import LIST_FILTERS, _arn_base
+from mnp.service.jobrefs import resolve_job_ref
 from mnp.service.render import job_summary
 from mnp.service.requests import ListJobs
 from mnp.spec.arns import name_from_arn
@@ -44,7 +45,7 @@ def list_jobs(s: HeadState, req: ListJobs) -> JSON:
     jobs = s.store.query_jobs(JobQuery(
         queue=queue,
         statuses=statuses,
-        parent_id=req.parent,
+        parent_id=resolve_job_ref(s.store, req.parent) if req.parent else None,
         children=req.all_statuses and req.include_children,
         offset=offset,
         limit=limit + 1,

@@ -16,6 +16,7 @@ from mnp.errors import AccessDenied
 from mnp.nodes.logstreams import StreamLog
 from mnp.scheduler.loop import Scheduler
 from mnp.scheduler.state import HeadState
+from mnp.service.jobrefs import resolve_job_ref
 from mnp.service.users import Caller
 from mnp.spec.jobs import Job
 from mnp.store.streams import StreamRef
@@ -75,11 +76,14 @@ class LogReader:
         return last
 
     def job(self, job_id: str) -> Job | None:
-        """The job whose output the native tail follows (None once it is unknown)."""
-        return self._state.job(job_id)
+        """The job whose output the native tail follows (None once it is unknown); ``job_id``
+        may be a job number (:mod:`mnp.service.jobrefs`)."""
+        return self._state.job(resolve_job_ref(self._state.store, job_id))
 
     def log_path(self, job_id: str, attempt: int, stream: str) -> Path:
-        """Where one attempt's ``stdout`` or ``stderr`` is kept (it may not exist yet)."""
+        """Where one attempt's ``stdout`` or ``stderr`` is kept (it may not exist yet);
+        ``job_id`` as :meth:`job` takes it."""
+        job_id = resolve_job_ref(self._state.store, job_id)
         return self._scheduler.log_path(job_id, attempt, stream)
 
 

@@ -137,7 +137,8 @@ class NodeOverrides(Model):
 
 
 class ArrayProperties(Model):
-    size: int = Field(ge=2, le=10_000)
+    size: int = Field(ge=2)
+    """At most ``HeadConfig.max_array_size`` (checked with the head's state, ``jobs.py``)."""
 
 
 class JobDependencyModel(Model):

@@ -57,6 +57,7 @@ class Answer(enum.Enum):
     JOB_SUMMARIES = enum.auto()
     COMPUTE_ENVIRONMENTS = enum.auto()
     JOB_DEFINITIONS = enum.auto()
+    SUBMITTED = enum.auto()
 
 
 TagMethod = Literal["GET", "POST", "DELETE"]
@@ -146,7 +147,7 @@ OPERATIONS: tuple[Operation[Any], ...] = (
     Op("DescribeJobDefinitions", "describeJobDefinitions", r.DescribeJobDefinitions.from_body,
       lambda sv, q, c: sv.definitions.describe(q), Answer.JOB_DEFINITIONS),
     # jobs
-    Op("SubmitJob", "submitJob", _submit, lambda sv, q, c: sv.jobs.submit(q, c)),
+    Op("SubmitJob", "submitJob", _submit, lambda sv, q, c: sv.jobs.submit(q, c), Answer.SUBMITTED),
     Op("DescribeJobs", "describeJobs", r.DescribeJobs.from_body,
       lambda sv, q, c: sv.jobs.describe(q, c), Answer.JOBS),
     Op("ListJobs", "listJobs", r.ListJobs.from_body,

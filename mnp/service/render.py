@@ -26,6 +26,7 @@ def job_detail(job: Job) -> dict[str, Any]:
             "jobArn": job_arn(job.job_id),
             "jobName": spec.name,
             "jobId": job.job_id,
+            **_numbers(job),
             "jobQueue": queue_arn(spec.queue),
             "status": job.status.value,
             "statusReason": job.status_reason,
@@ -120,6 +121,18 @@ def _attempt_detail(a: Attempt, node_job: bool = False) -> dict[str, Any]:
     )
 
 
+def _numbers(job: Job) -> dict[str, int]:
+    """mnp's integer ids (:mod:`mnp.service.jobrefs`): ``jobNumber``, the job's own, and for
+    an array child ``arrayJobNumber``, its array's (Slurm shows it as ``<array>_<task>``).
+    Neither for a job stored before heads numbered jobs."""
+    if job.number is None:
+        return {}
+    out = {"jobNumber": job.number}
+    if job.array_index is not None and job.spec.number is not None:
+        out["arrayJobNumber"] = job.spec.number
+    return out
+
+
 def _array_properties(job: Job) -> dict[str, Any] | None:
     size = job.spec.array_size
     if size is None:
@@ -144,6 +157,7 @@ def job_summary(job: Job) -> dict[str, Any]:
         {
             "jobArn": job_arn(job.job_id),
             "jobId": job.job_id,
+            **_numbers(job),
             "jobName": job.spec.name,
             "createdAt": job.created_at,
             "startedAt": job.started_at,

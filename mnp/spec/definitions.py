@@ -260,6 +260,9 @@ class JobSpec:
     run_as: str | None = None
     """The account the job's attempts run as on the nodes: the definition's ``user``, else
     the submitter; None (the owner's jobs without a ``user``): the agent's own account."""
+    number: int | None = None
+    """The head's integer id of the submitted job (Slurm's job id; array children and the
+    nodes of a multi-node job share it); None: a job stored before heads numbered jobs."""
 
     def to_doc(self) -> dict[str, Any]:
         extra: dict[str, Any] = {}
@@ -267,6 +270,8 @@ class JobSpec:
             extra["submitted_by"] = self.submitted_by
         if self.run_as is not None:
             extra["run_as"] = self.run_as
+        if self.number is not None:
+            extra["number"] = self.number
         if self.extras is not NO_EXTRAS:
             extra["mnp"] = self.extras.to_doc()
         if self.share_identifier is not None:
@@ -318,4 +323,5 @@ class JobSpec:
             extras=JobExtras.from_doc(d.get("mnp")),
             submitted_by=d.get("submitted_by"),
             run_as=d.get("run_as"),
+            number=d.get("number"),
         )

@@ -188,6 +188,16 @@ class Job:
         return self.spec.submitted_by
 
     @property
+    def number(self) -> int | None:
+        """The job's own integer id (Slurm's job id): the submitted job's number; an array
+        child's is its parent's plus ``1 + index`` (each task has its own, as in Slurm); the
+        nodes of a multi-node job share their job's. None: stored before jobs had numbers."""
+        first = self.spec.number
+        if first is None or self.array_index is None:
+            return first
+        return first + 1 + self.array_index
+
+    @property
     def is_array_parent(self) -> bool:
         return self.spec.array_size is not None and self.parent_id is None
 

@@ -81,12 +81,15 @@ CREATE INDEX IF NOT EXISTS jobs_parent ON jobs (parent_id, array_index);
 CREATE TABLE IF NOT EXISTS job_history (
     job_id TEXT NOT NULL, at INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT);
 CREATE INDEX IF NOT EXISTS job_history_job ON job_history (job_id);
+CREATE TABLE IF NOT EXISTS job_numbers (number INTEGER PRIMARY KEY, job_id TEXT NOT NULL);
 """
 
 FILE_MODE = 0o600
 JOURNAL_SUFFIXES = ("", "-wal", "-shm", "-journal")
 KEYS_SCRUBBED = "gang_keys_scrubbed"
 """Meta key: set once the ended attempts' keys an older head left were removed."""
+NEXT_NUMBER = "next_job_number"
+"""Meta key: the first job number not yet given out (absent: 1)."""
 
 
 class Store:
@@ -207,6 +210,28 @@ class Store:
 
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # --- job numbers ----------------------------------------------------------------------
+    def allocate_number(self, job_id: str, count: int = 1) -> int:
+        """Give top-level job ``job_id`` the next ``count`` job numbers (an array of size S
+        takes ``1 + S``: its own, then one per child, as Slurm gives each task an id of its
+        own) and return the first. Call inside the transaction that saves the job: the
+        counter and the job are written together, so a number is never given out twice (a
+        rolled-back submission gives it back, and nobody was told it)."""
+        first = int(self.get_meta(NEXT_NUMBER) or 1)
+        self.set_meta(NEXT_NUMBER, str(first + max(1, count)))
+        self.db.execute("INSERT INTO job_numbers VALUES (?, ?)", (first, job_id))
+        return first
+
+    def numbered_block(self, number: int) -> tuple[int, str] | None:
+        """The top-level job whose block of numbers holds ``number`` could be: the one with
+        the greatest first number not above it, as (first number, job id)."""
+        row = self.db.execute(
+            "SELECT number, job_id FROM job_numbers WHERE number <= ? "
+            "ORDER BY number DESC LIMIT 1",
+            (number,),
+        ).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
 
     # --- definitions, queues, environments, nodes -------------------------------------------
     def save_definition(self, d: JobDefinition) -> None:

@@ -417,7 +417,8 @@ def test_batch_script_and_output_files_in_a_container(
     )
     assert dc.wait_status(job, "SUCCEEDED", "FAILED", timeout=90)["status"] == "SUCCEEDED"
     expected = "args: first arg|$two\nin-docker\n"
-    text = (outdir / f"scripted-{job}.out").read_text()
+    number = dc.client.describe(job)["jobNumber"]  # %j is the job's Slurm id
+    text = (outdir / f"scripted-{number}.out").read_text()
     # stderr joins stdout's file, as sbatch does (the engine may deliver either stream first)
     assert sorted(text.splitlines()) == ["args: first arg|$two", "in-docker", "oops"]
     assert expected in dc.logs(job)

@@ -124,7 +124,8 @@ def test_working_directory_and_output_may_live_on_it(shared: tuple[Cluster, Path
     assert d["status"] == "SUCCEEDED", (d, c.logs(job))
     assert (source / "wd" / "made-here").read_text() == "here\n"
     # the job saw its working directory at the mount path, and its output landed there
-    assert (source / f"out-{job}.log").read_text() == f"{mount}/wd\n"
+    number = d["jobNumber"]  # %j is the job's Slurm id
+    assert (source / f"out-{number}.log").read_text() == f"{mount}/wd\n"
 
 
 def test_mpi_ranks_on_two_nodes_see_one_directory(shared: tuple[Cluster, Path, str]) -> None:

@@ -47,17 +47,24 @@ def sacct_rows(c: Cluster, *args: str) -> dict[str, list[str]]:
     return {row[0]: row[1:] for row in (line.split("|") for line in r.stdout.splitlines())}
 
 
+def number(c: Cluster, job_id: str) -> str:
+    """The job's Slurm id (squeue's JOBID, what scancel and sacct -j take)."""
+    return str(c.client.describe(job_id)["jobNumber"])
+
+
 def test_squeue_shows_running_pending_and_array_tasks_and_scancel_picks_them(c: Cluster) -> None:
     sleep = c.register("sv-sleep", ["sleep", "120"])
-    runner = c.submit("sv-run", sleep)
-    dependent = c.submit("sv-dep", sleep, dependsOn=[{"jobId": runner}])
-    array = c.submit("sv-arr", sleep, arrayProperties={"size": 3})
-    c.wait_status(runner, "RUNNING")
+    runner_id = c.submit("sv-run", sleep)
+    dependent_id = c.submit("sv-dep", sleep, dependsOn=[{"jobId": runner_id}])
+    array_id = c.submit("sv-arr", sleep, arrayProperties={"size": 3})
+    c.wait_status(runner_id, "RUNNING")
     for i in range(3):
-        c.wait_status(f"{array}:{i}", "RUNNING")
+        c.wait_status(f"{array_id}:{i}", "RUNNING")
+    runner, dependent, array = (number(c, j) for j in (runner_id, dependent_id, array_id))
+    assert all(x.isdigit() for x in (runner, dependent, array))
 
     rows = squeue_rows(c)
-    node = c.client.describe(runner)["nodeId"]
+    node = c.client.describe(runner_id)["nodeId"]
     assert rows[runner] == ["R", node, "sv-run", "1"]
     assert rows[dependent] == ["PD", "(Dependency)", "sv-dep", "1"]
     for i in range(3):
@@ -75,16 +82,16 @@ def test_squeue_shows_running_pending_and_array_tasks_and_scancel_picks_them(c: 
 
     r = mnp(c, "scancel", f"{array}_1")
     assert r.returncode == 0 and r.stdout == r.stderr == "", r.stderr
-    c.wait_status(f"{array}:1", "FAILED")
-    assert c.client.describe(f"{array}:0")["status"] == "RUNNING"
-    assert c.client.describe(f"{array}:2")["status"] == "RUNNING"
+    c.wait_status(f"{array_id}:1", "FAILED")
+    assert c.client.describe(f"{array_id}:0")["status"] == "RUNNING"
+    assert c.client.describe(f"{array_id}:2")["status"] == "RUNNING"
     assert sacct_rows(c, "-j", f"{array}_1")[f"{array}_1"][:2] == ["CANCELLED", "0:15"]
 
     r = mnp(c, "scancel", "-n", "sv-run")
     assert r.returncode == 0, r.stderr
-    c.wait_status(runner, "FAILED")
-    c.wait_status(dependent, "FAILED")  # its dependency can no longer succeed
-    assert c.client.describe(f"{array}:0")["status"] == "RUNNING"
+    c.wait_status(runner_id, "FAILED")
+    c.wait_status(dependent_id, "FAILED")  # its dependency can no longer succeed
+    assert c.client.describe(f"{array_id}:0")["status"] == "RUNNING"
     acct = sacct_rows(c, "-j", f"{runner},{dependent}")
     assert acct[runner][:2] == ["CANCELLED", "0:15"] and acct[runner][3] == node
     assert acct[dependent][:2] == ["CANCELLED", "0:0"]
@@ -92,15 +99,16 @@ def test_squeue_shows_running_pending_and_array_tasks_and_scancel_picks_them(c: 
 
     r = mnp(c, "scancel", array)  # the whole array
     assert r.returncode == 0, r.stderr
-    c.wait_status(array, "FAILED")
+    c.wait_status(array_id, "FAILED")
     assert not squeue_rows(c, "-n", "sv-arr")
 
 
 def test_sacct_shows_finished_jobs_with_state_exit_code_and_elapsed(c: Cluster) -> None:
-    ok = c.submit("sv-ok", c.register("sv-ok", ["sh", "-c", "sleep 1.2"]))
-    bad = c.submit("sv-bad", c.register("sv-bad", ["sh", "-c", "exit 3"]))
-    c.wait_status(ok, "SUCCEEDED")
-    c.wait_status(bad, "FAILED")
+    ok_id = c.submit("sv-ok", c.register("sv-ok", ["sh", "-c", "sleep 1.2"]))
+    bad_id = c.submit("sv-bad", c.register("sv-bad", ["sh", "-c", "exit 3"]))
+    c.wait_status(ok_id, "SUCCEEDED")
+    c.wait_status(bad_id, "FAILED")
+    ok, bad = number(c, ok_id), number(c, bad_id)
     rows = sacct_rows(c, "--starttime", "now-1hour")
     state, code, elapsed, nodes, name = rows[ok]
     assert (state, code, name) == ("COMPLETED", "0:0", "sv-ok")
@@ -146,8 +154,9 @@ def test_mpirun_with_hosts_runs_nodes_times_slots_ranks(c: Cluster) -> None:
 
 def test_squeue_folds_tasks_held_by_the_array_limit(c: Cluster) -> None:
     sleep = c.register("sv-limit", ["sleep", "60"])
-    array = c.submit("sv-lim", sleep, arrayProperties={"size": 4}, mnp={"arrayMaxRunning": 1})
-    c.wait_status(f"{array}:0", "RUNNING")
+    array_id = c.submit("sv-lim", sleep, arrayProperties={"size": 4}, mnp={"arrayMaxRunning": 1})
+    c.wait_status(f"{array_id}:0", "RUNNING")
+    array = number(c, array_id)
 
     def folded() -> dict[str, list[str]] | None:
         rows = squeue_rows(c, "-n", "sv-lim")
@@ -158,4 +167,4 @@ def test_squeue_folds_tasks_held_by_the_array_limit(c: Cluster) -> None:
     assert rows[f"{array}_0"][0] == "R"
     assert len(squeue_rows(c, "-r", "-n", "sv-lim")) == 4
     assert mnp(c, "scancel", array).returncode == 0
-    c.wait_status(array, "FAILED")
+    c.wait_status(array_id, "FAILED")

@@ -149,7 +149,8 @@ def test_assignment_carries_paths_script_and_slurm_variables(head: Head) -> None
     assignments = start_all(head)
     by_index = {a.job_id: a for a in assignments}
     a = by_index[f"{job_id}:1"]
-    assert a.stdout_path == f"/out/{HOSTILE}/{name}-{job_id}_7-%-ann.out"
+    # the first job of a fresh head is number 1; ids in file names are numbers (no ':')
+    assert a.stdout_path == f"/out/{HOSTILE}/{name}-1_7-%-ann.out"
     assert a.stderr_path is None
     assert a.workdir == f"/w/{HOSTILE}"
     assert a.script == "#!/bin/sh\necho hi\n"
@@ -157,7 +158,9 @@ def test_assignment_carries_paths_script_and_slurm_variables(head: Head) -> None
     env = a.environment
     assert env["SLURM_ARRAY_TASK_ID"] == "7"
     assert (env["SLURM_ARRAY_TASK_MIN"], env["SLURM_ARRAY_TASK_MAX"]) == ("3", "7")
-    assert env["SLURM_ARRAY_JOB_ID"] == job_id
+    assert env["SLURM_ARRAY_JOB_ID"] == "1"
+    assert env["SLURM_JOB_ID"] == "3"  # the task's own number: the array's + 1 + index
+    assert env["AWS_BATCH_JOB_ID"] == f"{job_id}:1"
     assert env["SLURM_NTASKS"] == "3" and env["SLURM_CPUS_PER_TASK"] == "2"
     assert env["SLURM_SUBMIT_DIR"] == "/submit" and env["SLURM_JOB_USER"] == "ann"
     assert env["SLURM_JOB_NODELIST"] == "n1"

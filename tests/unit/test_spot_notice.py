@@ -68,10 +68,10 @@ def test_an_ec2_node_says_which_instance_it_is_and_cannot_claim_another(head: He
     assert (node.instance_id, node.instance_type, node.zone) == (
         "i-0123456789abcdef0", "c5.large", "us-east-1a")  # fmt: skip
     other = InstanceIdentity("i-0fedcba9876543210", "c5.large", "us-east-1a")
-    with pytest.raises(Conflict, match="instance.instanceId"):
+    with pytest.raises(Conflict, match=r"instance\.instanceId"):
         head.sessions.register(Register("n1", "ce", node.address, 4, 4096, 0, 4242,
                                         instance=other))  # fmt: skip
     wire = body.to_wire()
     wire["instance"] = {**wire["instance"], "instanceId": "i-$(reboot)"}
-    with pytest.raises(InvalidInput, match="instance.instanceId"):
+    with pytest.raises(InvalidInput, match=r"instance\.instanceId"):
         Register.from_wire(wire)

@@ -65,6 +65,7 @@ TRANSLATE: dict[Answer, shapes.Translate] = {
     Answer.AS_IS: shapes.unchanged,
     Answer.JOBS: shapes.describe_jobs,
     Answer.JOB_SUMMARIES: shapes.list_jobs,
+    Answer.SUBMITTED: shapes.submitted,
     Answer.COMPUTE_ENVIRONMENTS: shapes.describe_compute_environments,
     Answer.JOB_DEFINITIONS: shapes.describe_job_definitions,
 }

@@ -16,8 +16,11 @@ JSON = dict[str, Any]
 Translate = Callable[[JSON], JSON]
 
 MNP_JOB_FIELDS = frozenset(
-    {"jobQueueName", "computeEnvironment", "nodeId", "nodeAddress", "history", "attempt"}
-)
+    {
+        "jobQueueName", "computeEnvironment", "nodeId", "nodeAddress", "history", "attempt",
+        "jobNumber", "arrayJobNumber",
+    }
+)  # fmt: skip
 """Fields the native JobDetail/JobSummary add to AWS's shapes."""
 
 ORCHESTRATION = "ECS"
@@ -29,6 +32,11 @@ def job_detail(d: JSON) -> JSON:
 
 
 def job_summary(d: JSON) -> JSON:
+    return {k: v for k, v in d.items() if k not in MNP_JOB_FIELDS}
+
+
+def submitted(d: JSON) -> JSON:
+    """SubmitJob's answer without the job number (the AWS wire names jobs by UUID only)."""
     return {k: v for k, v in d.items() if k not in MNP_JOB_FIELDS}
 
 
