@@ -2,10 +2,11 @@
 
 Used by ``mnp run`` / ``mnp mpirun`` (:mod:`mnp.cli.run`), which decide what to follow; this
 module knows nothing about how the job was built. It is the CLI's, not the Python API's (that
-is :meth:`mnp.client.run.Run.wait`): it takes over SIGINT, exits the process with 130 and writes
-through ``click.echo`` like every other command. :func:`follow` blocks the calling (main)
-thread until the job is SUCCEEDED or FAILED; output comes from one :class:`Follower` thread
-per followed (node) job, each with its own :class:`Client`.
+is :meth:`mnp.client.run.Run.wait`): it takes over SIGINT, SIGTERM and SIGHUP, exits the
+process with 128 + the signal and writes through ``click.echo`` like every other command.
+:func:`follow` blocks the calling (main) thread until the job is SUCCEEDED or FAILED; output
+comes from one :class:`Follower` thread per followed (node) job, each with its own
+:class:`Client`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ from mnp.errors import NotFound
 POLL_SECONDS = 0.2
 DRAIN_SECONDS = 10.0
 """How long the output of nodes may lag behind the job's end before we stop following it."""
-EXIT_INTERRUPTED = 130
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""What terminates the job while attached: Ctrl-C, and what a supervisor, ``kill`` or a closing
+terminal sends (srun forwards them to the job too; left alone they would kill only us)."""
+STOP_SECONDS = 2.0
+"""After SIGTERM or SIGHUP, how long we wait for the job to end before exiting anyway: whoever
+sent it expects us gone soon (and may SIGKILL us); the job's end is the head's to finish."""
 
 
 class Printer:
@@ -82,37 +88,52 @@ class Follower(threading.Thread):
 
 
 class Interrupts:
-    """SIGINT while attached: the first sets ``pending`` (the caller terminates the job and
-    clears it); the second exits 130 at once, leaving the job to end on its own."""
+    """:data:`SIGNALS` while attached: the first sets ``pending`` (the caller terminates the job
+    and clears it); the second exits 128 + its number at once (Ctrl-C twice: 130), leaving the
+    job to end on its own. SIGTERM or SIGHUP also sets ``signum``: the caller then exits with
+    128 + it once the job has ended (or after :data:`STOP_SECONDS`)."""
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         self.count = 0
         self.pending = threading.Event()
+        self.signum: int | None = None
+        self.stop_by: float | None = None
+        """When a SIGTERM or SIGHUP came: the monotonic time to exit by."""
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
         self.count += 1
         if self.count > 1:
             click.echo(f"mnp: detached from job {self.job_id}", err=True)
-            raise SystemExit(EXIT_INTERRUPTED)
+            raise SystemExit(128 + signum)
+        if signum != signal.SIGINT:
+            self.signum = signum
+            self.stop_by = time.monotonic() + STOP_SECONDS
         self.pending.set()
+
+    def exit_code(self) -> int | None:
+        """128 + the SIGTERM/SIGHUP received, None when none was."""
+        return None if self.signum is None else 128 + self.signum
 
     @contextmanager
     def installed(self) -> Iterator[Interrupts]:
-        previous = signal.signal(signal.SIGINT, self.handle)
+        previous = {s: signal.signal(s, self.handle) for s in SIGNALS}
         try:
             yield self
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
 
 def follow(client: Client, make_client: Callable[[], Client], job_id: str, main_job: str,
            targets: Sequence[str], label: bool) -> tuple[str, int | None]:  # fmt: skip
     """Stream the output of each of ``targets`` (job or node-job ids) until ``job_id`` ends;
-    terminate it on Ctrl-C (twice: exit 130). Returns the job's final status and the exit code
-    of ``main_job`` (the job itself, or its main node), None when it has none. When the job
-    did not succeed, says why on stderr. Call from the main thread (it installs a SIGINT
-    handler for the duration)."""
+    terminate it on Ctrl-C, SIGTERM or SIGHUP (twice: exit 128 + the signal). Returns the job's
+    final status and the exit code of ``main_job`` (the job itself, or its main node), None
+    when it has none. When the job did not succeed, says why on stderr. After SIGTERM or
+    SIGHUP exits 128 + it instead of returning, once the job has ended or
+    :data:`STOP_SECONDS` have passed. Call from the main thread (it installs the signal
+    handlers for the duration)."""
     printer = Printer(label)
     followers = [Follower(t, make_client, printer) for t in targets]
     interrupts = Interrupts(job_id)
@@ -120,11 +141,17 @@ def follow(client: Client, make_client: Callable[[], Client], job_id: str, main_
         for f in followers:
             f.start()
         while (detail := client.describe(job_id))["status"] not in TERMINAL_STATUSES:
+            if interrupts.stop_by is not None and time.monotonic() >= interrupts.stop_by:
+                click.echo(f"mnp: job {job_id} is still ending; not waiting for it", err=True)
+                raise SystemExit(interrupts.exit_code())
             if interrupts.pending.wait(POLL_SECONDS):
                 interrupts.pending.clear()
+                why = "interrupted" if interrupts.signum is None else \
+                    signal.Signals(interrupts.signum).name  # fmt: skip
                 click.echo(f"mnp: terminating job {job_id}", err=True)
-                client.terminate(job_id, "Terminated by mnp run (interrupted)")
-        deadline = time.monotonic() + DRAIN_SECONDS
+                client.terminate(job_id, f"Terminated by mnp run ({why})")
+        drain = DRAIN_SECONDS if interrupts.stop_by is None else STOP_SECONDS
+        deadline = time.monotonic() + drain
         for f in followers:
             f.give_up.set()
             f.join(max(0.0, deadline - time.monotonic()))
@@ -142,4 +169,6 @@ def follow(client: Client, make_client: Callable[[], Client], job_id: str, main_
         why = detail.get("statusReason") or "no reason given"
         shown = "" if code is None else f", exit code {code}"
         click.echo(f"mnp: job {job_id} {status}: {why}{shown}", err=True)
+    if (signalled := interrupts.exit_code()) is not None:
+        raise SystemExit(signalled)
     return status, code if isinstance(code, int) else None

@@ -8,8 +8,12 @@ Three layouts, chosen from the options (:func:`run_options`):
 - ``EVERY_NODE``: an MNP job running the command on every node (torchrun style).
 
 The submission is built by pure functions (:func:`build_definition`, :func:`build_submission`;
-``--dry-run`` prints them). Attached (:mod:`mnp.cli.attach`), the command's output streams live,
-Ctrl-C terminates the job (twice: detach) and the exit status is the job's (:func:`exit_status`).
+``--dry-run`` prints them). As Slurm's srun, the job starts in the caller's working directory
+(``mnp.workingDirectory``) with the caller's environment (``--export``, default ``ALL``:
+``PATH``, ``VIRTUAL_ENV``, ``PYTHONPATH``, exported bash functions…), so a program name or a
+relative path means what it means in the caller's shell. Attached (:mod:`mnp.cli.attach`), the
+command's output streams live, Ctrl-C, SIGTERM and SIGHUP terminate the job (Ctrl-C twice:
+detach) and the exit status is the job's (:func:`exit_status`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable, Sequence
+import shutil
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -31,7 +36,9 @@ from mnp.cli.mpihosts import HostsError, mpirun_shape
 from mnp.cli.state import State
 from mnp.client.client import Client
 from mnp.client.jobspec import resolve_command_paths
-from mnp.slurm.values import TIME_FORMATS, parse_export, parse_time
+from mnp.errors import NotFound
+from mnp.slurm.sbatch import exported_functions
+from mnp.slurm.values import TIME_FORMATS, parse_export_spec, parse_time
 from mnp.spec import DEFAULT_QUEUE
 from mnp.spec.noderanges import MPI_CHOICES
 
@@ -66,6 +73,9 @@ class RunOptions:
     name: str | None = None
     queue: str = DEFAULT_QUEUE
     export: tuple[tuple[str, str], ...] = ()
+    """The job's environment (:func:`job_environment`)."""
+    workdir: str | None = None
+    """Absolute directory the command starts in (the caller's); None: a fresh one per attempt."""
 
     @property
     def ranks(self) -> int:
@@ -96,6 +106,7 @@ def run_options(
     name: str | None = None,
     queue: str = DEFAULT_QUEUE,
     export: tuple[tuple[str, str], ...] = (),
+    workdir: str | None = None,
 ) -> RunOptions:
     """Options of ``mnp run`` → :class:`RunOptions`; click.UsageError for contradictions.
 
@@ -131,7 +142,35 @@ def run_options(
         name=name,
         queue=queue,
         export=export,
+        workdir=workdir,
     )
+
+
+def job_environment(
+    specs: Sequence[str], environ: Mapping[str, str]
+) -> tuple[tuple[str, str], ...]:
+    """The job's environment for the ``--export`` values given (joined by ``,``; none: ``ALL``,
+    srun's default), as ``mnp sbatch`` reads ``--export``: ``ALL`` sends ``environ`` (less the
+    head's own variables) and its exported bash functions, ``NONE`` nothing, ``VAR``/``VAR=value``
+    items only those (after ``ALL``: those too). Raises ValueError for a bad item."""
+    text = ",".join(specs) or "ALL"
+    env = parse_export_spec(text, environ) | exported_functions(text, environ)
+    return tuple(sorted(env.items()))
+
+
+def resolve_program(command: Sequence[str], cwd: Path, environ: Mapping[str, str],
+                    export: Sequence[tuple[str, str]]) -> list[str]:  # fmt: skip
+    """``command`` with its paths as the caller's shell reads them: relative paths that exist
+    made absolute (:func:`resolve_command_paths`), and, when the job gets no ``PATH`` of its
+    own (``--export=NONE`` or without ``PATH``), a bare program name found on the caller's
+    ``PATH`` (``environ``) replaced by where it is found. With the caller's ``PATH`` exported
+    the job's own lookup finds it there, as srun leaves it to the node."""
+    out = resolve_command_paths(list(command), cwd)
+    if out and out[0] and "/" not in out[0] and "PATH" not in dict(export):
+        found = shutil.which(out[0], path=environ.get("PATH", os.defpath))
+        if found is not None:
+            out[0] = os.path.abspath(found)
+    return out
 
 
 def _container(opts: RunOptions, command: bool) -> JSON:
@@ -175,12 +214,16 @@ def build_definition(opts: RunOptions) -> JSON:
 
 
 def build_submission(opts: RunOptions, definition_name: str) -> JSON:
-    """The SubmitJob request; ``definition_name`` is ``name`` or ``name:revision``."""
-    return {
+    """The SubmitJob request; ``definition_name`` is ``name`` or ``name:revision``. The
+    working directory goes in ``mnp`` as ``mnp sbatch`` sends it (also ``SLURM_SUBMIT_DIR``)."""
+    sub: JSON = {
         "jobName": opts.name or default_name(opts.command),
         "jobQueue": opts.queue,
         "jobDefinition": definition_name,
     }
+    if opts.workdir is not None:
+        sub["mnp"] = {"workingDirectory": opts.workdir, "submitDir": opts.workdir}
+    return sub
 
 
 def dry_run_text(opts: RunOptions) -> str:
@@ -209,13 +252,34 @@ def nodes_text(n: int) -> str:
 def attach(client: Client, make_client: Callable[[], Client], job_id: str, opts: RunOptions,
            label: bool) -> int:  # fmt: skip
     """Stream the job's output (every node's with EVERY_NODE, else the main node's) until it
-    ends; terminate it on Ctrl-C. Returns :func:`exit_status`. Call from the main thread."""
+    ends; terminate it on Ctrl-C, SIGTERM or SIGHUP. Returns :func:`exit_status` of the main
+    node's code, or of the node whose failure stopped it. Call from the main thread."""
     multinode = opts.layout is not Layout.SINGLE
     main_job = f"{job_id}#0" if multinode else job_id
     targets = [f"{job_id}#{i}" for i in range(opts.nodes)] if opts.layout is Layout.EVERY_NODE \
         else [main_job]  # fmt: skip
     status, code = follow(client, make_client, job_id, main_job, targets, label)
+    if multinode and status != "SUCCEEDED" and code in STOPPED_CODES:
+        code = _failed_node_code(client, job_id, opts.nodes, code)
     return exit_status(status, code)
+
+
+STOPPED_CODES = (None, 128 + 9, 128 + 15)
+"""Exit codes of a main node that did not end by itself: stopped (SIGTERM, then SIGKILL) as
+the job failed, or never started."""
+
+
+def _failed_node_code(client: Client, job_id: str, nodes: int, code: int | None) -> int | None:
+    """The exit code of the node whose failure ended the job when the main node was only
+    stopped because of it (a rank without torch exits 1: that, not the main node's 143)."""
+    for i in range(1, nodes):
+        try:
+            other = (client.describe(f"{job_id}#{i}").get("container") or {}).get("exitCode")
+        except NotFound:
+            continue
+        if isinstance(other, int) and other not in (0, *STOPPED_CODES):
+            return other
+    return code
 
 
 # -- the commands --------------------------------------------------------------------------------
@@ -242,8 +306,9 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("-J", "--job-name", "name", help="Job name (default run-<program>)."),
         click.option("-p", "--partition", "--queue", "queue", default=DEFAULT_QUEUE,
                      show_default=True, help="Job queue."),
-        click.option("--export", multiple=True, metavar="VAR=val",
-                     help="Set a variable in the job (repeatable; bare VAR: from here)."),
+        click.option("--export", multiple=True, metavar="ALL|NONE|[ALL,]VAR[=val],...",
+                     help="The job's environment, as srun: ALL (default: this one), NONE, or "
+                          "only the variables named (bare VAR: its value here); repeatable."),
         click.option("--label", is_flag=True, help="Prefix each output line with its node."),
         click.option("--no-wait", is_flag=True, help="Print the job id and return."),
         click.option("--dry-run", is_flag=True,
@@ -320,7 +385,7 @@ def _submission_options(common: dict[str, Any]) -> dict[str, Any]:
     keys = ("cpus", "mem_mib", "time_seconds", "name", "queue")
     out = {k: common.pop(k) for k in keys}
     try:
-        out["export"] = parse_export(common.pop("export"), os.environ)
+        out["export"] = job_environment(common.pop("export"), os.environ)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--export") from None
     return out
@@ -349,5 +414,8 @@ def submit_and_attach(state: State, opts: RunOptions, label: bool, no_wait: bool
 
 
 def _resolved(opts: RunOptions) -> RunOptions:
-    """Relative paths in the command made absolute (jobs run in their own directories)."""
-    return replace(opts, command=tuple(resolve_command_paths(list(opts.command), Path.cwd())))
+    """The caller's working directory as the job's, and the program resolved
+    (:func:`resolve_program`)."""
+    cwd = os.getcwd()
+    command = resolve_program(opts.command, Path(cwd), os.environ, opts.export)
+    return replace(opts, command=tuple(command), workdir=opts.workdir or cwd)

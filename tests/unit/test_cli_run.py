@@ -1,8 +1,8 @@
 """``mnp run`` / ``mnp mpirun``: option parsing, Slurm time limits, the pure builders (golden),
 the exit status, and attaching (against a scripted stand-in client).
 
-Golden files live in ``tests/unit/golden/cli_run/``: each is what ``--dry-run`` prints;
-``MNP_UPDATE_GOLDEN=1 pytest …`` rewrites them.
+Golden files live in ``tests/unit/golden/cli_run/``: each is what ``--dry-run`` prints, run
+in ``/`` with :data:`CALLER` as the environment; ``MNP_UPDATE_GOLDEN=1 pytest …`` rewrites them.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from mnp.cli import attach as attaching
 from mnp.cli.attach import Interrupts
 from mnp.cli.demo import MpiResult, Rank, Row, mpi_options, parse_ranks
 from mnp.cli.main import cli
@@ -33,6 +34,8 @@ from mnp.cli.run import (
     default_name,
     dry_run_text,
     exit_status,
+    job_environment,
+    resolve_program,
     run_options,
 )
 from mnp.client.client import Client
@@ -52,6 +55,32 @@ HOSTILE = [
     "new\nline",
     "",
 ]
+
+
+CALLER = {
+    "PATH": "/home/u/venv/bin:/usr/bin:/bin",
+    "VIRTUAL_ENV": "/home/u/venv",
+    "PYTHONPATH": "/home/u/src",
+    "HOME": "/home/u",
+    "PWD": "/somewhere",
+    "SHLVL": "2",
+    "SLURM_JOB_ID": "7",
+    "MNP_HOME": "/home/u/.mnp",
+    "AWS_BATCH_JOB_ID": "x",
+    "BASH_FUNC_module%%": '() {  echo module "$@"\n}',
+}
+"""A caller's environment: what srun exports of it (``--export=ALL``) goes in the goldens."""
+
+
+@pytest.fixture(autouse=True)
+def caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test here runs with :data:`CALLER` as its whole environment (and
+    ``MNP_UPDATE_GOLDEN``, which ``--export=ALL`` leaves out)."""
+    for name in list(os.environ):
+        if name != "MNP_UPDATE_GOLDEN":
+            monkeypatch.delenv(name)
+    for name, value in CALLER.items():
+        monkeypatch.setenv(name, value)
 
 
 def assert_golden(name: str, text: str) -> None:
@@ -92,6 +121,59 @@ def test_bad_times_name_the_formats(text: str) -> None:
 
 
 # -- options ---------------------------------------------------------------------------------------
+
+
+def test_the_job_gets_the_callers_environment_as_srun_exports_it() -> None:
+    env = dict(job_environment([], CALLER))
+    assert env == dict(job_environment(["ALL"], CALLER))
+    assert {k: env[k] for k in ("PATH", "VIRTUAL_ENV", "PYTHONPATH", "HOME")} == {
+        k: CALLER[k] for k in ("PATH", "VIRTUAL_ENV", "PYTHONPATH", "HOME")
+    }
+    assert env["BASH_FUNC_module%%"] == CALLER["BASH_FUNC_module%%"]  # `module load` works
+    assert not {"PWD", "SHLVL", "SLURM_JOB_ID", "MNP_HOME", "AWS_BATCH_JOB_ID"} & set(env)
+    assert job_environment(["NONE"], CALLER) == ()
+    assert job_environment(["A=1,PATH"], CALLER) == (("A", "1"), ("PATH", CALLER["PATH"]))
+    assert job_environment(["NONE,A=x,1", "B=2"], CALLER) == (("A", "x,1"), ("B", "2"))
+    everything = dict(job_environment(["ALL,PATH=/only", "Q=1"], CALLER))
+    assert (everything["PATH"], everything["Q"], everything["HOME"]) == ("/only", "1", "/home/u")
+    with pytest.raises(ValueError, match="UNSET"):
+        job_environment(["UNSET"], CALLER)
+
+
+def test_the_job_starts_in_the_callers_directory_with_its_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for argv in (["run"], ["run", "-N", "2", "--every-node"], ["mpirun", "-np", "4"]):
+        result = CliRunner().invoke(cli, [argv[0], "--dry-run", *argv[1:], "--", "python", "x"])
+        assert result.exit_code == 0, result.output
+        doc = json.loads(result.stdout)
+        assert doc["submitJob"]["mnp"] == {
+            "workingDirectory": str(tmp_path), "submitDir": str(tmp_path),
+        }  # fmt: skip
+        defn = doc["registerJobDefinition"]
+        containers = [defn["containerProperties"]] if defn["type"] == "container" else [
+            r["container"] for r in defn["nodeProperties"]["nodeRangeProperties"]
+        ]  # fmt: skip
+        for container in containers:  # every node: MPI ranks on other nodes need it too
+            env = {e["name"]: e["value"] for e in container["environment"]}
+            assert env["PATH"] == CALLER["PATH"] and env["VIRTUAL_ENV"] == CALLER["VIRTUAL_ENV"]
+            assert env["PYTHONPATH"] == CALLER["PYTHONPATH"]
+        assert containers[0]["command"] == ["python", "x"]  # the job's PATH finds it
+
+
+def test_without_path_in_the_job_a_program_is_found_on_the_callers(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "myprog").write_text("#!/bin/sh\npwd\n")
+    (bin_dir / "myprog").chmod(0o755)
+    (tmp_path / "local.sh").write_text("")
+    environ = {"PATH": f"/nonexistent:{bin_dir}"}
+    own_path = (("PATH", environ["PATH"]),)
+    assert resolve_program(["myprog", "a"], tmp_path, environ, own_path) == ["myprog", "a"]
+    assert resolve_program(["myprog", "a"], tmp_path, environ, ()) == [str(bin_dir / "myprog"), "a"]
+    assert resolve_program(["absent"], tmp_path, environ, ()) == ["absent"]
+    assert resolve_program(["./local.sh"], tmp_path, environ, ()) == [str(tmp_path / "local.sh")]
 
 
 def test_exports_take_values_or_the_environment() -> None:
@@ -208,10 +290,15 @@ CASES: dict[str, list[str]] = {
 
 
 def dry_run(argv: list[str]) -> str:
-    runner = CliRunner()
-    with runner.isolated_filesystem():
-        result = runner.invoke(cli, ["--url", "http://127.0.0.1:9", argv[0], "--dry-run",
-                                     *argv[1:]])  # fmt: skip
+    """``--dry-run`` of ``argv`` in ``/`` (what the goldens show as the working directory)."""
+    here = os.getcwd()
+    os.chdir("/")
+    try:
+        result = CliRunner(env={"PYTEST_CURRENT_TEST": None}).invoke(
+            cli, ["--url", "http://127.0.0.1:9", argv[0], "--dry-run", *argv[1:]]
+        )
+    finally:
+        os.chdir(here)
     assert result.exit_code == 0, result.output
     return result.stdout
 
@@ -403,6 +490,22 @@ def test_attach_every_node_follows_each_node_and_takes_the_main_nodes_code(
     assert sorted(capsys.readouterr().out.splitlines()) == ["local-1: 0/2", "local-3: 1/2"]
 
 
+def test_attach_takes_the_code_of_the_node_whose_failure_stopped_the_main_node(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    failed = {"status": "FAILED", "statusReason": "Node J#1 on local-2 (10.0.0.3) failed: 1"}
+    script = Script(
+        {"J": [{"status": "RUNNING"}, failed],
+         "J#0": [{"status": "FAILED", "nodeId": "local-1", "container": {"exitCode": 143}}],
+         "J#1": [{"status": "FAILED", "nodeId": "local-2", "container": {"exitCode": 1}}]},
+        {},
+    )  # fmt: skip
+    assert run_attach(script, run_options(["python"], nodes=2, every_node=True), False) == 1
+    script.statuses["J#1"] = [{"status": "FAILED", "container": {"exitCode": 143}}]
+    script.statuses["J"] = [failed]
+    assert run_attach(script, run_options(["python"], nodes=2, every_node=True), False) == 143
+
+
 def test_attach_gives_up_on_nodes_that_never_started(capsys: pytest.CaptureFixture[str]) -> None:
     script = Script({"J": [{"status": "RUNNABLE"}, {"status": "FAILED", "statusReason": "no"}]},
                     {})  # fmt: skip
@@ -421,6 +524,44 @@ def test_ctrl_c_terminates_the_job_and_waits_for_its_end(
     assert script.terminated == ["J"]
     assert signal.getsignal(signal.SIGINT) == previous
     assert "mnp: terminating job J" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_terminate_the_job_like_ctrl_c_and_exit_128_plus_it(
+    signum: signal.Signals, capsys: pytest.CaptureFixture[str]
+) -> None:
+    running = {"status": "RUNNING", "nodeId": "local-1"}
+    script = Script({"J": [running] * 1000}, {})
+    script.on_describe["J"] = lambda: os.kill(os.getpid(), signum)
+    previous = signal.getsignal(signum)
+    with pytest.raises(SystemExit) as exited:
+        run_attach(script, RunOptions(("sleep", "30")), label=False)
+    assert exited.value.code == 128 + signum
+    assert script.terminated == ["J"]
+    assert signal.getsignal(signum) == previous
+    err = capsys.readouterr().err
+    assert "mnp: terminating job J" in err
+    assert f"job J FAILED: Terminated by mnp run ({signum.name})" in err
+
+
+class StuckClient(ScriptedClient):
+    """A job that goes on running after it was told to terminate."""
+
+    def terminate(self, job_id: str, reason: str) -> None:
+        self.script.terminated.append(job_id)
+
+
+def test_after_sigterm_a_job_slow_to_end_is_not_waited_for_long(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(attaching, "STOP_SECONDS", 0.3)
+    script = Script({"J": [{"status": "RUNNING", "nodeId": "local-1"}]}, {})
+    script.on_describe["J"] = lambda: os.kill(os.getpid(), signal.SIGTERM)
+    client = cast(Client, StuckClient(script))
+    with pytest.raises(SystemExit) as exited:
+        attach(client, lambda: client, "J", RunOptions(("x",)), label=False)
+    assert exited.value.code == 143 and script.terminated == ["J"]
+    assert "job J is still ending; not waiting for it" in capsys.readouterr().err
 
 
 def test_a_second_ctrl_c_detaches_with_130() -> None:
