@@ -162,26 +162,39 @@ def attempt_event(
     )
 
 
+SLURM_VERBS = ("sbatch", "squeue", "scancel", "sacct", "scontrol", "sinfo", "salloc")
+"""Slurm's commands a batch script finds beside ``srun``: each ``mnp <verb>``, reaching the
+head as any mnp client does (``MNP_URL``/``MNP_TOKEN``/``MNP_HOME`` in the job's
+environment); ``scontrol show hostnames`` needs no head."""
+_MNP_VERB = "import sys; sys.path.insert(0, sys.argv.pop(1)); from mnp.cli.main import main; main()"
+
+
 def install_srun(attempt_dir: Path, account: Account | None = None) -> Path:
-    """Write ``<attempt_dir>/bin/srun`` (:mod:`launcher.srun` under this Python) and return
-    that ``bin`` directory, for the front of a batch script's ``PATH`` (``account``'s, 0700,
-    when the attempt is switched to it)."""
+    """Write ``<attempt_dir>/bin/srun`` (:mod:`launcher.srun` under this Python) and the
+    :data:`SLURM_VERBS` beside it, and return that ``bin`` directory, for the front of a
+    batch script's ``PATH`` (``account``'s, 0700, when the attempt is switched to it)."""
     bin_dir = make_private_dir(attempt_dir / "bin")
-    shim = bin_dir / "srun"
     python = job_python(account)
     path = ""  # another Python than the agent's finds mnp's packages through PYTHONPATH
     if python != sys.executable:
         path = f'PYTHONPATH={shlex.quote(package_path())}"${{PYTHONPATH:+:$PYTHONPATH}}" '
-    with contextlib.suppress(FileNotFoundError):
-        shim.unlink()  # never write through what an earlier try left there
-    fd = os.open(shim, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o700)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(f'#!/bin/sh\n{path}exec {shlex.quote(python)} -m launcher.srun "$@"\n')
-    if account is None:
-        shim.chmod(0o755)
-    else:
+    root = shlex.quote(package_path())
+    shims = {"srun": f'{path}exec {shlex.quote(python)} -m launcher.srun "$@"'}
+    for verb in SLURM_VERBS:  # this node's mnp first on sys.path, whatever the job's cwd
+        shims[verb] = f'exec {shlex.quote(python)} -c {shlex.quote(_MNP_VERB)} {root} {verb} "$@"'
+    for name, line in shims.items():
+        shim = bin_dir / name
+        with contextlib.suppress(FileNotFoundError):
+            shim.unlink()  # never write through what an earlier try left there
+        fd = os.open(shim, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o700)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(f"#!/bin/sh\n{line}\n")
+        if account is None:
+            shim.chmod(0o755)
+        else:
+            account.give(shim, 0o700)
+    if account is not None:
         account.give(bin_dir, PRIVATE_DIR_MODE)
-        account.give(shim, 0o700)
     return bin_dir
 
 

@@ -19,6 +19,7 @@ import click
 
 from mnp import __version__
 from mnp.cli.admin import ce_group, queue_group
+from mnp.cli.commands import salloc_command, slurm_group
 from mnp.cli.env import env_command
 from mnp.cli.head import UpOptions, head_pid, running_head, start_background, stop_pid
 from mnp.cli.hosts import hosts_group
@@ -27,6 +28,8 @@ from mnp.cli.render import ces_table, nodes_table, queues_table, status_view, wi
 from mnp.cli.run import mpirun_command, run_command
 from mnp.cli.sacct import sacct_command
 from mnp.cli.sbatch import sbatch_command
+from mnp.cli.scontrol import scontrol_command
+from mnp.cli.sinfo import sinfo_command
 from mnp.cli.squeue import scancel_command, squeue_command
 from mnp.cli.state import MnpGroup, State, json_option, pass_state, print_json
 from mnp.cli.users import users_group, whoami_command
@@ -197,6 +200,7 @@ for command in (
     register, submit, jobs, describe, logs, cancel, terminate,  # mnp.cli.jobs
     run_command, mpirun_command, env_command,
     squeue_command, scancel_command, sacct_command, sbatch_command,
+    scontrol_command, sinfo_command, salloc_command, slurm_group,  # mnp.cli.commands & co
     users_group, whoami_command,  # mnp.cli.users
     hosts_group,  # mnp.cli.hosts
     queue_group, ce_group,  # mnp.cli.admin

@@ -13,9 +13,10 @@ import click
 
 from mnp.cli.slurm_listing import (
     JSON,
-    NO_HELP_SHORT,
+    LENIENT,
     Selection,
     fetch,
+    ignoring,
     mnp_statuses,
     now_ms,
     split_list,
@@ -23,7 +24,12 @@ from mnp.cli.slurm_listing import (
     with_limits,
 )
 from mnp.cli.state import State
-from mnp.slurm.columns import SACCT_DEFAULT, parse_sacct_format, render_sacct
+from mnp.slurm.columns import (
+    SACCT_DEFAULT,
+    parse_sacct_format,
+    render_sacct,
+    sacct_format_warnings,
+)
 from mnp.slurm.times import TIME_FORMATS, parse_slurm_time
 from mnp.slurm.views import JobRow, collapse_pending, job_row, visible
 
@@ -46,7 +52,7 @@ def in_window(summary: JSON, start_ms: int | None, end_ms: int | None, now: int)
     return not (end_ms is not None and isinstance(created, int) and created > end_ms)
 
 
-@click.command("sacct", context_settings=NO_HELP_SHORT)
+@click.command("sacct", context_settings=LENIENT)
 @click.option(
     "-j",
     "--jobs",
@@ -114,8 +120,10 @@ def sacct_command(state: State, jobs: tuple[str, ...], starttime: str | None,
     code:signal; a job mnp killed (CANCELLED, TIMEOUT, NODE_FAIL) with code 128+N shows 0:N.
     Without -u or -a, only your jobs (root: everyone's).
     """
+    ignoring("sacct", click.get_current_context().args)
     try:
-        parse_sacct_format(fmt)
+        for warning in sacct_format_warnings(fmt):
+            click.echo(warning, err=True)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="-o/--format") from None
     wanted_states = states_option(states, "-s/--state")

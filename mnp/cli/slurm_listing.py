@@ -19,6 +19,22 @@ from mnp.slurm.views import MNP_STATUSES, JobRow, SlurmState, matches_id, parse_
 JSON = dict[str, Any]
 PAGE = 1000
 NO_HELP_SHORT = {"help_option_names": ["--help"]}
+LENIENT: dict[str, Any] = {
+    **NO_HELP_SHORT, "ignore_unknown_options": True, "allow_extra_args": True,
+}  # fmt: skip
+"""For the Slurm verbs: an option mnp does not know is warned about and ignored, not an
+error (Slurm sites' scripts and tools pass options that mean nothing here)."""
+
+
+def ignoring(command: str, args: Sequence[str]) -> list[str]:
+    """``args`` without the options mnp does not know, each named in a warning on stderr."""
+    kept = []
+    for a in args:
+        if a.startswith("-") and a != "-":
+            click.echo(f"{command}: warning: {a.split('=')[0]} is ignored by mnp", err=True)
+        else:
+            kept.append(a)
+    return kept
 """squeue and sacct use -h / -n for --noheader, as Slurm does."""
 
 

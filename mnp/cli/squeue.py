@@ -15,9 +15,10 @@ from typing import Any
 import click
 
 from mnp.cli.slurm_listing import (
-    NO_HELP_SHORT,
+    LENIENT,
     Selection,
     fetch,
+    ignoring,
     mnp_statuses,
     now_ms,
     split_list,
@@ -27,7 +28,12 @@ from mnp.cli.slurm_listing import (
 from mnp.cli.state import State
 from mnp.client.client import Client
 from mnp.errors import MnpError
-from mnp.slurm.columns import SQUEUE_DEFAULT, parse_squeue_format, render_squeue
+from mnp.slurm.columns import (
+    SQUEUE_DEFAULT,
+    parse_squeue_format,
+    render_squeue,
+    squeue_format_warnings,
+)
 from mnp.slurm.hostlist import expand
 from mnp.slurm.views import (
     ACTIVE,
@@ -54,7 +60,7 @@ SCANCEL_REASON = "Cancelled by user (scancel)"
 # -- squeue -------------------------------------------------------------------------------------
 
 
-@click.command("squeue", context_settings=NO_HELP_SHORT)
+@click.command("squeue", context_settings=LENIENT)
 @click.option(
     "-j",
     "--jobs",
@@ -118,8 +124,10 @@ def squeue_command(state: State, jobs: tuple[str, ...], users: tuple[str, ...], 
     Array children show as <id>_<index>; NODELIST(REASON) is the job's nodes as a Slurm
     hostlist, or why it waits: (Dependency), (JobArrayTaskLimit), (Resources), (None), ...
     """
+    ignoring("squeue", click.get_current_context().args)
     try:
-        parse_squeue_format(fmt)
+        for warning in squeue_format_warnings(fmt):
+            click.echo(warning, err=True)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="-o/--format") from None
     wanted_states = states_option(states, "-t/--states") or (
@@ -211,11 +219,18 @@ def _expand_ids(args: Sequence[str]) -> list[str]:
     return out
 
 
+def _is_signal_option(arg: str) -> bool:
+    """``-s SIG``, ``-sUSR1``, ``--signal=…`` or a getopt prefix of it (``--sig``)."""
+    name = arg.split("=")[0]
+    short = arg.startswith("-s") and not arg.startswith("--")
+    return short or (len(name) >= 5 and "--signal".startswith(name))
+
+
 def _error(job_id: str, why: str) -> None:
     click.echo(f"scancel: error: Kill job error on job id {job_id}: {why}", err=True)
 
 
-@click.command("scancel", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("scancel", context_settings={**LENIENT, "help_option_names": ["-h", "--help"]})
 @click.argument("job_ids", nargs=-1, metavar="[JOBID[_INDEX]]...")
 @click.option(
     "-n", "--name", "--jobname", "names", multiple=True, metavar="NAME", help="Jobs with this name."
@@ -254,6 +269,12 @@ def scancel_command(state: State, job_ids: tuple[str, ...], names: tuple[str, ..
     whole array). With -n/-u/-t/-p, every active job matching all of them (and the ids, if
     given). Silent on success; exit 1 if any id could not be cancelled.
     """
+    given = (*job_ids, *click.get_current_context().args)
+    if any(_is_signal_option(a) for a in given):
+        # ignoring it would cancel a job that was only to be signalled
+        click.echo("scancel: error: --signal: mnp can cancel a job, not signal it", err=True)
+        raise SystemExit(1)
+    job_ids = tuple(ignoring("scancel", given))
     wanted_states = states_option(states, "-t/--state")
     name_set, part_set = set(split_list(names)), set(split_list(partitions))
     user_set = set(split_list(users))

@@ -47,6 +47,16 @@ SQUEUE_FIELDS: dict[str, tuple[str, Callable[[JobRow], str]]] = {
     "S": ("START_TIME", lambda r: timestamp(r.start_ms, None) if r.start_ms else "N/A"),
 }
 ID_FIELDS = frozenset("iAF")
+SQUEUE_NOT_APPLICABLE = {
+    "a": "ACCOUNT", "b": "TRES_PER_NODE", "c": "MIN_CPUS", "C": "CPUS", "e": "END_TIME",
+    "f": "FEATURES", "g": "GROUP", "h": "OVER_SUBSCRIBE", "H": "SOCKETS", "I": "CORES",
+    "J": "THREADS", "k": "COMMENT", "L": "TIME_LEFT", "m": "MIN_MEMORY", "n": "REQ_NODES",
+    "O": "CONTIGUOUS", "p": "PRIORITY", "q": "QOS", "Q": "PRIORITY", "v": "RESERVATION",
+    "w": "WCKEY", "W": "LICENSES", "x": "EXC_NODES", "y": "NICE", "Y": "SCHEDNODES",
+    "z": "S:C:T",
+}  # fmt: skip
+"""Slurm's squeue fields mnp has no value for: shown as ``N/A`` (what Slurm prints for an
+unknown value), with a warning, so scripts that ask for them (``-o "%a %q"``) still run."""
 _SPEC = re.compile(r"%(\.)?(-)?(\d*)(.)")
 
 
@@ -78,6 +88,8 @@ def parse_squeue_format(fmt: str) -> list[Spec]:
         dot, _, width, letter = m.groups()
         if letter == "%":
             out.append(Spec("", literal="%"))
+        elif letter in SQUEUE_NOT_APPLICABLE:
+            out.append(Spec(letter, int(width or 0), right=bool(dot)))
         elif letter not in SQUEUE_FIELDS:
             known = " ".join(f"%{k}" for k in SQUEUE_FIELDS)
             raise ValueError(f"format {fmt!r}: unknown field %{letter} (known: {known})")
@@ -97,8 +109,7 @@ def _cell(text: str, width: int, right: bool) -> str:
 def render_squeue(rows: Sequence[JobRow], fmt: str, header: bool = True) -> str:
     """squeue's output: the header (unless ``header`` is False) and one line per row."""
     specs = parse_squeue_format(fmt)
-    values = [[SQUEUE_FIELDS[s.field][1](r) if s.field else s.literal for s in specs]
-              for r in rows]  # fmt: skip
+    values = [[_squeue_value(s, r) for s in specs] for r in rows]
     widths = []
     for i, s in enumerate(specs):
         width = s.width
@@ -107,10 +118,34 @@ def render_squeue(rows: Sequence[JobRow], fmt: str, header: bool = True) -> str:
         widths.append(width)
     lines = []
     if header:
-        titles = [SQUEUE_FIELDS[s.field][0] if s.field else s.literal for s in specs]
+        titles = [_squeue_title(s) for s in specs]
         lines.append(_line(specs, widths, titles))
     lines += [_line(specs, widths, v) for v in values]
     return "".join(line + "\n" for line in lines)
+
+
+def _squeue_value(s: Spec, r: JobRow) -> str:
+    if not s.field:
+        return s.literal
+    field = SQUEUE_FIELDS.get(s.field)
+    return field[1](r) if field is not None else "N/A"
+
+
+def _squeue_title(s: Spec) -> str:
+    if not s.field:
+        return s.literal
+    field = SQUEUE_FIELDS.get(s.field)
+    return field[0] if field is not None else SQUEUE_NOT_APPLICABLE[s.field]
+
+
+def squeue_format_warnings(fmt: str) -> list[str]:
+    """A warning per field of ``fmt`` mnp shows as ``N/A`` (:data:`SQUEUE_NOT_APPLICABLE`)."""
+    return [
+        f"squeue: warning: %{s.field} ({SQUEUE_NOT_APPLICABLE[s.field]}) has no value in mnp:"
+        " shown as N/A"
+        for s in parse_squeue_format(fmt)
+        if s.field in SQUEUE_NOT_APPLICABLE
+    ]
 
 
 def _line(specs: Sequence[Spec], widths: Sequence[int], values: Sequence[str]) -> str:
@@ -161,6 +196,29 @@ SACCT_FIELDS = {
     )
 }  # fmt: skip
 SACCT_ID_FIELDS = frozenset({"jobid", "jobidraw"})
+SACCT_NOT_APPLICABLE = (
+    "Account", "AdminComment", "AllocCPUS", "AllocNodes", "AllocTRES", "AssocID", "AveCPU",
+    "AveDiskRead", "AveDiskWrite", "AvePages", "AveRSS", "AveVMSize", "Cluster", "Comment",
+    "ConsumedEnergy", "CPUTime", "CPUTimeRAW", "DerivedExitCode", "Eligible", "Flags", "GID",
+    "Group", "MaxDiskRead", "MaxDiskWrite", "MaxPages", "MaxRSS", "MaxRSSNode", "MaxVMSize",
+    "MinCPU", "NCPUS", "NTasks", "Priority", "QOS", "QOSRAW", "ReqCPUS", "ReqMem", "ReqNodes",
+    "ReqTRES", "Reservation", "Suspended", "SystemCPU", "TotalCPU", "UID", "UserCPU", "WCKey",
+    "WorkDir",
+)  # fmt: skip
+"""Slurm's sacct fields mnp has no value for: empty cells (as sacct leaves a value it does
+not have), with a warning, so scripts that ask for them (``--format=…,MaxRSS``) still run."""
+for _name in SACCT_NOT_APPLICABLE:
+    SACCT_FIELDS.setdefault(_name.lower(), _f(_name, 10, lambda r, tz: ""))
+
+
+def sacct_format_warnings(text: str) -> list[str]:
+    """A warning per field of ``text`` mnp leaves empty (:data:`SACCT_NOT_APPLICABLE`)."""
+    empty = {n.lower() for n in SACCT_NOT_APPLICABLE}
+    return [
+        f"sacct: warning: {f.name} has no value in mnp: left empty"
+        for f, _ in parse_sacct_format(text)
+        if f.name.lower() in empty
+    ]
 
 
 def parse_sacct_format(text: str) -> list[tuple[SacctField, int]]:

@@ -256,8 +256,8 @@ def test_squeue_one_line_per_task_and_custom_format() -> None:
 
 def test_squeue_format_errors() -> None:
     assert [s.field for s in parse_squeue_format("%.18i %R")] == ["i", "", "R"]
-    with pytest.raises(ValueError, match="unknown field %z"):
-        parse_squeue_format("%i %z")
+    with pytest.raises(ValueError, match="unknown field %!"):
+        parse_squeue_format("%i %!")
     with pytest.raises(ValueError, match="at the end"):
         parse_squeue_format("%i %")
 
