@@ -63,6 +63,7 @@ import boto3  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
 
 from benchmarks.polling import wait_for
+from benchmarks.report import save_standalone
 from mnp.ec2.catalog import Catalogue, catalogue_from_ec2
 from mnp.ec2.choose import Need, Strategy, choose
 from mnp.ec2.prices import load_prices
@@ -460,10 +461,7 @@ def main() -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=args.scratch) as tmp:
         results = run(Path(tmp), args.jobs, args.rounds, args.choose_calls)
-    results["total_s"] = round(time.perf_counter() - t0, 1)
-    results["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(table(results), end="")
+    save_standalone(results, t0, args.output, table(results))
     return 0
 
 

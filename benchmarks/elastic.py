@@ -18,7 +18,6 @@ HeadNode`), also on failure.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import statistics
@@ -34,6 +33,7 @@ if __name__ == "__main__":  # run as a script: the checkout's packages, not inst
 
 from benchmarks.head import HeadNode
 from benchmarks.polling import wait_for
+from benchmarks.report import save_standalone
 from mnp.client.client import Client
 from mnp.providers.netns import home_tag
 
@@ -237,10 +237,7 @@ def main() -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=args.scratch) as tmp:
         results = run(Path(tmp), args.nodes, args.rounds, args.sleep, args.idle)
-    results["total_s"] = round(time.perf_counter() - t0, 1)
-    results["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(table(results), end="")
+    save_standalone(results, t0, args.output, table(results))
     return 0
 
 

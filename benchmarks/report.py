@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+
 from benchmarks.config import JSON, TARGETS
 
 Row = tuple[str, str, str, str, str, str]
@@ -30,3 +34,12 @@ def cpu_row(result: JSON) -> Row:
     per_job = result["median_cpu_ms_per_job"]
     return ("   CPU per job: " + " / ".join(per_job),
             " / ".join(f"{v:.1f}" for v in per_job.values()) + " ms", "", "", "", "")
+
+
+def save_standalone(results: JSON, started: float, output: Path, table: str) -> None:
+    """A standalone benchmark's end: its total time and a UTC timestamp added to ``results``,
+    the JSON written to ``output``, the table printed."""
+    results["total_s"] = round(time.perf_counter() - started, 1)
+    results["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    print(table, end="")

@@ -21,7 +21,6 @@ head, sshd, agents and namespaces of every round are stopped and removed by PID
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -36,6 +35,7 @@ if __name__ == "__main__":  # run as a script: the checkout's packages, not inst
 
 from benchmarks.cpu import wait_quiet
 from benchmarks.polling import Abort, wait_for
+from benchmarks.report import save_standalone
 from mnp.config import HOST_BRINGUP_ENV
 from mnp.providers import netns, sshbundle
 from tests.integration.sshhosts import add_body, ssh_cluster
@@ -181,10 +181,7 @@ def main() -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=args.scratch) as tmp:
         results = run(Path(tmp), args.hosts, args.rounds, args.timeout)
-    results["total_s"] = round(time.perf_counter() - t0, 1)
-    results["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(table(results), end="")
+    save_standalone(results, t0, args.output, table(results))
     return 0
 
 

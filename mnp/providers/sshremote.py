@@ -61,6 +61,22 @@ else:
 print('{"installed": true}')
 """
 
+RUNNING = r"""
+def running():  # the pid in <root>/agent.pid if it is node_id's agent, alive (no zombie)
+    try:
+        with open(os.path.join(root, "agent.pid")) as f:
+            pid = int(f.read().strip())
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv = f.read().split(b"\0")
+        with open("/proc/%d/stat" % pid) as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return None
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if b"launcher.agent" in argv and node_id.encode() in argv else None
+"""
+"""``running()`` for :data:`START` and :data:`STOP` (each defines ``root`` and ``node_id``)."""
+
 START = r"""
 import json, os, signal, subprocess, sys
 c = json.load(sys.stdin)
@@ -72,17 +88,8 @@ os.chmod(root, 0o711)
 def answer(**d):
     print(json.dumps(d))
     sys.exit(0)
-def running():
-    try:
-        with open(os.path.join(root, "agent.pid")) as f:
-            pid = int(f.read().strip())
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            argv = f.read().split(b"\0")
-    except (OSError, ValueError):
-        return None
-    if b"launcher.agent" in argv and c["node_id"].encode() in argv:
-        return pid
-    return None
+""" + RUNNING + r"""
+node_id = c["node_id"]
 tmp = os.path.join(root, ".head.url.tmp")
 with open(tmp, "w") as f:
     f.write(c["head"] + "\n")
@@ -128,18 +135,7 @@ STOP = r"""
 import os, signal, sys, time
 node_id, grace = sys.argv[1], float(sys.argv[2])
 root = os.path.join(os.path.expanduser("~/.mnp-node/nodes"), node_id)
-def running():
-    try:
-        with open(os.path.join(root, "agent.pid")) as f:
-            pid = int(f.read().strip())
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            argv = f.read().split(b"\0")
-        with open("/proc/%d/stat" % pid) as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return None
-    except (OSError, ValueError, IndexError):
-        return None
-    return pid if b"launcher.agent" in argv and node_id.encode() in argv else None
+""" + RUNNING + r"""
 pid = running()
 if pid is not None:
     os.kill(pid, signal.SIGTERM)

@@ -18,6 +18,7 @@ per environment (after :func:`mnp.scheduler.reconcile` placed what fits the node
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -183,11 +184,17 @@ def demand(
     return out
 
 
+@functools.lru_cache(maxsize=16)
+def _catalogue(types: tuple[InstanceType, ...]) -> tuple[Catalogue, tuple[str, ...]]:
+    """An environment's types as the chooser reads them: made once, not per decision."""
+    return Catalogue(types), tuple(t.name for t in types)
+
+
 def _decide(ce: Ec2Scale, needs: Sequence[Need], running: int) -> Decision:
-    names = [t.name for t in ce.types]
+    catalogue, names = _catalogue(ce.types)
     return choose(
         needs,
-        Catalogue(ce.types),
+        catalogue,
         names,
         ce.strategy,
         ce.max_vcpus,

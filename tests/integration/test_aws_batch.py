@@ -6,43 +6,19 @@ state seen through the wire against the native API for standard, array and multi
 
 from __future__ import annotations
 
-import configparser
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from mnp.api.aws.batch_shapes import MNP_JOB_FIELDS
+from tests.integration.awsclients import batch_client
 from tests.integration.cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.integration
 
 TERMINAL = ("SUCCEEDED", "FAILED")
-
-
-def batch_client(c: Cluster) -> Any:
-    """boto3's client at the head node, with the head's own key when it has one."""
-    key, secret = "AKIDEXAMPLE", "secret"
-    creds = c.home / "credentials"
-    if creds.exists():
-        ini = configparser.ConfigParser()
-        ini.read(creds)
-        for section in ini.sections():
-            if ini.has_option(section, "aws_access_key_id"):
-                key = ini.get(section, "aws_access_key_id")
-                secret = ini.get(section, "aws_secret_access_key")
-                break
-    return boto3.client(
-        "batch",
-        endpoint_url=c.url,
-        region_name="us-east-1",
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        config=Config(retries={"max_attempts": 1}, read_timeout=30),
-    )
 
 
 @pytest.fixture(scope="module")

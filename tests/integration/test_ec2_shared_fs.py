@@ -7,15 +7,13 @@ removed afterwards, also on failure."""
 
 from __future__ import annotations
 
-import configparser
 import shutil
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from mnp.providers import netns
-from tests.integration.cluster import Cluster
+from tests.integration.awsclients import batch_client
 from tests.integration.ec2world import Ec2World, ec2_world
 
 boto3 = pytest.importorskip("boto3")
@@ -39,24 +37,6 @@ TAG = "mnp:sharedFilesystem"
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ec2World]:
     with ec2_world(tmp_path_factory.mktemp("ec2fs"), CIDR, scale_in_after=60) as w:
         yield w
-
-
-
-def batch_client(c: Cluster) -> Any:
-    """boto3's client at the head node, with the head's own key (as test_aws_batch.py's)."""
-    key, secret = "AKIDEXAMPLE", "secret"
-    ini = configparser.ConfigParser()
-    ini.read(c.home / "credentials")
-    for section in ini.sections():
-        if ini.has_option(section, "aws_access_key_id"):
-            key = ini.get(section, "aws_access_key_id")
-            secret = ini.get(section, "aws_secret_access_key")
-            break
-    return boto3.client(
-        "batch", endpoint_url=c.url, region_name="us-east-1", aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        config=botocore_config.Config(retries={"max_attempts": 1}, read_timeout=30),
-    )  # fmt: skip
 
 
 def test_a_lustre_filesystem_declared_by_tag_is_mounted_on_the_instance(world: Ec2World) -> None:

@@ -17,24 +17,20 @@ from pathlib import Path
 
 import pytest
 
-from mnp.cli.commands import install_commands
 from tests.integration.cluster import Cluster, wait_for
+from tests.integration.slurmcmds import commands_dir, slurm_cluster
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def c(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    home = tmp_path_factory.mktemp("slurmcmds") / "home"
-    with Cluster(home, nodes=2, vcpus=2, network="loopback") as cluster:
-        yield cluster
+    yield from slurm_cluster(tmp_path_factory, "slurmcmds")
 
 
 @pytest.fixture(scope="module")
 def bin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("bin")
-    install_commands(d)
-    return d
+    return commands_dir(tmp_path_factory)
 
 
 def slurm(c: Cluster, bin_dir: Path, cwd: Path, *argv: str) -> subprocess.CompletedProcess[str]:
