@@ -44,7 +44,7 @@ def create_ec2(ctx: Context, req: CreateComputeEnvironment) -> JSON:
     types against EC2's own DescribeInstanceTypes) before anything is made. Sized in
     vCPUs from demand (:mod:`mnp.scheduler.ec2scaling`), starting at ``desiredvCpus``."""
     cr = dict(req.computeResources or {})
-    errors = check_compute_resources(cr)
+    errors = check_compute_resources(cr) + _image_errors(cr)
     if not errors:
         try:
             catalogue = ctx.rt.fleet.provider("ec2").catalogue()  # type: ignore[attr-defined]
@@ -98,3 +98,22 @@ def update_ec2(ce: ComputeEnvironment, given: JSON) -> None:
         raise InvalidInput(errors)
     if isinstance(want, int):
         ce.desired_vcpus = want
+
+
+def _image_errors(cr: JSON) -> list[FieldError]:
+    """AWS Batch falls back to its ECS-optimized AMI; mnp cannot: an instance must run mnp's
+    agent (Python >= 3.11 as ``python3``, and ``curl``), which that image lacks. So an image is
+    required: ``imageId``, an ``ec2Configuration[].imageIdOverride`` or a launch template
+    (whose ``ImageId`` is read at launch)."""
+    configs = cr.get("ec2Configuration")
+    overridden = isinstance(configs, list) and any(
+        isinstance(c, dict) and c.get("imageIdOverride") for c in configs
+    )
+    if cr.get("imageId") or overridden or cr.get("launchTemplate"):
+        return []
+    why = (
+        "required by mnp (AWS Batch's default ECS-optimized AMI has no Python 3.11 for mnp's "
+        "agent): give an AMI with python3 >= 3.11 and curl, here, in "
+        "ec2Configuration[].imageIdOverride or in the launchTemplate"
+    )
+    return [FieldError("computeResources.imageId", why)]

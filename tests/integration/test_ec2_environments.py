@@ -75,6 +75,12 @@ def test_creation_is_checked_as_aws_batch_checks_it(world: Ec2World) -> None:
         c.call("createComputeEnvironment", {"computeEnvironmentName": "bad", "type": "MANAGED",
                                             "computeResources": bad})  # fmt: skip
     assert "instanceRole" in str(err.value)
+    no_image = world.compute_resources()
+    del no_image["imageId"]  # as AWS's own CLI example: AWS falls back to its ECS AMI
+    with pytest.raises(Exception) as err:
+        c.call("createComputeEnvironment", {"computeEnvironmentName": "bad", "type": "MANAGED",
+                                            "computeResources": no_image})  # fmt: skip
+    assert "computeResources.imageId" in str(err.value) and "python3" in str(err.value)
     listed = c.call("describeComputeEnvironments", {"computeEnvironments": ["bad"]})
     assert listed["computeEnvironments"] == []
 

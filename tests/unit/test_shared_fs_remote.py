@@ -133,7 +133,7 @@ def ec2_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
 def compute_resources() -> dict[str, Any]:
     return {"type": "EC2", "minvCpus": 0, "maxvCpus": 8, "instanceTypes": ["c5.large"],
             "subnets": ["subnet-0a1b2c3d"], "securityGroupIds": ["sg-0123abcd"],
-            "instanceRole": "ecsInstanceRole"}  # fmt: skip
+            "instanceRole": "ecsInstanceRole", "imageId": "ami-12c6146b"}  # fmt: skip
 
 
 def create(h: Head, name: str, **body: Any) -> dict[str, Any]:
