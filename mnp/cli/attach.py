@@ -11,6 +11,7 @@ comes from one :class:`Follower` thread per followed (node) job, each with its o
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -126,18 +127,22 @@ class Interrupts:
 
 
 def follow(client: Client, make_client: Callable[[], Client], job_id: str, main_job: str,
-           targets: Sequence[str], label: bool) -> tuple[str, int | None]:  # fmt: skip
+           targets: Sequence[str], label: bool, interrupts: Interrupts | None = None,
+           ) -> tuple[str, int | None]:  # fmt: skip
     """Stream the output of each of ``targets`` (job or node-job ids) until ``job_id`` ends;
     terminate it on Ctrl-C, SIGTERM or SIGHUP (twice: exit 128 + the signal). Returns the job's
     final status and the exit code of ``main_job`` (the job itself, or its main node), None
     when it has none. When the job did not succeed, says why on stderr. After SIGTERM or
     SIGHUP exits 128 + it instead of returning, once the job has ended or
     :data:`STOP_SECONDS` have passed. Call from the main thread (it installs the signal
-    handlers for the duration)."""
+    handlers for the duration, unless the caller passes ``interrupts`` it installed already:
+    a signal that came while the job was being submitted then terminates it at once)."""
     printer = Printer(label)
     followers = [Follower(t, make_client, printer) for t in targets]
-    interrupts = Interrupts(job_id)
-    with interrupts.installed():
+    own = interrupts is None
+    interrupts = interrupts or Interrupts(job_id)
+    interrupts.job_id = job_id
+    with interrupts.installed() if own else contextlib.nullcontext(interrupts):
         for f in followers:
             f.start()
         while (detail := client.describe(job_id))["status"] not in TERMINAL_STATUSES:

@@ -26,12 +26,13 @@ import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import click
 
-from mnp.cli.attach import follow
+from mnp.cli.attach import Interrupts, follow
 from mnp.cli.mpihosts import HostsError, mpirun_shape
 from mnp.cli.state import State
 from mnp.client.client import Client
@@ -250,7 +251,7 @@ def nodes_text(n: int) -> str:
 
 
 def attach(client: Client, make_client: Callable[[], Client], job_id: str, opts: RunOptions,
-           label: bool) -> int:  # fmt: skip
+           label: bool, interrupts: Interrupts | None = None) -> int:  # fmt: skip
     """Stream the job's output (every node's with EVERY_NODE, else the main node's) until it
     ends; terminate it on Ctrl-C, SIGTERM or SIGHUP. Returns :func:`exit_status` of the main
     node's code, or of the node whose failure stopped it. Call from the main thread."""
@@ -258,7 +259,7 @@ def attach(client: Client, make_client: Callable[[], Client], job_id: str, opts:
     main_job = f"{job_id}#0" if multinode else job_id
     targets = [f"{job_id}#{i}" for i in range(opts.nodes)] if opts.layout is Layout.EVERY_NODE \
         else [main_job]  # fmt: skip
-    status, code = follow(client, make_client, job_id, main_job, targets, label)
+    status, code = follow(client, make_client, job_id, main_job, targets, label, interrupts)
     if multinode and status != "SUCCEEDED" and code in STOPPED_CODES:
         code = _failed_node_code(client, job_id, opts.nodes, code)
     return exit_status(status, code)
@@ -405,12 +406,17 @@ def submit_and_attach(state: State, opts: RunOptions, label: bool, no_wait: bool
     client = state.client()
     answer = client.register_job_definition(definition)
     pinned = f"{answer['jobDefinitionName']}:{answer['revision']}"
-    job_id = client.submit(build_submission(opts, pinned))
     if no_wait:
-        click.echo(job_id)
+        click.echo(client.submit(build_submission(opts, pinned)))
         return 0
-    click.echo(f"mnp: job {job_id} ({nodes_text(opts.nodes)})", err=True)
-    return attach(client, lambda: Client(url=state.url, home=state.home), job_id, opts, label)
+    # the handlers go in before the submit: a SIGTERM while it is under way terminates the
+    # job as soon as its id is known, rather than leaving it running unwatched
+    interrupts = Interrupts("(being submitted)")
+    with interrupts.installed():
+        job_id = client.submit(build_submission(opts, pinned))
+        click.echo(f"mnp: job {job_id} ({nodes_text(opts.nodes)})", err=True)
+        return attach(client, partial(Client, url=state.url, home=state.home), job_id, opts,
+                      label, interrupts)  # fmt: skip
 
 
 def _resolved(opts: RunOptions) -> RunOptions:

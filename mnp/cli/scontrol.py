@@ -4,8 +4,10 @@
 (:mod:`mnp.slurm.scontrol`; ``-o`` one line each); ``show partition [NAME]`` a job queue as a
 partition; ``show hostnames [LIST]`` and ``show hostlist NAMES`` expand and compress
 hostlists without asking the head, so ``scontrol show hostnames "$SLURM_JOB_NODELIST"`` works
-in any job. ``hold``, ``release`` and ``update`` answer with an error naming what mnp cannot
-do: a submitted job's spec is fixed and there is no held state.
+in any job. ``requeue`` puts a running job back in its queue (submitit's checkpointing calls
+it); ``hold``/``uhold`` keep a job that has not started PENDING until ``release``;
+``update JobId=…`` changes TimeLimit, Priority and ArrayTaskThrottle of a job that has not
+finished, and refuses any other field naming it.
 
 Options are read anywhere on the line, as Slurm's getopt does; options that do not apply
 (``-d``, ``-a``, ``-M``, ...) are accepted with a warning.
@@ -14,7 +16,8 @@ Options are read anywhere on the line, as Slurm's getopt does; options that do n
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import click
@@ -23,19 +26,17 @@ from mnp.cli.slurm_listing import fetch, mnp_statuses, now_ms
 from mnp.cli.squeue import resolve_task_ids
 from mnp.cli.state import State
 from mnp.client.client import Client
+from mnp.errors import MnpError
 from mnp.slurm.hostlist import compress, expand
 from mnp.slurm.scontrol import Record, job_record, node_record, render_record
 from mnp.slurm.sinfo import queue_environments
+from mnp.slurm.values import parse_time
 from mnp.slurm.views import ACTIVE, is_array_parent, is_node_job, visible
 from mnp.spec import DEFAULT_QUEUE
 
 JSON = dict[str, Any]
 UNSUPPORTED = {
-    "hold": "mnp has no held state: a pending job cannot be held (scancel it and submit again)",
-    "uhold": "mnp has no held state: a pending job cannot be held",
-    "release": "mnp has no held state, so no job is held to release",
-    "requeue": "mnp cannot requeue a job (its retry strategy, sbatch --requeue, reruns it)",
-    "requeuehold": "mnp cannot requeue a job",
+    "requeuehold": "mnp cannot requeue and hold at once: scontrol requeue, then scontrol hold",
     "suspend": "mnp cannot suspend a job",
     "resume": "mnp cannot suspend or resume a job",
     "top": "mnp has no per-user job priorities",
@@ -117,16 +118,26 @@ def _partition_record(queue: JSON, nodes: Sequence[JSON]) -> Record:
     envs = set(queue_environments(queue))
     mine = [str(n.get("nodeId", "")) for n in nodes if n.get("computeEnvironment") in envs]
     cpus = sum(int(n.get("vcpus") or 0) for n in nodes if n.get("computeEnvironment") in envs)
+    memory = sum(int(n.get("memoryMiB") or 0) for n in nodes
+                 if n.get("computeEnvironment") in envs)  # fmt: skip
     enabled = queue.get("state", "ENABLED") == "ENABLED"
     default = "YES" if name == DEFAULT_QUEUE else "NO"
-    return [
+    tres = f"cpu={cpus},mem={memory}M,node={len(mine)},billing={cpus}" if mine else "(null)"
+    return [  # Slurm 22.05's lines (tests/golden/slurm/scontrol-partition.txt)
         f"PartitionName={name}",
         "AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL",
-        f"Default={default} QoS=N/A",
-        "DefaultTime=NONE Hidden=NO MaxNodes=UNLIMITED MaxTime=UNLIMITED MinNodes=0",
+        f"AllocNodes=ALL Default={default} QoS=N/A",
+        "DefaultTime=NONE DisableRootJobs=NO ExclusiveUser=NO GraceTime=0 Hidden=NO",
+        "MaxNodes=UNLIMITED MaxTime=UNLIMITED MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED",
         f"Nodes={compress(mine) or '(null)'}",
-        f"PriorityTier={queue.get('priority', 1)} RootOnly=NO",
-        f"State={'UP' if enabled else 'DRAIN'} TotalCPUs={cpus} TotalNodes={len(mine)}",
+        f"PriorityJobFactor=1 PriorityTier={queue.get('priority', 1)} RootOnly=NO ReqResv=NO"
+        " OverSubscribe=NO",
+        "OverTimeLimit=NONE PreemptMode=OFF",
+        f"State={'UP' if enabled else 'DRAIN'} TotalCPUs={cpus} TotalNodes={len(mine)}"
+        " SelectTypeParameters=NONE",
+        "JobDefaults=(null)",
+        "DefMemPerNode=UNLIMITED MaxMemPerNode=UNLIMITED",
+        f"TRES={tres}",
     ]
 
 
@@ -184,19 +195,75 @@ def _show(state: State, what: str, args: list[str], one_line: bool) -> None:
     )
 
 
-def _update(args: list[str]) -> None:
-    """``update JobId=N Field=value ...``: nothing a submitted mnp job has can change, so
-    the answer names the first field and why."""
+def _each_job(state: State, verb: str, args: list[str]) -> None:
+    """``requeue|hold|uhold|release JOBLIST``: the verb applied to each job of the list.
+
+    requeue: each running job (an array: its running tasks) is stopped and goes back to its
+    queue with the same id, as Slurm does; one not started yet stays queued. hold: a job not
+    started waits PENDING (JobHeldUser) until released; release: it goes on."""
+    ids = [i for a in args for i in a.split(",") if i]
+    if not ids:
+        raise _fail(f"{verb}: which job? (scontrol {verb} <job_id>[,<job_id>...])")
+    client = state.client()
+    calls: dict[str, Callable[[str], None]] = {
+        "requeue": partial(client.requeue, reason="scontrol requeue"),
+        "hold": client.hold, "uhold": client.hold, "release": client.release,
+    }  # fmt: skip
+    call = calls[verb]
+    failed = False
+    for given, mnp_id in zip(ids, resolve_task_ids(client, ids), strict=True):
+        try:
+            call(mnp_id)
+        except MnpError as exc:
+            click.echo(f"{verb.capitalize()} of JobId={given} failed: {exc}", err=True)
+            failed = True
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+UPDATABLE = ("TimeLimit", "Priority", "ArrayTaskThrottle")
+"""What ``scontrol update JobId=…`` changes of a job that has not finished."""
+
+
+def _update(state: State, args: list[str]) -> None:
+    """``update JobId=N Field=value ...``: the time limit, priority (the job's scheduling
+    priority, 0-9999) and an array's task throttle of a job that has not finished; any other
+    field is refused, naming it."""
     pairs = [a.partition("=") for a in args]
-    if not any(k.lower() in ("jobid", "job") for k, _, _ in pairs):
+    ids = [v for k, _, v in pairs if k.lower() in ("jobid", "job")]
+    if not ids:
         raise _fail("update: only JobId=<id> updates are understood by mnp")
-    fields = [k for k, _, _ in pairs if k.lower() not in ("jobid", "job")]
-    if not fields:
+    body: dict[str, Any] = {}
+    for key, _, value in pairs:
+        k = key.lower()
+        try:
+            if k in ("jobid", "job"):
+                continue
+            if k == "timelimit":
+                body["timeout"] = {"attemptDurationSeconds": parse_time(value)}
+            elif k in ("priority", "nice"):
+                if k == "nice":
+                    raise ValueError("use Priority=N (mnp's scheduling priority, 0-9999)")
+                body["schedulingPriority"] = int(value)
+            elif k == "arraytaskthrottle":
+                body["arrayMaxRunning"] = int(value)
+            else:
+                raise ValueError(f"mnp cannot change {key} of a submitted job (it changes "
+                                 f"{', '.join(UPDATABLE)}; scancel it and submit again)")
+        except ValueError as exc:
+            raise _fail(f"update {key}: {exc}") from None
+    if not body:
         raise _fail("update: no field to change")
-    raise _fail(
-        f"update {fields[0]}: mnp cannot change {fields[0]} of a submitted job (its "
-        "request is fixed at submit; scancel it and submit again)"
-    )
+    client = state.client()
+    failed = False
+    for given, mnp_id in zip(ids, resolve_task_ids(client, ids), strict=True):
+        try:
+            client.call("updateJob", {"jobId": mnp_id, **body})
+        except MnpError as exc:
+            click.echo(f"Update of JobId={given} failed: {exc}", err=True)
+            failed = True
+    if failed:
+        raise click.exceptions.Exit(1)
 
 
 @click.command(
@@ -211,22 +278,27 @@ def _update(args: list[str]) -> None:
 @click.pass_obj
 def scontrol_command(state: State, argv: tuple[str, ...]) -> None:
     """Slurm's scontrol, the parts that map: show job [ID] | node [NAME] | partition [NAME]
-    | hostnames [LIST] | hostlist NAMES; hold, release and update answer why they cannot.
+    | hostnames [LIST] | hostlist NAMES; requeue | hold | uhold | release JOBLIST;
+    update JobId=ID TimeLimit=T Priority=N ArrayTaskThrottle=N.
 
     -o/--oneliner prints each record on one line. `show hostnames` defaults to
     $SLURM_JOB_NODELIST and, with `show hostlist`, needs no head node.
     """
     words, one_line = _split_options(argv)
     if not words:
-        raise click.UsageError("no command given (show, hold, release, update)")
+        raise click.UsageError("no command given (show, requeue, hold, release, update)")
     verb, args = words[0].lower(), words[1:]
     if _is(verb, "show", 2):
         if not args:
             raise _fail("show: what to show? (job, node, partition, hostnames, hostlist)")
         _show(state, args[0], args[1:], one_line)
+    elif verb in ("requeue", "hold", "uhold", "release"):
+        _each_job(state, verb, args)
     elif verb in UNSUPPORTED:
         raise _fail(f"{verb}: {UNSUPPORTED[verb]}")
     elif _is(verb, "update", 2):
-        _update(args)
+        _update(state, args)
     else:
-        raise _fail(f"{verb}: not supported by mnp (show, hold, release, update are known)")
+        raise _fail(
+            f"{verb}: not supported by mnp (show, requeue, hold, uhold, release, update are)"
+        )

@@ -221,6 +221,20 @@ class Client(Transport):
         """Terminate a job in any non-terminal state; running attempts are killed."""
         self.call("terminateJob", {"jobId": job_id, "reason": reason})
 
+    def hold(self, job_id: str, reason: str = "scontrol hold") -> None:
+        """Hold a job that has not started (an array: its children not started): it waits
+        PENDING until :meth:`release`."""
+        self.call("holdJob", {"jobId": job_id, "reason": reason})
+
+    def release(self, job_id: str, reason: str = "scontrol release") -> None:
+        """Release a held job."""
+        self.call("releaseJob", {"jobId": job_id, "reason": reason})
+
+    def requeue(self, job_id: str, reason: str) -> None:
+        """Stop a running job and put it back in its queue (Slurm's ``scontrol requeue``): it
+        runs again with the same ids, the requeued attempt not counted against its retries."""
+        self.call("requeueJob", {"jobId": job_id, "reason": reason})
+
     # -- the cluster -----------------------------------------------------------------------
 
     def queues(self) -> list[JSON]:

@@ -87,7 +87,9 @@ def attempt_outcome(job: Job, end: AttemptEnd, failure: str | None = None) -> Ou
 
     ``failure`` (MNP jobs only) is why another node failed the attempt first: it stands in for
     the main node's plain exit reason and keeps a clean exit from counting as success. In
-    order: a terminated job fails with its terminate reason; a timeout fails (never retried);
+    order: a terminated job fails with its terminate reason; a requeued attempt
+    (:meth:`~mnp.service.jobs.JobOps.requeue_job`) makes the job RUNNABLE whatever its exit,
+    and is not counted against the retry strategy; a timeout fails (never retried);
     exit code 0 of a RUNNING job succeeds; anything else is retried while the retry strategy
     allows (:meth:`~mnp.spec.definitions.RetryStrategy.should_retry`), else it fails.
     """
@@ -96,9 +98,13 @@ def attempt_outcome(job: Job, end: AttemptEnd, failure: str | None = None) -> Ou
         status_reason = failure
     if job.is_terminated:
         return Outcome(JobStatus.FAILED, job.status_reason)
+    current = job.current_attempt
+    if current is not None and current.requeued is not None:
+        return Outcome(JobStatus.RUNNABLE, current.requeued)
     if end.timed_out:
         return Outcome(JobStatus.FAILED, TIMEOUT_REASON)
     if end.exit_code == 0 and not failure and job.status == JobStatus.RUNNING:
         return Outcome(JobStatus.SUCCEEDED, status_reason)
-    retry = job.spec.retry.should_retry(len(job.attempts), end.exit_code, end.reason, status_reason)
+    counted = sum(1 for a in job.attempts if a.requeued is None)
+    retry = job.spec.retry.should_retry(counted, end.exit_code, end.reason, status_reason)
     return Outcome(JobStatus.RUNNABLE if retry else JobStatus.FAILED, status_reason)

@@ -321,7 +321,8 @@ class Gangs:
     def _decide(self, parent: Job, main_attempt: Attempt, end: AttemptEnd) -> None:
         """The main node's end is the attempt's end: the parent records it as its own attempt,
         takes the outcome, and every node still running is stopped (the rest settle now)."""
-        copy = Attempt(**main_attempt.to_doc())
+        copy = Attempt.from_doc(main_attempt.to_doc())
+        copy.requeued = parent.gang_state.requeued
         parent.attempts.append(copy)
         outcome = attempt_outcome(parent, end, parent.gang_state.failure)
         why = copy.status_reason = outcome.reason

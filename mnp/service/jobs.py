@@ -5,13 +5,15 @@ Part of :class:`mnp.service.core.Service` (see there for the contract every oper
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from mnp.config import MAX_ARRAY_SIZE_ENV
-from mnp.errors import Conflict, FieldError, InvalidInput, NotFound
+from mnp.errors import AccessDenied, Conflict, FieldError, InvalidInput, NotFound
+from mnp.scheduler.state import HELD_ADMIN, HELD_USER
 from mnp.service.base import CANCELLABLE, MAX_ACTIVE_SHARES, Context, _arn_base
 from mnp.service.listing import list_jobs
-from mnp.service.models import JobReason, SubmitJob
+from mnp.service.models import JobReason, SubmitJob, UpdateJob
 from mnp.service.render import job_detail
 from mnp.service.requests import DescribeJobs, ListJobs
 from mnp.service.submit import (
@@ -84,7 +86,10 @@ class JobOps:
             status=JobStatus.SUBMITTED,
             created_at=now,
             history=[HistoryEntry(JobStatus.SUBMITTED, now, None)],
+            held=HELD_USER if req.mnp is not None and req.mnp.hold else None,
         )
+        if job.held is not None:
+            job.status_reason = s.held_reason(job)
         with s.store.transaction():
             spec.number = s.store.allocate_number(job.job_id, 1 + (spec.array_size or 0))
             s.store.save_spec(spec)
@@ -170,8 +175,8 @@ class JobOps:
                         FieldError(f"dependsOn[{i}].jobId", f"no job with id {d.jobId!r}")
                     )
                     continue
-                if d.type == "N_TO_N":
-                    size = req.arrayProperties.size if req.arrayProperties else None
+                if d.type == "N_TO_N" and req.arrayProperties is not None:  # else: plain
+                    size = req.arrayProperties.size
                     if target.spec.array_size != size or target.parent_id is not None:
                         errors.append(
                             FieldError(
@@ -268,6 +273,154 @@ class JobOps:
             self.cancel(job, req.reason, terminate=True)
             self.ctx.s.flush()
         return {}
+
+    def requeue_job(self, req: JobReason, caller: Caller) -> JSON:
+        """Stop a running job of ``caller``'s (an admin: any job) and put it back in its queue,
+        as Slurm's ``scontrol requeue``: the attempt ends whatever its exit code and the job
+        becomes RUNNABLE again, with the same ids; the requeued attempt does not count against
+        the retry strategy. An array requeues its running children; a job not started yet is
+        left as it is; a finished job is refused (submit it again)."""
+        s = self.ctx.s
+        job_id = self.ctx.job_id(req.jobId)
+        job = s.active.get(job_id)
+        if job is None:
+            found = s.job(job_id)
+            if found is None:
+                raise NotFound(f"job {req.jobId} does not exist")
+            raise Conflict(
+                f"job {req.jobId} has finished ({found.status.value}): only a job that has not "
+                "finished can be requeued; submit it again"
+            )
+        require_owner(caller, job.submitted_by, "requeue job", job.job_id)
+        self.requeue(job, req.reason)
+        s.flush()
+        return {}
+
+    def hold_job(self, req: JobReason, caller: Caller) -> JSON:
+        """Hold a job of ``caller``'s (an admin: any) that has not started, as Slurm's
+        ``scontrol hold``: it waits PENDING (``JobHeldUser``; ``JobHeldAdmin`` when an admin
+        holds another's job, which only an admin releases) until released. An array: every
+        child not started. A job that started is refused in Slurm's words."""
+        job = self._unfinished(req.jobId, caller, "hold job")
+        if job.status not in (JobStatus.SUBMITTED, JobStatus.PENDING, JobStatus.RUNNABLE):
+            raise Conflict(f"job {req.jobId}: Job is no longer pending execution "
+                           f"({job.status.value})")  # fmt: skip
+        s = self.ctx.s
+        job.held = HELD_ADMIN if caller.is_admin and not caller.owns(job.submitted_by) else (
+            job.held if job.held == HELD_ADMIN else HELD_USER
+        )
+        s.mark(job)
+        for target in self._self_or_children(job):
+            if target.status == JobStatus.RUNNABLE:
+                s.set_status(target, JobStatus.PENDING, s.held_reason(target))
+            elif target.status in (JobStatus.PENDING, JobStatus.SUBMITTED):
+                target.status_reason = s.held_reason(target)
+                s.mark(target)
+        s.flush()
+        return {}
+
+    def release_job(self, req: JobReason, caller: Caller) -> JSON:
+        """Release a held job (an array: its children): it goes on as if never held. A job
+        an admin held is released by an admin only; a job not held is left as it is."""
+        job = self._unfinished(req.jobId, caller, "release job")
+        if job.held == HELD_ADMIN and not caller.is_admin:
+            raise AccessDenied(f"{caller.name} may not release job {req.jobId}: an admin "
+                               "held it (JobHeldAdmin)")  # fmt: skip
+        s = self.ctx.s
+        job.held = None
+        s.mark(job)
+        for target in self._self_or_children(job):
+            if target.status == JobStatus.PENDING and not s.is_held(target):
+                s.pending_dirty.add(target.job_id)  # its dependencies decide again
+        s.on_wake()
+        s.flush()
+        return {}
+
+    def update_job(self, req: UpdateJob, caller: Caller) -> JSON:
+        """Change a job that has not finished (an array: all its children), as Slurm's
+        ``scontrol update JobId=…``: its time limit (attempts started already keep theirs),
+        its scheduling priority, an array's running limit. An array task alone is refused
+        (its array's request is one), as is a finished job."""
+        s = self.ctx.s
+        job = self._unfinished(req.jobId, caller, "update job")
+        if job.parent_id is not None and job.array_index is not None:
+            raise InvalidInput([FieldError("jobId", "an array task is updated with its whole "
+                                           "array (update the array's id)")])  # fmt: skip
+        errors = check_timeout(req.timeout, s.config.min_timeout_seconds)
+        if req.arrayMaxRunning is not None and not job.is_array_parent:
+            errors.append(FieldError("arrayMaxRunning", "only for array jobs"))
+        if errors:
+            raise InvalidInput(errors)
+        spec = job.spec
+        if req.timeout is not None:
+            spec.timeout_seconds = req.timeout.attemptDurationSeconds
+        if req.schedulingPriority is not None:
+            spec.scheduling_priority = req.schedulingPriority
+        if req.arrayMaxRunning is not None:
+            spec.extras = replace(spec.extras, array_max_running=req.arrayMaxRunning)
+            for child in self._self_or_children(job):  # a higher limit lets held ones go
+                if child.status == JobStatus.PENDING:
+                    s.pending_dirty.add(child.job_id)
+        with s.store.transaction():
+            s.store.save_spec(spec)
+        s.on_wake()
+        return {}
+
+    def _self_or_children(self, job: Job) -> tuple[Job, ...]:
+        """The job itself, or an array's children still active."""
+        if not job.is_array_parent:
+            return (job,)
+        active = self.ctx.s.active
+        return tuple(c for i in range(job.spec.array_size or 0)
+                     if (c := active.get(array_child_id(job.job_id, i))))  # fmt: skip
+
+    def _unfinished(self, ref: str, caller: Caller, what: str) -> Job:
+        """The unfinished job ``ref`` names, which ``caller`` may change (``what``)."""
+        s = self.ctx.s
+        job_id = self.ctx.job_id(ref)
+        job = s.active.get(job_id)
+        if job is None:
+            found = s.job(job_id)
+            if found is None:
+                raise NotFound(f"job {ref} does not exist")
+            raise Conflict(f"job {ref}: Job is no longer pending execution "
+                           f"({found.status.value})")  # fmt: skip
+        if job.is_node:
+            raise InvalidInput([FieldError("jobId", "a node of a multi-node job is changed "
+                                           "with its whole job")])  # fmt: skip
+        require_owner(caller, job.submitted_by, what, job.job_id)
+        return job
+
+    def requeue(self, job: Job, reason: str) -> None:
+        s = self.ctx.s
+        if job.is_node:
+            parent = s.active.get(job.parent_id or "")
+            if parent is not None:  # a node is requeued with its whole multi-node job
+                self.requeue(parent, reason)
+            return
+        if job.is_array_parent:
+            for i in range(job.spec.array_size or 0):
+                child = s.active.get(array_child_id(job.job_id, i))
+                if child is not None:
+                    self.requeue(child, reason)
+            return
+        if job.status not in (JobStatus.STARTING, JobStatus.RUNNING) or job.is_terminated:
+            return  # not started: it is in its queue already (a terminated job stays so)
+        why = f"Requeued: {reason}"
+        if job.is_mnp_parent:  # its attempt is recorded when the main node ends
+            state = job.gang_state
+            if state.outcome is not None or state.requeued is not None:
+                return
+            state.requeued = why
+            s.mark(job)
+            self.ctx.rt.gangs.terminate(job, why)
+            return
+        attempt = job.current_attempt
+        if attempt is None or attempt.requeued is not None:
+            return
+        attempt.requeued = why
+        s.mark(job)
+        self.ctx.rt.kill(job, why)
 
     def cancel(self, job: Job, reason: str, terminate: bool) -> None:
         """Cancel (or with ``terminate``, also stop a running) ``job``: an array's children

@@ -164,7 +164,21 @@ class MnpSubmit(Model):
     ntasks: int | None = Field(default=None, ge=1)
     ntasksPerNode: int | None = Field(default=None, ge=1)
     cpusPerTask: int | None = Field(default=None, ge=1)
+    hold: bool = False
+    """Submit held (``sbatch -H``): the job waits PENDING until released."""
+    scriptPath: str | None = Field(default=None, min_length=1, max_length=4096)
+    """Where the batch script was read from (``scontrol show job``'s Command); shown only."""
     idempotencyToken: str | None = None  # rule and meaning: mnp.service.submit.check_token
+
+
+class UpdateJob(Model):
+    """mnp's ``updateJob`` (Slurm's ``scontrol update JobId=…``): what may change of a job
+    that has not finished; each field left out stays as it is."""
+
+    jobId: str = Field(min_length=1)
+    timeout: Timeout | None = None
+    schedulingPriority: int | None = Field(default=None, ge=0, le=9999)
+    arrayMaxRunning: int | None = Field(default=None, ge=1)
 
 
 class SubmitJob(Model):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from mnp.errors import FieldError, InvalidInput
 from mnp.service.base import REF
 from mnp.service.models import ContainerOverrides, SubmitJob
+from mnp.spec.arns import stored
 from mnp.spec.definitions import (
     NO_EXTRAS,
     Dependency,
@@ -31,7 +32,7 @@ from mnp.spec.definitions import (
 )
 from mnp.spec.environments import JobQueue
 from mnp.spec.noderanges import NodeSpec, resolve_nodes
-from mnp.spec.resources import ContainerSpec, Resources, resources_from_wire
+from mnp.spec.resources import ContainerSpec, Resources, legacy_fields, resources_from_wire
 
 TOKEN_FIELD = "mnp.idempotencyToken"
 TOKEN_RE = re.compile(r"[\x20-\x7e]{1,64}")
@@ -96,7 +97,7 @@ def build_spec(req: SubmitJob, ok: Accepted, now: int) -> JobSpec:
         spec_id=str(uuid.uuid4()),
         name=req.jobName,
         queue=ok.queue.name,
-        definition_arn=ok.definition.arn,
+        definition_arn=stored(ok.definition.arn),
         definition_name=ok.definition.name,
         container=containers[nodes.main_node] if nodes else containers[0],
         parameters=parameters,
@@ -169,9 +170,9 @@ def _override(container: ContainerSpec, over: ContainerOverrides | None) -> None
         container.command = list(over.command)
     for kv in over.environment or []:
         container.environment[kv.name] = kv.value
-    container.resources = resources_from_wire(
-        over.model_dump(exclude_none=True), base=container.resources
-    )
+    given = over.model_dump(exclude_none=True)
+    container.resources = resources_from_wire(given, base=container.resources)
+    container.legacy |= legacy_fields(given)
 
 
 def _extras(req: SubmitJob, singleton_after: tuple[str, ...]) -> JobExtras:
@@ -191,4 +192,5 @@ def _extras(req: SubmitJob, singleton_after: tuple[str, ...]) -> JobExtras:
         ntasks=m.ntasks,
         ntasks_per_node=m.ntasksPerNode,
         cpus_per_task=m.cpusPerTask,
+        script_path=m.scriptPath,
     )

@@ -11,13 +11,14 @@ UUIDs and a cut id cannot be passed to scancel.
 
 from __future__ import annotations
 
+import pwd
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import tzinfo
 
 from mnp.slurm.times import sacct_elapsed, squeue_time, timestamp
-from mnp.slurm.views import JobRow
+from mnp.slurm.views import JobRow, SlurmState
 
 SQUEUE_DEFAULT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
 """Slurm's own default squeue format."""
@@ -181,8 +182,9 @@ SACCT_FIELDS = {
         _f("JobName", 10, lambda r, tz: r.name),
         _f("Partition", 10, lambda r, tz: r.partition),
         _f("User", 9, lambda r, tz: r.user),
-        _f("State", 10, lambda r, tz: r.state.name),
-        _f("ExitCode", 8, lambda r, tz: r.exit_code),
+        _f("State", 10, lambda r, tz: sacct_state(r)),
+        _f("ExitCode", 8, lambda r, tz: "0:0" if r.state is SlurmState.CANCELLED
+           else r.exit_code),
         _f("Elapsed", 10, lambda r, tz: sacct_elapsed(r.elapsed_seconds)),
         _f("ElapsedRaw", 10, lambda r, tz: str(r.elapsed_seconds)),
         _f("NodeList", 15, lambda r, tz: r.node_list or "None assigned"),
@@ -190,11 +192,26 @@ SACCT_FIELDS = {
         _f("Submit", 19, lambda r, tz: timestamp(r.submit_ms, tz)),
         _f("Start", 19, lambda r, tz: timestamp(r.start_ms, tz)),
         _f("End", 19, lambda r, tz: timestamp(r.end_ms, tz)),
-        _f("Reason", 20, lambda r, tz: r.reason),
+        # an ended job's own exit is not a reason to sacct (scontrol says NonZeroExitCode)
+        _f("Reason", 22, lambda r, tz: "None" if r.reason == "NonZeroExitCode" else r.reason),
         _f("Timelimit", 10, lambda r, tz: "UNLIMITED" if r.time_limit_seconds is None
            else sacct_elapsed(r.time_limit_seconds)),
     )
 }  # fmt: skip
+
+
+def sacct_state(row: JobRow) -> str:
+    """sacct's State: the long name, ``CANCELLED by <uid>`` for a cancelled job (Slurm names
+    who cancelled it; mnp, not recording that, names the job's owner, who or whose admin
+    did)."""
+    if row.state is not SlurmState.CANCELLED:
+        return row.state.name
+    try:
+        return f"CANCELLED by {pwd.getpwnam(row.user).pw_uid}"
+    except KeyError:
+        return "CANCELLED by 4294967294"  # Slurm's NO_VAL: an unknown uid
+
+
 SACCT_ID_FIELDS = frozenset({"jobid", "jobidraw"})
 SACCT_NOT_APPLICABLE = (
     "Account", "AdminComment", "AllocCPUS", "AllocNodes", "AllocTRES", "AssocID", "AveCPU",
@@ -222,7 +239,8 @@ def sacct_format_warnings(text: str) -> list[str]:
 
 
 def parse_sacct_format(text: str) -> list[tuple[SacctField, int]]:
-    """``JobID,jobname%30,State`` → fields with their widths. Raises ValueError for an unknown
+    """``JobID,jobname%30,State`` → fields with their widths. A width given makes the column
+    right-justified, as sacct does (``JobID%5``: ``    1``). Raises ValueError for an unknown
     field (naming the known ones) or a bad width."""
     out: list[tuple[SacctField, int]] = []
     for item in filter(None, (p.strip() for p in text.split(","))):
@@ -233,15 +251,17 @@ def parse_sacct_format(text: str) -> list[tuple[SacctField, int]]:
             raise ValueError(f"invalid field requested: {name!r} (known: {known})")
         if pct and not (width.isdigit() and int(width) > 0):
             raise ValueError(f"field {item!r}: the width after % must be a positive number")
+        if pct:
+            field = replace(field, left=False)
         out.append((field, int(width) if pct else field.width))
     if not out:
         raise ValueError("no field requested")
     return out
 
 
-def _sacct_cell(text: str, width: int, left: bool) -> str:
+def _sacct_cell(text: str, width: int, left: bool, mark: bool = True) -> str:
     if len(text) > width:
-        text = text[: width - 1] + "+"
+        text = text[: width - 1] + "+" if mark else text[:width]
     return text.ljust(width) if left else text.rjust(width)
 
 
@@ -262,7 +282,8 @@ def render_sacct(rows: Sequence[JobRow], fmt: str, *, header: bool = True,
     ]
     out = []
     if header:
-        out.append(" ".join(_sacct_cell(t, w, f.left) for t, w, (f, _) in
+        # a header is cut without the "+" (``JobName%3``: ``Job``)
+        out.append(" ".join(_sacct_cell(t, w, f.left, mark=False) for t, w, (f, _) in
                             zip(titles, widths, fields, strict=True)) + " ")  # fmt: skip
         out.append(" ".join("-" * w for w in widths) + " ")
     for v in values:

@@ -84,6 +84,7 @@ class SbatchRequest:
     signal: str | None = None
     """``--signal`` as given (checked): srun delivers it before the time limit."""
     requeue: bool | None = None
+    hold: bool = False
     parsable: bool = False
     quiet: bool = False
     dry_run: bool = False
@@ -218,7 +219,7 @@ def _read_shape(r: _Reading) -> None:
             fields[key] = values[key]
     if "time" in values:
         fields["time_seconds"] = values["time"]
-    for key in ("requeue", "parsable", "quiet", "dry_run", "wait", "every_node"):
+    for key in ("requeue", "hold", "parsable", "quiet", "dry_run", "wait", "every_node"):
         if key in r.last:
             fields[key] = _flag(r.last[key])
 

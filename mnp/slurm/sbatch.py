@@ -242,6 +242,10 @@ def build_requests(
         mnp["stderr"] = stderr
     mnp |= {"ntasks": req.ntasks or req.nodes * req.tasks_per_node,
             "ntasksPerNode": req.tasks_per_node, "cpusPerTask": req.cpus_per_task or 1}  # fmt: skip
+    if req.hold:
+        mnp["hold"] = True
+    if req.wrap is None and script_name not in ("", "-"):  # scontrol's Command
+        mnp["scriptPath"] = _resolve(submit_dir, script_name)
     sub["mnp"] = mnp
     _check_size(sub, env, script_text)
     return defn, sub

@@ -3,14 +3,17 @@
 Pure functions over the head's JobDetail and Node dicts (``docs/native-api.md``), no I/O.
 A record is a list of lines of ``Key=value`` pairs: :func:`render_record` prints
 them as Slurm does (the first line flush, the others indented three spaces, a blank line
-after the record) or, for ``-o``, all on one line, which is what tools split on spaces.
+after the record) or, for ``-o``, all on one line, which is what tools split on spaces;
+``tests/golden/slurm`` holds real scontrol's records they are compared with.
 Fields Slurm has and mnp does not keep carry Slurm's own "unset" values (``(null)``,
 ``N/A``, ``*``), so a parser finds every key it expects.
 """
 
 from __future__ import annotations
 
+import posixpath
 import pwd
+import re
 from collections.abc import Sequence
 from datetime import tzinfo
 from typing import Any
@@ -18,7 +21,7 @@ from typing import Any
 from mnp.slurm.hostlist import compress
 from mnp.slurm.sbatch import JOB_NAME_VAR
 from mnp.slurm.times import sacct_elapsed, timestamp
-from mnp.slurm.views import SlurmState, job_row, node_ids
+from mnp.slurm.views import JobRow, SlurmState, job_row, node_ids
 
 JSON = dict[str, Any]
 Record = list[str]
@@ -113,10 +116,11 @@ def job_record(detail: JSON, now_ms: int, tz: tzinfo | None = None) -> Record:
         f"SubmitTime={submit} EligibleTime={submit}",
         f"AccrueTime={submit}",
         f"StartTime={start} EndTime={timestamp(end_ms, tz)} Deadline=N/A",
-        f"SuspendTime=None SecsPreSuspend=0 LastSchedEval={start if started else submit}",
+        f"SuspendTime=None SecsPreSuspend=0 LastSchedEval={start if started else submit}"
+        " Scheduler=Main",
         f"Partition={row.partition} AllocNode:Sid=(null):0",
         "ReqNodeList=(null) ExcNodeList=(null)",
-        f"NodeList={compress(nodes) if held else '(null)'}",
+        f"NodeList={compress(nodes) if held else ''}",  # Slurm's for a job given no nodes
         *([f"BatchHost={nodes[0]}"] if held else []),
         f"NumNodes={row.nodes} NumCPUs={cpus * row.nodes} NumTasks={row.nodes} "
         f"CPUs/Task={cpus} ReqB:S:C:T=0:0:*:*",
@@ -125,9 +129,55 @@ def job_record(detail: JSON, now_ms: int, tz: tzinfo | None = None) -> Record:
         f"MinCPUsNode={cpus} MinMemoryNode={f'{memory}M' if memory else '0'} MinTmpDiskNode=0",
         "Features=(null) DelayBoot=00:00:00",
         "OverSubscribe=OK Contiguous=0 Licenses=(null) Network=(null)",
-        "Command=(null)",
-        "WorkDir=(null)",
+        *_io_lines(detail, row),
         "Power=",
+        "",  # scontrol ends a job's record with an empty line, so -o's with a space
+    ]
+
+
+def _command(detail: JSON) -> str:
+    """Slurm's Command: the batch script's path, else (``--wrap``, ``mnp submit``) the
+    container's command; ``(null)`` when neither is known (Slurm's for ``--wrap``)."""
+    extras = detail.get("mnp") or {}
+    if extras.get("scriptPath"):
+        return str(extras["scriptPath"])
+    if extras.get("script"):
+        return "(null)"
+    command = (detail.get("container") or {}).get("command") or []
+    return " ".join(str(c) for c in command) if command else "(null)"
+
+
+def expand_output(pattern: str, detail: JSON, row: JobRow) -> str:
+    """An output path with Slurm's patterns filled in as scontrol shows them: ``%j`` the
+    job's own id, ``%A`` its array's, ``%a`` its task id, ``%x`` the name, ``%u`` the user,
+    ``%N`` the first node (kept while it has none), ``%%`` a ``%``."""
+    nodes = node_ids(detail)
+    task = row.array_task if row.array_task != "N/A" else "4294967294"  # Slurm's NO_VAL
+    values = {"j": row.raw_id, "A": row.array_job_id, "a": task, "x": given_name(detail),
+              "u": row.user, "%": "%", **({"N": nodes[0]} if nodes else {})}  # fmt: skip
+    return _PATTERN.sub(lambda m: values.get(m.group(1), m.group(0)), pattern)
+
+
+_PATTERN = re.compile(r"%(.)", re.DOTALL)
+
+
+def _io_lines(detail: JSON, row: JobRow) -> list[str]:
+    """Command, WorkDir, StdErr, StdIn and StdOut, from what the job was submitted with
+    (``mnp``: its working directory and output patterns); Slurm's unset ``(null)`` where the
+    head did not say."""
+    extras = detail.get("mnp") or {}
+    workdir = str(extras.get("workingDirectory") or "")
+    stdout = str(extras.get("stdout") or "")
+    if not stdout and workdir and extras.get("script"):
+        stdout = posixpath.join(workdir, "slurm-%A_%a.out" if row.array_task != "N/A"
+                                else "slurm-%j.out")  # fmt: skip
+    stderr = str(extras.get("stderr") or stdout)
+    return [
+        f"Command={_command(detail)}",
+        f"WorkDir={workdir or '(null)'}",
+        f"StdErr={expand_output(stderr, detail, row) if stderr else '(null)'}",
+        "StdIn=/dev/null",
+        f"StdOut={expand_output(stdout, detail, row) if stdout else '(null)'}",
     ]
 
 
@@ -159,10 +209,11 @@ def node_record(node: JSON, partitions: Sequence[str]) -> Record:
     gres = f"gpu:{gpus}" if gpus else "(null)"
     address = str(node.get("address") or node.get("nodeId") or "")
     cfg = f"cpu={total},mem={memory}M,billing={total}" + (f",gres/gpu={gpus}" if gpus else "")
-    used = f"cpu={alloc},mem={alloc_mem}M" if alloc else ""
+    used = f"cpu={alloc}" + (f",mem={alloc_mem}M" if alloc_mem else "") if alloc else ""
     free_text = str(free_mem) if isinstance(free_mem, int) else "N/A"
     return [
-        f"NodeName={node.get('nodeId', '')} Arch=x86_64 CoresPerSocket=1",
+        # scontrol ends this line and Partitions= with a space
+        f"NodeName={node.get('nodeId', '')} Arch=x86_64 CoresPerSocket=1 ",
         f"CPUAlloc={alloc} CPUEfctv={total} CPUTot={total} CPULoad=N/A",
         "AvailableFeatures=(null)",
         "ActiveFeatures=(null)",
@@ -170,10 +221,12 @@ def node_record(node: JSON, partitions: Sequence[str]) -> Record:
         f"NodeAddr={address} NodeHostName={address} Version=mnp",
         f"RealMemory={memory} AllocMem={alloc_mem} FreeMem={free_text} Sockets={total} Boards=1",
         f"State={node_state(node)} ThreadsPerCore=1 TmpDisk=0 Weight=1 Owner=N/A MCS_label=N/A",
-        f"Partitions={','.join(partitions) or '(null)'}",
+        f"Partitions={','.join(partitions) or '(null)'} ",
         f"CfgTRES={cfg}",
         f"AllocTRES={used}",
         "CapWatts=n/a",
+        "CurrentWatts=0 AveWatts=0",
+        "ExtSensorsJoules=n/s ExtSensorsWatts=0 ExtSensorsTemp=n/s",
     ]
 
 

@@ -18,7 +18,7 @@ from mnp.slurm.scontrol import SHORT_NODE_STATES, node_state
 JSON = dict[str, Any]
 SINFO_DEFAULT = "%#P %.5a %.10l %.6D %.6t %N"
 """Slurm's default format; ``%#P`` is as wide as the longest partition name."""
-SINFO_NODE_DEFAULT = "%#N %.6D %#P %.6t"
+SINFO_NODE_DEFAULT = "%#N %.6D %.9P %6t"
 """``sinfo -N``'s: one line per node and partition."""
 
 
@@ -35,6 +35,10 @@ class SinfoRow:
     cpus: int
     memory_mib: int
     gpus: int
+    cpus_alloc: int = 0
+    """CPUs the running jobs hold on these nodes (sinfo's ``%C`` A)."""
+    cpus_total: int = 0
+    """All these nodes' CPUs (``%C`` T)."""
 
     @property
     def shown_partition(self) -> str:
@@ -81,9 +85,18 @@ def sinfo_rows(queues: Sequence[JSON], nodes: Sequence[JSON], default: str,
                         min(int(n.get("vcpus") or 0) for n in part),
                         min(int(n.get("memoryMiB") or 0) for n in part),
                         min(int(n.get("gpus") or 0) for n in part),
+                        sum(_cpus_alloc(n) for n in part),
+                        sum(int(n.get("vcpus") or 0) for n in part),
                     )
                 )  # fmt: skip
     return rows
+
+
+def _cpus_alloc(node: JSON) -> int:
+    total, free = int(node.get("vcpus") or 0), node.get("freeVcpus")
+    if node_state(node) == "DOWN" or not isinstance(free, int):
+        return 0
+    return max(0, total - free)
 
 
 def _short_state(row: SinfoRow) -> str:
@@ -98,14 +111,14 @@ SINFO_FIELDS: dict[str, tuple[str, Callable[[SinfoRow], str]]] = {
     "L": ("DEFAULTTIME", lambda r: "n/a"),
     "D": ("NODES", lambda r: str(len(r.nodes))),
     "t": ("STATE", _short_state),
-    "T": ("STATE", lambda r: r.state if r.state != "N/A" else "n/a"),
+    "T": ("STATE", lambda r: r.state.lower() if r.state != "N/A" else "n/a"),
     "N": ("NODELIST", lambda r: compress(r.nodes)),
     "n": ("HOSTNAMES", lambda r: compress(r.nodes)),
     "c": ("CPUS", lambda r: str(r.cpus)),
     "m": ("MEMORY", lambda r: str(r.memory_mib)),
     "G": ("GRES", lambda r: f"gpu:{r.gpus}" if r.gpus else "(null)"),
     "F": ("NODES(A/I/O/T)", lambda r: _aiot(r)),
-    "C": ("CPUS(A/I/O/T)", lambda r: _aiot(r, r.cpus)),
+    "C": ("CPUS(A/I/O/T)", lambda r: _cpus_aiot(r)),
 }
 """Each field's header and value. Other Slurm fields print ``N/A`` with a warning."""
 
@@ -117,6 +130,15 @@ def _aiot(row: SinfoRow, per_node: int = 1) -> str:
     idle = n if row.state == "IDLE" else 0
     other = n if row.state == "DOWN" else 0
     return f"{busy}/{idle}/{other}/{n}"
+
+
+def _cpus_aiot(row: SinfoRow) -> str:
+    """Allocated/idle/other/total CPUs, counted per CPU as Slurm does (a node with one of
+    two CPUs busy: ``1/1/0/2``); a down node's are all "other"."""
+    total = row.cpus_total
+    if row.state == "DOWN":
+        return f"0/0/{total}/{total}"
+    return f"{row.cpus_alloc}/{total - row.cpus_alloc}/0/{total}"
 
 
 _SPEC = re.compile(r"%(#)?(\.)?(-)?(\d*)(.)")

@@ -137,7 +137,8 @@ def slurm_state(summary: JSON) -> SlurmState:
 def pending_reason(summary: JSON) -> str:
     """Slurm's reason code for a job that is not running (squeue's ``(Reason)``).
 
-    ``None`` (just SUBMITTED), ``Dependency`` (PENDING: waiting for its dependencies),
+    ``None`` (just SUBMITTED), ``JobHeldUser``/``JobHeldAdmin`` (held until released),
+    ``Dependency`` (PENDING: waiting for its dependencies),
     ``JobArrayTaskLimit`` (PENDING behind ``--array=…%N``), ``Resources`` (RUNNABLE: waiting
     for room), ``BadConstraints`` (RUNNABLE but can never fit: MISCONFIGURATION),
     ``DependencyNeverSatisfied`` (failed on a dependency), ``TimeLimit``, ``NodeDown``,
@@ -145,6 +146,8 @@ def pending_reason(summary: JSON) -> str:
     """
     status = summary.get("status")
     reason = str(summary.get("statusReason") or "")
+    if status in ("PENDING", "SUBMITTED") and reason.startswith(("JobHeldUser", "JobHeldAdmin")):
+        return reason.split(":", 1)[0]  # held (scontrol hold, sbatch -H)
     if status == "PENDING":
         return "JobArrayTaskLimit" if ARRAY_LIMIT_REASON in reason else "Dependency"
     if status == "RUNNABLE":
@@ -262,7 +265,8 @@ class JobRow:
     array_job_id: str
     """The array's id for an array child, else the job id (squeue %F)."""
     array_task: str
-    """The index (``4``, ``[0-3,7]``) for array children, else ``N/A`` (squeue %K)."""
+    """The task id (``4``; ``0-3,7`` for collapsed pending ones) for array children, else
+    ``N/A`` (squeue %K)."""
     partition: str
     name: str
     user: str
@@ -349,9 +353,9 @@ def collapse_pending(rows: Sequence[JobRow]) -> list[JobRow]:
                 out.append(row)
                 continue
             tasks = _index_ranges(sorted(int(r.array_task) for r in group))
-            out.append(
-                replace(row, job_id=f"{row.array_job_id}_[{tasks}]", array_task=f"[{tasks}]")
-            )
+            # squeue's %A is the array's id and %K the bare ranges (``0-3``) on such a line
+            out.append(replace(row, job_id=f"{row.array_job_id}_[{tasks}]",
+                               raw_id=row.array_job_id, array_task=tasks))  # fmt: skip
     return out
 
 

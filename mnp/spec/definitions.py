@@ -15,7 +15,7 @@ from mnp.spec.resources import ContainerSpec
 @dataclass(frozen=True, slots=True)
 class EvaluateOnExit:
     action: str
-    """RETRY or EXIT (upper-cased at the edge)."""
+    """RETRY or EXIT (upper-cased at the edge; shown lower-cased, as AWS shows it)."""
     on_status_reason: str | None = None
     on_reason: str | None = None
     on_exit_code: str | None = None
@@ -67,7 +67,7 @@ class RetryStrategy:
                         ("onStatusReason", r.on_status_reason),
                         ("onReason", r.on_reason),
                         ("onExitCode", r.on_exit_code),
-                        ("action", r.action),
+                        ("action", r.action.lower()),
                     )
                     if v is not None
                 }
@@ -93,6 +93,19 @@ class RetryStrategy:
         )
 
 
+def lower_actions(rules: Any) -> Any:
+    """``evaluateOnExit`` rules with their ``action`` lower-cased, as AWS answers them whatever
+    case was sent (so a tool comparing what it sent sees no change once it lower-cases too)."""
+    if not isinstance(rules, list):
+        return rules
+    return [
+        {**r, "action": r["action"].lower()}
+        if isinstance(r, dict) and isinstance(r.get("action"), str)
+        else r
+        for r in rules
+    ]
+
+
 @dataclass(slots=True)
 class JobDefinition:
     name: str
@@ -114,8 +127,13 @@ class JobDefinition:
         return value if isinstance(value, str) else None
 
     def to_wire(self) -> dict[str, Any]:
+        out = {**self.doc}
+        retry = out.get("retryStrategy")
+        if isinstance(retry, dict) and retry.get("evaluateOnExit"):
+            rules = lower_actions(retry["evaluateOnExit"])
+            out["retryStrategy"] = {**retry, "evaluateOnExit": rules}
         return {
-            **self.doc,
+            **out,
             "jobDefinitionName": self.name,
             "jobDefinitionArn": self.arn,
             "revision": self.revision,
@@ -192,12 +210,15 @@ class JobExtras:
     ntasks: int | None = None
     ntasks_per_node: int | None = None
     cpus_per_task: int | None = None
+    script_path: str | None = None
+    """Where ``mnp sbatch`` read the script from (shown as Slurm's Command)."""
 
     _WIRE = (
         ("user", "user"), ("array_max_running", "arrayMaxRunning"),
         ("stdout", "stdout"), ("stderr", "stderr"), ("workdir", "workingDirectory"),
         ("submit_dir", "submitDir"), ("script", "script"), ("ntasks", "ntasks"),
         ("ntasks_per_node", "ntasksPerNode"), ("cpus_per_task", "cpusPerTask"),
+        ("script_path", "scriptPath"),
     )  # fmt: skip
 
     def to_doc(self) -> dict[str, Any]:

@@ -54,8 +54,17 @@ class Attempt:
     reason: str | None = None
     """Container-level reason (e.g. "Timeout", the terminate reason, a start error)."""
     status_reason: str | None = None
+    requeued: str | None = None
+    """Set when the attempt was asked to end so that the job runs again (Slurm's ``scontrol
+    requeue``): the reason. Such an attempt does not count against the retry strategy."""
 
     def to_doc(self) -> dict[str, Any]:
+        doc = self._doc()
+        if self.requeued is not None:
+            doc["requeued"] = self.requeued
+        return doc
+
+    def _doc(self) -> dict[str, Any]:
         return {
             "number": self.number,
             "node_id": self.node_id,
@@ -103,6 +112,9 @@ class GangAttemptState:
     """Clock ms after which open sessions mean a hang (one MPI process already ended)."""
     hang_reason: str | None = None
     """The failure recorded if the hang deadline passes."""
+    requeued: str | None = None
+    """Why the attempt was asked to end so that the job runs again (``scontrol requeue``);
+    the main node's end then makes the job RUNNABLE (:attr:`Attempt.requeued`)."""
 
     def end(self) -> None:
         """The attempt has ended on every node: forget its private key (nothing needs it
@@ -126,6 +138,8 @@ class GangAttemptState:
         if self.hang_after is not None:
             doc["hang_after"] = self.hang_after
             doc["hang_reason"] = self.hang_reason
+        if self.requeued is not None:
+            doc["requeued"] = self.requeued
         return doc
 
     @classmethod
@@ -141,6 +155,7 @@ class GangAttemptState:
             sessions=int(d.get("sessions", 0)),
             hang_after=int(d["hang_after"]) if d.get("hang_after") is not None else None,
             hang_reason=d.get("hang_reason"),
+            requeued=d.get("requeued"),
         )
 
 
@@ -162,6 +177,10 @@ class Job:
     attempts: list[Attempt] = field(default_factory=list)
     is_cancelled: bool = False
     is_terminated: bool = False
+    held: str | None = None
+    """Held (Slurm's ``scontrol hold``, ``sbatch -H``): the hold's kind, ``JobHeldUser`` or
+    ``JobHeldAdmin``. A held job waits PENDING until released; an array's hold holds every
+    child not started."""
     history: list[HistoryEntry] = field(default_factory=list)
     status_summary: dict[str, int] | None = None
     """Array parents only: children per status."""
@@ -268,6 +287,8 @@ class Job:
             doc["is_cancelled"] = True
         if self.is_terminated:
             doc["is_terminated"] = True
+        if self.held is not None:
+            doc["held"] = self.held
         if self.node_index is not None:
             doc["node_index"] = self.node_index
         if self.gang:

@@ -58,6 +58,7 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
         {
             S.STARTING,  # placed on a node
             S.FAILED,  # cancelled or terminated while waiting
+            S.PENDING,  # held (scontrol hold): waits until released (not an AWS Batch move)
         }
     ),
     S.STARTING: frozenset(

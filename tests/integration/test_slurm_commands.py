@@ -1,10 +1,9 @@
 """Slurm's commands on PATH (``mnp slurm install-commands``) against a real head node, as a
 library that shells out to them would run them, and from inside a batch job.
 
-The nodes are on loopback: a job on a node of its own network namespace cannot reach a head
-listening on 127.0.0.1 (the head is not on the nodes' bridge), so there only the commands
-that need no head (``scontrol show hostnames``) work. A job finds the head as any client
-does; ``--export=ALL`` leaves ``MNP_*`` out, so the script is given ``MNP_HOME`` by name.
+The nodes are on loopback here (jobs on namespace nodes: ``test_slurm_in_jobs``). A job is
+given the head's URL and its own token by its node's agent; the script below is also given
+``MNP_HOME`` by name, which a client uses only when those are unset.
 """
 
 from __future__ import annotations

@@ -143,15 +143,10 @@ def test_submitit_checkpoints_at_the_time_limit_signal(on_path: Cluster, tmp_pat
     ex = submitit.AutoExecutor(folder=tmp_path / "submitit", cluster="slurm")
     ex.update_parameters(timeout_min=1, slurm_mem="200M", slurm_signal_delay_s=50)
     job = ex.submit(Resumable(), str(tmp_path / "marker"))  # type: ignore[no-untyped-call]
-    try:
-        out = job.result()
-    except submitit.core.utils.FailedJobError as e:
-        # the signal came 50 s before the limit and submitit's handler checkpointed
-        assert "checkpoint_and_try_requeue" in str(e), e
-        if "'scontrol', 'requeue'" in str(e):
-            pytest.xfail(
-                "mnp has no `scontrol requeue` (it refuses: a running job cannot be put "
-                "back in its queue), so submitit cannot resubmit a checkpointed job"
-            )
-        raise
-    assert out == "run\nrun\n"
+    # the signal comes 50 s before the limit: submitit's handler checkpoints, runs
+    # `scontrol requeue`, and the job runs again under the same id from the checkpoint
+    assert job.result() == "run\nrun\n"
+    detail = on_path.client.describe(job.job_id)
+    assert detail["status"] == "SUCCEEDED"
+    assert detail["attempts"][0]["statusReason"] == "Requeued: scontrol requeue"
+    assert len(detail["attempts"]) == 2

@@ -37,6 +37,7 @@ from mnp.cli.run import (
     job_environment,
     resolve_program,
     run_options,
+    submit_and_attach,
 )
 from mnp.client.client import Client
 from mnp.errors import NotFound
@@ -562,6 +563,38 @@ def test_after_sigterm_a_job_slow_to_end_is_not_waited_for_long(
         attach(client, lambda: client, "J", RunOptions(("x",)), label=False)
     assert exited.value.code == 143 and script.terminated == ["J"]
     assert "job J is still ending; not waiting for it" in capsys.readouterr().err
+
+
+class SubmittingClient(ScriptedClient):
+    """Registers and submits job ``J``; a SIGTERM arrives while the submit is under way."""
+
+    def register_job_definition(self, body: JSON) -> JSON:
+        return {"jobDefinitionName": body["jobDefinitionName"], "revision": 1}
+
+    def submit(self, body: JSON) -> str:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return "J"
+
+
+def test_a_sigterm_during_the_submit_terminates_the_job_once_it_has_an_id(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    script = Script({"J": [{"status": "RUNNING", "nodeId": "local-1"}] * 1000}, {})
+    client = SubmittingClient(script)
+
+    class OneHead:
+        url = home = None
+
+        def client(self) -> Client:
+            return cast(Client, client)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as exited:
+        submit_and_attach(cast(Any, OneHead()), RunOptions(("sleep", "30")), label=False,
+                          no_wait=False, dry_run=False)  # fmt: skip
+    assert exited.value.code == 143 and script.terminated == ["J"]
+    assert signal.getsignal(signal.SIGTERM) == previous
+    assert "Terminated by mnp run (SIGTERM)" in capsys.readouterr().err
 
 
 def test_a_second_ctrl_c_detaches_with_130() -> None:

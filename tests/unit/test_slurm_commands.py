@@ -60,7 +60,7 @@ def test_show_job_record_layout_and_values() -> None:
     lines = text.split("\n")
     assert lines[0] == "JobId=12 JobName=train"
     assert all(line.startswith("   ") and not line.startswith("    ") for line in lines[1:-2])
-    assert text.endswith("   Power=\n\n")
+    assert text.endswith("   Power=\n   \n\n")
     got = pairs(text)
     assert got["JobState"] == "RUNNING" and got["Reason"] == "None"
     assert got["RunTime"] == "00:01:00" and got["TimeLimit"] == "00:10:00"
@@ -74,7 +74,7 @@ def test_show_job_record_layout_and_values() -> None:
 def test_show_job_oneliner_is_one_line_of_the_same_pairs() -> None:
     record = job_record(detail(), T0 + 62_000)
     one = render_record(record, one_line=True)
-    assert one.count("\n") == 1 and one.endswith("Power=\n")
+    assert one.count("\n") == 1 and one.endswith("Power= \n")
     assert pairs(one) == pairs(render_record(record))
 
 
@@ -86,7 +86,7 @@ def test_show_job_array_task_pending_and_failed() -> None:
     got = pairs(render_record(job_record(task, T0)))
     assert (got["JobId"], got["ArrayJobId"], got["ArrayTaskId"]) == ("17", "14", "3")
     assert got["JobState"] == "PENDING" and got["Reason"] == "Resources"
-    assert got["NodeList"] == "(null)" and "BatchHost" not in got
+    assert got["NodeList"] == "" and "BatchHost" not in got
     assert got["TimeLimit"] == "UNLIMITED" and got["StartTime"] == "Unknown"
     failed = detail(status="FAILED", stoppedAt=T0 + 5000, container={"exitCode": 3})
     got = pairs(render_record(job_record(failed, T0 + 9000)))
@@ -119,7 +119,7 @@ def test_node_states(over: dict[str, Any], state: str) -> None:
 
 def test_show_node_record() -> None:
     text = render_record(node_record(node(freeVcpus=1, freeMemoryMiB=1024, gpus=2), ["batch"]))
-    assert text.startswith("NodeName=local-1 Arch=x86_64 CoresPerSocket=1\n   CPUAlloc=3 ")
+    assert text.startswith("NodeName=local-1 Arch=x86_64 CoresPerSocket=1 \n   CPUAlloc=3 ")
     got = pairs(text)
     assert got["CPUTot"] == "4" and got["RealMemory"] == "2048" and got["AllocMem"] == "1024"
     assert got["State"] == "MIXED" and got["Partitions"] == "batch" and got["Gres"] == "gpu:2"
@@ -156,7 +156,7 @@ def test_sinfo_format_fields_and_noheader() -> None:
     rows = sinfo_rows([queue("gpu", "gpus"), queue("off", "none", state="DISABLED")], NODES, "x")
     fmt = "%P|%a|%l|%D|%t|%N|%c|%m|%G|%T"
     assert render_sinfo(rows, fmt, header=False) == (
-        "gpu|up|infinite|1|idle|gpu1|4|2048|gpu:1|IDLE\noff|drain|infinite|0|n/a||0|0|(null)|n/a\n"
+        "gpu|up|infinite|1|idle|gpu1|4|2048|gpu:1|idle\noff|drain|infinite|0|n/a||0|0|(null)|n/a\n"
     )
     assert render_sinfo(rows[:1], "%.10P %-6t|", header=True) == (
         " PARTITION STATE |\n       gpu idle  |\n"
@@ -199,9 +199,12 @@ def test_scontrol_hostnames_and_hostlist_need_no_head() -> None:
 
 def test_scontrol_refusals_are_clear_exit_1() -> None:
     for args, words in [
-        (("hold", "12"), "no held state"),
-        (("release", "12"), "no held state"),
-        (("update", "JobId=12", "TimeLimit=10"), "update TimeLimit: mnp cannot change"),
+        (("suspend", "12"), "cannot suspend"),
+        (("requeuehold", "12"), "cannot requeue and hold at once"),
+        (("hold",), "hold: which job?"),
+        (("update", "JobId=12", "Partition=x"), "update Partition: mnp cannot change"),
+        (("update", "JobId=12", "TimeLimit=soon"), "update TimeLimit: "),
+        (("update", "JobId=12", "Nice=5"), "use Priority=N"),
         (("update", "NodeName=n1", "State=DRAIN"), "only JobId="),
         (("show", "hostnames", "n[1-"), "invalid hostlist"),
         (("frobnicate",), "not supported"),
@@ -299,3 +302,20 @@ def test_slurm_fields_mnp_has_no_value_for_are_shown_empty_with_a_warning() -> N
     assert sacct_format_warnings("JobID,MaxRSS") == [
         "sacct: warning: MaxRSS has no value in mnp: left empty"
     ]
+
+
+def test_show_job_command_workdir_and_output_paths() -> None:
+    """From the JobDetail's ``mnp`` object: patterns filled in as scontrol shows them; a job
+    that is not a batch script shows its command."""
+    d = detail(jobName="fit", mnp={"workingDirectory": "/w", "script": True,
+                                   "stdout": "/w/%x-%j.out", "stderr": "/w/%u.%%.err"})  # fmt: skip
+    got = pairs(render_record(job_record(d, T0)))
+    assert (got["Command"], got["WorkDir"], got["StdIn"]) == ("(null)", "/w", "/dev/null")
+    assert (got["StdOut"], got["StdErr"]) == ("/w/fit-12.out", "/w/root.%.err")
+    task = detail(arrayJobNumber=10, arrayProperties={"index": 2},
+                  mnp={"workingDirectory": "/w", "script": True})  # fmt: skip
+    got = pairs(render_record(job_record(task, T0)))
+    assert got["StdOut"] == got["StdErr"] == "/w/slurm-10_2.out"
+    plain = render_record(job_record(detail(container={"command": ["python3", "fit.py"]}), T0))
+    assert "\n   Command=python3 fit.py\n   WorkDir=(null)\n" in plain
+    assert "\n   StdOut=(null)\n" in plain
