@@ -40,6 +40,8 @@ from launcher import agent_options as opts
 from launcher.agent_options import TOKEN_ENV, AgentOptions, load_secret, parse_args, save_secret
 from launcher.attempt import NODE_ROOT_ENV, make_private_dir, now_ms
 from launcher.attempts import Attempts
+from launcher.credentials import CredentialServer
+from launcher.headrelay import HeadRelay
 from launcher.http import HttpError, JsonHttp, Reply
 from launcher.lease import Lease
 from launcher.netns import node_cpus
@@ -141,6 +143,17 @@ class Agent:
         self._lease.start()
         await self._attempts.remove_orphan_containers()
         await self._start_ssh()
+        # what lets jobs call the head as themselves: their keys, the head's address
+        credentials = CredentialServer()
+        netns = self.options.netns
+        relay = HeadRelay(netns, lambda: self._head_url) if netns else None
+        await credentials.start(netns)
+        self._attempts.credentials = credentials
+        if relay is not None:
+            await relay.start()
+            self._attempts.head_url = lambda: relay.url
+        else:
+            self._attempts.head_url = lambda: self._head_url
         if self.options.ec2:
             self._instance = await instance_identity()
             self._spot.start()
@@ -170,6 +183,9 @@ class Agent:
                 await asyncio.gather(*helpers, work, stop, return_exceptions=True)
                 self._attempts.close()
         finally:
+            await credentials.close()
+            if relay is not None:
+                await relay.close()
             self._spot.close()
             self._lease.close()
             await (self._client or client).aclose()  # the last one _follow_head_file made

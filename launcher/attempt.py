@@ -13,6 +13,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from launcher.accounts import TRAVERSE_MODE, Account, job_python, open_as, package_path
@@ -28,6 +29,27 @@ NODE_ROOT_ENV = "MNP_NODE_ROOT"
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 """The agent's own folders and files (its user's only; see :func:`make_private_dir`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StandIn:
+    """An attempt whose image is not used: the node runs its command as a plain process
+    (:func:`launcher.container.without_image`). ``why`` names the policy (and, under
+    ``auto``, the engine's trouble); ``path`` goes before the process's ``PATH``."""
+
+    image: str
+    why: str
+    path: tuple[str, ...] = ()
+
+    @property
+    def line(self) -> str:
+        """The first line of the job's output: the log says how it ran before anything."""
+        return f"mnp: running as a plain process, without the image {self.image} ({self.why})\n"
+
+    @property
+    def reason(self) -> str:
+        """The attempt's reason when nothing else (a stop, a timeout) ended it."""
+        return f"Ran as a process: image {self.image} not used ({self.why})"
 
 
 def now_ms() -> int:

@@ -16,7 +16,7 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,7 +31,8 @@ from launcher.attempt import (
     make_private_dir,
     now_ms,
 )
-from launcher.container import ContainerAttempt, in_container
+from launcher.container import ContainerAttempt, in_container, without_image
+from launcher.credentials import CredentialServer
 from launcher.engine import CONTAINER_WIRING, Engine, EngineError, container_name
 from launcher.gangfiles import prepare, wiring_dir
 from launcher.netns import View, tmp_dirs_named
@@ -96,6 +97,10 @@ class Attempts:
         self._ready: set[str] = set()
         """Running main-node attempts told Ready (reported in every poll)."""
         self._engine: Engine | None = None
+        self.credentials: CredentialServer | None = None
+        """Serves each attempt its own AWS key (None: the jobs get none)."""
+        self.head_url: Callable[[], str] = lambda: ""
+        """The head's URL as this node reaches it (the jobs' AWS and mnp endpoints)."""
 
     def ids(self) -> list[str]:
         """The running attempts' ids."""
@@ -134,6 +139,8 @@ class Attempts:
         aid = assignment.attempt_id
         if aid in self._running or aid in self._finished:
             return
+        # first: a job run without its image is a process in every respect below
+        assignment, stand_in = without_image(assignment, self.engine)
         run_as = assignment.run_as
         if assignment.container is not None and assignment.container.user is not None:
             run_as = None  # the container's own user stands (an account of the image's)
@@ -158,6 +165,7 @@ class Attempts:
             )
             self._sink(Event(aid, "start_failed", now_ms(), reason=reason))
             return
+        assignment = self._with_head_access(assignment)
         if self.netns is not None and assignment.container is None:
             assignment = on_machine(assignment)
         try:
@@ -181,10 +189,30 @@ class Attempts:
         else:
             proc = AttemptProcess(
                 assignment, self._root, self._sink, env=self._env, account=account,
-                netns=self.netns, view=view,
+                netns=self.netns, view=view, stand_in=stand_in,
             )  # fmt: skip
         self._running[aid] = proc  # before start(): a start_failed event removes it
         proc.start()
+
+    def _with_head_access(self, assignment: Assignment) -> Assignment:
+        """The attempt's environment with what lets the job call the head as itself: the
+        Batch and Logs endpoints and ``MNP_URL``, its own key through the credentials
+        endpoint, ``MNP_TOKEN``. The job's own values win. On a node of its own network
+        namespace, :attr:`head_url` is the agent's relay (:mod:`launcher.headrelay`)."""
+        url = self.head_url()
+        if not url:
+            return assignment
+        extra = {
+            "AWS_ENDPOINT_URL_BATCH": url,
+            "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": url,
+            "MNP_URL": url,
+        }
+        creds = assignment.credentials
+        if creds is not None:
+            if self.credentials is not None:
+                extra.update(self.credentials.add(assignment.attempt_id, creds))
+            extra["MNP_TOKEN"] = creds.get("nativeToken", "")
+        return replace(assignment, environment={**extra, **assignment.environment})
 
     def kill(self, attempt_id: str, reason: str) -> None:
         """Stop a running attempt (see :meth:`AttemptProcess.kill`); unknown ids, and attempts
@@ -210,6 +238,8 @@ class Attempts:
         """The attempt has sent its last event: forget it, revoke its SSH access, remove its
         wiring and (if the job left nothing else there) its directory."""
         proc = self._running.pop(attempt_id, None)
+        if self.credentials is not None:
+            self.credentials.remove(attempt_id)
         self._killed.discard(attempt_id)
         self._ready.discard(attempt_id)
         if self.ssh is not None:

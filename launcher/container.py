@@ -28,7 +28,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from launcher.accounts import Account
 from launcher.attempt import (
     START_FAILED_PREFIX,
     EventSink,
+    StandIn,
     attempt_dir_for,
     attempt_event,
     make_attempt_dir,
@@ -78,6 +79,40 @@ _BOOT = (
     "import runpy, sys; sys.path.insert(0, {lib!r}); sys.argv[0] = {module!r}; "
     "runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
 )
+
+
+def without_image(
+    assignment: Assignment, engine: Callable[[], Engine]
+) -> tuple[Assignment, StandIn | None]:
+    """The assignment as this node runs it under its environment's image policy
+    (:mod:`mnp.build.images`), and the stand-in when that is a plain process instead of the
+    image (None: unchanged, the engine runs it, or it names no image).
+
+    ``process`` never asks the engine; ``auto`` asks ``engine()`` whether it is usable
+    (:meth:`~launcher.engine.Engine.problem`, which never waits on the loop) and keeps the
+    container when it is. The process assignment has no container, so everything after
+    (accounts, the node's network, the multi-node wiring) is a process's: the job's own
+    account runs it (an image's ``user`` names an account of the image's), and
+    ``entrypoint`` goes before the command, ``command`` stands in for an empty one (not for
+    an MNP node's, which is the node's own launcher), ``dir`` is the working directory
+    unless the job names one. Resource limits and mounts of the container do not apply.
+    """
+    run = assignment.container
+    without = run.without_engine if run is not None else None
+    if run is None or without is None:
+        return assignment, None
+    why = f"imagePolicy {without.policy}"
+    if without.policy != "process":
+        problem = engine().problem()
+        if problem is None:
+            return assignment, None
+        why = f"{why}: {problem}"
+    command = list(assignment.command)
+    if assignment.wiring is None:
+        command = [*without.entrypoint, *(command or without.command)]
+    workdir = assignment.workdir or without.directory
+    plain = replace(assignment, container=None, command=command, workdir=workdir)
+    return plain, StandIn(run.image, why, without.path)
 
 
 def in_container(assignment: Assignment) -> Assignment:

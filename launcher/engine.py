@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -39,6 +41,10 @@ the same path on every node, as MPI launchers expect of the directory they start
 CONTAINER_WIRING = "/mnp/wiring"
 """Where a multi-node attempt's wiring directory (ssh_config, keys, hostfiles) is mounted."""
 ENGINE_THREADS = 8
+DOCKER_SOCKET = "/var/run/docker.sock"
+PROBLEM_SECONDS = 30.0
+"""How long a failed try to reach the engine stands before :meth:`Engine.problem` tries
+again (a burst of array children then costs one try, an engine started later is seen)."""
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -61,25 +67,46 @@ class Engine:
         self.address = address
         """The node's address (loopback: a fake node sharing this machine)."""
         self._api: Any = None
+        self._problem: tuple[str, float] | None = None
+        """The last failure to make the client, and when (monotonic)."""
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(ENGINE_THREADS, thread_name_prefix="docker")
 
     def api(self) -> Any:
         """The docker ``APIClient``; raises :class:`EngineError` when the SDK is missing or
-        no engine answers (tried again on the next call)."""
+        no engine answers (tried again on the next call). Either outcome is remembered for
+        :meth:`problem`."""
         with self._lock:
             if self._api is None:
                 try:
-                    import docker
-                except ImportError as e:
-                    raise EngineError(f"the docker SDK is not installed: {e}") from None
-                try:
-                    self._api = docker.APIClient(
-                        version="auto", max_pool_size=64, **docker.utils.kwargs_from_env()
-                    )
-                except docker.errors.DockerException as e:
-                    raise EngineError(f"cannot reach the Docker engine: {explain(e)}") from e
+                    self._api = _client()
+                except EngineError as e:
+                    self._problem = (str(e), time.monotonic())
+                    raise
+                self._problem = None
             return self._api
+
+    def problem(self) -> str | None:
+        """Why this node has no usable engine now (None: it has one), for the image policy
+        ``auto``. Called on the loop, so it never waits for an engine: no ``DOCKER_HOST``
+        and no ``/var/run/docker.sock`` means none; an answer (the client made, or the
+        failure of the last try, kept :data:`PROBLEM_SECONDS`) is reused; otherwise one try,
+        which fails at once for a missing or refused socket, and counts as no engine while
+        another thread's try is still waiting."""
+        if self._api is not None:
+            return None
+        if not engine_configured():
+            return f"no Docker engine is configured (DOCKER_HOST unset, no {DOCKER_SOCKET})"
+        known = self._problem
+        if known is not None and time.monotonic() - known[1] < PROBLEM_SECONDS:
+            return known[0]
+        if self._lock.locked():
+            return "the Docker engine has not answered yet"
+        try:
+            self.api()
+        except EngineError as e:
+            return str(e)
+        return None
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` on the engine's thread pool."""
@@ -119,6 +146,24 @@ class Engine:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def engine_configured() -> bool:
+    """Whether the node names an engine at all: ``DOCKER_HOST``, or Docker's usual socket."""
+    return bool(os.environ.get("DOCKER_HOST")) or os.path.exists(DOCKER_SOCKET)
+
+
+def _client() -> Any:
+    """A docker ``APIClient`` from the environment (``DOCKER_HOST`` etc.); blocks until the
+    engine answers its version. :class:`EngineError` when it cannot be made."""
+    try:
+        import docker
+    except ImportError as e:
+        raise EngineError(f"the docker SDK is not installed: {e}") from None
+    try:
+        return docker.APIClient(version="auto", max_pool_size=64, **docker.utils.kwargs_from_env())
+    except docker.errors.DockerException as e:
+        raise EngineError(f"cannot reach the Docker engine: {explain(e)}") from e
 
 
 def host_config(api: Any, run: ContainerRun, workdir: Path, share_host: bool = False) -> Any:

@@ -27,6 +27,7 @@ from launcher.attempt import (
     NODE_ROOT_ENV,
     START_FAILED_PREFIX,
     EventSink,
+    StandIn,
     attempt_dir_for,
     attempt_event,
     exit_code_of,
@@ -42,6 +43,7 @@ from launcher.logs import STREAMS, TICK_MAX_CHUNKS, LogTail
 from launcher.netns import View, spawn_args
 from launcher.pgroups import signal_group
 from launcher.stopping import Stopping
+from mnp.build.images import IMAGE_TAG_PREFIX
 from mnp.spec.protocol import Assignment, EventKind
 
 
@@ -65,8 +67,14 @@ class AttemptProcess:
         loop: asyncio.AbstractEventLoop | None = None,
         netns: str | None = None,
         view: View | None = None,
+        stand_in: StandIn | None = None,
     ) -> None:
         """``env`` is the base environment; ``assignment.environment`` is laid over it.
+
+        ``stand_in``: the attempt runs in place of its image (the image policy,
+        :func:`launcher.container.without_image`): its output starts with a line saying so,
+        its ``PATH`` starts with the mapping's directories, and its exit carries
+        :attr:`~launcher.attempt.StandIn.reason` when no stop or timeout gives another.
 
         ``netns``: run in that network namespace of the node's (:func:`launcher.netns.spawn_args`),
         seeing the node as ``view`` has it (private ``/tmp``, ``ssh_config``, CPUs).
@@ -80,6 +88,7 @@ class AttemptProcess:
         self.account = account
         self.netns = netns
         self.view = view
+        self.stand_in = stand_in
         self.attempt_id = assignment.attempt_id
         self.workdir = workdir_for(assignment, root)
         """Where the command starts."""
@@ -119,15 +128,19 @@ class AttemptProcess:
         fds: list[int] = []
         try:
             if not a.command and a.script is None:
-                raise ValueError("empty command")
+                raise ValueError(_no_command(self.stand_in))
             user = self.account
             make_attempt_dir(a, self._root, user)  # first: it may be the workdir too
             if user is None:  # a switched job's own workdir must exist: root makes none
                 self.workdir.mkdir(parents=True, exist_ok=True)
             fds = open_outputs(a, self.attempt_dir, user)
+            if self.stand_in is not None:  # before the command's: the log's first line
+                os.write(fds[0], self.stand_in.line.encode())
             command, switch = spawn_args(self._command(), self.netns, user, self.view)
             env = {**self._env, **(user.environment() if user else {}), **a.environment}
             env[NODE_ROOT_ENV] = str(self._root)
+            if self.stand_in is not None and self.stand_in.path:
+                env["PATH"] = ":".join([*self.stand_in.path, env.get("PATH", "")])
             if a.script is not None:  # a batch script's srun lines start the job's tasks
                 env["PATH"] = f"{install_srun(self.attempt_dir, user)}:{env.get('PATH', '')}"
             if a.timeout_seconds is not None:  # Slurm's; srun --signal counts back from it
@@ -212,7 +225,7 @@ class AttemptProcess:
             "exited",
             exit_code=self.exit_code,
             timed_out=self._stopping.timed_out,
-            reason=self._stopping.reason,
+            reason=self._stopping.reason or (self.stand_in.reason if self.stand_in else None),
         )
         if not self._finished.done():
             self._finished.set_result(self.exit_code)
@@ -251,3 +264,15 @@ class AttemptProcess:
 
     def _emit(self, kind: EventKind, **fields: Any) -> None:
         self._sink(attempt_event(self.attempt_id, kind, **fields))
+
+
+def _no_command(stand_in: StandIn | None) -> str:
+    """Why an attempt with nothing to run cannot start (the image's own command is not
+    known without the image: a mapping must give one)."""
+    if stand_in is None:
+        return "empty command"
+    return (
+        f"image {stand_in.image} not used ({stand_in.why}) and the job gives no command: "
+        f"give one, or map the image to one (tag {IMAGE_TAG_PREFIX}{stand_in.image} = "
+        "command=… or entrypoint=…)"
+    )

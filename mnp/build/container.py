@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from mnp.build.images import policy_of
 from mnp.spec.containers import ContainerRun, Device, Mount, Tmpfs, Ulimit
 from mnp.spec.environments import ComputeEnvironment
 from mnp.spec.jobs import Job
@@ -229,8 +230,21 @@ def attempt_container(
     job: Job, ces: Mapping[str, ComputeEnvironment], ce_name: str
 ) -> ContainerRun | None:
     """:func:`container_run` for one attempt of ``job`` placed in environment ``ce_name``
-    (its container: the node range's for an MNP node job)."""
-    return container_run(job.container, attempt_shared_fs(ces, ce_name))
+    (its container: the node range's for an MNP node job), with the environment's image
+    policy (:mod:`mnp.build.images`) when that lets the node run it as a plain process.
+
+    The head does not choose between engine and process itself: under ``auto`` only the
+    node knows whether its engine answers, and one rule on the node (``launcher.container.
+    without_image``) serves ``process`` and ``auto`` alike, for single, array and
+    multi-node jobs (whose wiring the node lays out for a process or for a container).
+    """
+    run = container_run(job.container, attempt_shared_fs(ces, ce_name))
+    ce = ces.get(ce_name)
+    if run is None or ce is None:
+        return run
+    tags = ce.doc.get("tags") if isinstance(ce.doc.get("tags"), Mapping) else None
+    without = policy_of(tags, ce_name).without_engine(run.image)
+    return run if without is None else replace(run, without_engine=without)
 
 
 def attempt_shared_fs(

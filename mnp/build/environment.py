@@ -6,7 +6,11 @@ Pure: built from the job, the attempt and the node; no I/O.
 from __future__ import annotations
 
 import functools
+import os
+import re
+from collections.abc import Mapping
 
+from mnp.errors import FieldError
 from mnp.slurm.taskids import expand_ids
 from mnp.spec.jobs import Attempt, Job
 
@@ -18,8 +22,54 @@ SLURM_TASK_IDS = "MNP_SLURM_ARRAY_TASK_IDS"
 ``1,3,5-9:2``: array index ``i`` is the ``i``-th of them (``SLURM_ARRAY_TASK_ID``, ``%a``)."""
 
 
-def job_environment(job: Job, attempt: Attempt) -> dict[str, str]:
-    """AWS Batch's variables, the Slurm names ported scripts read, then the job's own.
+CE_ENV_TAG = "mnp:env:"
+"""A compute environment's tag ``mnp:env:NAME`` = value sets ``NAME`` for every job that runs
+there (an S3 endpoint, a proxy); the AWS API has no field for it. The job's own environment
+wins over it."""
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+DEFAULT_REGION = "us-east-1"
+"""The region jobs are told (``AWS_REGION``) when ``MNP_REGION`` names none."""
+
+
+def ce_environment(tags: Mapping[str, object] | None) -> dict[str, str]:
+    """The variables a compute environment's ``mnp:env:`` tags give its jobs (names that
+    are no variable's, and AWS Batch's own ``AWS_BATCH_*``, are left out: refused at create)."""
+    out: dict[str, str] = {}
+    for key, value in (tags or {}).items():
+        name = key[len(CE_ENV_TAG) :] if key.startswith(CE_ENV_TAG) else ""
+        if _ENV_NAME.fullmatch(name) and not name.startswith("AWS_BATCH_"):
+            out[name] = str(value)
+    return out
+
+
+def env_tag_errors(tags: Mapping[str, object] | None, path: str = "tags") -> list[FieldError]:
+    """What is wrong with a compute environment's ``mnp:env:`` tags, each naming the tag
+    (empty: nothing)."""
+    errors = []
+    for key in tags or {}:
+        if key.startswith(CE_ENV_TAG):
+            name = key[len(CE_ENV_TAG) :]
+            if not _ENV_NAME.fullmatch(name):
+                why = f"{name!r} is not an environment variable name (a letter or _, then " \
+                      "letters, digits or _)"  # fmt: skip
+                errors.append(FieldError(f"{path}.{key}", why))
+            elif name.startswith("AWS_BATCH_"):
+                errors.append(FieldError(f"{path}.{key}", "AWS_BATCH_* variables are mnp's"))
+    return errors
+
+
+def job_region() -> str:
+    """The region jobs are told: ``MNP_REGION``'s, else :data:`DEFAULT_REGION`."""
+    value = os.environ.get("MNP_REGION", "").strip()
+    return value if value and value != "local" else DEFAULT_REGION
+
+
+def job_environment(
+    job: Job, attempt: Attempt, inherited: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """AWS Batch's variables, the Slurm names ported scripts read, then the job's own, on top
+    of what its compute environment gives every job (``inherited``: :func:`ce_environment`).
+    ``AWS_REGION``/``AWS_DEFAULT_REGION`` name the head's region unless the job sets them.
 
     The job's environment cannot override ``AWS_BATCH_*`` names (they are refused at submit).
     Multi-node jobs get their node's variables on top (``mnp.build.multinode.node_environment``) and
@@ -30,7 +80,10 @@ def job_environment(job: Job, attempt: Attempt) -> dict[str, str]:
     array's number; the ``AWS_BATCH_*`` ids stay the UUIDs.
     """
     spec = job.spec
-    env: dict[str, str] = dict(job.container.environment)
+    env: dict[str, str] = {**(inherited or {}), **job.container.environment}
+    region = job_region()
+    env.setdefault("AWS_REGION", region)
+    env.setdefault("AWS_DEFAULT_REGION", env["AWS_REGION"])
     own_id = slurm_job_id(job)
     env.update(
         {

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from mnp.build.images import IMAGE_POLICY_TAG, IMAGE_TAG_PREFIX, POLICIES
 from mnp.cli.state import State, json_option, pass_state, print_json
 
 JSON = dict[str, Any]
@@ -163,6 +164,20 @@ def _check_shape(
     default=None,
     help="Elastic: the most vCPUs demand may start.",
 )
+@click.option(
+    "--image-policy",
+    type=click.Choice(POLICIES),
+    default=None,
+    help="How its nodes run images: docker (default), process (never an engine), auto.",
+)
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    metavar="IMAGE=KEY=VALUE;…",
+    help="What stands in for IMAGE (or a prefix, or *) when run as a process: "
+    "entrypoint=…;command=…;path=…;dir=… (repeatable).",
+)
 @click.option("--state", "ce_state", type=STATES, default="ENABLED", show_default=True)
 @json_option
 @pass_state
@@ -174,13 +189,19 @@ def ce_create(
     memory_mib: int | None,
     min_vcpus: int | None,
     max_vcpus: int | None,
+    image_policy: str | None,
+    images: tuple[str, ...],
     ce_state: str,
     as_json: bool,
 ) -> None:
     """Create compute environment NAME: --nodes N [--vcpus V --memory-mib M] (fixed), or
-    --min-vcpus/--max-vcpus (elastic, the head's node size)."""
+    --min-vcpus/--max-vcpus (elastic, the head's node size). --image-policy and --image
+    become its mnp:imagePolicy and mnp:image:<IMAGE> tags (docs/images.md)."""
     _check_shape(nodes, vcpus, memory_mib, min_vcpus, max_vcpus)
     body: JSON = {"computeEnvironmentName": name, "type": "MANAGED", "state": ce_state.upper()}
+    tags = _image_tags(image_policy, images)
+    if tags:
+        body["tags"] = tags
     if nodes is not None:
         shape = {"nodes": nodes, "vcpus": vcpus, "memoryMiB": memory_mib}
         body["mnp"] = {k: v for k, v in shape.items() if v is not None}
@@ -191,6 +212,18 @@ def ce_create(
         body["computeResources"] = resources | {"maxvCpus": max_vcpus}
     answer = state.client().call("createComputeEnvironment", body)
     _done(answer, as_json, f"created compute environment {name}")
+
+
+def _image_tags(policy: str | None, images: tuple[str, ...]) -> dict[str, str]:
+    """The tags ``--image-policy`` and ``--image IMAGE=MAPPING`` stand for (the head checks
+    their values, as it checks tags given any other way)."""
+    tags = {} if policy is None else {IMAGE_POLICY_TAG: policy}
+    for item in images:
+        image, eq, mapping = item.partition("=")
+        if not eq or not image:
+            raise click.BadParameter(f"{item!r} is not IMAGE=MAPPING", param_hint="--image")
+        tags[f"{IMAGE_TAG_PREFIX}{image}"] = mapping
+    return tags
 
 
 @ce_group.command("update")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mnp.build.images import image_policy
 from mnp.ec2.compute import check_against_catalogue, check_compute_resources
 from mnp.errors import FieldError, InvalidInput
 from mnp.service.base import Context
@@ -55,6 +56,10 @@ def create_ec2(ctx: Context, req: CreateComputeEnvironment) -> JSON:
         errors = check_against_catalogue(cr, catalogue)
     try:  # what the instances' user data mounts (mnp.ec2.userdata)
         shared = shared_filesystem(req.mnp.sharedFilesystem, req.tags, "mount")
+    except InvalidInput as e:
+        errors = [*errors, *e.errors]
+    try:  # how its nodes run images (mnp.build.images)
+        image_policy(req.tags)
     except InvalidInput as e:
         errors = [*errors, *e.errors]
     if errors:

@@ -10,11 +10,11 @@ from typing import Any
 
 from mnp.errors import FieldError, InvalidInput
 from mnp.scheduler.state import HeadState
-from mnp.service.base import LIST_FILTERS, _arn_base
+from mnp.service.base import LIST_FILTERS
 from mnp.service.jobrefs import resolve_job_ref
 from mnp.service.render import job_summary
 from mnp.service.requests import ListJobs
-from mnp.spec.arns import name_from_arn
+from mnp.spec.arns import ARN_PREFIX, name_from_arn, stored
 from mnp.spec.states import JobStatus
 from mnp.store.queries import JobQuery
 
@@ -80,9 +80,10 @@ def _filter_query(s: HeadState, i: int, f: Any) -> dict[str, Any]:
     if name == "JOB_NAME":
         return {"name_prefix": value[:-1]} if value.endswith("*") else {"name_exact": value}
     if name == "JOB_DEFINITION":
-        if value.startswith("arn:"):
+        if value.startswith("arn:"):  # any region's or account's, as the store keeps it
+            value = stored(value)
             return {"definition": value + ('"' if value.rsplit(":", 1)[-1].isdigit() else ":")}
-        base = f"{_arn_base(s.queues[next(iter(s.queues))].arn) if s.queues else ''}"
+        base = ARN_PREFIX
         return {
             "definition": f"{base}:job-definition/{value[:-1]}"
             if value.endswith("*")

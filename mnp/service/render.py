@@ -8,7 +8,8 @@ from mnp.build.environment import SLURM_TASK_IDS, slurm_task_id
 from mnp.config import network_kind
 from mnp.scheduler.state import NodeRuntime
 from mnp.service.users import owner_name
-from mnp.spec.arns import job_arn, queue_arn
+from mnp.spec.arns import job_arn, queue_arn, shown
+from mnp.spec.definitions import JobExtras
 from mnp.spec.environments import ComputeEnvironment, JobQueue, Node, SchedulingPolicy
 from mnp.spec.jobs import Attempt, Job
 
@@ -36,7 +37,7 @@ def job_detail(job: Job) -> dict[str, Any]:
             "startedAt": job.started_at,
             "stoppedAt": job.stopped_at,
             "dependsOn": [d.to_wire() for d in spec.depends_on],
-            "jobDefinition": spec.definition_arn,
+            "jobDefinition": shown(spec.definition_arn),
             "parameters": spec.parameters,
             "container": _container(job),
             "attempts": [
@@ -63,6 +64,7 @@ def job_detail(job: Job) -> dict[str, Any]:
             "history": [
                 {"status": h.status.value, "at": h.at, "reason": h.reason} for h in job.history
             ],
+            "mnp": _extras_detail(spec.extras),
         }
     )
     array = _array_properties(job)
@@ -77,6 +79,18 @@ def job_detail(job: Job) -> dict[str, Any]:
             "isMainNode": job.node_index == nodes.main_node,
         }
     return detail
+
+
+def _extras_detail(extras: JobExtras) -> dict[str, Any] | None:
+    """What the submitter's ``mnp`` object said about where the job runs and writes (for
+    ``scontrol show job``'s WorkDir, StdOut, StdErr); None when it said none of it."""
+    fields = _drop_none({
+        "workingDirectory": extras.workdir, "submitDir": extras.submit_dir,
+        "stdout": extras.stdout, "stderr": extras.stderr,
+        "script": True if extras.script is not None else None,
+        "scriptPath": extras.script_path,
+    })  # fmt: skip
+    return fields or None
 
 
 def _container(job: Job) -> dict[str, Any]:
@@ -165,7 +179,7 @@ def job_summary(job: Job) -> dict[str, Any]:
             "status": job.status.value,
             "statusReason": job.status_reason,
             "shareIdentifier": job.spec.share_identifier,
-            "jobDefinition": job.spec.definition_arn,
+            "jobDefinition": shown(job.spec.definition_arn),
             "container": _drop_none({"exitCode": current.exit_code, "reason": current.reason})
             if current and current.stopped_at
             else None,
@@ -199,7 +213,9 @@ def job_summary(job: Job) -> dict[str, Any]:
 
 
 def queue_detail(q: JobQueue) -> dict[str, Any]:
-    policy = {"schedulingPolicyArn": q.scheduling_policy_arn} if q.scheduling_policy_arn else {}
+    policy = (
+        {"schedulingPolicyArn": shown(q.scheduling_policy_arn)} if q.scheduling_policy_arn else {}
+    )
     return {
         "jobQueueName": q.name,
         "jobQueueArn": q.arn,

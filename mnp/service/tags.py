@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from mnp.build.environment import env_tag_errors
 from mnp.errors import FieldError, InvalidInput, NotFound
 from mnp.service.base import MAX_TAGS, Context
 from mnp.service.models import TagResource, UntagResource
@@ -30,6 +31,10 @@ class TagOps:
             raise InvalidInput(
                 [FieldError("tags", f"a resource has at most {MAX_TAGS} tags; this makes {total}")]
             )
+        if ":compute-environment/" in req.resourceArn:  # mnp:env: tags become jobs' variables
+            errors = env_tag_errors(req.tags)
+            if errors:
+                raise InvalidInput(errors)
         tags.update(req.tags)
         with self.ctx.s.store.transaction():
             save()

@@ -25,11 +25,15 @@ import re
 import secrets
 import sqlite3
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mnp.errors import AccessDenied, Conflict, FieldError, InvalidInput, NotFound
+from mnp.scheduler.jobkeys import job_keys
 from mnp.scheduler.state import HeadState
+from mnp.service.roles import Role as JobRole
+from mnp.service.roles import Roles
+from mnp.spec.jobs import Job
 from mnp.spec.resources import ContainerSpec
 from mnp.store.users import UserRow
 
@@ -60,6 +64,12 @@ class Caller:
     role: Role
     is_owner: bool = False
     """The head's own account (its token or its AWS keys), not a row of the users table."""
+    job_id: str | None = None
+    """Set for a running job's own credentials (:mod:`mnp.scheduler.jobkeys`): that job."""
+    job_role: JobRole | None = None
+    """What those credentials may do on top of the submitter's rights."""
+    session_token: str | None = field(default=None, repr=False, compare=False)
+    """The session token a request signed with the job's AWS key must carry."""
 
     @property
     def is_admin(self) -> bool:
@@ -175,14 +185,42 @@ class UserOps:
 
     # --- lookups (the front doors) -------------------------------------------------------
     def by_token(self, token: str) -> Caller | None:
-        """The user whose native token is ``token`` (by its hash), if any."""
+        """The user whose native token is ``token`` (by its hash), or the running job whose
+        token it is (:mod:`mnp.scheduler.jobkeys`), if any."""
+        job = job_keys(self._s).by_token(token)
+        if job is not None:
+            return self._job_caller(job)
         row = self._s.store.users.by_token_hash(token_hash(token))
         return None if row is None else _caller(row)
 
     def by_access_key(self, access_key_id: str) -> tuple[Caller, str] | None:
-        """The user whose AWS key id is ``access_key_id`` and the key's secret, if any."""
+        """The user whose AWS key id is ``access_key_id``, or the running job whose key it
+        is, and the key's secret, if any."""
+        found = job_keys(self._s).by_access_key(access_key_id)
+        if found is not None:
+            job, keys = found
+            caller = self._job_caller(job, keys.session_token)
+            return None if caller is None else (caller, keys.secret_access_key)
         row = self._s.store.users.by_access_key(access_key_id)
         return None if row is None else (_caller(row), row.secret_access_key)
+
+    def roles(self) -> Roles:
+        return Roles(self._s.store.get_meta, self._s.store.set_meta)
+
+    def _job_caller(self, job: Job, session_token: str | None = None) -> Caller | None:
+        """A running job's identity: its submitter (None: a user deleted since), limited by
+        the job's role."""
+        submitter = job.submitted_by
+        if submitter is None or submitter == owner_name():
+            base = owner()
+        else:
+            row = self._s.store.users.by_name(submitter)
+            if row is None:
+                return None
+            base = _caller(row)
+        role = self.roles().for_job(job.container.extra.get("jobRoleArn"))
+        return Caller(base.name, base.role, job_id=job.job_id, job_role=role,
+                      session_token=session_token)  # fmt: skip
 
     def names(self) -> list[str]:
         return [r.name for r in self._s.store.users.all()]

@@ -181,6 +181,14 @@ def _definition_rules(m: RegisterJobDefinition) -> list[FieldError]:
                 )
     if m.containerProperties is not None:
         errors += _check_container(m.containerProperties, "containerProperties")
+        if m.containerProperties.image is None and m.containerProperties.command is None:
+            errors.append(
+                FieldError(
+                    "containerProperties.image",
+                    "required unless containerProperties.command is given (without an image, "
+                    "mnp runs the command as a plain process)",
+                )
+            )
     errors += _check_retry(m.retryStrategy, "retryStrategy")
     errors += _check_tags(m.tags)
     return errors
@@ -193,15 +201,21 @@ def _submit_rules(m: SubmitJob) -> list[FieldError]:
     errors += _check_retry(m.retryStrategy, "retryStrategy")
     errors += _check_tags(m.tags)
     for i, dep in enumerate(m.dependsOn or []):
+        # AWS's two types shape an array job's children; on any other job, one naming a job
+        # is a plain dependency on it (what code written for AWS submits)
+        array = m.arrayProperties is not None
         if dep.jobId is None and dep.type != "SEQUENTIAL":
             errors.append(FieldError(f"dependsOn[{i}].jobId", "required unless type is SEQUENTIAL"))
-        if dep.type == "SEQUENTIAL" and dep.jobId is not None:
+        if dep.type == "SEQUENTIAL" and dep.jobId is not None and array:
             errors.append(
-                FieldError(f"dependsOn[{i}].jobId", "must be absent when type is SEQUENTIAL")
+                FieldError(
+                    f"dependsOn[{i}].jobId",
+                    "must be absent when type is SEQUENTIAL in an array job",
+                )
             )
-        if dep.type in ("N_TO_N", "SEQUENTIAL") and m.arrayProperties is None:
+        if dep.type == "SEQUENTIAL" and dep.jobId is None and not array:
             errors.append(
-                FieldError(f"dependsOn[{i}].type", "N_TO_N and SEQUENTIAL need an array job")
+                FieldError(f"dependsOn[{i}].type", "SEQUENTIAL without a jobId needs an array job")
             )
     if m.nodeOverrides is not None:
         if m.arrayProperties is not None:
@@ -248,11 +262,20 @@ def _check_overrides(o: ContainerOverrides, path: str) -> list[FieldError]:
 
 def _check_container(c: ContainerProperties, path: str) -> list[FieldError]:
     """The container's own rules. Its command may be absent: an image's CMD runs, or the
-    submission brings one (checked at submit, :func:`mnp.service.submit.build_spec`)."""
+    submission brings one (checked at submit, :func:`mnp.service.submit.build_spec`); a
+    job definition's container needs one of the two (:func:`_definition_rules`)."""
     errors = _check_env(c.environment, f"{path}.environment")
     errors += _check_command(c.command, f"{path}.command")
     errors += _check_resources(c.resourceRequirements, f"{path}.resourceRequirements")
     errors += [FieldError(p, m) for p, m in container_field_errors(c.model_dump(), path)]
+    if c.image is not None and not c.image.strip():  # AWS refuses it; it never meant "none"
+        errors.append(
+            FieldError(
+                f"{path}.image",
+                "must not be empty: name an image, or leave image out to run the command "
+                "as a plain process",
+            )
+        )
     names = {v.name for v in c.volumes or []}
     for i, mp in enumerate(c.mountPoints or []):
         if mp.sourceVolume is not None and mp.sourceVolume not in names:

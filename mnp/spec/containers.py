@@ -59,6 +59,41 @@ apart nodes of different head nodes that share an id (``local-1``)."""
 
 
 @dataclass(frozen=True, slots=True)
+class WithoutEngine:
+    """How a node runs an attempt without its image, as a plain process: its compute
+    environment's image policy (``process`` or ``auto``) and the image's mapping
+    (:mod:`mnp.build.images`). ``entrypoint`` goes before the command, ``command`` stands in
+    for an empty one (Docker's ENTRYPOINT and CMD), ``path`` goes before ``PATH``,
+    ``directory`` is the working directory (None: the attempt's own)."""
+
+    policy: str
+    entrypoint: tuple[str, ...] = ()
+    command: tuple[str, ...] = ()
+    path: tuple[str, ...] = ()
+    directory: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "entrypoint": list(self.entrypoint),
+            "command": list(self.command),
+            "path": list(self.path),
+            "directory": self.directory,
+        }
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> WithoutEngine:
+        directory = d.get("directory")
+        return cls(
+            policy=str(d["policy"]),
+            entrypoint=tuple(str(a) for a in d.get("entrypoint") or []),
+            command=tuple(str(a) for a in d.get("command") or []),
+            path=tuple(str(a) for a in d.get("path") or []),
+            directory=None if directory is None else str(directory),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ContainerRun:
     """How the node runs an attempt in a Docker container (plain data; built by
     :func:`mnp.build.container.container_run`). The assignment's command, environment and
@@ -82,9 +117,12 @@ class ContainerRun:
     cpu_shares: int | None = None
     """1024 per vCPU (relative weight under contention)."""
     gpus: int = 0
+    without_engine: WithoutEngine | None = None
+    """Set when the environment's image policy lets the node run the command as a plain
+    process instead (None: the image policy ``docker``, always the engine)."""
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "image": self.image,
             "user": self.user,
             "privileged": self.privileged,
@@ -107,6 +145,9 @@ class ContainerRun:
             "cpuShares": self.cpu_shares,
             "gpus": self.gpus,
         }
+        if self.without_engine is not None:
+            out["withoutEngine"] = self.without_engine.to_wire()
+        return out
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> ContainerRun:
@@ -142,4 +183,7 @@ class ContainerRun:
             swappiness=opt_int("swappiness"),
             cpu_shares=opt_int("cpuShares"),
             gpus=int(d.get("gpus") or 0),
+            without_engine=WithoutEngine.from_wire(d["withoutEngine"])
+            if d.get("withoutEngine")
+            else None,
         )

@@ -180,6 +180,10 @@ class Assignment:
     shared_filesystem: SharedFilesystem | None = None
     """The compute environment's shared filesystem: a node with a namespace binds its
     ``source`` at its ``mountPath`` for the attempt (and its gang's SSH sessions)."""
+    credentials: dict[str, str] | None = field(default=None, repr=False)
+    """The attempt's own credentials (:mod:`mnp.scheduler.jobkeys`: ``accessKeyId``,
+    ``secretAccessKey``, ``sessionToken``, ``nativeToken``), which the agent serves to the
+    job as ECS serves a task's role; valid while the attempt runs."""
 
     def to_wire(self) -> dict[str, Any]:
         out = {
@@ -206,6 +210,8 @@ class Assignment:
                 out[key] = value
         if self.shared_filesystem is not None:
             out["sharedFilesystem"] = self.shared_filesystem.to_doc()
+        if self.credentials is not None:
+            out["credentials"] = dict(self.credentials)
         return out
 
     @classmethod
@@ -227,6 +233,9 @@ class Assignment:
             run_as=d.get("runAs"),
             shared_filesystem=SharedFilesystem.from_doc(d["sharedFilesystem"])
             if d.get("sharedFilesystem")
+            else None,
+            credentials={str(k): str(v) for k, v in d["credentials"].items()}
+            if isinstance(d.get("credentials"), dict)
             else None,
         )
 

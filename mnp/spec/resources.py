@@ -62,11 +62,19 @@ class ContainerSpec:
     image: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     """Every other containerProperties field, kept verbatim (volumes, mountPoints, …)."""
+    legacy: frozenset[str] = frozenset()
+    """Which of the deprecated ``vcpus`` and ``memory`` the definition or the overrides gave:
+    shown again with the job (as AWS shows them), beside ``resourceRequirements``."""
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.extra)
         if self.image is not None:
             out["image"] = self.image
+        if "vcpus" in self.legacy:
+            vcpus = self.resources.vcpus
+            out["vcpus"] = int(vcpus) if float(vcpus).is_integer() else vcpus
+        if "memory" in self.legacy:
+            out["memory"] = self.resources.memory_mib
         out["command"] = list(self.command)
         out["environment"] = [{"name": k, "value": v} for k, v in self.environment.items()]
         out["resourceRequirements"] = self.resources.to_requirements()
@@ -74,7 +82,7 @@ class ContainerSpec:
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> ContainerSpec:
-        known = {"image", "command", "environment", "resourceRequirements", "vcpus", "memory"}
+        known = {"image", "command", "environment", "resourceRequirements", *LEGACY}
         return cls(
             command=[str(c) for c in d.get("command") or []],
             environment={
@@ -83,7 +91,17 @@ class ContainerSpec:
             resources=resources_from_wire(d),
             image=d.get("image"),
             extra={k: v for k, v in d.items() if k not in known},
+            legacy=legacy_fields(d),
         )
+
+
+LEGACY = ("vcpus", "memory")
+"""containerProperties' (and containerOverrides') deprecated resource fields."""
+
+
+def legacy_fields(d: dict[str, Any]) -> frozenset[str]:
+    """Which of :data:`LEGACY` ``d`` gives (not null)."""
+    return frozenset(k for k in LEGACY if d.get(k) is not None)
 
 
 def resources_from_wire(d: dict[str, Any], base: Resources | None = None) -> Resources:

@@ -190,7 +190,7 @@ def test_overrides_of_command_environment_resources_retry_and_timeout(ready: Hea
     ]
     assert detail["retryStrategy"] == {
         "attempts": 2,
-        "evaluateOnExit": [{"onExitCode": "3", "action": "EXIT"}],
+        "evaluateOnExit": [{"onExitCode": "3", "action": "exit"}],  # lower-cased, as AWS answers
     }
     assert detail["timeout"] == {"attemptDurationSeconds": 90}
     a = start_all(ready)[0]

@@ -209,17 +209,21 @@ INVALID_SUBMISSIONS: list[tuple[str, dict[str, Any], dict[str, str]]] = [
         "dependencies",
         submission(
             dependsOn=[
-                {"jobId": "a", "type": "SEQUENTIAL"},
+                {"type": "SEQUENTIAL"},
                 {},
-                {"jobId": "b", "type": "N_TO_N"},
+                {"jobId": "b", "type": "N_TO_N"},  # a plain dependency on a job that is no array
+                {"jobId": "c", "type": "SEQUENTIAL"},
             ]
         ),
         {
-            "dependsOn[0].jobId": "must be absent",
-            "dependsOn[0].type": "need an array job",
+            "dependsOn[0].type": "needs an array job",
             "dependsOn[1].jobId": "required unless",
-            "dependsOn[2].type": "need an array job",
         },
+    ),
+    (
+        "array dependencies",
+        submission(arrayProperties={"size": 2}, dependsOn=[{"jobId": "a", "type": "SEQUENTIAL"}]),
+        {"dependsOn[0].jobId": "must be absent"},
     ),
     (
         "overrides",
@@ -297,7 +301,7 @@ def test_many_cross_field_problems_are_reported_together() -> None:
             "environment": [{"name": "AWS_BATCH_A"}, {"name": "fine"}, {"name": "AWS_BATCHB"}]
         },
         tags={f"t{i}": "v" for i in range(51)},
-        dependsOn=[{"jobId": "x", "type": "N_TO_N"}],
+        dependsOn=[{"type": "SEQUENTIAL"}],
         retryStrategy={"attempts": 2, "evaluateOnExit": [{"action": "RETRY"}]},
     )
     errors = errors_of(SubmitJob, body)

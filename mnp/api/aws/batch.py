@@ -12,7 +12,8 @@ What botocore sends (service ``batch``, protocol rest-json, API version 2016-08-
 Each operation is a row of :data:`mnp.service.operations.OPERATIONS`, the same the native API
 (``/api/v1/<op>``) runs; only shapes are translated here (:mod:`mnp.api.aws.batch_shapes`).
 Each runs as the caller the front door found (``request.state.caller``; the owner when the
-routes are mounted without ``authenticate``). Errors answer as botocore parses them:
+routes are mounted without ``authenticate``), its ARNs in the region the caller signed for.
+Errors answer as botocore parses them:
 ``x-amzn-ErrorType`` header plus ``{"__type", "message"}`` body, ``ClientException`` with
 400 for anything the caller got wrong, including unknown names and conflicts (AWS Batch has
 no 404/409), ``AccessDeniedException`` with 403 for what the caller may not do, and
@@ -35,13 +36,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mnp.api.aws import batch_shapes as shapes
-from mnp.api.aws.frontdoor import caller_of
+from mnp.api.aws.frontdoor import caller_of, region_of
 from mnp.api.jsonbody import check_value, read_json
 from mnp.errors import AccessDenied, InvalidInput, MnpError
 from mnp.service import operations
 from mnp.service.base import MNP_SUBMIT_MAX
 from mnp.service.core import Service
 from mnp.service.operations import Answer, Operation
+from mnp.spec import arns
 
 log = logging.getLogger("mnp.api.aws.batch")
 
@@ -199,9 +201,9 @@ def routes(head: HasService, authenticate: Authenticate | None = None) -> list[R
         try:
             op = op_of(request)
             name = op.aws or op.native
-            answer = TRANSLATE[op.answer](
-                op(head.service, caller_of(request), await body_of(request))
-            )
+            body = await body_of(request)
+            with arns.signed_for(region_of(request)):
+                answer = TRANSLATE[op.answer](op(head.service, caller_of(request), body))
         except MnpError as e:
             return error_for(e, request_id)
         except Exception as e:

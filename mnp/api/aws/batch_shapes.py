@@ -3,7 +3,9 @@
 The service answers in AWS Batch's shapes already (both front doors share them); the native
 API adds a few fields of mnp's own (a job's ``history``, ``nodeId``, ``jobQueueName``; a
 compute environment's ``mnp`` block). The wire answers exactly the members botocore's
-Batch model has, so raw responses look like AWS's, and fills in AWS's constant fields.
+Batch model has, so raw responses look like AWS's, and fills in what AWS always answers
+(empty maps and lists, constant fields), so code that indexes where it could ``.get()``
+runs as it does against AWS.
 Pure functions over JSON-shaped dicts; each returns a new dict.
 """
 
@@ -18,7 +20,7 @@ Translate = Callable[[JSON], JSON]
 MNP_JOB_FIELDS = frozenset(
     {
         "jobQueueName", "computeEnvironment", "nodeId", "nodeAddress", "history", "attempt",
-        "jobNumber", "arrayJobNumber",
+        "jobNumber", "arrayJobNumber", "mnp",
     }
 )  # fmt: skip
 """Fields the native JobDetail/JobSummary add to AWS's shapes."""
@@ -27,8 +29,70 @@ ORCHESTRATION = "ECS"
 """``containerOrchestrationType``: mnp runs containers (or processes) as ECS would."""
 
 
+EMPTY_CONTAINER_LISTS = (
+    "volumes", "environment", "mountPoints", "ulimits", "resourceRequirements", "secrets",
+)  # fmt: skip
+"""The lists AWS always answers in a container's properties, empty when none were given."""
+FARGATE_PLATFORM = {"platformVersion": "LATEST"}
+"""What AWS answers as a Fargate container's ``fargatePlatformConfiguration`` by default."""
+
+
+def container_properties(c: JSON, fargate: bool = False) -> JSON:
+    """A container as AWS answers it: every list it always answers, and on Fargate the
+    platform version (code that indexes ``['volumes']`` finds them as it does on AWS)."""
+    out = dict(c)
+    for key in EMPTY_CONTAINER_LISTS:
+        if out.get(key) is None:
+            out[key] = []
+    if fargate and out.get("fargatePlatformConfiguration") is None:
+        out["fargatePlatformConfiguration"] = dict(FARGATE_PLATFORM)
+    return out
+
+
+def _fargate(d: JSON) -> bool:
+    return "FARGATE" in (d.get("platformCapabilities") or [])
+
+
+def _node_properties(nodes: Any, fargate: bool) -> Any:
+    """``nodeProperties`` with each range's container as :func:`container_properties`."""
+    if not isinstance(nodes, dict) or not isinstance(nodes.get("nodeRangeProperties"), list):
+        return nodes
+    ranges = [
+        {**r, "container": container_properties(r["container"], fargate)}
+        if isinstance(r, dict) and isinstance(r.get("container"), dict)
+        else r
+        for r in nodes["nodeRangeProperties"]
+    ]
+    return {**nodes, "nodeRangeProperties": ranges}
+
+
+def _attempt(a: JSON) -> JSON:
+    """An attempt with its container also as ``taskProperties[0].containers[0]``, where
+    AWS's own scripts look for the log stream of a job's attempt."""
+    container = a.get("container")
+    if not isinstance(container, dict) or "taskProperties" in a:
+        return a
+    shown = {k: container[k] for k in ("exitCode", "reason", "logStreamName") if k in container}
+    return {**a, "taskProperties": [{"containers": [shown]}]}
+
+
 def job_detail(d: JSON) -> JSON:
-    return {k: v for k, v in d.items() if k not in MNP_JOB_FIELDS}
+    """Without mnp's fields; with what AWS always answers (``parameters``, ``tags``,
+    ``eksAttempts``, the container's empty lists); a multi-node job's parent without a
+    ``container`` (AWS gives one to its nodes only)."""
+    out = {k: v for k, v in d.items() if k not in MNP_JOB_FIELDS}
+    fargate = _fargate(out)
+    out.setdefault("parameters", {})
+    out.setdefault("tags", {})
+    out.setdefault("eksAttempts", [])
+    if "nodeProperties" in out and "nodeDetails" not in out:
+        out.pop("container", None)
+        out["nodeProperties"] = _node_properties(out["nodeProperties"], fargate)
+    elif isinstance(out.get("container"), dict):
+        out["container"] = container_properties(out["container"], fargate)
+    if isinstance(out.get("attempts"), list):
+        out["attempts"] = [_attempt(a) if isinstance(a, dict) else a for a in out["attempts"]]
+    return out
 
 
 def job_summary(d: JSON) -> JSON:
@@ -60,7 +124,17 @@ def compute_environment(d: JSON) -> JSON:
 
 
 def job_definition(d: JSON) -> JSON:
+    """With what AWS always answers: ``parameters``, ``tags``, ``platformCapabilities``, the
+    containers' empty lists (and Fargate's platform version)."""
     out = dict(d)
+    fargate = _fargate(out)
+    out.setdefault("parameters", {})
+    out.setdefault("tags", {})
+    out.setdefault("platformCapabilities", ["EC2"])
+    if isinstance(out.get("containerProperties"), dict):
+        out["containerProperties"] = container_properties(out["containerProperties"], fargate)
+    if "nodeProperties" in out:
+        out["nodeProperties"] = _node_properties(out["nodeProperties"], fargate)
     out.setdefault("containerOrchestrationType", ORCHESTRATION)
     return out
 

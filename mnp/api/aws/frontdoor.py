@@ -10,7 +10,8 @@ per-account SubmitJob rate.
 Whose keys it takes: the owner's (``<home>/credentials`` and the ``MNP_AWS_*`` key, see
 :mod:`mnp.api.aws.credentials`) and each user's (looked up in the store by key id, so a
 deleted user's key stops working with the next request). The caller's identity
-(:class:`~mnp.service.users.Caller`) is left in ``request.state.caller``.
+(:class:`~mnp.service.users.Caller`) is left in ``request.state.caller``, the region it signed
+for in ``request.state.aws_identity`` (:func:`region_of`: the answer's ARNs are in it).
 
 Two ways to mount it: ``FrontDoor.check`` in each AWS handler (``await check(request)``
 returns the refusal to send, or None), or :class:`AwsAuthMiddleware` around the app.
@@ -18,6 +19,7 @@ returns the refusal to send, or None), or :class:`AwsAuthMiddleware` around the 
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -40,6 +42,7 @@ from mnp.api.aws.sigv4 import (
     verify,
 )
 from mnp.service.users import Caller, owner
+from mnp.spec import arns
 
 KeyLookup = Callable[[str], tuple[Caller, str] | None]
 """An access key id → the user it belongs to and its secret (``UserOps.by_access_key``)."""
@@ -47,6 +50,7 @@ KeyLookup = Callable[[str], tuple[Caller, str] | None]
 SUBMIT_JOB_PATH = "/v1/submitjob"
 JSON_1_1 = "application/x-amz-json-1.1"
 THROTTLED = AuthError(429, "TooManyRequestsException", "Too Many Requests")
+SESSION_TOKEN_HEADER = "x-amz-security-token"
 UNKNOWN_KEY = AuthError(
     403, "UnrecognizedClientException", "The security token included in the request is invalid."
 )
@@ -119,6 +123,8 @@ class FrontDoor:
         monotonic: Callable[[], float] = time.monotonic,
         users: KeyLookup | None = None,
     ) -> None:
+        arns.region_setting()  # a bad $MNP_REGION or $MNP_ACCOUNT_ID stops the head at start
+        arns.account_setting()
         self.owner_keys = credentials
         self.users = users
         self.now = now
@@ -154,12 +160,25 @@ class FrontDoor:
         return found
 
     def caller(self, identity: Identity) -> Caller | None:
-        """Who signed: the owner for the owner's keys, else the user the key belongs to;
-        None if it is neither any more (a user deleted since the signature was checked)."""
+        """Who signed: the owner for the owner's keys, else the user (or running job) the
+        key belongs to; None if it is none any more (a user deleted, a job ended since the
+        signature was checked)."""
         if self._owner_key(identity.access_key_id) is not None:
             return owner()
         user = self.users(identity.access_key_id) if self.users is not None else None
         return None if user is None else user[0]
+
+    def admit(self, identity: Identity, session_token: str) -> Caller | AuthError:
+        """The caller a checked signature stands for, or the refusal: a key no one has any
+        more, or a running job's temporary key without its session token."""
+        caller = self.caller(identity)
+        if caller is None:
+            return UNKNOWN_KEY
+        if caller.session_token is not None and not secrets.compare_digest(
+            session_token.encode(), caller.session_token.encode()
+        ):
+            return UNKNOWN_KEY
+        return caller
 
     def check_parts(
         self, method: str, path: str, raw_path: str, query: str, headers: Headers, body: bytes
@@ -196,12 +215,20 @@ class FrontDoor:
         if isinstance(result, AuthError):
             return error_response(result, service_for(request.url.path))
         if result is not None:
-            caller = self.caller(result)
-            if caller is None:
-                return error_response(UNKNOWN_KEY, service_for(request.url.path))
+            caller = self.admit(result, request.headers.get(SESSION_TOKEN_HEADER, ""))
+            if isinstance(caller, AuthError):
+                return error_response(caller, service_for(request.url.path))
             request.state.aws_identity = result
             request.state.caller = caller
         return None
+
+
+def region_of(request: Request) -> str | None:
+    """The region the request was signed for (its SigV4 credential scope's); None when the
+    routes run without the front door. The answer's ARNs are written in it
+    (:func:`mnp.spec.arns.signed_for`)."""
+    identity = getattr(request.state, "aws_identity", None)
+    return identity.region if isinstance(identity, Identity) else None
 
 
 def caller_of(request: Request) -> Caller:
@@ -251,9 +278,10 @@ class AwsAuthMiddleware:
         state: dict[str, Any] = scope.setdefault("state", {})
         state["aws_identity"] = result
         if result is not None:
-            caller = self.front_door.caller(result)
-            if caller is None:
-                await error_response(UNKNOWN_KEY, service_for(scope["path"]))(scope, receive, send)
+            token = next((v for k, v in headers if k.lower() == SESSION_TOKEN_HEADER), "")
+            caller = self.front_door.admit(result, token)
+            if isinstance(caller, AuthError):
+                await error_response(caller, service_for(scope["path"]))(scope, receive, send)
                 return
             state["caller"] = caller
         replayed = False

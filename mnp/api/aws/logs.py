@@ -33,13 +33,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mnp.api.aws.frontdoor import caller_of
+from mnp.api.aws.frontdoor import caller_of, region_of
 from mnp.api.aws.logs_events import filter_log_events, get_log_events
 from mnp.api.aws.logs_request import (
     BAD_TOKEN,
     DESCRIBE_LIMIT,
     GROUP,
-    GROUP_ARN,
     JSON,
     LogsError,
     bool_field,
@@ -47,6 +46,7 @@ from mnp.api.aws.logs_request import (
     constraint,
     decode_token,
     encode_token,
+    group_arn,
     int_field,
     invalid,
     str_field,
@@ -54,6 +54,7 @@ from mnp.api.aws.logs_request import (
 from mnp.api.jsonbody import NotJson, read_json
 from mnp.errors import AccessDenied, InvalidInput
 from mnp.service.logs import LogReader, StreamRef
+from mnp.spec import arns
 
 log = logging.getLogger("mnp.api.aws.logs")
 
@@ -71,7 +72,7 @@ def stream_description(reader: LogReader, ref: StreamRef) -> JSON:
     doc: JSON = {
         "logStreamName": ref.name,
         "creationTime": ref.created_at,
-        "arn": f"{GROUP_ARN}:log-stream:{ref.name}",
+        "arn": f"{group_arn()}:log-stream:{ref.name}",
         "storedBytes": stream.stored_bytes,
     }
     if first is not None and last is not None:
@@ -146,8 +147,8 @@ def describe_log_groups(reader: LogReader, body: JSON) -> JSON:
     group = {
         "logGroupName": GROUP,
         "metricFilterCount": 0,
-        "arn": f"{GROUP_ARN}:*",
-        "logGroupArn": GROUP_ARN,
+        "arn": f"{group_arn()}:*",
+        "logGroupArn": group_arn(),
         "storedBytes": 0,
         "logGroupClass": "STANDARD",
     }
@@ -192,7 +193,11 @@ def routes(reader: LogReader, authenticate: Authenticate | None = None) -> list[
         except InvalidInput as e:
             return error_response("InvalidParameterException", str(e))
         try:
-            answer = operation(reader.for_caller(caller_of(request)), body)
+            caller = caller_of(request)
+            if caller.job_role is not None:  # a running job's key: its role decides too
+                caller.job_role.check(f"logs:{target.removeprefix(TARGET_PREFIX)}")
+            with arns.signed_for(region_of(request)):
+                answer = operation(reader.for_caller(caller), body)
         except LogsError as e:
             return error_response(e.code, e.message, e.status)
         except AccessDenied as e:  # another user's stream

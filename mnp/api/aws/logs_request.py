@@ -13,11 +13,19 @@ import re
 from typing import Any
 
 from mnp.nodes.logstreams import Position
-from mnp.spec.arns import ACCOUNT, REGION
+from mnp.spec.arns import ACCOUNT, REGION, prefix
 
 JSON = dict[str, Any]
 GROUP = "/aws/batch/job"
 GROUP_ARN = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{GROUP}"
+"""The group's ARN when no region or account is configured (:func:`group_arn`: the caller's)."""
+
+
+def group_arn() -> str:
+    """The group's ARN in the region the request was signed for and the head's account."""
+    return f"{prefix('logs')}:log-group:{GROUP}"
+
+
 MAX_EVENTS = 10_000
 MAX_BYTES = 1_048_576
 EVENT_OVERHEAD = 26
