@@ -132,6 +132,40 @@ def max_array_setting() -> int:
     return value
 
 
+RESERVE_AFTER_ENV = "MNP_RESERVE_AFTER_SECONDS"
+
+
+def reserve_after_setting() -> float:
+    """``$MNP_RESERVE_AFTER_SECONDS`` (default 300); raises ValueError naming the variable
+    and the rule for anything but a number >= 0."""
+    raw = os.environ.get(RESERVE_AFTER_ENV, "").strip() or "300"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{RESERVE_AFTER_ENV}={raw!r}: must be a number of seconds >= 0")
+    return value
+
+
+DEFAULT_MEMORY_ENV = "MNP_DEFAULT_MEMORY_MIB"
+
+
+def default_memory_setting() -> int:
+    """``$MNP_DEFAULT_MEMORY_MIB`` (default 2048); raises ValueError naming the variable and
+    the field for anything but a whole number >= 1."""
+    raw = os.environ.get(DEFAULT_MEMORY_ENV, "").strip() or "2048"
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(
+            f"{DEFAULT_MEMORY_ENV}={raw!r} (default_memory_mib): must be a whole number >= 1"
+        )
+    return value
+
+
 EC2_ENV = "MNP_EC2"
 EC2_HEAD_URL_ENV = "MNP_EC2_HEAD_URL"
 
@@ -212,6 +246,15 @@ class HeadConfig:
     """The most tasks an array job may have (``arrayProperties.size``;
     ``$MNP_MAX_ARRAY_SIZE``, default 10,000 as AWS Batch): Slurm sites raise their
     MaxArraySize, and so may a head."""
+
+    reserve_after_seconds: float = field(default_factory=lambda: reserve_after_setting())
+    """A RUNNABLE job that has waited this long and still does not fit reserves the nodes it
+    will need (the ones to free up soonest); other work may use them only if it ends before
+    they are needed: ``$MNP_RESERVE_AFTER_SECONDS``, default 300. Tests lower it."""
+    default_memory_mib: int = field(default_factory=lambda: default_memory_setting())
+    """The MEMORY (MiB) a job stating none reserves, at most its vCPUs' share of the node's
+    memory (an environment's ``mnp:defaultMemoryMiB`` tag overrides it there):
+    ``$MNP_DEFAULT_MEMORY_MIB``, default 2048."""
 
     ec2: bool = field(default_factory=lambda: ec2_setting())
     """EC2/SPOT environments launch real instances through boto3 (``$MNP_EC2``): region and

@@ -11,10 +11,11 @@ work, so what an agent or client is told next is already durable.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 from mnp.build.container import attempt_container, attempt_shared_fs
-from mnp.build.environment import job_environment
+from mnp.build.environment import ce_environment, job_environment
 from mnp.build.outputs import attempt_files, safe_file_name
 from mnp.errors import StorageError
 from mnp.scheduler.attempts import (
@@ -31,10 +32,13 @@ from mnp.scheduler.ec2scaling import (
     WaitReason,
     node_capacity,
 )
+from mnp.scheduler.fairshare import FairShareView, interval_usage
 from mnp.scheduler.fleet import Fleet
 from mnp.scheduler.gangs import Gangs
 from mnp.scheduler.hosts import HostKeeper
+from mnp.scheduler.jobkeys import job_keys
 from mnp.scheduler.lag import LagGuard
+from mnp.scheduler.reasons import default_memory, env_default_memory, is_waiting
 from mnp.scheduler.reconcile import (
     Action,
     Advance,
@@ -54,6 +58,7 @@ from mnp.scheduler.reconcile import (
 )
 from mnp.scheduler.scaling import DrainNodes, RetireNodes, SetDesired
 from mnp.scheduler.state import HOLDS_A_SLOT, HeadState
+from mnp.scheduler.timelimits import Expire, FrontWatch, front_of, queue_limits, watch
 from mnp.spec.environments import (
     CEStatus,
     ComputeEnvironment,
@@ -89,6 +94,9 @@ class Scheduler:
         """The head's loop-lag guard (set by the head; unit tests drive the clock by hand, and
         every jump of a fake clock would look like a stall): observed before each decision,
         it keeps stalled time from counting as node silence."""
+        self.time_limits = FrontWatch()
+        """Each queue's front job and since when its reason has held (its queue's
+        ``jobStateTimeLimitActions``, :mod:`mnp.scheduler.timelimits`)."""
 
     # --- the scheduling tick ------------------------------------------------------------------
     def tick(self) -> None:
@@ -113,6 +121,7 @@ class Scheduler:
         snap = self.snapshot()
         actions = reconcile(snap)
         touched = self.apply(actions)
+        self.enforce_time_limits(snap.fairshare)  # after the pass: its reasons are current
         for job in (*snap.pending, *snap.submitted):
             if job.status != JobStatus.PENDING:
                 continue
@@ -128,12 +137,52 @@ class Scheduler:
         if any(isinstance(a, Advance | ExpandArray) for a in actions):
             self.s.on_wake()  # newly RUNNABLE jobs can be placed in the next tick
 
+    def enforce_time_limits(
+        self, views: Mapping[str, FairShareView] | None = None
+    ) -> list[Expire]:
+        """Look at the front of every queue with ``jobStateTimeLimitActions`` and end the jobs
+        whose time is up (:mod:`mnp.scheduler.timelimits` decides): FAILED, flagged cancelled
+        or terminated, as CancelJob/TerminateJob do for a job that has not started (a
+        multi-node job's gang is told). Run after a pass's actions are applied, so the reasons
+        it reads are current, with the pass's fair-share views (None: gathered here); the
+        caller flushes. Returns what it ended."""
+        s, memory = self.s, self.time_limits
+        limits = {q.name: ls for q in s.queues.values()
+                  if (ls := queue_limits(q.time_limit_actions))}  # fmt: skip
+        if not limits:
+            memory.fronts.clear()
+            return []
+        if views is None:
+            views = self.fair_share_views(s.clock()) if any(s.share_policy(q) for q in limits) \
+                else {}  # fmt: skip
+        heads: dict[str, tuple[str, str | None]] = {}
+        for queue in limits:
+            job = front_of(s.runnable.get(queue, {}).values(), views.get(queue))
+            if job is not None:
+                heads[queue] = (job.job_id, job.status_reason)
+        memory.fronts, expired = watch(limits, heads, memory.fronts, s.clock())
+        done: list[Expire] = []
+        for e in expired:
+            job = s.active.get(e.job_id)
+            if job is None or job.status != JobStatus.RUNNABLE:
+                continue
+            if e.terminate:
+                job.is_terminated = True
+            else:
+                job.is_cancelled = True
+            s.set_status(job, JobStatus.FAILED, e.reason)
+            if job.is_mnp_parent:
+                self.gangs.cancelled(job)
+            memory.fronts.pop(e.queue, None)
+            done.append(e)
+        return done
+
     def snapshot(self) -> Snapshot:
         """What :func:`reconcile` sees now; takes the PENDING jobs marked for a look."""
         s = self.s
         pending_ids = list(s.pending_dirty)
         s.pending_dirty.clear()
-        pending = [s.active[j] for j in pending_ids if j in s.active]
+        pending = [s.active[j] for j in pending_ids if j in s.active and not s.is_held(s.active[j])]
         room = self._array_room(pending)
         if room:  # limited arrays start their lowest indices first
             pending.sort(key=lambda j: (j.parent_id or "", j.array_index or 0))
@@ -143,10 +192,12 @@ class Scheduler:
             for dep in job.dependency_ids():
                 if dep not in dep_status:
                     dep_status[dep] = s.status_of(dep)
+        now = s.clock()
+        ces = self._ce_views()
         return Snapshot(
-            now_ms=s.clock(),
+            now_ms=now,
             queues=[QueueView(q.name, q.priority, tuple(q.ce_names)) for q in s.queues.values()],
-            compute_environments=self._ce_views(),
+            compute_environments=ces,
             nodes=self._node_views(),
             submitted=submitted,
             pending=pending,
@@ -161,7 +212,80 @@ class Scheduler:
             launch_timeout_ms=max(30_000, int(s.config.lost_after_seconds * 1000)),
             scale_in_after_ms=int(s.config.scale_in_after_seconds * 1000),
             array_room=room,
+            fairshare=self.fair_share_views(now, ces),
+            reserve_after_ms=int(s.config.reserve_after_seconds * 1000),
+            kill_grace_ms=int(s.config.kill_grace_seconds * 1000),
+            default_memory_mib=s.config.default_memory_mib,
+            explain=True,
         )
+
+    def fair_share_views(
+        self, now: int, ces: dict[str, CEView] | None = None
+    ) -> dict[str, FairShareView]:
+        """Per fair-share queue: the decayed vCPU-time of each share at ``now`` (the ledger's
+        ended attempts plus the live ones so far), the vCPUs each holds, which shares are
+        active, and the queue's maximum vCPUs (for the compute reservation)."""
+        s = self.s
+        policies = {q: p for q in s.queues if (p := s.share_policy(q)) is not None}
+        if not policies:
+            return {}
+        usage = {q: s.ledger.usage(q, now, p.decay_seconds) for q, p in policies.items()}
+        active = {q: s.ledger.recent(q, now, p.decay_seconds) for q, p in policies.items()}
+        running: dict[str, dict[str, float]] = {q: {} for q in policies}
+        for job in s.active.values():
+            policy = policies.get(job.queue)
+            if policy is None or job.status.terminal:
+                continue
+            share = job.spec.share_identifier or ""
+            active[job.queue].add(share)
+            attempt = job.current_attempt
+            if job.status not in LIVE_STATUSES or attempt is None:
+                continue
+            if job.is_mnp_parent or job.is_array_parent:  # charged through their nodes
+                continue
+            vcpus = job.resources.vcpus
+            held = running[job.queue]
+            held[share] = held.get(share, 0.0) + vcpus
+            used = usage[job.queue]
+            used[share] = used.get(share, 0.0) + interval_usage(
+                vcpus, attempt.placed_at, now, now, policy.decay_seconds
+            )
+        for q, p in policies.items():
+            if s.ledger.prune(q, now, p.decay_seconds):
+                s.ledger_dirty = True
+        for q in [q for q in s.ledger.entries if q not in s.queues]:  # a deleted queue
+            s.ledger.forget_queue(q)
+            s.ledger_dirty = True
+        ces = self._ce_views() if ces is None else ces
+        return {
+            q: FairShareView(p, usage[q], running[q], frozenset(active[q]), self._max_vcpus(q, ces))
+            for q, p in policies.items()
+        }
+
+    def _max_vcpus(self, queue: str, views: dict[str, CEView]) -> float:
+        """The most vCPUs the queue's environments can have: a MANAGED one's maximum, an
+        UNMANAGED one's ``unmanagedvCpus`` (AWS sizes the reservation by it), else its
+        registered nodes."""
+        total = 0.0
+        q = self.s.queues.get(queue)
+        for name in q.ce_names if q is not None else ():
+            view = views.get(name)
+            ce = self.s.ces.get(name)
+            if view is None or ce is None:
+                continue
+            if view.ec2 is not None:
+                total += view.ec2.max_vcpus
+            elif view.managed:
+                most = max((c.vcpus for c in view.node_capacities), default=0.0)
+                total += (view.max_nodes or 0) * most
+            else:
+                given = ce.doc.get("unmanagedvCpus")
+                total += (
+                    float(given)
+                    if isinstance(given, int | float) and given > 0
+                    else sum(c.vcpus for c in view.node_capacities)
+                )
+        return total
 
     def _node_views(self) -> list[NodeView]:
         s = self.s
@@ -185,10 +309,34 @@ class Scheduler:
                 ssh=n.ssh_port is not None and bool(n.ssh_host_key),
                 idle_since_ms=s.node_rt[n.node_id].idle_since_ms,
                 draining=n.draining,
+                releases=self._releases(n),
             )
             for n in s.nodes.values()
             if n.status in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING)
         ]
+
+    def _releases(self, node: Node) -> tuple[tuple[int | None, Resources], ...]:
+        """What each piece of work on ``node`` holds and when it ends at the latest: placed
+        plus its ``attemptDurationSeconds`` and the kill grace (None: no timeout). A node a
+        multi-node job holds frees all at once, when that job's attempt ends."""
+        s = self.s
+        rt = s.node_rt[node.node_id]
+        grace = int(s.config.kill_grace_seconds * 1000)
+
+        def end(job: Job | None) -> int | None:
+            attempt = job.current_attempt if job is not None else None
+            timeout = job.spec.timeout_seconds if job is not None else None
+            if attempt is None or timeout is None or job is None:
+                return None
+            return attempt.placed_at + int(timeout * 1000) + grace
+
+        if rt.gang_of is not None:
+            return ((end(s.active.get(rt.gang_of)), rt.used),)
+        return tuple(
+            (end(job), rt.holds.get(aid, job.resources))
+            for aid, job in rt.running.items()
+            if not job.is_node
+        )
 
     def _ce_views(self) -> dict[str, CEView]:
         views: dict[str, CEView] = {}
@@ -208,6 +356,7 @@ class Scheduler:
                 min_nodes=ce.min_nodes,
                 launch_after_ms=ce.next_launch_ms,
                 settling=ce.status in (CEStatus.CREATING, CEStatus.UPDATING),
+                default_memory_mib=env_default_memory(ce.doc.get("tags")),
             )
         return views
 
@@ -231,6 +380,7 @@ class Scheduler:
             settling=settling,
             ec2=scale,
             launch_error=ce.status_reason if ce.launch_failures else None,
+            default_memory_mib=env_default_memory(ce.doc.get("tags")),
         )
 
     def _array_room(self, pending: list[Job]) -> dict[str, int]:
@@ -268,18 +418,23 @@ class Scheduler:
         for a in actions:
             if isinstance(a, Advance):
                 job = s.active.get(a.job_id)
-                if job is not None and job.status != a.status and not job.status.terminal:
+                if job is not None and a.status == JobStatus.RUNNABLE and s.is_held(job):
+                    if job.status != JobStatus.PENDING:  # held: waits PENDING until released
+                        s.set_status(job, JobStatus.PENDING, s.held_reason(job))
+                elif job is not None and job.status != a.status and not job.status.terminal:
                     s.set_status(job, a.status, a.reason)
             elif isinstance(a, ExpandArray):
                 self._expand(a.job_id)
             elif isinstance(a, Place):
                 job = s.active.get(a.job_id)
                 if job is not None and job.status == JobStatus.RUNNABLE:
-                    self.start_attempt(job, s.nodes[a.node_id])
+                    self.start_attempt(job, s.nodes[a.node_id], a.resources, a.default_source)
                     touched.add(a.node_id)
             elif isinstance(a, PlaceGang):
                 job = s.active.get(a.job_id)
                 if job is not None and job.status == JobStatus.RUNNABLE:
+                    if is_waiting(job.status_reason):  # the wait is over
+                        job.status_reason = None
                     try:
                         touched |= self.gangs.place(job, a.node_ids)
                     except Exception as e:  # a broken gang must not stop the scheduler
@@ -319,20 +474,35 @@ class Scheduler:
         parent.summary_updated_at = now
         s.set_status(parent, JobStatus.PENDING, None)
         for i in range(size):
-            s.add_child(parent, JobStatus.PENDING, now, array_index=i)
+            child = s.add_child(parent, JobStatus.PENDING, now, array_index=i)
+            if parent.held is not None:  # a held array's children wait for its release
+                child.status_reason = s.held_reason(child)
 
     # --- placing and running attempts -------------------------------------------------------
-    def start_attempt(self, job: Job, node: Node) -> Attempt:
+    def start_attempt(
+        self,
+        job: Job,
+        node: Node,
+        held: Resources | None = None,
+        default_source: str | None = None,
+    ) -> Attempt:
         """Make the job's next attempt on ``node``: the job is STARTING, the attempt holds its
-        resources there, and its assignment is queued for the node (re-sent by the node's
+        resources there (``held``: its request with a default MEMORY, which its statusReason
+        then states), and its assignment is queued for the node (re-sent by the node's
         session until the node confirms it started). The caller wakes the node."""
         s = self.s
         attempt = new_attempt(job, node, s.clock())
         job.attempts.append(attempt)
-        s.set_status(job, JobStatus.STARTING, None)
+        if is_waiting(job.status_reason):  # the wait is over
+            job.status_reason = None
+        stated = None
+        if held is not None and default_source is not None:
+            stated = default_memory(held.memory_mib, default_source)
+            log.info("%s: %s", job.job_id, stated)
+        s.set_status(job, JobStatus.STARTING, stated)
         aid = attempt_id(job.job_id, attempt.number)
         rt = s.node_rt[node.node_id]
-        rt.reserve(aid, job)
+        rt.reserve(aid, job, held)
         assignment = self.assignment(job, attempt)
         rt.outbox.append(assignment)
         rt.unacked[aid] = (assignment, s.clock())
@@ -342,7 +512,9 @@ class Scheduler:
         """What the node runs for the attempt (built again as it is re-sent after a restart):
         the one builder for every job; an MNP node's command, wiring and the rest come from
         its gang (:meth:`Gangs.run`)."""
-        env = job_environment(job, attempt)
+        ce = self.s.ces.get(attempt.compute_environment)
+        env = job_environment(job, attempt, ce_environment(ce.doc.get("tags") if ce else None))
+        aid = attempt_id(job.job_id, attempt.number)
         run = (
             self.gangs.run(job, attempt, env)
             if job.is_node
@@ -351,7 +523,7 @@ class Scheduler:
             )
         )
         return Assignment(
-            attempt_id=attempt_id(job.job_id, attempt.number),
+            attempt_id=aid,
             job_id=job.job_id,
             attempt=attempt.number,
             command=run.command,
@@ -363,6 +535,8 @@ class Scheduler:
             shared_filesystem=attempt_shared_fs(self.s.ces, attempt.compute_environment),
             # the account chosen at submit (mnp.service.users.run_as); None: the agent's own
             run_as=job.spec.run_as,
+            # the job's own keys, as ECS gives a task its role's (mnp.scheduler.jobkeys)
+            credentials=job_keys(self.s).for_attempt(aid).to_wire(),
             **run.files,
         )
 
@@ -433,6 +607,11 @@ class Scheduler:
             self.gangs.resend_after_restart(job)
         elif job.is_terminated and not job.is_mnp_parent and job.status in LIVE_STATUSES:
             self.kill(job, job.status_reason or "terminated")
+        elif job.status in LIVE_STATUSES and (reason := _requeue_pending(job)):
+            if job.is_mnp_parent:
+                self.gangs.terminate(job, reason)
+            else:
+                self.kill(job, reason)
 
     def reload(self) -> None:
         """Memory back to what the store holds (:meth:`HeadState.reload`), as a restart
@@ -452,6 +631,17 @@ class Scheduler:
         """The file holding one stream (``stdout``/``stderr``) of an attempt's output: written by
         :mod:`mnp.nodes.sessions` as the node sends it, read by the log endpoints."""
         return self.s.config.logs_dir / safe_file_name(job_id) / str(attempt) / f"{stream}.log"
+
+
+def _requeue_pending(job: Job) -> str | None:
+    """The reason of a requeue whose attempt has not ended yet (None: none pending)."""
+    if job.is_mnp_parent:
+        state = job.gang_state
+        return state.requeued if state.outcome is None else None
+    attempt = job.current_attempt
+    if attempt is None or attempt.stopped_at is not None:
+        return None
+    return attempt.requeued
 
 
 def _as_is(last_seen_ms: int) -> int:

@@ -1,4 +1,4 @@
-# ~455 lines: the snapshot and action types and the one pure decision that reads them, together.
+# ~670 lines: the snapshot and action types and the one pure decision that reads them, together.
 """Scheduling as a pure function: ``reconcile(snapshot) -> list[Action]``.
 
 No I/O and no mutation happens here; the head node's loop gathers a :class:`Snapshot`, calls
@@ -14,12 +14,25 @@ Policy, in AWS Batch's terms:
   ``singleton`` jobs also wait for the earlier jobs of their name to end.
 - An array with ``array_max_running`` keeps children PENDING (``JobArrayTaskLimit``) while
   that many are RUNNABLE, STARTING or RUNNING; lower indices go first.
-- Queues are evaluated by descending ``priority``; each queue's RUNNABLE jobs in FIFO order;
+- Queues are evaluated by descending ``priority``; each queue's RUNNABLE jobs in FIFO order,
+  or, on a queue with a fair-share policy, lowest weighted share usage first with the capacity
+  held back for shares not yet active (:mod:`mnp.scheduler.fairshare`);
   each job tries the queue's ENABLED compute environments in ascending ``order`` and takes the
   least-loaded node there that fits (most vCPUs free, so work spreads over node agents).
   A job that does not fit now is skipped (later, smaller jobs may start: backfill); a job
   that could never fit any node of the queue's environments gets a
   ``MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT`` reason.
+- Reservations: the first job of a queue that has been RUNNABLE for ``reserve_after_ms``
+  and still does not fit reserves the nodes it needs, those expected free soonest (by the
+  timeouts of the work on them; a multi-node job's in one placement group). Until it starts,
+  those nodes take only work that ends before the reservation does (a job whose
+  ``attemptDurationSeconds`` is known and short enough), so no job starves behind backfill.
+- A job stating no MEMORY holds a default (:func:`mnp.scheduler.reasons.with_default_memory`):
+  its environment's ``mnp:defaultMemoryMiB`` tag, else the head's default up to its vCPUs'
+  share of the node, so memory others state is not handed out again.
+- Every RUNNABLE job that waits is told why (``explain``; texts in :mod:`mnp.scheduler.reasons`),
+  with a ``SetReason`` only when the text changes: the first ``reasons.DETAILED`` of each
+  queue their own cause, the ones behind a bucketed count of the jobs ahead.
 - A node silent for longer than its allowance is lost. MANAGED environments scale between
   their minimum and maximum from the demand placement left over (:mod:`mnp.scheduler.scaling`).
 """
@@ -29,6 +42,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from mnp.scheduler import reasons
 from mnp.scheduler.ec2scaling import (
     Ec2Env,
     Ec2Scale,
@@ -37,6 +51,15 @@ from mnp.scheduler.ec2scaling import (
     WaitReason,
 )
 from mnp.scheduler.ec2scaling import plan as ec2_plan
+from mnp.scheduler.fairshare import FairOrder, FairShareView
+from mnp.scheduler.reservations import (
+    Book,
+    Hold,
+    held_on,
+    reserve_gang,
+    reserve_one,
+    runnable_since,
+)
 from mnp.scheduler.scaling import (
     LaunchNodes as LaunchNodes,
 )
@@ -66,6 +89,10 @@ class NodeView:
     idle_since_ms: int | None = None
     """Since when it holds no work (None: busy, or not registered yet)."""
     draining: bool = False
+    releases: tuple[tuple[int | None, Resources], ...] = ()
+    """What each piece of work on it holds and when it ends at the latest (placement plus
+    its timeout and kill grace; None: it has no timeout). Busy room it does not list frees
+    at an unknown time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +115,9 @@ class CEView:
     """An EC2 environment's sizing (:mod:`mnp.scheduler.ec2scaling`), sized in vCPUs."""
     launch_error: str | None = None
     """Why its last launch failed, while it backs off (None: it did not fail)."""
+    default_memory_mib: int | None = None
+    """Its ``mnp:defaultMemoryMiB`` tag: what a job stating no MEMORY holds here (None: the
+    head's :attr:`Snapshot.default_memory_mib`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +152,19 @@ class Snapshot:
     array_room: Mapping[str, int] = field(default_factory=dict)
     """Per array parent with ``array_max_running`` (of a ``pending`` child): how many more
     children may become RUNNABLE now."""
+    fairshare: Mapping[str, FairShareView] = field(default_factory=dict)
+    """Per queue with a fair-share policy: its policy and share usage at ``now_ms``."""
+    reserve_after_ms: int | None = None
+    """A RUNNABLE job waiting this long that does not fit reserves nodes (None: none does)."""
+    kill_grace_ms: int = 0
+    """How long past its timeout a job may still hold its node (SIGTERM to SIGKILL)."""
+    default_memory_mib: int | None = None
+    """What a job stating no MEMORY holds, at most its vCPUs' share of the node's memory
+    (:func:`mnp.scheduler.reasons.with_default_memory`); None: nothing unless its
+    environment's tag says (the head always gives its setting)."""
+    explain: bool = False
+    """Give every waiting RUNNABLE job its reason (:mod:`mnp.scheduler.reasons`); the head
+    always does, placement tables may leave it off. A job that never fits is told in any case."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +183,10 @@ class ExpandArray:
 class Place:
     job_id: str
     node_id: str
+    resources: Resources | None = None
+    """What it holds there when not its own request: a default MEMORY filled in."""
+    default_source: str | None = None
+    """Where that default came from (shown with the job)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +247,21 @@ def reconcile(snap: Snapshot) -> list[Action]:
     _dependencies(snap, actions)
     _place(snap, actions, lost)
     _scale(snap, actions, lost)
-    return actions
+    return _one_reason(actions)
+
+
+def _one_reason(actions: list[Action]) -> list[Action]:
+    """A job an EC2 environment's chooser explains (:class:`WaitReason`, its own words, e.g.
+    ``maxvCpus`` reached) is not also given the placement's reason, so the two never take
+    turns rewriting it."""
+    chosen = {a.job_id for a in actions if isinstance(a, WaitReason)}
+    if not chosen:
+        return actions
+    return [
+        a
+        for a in actions
+        if not (isinstance(a, SetReason) and a.job_id in chosen and reasons.is_waiting(a.reason))
+    ]
 
 
 def _scale(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
@@ -335,6 +396,23 @@ def _never_reason(dep: str, condition: Condition, s: JobStatus) -> str:
     return f"{DEPENDENCY_PREFIX}FAILED - dependency {dep} failed"
 
 
+class _Tell:
+    """A queue's :class:`reasons.Explainer`, writing what it says as ``SetReason``."""
+
+    def __init__(self, queue: str, fair: bool, actions: list[Action], on: bool) -> None:
+        self.explainer = reasons.Explainer(queue, fair, on)
+        self.actions = actions
+
+    @property
+    def detailed(self) -> bool:
+        return self.explainer.detailed
+
+    def wait(self, job: Job, text: str | None) -> None:
+        said = self.explainer.wait(job.status_reason, text)
+        if said is not None:
+            self.actions.append(SetReason(job.job_id, said))
+
+
 def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
     free: dict[str, Resources] = {}
     by_ce: dict[str, list[str]] = {}
@@ -342,6 +420,12 @@ def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
         if n.status == NodeStatus.ACTIVE and n.node_id not in lost:
             free[n.node_id] = n.free
             by_ce.setdefault(n.compute_environment, []).append(n.node_id)
+    book = Book(snap, free)
+    caps = {n.node_id: n.capacity for n in snap.nodes}
+    live: dict[str, int] = {}
+    for n in snap.nodes:
+        if n.node_id not in lost and n.status in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING):
+            live[n.compute_environment] = live.get(n.compute_environment, 0) + 1
     for queue in sorted(snap.queues, key=lambda q: (-q.priority, q.name)):
         jobs = snap.runnable.get(queue.name, ())
         if not jobs:
@@ -353,13 +437,73 @@ def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
         ]
         capacities = [cap for c in ces for cap in c.node_capacities]
         usable = [c.name for c in ces if c.enabled]
-        blocked: set[tuple[float, int, int]] = set()
+        growing = next(
+            (c.name for c in ces
+             if c.enabled and c.managed and live.get(c.name, 0) < (c.max_nodes or 0)),
+            None,
+        )  # fmt: skip
+        blocked: dict[tuple[float, int, int, int | None], str] = {}
         never: dict[tuple[float, int, int], str | None] = {}
-        for job in jobs:
+        view = snap.fairshare.get(queue.name)
+        fair = FairOrder(view, jobs) if view is not None else None
+        tell = _Tell(queue.name, fair is not None, actions, snap.explain)
+        stop = reasons.env_disabled(queue.name, [c.name for c in ces]) if not usable else None
+        reserved = False  # one reservation per queue and pass: its oldest waiting job's
+        late = True  # once the queue is full, the first aged job still gets to reserve
+        full = False  # ``stop`` is for capacity (not a DISABLED queue or the share reserve)
+        after = snap.reserve_after_ms
+        for job in fair if fair is not None else jobs:
+            aged = (
+                after is not None
+                and not reserved
+                and (stop is None or (late and full))  # cheap tests first: most jobs stop here
+                and snap.now_ms - runnable_since(job) >= after
+            )
+            if stop is not None and aged and late and full:
+                late = False  # go on: it fails to fit, then reserves
+            elif stop is not None:
+                if not snap.explain:
+                    if after is None or reserved or not full:
+                        break  # placing is over here, and nothing is to be said
+                    continue
+                if job.spec.nodes is not None and full:
+                    tell.wait(job, reasons.gang(job.spec.nodes.num_nodes, usable[0], 0))
+                    continue
+                if job.spec.nodes is None:  # a job that never fits says so wherever it is
+                    need = job.resources
+                    shape = (need.vcpus, need.memory_mib, need.gpus)
+                    if shape not in never:
+                        never[shape] = _never_fits(need, capacities)
+                    if (reason := never[shape]) is not None:
+                        if job.status_reason != reason:
+                            actions.append(SetReason(job.job_id, reason))
+                        continue
+                tell.wait(job, stop if tell.detailed else None)
+                continue
+            if fair is not None and not fair.fits(job):
+                if fair.room < 1e-9:
+                    stop = reasons.share_reserved(queue.name)  # held for shares not active yet
+                tell.wait(job, reasons.share_reserved(queue.name))
+                continue
             if job.spec.nodes is not None:
                 if job.job_id in snap.waiting_gangs:
+                    tell.wait(job, reasons.gang_settling())
                     continue
-                _place_gang(job, ces, usable, by_ce, free, snap, actions)
+                why = _place_gang(job, ces, usable, by_ce, free, snap, actions, book)
+                if why is None:
+                    if fair is not None:
+                        fair.placed(job)
+                    continue
+                if why.startswith(NEVER_FITS):
+                    if job.status_reason != why:
+                        actions.append(SetReason(job.job_id, why))
+                    continue
+                if aged:
+                    hold = reserve_gang(job, usable, by_ce, caps, snap, book)
+                    if hold is not None:
+                        reserved = True
+                        why = reasons.reserving(hold.nodes, hold.start_ms)
+                tell.wait(job, why)
                 continue
             need = job.resources
             shape = (need.vcpus, need.memory_mib, need.gpus)
@@ -370,16 +514,31 @@ def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
                 if job.status_reason != reason:
                     actions.append(SetReason(job.job_id, reason))
                 continue
-            if shape in blocked:
+            end = book.end_of(job)
+            key = (*shape, job.spec.timeout_seconds)
+            if key in blocked and not aged:
+                tell.wait(job, blocked[key])
                 continue
-            node = _best_fit(need, usable, by_ce, free)
-            if node is None:
-                blocked.add(shape)
+            fit = _best_fit(job, need, usable, by_ce, caps, book, end, snap)
+            if isinstance(fit, str):
+                up = growing is not None and fit.startswith(reasons.SHORT)
+                text = reasons.scaling(growing) if up and growing else fit
+                blocked[key] = text
+                if aged:
+                    hold = reserve_one(job, need, usable, by_ce, snap, book)
+                    if hold is not None:
+                        reserved = True
+                        text = reasons.reserving(hold.nodes, hold.start_ms)
+                tell.wait(job, text)
                 if not any(free[n].vcpus >= 1e-9 for c in usable for n in by_ce.get(c, ())):
-                    break  # nothing left anywhere in this queue's environments
+                    stop = text if not text.startswith(reasons.RESERVING) else blocked[key]
+                    full = True
                 continue
-            free[node] = free[node].minus(need)
-            actions.append(Place(job.job_id, node))
+            node, held, source = fit
+            book.took(node, held, end)
+            actions.append(Place(job.job_id, node, held if source else None, source))
+            if fair is not None:
+                fair.placed(job)
 
 
 def _place_gang(
@@ -390,40 +549,45 @@ def _place_gang(
     free: dict[str, Resources],
     snap: Snapshot,
     actions: list[Action],
-) -> None:
+    book: Book,
+) -> str | None:
     """All of a multi-node job's nodes at once, in one environment (its placement group), on
-    idle nodes only (nodes are single-tenant); or nothing, so no gang holds partial capacity."""
+    idle nodes only (nodes are single-tenant); or nothing, so no gang holds partial capacity.
+    Returns None when placed, else why not (a ``NEVER_FITS`` reason when it never can)."""
     spec = job.spec.nodes
     assert spec is not None  # callers check
     needs = [c.resources for c in spec.containers]
     known = [c for c in ces if c.max_nodes is not None]
     if known and all((c.max_nodes or 0) < spec.num_nodes for c in known):
         most = max(c.max_nodes or 0 for c in known)
-        reason = (
+        return (
             f"{NEVER_FITS} - needs {spec.num_nodes} nodes, "
             f"the largest compute environment has {most}"
         )
-        if job.status_reason != reason:
-            actions.append(SetReason(job.job_id, reason))
-        return
     capacities = [cap for c in ces for cap in c.node_capacities]
     for need in needs:
         never = _never_fits(need, capacities)
         if never is not None:
-            if job.status_reason != never:
-                actions.append(SetReason(job.job_id, never))
-            return
+            return never
     caps = {n.node_id: n.capacity for n in snap.nodes}
     groups = {n.node_id: n.placement_group for n in snap.nodes}
     with_ssh = {n.node_id for n in snap.nodes if n.ssh}
+    end = book.end_of(job)
+    hold: Hold | None = None
+    most_idle = (0, usable[0] if usable else "")
     # the biggest needs choose first, each the smallest idle node that fits it
     order = sorted(range(len(needs)), key=lambda i: _size(needs[i]), reverse=True)
     for ce in usable:
         by_group: dict[str, list[str]] = {}
         for n in by_ce.get(ce, ()):
             if n in with_ssh and _is_idle(free[n], caps[n]):
+                h = book.blocker(n, end, job.job_id)
+                if h is not None:
+                    hold = hold or h
+                    continue
                 by_group.setdefault(groups[n], []).append(n)
         for idle in by_group.values():
+            most_idle = max(most_idle, (len(idle), ce))
             idle.sort(key=lambda n: (_size(caps[n]), n))
             chosen: dict[int, str] = {}
             for i in order:
@@ -434,9 +598,12 @@ def _place_gang(
                 chosen[i] = pick
             if len(chosen) == len(needs):
                 for n in chosen.values():
-                    free[n] = Resources(0, 0, 0)
+                    book.took(n, free[n], end)
                 actions.append(PlaceGang(job.job_id, tuple(chosen[i] for i in range(len(needs)))))
-                return
+                return None
+    if hold is not None:
+        return reasons.held(hold.job_id, hold.nodes, hold.start_ms)
+    return reasons.gang(spec.num_nodes, most_idle[1], most_idle[0])
 
 
 def _size(r: Resources) -> tuple[float, int, int]:
@@ -466,16 +633,41 @@ def _never_fits(need: Resources, capacities: list[Resources]) -> str | None:
 
 
 def _best_fit(
-    need: Resources, ces: list[str], by_ce: dict[str, list[str]], free: dict[str, Resources]
-) -> str | None:
+    job: Job,
+    need: Resources,
+    ces: list[str],
+    by_ce: dict[str, list[str]],
+    caps: Mapping[str, Resources],
+    book: Book,
+    end: int | None,
+    snap: Snapshot,
+) -> tuple[str, Resources, str | None] | str:
+    """The node to place ``job`` on, what it holds there and where a default MEMORY came
+    from; or why none: held by a reservation, else what it is short of and where."""
+    views = snap.compute_environments
+    hold: Hold | None = None
+    roomiest: tuple[tuple[float, int, int], str, Resources, Resources] | None = None
     for ce in ces:
         best: tuple[float, str] | None = None
+        held_at: dict[str, tuple[Resources, str | None]] = {}
         for node_id in by_ce.get(ce, ()):
-            f = free[node_id]
-            if need.fits_in(f):
+            f = book.free[node_id]
+            held, source = held_on(need, node_id, views[ce], snap, caps)
+            if held.fits_in(f):
+                h = book.blocker(node_id, end, job.job_id)
+                if h is not None:
+                    hold = hold or h
+                    continue
                 key = (need.vcpus - f.vcpus, node_id)
+                held_at[node_id] = (held, source)
                 if best is None or key < best:
                     best = key
+            elif roomiest is None or _size(f) > roomiest[0]:
+                roomiest = (_size(f), ce, f, held)
         if best is not None:
-            return best[1]
-    return None
+            return (best[1], *held_at[best[1]])
+    if hold is not None:
+        return reasons.held(hold.job_id, hold.nodes, hold.start_ms)
+    if roomiest is None:
+        return reasons.short(ces[0] if ces else "(none)", need, None)
+    return reasons.short(roomiest[1], roomiest[3], roomiest[2])

@@ -8,13 +8,17 @@ at the next :meth:`HeadState.flush`, so memory grows with active work, not with 
 from __future__ import annotations
 
 import heapq
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from mnp.config import HeadConfig
+from mnp.scheduler.fairshare import ShareLedger, SharePolicy
+from mnp.scheduler.reasons import env_default_memory, with_default_memory
+from mnp.spec.arns import name_from_arn
 from mnp.spec.definitions import JobDefinition
-from mnp.spec.environments import ComputeEnvironment, JobQueue, Node
+from mnp.spec.environments import ComputeEnvironment, JobQueue, Node, SchedulingPolicy
 from mnp.spec.jobs import ARRAY_LIMIT_REASON, Attempt, Job, array_child_id, node_job_id
 from mnp.spec.protocol import Assignment, Kill, Ready, attempt_id
 from mnp.spec.resources import Resources
@@ -24,6 +28,9 @@ from mnp.store.sqlite import Store
 Clock = Callable[[], int]
 HOLDS_A_SLOT = frozenset({JobStatus.RUNNABLE, JobStatus.STARTING, JobStatus.RUNNING})
 """Statuses that count against an array's running limit."""
+PLACED = frozenset({JobStatus.STARTING, JobStatus.RUNNING})
+SHARE_USAGE_KEY = "fairshare_usage"
+"""Meta key: the fair-share ledger (:class:`ShareLedger`), written with the jobs it counts."""
 
 
 def wall_ms() -> int:
@@ -45,6 +52,8 @@ class NodeRuntime:
     """The MNP job holding this whole node, if any."""
     idle_since_ms: int | None = None
     """Since when the node holds no work (kept by the scheduler's snapshot; None: busy)."""
+    holds: dict[str, Resources] = field(default_factory=dict)
+    """attempt id → what it holds when not its job's own request (a default MEMORY)."""
 
     def note_idle(self, now_ms: int, registered: bool) -> None:
         """Keep :attr:`idle_since_ms`: from the first look that finds a registered node
@@ -55,20 +64,23 @@ class NodeRuntime:
             self.idle_since_ms = now_ms
 
     # --- the one place a node's capacity is marked busy or free ------------------------------
-    def reserve(self, aid: str, job: Job) -> None:
-        """Attempt ``aid`` of ``job`` runs here: it holds the job's resources until
-        :meth:`release`. An MNP node's attempt holds nothing more: its gang already holds the
-        whole node (:meth:`reserve_whole`)."""
+    def reserve(self, aid: str, job: Job, held: Resources | None = None) -> None:
+        """Attempt ``aid`` of ``job`` runs here: it holds the job's resources (or ``held``,
+        its request with a default MEMORY) until :meth:`release`. An MNP node's attempt holds
+        nothing more: its gang already holds the whole node (:meth:`reserve_whole`)."""
         self.running[aid] = job
         if not job.is_node:
-            self.used = self.used.plus(job.resources)
+            if held is not None:
+                self.holds[aid] = held
+            self.used = self.used.plus(held if held is not None else job.resources)
 
     def release(self, aid: str) -> None:
         """Attempt ``aid`` ended here: what it held comes free and it is no longer awaited.
         Idempotent: an attempt already released (or never here) changes nothing."""
         job = self.running.pop(aid, None)
+        held = self.holds.pop(aid, None)
         if job is not None and not job.is_node:
-            self.used = self.used.minus(job.resources)
+            self.used = self.used.minus(held if held is not None else job.resources)
         self.unacked.pop(aid, None)
 
     def reserve_whole(self, capacity: Resources, gang: str | None) -> None:
@@ -83,6 +95,11 @@ class NodeRuntime:
             self.gang_of = None
 
 
+HELD_USER = "JobHeldUser"
+HELD_ADMIN = "JobHeldAdmin"
+"""Slurm's reasons for a held job: held by its owner, or by an admin (only an admin releases)."""
+
+
 class HeadState:
     def __init__(self, config: HeadConfig, store: Store, clock: Clock = wall_ms) -> None:
         self.config = config
@@ -90,6 +107,9 @@ class HeadState:
         self.clock = clock
         self.on_wake: Callable[[], None] = lambda: None
         self.on_node_work: Callable[[str], None] = lambda node_id: None
+        self.on_status: Callable[[Job, JobStatus], None] = lambda job, old: None
+        """Told of every status change (the job, its old status) once the job is updated:
+        metrics and events observe here; it only counts and enqueues, it decides nothing."""
         self._forget()
 
     def _forget(self) -> None:
@@ -112,6 +132,11 @@ class HeadState:
         self.dirty_nodes: set[str] = set()
         self.dirty_ces: set[str] = set()
         self.finished: list[str] = []
+        self.policies: dict[str, SchedulingPolicy] = {}
+        """Scheduling policies by name (the service keeps them here as it changes them)."""
+        self.ledger = ShareLedger()
+        """Decayed vCPU-time of the ended attempts of fair-share queues, per share."""
+        self.ledger_dirty = False
 
     # --- the one path for status changes ---------------------------------------------------
     def set_status(self, job: Job, target: JobStatus, reason: str | None = None) -> None:
@@ -133,6 +158,9 @@ class HeadState:
             job.stopped_at = now
             self.pending_dirty.discard(job.job_id)
             self.finished.append(job.job_id)
+        if old in PLACED and target not in PLACED:
+            self._charge_share(job, now)
+        self.on_status(job, old)
         if target.terminal or target == JobStatus.RUNNING:
             # RUNNING too: a job waiting for this one to start (AFTER_START) may go on; the
             # others go back to waiting at the next tick
@@ -143,6 +171,60 @@ class HeadState:
             if target.terminal and old in HOLDS_A_SLOT:
                 self.release_held(job.parent_id)
             self._child_changed(job, old, target, now)
+
+    def placed_need(self, job: Job, node: Node) -> tuple[Resources | None, str | None]:
+        """What ``job`` holds on ``node`` when not its own request (None: its own), and where
+        its default MEMORY came from: as :func:`~mnp.scheduler.reconcile.reconcile` placed
+        it (:func:`with_default_memory`), worked out again when the head restarts."""
+        if job.is_node:
+            return None, None
+        ce = self.ces.get(node.compute_environment)
+        tag = env_default_memory(ce.doc.get("tags") if ce is not None else None)
+        held, source = with_default_memory(
+            job.resources, node.capacity, tag, self.config.default_memory_mib
+        )
+        return (held, source) if source is not None else (None, None)
+
+    def share_policy(self, queue: str) -> SharePolicy | None:
+        """The fair-share policy ``queue`` is scheduled by; None: a FIFO queue."""
+        q = self.queues.get(queue)
+        if q is None or q.scheduling_policy_arn is None:
+            return None
+        policy = self.policies.get(name_from_arn(q.scheduling_policy_arn, "scheduling-policy"))
+        return SharePolicy.from_doc(policy.fairshare) if policy is not None else None
+
+    def _charge_share(self, job: Job, now: int) -> None:
+        """The job's attempt stopped holding its capacity: on a fair-share queue its share is
+        charged the vCPU-time from placement to the attempt's end (an MNP job is charged
+        through its nodes, an array through its children)."""
+        attempt = job.current_attempt
+        if attempt is None or job.is_mnp_parent or job.is_array_parent:
+            return
+        policy = self.share_policy(job.queue)
+        if policy is None:
+            return
+        end = attempt.stopped_at if attempt.stopped_at is not None else now
+        self.ledger.credit(
+            job.queue,
+            job.spec.share_identifier or "",
+            job.resources.vcpus,
+            attempt.placed_at,
+            end,
+            policy.decay_seconds,
+        )
+        self.ledger_dirty = True
+
+    def is_held(self, job: Job) -> bool:
+        """Held by ``scontrol hold`` (or ``sbatch -H``), itself or as a child of a held array."""
+        if job.held is not None:
+            return True
+        parent = self.active.get(job.parent_id or "") if job.array_index is not None else None
+        return parent is not None and parent.held is not None
+
+    def held_reason(self, job: Job) -> str:
+        parent = self.active.get(job.parent_id or "") if job.array_index is not None else None
+        kind = job.held or (parent.held if parent is not None else None) or HELD_USER
+        return f"{kind}: held until released (scontrol release)"
 
     def hold(self, child: Job) -> None:
         """Keep a PENDING array child waiting for a free slot of its array's running limit."""
@@ -248,6 +330,9 @@ class HeadState:
         again and a STARTING one waits to be confirmed (``assignment`` rebuilds what is
         re-sent). Returns the active jobs loaded; nothing is left marked changed."""
         store = self.store
+        self.policies = {p.name: p for p in store.load_policies()}
+        saved = store.get_meta(SHARE_USAGE_KEY)
+        self.ledger = ShareLedger.from_doc(json.loads(saved)) if saved else ShareLedger()
         for d in store.load_definitions():
             self.definitions.setdefault(d.name, []).append(d)
         self.queues = {q.name: q for q in store.load_queues()}
@@ -266,7 +351,7 @@ class HeadState:
             if rt is None:
                 continue
             aid = attempt_id(job.job_id, attempt.number)
-            rt.reserve(aid, job)
+            rt.reserve(aid, job, self.placed_need(job, self.nodes[attempt.node_id])[0])
             if job.is_node:  # an MNP node's gang holds the whole node
                 rt.reserve_whole(self.nodes[attempt.node_id].capacity, job.parent_id)
             if job.status == JobStatus.STARTING:
@@ -305,10 +390,12 @@ class HeadState:
         Raises :class:`~mnp.errors.StorageError` when the store cannot be written; the store
         has then called its ``on_failure`` (the scheduler's reload), so memory is what the
         store holds and nothing of the failed flush is acknowledged to anyone."""
-        if not self.dirty and not self.dirty_nodes and not self.dirty_ces:
+        if not self.dirty and not self.dirty_nodes and not self.dirty_ces and not self.ledger_dirty:
             return
         with self.store.transaction():
             self.store.save_jobs(self.dirty.values())
+            if self.ledger_dirty:
+                self.store.set_meta(SHARE_USAGE_KEY, json.dumps(self.ledger.to_doc()))
             for node_id in self.dirty_nodes:
                 self.store.save_node(self.nodes[node_id])
             for name in self.dirty_ces:
@@ -317,6 +404,7 @@ class HeadState:
         self.dirty.clear()
         self.dirty_nodes.clear()
         self.dirty_ces.clear()
+        self.ledger_dirty = False
         for job_id in self.finished:
             job = self.active.get(job_id)
             if job is not None and job.status.terminal:

@@ -10,7 +10,9 @@ import math
 from itertools import islice
 from typing import Any
 
+from mnp.build.images import image_policy
 from mnp.errors import Conflict, FieldError, InvalidInput, NotFound
+from mnp.scheduler.timelimits import scheduling_order
 from mnp.service.addresses import NodeAddresses
 from mnp.service.base import (
     MAX_COMPUTE_ENVIRONMENTS,
@@ -32,7 +34,7 @@ from mnp.service.models import (
 )
 from mnp.service.render import ce_detail, queue_detail
 from mnp.service.requests import ByName, Described
-from mnp.spec.arns import job_arn, name_from_arn
+from mnp.spec.arns import job_arn, name_from_arn, stored
 from mnp.spec.environments import (
     CEStatus,
     ComputeEnvironment,
@@ -74,7 +76,7 @@ class ResourceOps:
             order,
             self.ctx.s.clock(),
             dict(req.tags or {}),
-            policy.arn if policy else None,
+            stored(policy.arn) if policy else None,
             [a.model_dump() for a in req.jobStateTimeLimitActions or []],
         )
         with self.ctx.s.store.transaction():
@@ -123,7 +125,7 @@ class ResourceOps:
                         )
                     ]
                 )
-            q.scheduling_policy_arn = self._policy_for_queue(req.schedulingPolicyArn).arn
+            q.scheduling_policy_arn = stored(self._policy_for_queue(req.schedulingPolicyArn).arn)
         if req.jobStateTimeLimitActions is not None:
             q.time_limit_actions = [a.model_dump() for a in req.jobStateTimeLimitActions]
         if req.state is not None:
@@ -183,6 +185,7 @@ class ResourceOps:
             return create_ec2(self.ctx, req)
         m = req.mnp if "mnp" in req.model_fields_set else self._local_settings(req)
         shared = shared_filesystem(m.sharedFilesystem, req.tags, "bind")
+        image_policy(req.tags)  # how its nodes run images (mnp.build.images)
         self.addresses.check(m.firstAddress)
         ce = ComputeEnvironment(
             name=req.computeEnvironmentName,
@@ -338,13 +341,17 @@ class ResourceOps:
 
     # --- queue snapshot -----------------------------------------------------------------------
     def get_job_queue_snapshot(self, req: ByName) -> JSON:
-        """The first 100 RUNNABLE jobs in the order the scheduler considers them, and the
-        vCPUs the queue's STARTING/RUNNING jobs hold (per share on fair-share queues)."""
+        """The first 100 RUNNABLE jobs in the order they would start (FIFO, or on a
+        fair-share queue by share usage and priority as the scheduling pass offers them:
+        :func:`mnp.scheduler.timelimits.scheduling_order`), and the vCPUs the queue's
+        STARTING/RUNNING jobs hold (per share on fair-share queues)."""
         q = self.ctx.queue(req.ref)
         now = self.ctx.s.clock()
+        view = self.ctx.rt.fair_share_views(now).get(q.name)
+        waiting = self.ctx.s.runnable.get(q.name, {}).values()
         front = [
             {"jobArn": job_arn(j.job_id), "earliestTimeAtPosition": _runnable_since(j)}
-            for j in islice(self.ctx.s.runnable.get(q.name, {}).values(), SNAPSHOT_JOBS)
+            for j in islice(scheduling_order(waiting, view), SNAPSHOT_JOBS)
         ]
         used: dict[str | None, float] = {}
         shares: set[str] = set()

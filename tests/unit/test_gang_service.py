@@ -467,7 +467,8 @@ def test_cancel_of_a_runnable_mnp_job_fails_it(four: Head) -> None:
     waiting = h.submit("second", jobDefinition="mnp")
     h.ticks(3)
     detail = h.describe(waiting)
-    assert (detail["status"], detail.get("statusReason")) == ("RUNNABLE", None)
+    assert detail["status"] == "RUNNABLE"
+    assert detail["statusReason"].startswith("CAPACITY:GANG - needs 4 wholly idle nodes")
     h.api["cancelJob"]({"jobId": waiting, "reason": "not now"})
     detail = h.describe(waiting)
     assert (detail["status"], detail["statusReason"]) == ("FAILED", "not now")
