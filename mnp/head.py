@@ -37,6 +37,8 @@ from starlette.applications import Starlette
 import mnp
 from mnp.api.agents import PollWaiters
 from mnp.api.app import build_app
+from mnp.api.aws import batch_shapes
+from mnp.api.metrics import HeadCollector, HeadMetrics
 from mnp.config import (
     STOP_NODES_SIGNAL,
     HeadConfig,
@@ -53,15 +55,25 @@ from mnp.scheduler.fleet import in_thread, inline
 from mnp.scheduler.lag import LagGuard
 from mnp.scheduler.loop import Scheduler
 from mnp.scheduler.state import HeadState
+from mnp.service import render
 from mnp.service.core import Service
+from mnp.service.events.bus import EventBus
+from mnp.service.events.ops import event_operations
 from mnp.service.operations import Handler, native_operations
 from mnp.service.users import Caller
+from mnp.spec.jobs import Job
+from mnp.spec.states import JobStatus
 from mnp.store.sqlite import Store
 
 log = logging.getLogger("mnp.head")
 
 TICK_GATHER_SECONDS = 0.002
 IDLE_TICK_SECONDS = 0.5
+
+
+def event_detail(job: Job) -> dict[str, Any]:
+    """A job as DescribeJobs shows it on the AWS wire: an event's ``detail``."""
+    return batch_shapes.job_detail(render.job_detail(job))
 
 
 class Head:
@@ -89,11 +101,23 @@ class Head:
         self.waiters = PollWaiters()
         self.state.on_wake = self.wake.set
         self.state.on_node_work = self.waiters.wake
+        # status changes feed the metrics' counters and the events (both only enqueue)
+        self.metrics = HeadMetrics()
+        self.events = EventBus(self.store, event_detail)
+        self.metrics.collect_from(
+            HeadCollector(self.state, self.store, self.lag, self.store.events.counts)
+        )
+        self.state.on_status = self.on_status
         # The native API's table: the service's one table of operations, plus the head's own.
         self.ops: dict[str, Handler] = {
             **native_operations(self.service),
             "getStatus": self.get_status,
+            **event_operations(self.service, self.events),
         }
+
+    def on_status(self, job: Job, old: JobStatus) -> None:
+        self.metrics.observe(job, old)
+        self.events.observe(job, old)
 
     def start(self) -> None:
         self.service.load()
@@ -332,12 +356,16 @@ async def _serve(config: HeadConfig) -> None:
     head.start()
     refresh_client_urls(head.service.users.names(), url)
     head.offload_providers()
-    app = build_app(head, head.ops)
+    app = build_app(head, head.ops, head.events, head.metrics)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         head.lag.observe()  # start-up (store, adoption) is not a stall of the serving loop
-        tasks = [asyncio.create_task(head.scheduler_loop()), asyncio.create_task(head.lag_loop())]
+        tasks = [
+            asyncio.create_task(head.scheduler_loop()),
+            asyncio.create_task(head.lag_loop()),
+            asyncio.create_task(head.events.run()),  # undelivered events from before too
+        ]
         HeadInfo(url=url, pid=os.getpid(), token=config.token).write(config.head_file)
         write_private(config.pid_file, str(os.getpid()))
         log.info("mnp head node at %s (home %s)", url, config.home)
@@ -346,6 +374,7 @@ async def _serve(config: HeadConfig) -> None:
         finally:
             for task in tasks:
                 task.cancel()
+            await head.events.stop()
 
     app.router.lifespan_context = lifespan
     server = _Server(

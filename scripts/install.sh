@@ -2,7 +2,8 @@
 # Everything mnp needs on a fresh machine (Debian 12, Python >= 3.11).
 #   bash scripts/install.sh          mnp + MPI from PyPI (the MPICH wheel): enough for the demo
 #   bash scripts/install.sh --test   also the test tier: Debian's Open MPI 4, OpenSSH client and
-#                                    server, Docker engine (docker.io), the dev tools (with the docker
+#                                    server, Docker engine (docker.io), Chromium (the dashboard's
+#                                    browser test), the dev tools (with the docker
 #                                    SDK), CPU PyTorch for the torch example, and Open MPI 5 (PyPI
 #                                    wheel) in /opt/mnp-venvs/ompi5
 set -euo pipefail
@@ -17,6 +18,10 @@ if [ "${1:-}" = "--test" ]; then
     [ -x /usr/bin/orted ] || need+=(openmpi-bin libopenmpi-dev)
     # container jobs: the Docker engine (tests start their own dockerd, no bridge network)
     command -v dockerd >/dev/null || need+=(docker.io)
+    # the dashboard's browser test: Debian's Chromium, which Playwright (a dev extra) drives by
+    # its path, so no browser is downloaded
+    [ -x /usr/bin/chromium ] || need+=(chromium)
+    command -v prometheus >/dev/null || need+=(prometheus)  # a real scrape: test_metrics.py
     if [ ${#need[@]} -gt 0 ]; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -5,7 +5,10 @@
 2. ``GET /api/v1/logs/{job_id}`` — the native log tail (:mod:`mnp.api.tail`);
 3. ``POST /api/v1/{op}`` — the native operations (:mod:`mnp.api.native`);
 4. the node agents' endpoints (:mod:`mnp.api.agents`);
-5. ``GET /healthz``, open to all.
+5. ``GET /dashboard/…`` — the web dashboard's page and files (:mod:`mnp.api.dashboard`);
+6. ``GET /healthz``, open to all;
+7. when the head has them: ``GET /api/v1/events`` — the event stream (:mod:`mnp.api.events`)
+   and ``GET /metrics`` — Prometheus (:mod:`mnp.api.metrics`, which also times every request).
 
 The native routes and the tail take the owner's token (``HeadConfig.token``) or a user's; the
 agents' routes the owner's only (then each node's own secret).
@@ -17,17 +20,20 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mnp.api import agents, native, tail
+from mnp.api import agents, dashboard, events, metrics, native, tail
 from mnp.api.aws import batch, logs
 from mnp.api.aws.frontdoor import FrontDoor
 from mnp.api.native import Handler, TokenGate
 from mnp.config import HeadConfig
 from mnp.nodes.sessions import NodeSessions
 from mnp.service.core import Service
+from mnp.service.dashboard import Series
+from mnp.service.events.bus import EventBus
 
 
 class AppHead(Protocol):
@@ -50,8 +56,14 @@ class AppHead(Protocol):
         ...
 
 
-def build_app(head: AppHead, operations: Mapping[str, Handler]) -> Starlette:
-    """The app for ``head``; ``operations`` is the native API's table (name → handler)."""
+def build_app(
+    head: AppHead,
+    operations: Mapping[str, Handler],
+    bus: EventBus | None = None,
+    head_metrics: metrics.HeadMetrics | None = None,
+) -> Starlette:
+    """The app for ``head``; ``operations`` is the native API's table (name → handler);
+    ``bus`` and ``head_metrics``, when given, add the event stream and ``/metrics``."""
     config = head.config
     users = head.service.users
     front_door = FrontDoor.for_home(
@@ -61,18 +73,28 @@ def build_app(head: AppHead, operations: Mapping[str, Handler]) -> Starlette:
         users=users.by_access_key,
     )
     gate = TokenGate(config.token, users.by_token)
+    sampler = dashboard.Sampler(Series(head.service.ctx.s))
+    operations = {**operations, "dashboardSeries": sampler.handler}
 
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True})
 
+    extra = events.routes(gate, bus) if bus is not None else []
+    middleware: list[Middleware] = []
+    if head_metrics is not None:
+        extra += metrics.routes(head_metrics, gate.identify)
+        middleware.append(Middleware(metrics.RequestTimer, metrics=head_metrics))
     return Starlette(
+        middleware=middleware,
         routes=[
+            *extra,
             *logs.routes(head.service.logs, authenticate=front_door.check),
             *batch.routes(head, authenticate=front_door.check),
             *tail.routes(gate, head.service.logs),
             *native.routes(gate, operations),
             *agents.routes(gate, head.sessions, head.waiters, config.heartbeat_seconds),
             agents.bundle_route(head.agent_bundle),
+            *dashboard.routes(sampler),
             Route("/healthz", health, methods=["GET"]),
         ]
     )

@@ -21,18 +21,22 @@ from mnp import __version__
 from mnp.cli.admin import ce_group, queue_group
 from mnp.cli.commands import salloc_command, slurm_group
 from mnp.cli.env import env_command
+from mnp.cli.events import events_group
 from mnp.cli.head import UpOptions, head_pid, running_head, start_background, stop_pid
 from mnp.cli.hosts import hosts_group
 from mnp.cli.jobs import cancel, describe, jobs, logs, register, submit, terminate
 from mnp.cli.render import ces_table, nodes_table, queues_table, status_view, wide_console
+from mnp.cli.roles import roles_group
 from mnp.cli.run import mpirun_command, run_command
 from mnp.cli.sacct import sacct_command
 from mnp.cli.sbatch import sbatch_command
 from mnp.cli.scontrol import scontrol_command
+from mnp.cli.shares import shares_command
 from mnp.cli.sinfo import sinfo_command
 from mnp.cli.squeue import scancel_command, squeue_command
 from mnp.cli.state import MnpGroup, State, json_option, pass_state, print_json
 from mnp.cli.users import users_group, whoami_command
+from mnp.cli.why import why_command
 from mnp.config import STOP_NODES_SIGNAL, default_home
 from mnp.errors import MnpError
 
@@ -204,6 +208,10 @@ for command in (
     users_group, whoami_command,  # mnp.cli.users
     hosts_group,  # mnp.cli.hosts
     queue_group, ce_group,  # mnp.cli.admin
+    shares_command,  # mnp.cli.shares
+    why_command,  # mnp.cli.why
+    roles_group,  # mnp.cli.roles
+    events_group,  # mnp.cli.events
 ):  # fmt: skip
     cli.add_command(command)
 

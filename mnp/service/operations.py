@@ -21,9 +21,11 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
+from mnp.service import dashboard
 from mnp.service import requests as r
 from mnp.service.base import JOB_DEFINITION_MAX, MNP_SUBMIT_MAX, SUBMIT_MAX
 from mnp.service.core import Service
+from mnp.service.explain import ExplainOps
 from mnp.service.hosts import HostOps
 from mnp.service.models import (
     CreateComputeEnvironment,
@@ -35,9 +37,11 @@ from mnp.service.models import (
     TagResource,
     UntagResource,
     UpdateComputeEnvironment,
+    UpdateJob,
     UpdateJobQueue,
     UpdateSchedulingPolicy,
 )
+from mnp.service.roles import parse_role, request_resources
 from mnp.service.users import Caller, require_admin
 from mnp.service.validation import parse
 
@@ -83,6 +87,9 @@ class Operation(Generic[R]):
     def __call__(self, service: Service, caller: Caller, body: JSON) -> JSON:
         """Check the caller may, parse ``body`` and run the operation (see
         :class:`~mnp.service.core.Service`); raises AccessDenied, InvalidInput, …"""
+        if caller.job_role is not None:  # a running job's credentials: its role decides too
+            action = f"batch:{self.aws}" if self.aws else f"mnp:{self.native}"
+            caller.job_role.check(action, *request_resources(body))
         if self.admin:
             require_admin(caller, self.aws or self.native, _target(body))
         return self.run(service, self.parse(body), caller)
@@ -100,6 +107,11 @@ def _target(body: JSON) -> str:
             if isinstance(body.get(key), str):
                 return str(body[key])[:200]
     return ""
+
+
+def _delete_role(service: Service, name: str) -> JSON:
+    service.users.roles().delete(name)
+    return {}
 
 
 def _model(
@@ -155,6 +167,10 @@ OPERATIONS: tuple[Operation[Any], ...] = (
     Op("CancelJob", "cancelJob", _model(JobReason), lambda sv, q, c: sv.jobs.cancel_job(q, c)),
     Op("TerminateJob", "terminateJob", _model(JobReason),
       lambda sv, q, c: sv.jobs.terminate_job(q, c)),
+    Op(None, "requeueJob", _model(JobReason), lambda sv, q, c: sv.jobs.requeue_job(q, c)),
+    Op(None, "holdJob", _model(JobReason), lambda sv, q, c: sv.jobs.hold_job(q, c)),
+    Op(None, "releaseJob", _model(JobReason), lambda sv, q, c: sv.jobs.release_job(q, c)),
+    Op(None, "updateJob", _model(UpdateJob), lambda sv, q, c: sv.jobs.update_job(q, c)),
     # scheduling policies
     Op("CreateSchedulingPolicy", "createSchedulingPolicy", _model(CreateSchedulingPolicy),
       lambda sv, q, c: sv.policies.create_scheduling_policy(q), admin=True),
@@ -167,6 +183,10 @@ OPERATIONS: tuple[Operation[Any], ...] = (
     Op("ListSchedulingPolicies", "listSchedulingPolicies", r.Page.from_body,
       lambda sv, q, c: sv.policies.list_scheduling_policies(q)),
     # tags
+    Op(None, "describeShares", r.loose("jobQueue"),
+      lambda sv, q, c: sv.policies.describe_shares(q)),
+    Op(None, "explainJob", r.loose("jobId"),
+      lambda sv, q, c: ExplainOps(sv.ctx, sv.policies).explain_job(q, c)),
     Op("TagResource", "tagResource", _model(TagResource),
       lambda sv, q, c: sv.tags.tag_resource(q, c), tag_method="POST"),
     Op("UntagResource", "untagResource", _model(UntagResource),
@@ -181,6 +201,12 @@ OPERATIONS: tuple[Operation[Any], ...] = (
     Op(None, "listUsers", r.Page.from_body, lambda sv, q, c: sv.users.list_users(c)),
     Op(None, "deleteUser", r.strict("name"), lambda sv, q, c: sv.users.delete_user(c, q.ref)),
     Op(None, "whoAmI", r.Page.from_body, lambda sv, q, c: sv.users.who_am_i(c)),
+    # roles: what running jobs may do with their own credentials (mnp.service.roles)
+    Op(None, "createRole", parse_role, lambda sv, q, c: sv.users.roles().create(q), admin=True),
+    Op(None, "listRoles", r.Page.from_body,
+      lambda sv, q, c: {"roles": sv.users.roles().list()}),
+    Op(None, "deleteRole", r.strict("roleName"),
+      lambda sv, q, c: _delete_role(sv, q.ref), admin=True),
     # the hosts of UNMANAGED environments (mnp.service.hosts)
     Op(None, "addHost", r.AddHost.from_body, lambda sv, q, c: HostOps(sv.ctx).add_host(q),
       admin=True),
@@ -188,6 +214,15 @@ OPERATIONS: tuple[Operation[Any], ...] = (
       lambda sv, q, c: HostOps(sv.ctx).remove_host(q), admin=True),
     Op(None, "listHosts", r.loose("computeEnvironment"),
       lambda sv, q, c: HostOps(sv.ctx).list_hosts(q), admin=True),
+    # the web dashboard's own views (mnp.service.dashboard); its series is the app's
+    Op(None, "dashboardOverview", r.Page.from_body,
+      lambda sv, q, c: dashboard.overview(sv.ctx.s)),
+    Op(None, "dashboardJobs", dashboard.JobFilter.from_body,
+      lambda sv, q, c: dashboard.list_jobs(sv.ctx.s, q)),
+    Op(None, "getDashboardLayout", r.Page.from_body,
+      lambda sv, q, c: dashboard.get_layout(sv.ctx.s, c)),
+    Op(None, "putDashboardLayout", dashboard.parse_layout,
+      lambda sv, q, c: dashboard.put_layout(sv.ctx.s, c, q)),
 )
 # fmt: on
 

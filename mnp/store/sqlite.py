@@ -53,7 +53,7 @@ from mnp.spec.definitions import JobDefinition, JobSpec
 from mnp.spec.environments import ComputeEnvironment, JobQueue, Node, SchedulingPolicy
 from mnp.spec.jobs import Attempt, GangAttemptState, Job
 from mnp.spec.states import HistoryEntry, JobStatus
-from mnp.store import streams, tokens
+from mnp.store import events, streams, tokens
 from mnp.store import users as user_table
 from mnp.store.keys import scrub_ended_keys
 from mnp.store.queries import JobQuery, job_query_sql
@@ -104,7 +104,9 @@ class Store:
         self.db.execute("PRAGMA foreign_keys=OFF")
         self.db.execute("PRAGMA secure_delete=ON")
         new_index = not streams.has_table(self.db)
-        self.db.executescript(SCHEMA + streams.TABLE + tokens.TABLE + user_table.TABLE)
+        self.db.executescript(
+            SCHEMA + streams.TABLE + tokens.TABLE + user_table.TABLE + events.TABLE
+        )
         if new_index:
             self.db.execute(streams.BACKFILL)
         self._specs: dict[str, JobSpec] = {}
@@ -114,6 +116,12 @@ class Store:
         """A key left a document in the current transaction: wipe the WAL after it."""
         self.on_failure: Callable[[], None] = lambda: None
         """Called after a write failed and was rolled back (see :meth:`transaction`)."""
+        self.before_commit: Callable[[], None] = lambda: None
+        """Called inside every transaction just before it commits: the event outbox writes
+        the events of the changes it holds there (:mod:`mnp.store.events`)."""
+        self.after_commit: Callable[[], None] = lambda: None
+        self.after_rollback: Callable[[], None] = lambda: None
+        """Called after any transaction was rolled back (before :attr:`on_failure`)."""
         self._protect_files()
         self._scrub_ended_keys()
 
@@ -164,9 +172,11 @@ class Store:
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db
+                self.before_commit()
                 self.db.execute("COMMIT")
             except BaseException:
                 self._rollback()
+                self.after_rollback()
                 raise
         except sqlite3.Error as e:
             log.error("a write failed and was rolled back: %s", e)
@@ -176,6 +186,7 @@ class Store:
             if type(e) in (sqlite3.OperationalError, sqlite3.DatabaseError):
                 raise StorageError(e) from e
             raise  # a constraint or API misuse: a bug of the caller, not the disk
+        self.after_commit()
         if self._forgotten:
             self._forgotten = False
             try:
@@ -197,6 +208,21 @@ class Store:
     def submit_tokens(self) -> tokens.SubmitTokens:
         """The submit-once record (:mod:`mnp.store.tokens`), on this store's connection."""
         return tokens.SubmitTokens(self.db)
+
+    @property
+    def events(self) -> events.EventTables:
+        """Event rules, topics and the delivery outbox (:mod:`mnp.store.events`)."""
+        return events.EventTables(self.db)
+
+    def size_bytes(self) -> int:
+        """The database's files on disk (with its WAL), 0 for an in-memory store."""
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += os.stat(self.path + suffix).st_size
+            except OSError:
+                pass
+        return total
 
     @property
     def users(self) -> user_table.Users:
@@ -366,6 +392,7 @@ class Store:
             attempts=[Attempt.from_doc(a) for a in doc.get("attempts", [])],
             is_cancelled=doc.get("is_cancelled", False),
             is_terminated=doc.get("is_terminated", False),
+            held=doc.get("held"),
             status_summary=doc.get("status_summary"),
             summary_updated_at=doc.get("summary_updated_at"),
             node_index=doc.get("node_index"),
@@ -405,6 +432,11 @@ class Store:
         """Jobs matching every condition of ``query`` (no history loaded)."""
         sql, args = job_query_sql(query or JobQuery())
         return [self._job_from_row(r, with_history=False) for r in self.db.execute(sql, args)]
+
+    def count_jobs_by_queue_status(self) -> dict[tuple[str, str], int]:
+        """(queue, status) → how many jobs the store holds so."""
+        rows = self.db.execute("SELECT queue, status, count(*) FROM jobs GROUP BY queue, status")
+        return {(q, s): n for q, s, n in rows}
 
     def count_jobs_by_status(self) -> dict[str, int]:
         rows = self.db.execute("SELECT status, count(*) FROM jobs GROUP BY status")

@@ -44,6 +44,8 @@ ALLOWED: dict[str, set[str]] = {
     # the HTTP edge reaches the head through the service and the node sessions only
     "mnp.api": {*_SPEC, "mnp.config", "mnp.service", "mnp.nodes", "mnp.api"},
     # the head-node process: the one place that assembles all of the above
+    # the simulated cluster: assembles a head in-process, as mnp.head does
+    "mnp.sim": {*_HEAD_CORE, "mnp.scheduler", "mnp.nodes", "mnp.service", "mnp.sim"},
     "mnp.head": {*_HEAD_CORE, "mnp.scheduler", "mnp.nodes", "mnp.service", "mnp.api"},
     # the client side
     "mnp.client": {*_SPEC, "mnp.config", "mnp.client"},
@@ -78,8 +80,9 @@ THIRD_PARTY: dict[str, set[str]] = {
     "mnp.scheduler": {"asyncssh"},  # one SSH key pair per multi-node attempt
     "mnp.nodes": set(),
     "mnp.service": {"pydantic"},  # typed requests, validated at the service's door
-    "mnp.api": _HTTP_EDGE,
+    "mnp.api": _HTTP_EDGE | {"prometheus_client"},
     "mnp.head": _HTTP_EDGE | {"uvloop"},
+    "mnp.sim": set(),
     "mnp.client": {"httpx"},
     "mnp.cli": {"click", "rich", "httpx"},
     "mnp": set(),

@@ -24,12 +24,23 @@ def test_job_detail_and_summary_lose_only_mnp_fields() -> None:
     }
     aws = {k: v for k, v in native.items() if k in ("jobId", "status", "container", "attempts")}
     aws["nodeDetails"] = native["nodeDetails"]
-    assert shapes.job_detail(native) == aws
-    assert shapes.describe_jobs({"jobs": [native]}) == {"jobs": [aws]}
     assert shapes.list_jobs({"jobSummaryList": [native], "nextToken": "5"}) == {
         "jobSummaryList": [aws],
         "nextToken": "5",
     }
+    # a job's detail also gets what AWS always answers (tests/unit/test_aws_wire_shapes.py)
+    detail = {
+        **aws,
+        "container": {**shapes.container_properties({}), **native["container"]},
+        "attempts": [
+            {"container": {"exitCode": 1}, "taskProperties": [{"containers": [{"exitCode": 1}]}]}
+        ],
+        "parameters": {},
+        "tags": {},
+        "eksAttempts": [],
+    }
+    assert shapes.job_detail(native) == detail
+    assert shapes.describe_jobs({"jobs": [native]}) == {"jobs": [detail]}
     assert "history" in native  # the native answer is left alone
 
 
@@ -58,8 +69,15 @@ def test_compute_environment_without_compute_resources_shows_its_local_vcpus() -
 
 def test_job_definition_gets_an_orchestration_type() -> None:
     d = {"jobDefinitionName": "d", "revision": 1, "type": "container"}
+    aws = {
+        **d,
+        "parameters": {},
+        "tags": {},
+        "platformCapabilities": ["EC2"],
+        "containerOrchestrationType": "ECS",
+    }
     assert shapes.describe_job_definitions({"jobDefinitions": [d], "nextToken": "1"}) == {
-        "jobDefinitions": [{**d, "containerOrchestrationType": "ECS"}],
+        "jobDefinitions": [aws],
         "nextToken": "1",
     }
 
@@ -76,4 +94,7 @@ def test_one_table_serves_both_front_doors() -> None:
     assert {op.native for op in OPERATIONS if op.aws is None} == {
         "listNodes", "createUser", "listUsers", "deleteUser", "whoAmI",
         "addHost", "removeHost", "listHosts",
+        "requeueJob", "holdJob", "releaseJob", "updateJob", "describeShares", "explainJob",
+        "createRole", "listRoles", "deleteRole",
+        "dashboardOverview", "dashboardJobs", "getDashboardLayout", "putDashboardLayout",
     }
