@@ -147,8 +147,14 @@ class Agent:
         credentials = CredentialServer()
         netns = self.options.netns
         relay = HeadRelay(netns, lambda: self._head_url) if netns else None
+        # containers keep the machine's network: on a namespace node they need their own
+        machine = CredentialServer() if netns else None
         await credentials.start(netns)
         self._attempts.credentials = credentials
+        self._attempts.machine_head_url = lambda: self._head_url
+        if machine is not None:
+            await machine.start()
+            self._attempts.machine_credentials = machine
         if relay is not None:
             await relay.start()
             self._attempts.head_url = lambda: relay.url
@@ -184,6 +190,8 @@ class Agent:
                 self._attempts.close()
         finally:
             await credentials.close()
+            if machine is not None:
+                await machine.close()
             if relay is not None:
                 await relay.close()
             self._spot.close()

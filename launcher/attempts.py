@@ -98,9 +98,14 @@ class Attempts:
         """Running main-node attempts told Ready (reported in every poll)."""
         self._engine: Engine | None = None
         self.credentials: CredentialServer | None = None
-        """Serves each attempt its own AWS key (None: the jobs get none)."""
+        """Serves each attempt its own AWS key (None: the jobs get none), where the node's
+        processes run (on a namespace node: inside its namespace)."""
         self.head_url: Callable[[], str] = lambda: ""
-        """The head's URL as this node reaches it (the jobs' AWS and mnp endpoints)."""
+        """The head's URL as the node's processes reach it (the jobs' AWS and mnp endpoints)."""
+        self.machine_credentials: CredentialServer | None = None
+        self.machine_head_url: Callable[[], str] = lambda: ""
+        """The same on the machine's own network, where containers run (host networking);
+        unset: the same as :attr:`credentials` / :attr:`head_url`."""
 
     def ids(self) -> list[str]:
         """The running attempts' ids."""
@@ -199,7 +204,9 @@ class Attempts:
         Batch and Logs endpoints and ``MNP_URL``, its own key through the credentials
         endpoint, ``MNP_TOKEN``. The job's own values win. On a node of its own network
         namespace, :attr:`head_url` is the agent's relay (:mod:`launcher.headrelay`)."""
-        url = self.head_url()
+        in_container = assignment.container is not None  # the machine's network, not the node's
+        url = (self.machine_head_url if in_container else self.head_url)() or self.head_url()
+        server = (self.machine_credentials if in_container else None) or self.credentials
         if not url:
             return assignment
         extra = {
@@ -209,8 +216,8 @@ class Attempts:
         }
         creds = assignment.credentials
         if creds is not None:
-            if self.credentials is not None:
-                extra.update(self.credentials.add(assignment.attempt_id, creds))
+            if server is not None:
+                extra.update(server.add(assignment.attempt_id, creds))
             extra["MNP_TOKEN"] = creds.get("nativeToken", "")
         return replace(assignment, environment={**extra, **assignment.environment})
 
@@ -238,8 +245,9 @@ class Attempts:
         """The attempt has sent its last event: forget it, revoke its SSH access, remove its
         wiring and (if the job left nothing else there) its directory."""
         proc = self._running.pop(attempt_id, None)
-        if self.credentials is not None:
-            self.credentials.remove(attempt_id)
+        for server in (self.credentials, self.machine_credentials):
+            if server is not None:
+                server.remove(attempt_id)
         self._killed.discard(attempt_id)
         self._ready.discard(attempt_id)
         if self.ssh is not None:

@@ -424,3 +424,27 @@ def test_batch_script_and_output_files_in_a_container(
     assert expected in dc.logs(job)
     gone(docker_engine, job)
     assert list(dc.home.glob("nodes/*/scripts/*")) == []  # the script went with the attempt
+
+
+CALL_HOME = r"""
+import json, os, urllib.request
+uri = os.environ["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
+token = os.environ["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
+req = urllib.request.Request(uri, headers={"Authorization": token})
+key = json.load(urllib.request.urlopen(req, timeout=10))
+health = json.load(urllib.request.urlopen(os.environ["MNP_URL"] + "/healthz", timeout=10))
+print("key", key["AccessKeyId"][:4], bool(key["Token"]), "head", health["ok"])
+"""
+
+
+def test_a_container_job_reaches_its_credentials_and_the_head(
+    dc: Cluster, docker_engine: DockerEngine
+) -> None:
+    """A container keeps the machine's network, also on a node of its own namespace: its
+    credentials endpoint and head URL are the machine's, not the namespace's."""
+    dc.register("home", [sys.executable, "-c", CALL_HOME],
+                container={"image": docker_engine.images["mpi"]})  # fmt: skip
+    job = dc.submit("home", "home")
+    detail = dc.wait_status(job, "SUCCEEDED", "FAILED", timeout=90)
+    assert detail["status"] == "SUCCEEDED", dc.logs(job)
+    assert dc.logs(job).strip() == "key MNPJ True head True"
