@@ -73,6 +73,10 @@ def job_detail(job: Job) -> dict[str, Any]:
     nodes = job.spec.nodes
     if nodes is not None and job.node_index is None:
         detail["nodeProperties"] = nodes.to_wire()
+        # how the main node starts MPI, and its slots per node (None: each node's vCPUs)
+        detail["nodeProperties"]["mnp"] = _drop_none(
+            {"mpi": nodes.mpi, "tasksPerNode": nodes.tasks_per_node}
+        )
     elif nodes is not None:
         detail["nodeDetails"] = {
             "nodeIndex": job.node_index,

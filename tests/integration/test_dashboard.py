@@ -92,6 +92,26 @@ def test_dashboard_in_chromium(tmp_path: Path, browser: Any) -> None:
         assert c.client.describe(waiting)["isCancelled"] is True
         c.client.terminate(first, "test over")
 
+        # a multi-node job: each node with its address and MPI rank range
+        c.client.register_job_definition({
+            "jobDefinitionName": "pair", "type": "multinode",
+            "nodeProperties": {
+                "numNodes": 2, "mainNode": 0,
+                "nodeRangeProperties": [{"targetNodes": "0:", "container": {
+                    "command": ["sh", "-c", "sleep 3"],
+                    "resourceRequirements": [{"type": "VCPU", "value": "1"}]}}],
+                "mnp": {"mpi": "mpich", "tasksPerNode": 3},
+            },
+        })  # fmt: skip
+        pair = c.submit("pair", "pair")
+        c.wait_status(pair, "RUNNING", "SUCCEEDED", "FAILED", timeout=60)
+        page.goto(f"{c.url}/dashboard/#/job/{pair}")
+        page.wait_for_selector("tr[data-node-index='1'] td:has-text('3-5')")
+        assert "0-2" in page.inner_text("tr[data-node-index='0']")
+        addresses = {d["nodeAddress"] for d in (c.client.describe(f"{pair}#{i}") for i in (0, 1))}
+        row_text = page.inner_text("[data-panel='mnp-nodes']")
+        assert all(a and a in row_text for a in addresses), (addresses, row_text)
+
         # the overview draws its charts; the jobs list and nodes pages render
         page.goto(c.url + "/dashboard/#/")
         page.wait_for_selector("[data-panel='depth'] svg polyline", state="attached")

@@ -86,15 +86,14 @@ def snapshot(
 
 @dataclass
 class Sim:
-    """Four 4-vCPU nodes; small untimed jobs (each runs ``RUN_S``) arrive faster than they
-    finish, so there is always a backlog; what ``reconcile`` decides is applied."""
+    """``nodes`` 4-vCPU nodes; small untimed jobs (each runs ``RUN_S``) arrive faster than
+    they finish, so there is always a backlog; what ``reconcile`` decides is applied."""
 
     reserve_after_ms: int | None
+    nodes: int = 4
     now: int = T0
     queue: list[Job] = field(default_factory=list)
-    running: dict[str, list[tuple[int, Resources]]] = field(
-        default_factory=lambda: {f"n{i}": [] for i in range(4)}
-    )
+    running: dict[str, list[tuple[int, Resources]]] = field(default_factory=dict)
     gang_at: int | None = None
     small_started: int = 0
     reasons_seen: set[str] = field(default_factory=set)
@@ -105,8 +104,11 @@ class Sim:
     ARRIVALS = 6
     """Per step: 1.2 jobs/s of 20 s on 16 vCPUs keeps 24 jobs of demand on 16 slots."""
 
+    def __post_init__(self) -> None:
+        self.running = {f"n{i}": [] for i in range(self.nodes)}
+
     def arrive(self) -> None:
-        for _ in range(self.ARRIVALS):
+        for _ in range(self.ARRIVALS * self.nodes // 4):
             self.count += 1
             self.queue.append(small(f"s{self.count}", self.now))
 
@@ -146,12 +148,12 @@ class Sim:
         self.arrive()
 
 
-def run(reserve_after_ms: int | None, seconds: int) -> Sim:
-    sim = Sim(reserve_after_ms)
+def run(reserve_after_ms: int | None, seconds: int, nodes: int = 4) -> Sim:
+    sim = Sim(reserve_after_ms, nodes)
     for _ in range(4):  # the cluster is busy and has a backlog when the gang arrives
         sim.arrive()
         sim.step()
-    g = gang("mpi", 4, sim.now)
+    g = gang("mpi", nodes, sim.now)
     sim.queue.insert(0, g)  # it is ahead of every small job submitted after it
     gang_submitted = sim.now
     while sim.now - gang_submitted < seconds * 1000 and sim.gang_at is None:
@@ -159,15 +161,18 @@ def run(reserve_after_ms: int | None, seconds: int) -> Sim:
     return sim
 
 
-def test_a_gang_behind_a_stream_of_small_jobs_starves_without_reservations() -> None:
-    """The control: with backfill alone the four nodes are never idle at once."""
-    sim = run(None, seconds=1800)
+@pytest.mark.parametrize("nodes", [4, 8])
+def test_a_gang_behind_a_stream_of_small_jobs_starves_without_reservations(nodes: int) -> None:
+    """The control: with backfill alone the nodes are never idle at once."""
+    sim = run(None, seconds=1800, nodes=nodes)
     assert sim.gang_at is None
     assert sim.small_started > 1000
 
 
-def test_a_gang_behind_a_stream_of_small_jobs_starts_within_its_reservation_age() -> None:
-    sim = run(AGE_MS, seconds=1800)
+@pytest.mark.parametrize("nodes", [4, 8])
+def test_a_gang_behind_a_stream_of_small_jobs_starts_within_its_reservation_age(nodes: int) -> None:
+    """An MPI gang of every node (the issue's 8-node job) behind 1-vCPU jobs."""
+    sim = run(AGE_MS, seconds=1800, nodes=nodes)
     assert sim.gang_at is not None
     waited = sim.gang_at - (T0 + 4 * Sim.STEP_S * 1000)
     # it reserves at the age; the untimed jobs on its nodes end within RUN_S

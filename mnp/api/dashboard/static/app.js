@@ -522,11 +522,24 @@ async function nodesOfJob(job, box) {
     }
     return "";
   };
+  // MPI ranks, in node order (the hostfile's): tasksPerNode slots per node, else each node's vCPUs
+  const settings = job.nodeProperties.mnp || {};
+  const perNode = Number(settings.tasksPerNode || 0);
+  const vcpus = perNode > 0 ? {} : Object.fromEntries(((await call("listNodes", {})).nodes || []).map((n) => [n.nodeId, Number(n.vcpus || 0)]));
+  const slots = new Map(details.map((d) => [d.nodeDetails.nodeIndex, perNode > 0 ? perNode : vcpus[d.nodeId] || 0]));
+  const ranksOf = (i) => {
+    if (settings.mpi === "none" || ![...slots.keys()].every((k) => slots.get(k) > 0)) return "";
+    let first = 0;
+    for (let k = 0; k < i; k++) first += slots.get(k) || 0;
+    const n = slots.get(i) || 0;
+    return n === 1 ? `${first}` : `${first}-${first + n - 1}`;
+  };
   const rows = details.sort((a, b) => a.nodeDetails.nodeIndex - b.nodeDetails.nodeIndex).map((d) => h("tr", { "data-node-index": d.nodeDetails.nodeIndex },
     h("td", {}, jobLink(d.jobId, String(d.nodeDetails.nodeIndex))), h("td", {}, d.nodeDetails.isMainNode ? "main" : ""),
-    h("td", {}, rangeOf(d.nodeDetails.nodeIndex)), h("td", {}, d.nodeId || ""), h("td", {}, d.nodeAddress || ""), h("td", {}, badge(d.status))));
+    h("td", {}, rangeOf(d.nodeDetails.nodeIndex)), h("td", {}, ranksOf(d.nodeDetails.nodeIndex)),
+    h("td", {}, d.nodeId || ""), h("td", {}, d.nodeAddress || ""), h("td", {}, badge(d.status))));
   box.replaceChildren(panel(`Nodes of this job (${job.nodeProperties.numNodes})`, "mnp-nodes",
-    table(["Index", "", "Range", "Node", "Address", "State"], rows)));
+    table(["Index", "", "Range", "Ranks", "Node", "Address", "State"], rows)));
 }
 
 // --- nodes, fair share ------------------------------------------------------------------------------
