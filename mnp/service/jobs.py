@@ -258,20 +258,26 @@ class JobOps:
 
     def cancel_job(self, req: JobReason, caller: Caller) -> JSON:
         """Cancel a job of ``caller``'s (an admin: any job); AccessDenied otherwise."""
-        job = self.ctx.s.active.get(self.ctx.job_id(req.jobId))
-        if job is not None:
-            require_owner(caller, job.submitted_by, "cancel job", job.job_id)
-            self.cancel(job, req.reason, terminate=False)
-            self.ctx.s.flush()
-        return {}
+        return self._stop(req, caller, terminate=False)
 
     def terminate_job(self, req: JobReason, caller: Caller) -> JSON:
         """Terminate a job of ``caller``'s (an admin: any job); AccessDenied otherwise."""
-        job = self.ctx.s.active.get(self.ctx.job_id(req.jobId))
+        return self._stop(req, caller, terminate=True)
+
+    def _stop(self, req: JobReason, caller: Caller, terminate: bool) -> JSON:
+        """Cancel or terminate: another user's job is refused whether it runs or has ended
+        (the answer does not depend on timing, and tells no one else whether it ended); a job
+        that has ended, or no job, is a no-op answered 200, as AWS Batch answers it."""
+        s = self.ctx.s
+        job_id = self.ctx.job_id(req.jobId)
+        job = s.active.get(job_id)
+        found = job if job is not None else s.job(job_id)
+        if found is not None:
+            what = "terminate job" if terminate else "cancel job"
+            require_owner(caller, found.submitted_by, what, found.job_id)
         if job is not None:
-            require_owner(caller, job.submitted_by, "terminate job", job.job_id)
-            self.cancel(job, req.reason, terminate=True)
-            self.ctx.s.flush()
+            self.cancel(job, req.reason, terminate=terminate)
+            s.flush()
         return {}
 
     def requeue_job(self, req: JobReason, caller: Caller) -> JSON:

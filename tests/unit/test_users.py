@@ -207,3 +207,20 @@ def test_logs_of_others_jobs_are_denied_and_left_out(head: Head) -> None:
     as_alice = head.service.logs.for_caller(Caller("alice", Role.USER))
     assert [r.name for r in as_alice.find_streams()] == [stream]
     assert head.service.logs.for_caller(owner()).find_stream(stream) is not None
+
+
+def test_another_users_job_is_refused_to_cancel_and_terminate_also_once_it_has_ended(
+    head: Head,
+) -> None:
+    alice, _ = make_user(head, "alice")
+    bob, _ = make_user(head, "bob")
+    job = submit_as(alice)
+    head.ticks(2)
+    got, _ = head.poll("n1")
+    head.started("n1", got[0].attempt_id)
+    head.exited("n1", got[0].attempt_id, 0)
+    assert head.status(job) == "SUCCEEDED"
+    for op in ("cancelJob", "terminateJob"):
+        with pytest.raises(AccessDenied, match="it belongs to alice"):
+            bob[op]({"jobId": job, "reason": "not mine"})
+        assert alice[op]({"jobId": job, "reason": "mine, ended"}) == {}  # a no-op, as AWS
