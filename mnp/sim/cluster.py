@@ -81,6 +81,9 @@ class Workload:
     array_size: int = 1
     """Jobs per SubmitJob: 1 submits single jobs; 2 or more, arrays of that many children
     (each child its own duration), so that submitting costs the head less than scheduling."""
+    fair_share: bool = True
+    """False: the queue has no policy (FIFO), the jobs are still counted by ``shares`` (a
+    baseline for fair share's split)."""
 
 
 @dataclass(slots=True)
@@ -185,7 +188,7 @@ class Cluster:
             "priority": 1,
             "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": CE}],
         }
-        if w.shares:
+        if w.shares and w.fair_share:
             fairshare = {
                 "shareDecaySeconds": w.share_decay_seconds,
                 "shareDistribution": [
@@ -276,7 +279,8 @@ class Cluster:
             share = ""
             if w.shares:
                 share = w.shares[self.submits % len(w.shares)][0]
-                body["shareIdentifier"] = share
+                if w.fair_share:
+                    body["shareIdentifier"] = share
             job_id = str(self.api["submitJob"](body)["jobId"])
             self.submits += 1
             ids = [array_child_id(job_id, i) for i in range(size)] if size > 1 else [job_id]
