@@ -87,7 +87,10 @@ def job_detail(d: JSON) -> JSON:
     out.setdefault("eksAttempts", [])
     if "nodeProperties" in out and "nodeDetails" not in out:
         out.pop("container", None)
-        out["nodeProperties"] = _node_properties(out["nodeProperties"], fargate)
+        nodes = _node_properties(out["nodeProperties"], fargate)
+        if isinstance(nodes, dict):  # mnp's MPI settings are the native API's (the dashboard's)
+            nodes = {k: v for k, v in nodes.items() if k != "mnp"}
+        out["nodeProperties"] = nodes
     elif isinstance(out.get("container"), dict):
         out["container"] = container_properties(out["container"], fargate)
     if isinstance(out.get("attempts"), list):
