@@ -6,6 +6,7 @@ selector, the queue's existence, the status, the number of filters, each filter,
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from mnp.errors import FieldError, InvalidInput
@@ -13,9 +14,10 @@ from mnp.scheduler.state import HeadState
 from mnp.service.base import LIST_FILTERS
 from mnp.service.jobrefs import resolve_job_ref
 from mnp.service.render import job_summary
-from mnp.service.requests import ListJobs
+from mnp.service.requests import BAD_TOKEN, ListJobs
 from mnp.spec.arns import ARN_PREFIX, name_from_arn, stored
 from mnp.spec.states import JobStatus
+from mnp.store import pages
 from mnp.store.queries import JobQuery
 
 JSON = dict[str, Any]
@@ -41,19 +43,26 @@ def list_jobs(s: HeadState, req: ListJobs) -> JSON:
     for i, f in enumerate(req.filters):
         query.update(_filter_query(s, i, f))
     most = 100 if req.filters and not req.all_statuses else 1000
-    limit, offset = req.page.resolve(1000 if statuses else 100, most)
-    jobs = s.store.query_jobs(JobQuery(
+    limit, token = req.page.keyed(1000 if statuses else 100, most)
+    selection = JobQuery(
         queue=queue,
         statuses=statuses,
         parent_id=resolve_job_ref(s.store, req.parent) if req.parent else None,
         children=req.all_statuses and req.include_children,
-        offset=offset,
         limit=limit + 1,
         **query,
-    ))
-    out: JSON = {"jobSummaryList": [job_summary(s.active.get(j.job_id, j)) for j in jobs[:limit]]}
-    if len(jobs) > limit:
-        out["nextToken"] = str(offset + limit)
+    )
+    fingerprint = selection.fingerprint()
+    after = None
+    if token is not None:
+        after = pages.verify(s.store.page_secret(), fingerprint, token)
+        if after is None:
+            raise InvalidInput([FieldError("nextToken", BAD_TOKEN)])
+    rows = s.store.query_jobs_keyed(replace(selection, after=after))
+    page = rows[:limit]
+    out: JSON = {"jobSummaryList": [job_summary(s.active.get(j.job_id, j)) for j, _ in page]}
+    if len(rows) > limit:
+        out["nextToken"] = pages.sign(s.store.page_secret(), fingerprint, page[-1][1])
     return out
 
 
@@ -82,7 +91,9 @@ def _filter_query(s: HeadState, i: int, f: Any) -> dict[str, Any]:
     if name == "JOB_DEFINITION":
         if value.startswith("arn:"):  # any region's or account's, as the store keeps it
             value = stored(value)
-            return {"definition": value + ('"' if value.rsplit(":", 1)[-1].isdigit() else ":")}
+            if value.rsplit(":", 1)[-1].isdigit():  # one revision
+                return {"definition": value, "definition_exact": True}
+            return {"definition": value + ":"}  # any revision
         base = ARN_PREFIX
         return {
             "definition": f"{base}:job-definition/{value[:-1]}"

@@ -11,6 +11,7 @@ node's event loop.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from mnp.errors import AccessDenied
 from mnp.nodes.logstreams import StreamLog
@@ -19,11 +20,14 @@ from mnp.scheduler.state import HeadState
 from mnp.service.jobrefs import resolve_job_ref
 from mnp.service.users import Caller
 from mnp.spec.jobs import Job
-from mnp.store.streams import StreamRef
+from mnp.store.streams import StreamRef, TimeKey
 
-__all__ = ["LogReader", "StreamRef"]  # StreamRef: what the reader returns, for the API's types
+__all__ = ["LogReader", "StreamRef", "TimeKey"]  # what the reader returns, for the API's types
 
 STREAMS = ("stdout", "stderr")
+CHUNK = 200
+"""Streams read at a time when some are left out (another user's): a page of a listing
+reads on in chunks until it is full, never every stream at once."""
 
 
 class LogReader:
@@ -54,6 +58,21 @@ class LogReader:
         return self._state.store.find_streams(
             prefix=prefix, after=after, descending=descending, limit=limit
         )
+
+    def by_last_event(
+        self, *, past: TimeKey | None = None, descending: bool = False, limit: int = 50
+    ) -> list[tuple[TimeKey, StreamRef]]:
+        """Up to ``limit`` streams in order of their last write, starting past ``past``, each
+        with its key (``(time, name)``: a page's last is where the next starts). An ended
+        stream's time is its attempt's end, read in order off the store's index; only the
+        open streams (running attempts) have their files looked at. So a page costs the page
+        and the running work, not every stream there ever was."""
+        live = [((self.last_write_ms(r), r.name), r) for r in self._state.store.open_streams()]
+        if past is not None:
+            live = [x for x in live if (x[0] < past if descending else x[0] > past)]
+        ended = self._state.store.ended_streams(past=past, descending=descending, limit=limit)
+        merged = sorted([*live, *ended], key=lambda x: x[0], reverse=descending)
+        return merged[:limit]
 
     def open_stream(self, ref: StreamRef) -> StreamLog:
         """The merged event view of the stream's stdout and stderr."""
@@ -117,7 +136,40 @@ class _OwnStreams(LogReader):
         limit: int | None = None,
     ) -> list[StreamRef]:
         """As :meth:`LogReader.find_streams`, others' streams left out (before the limit, so
-        a page is as full as it can be)."""
-        every = super().find_streams(prefix=prefix, after=after, descending=descending)
-        mine = [r for r in every if self._mine(r)]
+        a page is as full as it can be: read on in chunks until it is)."""
+        mine: list[StreamRef] = []
+        while limit is None or len(mine) < limit:
+            chunk = super().find_streams(
+                prefix=prefix, after=after, descending=descending, limit=CHUNK
+            )
+            mine += [r for r in chunk if self._mine(r)]
+            if len(chunk) < CHUNK:
+                break
+            after = chunk[-1].name
         return mine if limit is None else mine[:limit]
+
+    def by_last_event(
+        self, *, past: TimeKey | None = None, descending: bool = False, limit: int = 50
+    ) -> list[tuple[TimeKey, StreamRef]]:
+        """As :meth:`LogReader.by_last_event`, others' streams left out (read on in chunks
+        until the page is full)."""
+        mine: list[tuple[TimeKey, StreamRef]] = []
+        while len(mine) < limit:
+            chunk = super().by_last_event(past=past, descending=descending, limit=CHUNK)
+            mine += [x for x in chunk if self._mine(x[1])]
+            if len(chunk) < CHUNK:
+                break
+            past = chunk[-1][0]
+        return mine[:limit]
+
+
+def time_key(value: Any) -> TimeKey | None:
+    """A :data:`TimeKey` as a token carried it (``[time, name]``), or None if it is not one."""
+    if (
+        isinstance(value, list)
+        and len(value) == 2
+        and type(value[0]) is int
+        and isinstance(value[1], str)
+    ):
+        return value[0], value[1]
+    return None

@@ -77,6 +77,9 @@ def _filters(body: JSON) -> list[JSON]:
     return value
 
 
+BAD_TOKEN = "not a token this head node gave out"
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     """``maxResults`` and ``nextToken`` as given. They are checked by :meth:`resolve` when the
@@ -101,12 +104,30 @@ class Page:
             limit = default
         token = self.next_token or "0"
         if not (isinstance(token, str) and token.isdigit()):
-            errors.append(FieldError("nextToken", "not a token this head node gave out"))
+            errors.append(FieldError("nextToken", BAD_TOKEN))
             token = "0"
         if errors:
             raise InvalidInput(errors)
         assert isinstance(limit, int)  # narrowed above
         return min(limit, most), int(token)
+
+    def keyed(self, default: int, most: int) -> tuple[int, str | None]:
+        """``(maxResults, nextToken)`` for a listing that pages by key (ListJobs): the token
+        as given, or None; its signature is the listing's to check (:mod:`mnp.store.pages`)."""
+        errors = []
+        limit = self.max_results
+        if limit is None:
+            limit = default
+        elif not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            errors.append(FieldError("maxResults", "must be at least 1"))
+            limit = default
+        token = self.next_token or None
+        if token is not None and not isinstance(token, str):
+            errors.append(FieldError("nextToken", BAD_TOKEN))
+        if errors:
+            raise InvalidInput(errors)
+        assert isinstance(limit, int)  # narrowed above
+        return min(limit, most), token if isinstance(token, str) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -56,8 +57,8 @@ from mnp.spec.states import HistoryEntry, JobStatus
 from mnp.store import events, streams, tokens
 from mnp.store import users as user_table
 from mnp.store.keys import scrub_ended_keys
-from mnp.store.queries import JobQuery, job_query_sql
-from mnp.store.streams import TERMINAL, StreamRef
+from mnp.store.queries import JOB_COLUMNS, JobQuery, PageKey, job_query_sql, page_key
+from mnp.store.streams import StreamRef
 
 log = logging.getLogger("mnp.store")
 
@@ -84,16 +85,69 @@ CREATE INDEX IF NOT EXISTS job_history_job ON job_history (job_id);
 CREATE TABLE IF NOT EXISTS job_numbers (number INTEGER PRIMARY KEY, job_id TEXT NOT NULL);
 """
 
+UNFINISHED = "status NOT IN ('FAILED', 'SUCCEEDED')"
+"""A job not yet ended, spelled literally: SQLite uses a partial index only for a query whose
+``WHERE`` repeats the index's own terms, and a bound parameter does not."""
+
+INDEXES = f"""
+CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs (created_at, array_index) WHERE {UNFINISHED};
+CREATE INDEX IF NOT EXISTS jobs_top_status ON jobs (queue, status, created_at)
+    WHERE parent_id IS NULL;
+CREATE INDEX IF NOT EXISTS jobs_top_created ON jobs (queue, created_at) WHERE parent_id IS NULL;
+CREATE INDEX IF NOT EXISTS jobs_top_name ON jobs (queue, lower(name), created_at)
+    WHERE parent_id IS NULL;
+CREATE INDEX IF NOT EXISTS jobs_top_definition ON jobs (queue, definition_arn, created_at)
+    WHERE parent_id IS NULL;
+CREATE INDEX IF NOT EXISTS jobs_top_share ON jobs (queue, share_identifier, created_at)
+    WHERE parent_id IS NULL;
+CREATE INDEX IF NOT EXISTS jobs_children_status ON jobs (parent_id, status, array_index)
+    WHERE parent_id IS NOT NULL;
+"""
+"""What ListJobs and a restart read by, each a partial index where it can be: a listing costs
+the page it returns and a restart the unfinished jobs, whatever the history. (Every row
+index also holds the rowid, so ``ORDER BY created_at DESC, rowid DESC`` reads straight off
+them.) Created after :func:`_migrate`: older stores gain their columns first."""
+
+SAVE_JOB = f"""
+INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (job_id) DO UPDATE SET status = excluded.status, doc = excluded.doc
+"""
+"""An upsert, not ``INSERT OR REPLACE``: the row keeps its rowid (the listings' tie-break and
+``nextToken`` position) and only the indexes over status are rewritten; the other columns
+never change once a job exists."""
+
 FILE_MODE = 0o600
 JOURNAL_SUFFIXES = ("", "-wal", "-shm", "-journal")
 KEYS_SCRUBBED = "gang_keys_scrubbed"
 """Meta key: set once the ended attempts' keys an older head left were removed."""
 NEXT_NUMBER = "next_job_number"
 """Meta key: the first job number not yet given out (absent: 1)."""
+PAGE_KEY = "page_token_key"
+"""Meta key: the secret the listings' ``nextToken`` are signed with (:mod:`mnp.store.pages`)."""
+NODE_RETENTION_ENV = "MNP_NODE_RETENTION_HOURS"
+DEFAULT_NODE_RETENTION_HOURS = 24.0
+
+
+def node_retention_ms() -> int:
+    """How long a LOST or STOPPED node's record is kept after its last sign of life:
+    ``$MNP_NODE_RETENTION_HOURS`` (default 24; 0 keeps none past the next start)."""
+    raw = os.environ.get(NODE_RETENTION_ENV, "").strip()
+    try:
+        hours = float(raw) if raw else DEFAULT_NODE_RETENTION_HOURS
+    except ValueError:
+        raise ValueError(f"${NODE_RETENTION_ENV}: a number of hours, got {raw!r}") from None
+    if hours < 0:
+        raise ValueError(f"${NODE_RETENTION_ENV}: must not be negative, got {raw!r}")
+    return int(hours * 3600 * 1000)
 
 
 class Store:
-    def __init__(self, path: Path | str) -> None:
+    def __init__(
+        self, path: Path | str, *, node_retention: int | None = None, now_ms: int | None = None
+    ) -> None:
+        """Open (or create) the store at ``path``, migrating an older head's schema. LOST and
+        STOPPED nodes last seen more than ``node_retention`` ms (default
+        :func:`node_retention_ms`) before ``now_ms`` are pruned (:meth:`prune_nodes`)."""
         self.path = str(path)
         if self.path != ":memory:":
             # created 0600 before SQLite opens it: its -wal and -shm files take this mode
@@ -109,6 +163,9 @@ class Store:
         )
         if new_index:
             self.db.execute(streams.BACKFILL)
+        _migrate(self.db)
+        streams.migrate(self.db, backfilled=new_index)
+        self.db.executescript(INDEXES + streams.INDEXES)
         self._specs: dict[str, JobSpec] = {}
         self._keyed: set[str] = set()
         """Jobs whose document, as last written or read, holds an SSH private key."""
@@ -124,6 +181,9 @@ class Store:
         """Called after any transaction was rolled back (before :attr:`on_failure`)."""
         self._protect_files()
         self._scrub_ended_keys()
+        self.node_retention = node_retention_ms() if node_retention is None else node_retention
+        self.prune_nodes(now_ms)
+        self._page_secret = self._load_page_secret()
 
     def close(self) -> None:
         self.db.close()
@@ -314,6 +374,30 @@ class Store:
             "INSERT OR REPLACE INTO nodes VALUES (?, ?)", (n.node_id, _dump(n.to_doc()))
         )
 
+    def prune_nodes(self, now_ms: int | None = None) -> int:
+        """Delete the LOST and STOPPED nodes whose last sign of life (heartbeat, registration
+        or launch) is more than :attr:`node_retention` before ``now_ms``; how many. ``now_ms``
+        None: the newest sign of life of any stored node (the store's own clock, so a head on
+        a test or simulated clock prunes by that clock; a node with no time recorded is kept).
+        Run when the store opens, so a head that lived through thousands of short-lived nodes
+        does not load (and keep) every one of them. A pruned node is unknown: its agent,
+        should it come back, is refused (MANAGED) or joins afresh (UNMANAGED); its jobs keep
+        its id."""
+        if now_ms is None:
+            row = self.db.execute(f"SELECT max({_NODE_SEEN}) FROM nodes").fetchone()
+            if row is None or row[0] is None:
+                return 0
+            now_ms = int(row[0])
+        with self.transaction():
+            gone = self.db.execute(
+                "DELETE FROM nodes WHERE json_extract(doc, '$.status') IN ('LOST', 'STOPPED') "
+                f"AND {_NODE_SEEN} BETWEEN 1 AND ?",
+                (now_ms - self.node_retention - 1,),
+            ).rowcount
+        if gone:
+            log.info("pruned %d LOST/STOPPED nodes older than %d ms", gone, self.node_retention)
+        return int(gone)
+
     def load_nodes(self) -> list[Node]:
         rows = self.db.execute("SELECT doc FROM nodes")
         return [Node.from_doc(json.loads(doc)) for (doc,) in rows]
@@ -330,30 +414,41 @@ class Store:
         rows = []
         history = []
         stream_rows = []
+        ended_rows = []
         for j in jobs:
             self._note_key(j)
-            a = j.current_attempt
-            if a is not None and not j.is_mnp_parent:
-                stream_rows.append((a.log_stream_name, j.job_id, a.number, a.placed_at))
+            if j.attempts and not j.is_mnp_parent:
+                ended = j.status.value in streams.TERMINAL
+                a = j.attempts[-1]
+                end = streams.ended_at(a.stopped_at, j.stopped_at, ended, a.placed_at)
+                stream_rows.append((a.log_stream_name, j.job_id, a.number, a.placed_at, end))
+                if len(j.attempts) > 1:  # a retry: the attempt before may have ended unsaved
+                    a = j.attempts[-2]
+                    end = streams.ended_at(a.stopped_at, j.stopped_at, True, a.placed_at)
+                    ended_rows.append((end, a.log_stream_name, j.job_id))
+            spec = j.spec
             rows.append(
                 (
                     j.job_id,
-                    j.spec.spec_id,
+                    spec.spec_id,
                     j.parent_id,
                     j.array_index,
-                    j.queue,
-                    j.name,
+                    spec.queue,
+                    spec.name,
                     j.status.value,
                     j.created_at,
                     _dump(j.to_doc()),
+                    spec.definition_arn,
+                    spec.share_identifier,
                 )
             )
             for h in j.history[j.history_saved :]:
                 history.append((j.job_id, h.at, h.status.value, h.reason))
             j.history_saved = len(j.history)
-        self.db.executemany("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        self.db.executemany(SAVE_JOB, rows)
         self.db.executemany("INSERT INTO job_history VALUES (?, ?, ?, ?)", history)
         self.db.executemany(streams.INSERT, stream_rows)
+        self.db.executemany(streams.END, ended_rows)
 
     def _note_key(self, job: Job) -> None:
         if job.gang_state.key is not None:
@@ -376,12 +471,15 @@ class Store:
             self._specs[spec_id] = spec
         return spec
 
-    def _job_from_row(self, row: tuple[Any, ...], with_history: bool) -> Job:
-        job_id, spec_id, parent_id, array_index, _q, _n, status, created_at, doc_text = row
+    def _job_from_row(
+        self, row: tuple[Any, ...], with_history: bool, specs: dict[str, JobSpec] | None = None
+    ) -> Job:
+        job_id, spec_id, parent_id, array_index, _q, _n, status, created_at, doc_text = row[:9]
         doc = json.loads(doc_text)
+        spec = specs.get(spec_id) if specs is not None else None
         job = Job(
             job_id=job_id,
-            spec=self.spec(spec_id),
+            spec=spec if spec is not None else self.spec(spec_id),
             status=JobStatus(status),
             created_at=created_at,
             parent_id=parent_id,
@@ -413,7 +511,9 @@ class Store:
         return [HistoryEntry(JobStatus(s), at, r) for s, at, r in rows]
 
     def load_job(self, job_id: str) -> Job | None:
-        row = self.db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        row = self.db.execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)
+        ).fetchone()
         return None if row is None else self._job_from_row(row, with_history=True)
 
     def job_status(self, job_id: str) -> JobStatus | None:
@@ -421,17 +521,60 @@ class Store:
         return None if row is None else JobStatus(row[0])
 
     def load_active_jobs(self) -> list[Job]:
-        """Every job not yet SUCCEEDED/FAILED, in creation order (for a restart)."""
+        """Every job not yet SUCCEEDED/FAILED, in creation order (for a restart), with its
+        history. Three queries (jobs, specs, history), each through the partial index of
+        unfinished jobs: the cost is the unfinished jobs, not the store's size."""
         rows = self.db.execute(
-            "SELECT * FROM jobs WHERE status NOT IN (?, ?) ORDER BY created_at, array_index",
-            TERMINAL,
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE {UNFINISHED} ORDER BY created_at, array_index"
         ).fetchall()
-        return [self._job_from_row(r, with_history=True) for r in rows]
+        specs = {
+            spec_id: JobSpec.from_doc(json.loads(doc))
+            for spec_id, doc in self.db.execute(
+                "SELECT spec_id, doc FROM job_specs WHERE spec_id IN "
+                f"(SELECT spec_id FROM jobs WHERE {UNFINISHED})"
+            )
+        }
+        history: dict[str, list[HistoryEntry]] = {}
+        for job_id, s, at, r in self.db.execute(
+            "SELECT job_id, status, at, reason FROM job_history WHERE job_id IN "
+            f"(SELECT job_id FROM jobs WHERE {UNFINISHED}) ORDER BY rowid"
+        ):
+            history.setdefault(job_id, []).append(HistoryEntry(JobStatus(s), at, r))
+        jobs = []
+        for row in rows:
+            job = self._job_from_row(row, with_history=False, specs=specs)
+            job.history = history.get(job.job_id, [])
+            job.history_saved = len(job.history)
+            jobs.append(job)
+        return jobs
 
     def query_jobs(self, query: JobQuery | None = None) -> list[Job]:
         """Jobs matching every condition of ``query`` (no history loaded)."""
+        return [job for job, _ in self.query_jobs_keyed(query)]
+
+    def query_jobs_keyed(self, query: JobQuery | None = None) -> list[tuple[Job, PageKey]]:
+        """As :meth:`query_jobs`, each job with its place in the listing's order: the
+        ``after`` of a query for the jobs that follow it."""
         sql, args = job_query_sql(query or JobQuery())
-        return [self._job_from_row(r, with_history=False) for r in self.db.execute(sql, args)]
+        q = query or JobQuery()
+        out = []
+        for r in self.db.execute(sql, args):
+            out.append((self._job_from_row(r, with_history=False), page_key(q, r)))
+        return out
+
+    def page_secret(self) -> bytes:
+        """The secret listings sign their ``nextToken`` with (:mod:`mnp.store.pages`)."""
+        return self._page_secret
+
+    def _load_page_secret(self) -> bytes:
+        """Made once per store, when it is opened (a listing only reads), and kept in it: a
+        token outlives a restart of the head."""
+        value = self.get_meta(PAGE_KEY)
+        if value is None:
+            value = secrets.token_hex(32)
+            with self.transaction():
+                self.set_meta(PAGE_KEY, value)
+        return bytes.fromhex(value)
 
     def count_jobs_by_queue_status(self) -> dict[tuple[str, str], int]:
         """(queue, status) → how many jobs the store holds so."""
@@ -460,6 +603,49 @@ class Store:
         """The stream named exactly ``name``, if an attempt has it."""
         found = streams.find_streams(self.db, name=name, limit=1)
         return found[0] if found else None
+
+    def ended_streams(
+        self, *, past: streams.TimeKey | None = None, descending: bool = False, limit: int = 50
+    ) -> list[tuple[streams.TimeKey, StreamRef]]:
+        """Up to ``limit`` ended streams in order of their end, past ``past``."""
+        return streams.ended_streams(self.db, past=past, descending=descending, limit=limit)
+
+    def open_streams(self) -> list[StreamRef]:
+        """The streams whose attempts have not ended."""
+        return streams.open_streams(self.db)
+
+
+_NODE_SEEN = (
+    "max(coalesce(json_extract(doc, '$.last_heartbeat_ms'), 0), "
+    "coalesce(json_extract(doc, '$.registered_at'), 0), "
+    "coalesce(json_extract(doc, '$.launched_at'), 0))"
+)
+"""A stored node's last sign of life (epoch ms; 0: none recorded)."""
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring the jobs table :data:`SCHEMA` creates (as older heads did) up to this schema,
+    in place and once: the jobs' definition ARN and share identifier become columns (older
+    heads kept them only in the specs' JSON), filled from the specs."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    missing = [c for c in ("definition_arn", "share_identifier") if c not in have]
+    if not missing:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for column in missing:
+            db.execute(f"ALTER TABLE jobs ADD COLUMN {column} TEXT")
+        db.execute(
+            "UPDATE jobs SET (definition_arn, share_identifier) = (SELECT "
+            "json_extract(s.doc, '$.definition_arn'), json_extract(s.doc, '$.share_identifier') "
+            "FROM job_specs s WHERE s.spec_id = jobs.spec_id)"
+        )
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    if db.execute("SELECT 1 FROM jobs LIMIT 1").fetchone() is not None:
+        log.info("store migrated: jobs gained %s", ", ".join(missing))
 
 
 def _dump(d: dict[str, Any]) -> str:

@@ -1,9 +1,14 @@
 """The log-stream index: which job attempt a CloudWatch-style stream name is.
 
-One ``log_streams`` row per attempt (name → job id, attempt number, placement time), written
-by :meth:`mnp.store.sqlite.Store.save_jobs` and filled from the stored jobs once, when the
-table is first created. A multi-node job's parent repeats its main node's stream name; the
-node (``…#i``) is the row kept, because it has the files.
+One ``log_streams`` row per attempt (name → job id, attempt number, placement time, and
+once it has ended its end time), written by :meth:`mnp.store.sqlite.Store.save_jobs` and
+filled from the stored jobs once, when the table (or its ``ended_at`` column) is first
+created. A multi-node job's parent repeats its main node's stream name; the node (``…#i``)
+is the row kept, because it has the files.
+
+Ordered by last event (DescribeLogStreams ``orderBy=LastEventTime``), an ended stream's key is
+its end time, read in order off an index; only the open streams (attempts still running:
+the work, not the history) are looked at one by one (:func:`open_streams`).
 """
 
 from __future__ import annotations
@@ -17,16 +22,39 @@ from mnp.spec.states import TERMINAL_STATUSES
 TABLE = """
 CREATE TABLE IF NOT EXISTS log_streams (
     name TEXT PRIMARY KEY, job_id TEXT NOT NULL, attempt INTEGER NOT NULL,
-    created_at INTEGER NOT NULL);
+    created_at INTEGER NOT NULL, ended_at INTEGER);
 """
+INDEXES = """
+CREATE INDEX IF NOT EXISTS log_streams_ended ON log_streams (ended_at, name)
+    WHERE ended_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS log_streams_open ON log_streams (name) WHERE ended_at IS NULL;
+"""
+"""Created after :func:`migrate` (an older store's table gains ``ended_at`` first)."""
 BACKFILL = """
-INSERT OR IGNORE INTO log_streams
+INSERT OR IGNORE INTO log_streams (name, job_id, attempt, created_at)
 SELECT json_extract(a.value, '$.log_stream_name'), j.job_id, json_extract(a.value, '$.number'),
        json_extract(a.value, '$.placed_at')
 FROM jobs j, json_each(j.doc, '$.attempts') a
 ORDER BY instr(j.job_id, '#') = 0
 """
-INSERT = "INSERT OR IGNORE INTO log_streams VALUES (?, ?, ?, ?)"
+INSERT = """
+INSERT INTO log_streams (name, job_id, attempt, created_at, ended_at) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET ended_at = excluded.ended_at
+WHERE log_streams.job_id = excluded.job_id AND log_streams.ended_at IS NOT excluded.ended_at
+"""
+"""A stream's row, its end time updated when the attempt ends (only by its own job: a
+multi-node parent repeating its node's name changes nothing)."""
+END = "UPDATE log_streams SET ended_at = ? WHERE name = ? AND job_id = ? AND ended_at IS NULL"
+"""An earlier attempt's stream ends (a retry's attempt replaced it before it was saved)."""
+ENDED = f"""
+(SELECT coalesce(json_extract(a.value, '$.stopped_at'),
+                 CASE WHEN j.status IN {tuple(sorted(TERMINAL_STATUSES))!r}
+                 THEN coalesce(json_extract(j.doc, '$.stopped_at'),
+                               json_extract(a.value, '$.placed_at')) END)
+ FROM jobs j, json_each(j.doc, '$.attempts') a
+ WHERE j.job_id = log_streams.job_id AND json_extract(a.value, '$.number') = log_streams.attempt)
+"""
+"""An attempt's end as :func:`ended_at` gives it, from the stored job (for the backfill)."""
 
 TERMINAL = tuple(sorted(TERMINAL_STATUSES))
 
@@ -51,6 +79,34 @@ class StreamRef:
     @property
     def fallback_ms(self) -> int:
         return self.started_at or self.created_at
+
+
+def ended_at(attempt_stopped: int | None, job_stopped: int | None, job_ended: bool,
+             placed_at: int) -> int | None:  # fmt: skip
+    """When a stream stops growing: its attempt's end, or for an attempt that never ran to
+    an end (its job cancelled or failed around it) the job's; None while it may grow."""
+    if attempt_stopped is not None:
+        return attempt_stopped
+    if job_ended:
+        return job_stopped if job_stopped is not None else placed_at
+    return None
+
+
+def migrate(db: sqlite3.Connection, backfilled: bool) -> None:
+    """An older store's index gains ``ended_at``, filled once from the stored jobs (as is a
+    table just ``backfilled`` from them)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(log_streams)")}
+    if "ended_at" in have and not backfilled:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if "ended_at" not in have:
+            db.execute("ALTER TABLE log_streams ADD COLUMN ended_at INTEGER")
+        db.execute(f"UPDATE log_streams SET ended_at = {ENDED}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 def has_table(db: sqlite3.Connection) -> bool:
@@ -100,4 +156,46 @@ def find_streams(
         out.append(StreamRef(*row))
         if limit is not None and len(out) >= limit:
             break
+    return out
+
+
+TimeKey = tuple[int, str]
+"""A stream's place in last-event order: (time, name)."""
+
+
+def ended_streams(
+    db: sqlite3.Connection, *, past: TimeKey | None, descending: bool, limit: int
+) -> list[tuple[TimeKey, StreamRef]]:
+    """Up to ``limit`` ended streams in order of their end, starting past ``past``: one
+    index range, whatever the number of streams."""
+    where = ["s.ended_at IS NOT NULL"]
+    args: list[Any] = []
+    if past is not None:
+        where.append(f"(s.ended_at, s.name) {'<' if descending else '>'} (?, ?)")
+        args += list(past)
+    order = "DESC" if descending else "ASC"
+    sql = (
+        _SELECT.replace("SELECT s.name", "SELECT s.ended_at, s.name", 1)
+        + " WHERE " + " AND ".join(where)
+        + f" ORDER BY s.ended_at {order}, s.name {order}, instr(j.job_id, '#') = 0"
+        + f" LIMIT {int(limit) * 2 + 1}"
+    )  # fmt: skip
+    out: list[tuple[TimeKey, StreamRef]] = []
+    for row in db.execute(sql, args):
+        if out and out[-1][1].name == row[1]:
+            continue  # a multi-node parent repeating its node's stream
+        out.append(((row[0], row[1]), StreamRef(*row[1:])))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def open_streams(db: sqlite3.Connection) -> list[StreamRef]:
+    """The streams that may still grow (their attempts have not ended): the running work."""
+    sql = _SELECT + " WHERE s.ended_at IS NULL ORDER BY 1, instr(j.job_id, '#') = 0"
+    out: list[StreamRef] = []
+    for row in db.execute(sql):
+        if out and out[-1].name == row[0]:
+            continue
+        out.append(StreamRef(*row))
     return out

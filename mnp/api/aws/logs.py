@@ -53,7 +53,7 @@ from mnp.api.aws.logs_request import (
 )
 from mnp.api.jsonbody import NotJson, read_json
 from mnp.errors import AccessDenied, InvalidInput
-from mnp.service.logs import LogReader, StreamRef
+from mnp.service.logs import LogReader, StreamRef, time_key
 from mnp.spec import arns
 
 log = logging.getLogger("mnp.api.aws.logs")
@@ -101,15 +101,17 @@ def _by_name(
 def _by_last_event(
     reader: LogReader, cursor: JSON | None, descending: bool, limit: int
 ) -> tuple[list[StreamRef], JSON | None]:
-    """A page in order of last write (every stream sorted: an offset is the cursor)."""
-    offset = cursor.get("offset", 0) if cursor else 0
-    if not isinstance(offset, int) or offset < 0:
-        raise invalid(BAD_TOKEN)
-    everything = sorted(
-        reader.find_streams(), key=lambda r: (reader.last_write_ms(r), r.name), reverse=descending
-    )
-    page = everything[offset : offset + limit]
-    return page, {"offset": offset + limit} if offset + limit < len(everything) else None
+    """A page in order of last write and the cursor of the next one (None: this is the
+    last): the page's last ``(time, name)``, so the next starts past it."""
+    past = None
+    if cursor is not None:
+        past = time_key(cursor.get("past"))
+        if past is None:
+            raise invalid(BAD_TOKEN)
+    page = reader.by_last_event(past=past, descending=descending, limit=limit + 1)
+    if len(page) > limit:
+        return [r for _, r in page[:limit]], {"past": list(page[limit - 1][0])}
+    return [r for _, r in page], None
 
 
 def describe_log_streams(reader: LogReader, body: JSON) -> JSON:
