@@ -152,17 +152,29 @@ def _measure(c: Cluster, size: int, passes: int, shares: tuple[tuple[str, float]
     }
 
 
-def pass_cost(sizes: list[int], passes: int) -> list[JSON]:
-    """Each size and queue kind in a fresh interpreter (its RSS is its own)."""
+def pass_cost(sizes: list[int], passes: int, baseline: Path | None = None) -> list[JSON]:
+    """Each size and queue kind in a fresh interpreter (its RSS is its own); with a
+    ``baseline`` checkout, each also on that one just before, its median pass beside."""
     out = []
     for kind in KINDS:
         for size in sizes:
             _say(f"pass cost: {size:,} RUNNABLE, {kind}")
-            cmd = [sys.executable, __file__, "--one", str(size), "--passes", str(passes),
-                   "--kind", kind]  # fmt: skip
-            done = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=900)
-            out.append(json.loads(done.stdout))
+            before = _one(baseline, size, passes, kind) if baseline is not None else None
+            row = _one(Path(__file__).resolve().parent.parent, size, passes, kind)
+            if before is not None:
+                row["baseline_median_pass_ms"] = before["median_pass_ms"]
+                row["baseline_median_us_per_runnable_job"] = before["median_us_per_runnable_job"]
+            out.append(row)
     return out
+
+
+def _one(tree: Path, size: int, passes: int, kind: str) -> JSON:
+    """One size and kind measured with the ``mnp`` of ``tree`` (a checkout)."""
+    cmd = [sys.executable, str(tree / "benchmarks" / "passcost.py"), "--one", str(size),
+           "--passes", str(passes), "--kind", kind]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=900)
+    result: JSON = json.loads(done.stdout)
+    return result
 
 
 # --- restart against store size ----------------------------------------------------------------
@@ -269,7 +281,7 @@ def table(results: JSON) -> str:
             cells.append(
                 "–" if r is None
                 else f"{r['median_pass_ms']:,} ms, {r['median_us_per_runnable_job']} µs"
-                f" (first {r['first_pass_ms']:,.0f} ms)"
+                f" (first {r['first_pass_ms']:,.0f} ms)" + _before(r)
             )  # fmt: skip
         f = by.get(("fifo", size), {})
         rss = f"{f.get('rss_mib_with_backlog', 0):,.0f} MiB ({f.get('rss_mib_before', 0):,.0f})"
@@ -289,6 +301,11 @@ def table(results: JSON) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _before(r: JSON) -> str:
+    b = r.get("baseline_median_pass_ms")
+    return "" if b is None else f"; baseline {b:,} ms"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1000,10000,100000")
@@ -296,6 +313,8 @@ def main() -> int:
     ap.add_argument("--restart-sizes", default="1000,10000,100000")
     ap.add_argument("--million", action="store_true", help="also 1,000,000 finished jobs")
     ap.add_argument("--output", type=Path, default=RESULTS, help="results JSON")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="another checkout: each case also runs on it, just before")  # fmt: skip
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--kind", choices=KINDS, default="fifo", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -305,7 +324,8 @@ def main() -> int:
     t0 = time.perf_counter()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     results: JSON = {"nodes": NODES, "vcpus_per_node": 1}
-    results["pass_cost"] = pass_cost(sizes, args.passes)
+    results["baseline"] = str(args.baseline) if args.baseline is not None else None
+    results["pass_cost"] = pass_cost(sizes, args.passes, args.baseline)
     growth = {}
     for kind in KINDS:
         rows = sorted((r for r in results["pass_cost"] if r["kind"] == kind),

@@ -41,11 +41,11 @@ VCPUS = 35
 # (sweep, nodes, queue, virtual seconds, wall-clock limit)
 CASES = (
     ("nodes", 100, 2_000, 120, 60),
-    ("nodes", 1_000, 2_000, 120, 60),
-    ("nodes", 10_000, 2_000, 120, 60),
-    ("queue", 100, 1_000, 60, 40),
-    ("queue", 100, 10_000, 60, 40),
-    ("queue", 100, 50_000, 60, 40),
+    ("nodes", 1_000, 2_000, 120, 45),
+    ("nodes", 10_000, 2_000, 120, 45),
+    ("queue", 100, 1_000, 60, 30),
+    ("queue", 100, 10_000, 60, 30),
+    ("queue", 100, 50_000, 60, 30),
 )
 QUICK = (
     ("nodes", 100, 2_000, 30, 20),
@@ -59,7 +59,10 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_case(sweep: str, nodes: int, queue: int, seconds: int, wall_limit: int) -> JSON:
+def run_case(
+    sweep: str, nodes: int, queue: int, seconds: int, wall_limit: int, tree: Path = ROOT
+) -> JSON:
+    """One case, run with the ``mnp`` of ``tree`` (a checkout; default this one)."""
     jobs = 200_000 if sweep == "full" else max(200_000, 4 * queue)
     cmd = [
         sys.executable, "-m", "mnp.sim", "--nodes", str(nodes), "--vcpus", str(VCPUS),
@@ -68,7 +71,7 @@ def run_case(sweep: str, nodes: int, queue: int, seconds: int, wall_limit: int) 
     ]  # fmt: skip
     _say(f"{sweep}: {' '.join(cmd[3:])}")
     done = subprocess.run(
-        cmd, cwd=ROOT, capture_output=True, text=True, check=True, timeout=wall_limit * 4 + 600
+        cmd, cwd=tree, capture_output=True, text=True, check=True, timeout=wall_limit * 4 + 600
     )
     out: JSON = json.loads(done.stdout)
     out["sweep"] = sweep
@@ -76,12 +79,29 @@ def run_case(sweep: str, nodes: int, queue: int, seconds: int, wall_limit: int) 
     return out
 
 
+def with_baseline(case: tuple[str, int, int, int, int], baseline: Path) -> JSON:
+    """The case run on this checkout and on ``baseline`` (the baseline first): this one's
+    figures, the baseline's beside them and the ratio of the sustained rates."""
+    before = run_case(*case, tree=baseline)
+    out = run_case(*case)
+    keep = ("virtual_seconds", "decisions", "placed", "completed", "wall_seconds_by_phase",
+            "decisions_per_scheduling_second", "sustained_decisions_per_second",
+            "cut_short_by_wall_limit")  # fmt: skip
+    out["baseline"] = {k: before[k] for k in keep}
+    if before["sustained_decisions_per_second"] > 0:
+        out["sustained_vs_baseline"] = round(
+            out["sustained_decisions_per_second"] / before["sustained_decisions_per_second"], 2
+        )
+    return out
+
+
 def table(results: JSON) -> str:
     """The README's table of the cases."""
     lines = [
         "| case | nodes (vCPUs) | queue | virtual s run | decisions (placed + done) "
-        "| decisions / s, sustained (whole run) | wall: tick / poll / report / submit |",
-        "|---|---|---|---|---|---|---|",
+        "| decisions / s, sustained (whole run) | wall: tick / poll / report / submit "
+        "| baseline: decisions / s, sustained (virtual s run) | ÷ baseline |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["cases"]:
         phases = r["wall_seconds_by_phase"]
@@ -94,8 +114,20 @@ def table(results: JSON) -> str:
             f"({r['decisions_per_scheduling_second']:,.0f}) "
             f"| {phases.get('tick', 0):.1f} / {phases.get('poll', 0):.1f} / "
             f"{phases.get('report', 0):.1f} / {phases.get('submit', 0):.1f} s |"
+            + _baseline_cells(r)
         )
     return "\n".join(lines) + "\n"
+
+
+def _baseline_cells(r: JSON) -> str:
+    b = r.get("baseline")
+    if b is None:
+        return " – | – |"
+    cut = ", wall limit" if b["cut_short_by_wall_limit"] else ""
+    return (
+        f" {b['sustained_decisions_per_second']:,.0f} ({b['virtual_seconds']:g}{cut})"
+        f" | {r.get('sustained_vs_baseline', '–')}× |"
+    )
 
 
 def main() -> int:
@@ -103,12 +135,19 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="three short cases (about 1 min)")
     ap.add_argument("--full", action="store_true", help="add the 10,000-node CLI run (10 min)")
     ap.add_argument("--output", type=Path, default=RESULTS, help="results JSON")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="another checkout: each case also runs on it, just before")  # fmt: skip
     args = ap.parse_args()
     t0 = time.perf_counter()
     cases = list(QUICK if args.quick else CASES)
     if args.full:
         cases.append(FULL)
-    results: JSON = {"vcpus_per_node": VCPUS, "cases": [run_case(*case) for case in cases]}
+    base = args.baseline
+    results: JSON = {
+        "vcpus_per_node": VCPUS,
+        "baseline": str(base) if base is not None else None,
+        "cases": [run_case(*c) if base is None else with_baseline(c, base) for c in cases],
+    }
     output = args.output
     if args.quick and output == RESULTS:
         output = output.with_name("results-simulation-quick.json")

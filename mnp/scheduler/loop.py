@@ -57,7 +57,7 @@ from mnp.scheduler.reconcile import (
     reconcile,
 )
 from mnp.scheduler.scaling import DrainNodes, RetireNodes, SetDesired
-from mnp.scheduler.state import HOLDS_A_SLOT, HeadState
+from mnp.scheduler.state import HOLDS_A_SLOT, HeadState, NodeRuntime
 from mnp.scheduler.timelimits import Expire, FrontWatch, front_of, queue_limits, watch
 from mnp.spec.environments import (
     CEStatus,
@@ -71,6 +71,9 @@ from mnp.spec.jobs import Attempt, Job
 from mnp.spec.protocol import Assignment, Kill, Ready, attempt_id
 from mnp.spec.resources import Resources
 from mnp.spec.states import JobStatus
+
+Releases = tuple[tuple[int | None, Resources], ...]
+"""A node's work: what each piece holds and when it ends at the latest (None: not known)."""
 
 log = logging.getLogger("mnp.scheduler.loop")
 LIVE_STATUSES = (JobStatus.STARTING, JobStatus.RUNNING)
@@ -97,6 +100,12 @@ class Scheduler:
         self.time_limits = FrontWatch()
         """Each queue's front job and since when its reason has held (its queue's
         ``jobStateTimeLimitActions``, :mod:`mnp.scheduler.timelimits`)."""
+        self._released: dict[str, tuple[NodeRuntime, int, int, Releases]] = {}
+        """Per node, its releases (:meth:`_releases`) as of its runtime's version and the
+        kill grace: built again only for the nodes whose work changed since the last tick."""
+        self._views: dict[str, tuple[NodeRuntime, tuple[object, ...], NodeView]] = {}
+        """Per node, its last :class:`NodeView` and what it was built from: a tick builds
+        views only for the nodes that changed (work placed or ended, a heartbeat)."""
 
     # --- the scheduling tick ------------------------------------------------------------------
     def tick(self) -> None:
@@ -232,23 +241,29 @@ class Scheduler:
         usage = {q: s.ledger.usage(q, now, p.decay_seconds) for q, p in policies.items()}
         active = {q: s.ledger.recent(q, now, p.decay_seconds) for q, p in policies.items()}
         running: dict[str, dict[str, float]] = {q: {} for q in policies}
+        # vCPUs of the live attempts per queue, share and placement time: the jobs placed in
+        # one tick share it, so their decayed usage is reckoned once, not once per job
+        since: dict[tuple[str, str, int], float] = {}
         for job in s.active.values():
-            policy = policies.get(job.queue)
-            if policy is None or job.status.terminal:
+            queue = job.queue
+            if queue not in policies or job.status.terminal:
                 continue
             share = job.spec.share_identifier or ""
-            active[job.queue].add(share)
+            active[queue].add(share)
+            if job.status not in LIVE_STATUSES:
+                continue
             attempt = job.current_attempt
-            if job.status not in LIVE_STATUSES or attempt is None:
-                continue
-            if job.is_mnp_parent or job.is_array_parent:  # charged through their nodes
-                continue
+            if attempt is None or job.is_mnp_parent or job.is_array_parent:
+                continue  # (the parents are charged through their nodes)
             vcpus = job.resources.vcpus
-            held = running[job.queue]
+            held = running[queue]
             held[share] = held.get(share, 0.0) + vcpus
-            used = usage[job.queue]
+            key = (queue, share, attempt.placed_at)
+            since[key] = since.get(key, 0.0) + vcpus
+        for (queue, share, placed_at), vcpus in since.items():
+            used = usage[queue]
             used[share] = used.get(share, 0.0) + interval_usage(
-                vcpus, attempt.placed_at, now, now, policy.decay_seconds
+                vcpus, placed_at, now, now, policies[queue].decay_seconds
             )
         for q, p in policies.items():
             if s.ledger.prune(q, now, p.decay_seconds):
@@ -294,34 +309,60 @@ class Scheduler:
         for n in s.nodes.values():  # how long each registered node has held no work
             if n.status in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING):
                 s.node_rt[n.node_id].note_idle(now, registered=n.status == NodeStatus.ACTIVE)
-        return [
-            NodeView(
+        groups: dict[str, str] = {}
+        views: list[NodeView] = []
+        kept = self._views
+        grace = s.config.kill_grace_seconds  # the releases count it
+        for n in s.nodes.values():
+            if n.status not in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING):
+                continue
+            rt = s.node_rt[n.node_id]
+            ce = n.compute_environment
+            if ce not in groups:
+                groups[ce] = self._placement_group(ce)
+            ssh = n.ssh_port is not None and bool(n.ssh_host_key)
+            last_seen = seen(n.last_heartbeat_ms)
+            key = (n.status, n.draining, n.capacity, ce, groups[ce], ssh, rt.version,
+                   rt.idle_since_ms, last_seen, grace)  # fmt: skip
+            was = kept.get(n.node_id)
+            if was is not None and was[0] is rt and was[1] == key:
+                views.append(was[2])  # nothing it is built from changed: most nodes each tick
+                continue
+            view = NodeView(
                 node_id=n.node_id,
-                compute_environment=n.compute_environment,
+                compute_environment=ce,
                 status=n.status,
                 capacity=n.capacity,
                 # a draining node (its host being removed) takes nothing new
-                free=Resources(0, 0, 0)
-                if n.draining
-                else n.capacity.minus(s.node_rt[n.node_id].used),
-                last_seen_ms=seen(n.last_heartbeat_ms),
-                placement_group=self._placement_group(n.compute_environment),
-                ssh=n.ssh_port is not None and bool(n.ssh_host_key),
-                idle_since_ms=s.node_rt[n.node_id].idle_since_ms,
+                free=Resources(0, 0, 0) if n.draining else n.capacity.minus(rt.used),
+                last_seen_ms=last_seen,
+                placement_group=groups[ce],
+                ssh=ssh,
+                idle_since_ms=rt.idle_since_ms,
                 draining=n.draining,
                 releases=self._releases(n),
             )
-            for n in s.nodes.values()
-            if n.status in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING)
-        ]
+            if rt.gang_of is None:  # a gang's node follows its attempt: built each time
+                kept[n.node_id] = (rt, key, view)
+            views.append(view)
+        if len(kept) > 2 * len(views):  # nodes gone since: forget them
+            ids = {v.node_id for v in views}
+            self._views = {k: v for k, v in kept.items() if k in ids}
+        if len(self._released) > 2 * len(views):  # nodes gone since: forget them
+            keep = {v.node_id for v in views}
+            self._released = {k: v for k, v in self._released.items() if k in keep}
+        return views
 
-    def _releases(self, node: Node) -> tuple[tuple[int | None, Resources], ...]:
+    def _releases(self, node: Node) -> Releases:
         """What each piece of work on ``node`` holds and when it ends at the latest: placed
         plus its ``attemptDurationSeconds`` and the kill grace (None: no timeout). A node a
         multi-node job holds frees all at once, when that job's attempt ends."""
         s = self.s
         rt = s.node_rt[node.node_id]
         grace = int(s.config.kill_grace_seconds * 1000)
+        cached = self._released.get(node.node_id)
+        if cached is not None and cached[0] is rt and cached[1:3] == (rt.version, grace):
+            return cached[3]
 
         def end(job: Job | None) -> int | None:
             attempt = job.current_attempt if job is not None else None
@@ -330,13 +371,16 @@ class Scheduler:
                 return None
             return attempt.placed_at + int(timeout * 1000) + grace
 
-        if rt.gang_of is not None:
+        if rt.gang_of is not None:  # not kept: it follows the gang's attempt, not the node
+            self._released.pop(node.node_id, None)
             return ((end(s.active.get(rt.gang_of)), rt.used),)
-        return tuple(
+        releases = tuple(
             (end(job), rt.holds.get(aid, job.resources))
             for aid, job in rt.running.items()
             if not job.is_node
         )
+        self._released[node.node_id] = (rt, rt.version, grace, releases)
+        return releases
 
     def _ce_views(self) -> dict[str, CEView]:
         views: dict[str, CEView] = {}

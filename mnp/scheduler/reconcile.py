@@ -54,6 +54,7 @@ from mnp.scheduler.ec2scaling import plan as ec2_plan
 from mnp.scheduler.fairshare import FairOrder, FairShareView
 from mnp.scheduler.reservations import (
     Book,
+    FreeIndex,
     Hold,
     held_on,
     reserve_gang,
@@ -420,7 +421,8 @@ def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
         if n.status == NodeStatus.ACTIVE and n.node_id not in lost:
             free[n.node_id] = n.free
             by_ce.setdefault(n.compute_environment, []).append(n.node_id)
-    book = Book(snap, free)
+    index = FreeIndex(by_ce, free)
+    book = Book(snap, free, index)
     caps = {n.node_id: n.capacity for n in snap.nodes}
     live: dict[str, int] = {}
     for n in snap.nodes:
@@ -530,7 +532,7 @@ def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
                         reserved = True
                         text = reasons.reserving(hold.nodes, hold.start_ms)
                 tell.wait(job, text)
-                if not any(free[n].vcpus >= 1e-9 for c in usable for n in by_ce.get(c, ())):
+                if not any((index.most_free(c) or 0.0) >= 1e-9 for c in usable):
                     stop = text if not text.startswith(reasons.RESERVING) else blocked[key]
                     full = True
                 continue
@@ -633,6 +635,46 @@ def _never_fits(need: Resources, capacities: list[Resources]) -> str | None:
 
 
 def _best_fit(
+    job: Job,
+    need: Resources,
+    ces: list[str],
+    by_ce: dict[str, list[str]],
+    caps: Mapping[str, Resources],
+    book: Book,
+    end: int | None,
+    snap: Snapshot,
+) -> tuple[str, Resources, str | None] | str:
+    """What :func:`_scan_fit` answers, read from the book's :class:`FreeIndex`: each
+    environment's nodes from the most vCPUs free down, the first that fits and is not held
+    for a reservation wins (ties on free vCPUs go to the lowest node id, as in the scan). Only
+    a job that fits nowhere is handed to the scan, for its reason."""
+    index = book.index
+    if index is None:
+        return _scan_fit(job, need, ces, by_ce, caps, book, end, snap)
+    views = snap.compute_environments
+    for ce in ces:
+        view = views[ce]
+        best: tuple[float, str, Resources, str | None] | None = None
+        for vcpus, nodes in index.fitting(ce, need.vcpus):
+            key = need.vcpus - vcpus
+            if best is not None and key != best[0]:
+                break  # only a level whose key rounds to the same value can tie
+            for node_id in nodes:
+                if best is not None and node_id >= best[1]:
+                    break
+                held, source = held_on(need, node_id, view, snap, caps)
+                if (
+                    held.fits_in(book.free[node_id])
+                    and book.blocker(node_id, end, job.job_id) is None
+                ):
+                    best = (key, node_id, held, source)
+                    break
+        if best is not None:
+            return best[1:]
+    return _scan_fit(job, need, ces, by_ce, caps, book, end, snap)
+
+
+def _scan_fit(
     job: Job,
     need: Resources,
     ces: list[str],

@@ -12,7 +12,8 @@ placed as soon as its nodes are free. Pure: everything comes from the snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from bisect import bisect_left, insort
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -77,11 +78,17 @@ class Book:
     ``attemptDurationSeconds`` is known and short enough); the reserving job itself, placed
     when the nodes are free, comes first in its queue's order anyway."""
 
-    def __init__(self, snap: Snapshot, free: dict[str, Resources]) -> None:
+    def __init__(
+        self, snap: Snapshot, free: dict[str, Resources], index: FreeIndex | None = None
+    ) -> None:
         self.now = snap.now_ms
         self.grace = snap.kill_grace_ms
         self.free = free
-        self.releases = {n.node_id: list(n.releases) for n in snap.nodes}
+        self.index = index
+        """Kept in step with ``free`` as work is placed (None: none is kept)."""
+        self.given = {n.node_id: n.releases for n in snap.nodes}
+        self.added: dict[str, list[tuple[int | None, Resources]]] = {}
+        """Work placed this pass, per node (what frees later, with ``given``'s)."""
         self.held: dict[str, Hold] = {}
         self.unavailable = {n.node_id for n in snap.nodes if n.draining}
         """Nodes no reservation may count on (draining: their host is being removed)."""
@@ -101,15 +108,22 @@ class Book:
         return h
 
     def took(self, node_id: str, held: Resources, end: int | None) -> None:
+        before = self.free[node_id].vcpus
         self.free[node_id] = self.free[node_id].minus(held)
-        self.releases.setdefault(node_id, []).append((end, held))
+        if self.index is not None:
+            self.index.moved(node_id, before)
+        self.added.setdefault(node_id, []).append((end, held))
 
     def free_at(self, node_id: str, need: Resources) -> int | None:
         """When ``need`` fits the node's free room, by its work's ends (None: not known)."""
         room = self.free[node_id]
         if need.fits_in(room):
             return self.now
-        for end, held in sorted(self.releases.get(node_id, ()), key=_known_first):
+        work: list[tuple[int | None, Resources]] = [
+            *self.given.get(node_id, ()),
+            *self.added.get(node_id, ()),
+        ]
+        for end, held in sorted(work, key=_known_first):
             if end is None:
                 return None
             room = room.plus(held)
@@ -122,6 +136,67 @@ class Book:
         for n in nodes:
             self.held[n] = hold
         return hold
+
+
+class FreeIndex:
+    """Per environment, its nodes grouped by free vCPUs, the levels in order and each
+    level's node ids sorted: placement reads the roomiest nodes first and stops at the first
+    that fits, instead of looking at every node for every job. Moving a node to another
+    level when work is placed on it costs a bisection, so a pass costs what it places, not
+    backlog × nodes. It reads the free room it was built over (the :class:`Book`'s), which
+    calls :meth:`moved` whenever that changes."""
+
+    def __init__(self, by_ce: Mapping[str, Sequence[str]], free: Mapping[str, Resources]) -> None:
+        self._free = free
+        self._ce_of: dict[str, str] = {}
+        self._levels: dict[str, list[float]] = {}
+        """Per environment, the distinct free vCPUs of its nodes, ascending."""
+        self._nodes: dict[str, dict[float, list[str]]] = {}
+        """Per environment and level, its node ids, ascending."""
+        for ce, ids in by_ce.items():
+            at: dict[float, list[str]] = {}
+            for n in ids:
+                self._ce_of[n] = ce
+                at.setdefault(free[n].vcpus, []).append(n)
+            for level in at.values():
+                level.sort()
+            self._nodes[ce] = at
+            self._levels[ce] = sorted(at)
+
+    def moved(self, node_id: str, before: float) -> None:
+        """``node_id`` had ``before`` vCPUs free; file it under what it has now."""
+        ce = self._ce_of.get(node_id)
+        after = self._free[node_id].vcpus
+        if ce is None or after == before:
+            return
+        at, levels = self._nodes[ce], self._levels[ce]
+        old = at[before]
+        del old[bisect_left(old, node_id)]
+        if not old:
+            del at[before]
+            del levels[bisect_left(levels, before)]
+        new = at.get(after)
+        if new is None:
+            at[after] = [node_id]
+            insort(levels, after)
+        else:
+            insort(new, node_id)
+
+    def most_free(self, ce: str) -> float | None:
+        """The most vCPUs free on one node of ``ce`` (None: it has no node)."""
+        levels = self._levels.get(ce)
+        return levels[-1] if levels else None
+
+    def fitting(self, ce: str, vcpus: float) -> Iterator[tuple[float, list[str]]]:
+        """The levels of ``ce`` with at least ``vcpus`` free, most first, with their nodes
+        (ascending ids). Not to be changed while iterated."""
+        levels = self._levels.get(ce, ())
+        at = self._nodes.get(ce, {})
+        for i in range(len(levels) - 1, -1, -1):
+            v = levels[i]
+            if vcpus > v + 1e-9:
+                return
+            yield v, at[v]
 
 
 def _known_first(r: tuple[int | None, Resources]) -> tuple[bool, int]:

@@ -54,6 +54,9 @@ class NodeRuntime:
     """Since when the node holds no work (kept by the scheduler's snapshot; None: busy)."""
     holds: dict[str, Resources] = field(default_factory=dict)
     """attempt id → what it holds when not its job's own request (a default MEMORY)."""
+    version: int = 0
+    """Counts the changes to what the node holds, so what the scheduler derives from it each
+    tick (the node's view and releases) is built again only when it changed."""
 
     def note_idle(self, now_ms: int, registered: bool) -> None:
         """Keep :attr:`idle_since_ms`: from the first look that finds a registered node
@@ -69,6 +72,7 @@ class NodeRuntime:
         its request with a default MEMORY) until :meth:`release`. An MNP node's attempt holds
         nothing more: its gang already holds the whole node (:meth:`reserve_whole`)."""
         self.running[aid] = job
+        self.version += 1
         if not job.is_node:
             if held is not None:
                 self.holds[aid] = held
@@ -79,6 +83,7 @@ class NodeRuntime:
         Idempotent: an attempt already released (or never here) changes nothing."""
         job = self.running.pop(aid, None)
         held = self.holds.pop(aid, None)
+        self.version += 1
         if job is not None and not job.is_node:
             self.used = self.used.minus(held if held is not None else job.resources)
         self.unacked.pop(aid, None)
@@ -87,12 +92,14 @@ class NodeRuntime:
         """MNP job ``gang`` holds this whole node (of ``capacity``) for its attempt."""
         self.used = replace(capacity)  # a copy: the node's capacity changes on re-register
         self.gang_of = gang
+        self.version += 1
 
     def release_whole(self, gang: str | None) -> None:
         """MNP job ``gang`` lets go of this node; a node another gang holds is left held."""
         if self.gang_of == gang:
             self.used = Resources(0, 0, 0)
             self.gang_of = None
+            self.version += 1
 
 
 HELD_USER = "JobHeldUser"
