@@ -78,6 +78,11 @@ REPORT_MAX_BYTES = 4 * 1024 * 1024
 DEFAULT_HEARTBEAT_SECONDS = 2.0
 COALESCE_SECONDS = 0.003
 """How long the report sender lets events gather after the first one (latency vs requests)."""
+BUSY_COALESCE_SECONDS = 0.008
+"""How long instead when the last report went out less than :data:`BUSY_WINDOW_SECONDS` ago:
+a node busy with short jobs sends one report for several of them (each report costs the head
+a request and a store commit), an idle one keeps the short wait."""
+BUSY_WINDOW_SECONDS = 0.05
 PROBE_COMMANDS = ("true", "exit 0")
 """What ``launcher.wire`` runs over SSH to see that a node is ready; not worth reporting."""
 
@@ -403,13 +408,16 @@ class Agent:
         """Forever: post what is queued; drop it after a 200 or a 409 (its session ended:
         the head failed those attempts already), else retry."""
         failures = 0
+        last_sent = -BUSY_WINDOW_SECONDS
         while True:
             if not self._outbox:
                 self._outbox_ready.clear()
                 await self._outbox_ready.wait()
                 # a short job's "started" and "exited" then travel in one report
-                await asyncio.sleep(COALESCE_SECONDS)
+                busy = time.monotonic() - last_sent < BUSY_WINDOW_SECONDS
+                await asyncio.sleep(BUSY_COALESCE_SECONDS if busy else COALESCE_SECONDS)
                 continue
+            last_sent = time.monotonic()
             epoch, batch = opts.next_batch(self._outbox, REPORT_MAX_BYTES)
             body = Report(self.options.node_id, batch, epoch).to_wire()
             try:

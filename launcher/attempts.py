@@ -257,7 +257,8 @@ class Attempts:
             if proc.assignment.wiring is not None:
                 # the job's private key, ssh_config and hostfiles go with the attempt
                 shutil.rmtree(wiring_dir(attempt_dir), ignore_errors=True)
-            shutil.rmtree(attempt_dir / PRIVATE_TMP, ignore_errors=True)  # its /tmp, too
+            if self.own_view and proc.assignment.container is None:  # its /tmp, too
+                shutil.rmtree(attempt_dir / PRIVATE_TMP, ignore_errors=True)
             tidy(attempt_dir)
         self._finished[attempt_id] = None
         if len(self._finished) > FINISHED_MEMORY:
@@ -408,14 +409,20 @@ def _private_tmp(wiring: Path, account: Account) -> dict[str, str]:
     return {"TMPDIR": str(tmp), "OMPI_MCA_btl_vader_backing_directory": str(tmp)}
 
 
+LOG_NAMES = frozenset({"stdout.log", "stderr.log"})
+
+
 def tidy(workdir: Path) -> None:
     """Remove an ended attempt's working directory when the job left nothing in it but its
     logs (already read into events for the head node); keep it otherwise."""
     try:
-        if set(os.listdir(workdir)) <= {"stdout.log", "stderr.log"}:
-            shutil.rmtree(workdir, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                workdir.parent.rmdir()  # the job's directory, if no other attempt is in it
+        names = os.listdir(workdir)
+        if not set(names) <= LOG_NAMES:
+            return
+        for name in names:  # plain files the agent made (opened O_NOFOLLOW): no tree walk
+            os.unlink(os.path.join(workdir, name))
+        os.rmdir(workdir)
+        os.rmdir(workdir.parent)  # the job's directory, if no other attempt is in it
     except OSError:
         pass
 

@@ -58,11 +58,15 @@ class JsonHttp:
         try:
             if conn is not None:
                 try:
-                    return await asyncio.wait_for(self._exchange(conn, request), timeout)
+                    # asyncio.timeout, not wait_for: no task per request
+                    async with asyncio.timeout(timeout):
+                        return await self._exchange(conn, request)
                 except (HttpError, OSError, asyncio.IncompleteReadError):
                     conn[1].close()  # a stale keep-alive connection: retry once on a new one
-            conn = await asyncio.wait_for(self._connect(), min(timeout, 5.0))
-            return await asyncio.wait_for(self._exchange(conn, request), timeout)
+            async with asyncio.timeout(min(timeout, 5.0)):
+                conn = await self._connect()
+            async with asyncio.timeout(timeout):
+                return await self._exchange(conn, request)
         except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as e:
             if conn is not None:
                 conn[1].close()

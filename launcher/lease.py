@@ -16,6 +16,7 @@ Not thread-safe: call it from the agent's loop.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import subprocess
@@ -50,6 +51,8 @@ class Lease:
         """Attempt id → its process group (a process attempt's pid), while fenced."""
         self._names: dict[str, str] = {}
         """Attempt id → its container's name, while fenced."""
+        self._queued: list[str] = []
+        """Lines for the fence not yet written (see :meth:`_send`)."""
 
     def start(self) -> None:
         """Start the fence (in its own session, so a signal to the agent's group spares it)."""
@@ -128,9 +131,11 @@ class Lease:
     def kill(self) -> None:
         """SIGKILL everything fenced now (the session ended: the head retried the work)."""
         self._send("kill")
+        self._flush()
 
     def close(self) -> None:
         """EOF to the fence (it kills what is still fenced, then exits); wait for it."""
+        self._flush()
         proc, self._proc = self._proc, None
         if proc is None:
             return
@@ -146,11 +151,27 @@ class Lease:
             proc.wait()
 
     def _send(self, line: str) -> None:
+        """Queue ``line`` for the fence; the lines of one turn of the agent's loop (a poll
+        reply's lease and the groups of the attempts it started) go in one write, which
+        wakes the fence once. Without a running loop, written at once."""
+        if self._proc is None or self._broken:
+            return
+        self._queued.append(line)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._flush()
+            return
+        if len(self._queued) == 1:
+            loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        lines, self._queued = self._queued, []
         proc = self._proc
-        if proc is None or proc.stdin is None or self._broken:
+        if not lines or proc is None or proc.stdin is None or self._broken:
             return
         try:
-            proc.stdin.write(line.encode() + b"\n")
+            proc.stdin.write("".join(f"{line}\n" for line in lines).encode())
             proc.stdin.flush()
         except OSError as exc:
             self._broken = True

@@ -30,11 +30,13 @@ A STOPPED node stays gone (:class:`NodeGone`, 410): the operator stopped it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import assert_never
+from pathlib import Path
+from typing import BinaryIO, assert_never
 
 from mnp.errors import Conflict, NotFound
-from mnp.nodes.logstreams import record_chunk_time
+from mnp.nodes.logstreams import times_path
 from mnp.scheduler.attempts import EXIT_REASON, AttemptEnd
 from mnp.scheduler.loop import Scheduler
 from mnp.scheduler.state import NodeRuntime
@@ -102,6 +104,7 @@ class NodeSessions:
     def __init__(self, scheduler: Scheduler) -> None:
         self.rt = scheduler
         self.s = scheduler.s
+        self._appenders = _Appenders()
 
     # --- credentials ---------------------------------------------------------------------------
     def admit(self, node_id: str, creds: Credentials) -> Node:
@@ -318,6 +321,8 @@ class NodeSessions:
         if ev.kind == "log":
             self._write_log(job_id, int(number_text), ev)
             return
+        if ev.kind in ("exited", "start_failed"):
+            self._appenders.ended(job_id, int(number_text))
         if job is None or job.current_attempt is None:
             return
         attempt = job.current_attempt
@@ -361,17 +366,76 @@ class NodeSessions:
     def _write_log(self, job_id: str, attempt: int, ev: Event) -> None:
         """Append a ``log`` event's bytes at its offset; bytes already written (a re-sent
         event) are skipped, so the file holds each byte once, in order."""
-        path = self.rt.log_path(job_id, attempt, ev.stream or "stdout")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        stream = ev.stream or "stdout"
         data = ev.data.encode()
-        with open(path, "ab") as f:
-            size = f.tell()
+        key = (job_id, attempt, stream)
+        log_file, times = self._appenders.get(key, lambda: self.rt.log_path(*key))
+        try:
+            size = log_file.tell()
             if ev.offset + len(data) <= size:
                 return  # already have it (a re-sent event)
             if ev.offset < size:
                 data = data[size - ev.offset :]
-            record_chunk_time(path, size, ev.time_ms)
-            f.write(data)
+            times.write(f"{size} {ev.time_ms}\n".encode())  # first: no bytes without a time
+            log_file.write(data)
+        except OSError:
+            self._appenders.drop(key)
+            raise
+
+
+LOG_HANDLES = 64
+"""Logs kept open for appending (two files each: the log and its times, see
+:func:`mnp.nodes.logstreams.record_chunk_time`): the attempts writing most recently."""
+
+_LogKey = tuple[str, int, str]
+"""(job id, attempt number, stream)."""
+
+
+class _Appenders:
+    """Open append handles of the logs being written, so a ``log`` event costs two writes, not
+    a ``mkdir`` and two opens. Unbuffered: a reader sees every byte once it is written. The
+    head is the files' only writer, so a handle's position is the file's size. Bounded (the
+    least recently written closed first); an attempt's are closed once it has ended."""
+
+    def __init__(self, limit: int = LOG_HANDLES) -> None:
+        self._limit = limit
+        self._open: dict[_LogKey, tuple[BinaryIO, BinaryIO]] = {}
+
+    def get(self, key: _LogKey, path: Callable[[], Path]) -> tuple[BinaryIO, BinaryIO]:
+        handles = self._open.pop(key, None)
+        if handles is None:
+            where = path()
+            log_file = _append(where)
+            try:
+                handles = (log_file, _append(times_path(where)))
+            except OSError:
+                log_file.close()
+                raise
+        self._open[key] = handles  # the most recent last
+        while len(self._open) > self._limit:
+            self.drop(next(iter(self._open)))
+        return handles
+
+    def drop(self, key: _LogKey) -> None:
+        for f in self._open.pop(key, ()):
+            f.close()
+
+    def ended(self, job_id: str, attempt: int) -> None:
+        """The attempt has ended: its output is complete (the agent reports every byte
+        before the exit); a late re-sent event opens its files again."""
+        if self._open:
+            for stream in ("stdout", "stderr"):
+                self.drop((job_id, attempt, stream))
+
+
+def _append(path: Path) -> BinaryIO:
+    """``path`` opened to append, unbuffered; its folder is made only when missing (the first
+    event of an attempt's log)."""
+    try:
+        return open(path, "ab", buffering=0)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "ab", buffering=0)
 
 
 def check_session(node: Node, epoch: int) -> None:
