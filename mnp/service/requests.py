@@ -92,41 +92,39 @@ class Page:
     def from_body(cls, body: JSON) -> Page:
         return cls(body.get("maxResults"), body.get("nextToken"))
 
+    def _limit(self, default: int, errors: list[FieldError]) -> int:
+        """``maxResults``, or ``default`` when absent or (with an error added) not >= 1."""
+        limit = self.max_results
+        if limit is None:
+            return default
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            errors.append(FieldError("maxResults", "must be at least 1"))
+            return default
+        return limit
+
     def resolve(self, default: int, most: int) -> tuple[int, int]:
         """``(maxResults, offset from nextToken)``, both checked; a page holds at most
         ``most``."""
-        errors = []
-        limit = self.max_results
-        if limit is None:
-            limit = default
-        elif not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            errors.append(FieldError("maxResults", "must be at least 1"))
-            limit = default
+        errors: list[FieldError] = []
+        limit = self._limit(default, errors)
         token = self.next_token or "0"
         if not (isinstance(token, str) and token.isdigit()):
             errors.append(FieldError("nextToken", BAD_TOKEN))
             token = "0"
         if errors:
             raise InvalidInput(errors)
-        assert isinstance(limit, int)  # narrowed above
         return min(limit, most), int(token)
 
     def keyed(self, default: int, most: int) -> tuple[int, str | None]:
         """``(maxResults, nextToken)`` for a listing that pages by key (ListJobs): the token
         as given, or None; its signature is the listing's to check (:mod:`mnp.store.pages`)."""
-        errors = []
-        limit = self.max_results
-        if limit is None:
-            limit = default
-        elif not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            errors.append(FieldError("maxResults", "must be at least 1"))
-            limit = default
+        errors: list[FieldError] = []
+        limit = self._limit(default, errors)
         token = self.next_token or None
         if token is not None and not isinstance(token, str):
             errors.append(FieldError("nextToken", BAD_TOKEN))
         if errors:
             raise InvalidInput(errors)
-        assert isinstance(limit, int)  # narrowed above
         return min(limit, most), token if isinstance(token, str) else None
 
 
