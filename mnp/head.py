@@ -366,6 +366,8 @@ async def _serve(config: HeadConfig) -> None:
             asyncio.create_task(head.lag_loop()),
             asyncio.create_task(head.events.run()),  # undelivered events from before too
         ]
+        # the dashboard's charts cover the hour before anyone opens them
+        _app.state.dashboard_sampler.start()
         HeadInfo(url=url, pid=os.getpid(), token=config.token).write(config.head_file)
         write_private(config.pid_file, str(os.getpid()))
         log.info("mnp head node at %s (home %s)", url, config.home)

@@ -84,7 +84,7 @@ def build_app(
     if head_metrics is not None:
         extra += metrics.routes(head_metrics, gate.identify)
         middleware.append(Middleware(metrics.RequestTimer, metrics=head_metrics))
-    return Starlette(
+    app = Starlette(
         middleware=middleware,
         routes=[
             *extra,
@@ -98,3 +98,5 @@ def build_app(
             Route("/healthz", health, methods=["GET"]),
         ]
     )
+    app.state.dashboard_sampler = sampler  # the head starts it with its loop (mnp.head)
+    return app

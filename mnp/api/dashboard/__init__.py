@@ -9,8 +9,9 @@ Content-Security-Policy that allows only this origin's scripts, styles and conne
 with the token in the page's session storage, no injected script may run to read it.
 
 The dashboard's one view of its own, the last hour of queue depth and throughput, is a
-:class:`~mnp.service.dashboard.Series` sampled here on a timer (:class:`Sampler`), started by
-the first dashboard request so that a head nobody watches samples nothing.
+:class:`~mnp.service.dashboard.Series` sampled here on a timer (:class:`Sampler`), started with
+the head's loop (:mod:`mnp.head`), so the charts cover the hour before anyone opens them (a
+sample is a few counts read from memory every 10 s); a request starts it too where no head does.
 """
 
 from __future__ import annotations
