@@ -86,17 +86,36 @@ class LocalNodesConfig:
 SCALE_IN_ENV = "MNP_SCALE_IN_AFTER_SECONDS"
 
 
-def scale_in_setting() -> float:
-    """``$MNP_SCALE_IN_AFTER_SECONDS`` (default 60); raises ValueError naming the variable
-    and the rule for anything but a number >= 0."""
-    raw = os.environ.get(SCALE_IN_ENV, "").strip() or "60"
+def _seconds_setting(env: str, default: str) -> float:
+    """``$env`` as seconds (``default`` when unset); raises ValueError naming the variable and
+    the rule for anything but a finite number >= 0."""
+    raw = os.environ.get(env, "").strip() or default
     try:
         value = float(raw)
     except ValueError:
         value = -1.0
     if not value >= 0 or value == float("inf"):
-        raise ValueError(f"{SCALE_IN_ENV}={raw!r}: must be a number of seconds >= 0")
+        raise ValueError(f"{env}={raw!r}: must be a number of seconds >= 0")
     return value
+
+
+def _whole_setting(env: str, default: str, least: int, field: str) -> int:
+    """``$env`` as a whole number >= ``least`` (``default`` when unset); raises ValueError
+    naming the variable and the :class:`HeadConfig` field otherwise."""
+    raw = os.environ.get(env, "").strip() or default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = least - 1
+    if value < least:
+        raise ValueError(f"{env}={raw!r} ({field}): must be a whole number >= {least}")
+    return value
+
+
+def scale_in_setting() -> float:
+    """``$MNP_SCALE_IN_AFTER_SECONDS`` (default 60); raises ValueError naming the variable
+    and the rule for anything but a number >= 0."""
+    return _seconds_setting(SCALE_IN_ENV, "60")
 
 
 HOST_BRINGUP_ENV = "MNP_HOST_BRINGUP_THREADS"
@@ -120,16 +139,7 @@ MAX_ARRAY_SIZE_ENV = "MNP_MAX_ARRAY_SIZE"
 def max_array_setting() -> int:
     """``$MNP_MAX_ARRAY_SIZE`` (default 10,000, AWS Batch's largest array); raises ValueError
     naming the variable and the field for anything but a whole number >= 2."""
-    raw = os.environ.get(MAX_ARRAY_SIZE_ENV, "").strip() or "10000"
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 2:
-        raise ValueError(
-            f"{MAX_ARRAY_SIZE_ENV}={raw!r} (max_array_size): must be a whole number >= 2"
-        )
-    return value
+    return _whole_setting(MAX_ARRAY_SIZE_ENV, "10000", 2, "max_array_size")
 
 
 RESERVE_AFTER_ENV = "MNP_RESERVE_AFTER_SECONDS"
@@ -138,14 +148,7 @@ RESERVE_AFTER_ENV = "MNP_RESERVE_AFTER_SECONDS"
 def reserve_after_setting() -> float:
     """``$MNP_RESERVE_AFTER_SECONDS`` (default 300); raises ValueError naming the variable
     and the rule for anything but a number >= 0."""
-    raw = os.environ.get(RESERVE_AFTER_ENV, "").strip() or "300"
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):
-        raise ValueError(f"{RESERVE_AFTER_ENV}={raw!r}: must be a number of seconds >= 0")
-    return value
+    return _seconds_setting(RESERVE_AFTER_ENV, "300")
 
 
 DEFAULT_MEMORY_ENV = "MNP_DEFAULT_MEMORY_MIB"
@@ -154,16 +157,7 @@ DEFAULT_MEMORY_ENV = "MNP_DEFAULT_MEMORY_MIB"
 def default_memory_setting() -> int:
     """``$MNP_DEFAULT_MEMORY_MIB`` (default 2048); raises ValueError naming the variable and
     the field for anything but a whole number >= 1."""
-    raw = os.environ.get(DEFAULT_MEMORY_ENV, "").strip() or "2048"
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(
-            f"{DEFAULT_MEMORY_ENV}={raw!r} (default_memory_mib): must be a whole number >= 1"
-        )
-    return value
+    return _whole_setting(DEFAULT_MEMORY_ENV, "2048", 1, "default_memory_mib")
 
 
 EC2_ENV = "MNP_EC2"

@@ -6,12 +6,13 @@ Pure: built from the job, the attempt and the node; no I/O.
 from __future__ import annotations
 
 import functools
-import os
 import re
 from collections.abc import Mapping
 
 from mnp.errors import FieldError
 from mnp.slurm.taskids import expand_ids
+from mnp.spec.arns import REGION as LOCAL_REGION
+from mnp.spec.arns import region_setting
 from mnp.spec.jobs import Attempt, Job
 
 SLURM_GIVEN_NAME = "MNP_SLURM_JOB_NAME"
@@ -59,9 +60,11 @@ def env_tag_errors(tags: Mapping[str, object] | None, path: str = "tags") -> lis
 
 
 def job_region() -> str:
-    """The region jobs are told: ``MNP_REGION``'s, else :data:`DEFAULT_REGION`."""
-    value = os.environ.get("MNP_REGION", "").strip()
-    return value if value and value != "local" else DEFAULT_REGION
+    """The region jobs are told: the head's (``MNP_REGION``: :func:`mnp.spec.arns.
+    region_setting`), or :data:`DEFAULT_REGION` for its default ``local``, which no AWS
+    client knows."""
+    value = region_setting()
+    return DEFAULT_REGION if value == LOCAL_REGION else value
 
 
 def job_environment(
