@@ -117,6 +117,8 @@ class HeadState:
         self.on_status: Callable[[Job, JobStatus], None] = lambda job, old: None
         """Told of every status change (the job, its old status) once the job is updated:
         metrics and events observe here; it only counts and enqueues, it decides nothing."""
+        self.ended_count = 0
+        """Jobs that reached SUCCEEDED or FAILED since this head started (throughput)."""
         self._forget()
 
     def _forget(self) -> None:
@@ -165,6 +167,7 @@ class HeadState:
             job.stopped_at = now
             self.pending_dirty.discard(job.job_id)
             self.finished.append(job.job_id)
+            self.ended_count += 1
         if old in PLACED and target not in PLACED:
             self._charge_share(job, now)
         self.on_status(job, old)

@@ -48,7 +48,6 @@ LAYOUT_KEY = "dashboard.layout."
 """Meta key prefix: ``dashboard.layout.<user name>`` holds that user's panels as JSON."""
 SAMPLE_SECONDS = 10
 SERIES_SECONDS = 3600
-FINISHED = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value)
 JOBS_PAGE = 50
 JOBS_PAGE_MOST = 1000
 """A page of an array's children (the job page's grid) may be this long; others 100."""
@@ -275,12 +274,8 @@ class Series:
         self._s = state
         self.every_ms = int(every_seconds * 1000)
         self._ring: deque[Sample] = deque(maxlen=max(2, int(keep_seconds / every_seconds) + 1))
-        self._finished_count = finished_count or self._store_finished
+        self._finished_count = finished_count or (lambda: state.ended_count)
         self._last_finished: int | None = None
-
-    def _store_finished(self) -> int:
-        counts = self._s.store.count_jobs_by_status()
-        return sum(counts.get(k, 0) for k in FINISHED)
 
     def sample_if_due(self) -> bool:
         """Take a sample unless the last one is younger than the period; whether it did."""
