@@ -146,7 +146,8 @@ def test_submitit_checkpoints_at_the_time_limit_signal(on_path: Cluster, tmp_pat
     # the signal comes 50 s before the limit: submitit's handler checkpoints, runs
     # `scontrol requeue`, and the job runs again under the same id from the checkpoint
     assert job.result() == "run\nrun\n"
-    detail = on_path.client.describe(job.job_id)
+    # submitit reads the result file the job writes before its process has exited
+    detail = on_path.wait_status(job.job_id, "SUCCEEDED", "FAILED", timeout=60)
     assert detail["status"] == "SUCCEEDED"
     assert detail["attempts"][0]["statusReason"] == "Requeued: scontrol requeue"
     assert len(detail["attempts"]) == 2
