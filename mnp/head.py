@@ -69,6 +69,11 @@ log = logging.getLogger("mnp.head")
 
 TICK_GATHER_SECONDS = 0.002
 IDLE_TICK_SECONDS = 0.5
+TICK_INTERVAL_SECONDS = 0.02
+"""The least time between two ticks of a busy head (Slurm's ``sched_min_interval``): a tick
+costs about the same for one new job as for ten, so under a stream of submits and reports
+one tick every 20 ms places their work together (paired runs of 1,000 trivial singles: head
+CPU per job 1.47 → 1.21 ms); an idle head still ticks ``TICK_GATHER_SECONDS`` after a wake."""
 
 
 def event_detail(job: Job) -> dict[str, Any]:
@@ -149,14 +154,20 @@ class Head:
                 log.warning("the head's event loop was stalled for %.1f s", lag / 1000)
 
     async def scheduler_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_tick = -TICK_INTERVAL_SECONDS
         while True:
             try:
                 await asyncio.wait_for(self.wake.wait(), timeout=IDLE_TICK_SECONDS)
-                # let a burst of submissions and reports land first: one tick, one write
-                await asyncio.sleep(TICK_GATHER_SECONDS)
+                # let a burst of submissions and reports land first: one tick, one write;
+                # a busy head ticks at most every TICK_INTERVAL_SECONDS, so the work of that
+                # time is placed, written and handed to each node in one go
+                since = loop.time() - last_tick
+                await asyncio.sleep(max(TICK_GATHER_SECONDS, TICK_INTERVAL_SECONDS - since))
             except TimeoutError:
                 pass
             self.wake.clear()
+            last_tick = loop.time()
             try:
                 self.scheduler.tick()
             except Exception:
@@ -380,7 +391,15 @@ async def _serve(config: HeadConfig) -> None:
 
     app.router.lifespan_context = lifespan
     server = _Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2),
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=2,
+            # no proxy in front: a local client's X-Forwarded-For must not rename it (and the
+            # middleware's header walk was a few % of the head's CPU per request)
+            proxy_headers=False,
+        ),
         head.answer_waiting_polls,
     )
     # uvicorn re-raises the signal that stopped it once it is done; by then we only want to
