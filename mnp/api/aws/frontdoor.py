@@ -203,21 +203,22 @@ class FrontDoor:
 
     async def check(self, request: Request) -> Response | None:
         """For a Starlette handler: None to go on, else the response to send instead."""
-        raw = request.scope.get("raw_path") or request.url.path.encode()
+        path = str(request.scope.get("path", "")) or request.url.path  # no URL object built
+        raw = request.scope.get("raw_path") or path.encode()
         result = self.check_parts(
             request.method,
-            request.url.path,
+            path,
             raw.decode("utf-8", "replace"),
             request.scope.get("query_string", b"").decode("latin-1"),
             [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
             await request.body(),
         )
         if isinstance(result, AuthError):
-            return error_response(result, service_for(request.url.path))
+            return error_response(result, service_for(path))
         if result is not None:
             caller = self.admit(result, request.headers.get(SESSION_TOKEN_HEADER, ""))
             if isinstance(caller, AuthError):
-                return error_response(caller, service_for(request.url.path))
+                return error_response(caller, service_for(path))
             request.state.aws_identity = result
             request.state.caller = caller
         return None
