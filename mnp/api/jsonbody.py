@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,8 +61,30 @@ def read_json(
         raise NotJson(f"request body is not JSON: {e}") from None
     if not isinstance(data, dict):
         raise NotJson("request body must be a JSON object")
-    check_value(data, free_text=free_text)
+    if _may_break_rules(text):
+        check_value(data, free_text=free_text)
     return data
+
+
+_RISKY_NUMBER = re.compile(r"\d{19}|[eE][+-]?\d{3}")
+"""A run of 19 digits (an integer that may not fit in 64 bits, or a long mantissa) or an
+exponent of three digits (a float that may overflow to infinity)."""
+
+
+def _may_break_rules(text: str) -> bool:
+    """Whether the JSON ``text`` (strictly parsed already) could hold anything the value rules
+    refuse; False lets :func:`read_json` skip the walk over every value (most bodies).
+
+    A lone surrogate or a NUL can only come from a ``\\u`` escape: strict UTF-8 decoding
+    refuses encoded surrogates and strict JSON refuses a raw NUL in a string. Nesting deeper
+    than :data:`MAX_DEPTH` needs that many ``{`` or ``[``; an out-of-range number needs the
+    digits :data:`_RISKY_NUMBER` looks for. Each is a C-speed scan; a hit (also inside a
+    string, harmlessly) means the full check."""
+    return (
+        "\\u" in text
+        or text.count("{") + text.count("[") > MAX_DEPTH
+        or _RISKY_NUMBER.search(text) is not None
+    )
 
 
 def _refuse_constant(name: str) -> Any:
