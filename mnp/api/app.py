@@ -1,14 +1,15 @@
-"""The head node's HTTP app: every route, assembled in match order.
+"""The head node's HTTP app: every route, the busiest first (no two match the same method and
+path, so the order only saves tries).
 
-1. ``POST /`` — CloudWatch Logs (:mod:`mnp.api.aws.logs`), and ``/v1/…`` — AWS Batch
+1. the node agents' endpoints (:mod:`mnp.api.agents`);
+2. ``POST /api/v1/{op}`` — the native operations (:mod:`mnp.api.native`);
+3. when the head has them: ``GET /api/v1/events`` — the event stream (:mod:`mnp.api.events`)
+   and ``GET /metrics`` — Prometheus (:mod:`mnp.api.metrics`, which also times every request);
+4. ``POST /`` — CloudWatch Logs (:mod:`mnp.api.aws.logs`), and ``/v1/…`` — AWS Batch
    (:mod:`mnp.api.aws.batch`), both behind the AWS front door (SigV4, SubmitJob throttling);
-2. ``GET /api/v1/logs/{job_id}`` — the native log tail (:mod:`mnp.api.tail`);
-3. ``POST /api/v1/{op}`` — the native operations (:mod:`mnp.api.native`);
-4. the node agents' endpoints (:mod:`mnp.api.agents`);
-5. ``GET /dashboard/…`` — the web dashboard's page and files (:mod:`mnp.api.dashboard`);
-6. ``GET /healthz``, open to all;
-7. when the head has them: ``GET /api/v1/events`` — the event stream (:mod:`mnp.api.events`)
-   and ``GET /metrics`` — Prometheus (:mod:`mnp.api.metrics`, which also times every request).
+5. ``GET /api/v1/logs/{job_id}`` — the native log tail (:mod:`mnp.api.tail`);
+6. ``GET /dashboard/…`` — the web dashboard's page and files (:mod:`mnp.api.dashboard`);
+7. ``GET /healthz``, open to all.
 
 The native routes and the tail take the owner's token (``HeadConfig.token``) or a user's; the
 agents' routes the owner's only (then each node's own secret).
@@ -87,12 +88,12 @@ def build_app(
     app = Starlette(
         middleware=middleware,
         routes=[
+            *agents.routes(gate, head.sessions, head.waiters, config.heartbeat_seconds),
+            *native.routes(gate, operations),
             *extra,
             *logs.routes(head.service.logs, authenticate=front_door.check),
             *batch.routes(head, authenticate=front_door.check),
             *tail.routes(gate, head.service.logs),
-            *native.routes(gate, operations),
-            *agents.routes(gate, head.sessions, head.waiters, config.heartbeat_seconds),
             agents.bundle_route(head.agent_bundle),
             *dashboard.routes(sampler),
             Route("/healthz", health, methods=["GET"]),

@@ -39,7 +39,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -203,6 +203,18 @@ class HeadMetrics:
                                   "The head's answers, by door", ["door"],
                                   buckets=REQUEST_BUCKETS, registry=r)  # fmt: skip
 
+        self._children: dict[tuple[object, ...], Any] = {}
+        """Each metric's child per label values, found once: ``labels()`` takes a lock and
+        builds its key on every call (a status change makes up to three)."""
+
+    def child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached."""
+        key = (id(metric), *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
     def collect_from(self, collector: Collector) -> None:
         self.registry.register(collector)
 
@@ -210,19 +222,22 @@ class HeadMetrics:
         """A status change (``HeadState.on_status``): a few increments."""
         status = job.status
         queue = job.queue
-        self.transitions.labels(queue, status.value).inc()
+        child = self.child
+        child(self.transitions, queue, status.value).inc()
         top = job.parent_id is None
         if old == JobStatus.SUBMITTED and top:
-            self.submissions.labels(queue).inc()
+            child(self.submissions, queue).inc()
         if old in PLACED and status == JobStatus.RUNNABLE:
-            self.retries.labels(queue).inc()
+            child(self.retries, queue).inc()
         if job.is_array_parent or job.is_node:  # counted by their children, their parent
             return
         now = job.history[-1].at if job.history else 0
         if status == JobStatus.RUNNING and len(job.attempts) <= 1:
-            self.latency.labels(queue).observe(max(0, now - job.created_at) / 1000)
+            child(self.latency, queue).observe(max(0, now - job.created_at) / 1000)
         elif status.terminal and job.started_at is not None:
-            self.run_time.labels(queue, status.value).observe(max(0, now - job.started_at) / 1000)
+            child(self.run_time, queue, status.value).observe(
+                max(0, now - job.started_at) / 1000
+            )
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -258,7 +273,7 @@ class RequestTimer:
             await self.app(scope, receive, send)
         finally:
             door = door_of(str(scope.get("path", "")))
-            self.metrics.requests.labels(door).observe(time.perf_counter() - start)
+            self.metrics.child(self.metrics.requests, door).observe(time.perf_counter() - start)
 
 
 def allowed(request: Request, identify: Callable[[Request], Caller | None]) -> bool:
