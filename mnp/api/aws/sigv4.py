@@ -21,6 +21,7 @@ Refusals (:class:`AuthError`) carry AWS's status, code and message, so botocore 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -141,7 +142,10 @@ def canonical_headers(headers: dict[str, list[str]], signed: Sequence[str]) -> s
     )
 
 
+@functools.lru_cache(maxsize=64)
 def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+    """The key of one day, region and service (four HMACs; cached, as the SDKs do: a client
+    signs every request of a day with the same one)."""
     key = f"AWS4{secret}".encode()
     for part in (date, region, service, TERMINATOR):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
@@ -173,7 +177,7 @@ def _signed_at(headers: dict[str, list[str]]) -> tuple[str, datetime] | AuthErro
     if "x-amz-date" in headers:
         text = headers["x-amz-date"][0].strip()
         try:
-            return text, datetime.strptime(text, AMZ_DATE_FORMAT).replace(tzinfo=UTC)
+            return text, _basic_format(text)
         except ValueError:
             return _incomplete(f"Date must be in ISO-8601 'basic format'. Got '{text}'.")
     if "date" in headers:
@@ -186,6 +190,19 @@ def _signed_at(headers: dict[str, list[str]]) -> tuple[str, datetime] | AuthErro
             when = when.replace(tzinfo=UTC)
         return _stamp(when), when
     return None
+
+
+_BASIC = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
+
+
+def _basic_format(text: str) -> datetime:
+    """``text`` in :data:`AMZ_DATE_FORMAT` (``20261201T203000Z``) as a UTC time; ValueError
+    otherwise (what ``strptime`` accepts, without its per-call format parsing)."""
+    m = _BASIC.fullmatch(text)
+    if m is None:
+        raise ValueError(text)
+    y, mo, d, h, mi, sec = (int(g) for g in m.groups())
+    return datetime(y, mo, d, h, mi, sec, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
