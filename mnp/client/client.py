@@ -8,6 +8,7 @@ and is not meant to be shared between threads; create one per thread (they are c
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import time
@@ -280,7 +281,13 @@ def new_idempotency_token() -> str:
 
 def current_user() -> str:
     """The login name of this process's user (``USER``/``LOGNAME``, else the uid's name)."""
+    return _login(os.environ.get("LOGNAME"), os.environ.get("USER"), os.getuid())
+
+
+@functools.lru_cache(maxsize=8)
+def _login(logname: str | None, user: str | None, uid: int) -> str:
+    """getpass's answer, found once per environment and uid (it may read the passwd file)."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no name for this uid
-        return str(os.getuid())
+        return str(uid)

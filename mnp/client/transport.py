@@ -7,11 +7,13 @@ transport holds one HTTP connection pool and is not meant to be shared between t
 
 from __future__ import annotations
 
-import http.client
 import ipaddress
 import json
 import os
+import re
+import socket
 from collections.abc import Generator, Mapping
+from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -59,6 +61,137 @@ def _is_loopback(url: str) -> bool:
         return False
 
 
+class HttpError(Exception):
+    """The head's answer could not be read as HTTP/1.1."""
+
+
+class Answer:
+    """One HTTP answer as :class:`KeptAlive` read it (the part of ``httpx.Response`` the
+    transport uses): status, headers with lower-case names, the body."""
+
+    __slots__ = ("closes", "content", "headers", "status_code")
+
+    def __init__(self, status: int, headers: dict[str, str], content: bytes) -> None:
+        self.status_code = status
+        self.headers = headers
+        self.content = content
+        self.closes = headers.get("connection", "").lower() == "close"
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    @property
+    def reason_phrase(self) -> str:
+        try:
+            return HTTPStatus(self.status_code).phrase
+        except ValueError:
+            return ""
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+MAX_HEADER_LINES = 100
+_UNSAFE = re.compile(r"[\r\n\0]")
+MAX_LINE_BYTES = 65536
+
+
+class KeptAlive:
+    """One kept-alive HTTP/1.1 connection for POSTs with a JSON body: the request written in
+    one ``sendall``, the answer read through a buffered file (``Content-Length`` or chunked).
+
+    ``http.client`` parses every answer's headers with the ``email`` package, which was two
+    thirds of a submit's client-side CPU; the head's answers need none of that. Header
+    values are the transport's own (a CR, LF or NUL in one, or in the path, is refused)."""
+
+    def __init__(self, host: str, port: int, timeout: float) -> None:
+        self.host, self.port, self.timeout = host, port, timeout
+        self._sock: socket.socket | None = None
+        self._file: Any = None
+
+    def post(self, path: str, headers: Mapping[str, str], body: bytes) -> Answer:
+        if self._sock is None:
+            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._sock, self._file = sock, sock.makefile("rb")
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address
+        lines = [f"POST {path} HTTP/1.1", f"Host: {host}:{self.port}"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        lines.append(f"Content-Length: {len(body)}")
+        if any(_UNSAFE.search(line) for line in lines):
+            raise ValueError("a request header or the path holds a line break or NUL")
+        head = "\r\n".join(lines).encode("latin-1")
+        self._sock.sendall(head + b"\r\n\r\n" + body)
+        return self._read()
+
+    def _line(self) -> bytes:
+        line = self._file.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            raise HttpError("the connection closed before the answer")
+        if len(line) > MAX_LINE_BYTES:
+            raise HttpError("an answer line is too long")
+        return bytes(line)
+
+    def _read(self) -> Answer:
+        status_line = self._line().split(None, 2)
+        if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/1."):
+            raise HttpError(f"not an HTTP answer: {status_line!r}")
+        try:
+            status = int(status_line[1])
+        except ValueError:
+            raise HttpError(f"not an HTTP status: {status_line[1]!r}") from None
+        headers: dict[str, str] = {}
+        for _ in range(MAX_HEADER_LINES):
+            line = self._line()
+            if line in (b"\r\n", b"\n"):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        else:
+            raise HttpError("too many header lines")
+        if status in (204, 304) or 100 <= status < 200:
+            return Answer(status, headers, b"")
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            return Answer(status, headers, self._chunked())
+        length = headers.get("content-length")
+        if length is None:  # the body runs to the connection's end
+            headers["connection"] = "close"
+            return Answer(status, headers, self._file.read())
+        try:
+            n = int(length)
+        except ValueError:
+            raise HttpError(f"bad Content-Length {length!r}") from None
+        content = self._file.read(n)
+        if len(content) != n:
+            raise HttpError("the connection closed inside the answer")
+        return Answer(status, headers, content)
+
+    def _chunked(self) -> bytes:
+        parts: list[bytes] = []
+        while True:
+            size_text = self._line().split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise HttpError(f"bad chunk size {size_text!r}") from None
+            if size == 0:
+                while self._line() not in (b"\r\n", b"\n"):  # trailers
+                    pass
+                return b"".join(parts)
+            chunk = self._file.read(size + 2)
+            if len(chunk) != size + 2:
+                raise HttpError("the connection closed inside a chunk")
+            parts.append(chunk[:size])
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        if self._sock is not None:
+            self._sock.close()
+        self._sock = self._file = None
+
+
 class Transport:
     """A connection to one head node (see :class:`mnp.client.client.Client` for how the head
     and the token are found, and which error means what)."""
@@ -99,7 +232,7 @@ class Transport:
         self._port = parts.port or 80
         self._prefix = parts.path.rstrip("/")
         self._headers = {"Content-Type": "application/json", **headers}
-        self._conn: http.client.HTTPConnection | None = None
+        self._conn: KeptAlive | None = None
         if parts.scheme != "http":
             raise MnpError(f"only http:// head node URLs are supported, got {self.url!r}")
         self._http = httpx.Client(
@@ -142,27 +275,27 @@ class Transport:
         self._head_pid = info.pid
         return True
 
-    def _post(self, path: str, body: JSON) -> httpx.Response:
-        """POST JSON over a kept-alive stdlib connection (a fraction of httpx's CPU per call,
-        which matters when a script submits thousands of jobs); one retry on a stale one."""
+    def _post(self, path: str, body: JSON) -> Answer:
+        """POST JSON over a kept-alive connection of our own (:class:`KeptAlive`: a fraction
+        of httpx's or http.client's CPU per call, which matters when a script submits
+        thousands of jobs); one retry on a stale one."""
         data = json.dumps(body, separators=(",", ":")).encode()
         for tried in (False, True):
             conn = self._conn
             if conn is None:
-                conn = self._conn = http.client.HTTPConnection(
-                    self._host, self._port, timeout=self.timeout
-                )
+                conn = self._conn = KeptAlive(self._host, self._port, self.timeout)
             try:
-                conn.request("POST", self._prefix + path, body=data, headers=self._headers)
-                raw = conn.getresponse()
-                content = raw.read()
-            except (OSError, http.client.HTTPException) as exc:
+                answer = conn.post(self._prefix + path, self._headers, data)
+            except (OSError, HttpError) as exc:
                 conn.close()
                 self._conn = None
                 if tried or isinstance(exc, TimeoutError):
                     raise self._transport_error(exc) from exc
                 continue
-            return httpx.Response(raw.status, content=content, headers=raw.getheaders())
+            if answer.closes:
+                conn.close()
+                self._conn = None
+            return answer
         raise AssertionError("unreachable")
 
     def _transport_error(self, exc: Exception) -> MnpError:
@@ -217,7 +350,7 @@ class Transport:
         self.close()
 
 
-def _error_from(operation: str, resp: httpx.Response) -> MnpError:
+def _error_from(operation: str, resp: Answer | httpx.Response) -> MnpError:
     """The exception for an error answer (``{__type, message, errors}`` per the API doc)."""
     try:
         payload = resp.json()
