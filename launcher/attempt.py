@@ -8,6 +8,7 @@ script handling and the same :class:`mnp.spec.protocol.Event` values.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shlex
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from launcher.accounts import TRAVERSE_MODE, Account, job_python, open_as, package_path
 from launcher.logs import Stream
+from launcher.spares import Spares
 from mnp.build.outputs import safe_file_name
 from mnp.spec.protocol import SCRIPT_PLACEHOLDER, Assignment, Event, EventKind
 
@@ -65,7 +67,13 @@ def exit_code_of(returncode: int) -> int:
 def attempt_dir_for(assignment: Assignment, root: Path) -> Path:
     """The agent's own directory for one attempt, ``<root>/jobs/<safe job id>/<attempt>``:
     its logs and (for a process) its multi-node wiring, whatever the working directory is."""
-    return root / "jobs" / safe_file_name(assignment.job_id) / str(assignment.attempt)
+    return _attempt_dir(root, assignment.job_id, assignment.attempt)
+
+
+@functools.lru_cache(maxsize=256)
+def _attempt_dir(root: Path, job_id: str, attempt: int) -> Path:
+    """Remembered for the running attempts: every step of one asks for it again."""
+    return root / "jobs" / safe_file_name(job_id) / str(attempt)
 
 
 def make_private_dir(path: Path) -> Path:
@@ -89,14 +97,22 @@ def make_private_dir(path: Path) -> Path:
     return path
 
 
-def make_attempt_dir(assignment: Assignment, root: Path, account: Account | None) -> Path:
+def make_attempt_dir(
+    assignment: Assignment, root: Path, account: Account | None, spares: Spares | None = None
+) -> Path:
     """Create the attempt's directory (:func:`attempt_dir_for`, 0700); returns it.
 
     With ``account`` (a switched attempt) it is that account's, and the directories between
     ``root`` and it (``root`` included) become 0711 so the job can pass through them to its
     own files without listing anyone else's; the agent's files in ``root`` stay 0600.
+    Without, the job's folder and the directory come from ``spares`` when it has some.
     """
-    path = make_private_dir(attempt_dir_for(assignment, root))
+    path = attempt_dir_for(assignment, root)
+    if spares is not None and account is None:
+        for d in (path.parent, path):
+            if not d.exists() and d.parent.is_dir() and spares.take_dir(d):
+                os.chmod(d, PRIVATE_DIR_MODE)  # whatever the last job made of it
+    path = make_private_dir(path)
     if account is not None:
         account.give(path, PRIVATE_DIR_MODE)
         for above in (path.parent, path.parent.parent, root):
@@ -112,7 +128,10 @@ def workdir_for(assignment: Assignment, root: Path) -> Path:
 
 
 def open_outputs(
-    assignment: Assignment, directory: Path, account: Account | None = None
+    assignment: Assignment,
+    directory: Path,
+    account: Account | None = None,
+    spares: Spares | None = None,
 ) -> list[int]:
     """File descriptors for the process's stdout and stderr: one when both go to one file.
 
@@ -121,7 +140,8 @@ def open_outputs(
     it, the user's file(s), truncated as sbatch does (mode 0644 less the umask; a missing
     directory is made, as Slurm makes it). With ``account`` the logs are that account's, and
     the user's files (and directories) are made with that account's rights
-    (:func:`launcher.accounts.open_as`, mode 0600), never root's. The caller owns (closes) them.
+    (:func:`launcher.accounts.open_as`, mode 0600), never root's. Without, the logs are files
+    taken from ``spares`` when it has some. The caller owns (closes) them.
     """
     flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
     if account is not None and assignment.stdout_path is not None:
@@ -131,6 +151,9 @@ def open_outputs(
         paths = [directory / "stdout.log", directory / "stderr.log"]
         mode = PRIVATE_FILE_MODE
         flags |= os.O_NOFOLLOW  # the directory may be the job's own: no planted links
+        if spares is not None and account is None:
+            for path in paths:  # renamed over what is there; O_TRUNC empties it below
+                spares.take_file(path)
     else:
         paths = _output_paths(assignment)
     fds: list[int] = []

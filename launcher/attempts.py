@@ -37,6 +37,7 @@ from launcher.engine import CONTAINER_WIRING, Engine, EngineError, container_nam
 from launcher.gangfiles import prepare, wiring_dir
 from launcher.netns import View, tmp_dirs_named
 from launcher.process import AttemptProcess
+from launcher.spares import Spares
 from mnp.spec.containers import Mount
 from mnp.spec.protocol import Assignment, Event
 
@@ -88,6 +89,7 @@ class Attempts:
         self._address = address
         self._env = env
         self._software = software_dirs(env)  # once: the agent's own environment
+        self._spares = Spares(root)
         self._sink = sink
         self._running: dict[str, RunningAttempt] = {}
         self._finished: dict[str, None] = {}  # insertion-ordered set, bounded
@@ -194,7 +196,7 @@ class Attempts:
         else:
             proc = AttemptProcess(
                 assignment, self._root, self._sink, env=self._env, account=account,
-                netns=self.netns, view=view, stand_in=stand_in,
+                netns=self.netns, view=view, stand_in=stand_in, spares=self._spares,
             )  # fmt: skip
         self._running[aid] = proc  # before start(): a start_failed event removes it
         proc.start()
@@ -259,7 +261,8 @@ class Attempts:
                 shutil.rmtree(wiring_dir(attempt_dir), ignore_errors=True)
             if self.own_view and proc.assignment.container is None:  # its /tmp, too
                 shutil.rmtree(attempt_dir / PRIVATE_TMP, ignore_errors=True)
-            tidy(attempt_dir)
+            own = isinstance(proc, AttemptProcess) and proc.account is None
+            tidy(attempt_dir, self._spares if own else None)
         self._finished[attempt_id] = None
         if len(self._finished) > FINISHED_MEMORY:
             del self._finished[next(iter(self._finished))]
@@ -308,7 +311,7 @@ class Attempts:
         their own)."""
         if not self.own_view or assignment.container is not None:
             return None
-        attempt_dir = make_attempt_dir(assignment, self._root, account)
+        attempt_dir = make_attempt_dir(assignment, self._root, account, self._spares)
         tmp = make_private_dir(attempt_dir / PRIVATE_TMP)
         if account is not None:
             account.give(tmp, PRIVATE_DIR_MODE)
@@ -412,17 +415,23 @@ def _private_tmp(wiring: Path, account: Account) -> dict[str, str]:
 LOG_NAMES = frozenset({"stdout.log", "stderr.log"})
 
 
-def tidy(workdir: Path) -> None:
+def tidy(workdir: Path, spares: Spares | None = None) -> None:
     """Remove an ended attempt's working directory when the job left nothing in it but its
-    logs (already read into events for the head node); keep it otherwise."""
+    logs (already read into events for the head node); keep it otherwise. With ``spares``,
+    what would be removed goes there for the next attempts instead (:mod:`launcher.spares`)."""
     try:
         names = os.listdir(workdir)
         if not set(names) <= LOG_NAMES:
             return
         for name in names:  # plain files the agent made (opened O_NOFOLLOW): no tree walk
-            os.unlink(os.path.join(workdir, name))
-        os.rmdir(workdir)
-        os.rmdir(workdir.parent)  # the job's directory, if no other attempt is in it
+            path = workdir / name
+            if spares is None or not spares.keep_file(path):
+                os.unlink(path)
+        if spares is None or not spares.keep_dir(workdir):
+            os.rmdir(workdir)
+        job = workdir.parent  # the job's directory, if no other attempt is in it
+        if spares is None or (not os.listdir(job) and not spares.keep_dir(job)):
+            os.rmdir(job)
     except OSError:
         pass
 

@@ -35,6 +35,9 @@ after its lease ran out (the head refuses those reports as stale: it failed the 
 already)."""
 SESSION_ENDED = "Host: session ended on node"
 """Likewise, for a session the head ended while the lease still ran (another registration)."""
+UNFENCE_SECONDS = 0.5
+"""How long a line that only ends fencing may wait for the next write (the fence forgets
+emptied groups by itself every second)."""
 
 
 class Lease:
@@ -53,6 +56,10 @@ class Lease:
         """Attempt id → its container's name, while fenced."""
         self._queued: list[str] = []
         """Lines for the fence not yet written (see :meth:`_send`)."""
+        self._soon = False
+        """A write is due on the loop's next turn."""
+        self._later: asyncio.TimerHandle | None = None
+        """The write of lines that only end fencing, when nothing else is due."""
 
     def start(self) -> None:
         """Start the fence (in its own session, so a signal to the agent's group spares it)."""
@@ -88,11 +95,11 @@ class Lease:
 
     def group(self, pgid: int, fenced: bool) -> None:
         """Fence process group ``pgid`` (or no longer)."""
-        self._send(f"{'+' if fenced else '-'}group {pgid}")
+        self._send(f"{'+' if fenced else '-'}group {pgid}", soon=fenced)
 
     def container(self, name: str, fenced: bool) -> None:
         """Fence Docker container ``name`` (or no longer)."""
-        self._send(f"{'+' if fenced else '-'}container {name}")
+        self._send(f"{'+' if fenced else '-'}container {name}", soon=fenced)
 
     def assigned(self, node_id: str, a: Assignment) -> None:
         """An attempt is about to start: a container is fenced before it exists (a kill of
@@ -150,10 +157,13 @@ class Lease:
             proc.kill()
             proc.wait()
 
-    def _send(self, line: str) -> None:
+    def _send(self, line: str, soon: bool = True) -> None:
         """Queue ``line`` for the fence; the lines of one turn of the agent's loop (a poll
         reply's lease and the groups of the attempts it started) go in one write, which
-        wakes the fence once. Without a running loop, written at once."""
+        wakes the fence once. A line that only ends fencing (not ``soon``) waits up to
+        :data:`UNFENCE_SECONDS` for the next write: a short job's ``-group`` then goes with
+        the next job's ``+group``, one write instead of two (in order: a group id reused
+        meanwhile is fenced again after). Without a running loop, written at once."""
         if self._proc is None or self._broken:
             return
         self._queued.append(line)
@@ -162,10 +172,18 @@ class Lease:
         except RuntimeError:
             self._flush()
             return
-        if len(self._queued) == 1:
-            loop.call_soon(self._flush)
+        if soon:
+            if not self._soon:
+                self._soon = True
+                loop.call_soon(self._flush)
+        elif self._later is None:
+            self._later = loop.call_later(UNFENCE_SECONDS, self._flush)
 
     def _flush(self) -> None:
+        self._soon = False
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
         lines, self._queued = self._queued, []
         proc = self._proc
         if not lines or proc is None or proc.stdin is None or self._broken:

@@ -42,6 +42,7 @@ from launcher.attempt import (
 from launcher.logs import STREAMS, TICK_MAX_CHUNKS, LogTail
 from launcher.netns import View, spawn_args
 from launcher.pgroups import signal_group
+from launcher.spares import Spares
 from launcher.stopping import Stopping
 from mnp.build.images import IMAGE_TAG_PREFIX
 from mnp.spec.protocol import Assignment, EventKind
@@ -68,6 +69,7 @@ class AttemptProcess:
         netns: str | None = None,
         view: View | None = None,
         stand_in: StandIn | None = None,
+        spares: Spares | None = None,
     ) -> None:
         """``env`` is the base environment; ``assignment.environment`` is laid over it.
 
@@ -83,12 +85,16 @@ class AttemptProcess:
         its ``HOME``/``USER``/``LOGNAME``, groups and umask 077; the attempt's directory,
         logs, script and ``srun`` are then its own, and output files it names are opened
         with its rights. None: run as the agent.
+
+        ``spares``: where the attempt's directory and logs come from when it has some (see
+        :mod:`launcher.spares`; an attempt run as the agent only).
         """
         self.assignment = assignment
         self.account = account
         self.netns = netns
         self.view = view
         self.stand_in = stand_in
+        self.spares = spares
         self.attempt_id = assignment.attempt_id
         self.workdir = workdir_for(assignment, root)
         """Where the command starts."""
@@ -130,10 +136,10 @@ class AttemptProcess:
             if not a.command and a.script is None:
                 raise ValueError(_no_command(self.stand_in))
             user = self.account
-            make_attempt_dir(a, self._root, user)  # first: it may be the workdir too
-            if user is None:  # a switched job's own workdir must exist: root makes none
+            make_attempt_dir(a, self._root, user, self.spares)  # first: it may be the workdir
+            if user is None and a.workdir:  # a switched job's own must exist: root makes none
                 self.workdir.mkdir(parents=True, exist_ok=True)
-            fds = open_outputs(a, self.attempt_dir, user)
+            fds = open_outputs(a, self.attempt_dir, user, self.spares)
             if self.stand_in is not None:  # before the command's: the log's first line
                 os.write(fds[0], self.stand_in.line.encode())
             command, switch = spawn_args(self._command(), self.netns, user, self.view)
