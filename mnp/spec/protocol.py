@@ -43,7 +43,7 @@ head's token alone (nobody launched it to mint a join token) and gets its secret
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args
 
 from mnp.errors import FieldError
@@ -303,10 +303,11 @@ class Event:
     def to_wire(self) -> dict[str, Any]:
         # Drop unset fields. Not ``v not in (None, "", False)``: 0 == False, which would drop
         # ``exit_code`` 0 (a successful exit would read back as None).
+        # Every field is a scalar: read them directly (asdict's deep copy cost ~10x as much).
         return {
             k: v
-            for k, v in asdict(self).items()
-            if k == "seq" or not (v is None or v is False or v == "")
+            for k in _EVENT_FIELDS
+            if not ((v := getattr(self, k)) is None or v is False or v == "") or k == "seq"
         }
 
     @classmethod
@@ -503,6 +504,9 @@ class PollReply:
             ready=[Ready.from_wire(r) for r in d.get("ready", [])],
             lease_seconds=None if d.get("leaseSeconds") is None else float(d["leaseSeconds"]),
         )
+
+
+_EVENT_FIELDS = tuple(f.name for f in fields(Event))
 
 
 @dataclass(frozen=True, slots=True)
