@@ -76,16 +76,20 @@ class Follower(threading.Thread):
             click.echo(f"mnp: cannot follow the output of {self.job_id}: {exc}", err=True)
 
     def _wait_placed(self, client: Client) -> str | None:
-        """The node id once the job has one (or has ended); None when told to give up."""
+        """The node id once the job has one (or has ended); None when told to give up and
+        the job still has none (one look after the word: a job that ran and ended within one
+        poll was placed all the same, and its output is there to print)."""
         while True:
+            given_up = self.give_up.is_set()
             try:
                 detail = client.describe(self.job_id)
             except NotFound:  # node jobs appear when the gang is placed
                 detail = {}
             if detail.get("nodeId") or detail.get("status") in TERMINAL_STATUSES:
                 return str(detail.get("nodeId") or "-")
-            if self.give_up.wait(POLL_SECONDS):
+            if given_up:
                 return None
+            self.give_up.wait(POLL_SECONDS)
 
 
 class Interrupts:
