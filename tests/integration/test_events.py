@@ -174,7 +174,14 @@ def test_a_command_subscriber_gets_a_failed_jobs_event_on_stdin(
     bad = c.submit("bad", c.register("bad", ["sh", "-c", "exit 3"]))
     c.wait_status(ok, "SUCCEEDED")
     c.wait_status(bad, "FAILED")
-    files = wait_for("the command's output", lambda: list(out.glob("*.json")))
+    def written() -> list[Path] | None:  # `cat >` makes the file before it has written it
+        files = list(out.glob("*.json"))
+        try:
+            return files if files and all(json.loads(f.read_text()) for f in files) else None
+        except ValueError:
+            return None
+
+    files = wait_for("the command's output", written)
     [got] = [json.loads(f.read_text()) for f in files]
     assert got["detail"]["jobId"] == bad and got["detail"]["status"] == "FAILED"
     assert files[0].name == f"{got['id']}.json"
