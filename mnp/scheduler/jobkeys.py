@@ -125,7 +125,8 @@ class JobKeys:
         return hmac.new(self._secret, data, hashlib.sha256).digest()
 
     def _key_id(self, attempt: str) -> str:
-        return KEY_PREFIX + base64.b32encode(self._mac("key", attempt)).decode()[:16]
+        # 16 base32 characters are the MAC's first 10 bytes (base32 codes 5 bytes at a time)
+        return KEY_PREFIX + base64.b32encode(self._mac("key", attempt)[:10]).decode()
 
     def for_attempt(self, attempt: str) -> AttemptKeys:
         """The credentials of attempt ``attempt`` (``<job id>/<number>``); remembered so

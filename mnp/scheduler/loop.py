@@ -241,26 +241,18 @@ class Scheduler:
         usage = {q: s.ledger.usage(q, now, p.decay_seconds) for q, p in policies.items()}
         active = {q: s.ledger.recent(q, now, p.decay_seconds) for q, p in policies.items()}
         running: dict[str, dict[str, float]] = {q: {} for q in policies}
-        # vCPUs of the live attempts per queue, share and placement time: the jobs placed in
-        # one tick share it, so their decayed usage is reckoned once, not once per job
-        since: dict[tuple[str, str, int], float] = {}
-        for job in s.active.values():
-            queue = job.queue
-            if queue not in policies or job.status.terminal:
+        for queue, share in s.share_jobs:  # the shares with jobs not yet ended
+            if queue in active:
+                active[queue].add(share)
+        # vCPUs of the live attempts per queue, share and placement time (kept by the state
+        # as attempts start and end): the jobs placed in one tick share it, so their decayed
+        # usage is reckoned once, not once per job
+        for (queue, share, placed_at), counts in s.live_shares.items():
+            if queue not in policies:
                 continue
-            share = job.spec.share_identifier or ""
-            active[queue].add(share)
-            if job.status not in LIVE_STATUSES:
-                continue
-            attempt = job.current_attempt
-            if attempt is None or job.is_mnp_parent or job.is_array_parent:
-                continue  # (the parents are charged through their nodes)
-            vcpus = job.resources.vcpus
+            vcpus = sum(v * n for v, n in counts.items())
             held = running[queue]
             held[share] = held.get(share, 0.0) + vcpus
-            key = (queue, share, attempt.placed_at)
-            since[key] = since.get(key, 0.0) + vcpus
-        for (queue, share, placed_at), vcpus in since.items():
             used = usage[queue]
             used[share] = used.get(share, 0.0) + interval_usage(
                 vcpus, placed_at, now, now, policies[queue].decay_seconds
@@ -306,23 +298,26 @@ class Scheduler:
         s = self.s
         seen = self.lag.credited if self.lag is not None else _as_is
         now = s.clock()
-        for n in s.nodes.values():  # how long each registered node has held no work
-            if n.status in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING):
-                s.node_rt[n.node_id].note_idle(now, registered=n.status == NodeStatus.ACTIVE)
         groups: dict[str, str] = {}
         views: list[NodeView] = []
         kept = self._views
         grace = s.config.kill_grace_seconds  # the releases count it
+        live = (NodeStatus.ACTIVE, NodeStatus.LAUNCHING)
+        node_rt = s.node_rt
         for n in s.nodes.values():
-            if n.status not in (NodeStatus.ACTIVE, NodeStatus.LAUNCHING):
+            status = n.status
+            if status not in live:
                 continue
-            rt = s.node_rt[n.node_id]
+            rt = node_rt[n.node_id]
+            # how long each registered node has held no work
+            rt.note_idle(now, registered=status == NodeStatus.ACTIVE)
             ce = n.compute_environment
-            if ce not in groups:
-                groups[ce] = self._placement_group(ce)
+            group = groups.get(ce)
+            if group is None:
+                group = groups[ce] = self._placement_group(ce)
             ssh = n.ssh_port is not None and bool(n.ssh_host_key)
             last_seen = seen(n.last_heartbeat_ms)
-            key = (n.status, n.draining, n.capacity, ce, groups[ce], ssh, rt.version,
+            key = (status, n.draining, n.capacity, ce, group, ssh, rt.version,
                    rt.idle_since_ms, last_seen, grace)  # fmt: skip
             was = kept.get(n.node_id)
             if was is not None and was[0] is rt and was[1] == key:
@@ -336,7 +331,7 @@ class Scheduler:
                 # a draining node (its host being removed) takes nothing new
                 free=Resources(0, 0, 0) if n.draining else n.capacity.minus(rt.used),
                 last_seen_ms=last_seen,
-                placement_group=groups[ce],
+                placement_group=group,
                 ssh=ssh,
                 idle_since_ms=rt.idle_since_ms,
                 draining=n.draining,

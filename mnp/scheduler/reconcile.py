@@ -415,6 +415,8 @@ class _Tell:
 
 
 def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
+    if not any(snap.runnable.get(q.name) for q in snap.queues):
+        return  # nothing waits to be placed: no node's room need be looked at
     free: dict[str, Resources] = {}
     by_ce: dict[str, list[str]] = {}
     for n in snap.nodes:

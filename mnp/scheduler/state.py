@@ -146,6 +146,16 @@ class HeadState:
         self.ledger = ShareLedger()
         """Decayed vCPU-time of the ended attempts of fair-share queues, per share."""
         self.ledger_dirty = False
+        self.share_jobs: dict[tuple[str, str], int] = {}
+        """(queue, share) → how many of its jobs have not ended: fair share's active shares,
+        kept as jobs come and end, so a pass does not walk every active job for them."""
+        self.live_shares: dict[tuple[str, str, int], dict[float, int]] = {}
+        """(queue, share, placement time) → vCPUs → how many live attempts (STARTING or
+        RUNNING, not a parent's) of that share placed then hold that many: what fair share
+        charges them so far, reckoned once per placement time (an exact count per vCPU
+        figure, so adding and removing attempts leaves no rounding behind)."""
+        self._live_key: dict[str, tuple[tuple[str, str, int], float]] = {}
+        """job id → where its live attempt is counted in :attr:`live_shares`."""
 
     # --- the one path for status changes ---------------------------------------------------
     def set_status(self, job: Job, target: JobStatus, reason: str | None = None) -> None:
@@ -170,6 +180,11 @@ class HeadState:
             self.ended_count += 1
         if old in PLACED and target not in PLACED:
             self._charge_share(job, now)
+            self._live_off(job.job_id)
+        elif target in PLACED and old not in PLACED:
+            self._live_on(job)
+        if target.terminal and not old.terminal:
+            self._count_share(job, -1)
         self.on_status(job, old)
         if target.terminal or target == JobStatus.RUNNING:
             # RUNNING too: a job waiting for this one to start (AFTER_START) may go on; the
@@ -223,6 +238,40 @@ class HeadState:
             policy.decay_seconds,
         )
         self.ledger_dirty = True
+
+    def _count_share(self, job: Job, delta: int) -> None:
+        key = (job.queue, job.spec.share_identifier or "")
+        n = self.share_jobs.get(key, 0) + delta
+        if n > 0:
+            self.share_jobs[key] = n
+        else:
+            self.share_jobs.pop(key, None)
+
+    def _live_on(self, job: Job) -> None:
+        """The job's current attempt holds its capacity now: count it in
+        :attr:`live_shares` (a parent is charged through its children and nodes)."""
+        attempt = job.current_attempt
+        if attempt is None or job.is_mnp_parent or job.is_array_parent:
+            return
+        self._live_off(job.job_id)
+        key = (job.queue, job.spec.share_identifier or "", attempt.placed_at)
+        vcpus = job.resources.vcpus
+        counts = self.live_shares.setdefault(key, {})
+        counts[vcpus] = counts.get(vcpus, 0) + 1
+        self._live_key[job.job_id] = (key, vcpus)
+
+    def _live_off(self, job_id: str) -> None:
+        was = self._live_key.pop(job_id, None)
+        if was is None:
+            return
+        key, vcpus = was
+        counts = self.live_shares[key]
+        if counts[vcpus] > 1:
+            counts[vcpus] -= 1
+            return
+        del counts[vcpus]
+        if not counts:
+            del self.live_shares[key]
 
     def is_held(self, job: Job) -> bool:
         """Held by ``scontrol hold`` (or ``sbatch -H``), itself or as a child of a held array."""
@@ -289,8 +338,16 @@ class HeadState:
 
     def add_job(self, job: Job) -> None:
         """A new job (or one loaded at start) joins the in-memory indexes."""
+        was = self.active.get(job.job_id)
+        if was is not None and not was.status.terminal:
+            self._count_share(was, -1)
+        self._live_off(job.job_id)
         self.active[job.job_id] = job
         self.mark(job)
+        if not job.status.terminal:
+            self._count_share(job, +1)
+        if job.status in PLACED:
+            self._live_on(job)
         if job.status == JobStatus.SUBMITTED:
             self.submitted[job.job_id] = job
         elif job.status == JobStatus.PENDING and not job.is_array_parent:

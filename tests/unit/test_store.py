@@ -465,3 +465,43 @@ def test_a_store_without_the_index_fills_it_from_every_attempt_on_open(
         assert fresh.find_streams(prefix="other/") == []
     finally:
         fresh.close()
+
+
+def wal_frames(store: Store) -> int:
+    """Pages written to the WAL so far (frames of 24 + page-size bytes after its header)."""
+    size = Path(store.path + "-wal").stat().st_size
+    page = int(store.db.execute("PRAGMA page_size").fetchone()[0])
+    return max(0, size - 32) // (page + 24)
+
+
+def test_a_save_that_keeps_the_status_writes_only_the_document(store: Store) -> None:
+    job = make_job("keep", S.SUBMITTED)
+    save(store, job)
+    transition(job, S.PENDING, T0 + 1)
+    save(store, job)  # a new status: row and indexes
+    store.db.execute("PRAGMA wal_autocheckpoint=0")  # frames stay countable
+    job.status_reason = "a new reason"
+    before = wal_frames(store)
+    with store.transaction():
+        store.save_jobs([job])
+    assert wal_frames(store) - before <= 1  # the row's page; no index over status rewritten
+    again = reopen(store)
+    try:
+        loaded = again.load_job("keep")
+        assert loaded is not None and loaded.status_reason == "a new reason"
+        assert again.count_jobs_by_status() == {"PENDING": 1}
+        assert [j.job_id for j in again.load_active_jobs()] == ["keep"]
+    finally:
+        again.close()
+
+
+def test_a_rolled_back_status_is_written_again_by_the_next_save(store: Store) -> None:
+    job = make_job("back", S.SUBMITTED)
+    save(store, job)
+    transition(job, S.PENDING, T0 + 1)
+    with pytest.raises(RuntimeError), store.transaction():
+        store.save_jobs([job])
+        raise RuntimeError("the write fails after the job was saved")
+    save(store, job)  # the same status as the rolled-back write: the row must get it now
+    assert store.job_status("back") == S.PENDING
+    assert store.count_jobs_by_status() == {"PENDING": 1}
