@@ -25,6 +25,7 @@ and :func:`secure_home`, on every start, fixes a home an older version left read
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -458,3 +459,15 @@ def job_umask() -> int | None:
     started with, so jobs make files as their user expects. None: the head never changed
     its own (start children as they are)."""
     return _job_umask
+
+
+GC_THRESHOLDS = (50_000, 20, 100)
+"""The head's garbage-collector thresholds (Python's defaults: 700, 10, 10). A head holds tens
+of thousands of live jobs that make almost no reference cycles, and at the defaults full
+collections over them were a tenth of a busy head's time (``python -m mnp.sim`` at 10,000
+nodes: 0.97 → 0.32 s of collection in 10 virtual seconds)."""
+
+
+def tune_gc() -> None:
+    """Collect as :data:`GC_THRESHOLDS` says (the head and the simulator, at start)."""
+    gc.set_threshold(*GC_THRESHOLDS)

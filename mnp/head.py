@@ -47,6 +47,7 @@ from mnp.config import (
     head_home,
     make_process_private,
     secure_home,
+    tune_gc,
     write_private,
 )
 from mnp.nodes.sessions import NodeSessions
@@ -346,6 +347,7 @@ def run(config: HeadConfig) -> None:
     """Run a head node in this process until SIGTERM or SIGINT."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     make_process_private()
+    tune_gc()
     try:
         import uvloop  # a faster event loop; plain asyncio works too
     except ImportError:

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from mnp.config import tune_gc
 from mnp.sim.cluster import Workload, cluster
 
 
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wall-limit", type=float, default=None, help="wall-clock seconds at most")
     ap.add_argument("--home", type=Path, default=None, help="the head's home (default: a temp dir)")
     args = ap.parse_args(argv)
+    tune_gc()  # as a head does (mnp.config.GC_THRESHOLDS)
     workload = Workload(
         jobs=args.jobs,
         min_seconds=args.min_seconds,
