@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mnp.api.aws.batch import json_body
+from mnp.api.aws.batch import Answered, json_body
 from mnp.errors import InvalidInput, MnpError, NotFound
 from mnp.service.operations import Handler
 from mnp.service.users import Caller, owner
@@ -93,7 +93,7 @@ def routes(gate: TokenGate, operations: Mapping[str, Handler]) -> list[Route]:
         if handler is None:
             return error_response(NotFound(f"unknown operation {op!r}"))
         try:
-            return JSONResponse(handler(caller, await json_body(request)))
+            return Answered(handler(caller, await json_body(request)))
         except MnpError as e:
             return error_response(e)
         except Exception as e:

@@ -139,6 +139,12 @@ KEYS_SCRUBBED = "gang_keys_scrubbed"
 """Meta key: set once the ended attempts' keys an older head left were removed."""
 NEXT_NUMBER = "next_job_number"
 """Meta key: the first job number not yet given out (absent: 1)."""
+TAKE_NUMBERS = (
+    "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+    "SET value = CAST(value AS INTEGER) + ? RETURNING value"
+)
+"""The job-number counter moved on by a count (``1 + count`` when there is none yet, as the
+first number is 1); answers the next free number."""
 PAGE_KEY = "page_token_key"
 """Meta key: the secret the listings' ``nextToken`` are signed with (:mod:`mnp.store.pages`)."""
 NODE_RETENTION_ENV = "MNP_NODE_RETENTION_HOURS"
@@ -332,8 +338,10 @@ class Store:
         own) and return the first. Call inside the transaction that saves the job: the
         counter and the job are written together, so a number is never given out twice (a
         rolled-back submission gives it back, and nobody was told it)."""
-        first = int(self.get_meta(NEXT_NUMBER) or 1)
-        self.set_meta(NEXT_NUMBER, str(first + max(1, count)))
+        taken = max(1, count)
+        # one statement reads and moves the counter (a read, then an upsert, cost two)
+        ((after,),) = self.db.execute(TAKE_NUMBERS, (NEXT_NUMBER, str(1 + taken), taken)).fetchall()
+        first = int(after) - taken
         self.db.execute("INSERT INTO job_numbers VALUES (?, ?)", (first, job_id))
         return first
 
@@ -483,11 +491,17 @@ class Store:
             for h in j.history[j.history_saved :]:
                 history.append((j.job_id, h.at, h.status.value, h.reason))
             j.history_saved = len(j.history)
-        self.db.executemany(SAVE_JOB, rows)
-        self.db.executemany(SAVE_DOC, docs)
-        self.db.executemany("INSERT INTO job_history VALUES (?, ?, ?, ?)", history)
-        self.db.executemany(streams.INSERT, stream_rows)
-        self.db.executemany(streams.END, ended_rows)
+        # only the statements with rows (a new job has none of the last three's)
+        if rows:
+            self.db.executemany(SAVE_JOB, rows)
+        if docs:
+            self.db.executemany(SAVE_DOC, docs)
+        if history:
+            self.db.executemany("INSERT INTO job_history VALUES (?, ?, ?, ?)", history)
+        if stream_rows:
+            self.db.executemany(streams.INSERT, stream_rows)
+        if ended_rows:
+            self.db.executemany(streams.END, ended_rows)
 
     def _note_key(self, job: Job) -> None:
         if job.gang_state.key is not None:

@@ -4,6 +4,7 @@ SubmitJob token bucket; the front door behind a real HTTP server with boto3; cre
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import stat
@@ -46,6 +47,7 @@ from mnp.api.aws.frontdoor import AwsAuthMiddleware, FrontDoor, TokenBucket
 from mnp.api.aws.sigv4 import MISMATCH, MISSING, UNRECOGNIZED, AuthError, Identity, verify
 from mnp.cli.env import env_lines
 from mnp.cli.main import cli
+from mnp.service.users import Caller, Role, owner
 from tests.integration.cluster import free_port, wait_for
 
 KEY = Credentials("MNPTESTKEY0000000001", "s3cr3t/with+odd=chars")
@@ -300,6 +302,54 @@ def test_token_bucket_allows_the_burst_then_the_rate() -> None:
     assert not burst.take()
     clock.now += 0.1
     assert burst.take()
+
+
+def _request(signed: Signed) -> Request:
+    body = signed.body
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    scope = {
+        "type": "http",
+        "method": signed.method,
+        "path": signed.path,
+        "raw_path": signed.path.encode(),
+        "query_string": signed.query.encode(),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in signed.headers],
+    }
+    return Request(scope, receive)
+
+
+def test_front_door_check_looks_each_key_up_once() -> None:
+    """The signature's key lookup also finds the caller (a lookup stats the credentials
+    file, a user's reads the store): one each per request, owner's and user's."""
+    owner_asked: list[str] = []
+    users_asked: list[str] = []
+    user_key = Credentials("MNPUSERKEY0000000001", "user-secret")
+
+    def owner_keys(key_id: str) -> Credentials | None:
+        owner_asked.append(key_id)
+        return KEYS.get(key_id)
+
+    def users(key_id: str) -> tuple[Caller, str] | None:
+        users_asked.append(key_id)
+        if key_id != user_key.access_key_id:
+            return None
+        return Caller("alice", Role.USER), user_key.secret_access_key
+
+    door = FrontDoor(owner_keys, now=lambda: T0, users=users)
+    url = f"{ENDPOINT}/v1/submitjob"
+    request = _request(sign("POST", url, b"{}"))
+    assert asyncio.run(door.check(request)) is None
+    assert request.state.caller == owner()
+    assert (owner_asked, users_asked) == ([KEY.access_key_id], [])
+    owner_asked.clear()
+    request = _request(sign("POST", url, b"{}", key=user_key))
+    assert asyncio.run(door.check(request)) is None
+    assert request.state.caller.name == "alice"
+    assert request.state.aws_identity.profile == "user:alice"
+    assert (owner_asked, users_asked) == ([user_key.access_key_id], [user_key.access_key_id])
 
 
 # --- the front door behind a real server, called by boto3 --------------------------------

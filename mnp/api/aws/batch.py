@@ -25,6 +25,7 @@ node's event loop.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -120,6 +121,18 @@ NOT_SUPPORTED: dict[str, str] = {
 """AWS Batch operations mnp answers with a ClientException naming what is not supported."""
 
 
+# --- answers ---------------------------------------------------------------------------------
+_RENDER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+class Answered(JSONResponse):
+    """A :class:`JSONResponse` with the same bytes, rendered by one encoder made once
+    (``json.dumps`` with these options makes one per answer)."""
+
+    def render(self, content: Any) -> bytes:
+        return _RENDER.encode(content).encode("utf-8")
+
+
 # --- errors ------------------------------------------------------------------------------------
 def error_response(code: str, message: str, status: int, request_id: str) -> JSONResponse:
     return JSONResponse(
@@ -209,7 +222,7 @@ def routes(head: HasService, authenticate: Authenticate | None = None) -> list[R
         except Exception as e:
             log.exception("AWS Batch operation %s failed", name)
             return error_response(SERVER, f"{type(e).__name__}: {e}", 500, request_id)
-        return JSONResponse(answer, headers={"x-amzn-RequestId": request_id})
+        return Answered(answer, headers={"x-amzn-RequestId": request_id})
 
     def operation_of(request: Request) -> Operation[Any]:
         name = str(request.path_params["op"]).lower()

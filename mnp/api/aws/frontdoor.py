@@ -201,26 +201,72 @@ class FrontDoor:
             return THROTTLED
         return result
 
+    def gate(
+        self,
+        method: str,
+        path: str,
+        raw_path: str,
+        query: str,
+        headers: Headers,
+        body: bytes,
+        session_token: Callable[[], str],
+    ) -> tuple[Identity, Caller] | AuthError | None:
+        """:meth:`check_parts` then :meth:`admit` with one lookup of the key: the signature,
+        the throttle and the caller's check in that order, with the caller found when the
+        signature's key was (nothing runs between the two, so the answer is the same)."""
+        service = service_for(path)
+        if service is None:
+            return None
+        found: list[Caller] = []
+
+        def lookup(key_id: str) -> Credentials | None:
+            creds = self._owner_key(key_id)
+            if creds is not None:
+                found.append(owner())
+            elif self.users is not None:
+                user = self.users(key_id)
+                if user is not None:
+                    found.append(user[0])
+                    creds = Credentials(key_id, user[1], f"user:{user[0].name}")
+            return creds
+
+        result = verify(method, raw_path, query, headers, body, lookup, self.now(), service=service)
+        if isinstance(result, AuthError):
+            return result
+        if (
+            self.bucket is not None
+            and method.upper() == "POST"
+            and path.rstrip("/") == SUBMIT_JOB_PATH
+            and not self.bucket.take()
+        ):
+            return THROTTLED
+        caller = found[-1] if found else None
+        if caller is None:
+            return UNKNOWN_KEY
+        if caller.session_token is not None and not secrets.compare_digest(
+            session_token().encode(), caller.session_token.encode()
+        ):
+            return UNKNOWN_KEY
+        return result, caller
+
     async def check(self, request: Request) -> Response | None:
         """For a Starlette handler: None to go on, else the response to send instead."""
         path = str(request.scope.get("path", "")) or request.url.path  # no URL object built
         raw = request.scope.get("raw_path") or path.encode()
-        result = self.check_parts(
+        result = self.gate(
             request.method,
             path,
             raw.decode("utf-8", "replace"),
             request.scope.get("query_string", b"").decode("latin-1"),
             [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
             await request.body(),
+            lambda: request.headers.get(SESSION_TOKEN_HEADER, ""),
         )
         if isinstance(result, AuthError):
             return error_response(result, service_for(path))
         if result is not None:
-            caller = self.admit(result, request.headers.get(SESSION_TOKEN_HEADER, ""))
-            if isinstance(caller, AuthError):
-                return error_response(caller, service_for(path))
-            request.state.aws_identity = result
-            request.state.caller = caller
+            state = request.state
+            state.aws_identity, state.caller = result
         return None
 
 

@@ -99,8 +99,14 @@ def remove_dot_segments(path: str) -> str:
     return first + "/".join(out) + last
 
 
-def canonical_uri(raw_path: str) -> str:
+def _canonical_uri(raw_path: str) -> str:
     return quote(remove_dot_segments(raw_path), safe="/~")
+
+
+canonical_uri = functools.lru_cache(maxsize=256)(_canonical_uri)
+"""Cached: a client sends the same few paths (``/v1/submitjob``) again and again."""
+_CACHED_LEN = 512
+"""Longer paths and queries are not cached (the caches hold a few short ones, not any size)."""
 
 
 def canonical_queries(query: str) -> list[str]:
@@ -121,6 +127,12 @@ def canonical_queries(query: str) -> list[str]:
         if form not in forms:
             forms.append(form)
     return forms
+
+
+@functools.lru_cache(maxsize=256)
+def _query_forms(query: str) -> tuple[str, ...]:
+    """:func:`canonical_queries`, cached: most requests send none or the same few."""
+    return tuple(canonical_queries(query))
 
 
 def _encode(text: str) -> str:
@@ -374,10 +386,11 @@ def _check_signature(
 ) -> Identity | AuthError:
     """Recompute the signature over each canonical query form; a mismatch shows botocore's."""
     key = signing_key(creds.secret_access_key, auth.date, auth.region, auth.service)
-    head = f"{method.upper()}\n{canonical_uri(raw_path)}\n"
+    uri = canonical_uri(raw_path) if len(raw_path) <= _CACHED_LEN else _canonical_uri(raw_path)
+    head = f"{method.upper()}\n{uri}\n"
     tail = f"\n{canonical_headers(hdrs, auth.signed)}\n{';'.join(auth.signed)}\n{payload}"
     first_request = first_sts = ""
-    for cq in canonical_queries(query):
+    for cq in _query_forms(query) if len(query) <= _CACHED_LEN else canonical_queries(query):
         request = head + cq + tail
         sts = string_to_sign(amz_date, auth.scope, request)
         expected = hmac.new(key, sts.encode(), hashlib.sha256).hexdigest()
