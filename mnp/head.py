@@ -70,11 +70,13 @@ log = logging.getLogger("mnp.head")
 
 TICK_GATHER_SECONDS = 0.002
 IDLE_TICK_SECONDS = 0.5
-TICK_INTERVAL_SECONDS = 0.02
+TICK_INTERVAL_SECONDS = 0.01
 """The least time between two ticks of a busy head (Slurm's ``sched_min_interval``): a tick
 costs about the same for one new job as for ten, so under a stream of submits and reports
-one tick every 20 ms places their work together (paired runs of 1,000 trivial singles: head
-CPU per job 1.47 → 1.21 ms); an idle head still ticks ``TICK_GATHER_SECONDS`` after a wake."""
+the work of that time is placed, written and handed to each node in one go (paired runs of
+1,000 trivial singles on 16 slots: head CPU per job 1.47 ms with no interval, 1.2 ms at
+10 or 20 ms). Longer delays short jobs' slots: 428 jobs/s at 20 ms against 511 at 10 ms, at
+the same CPU per job. An idle head still ticks ``TICK_GATHER_SECONDS`` after a wake."""
 
 
 def event_detail(job: Job) -> dict[str, Any]:
