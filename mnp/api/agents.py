@@ -17,6 +17,7 @@ not allow, 409 ``ClientException`` naming the field a re-registration would chan
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -39,6 +40,9 @@ FREE_TEXT = frozenset({"data", "reason"})
 """Event fields that are captured text, never executed: a NUL in a job's output is kept."""
 
 Message = dict[str, Any]
+_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+"""What :class:`~starlette.responses.JSONResponse` renders, with one encoder made once (its
+``json.dumps`` with options makes one per answer, and agents call often)."""
 log = logging.getLogger("mnp.api.agents")
 
 
@@ -77,7 +81,8 @@ async def _answer(request: Request, fn: Call, head_token: bool) -> Response:
     """``fn``'s answer to the request's JSON body, or the agent protocol's error for it."""
     try:
         body = read_json(await request.body(), max_bytes=MAX_BODY_BYTES, free_text=FREE_TEXT)
-        return JSONResponse(await fn(body, _credentials(request, head_token)))
+        reply = _encode(await fn(body, _credentials(request, head_token))).encode()
+        return Response(reply, media_type="application/json")
     except (InvalidInput, Conflict) as e:
         return error_response(e)
     except Forbidden as e:

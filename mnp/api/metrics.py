@@ -63,6 +63,7 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 
 RUN_BUCKETS = (1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 24 * 3600, 72 * 3600)
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 30)
 PLACED = frozenset({JobStatus.STARTING, JobStatus.RUNNING})
+ENDED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED})
 
 
 class _Runtime(Protocol):
@@ -203,6 +204,9 @@ class HeadMetrics:
                                   "The head's answers, by door", ["door"],
                                   buckets=REQUEST_BUCKETS, registry=r)  # fmt: skip
 
+        self._transition_inc: dict[tuple[str, JobStatus], Callable[[], None]] = {}
+        """Per queue and new status, its transitions counter's ``inc`` (every change makes
+        one)."""
         self._children: dict[tuple[object, ...], Any] = {}
         """Each metric's child per label values, found once: ``labels()`` takes a lock and
         builds its key on every call (a status change makes up to three)."""
@@ -222,19 +226,24 @@ class HeadMetrics:
         """A status change (``HeadState.on_status``): a few increments."""
         status = job.status
         queue = job.queue
+        key = (queue, status)
+        inc = self._transition_inc.get(key)
+        if inc is None:
+            inc = self._transition_inc[key] = self.child(self.transitions, queue, status.value).inc
+        inc()
         child = self.child
-        child(self.transitions, queue, status.value).inc()
-        top = job.parent_id is None
-        if old == JobStatus.SUBMITTED and top:
+        if old == JobStatus.SUBMITTED and job.parent_id is None:
             child(self.submissions, queue).inc()
-        if old in PLACED and status == JobStatus.RUNNABLE:
+        elif old in PLACED and status == JobStatus.RUNNABLE:
             child(self.retries, queue).inc()
         if job.is_array_parent or job.is_node:  # counted by their children, their parent
             return
-        now = job.history[-1].at if job.history else 0
-        if status == JobStatus.RUNNING and len(job.attempts) <= 1:
-            child(self.latency, queue).observe(max(0, now - job.created_at) / 1000)
-        elif status.terminal and job.started_at is not None:
+        if status == JobStatus.RUNNING:
+            if len(job.attempts) <= 1:
+                now = job.history[-1].at if job.history else 0
+                child(self.latency, queue).observe(max(0, now - job.created_at) / 1000)
+        elif status in ENDED and job.started_at is not None:
+            now = job.history[-1].at if job.history else 0
             child(self.run_time, queue, status.value).observe(
                 max(0, now - job.started_at) / 1000
             )

@@ -77,6 +77,9 @@ Releases = tuple[tuple[int | None, Resources], ...]
 
 log = logging.getLogger("mnp.scheduler.loop")
 LIVE_STATUSES = (JobStatus.STARTING, JobStatus.RUNNING)
+DEFAULTS_LOGGED = 256
+"""How many distinct default-MEMORY statements are remembered as logged at INFO (a few per
+compute environment; past this many, each new one is logged at INFO every time)."""
 
 
 class Scheduler:
@@ -103,6 +106,8 @@ class Scheduler:
         self._released: dict[str, tuple[NodeRuntime, int, int, Releases]] = {}
         """Per node, its releases (:meth:`_releases`) as of its runtime's version and the
         kill grace: built again only for the nodes whose work changed since the last tick."""
+        self._defaults_logged: set[str] = set()
+        """The default-MEMORY statements already logged at INFO (:meth:`_log_default_memory`)."""
         self._views: dict[str, tuple[NodeRuntime, tuple[object, ...], NodeView]] = {}
         """Per node, its last :class:`NodeView` and what it was built from: a tick builds
         views only for the nodes that changed (work placed or ended, a heartbeat)."""
@@ -537,7 +542,7 @@ class Scheduler:
         stated = None
         if held is not None and default_source is not None:
             stated = default_memory(held.memory_mib, default_source)
-            log.info("%s: %s", job.job_id, stated)
+            self._log_default_memory(job.job_id, stated)
         s.set_status(job, JobStatus.STARTING, stated)
         aid = attempt_id(job.job_id, attempt.number)
         rt = s.node_rt[node.node_id]
@@ -546,6 +551,19 @@ class Scheduler:
         rt.outbox.append(assignment)
         rt.unacked[aid] = (assignment, s.clock())
         return attempt
+
+    def _log_default_memory(self, job_id: str, stated: str) -> None:
+        """Say in the head's log that a job was placed with a default MEMORY: at INFO the
+        first time each default (its size and where it came from) is used, at DEBUG for every
+        job after that. Each job's STARTING history entry and statusReason state it anyway;
+        a line per attempt at INFO was a tenth of the head's time placing short jobs."""
+        seen = self._defaults_logged
+        if stated in seen:
+            log.debug("%s: %s", job_id, stated)
+            return
+        if len(seen) < DEFAULTS_LOGGED:
+            seen.add(stated)
+        log.info("%s: %s (each later job placed so is logged at DEBUG)", job_id, stated)
 
     def assignment(self, job: Job, attempt: Attempt) -> Assignment:
         """What the node runs for the attempt (built again as it is re-sent after a restart):

@@ -29,6 +29,7 @@ Clock = Callable[[], int]
 HOLDS_A_SLOT = frozenset({JobStatus.RUNNABLE, JobStatus.STARTING, JobStatus.RUNNING})
 """Statuses that count against an array's running limit."""
 PLACED = frozenset({JobStatus.STARTING, JobStatus.RUNNING})
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED})
 SHARE_USAGE_KEY = "fairshare_usage"
 """Meta key: the fair-share ledger (:class:`ShareLedger`), written with the jobs it counts."""
 
@@ -163,37 +164,41 @@ class HeadState:
         now = self.clock()
         old = job.status
         transition(job, target, now, reason)
-        self.mark(job)
+        job_id = job.job_id
+        self.dirty[job_id] = job
         if old == JobStatus.SUBMITTED:
-            self.submitted.pop(job.job_id, None)
+            self.submitted.pop(job_id, None)
         elif old == JobStatus.RUNNABLE:
-            self.runnable.get(job.queue, {}).pop(job.job_id, None)
+            self.runnable.get(job.queue, {}).pop(job_id, None)
         if target == JobStatus.RUNNABLE and job.node_index is None:
             # MNP nodes are placed with their gang, never from the queue
-            self.runnable.setdefault(job.queue, {})[job.job_id] = job
+            self.runnable.setdefault(job.queue, {})[job_id] = job
         elif target == JobStatus.PENDING and not job.is_array_parent:
-            self.pending_dirty.add(job.job_id)
-        if target.terminal:
+            self.pending_dirty.add(job_id)
+        ended = target in TERMINAL
+        if ended:
             job.stopped_at = now
-            self.pending_dirty.discard(job.job_id)
-            self.finished.append(job.job_id)
+            self.pending_dirty.discard(job_id)
+            self.finished.append(job_id)
             self.ended_count += 1
-        if old in PLACED and target not in PLACED:
+        was_placed = old in PLACED
+        if was_placed and target not in PLACED:
             self._charge_share(job, now)
-            self._live_off(job.job_id)
-        elif target in PLACED and old not in PLACED:
+            self._live_off(job_id)
+        elif not was_placed and target in PLACED:
             self._live_on(job)
-        if target.terminal and not old.terminal:
+        if ended and old not in TERMINAL:
             self._count_share(job, -1)
         self.on_status(job, old)
-        if target.terminal or target == JobStatus.RUNNING:
+        if ended or target == JobStatus.RUNNING:
             # RUNNING too: a job waiting for this one to start (AFTER_START) may go on; the
             # others go back to waiting at the next tick
-            for waiter in self.waiters.pop(job.job_id, ()):
-                self.pending_dirty.add(waiter)
+            waiters = self.waiters.pop(job_id, None)
+            if waiters:
+                self.pending_dirty.update(waiters)
             self.on_wake()
         if job.parent_id is not None:
-            if target.terminal and old in HOLDS_A_SLOT:
+            if ended and old in HOLDS_A_SLOT:
                 self.release_held(job.parent_id)
             self._child_changed(job, old, target, now)
 
