@@ -466,23 +466,33 @@ def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
             if stop is not None and aged and late and full:
                 late = False  # go on: it fails to fit, then reserves
             elif stop is not None:
+                # the walk past the point where placing stopped, only to keep reasons: every
+                # waiting job comes here, so it reads each thing once (no property chains)
                 if not snap.explain:
                     if after is None or reserved or not full:
                         break  # placing is over here, and nothing is to be said
                     continue
-                if job.spec.nodes is not None and full:
-                    tell.wait(job, reasons.gang(job.spec.nodes.num_nodes, usable[0], 0))
+                spec = job.spec
+                if spec.nodes is not None and full:
+                    tell.wait(job, reasons.gang(spec.nodes.num_nodes, usable[0], 0))
                     continue
-                if job.spec.nodes is None:  # a job that never fits says so wherever it is
-                    need = job.resources
+                if spec.nodes is None:  # a job that never fits says so wherever it is
+                    need = spec.container.resources  # a job with no nodes: its spec's
                     shape = (need.vcpus, need.memory_mib, need.gpus)
-                    if shape not in never:
-                        never[shape] = _never_fits(need, capacities)
-                    if (reason := never[shape]) is not None:
+                    try:
+                        reason = never[shape]
+                    except KeyError:  # once per shape
+                        reason = never[shape] = _never_fits(need, capacities)
+                    if reason is not None:
                         if job.status_reason != reason:
                             actions.append(SetReason(job.job_id, reason))
                         continue
-                tell.wait(job, stop if tell.detailed else None)
+                explainer = tell.explainer
+                said = explainer.wait(
+                    job.status_reason, stop if explainer.waiting < reasons.DETAILED else None
+                )
+                if said is not None:
+                    actions.append(SetReason(job.job_id, said))
                 continue
             if fair is not None and not fair.fits(job):
                 if fair.room < 1e-9:
