@@ -192,14 +192,18 @@ class FrontDoor:
         )
         if isinstance(result, AuthError):
             return result
-        if (
+        if self._throttled(method, path):
+            return THROTTLED
+        return result
+
+    def _throttled(self, method: str, path: str) -> bool:
+        """A SubmitJob over the rate (the bucket is taken from only for those)."""
+        return (
             self.bucket is not None
             and method.upper() == "POST"
             and path.rstrip("/") == SUBMIT_JOB_PATH
             and not self.bucket.take()
-        ):
-            return THROTTLED
-        return result
+        )
 
     def gate(
         self,
@@ -233,12 +237,7 @@ class FrontDoor:
         result = verify(method, raw_path, query, headers, body, lookup, self.now(), service=service)
         if isinstance(result, AuthError):
             return result
-        if (
-            self.bucket is not None
-            and method.upper() == "POST"
-            and path.rstrip("/") == SUBMIT_JOB_PATH
-            and not self.bucket.take()
-        ):
+        if self._throttled(method, path):
             return THROTTLED
         caller = found[-1] if found else None
         if caller is None:
