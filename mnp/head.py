@@ -177,7 +177,8 @@ class Head:
         interval = TICK_INTERVAL_SECONDS
         while True:
             try:
-                await asyncio.wait_for(self.wake.wait(), timeout=IDLE_TICK_SECONDS)
+                idle = max(IDLE_TICK_SECONDS, interval)  # a deep queue's idle ticks too
+                await asyncio.wait_for(self.wake.wait(), timeout=idle)
                 # let a burst of submissions and reports land first: one tick, one write;
                 # a busy head ticks at most every ``interval``, so the work of that time is
                 # placed, written and handed to each node in one go
