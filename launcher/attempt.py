@@ -97,22 +97,14 @@ def make_private_dir(path: Path) -> Path:
     return path
 
 
-def make_attempt_dir(
-    assignment: Assignment, root: Path, account: Account | None, spares: Spares | None = None
-) -> Path:
+def make_attempt_dir(assignment: Assignment, root: Path, account: Account | None) -> Path:
     """Create the attempt's directory (:func:`attempt_dir_for`, 0700); returns it.
 
     With ``account`` (a switched attempt) it is that account's, and the directories between
     ``root`` and it (``root`` included) become 0711 so the job can pass through them to its
     own files without listing anyone else's; the agent's files in ``root`` stay 0600.
-    Without, the job's folder and the directory come from ``spares`` when it has some.
     """
-    path = attempt_dir_for(assignment, root)
-    if spares is not None and account is None:
-        for d in (path.parent, path):
-            if not d.exists() and d.parent.is_dir() and spares.take_dir(d):
-                os.chmod(d, PRIVATE_DIR_MODE)  # whatever the last job made of it
-    path = make_private_dir(path)
+    path = make_private_dir(attempt_dir_for(assignment, root))
     if account is not None:
         account.give(path, PRIVATE_DIR_MODE)
         for above in (path.parent, path.parent.parent, root):

@@ -311,7 +311,7 @@ class Attempts:
         their own)."""
         if not self.own_view or assignment.container is not None:
             return None
-        attempt_dir = make_attempt_dir(assignment, self._root, account, self._spares)
+        attempt_dir = make_attempt_dir(assignment, self._root, account)
         tmp = make_private_dir(attempt_dir / PRIVATE_TMP)
         if account is not None:
             account.give(tmp, PRIVATE_DIR_MODE)
@@ -418,7 +418,8 @@ LOG_NAMES = frozenset({"stdout.log", "stderr.log"})
 def tidy(workdir: Path, spares: Spares | None = None) -> None:
     """Remove an ended attempt's working directory when the job left nothing in it but its
     logs (already read into events for the head node); keep it otherwise. With ``spares``,
-    what would be removed goes there for the next attempts instead (:mod:`launcher.spares`)."""
+    the logs go there for the next attempts instead (:mod:`launcher.spares`; the directories
+    are removed all the same)."""
     try:
         names = os.listdir(workdir)
         if not set(names) <= LOG_NAMES:
@@ -427,11 +428,8 @@ def tidy(workdir: Path, spares: Spares | None = None) -> None:
             path = workdir / name
             if spares is None or not spares.keep_file(path):
                 os.unlink(path)
-        if spares is None or not spares.keep_dir(workdir):
-            os.rmdir(workdir)
-        job = workdir.parent  # the job's directory, if no other attempt is in it
-        if spares is None or (not os.listdir(job) and not spares.keep_dir(job)):
-            os.rmdir(job)
+        os.rmdir(workdir)
+        os.rmdir(workdir.parent)  # the job's directory, if no other attempt is in it
     except OSError:
         pass
 

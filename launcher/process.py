@@ -136,7 +136,7 @@ class AttemptProcess:
             if not a.command and a.script is None:
                 raise ValueError(_no_command(self.stand_in))
             user = self.account
-            make_attempt_dir(a, self._root, user, self.spares)  # first: it may be the workdir
+            make_attempt_dir(a, self._root, user)  # first: it may be the workdir
             if user is None and a.workdir:  # a switched job's own must exist: root makes none
                 self.workdir.mkdir(parents=True, exist_ok=True)
             fds = open_outputs(a, self.attempt_dir, user, self.spares)

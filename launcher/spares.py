@@ -1,17 +1,24 @@
-"""Emptied attempt directories and log files, kept for the next attempts of the node.
+"""Emptied log files, kept for the next attempts of the node.
 
-Every attempt of a plain process gets a directory (and its job a folder above it) with two
-log files; most jobs leave nothing else there, and the agent removes it all when the attempt
-ends. On ext4 that churn was a third of the agent's CPU for short jobs: a new inode is found
-by scanning past the inodes freed in the last minute (``recently_deleted``), and every freed
-directory block is discarded on the spot. So the agent moves what it would remove into
-``<root>/spare`` and renames it into place for a later attempt instead of making a new one.
+Every attempt of a plain process gets two log files in its directory, and the agent removes
+them when the attempt ends. On ext4 that churn cost the agent dearly for short jobs: a new
+inode is found by scanning past the inodes freed in the last minute (``recently_deleted``).
+So the agent moves an ended attempt's logs into ``<root>/spare`` and renames them into place
+for a later attempt instead of making new ones.
+
+Directories are not kept: an attempt's directory is often its job's working directory, and a
+process the job left behind (its own session, out of the kill's reach) may still stand in it;
+a reused directory would let that process write into the next job's. Removed, it leaves the
+process in a deleted directory where nothing can be created.
 
 Only what is the agent's own is kept (attempts not switched to another account: their jobs
 are the agent's user anyway), and a log file only while nothing else has it open (a write
 lease, which the kernel grants only then), and emptied, so output of a process left behind
 by one job never lands in another's log and no disk is held for what the head has read. A
-new agent starts with an empty stock: what an earlier one left is removed on first use.
+process that opens the file while the lease is held breaks it: the kernel signals the holder
+with :data:`LEASE_BREAK_SIGNAL`, which is ignored by default (SIGIO's default would end the
+agent). A new agent starts with an empty stock: what an earlier one left is removed on first
+use.
 
 Not thread-safe: call it from the agent's loop.
 """
@@ -22,47 +29,32 @@ import contextlib
 import fcntl
 import os
 import shutil
+import signal
 import stat
 from pathlib import Path
 
 SPARE_DIR = "spare"
 SPARE_LIMIT = 128
-"""How many directories, and how many files, are kept at most (several per running attempt)."""
+"""How many files are kept at most (two per attempt that ended)."""
+LEASE_BREAK_SIGNAL = signal.SIGURG
+"""What the kernel sends the agent when someone opens a file it holds a lease on (``F_SETSIG``):
+a signal whose default action is to ignore it, where SIGIO's would kill the agent."""
 
 
 class Spares:
-    """The stock of empty directories and log files under ``<root>/spare``."""
+    """The stock of empty log files under ``<root>/spare``."""
 
     def __init__(self, root: Path, limit: int = SPARE_LIMIT) -> None:
         self.home = root / SPARE_DIR
         self.limit = limit
-        self._dirs: list[str] = []
         self._files: list[str] = []
         self._made = 0
         self._ready = False
-
-    def take_dir(self, path: Path) -> bool:
-        """Rename a kept directory (empty, mode 0700) to ``path``, which must not exist;
-        False when none is kept (or the rename failed): make it as usual."""
-        return self._take(self._dirs, path)
 
     def take_file(self, path: Path) -> bool:
         """Rename a kept (empty) log file, the agent's, to ``path``, replacing whatever is
         there; the caller opens it with ``O_TRUNC`` all the same. False when none is kept."""
         return self._take(self._files, path)
-
-    def keep_dir(self, path: Path) -> bool:
-        """Move the empty directory ``path`` into the stock; False when the stock is full or
-        the move failed (remove it as usual)."""
-        if len(self._dirs) >= self.limit or not self._ensure():
-            return False
-        spare = self._name()
-        try:
-            os.rename(path, spare)
-        except OSError:
-            return False
-        self._dirs.append(spare)
-        return True
 
     def keep_file(self, path: Path) -> bool:
         """Move the log file ``path`` into the stock, emptied, if it is a plain file of the
@@ -78,7 +70,9 @@ class Spares:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != os.geteuid():
                 return False
-            # granted only while no other descriptor of the file is open, anywhere
+            # granted only while no other descriptor of the file is open, anywhere; an open
+            # meanwhile breaks it with a signal that is ignored (see the module)
+            fcntl.fcntl(fd, fcntl.F_SETSIG, LEASE_BREAK_SIGNAL)
             fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
             spare = self._name()
             try:

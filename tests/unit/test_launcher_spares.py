@@ -1,6 +1,6 @@
-"""The stock of emptied attempt directories and log files (launcher.spares) and its use by
-the attempts of a node: what an ended attempt leaves is reused, never what someone still
-holds open, and nothing of one job's output reaches another's log."""
+"""The stock of emptied log files (launcher.spares) and its use by the attempts of a node: an
+ended attempt's logs are reused, never what someone still holds open, never a directory (a
+left-over process may stand in it), and nothing of one job's output reaches another's."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -49,22 +50,50 @@ def test_links_and_directories_are_not_kept_as_files(tmp_path: Path) -> None:
     assert target.read_text() == "mine"
 
 
-def test_directories_come_back_and_the_stock_is_bounded(tmp_path: Path) -> None:
+def test_the_stock_is_bounded(tmp_path: Path) -> None:
     spares = Spares(tmp_path, limit=1)
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    assert spares.keep_dir(tmp_path / "a")
-    assert not spares.keep_dir(tmp_path / "b") and (tmp_path / "b").is_dir()  # full
-    assert spares.take_dir(tmp_path / "c") and (tmp_path / "c").is_dir()
-    assert not spares.take_dir(tmp_path / "d") and not (tmp_path / "d").exists()
+    for name in ("a", "b"):
+        (tmp_path / name).write_text("x")
+    assert spares.keep_file(tmp_path / "a")
+    assert not spares.keep_file(tmp_path / "b") and (tmp_path / "b").exists()  # full
+    assert spares.take_file(tmp_path / "c") and (tmp_path / "c").read_text() == ""
+    assert not spares.take_file(tmp_path / "d") and not (tmp_path / "d").exists()
+
+
+def test_opening_a_file_while_it_is_kept_does_not_kill_the_agent(tmp_path: Path) -> None:
+    # an open by another process breaks the lease the keeping holds: the kernel signals the
+    # holder (SIGIO by default, which would end the agent); here the rename waits for that
+    script = f"""
+import os, subprocess, sys
+from pathlib import Path
+from launcher import spares as mod
+log = Path({str(tmp_path / "stdout.log")!r})
+log.write_text("x")
+rename = os.rename
+openers = []
+def slow(a, b):
+    openers.append(subprocess.Popen([sys.executable, "-c", f"open({{str(log)!r}}).close()"]))
+    try:
+        openers[0].wait(timeout=1)  # blocked by the lease: it breaks it, the kernel signals us
+    except subprocess.TimeoutExpired:
+        pass
+    rename(a, b)
+mod.os.rename = slow
+print(mod.Spares(log.parent).keep_file(log))
+print("opener", openers[0].wait(timeout=30) is not None)  # the lease was given back
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, cwd=Path(__file__).resolve().parents[2])  # fmt: skip
+    assert done.returncode == 0, (done.returncode, done.stderr)
+    assert done.stdout.split() == ["True", "opener", "True"]
 
 
 def test_an_earlier_agents_stock_is_removed_on_first_use(tmp_path: Path) -> None:
     old = tmp_path / SPARE_DIR / "7"
     old.mkdir(parents=True)
-    (tmp_path / "a").mkdir()
+    (tmp_path / "a").write_text("x")
     spares = Spares(tmp_path)
-    assert spares.keep_dir(tmp_path / "a")
+    assert spares.keep_file(tmp_path / "a")
     assert os.listdir(tmp_path / SPARE_DIR) == ["1"]
     assert (tmp_path / SPARE_DIR).stat().st_mode & 0o777 == 0o700
 
@@ -105,14 +134,27 @@ def test_attempts_reuse_what_the_last_one_left(tmp_path: Path) -> None:
     home = attempt_dir_for(first, node.root)
     assert not home.exists() and not home.parent.exists()  # tidied as before
     stock = {p.stat().st_ino for p in (node.root / SPARE_DIR).iterdir()}
-    assert len(stock) == 4  # the job's folder, its directory and both logs
-    second = node.run("j2", ["sh", "-c", "chmod 755 .; pwd; ls -A"])
+    assert len(stock) == 2  # both logs; the directories are removed
+    second = node.run("j2", ["sh", "-c", "pwd; ls -A"])
     here = attempt_dir_for(second, node.root)
     assert node.output(second) == f"{here}\nstderr.log\nstdout.log\n"  # empty logs, nothing else
-    third = node.run("j3", ["stat", "-c", "%a", ".", ".."])
-    assert node.output(third) == "700\n700\n"  # whatever the last job made of them
     assert node.output(first) == "one\nerr\n"
-    assert (node.root / SPARE_DIR).exists() and len(os.listdir(node.root / SPARE_DIR)) == 4
+    assert (node.root / SPARE_DIR).exists() and len(os.listdir(node.root / SPARE_DIR)) == 2
+
+
+def test_a_leftover_process_standing_in_a_jobs_directory_never_writes_into_the_next(
+    tmp_path: Path,
+) -> None:
+    node = Node(tmp_path / "root")
+    gone = tmp_path / "go"
+    # a process of its own session outlives the job, in the job's directory, and writes there
+    # (relative paths) once the next job has started
+    escape = f"setsid sh -c 'while [ ! -e {gone} ]; do sleep 0.01; done; echo late > leaked.txt' &"
+    first = node.run("j1", ["sh", "-c", escape])
+    second = node.run("j2", ["sh", "-c", f"touch {gone}; sleep 0.5; ls -A"])
+    assert node.output(second) == "stderr.log\nstdout.log\n"
+    assert not (attempt_dir_for(first, node.root) / "leaked.txt").exists()
+    assert not attempt_dir_for(second, node.root).exists()  # nothing but logs: tidied
 
 
 def test_a_log_still_written_by_a_leftover_process_is_not_reused(tmp_path: Path) -> None:
@@ -128,7 +170,7 @@ def test_a_log_still_written_by_a_leftover_process_is_not_reused(tmp_path: Path)
         node.run("j2", ["true"])  # its logs go to the stock when it ends
         held = os.stat(f"/proc/{leftover}/fd/1").st_ino
         stock = {p.stat().st_ino for p in (node.root / SPARE_DIR).iterdir()}
-        assert len(stock) == 4 and held not in stock  # removed, not kept for another job
+        assert len(stock) == 2 and held not in stock  # removed, not kept for another job
     finally:
         os.kill(leftover, signal.SIGKILL)
 
