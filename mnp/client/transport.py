@@ -134,6 +134,15 @@ class KeptAlive:
         return bytes(line)
 
     def _read(self) -> Answer:
+        """The final answer: interim ones (1xx: ``100 Continue``, ``103 Early Hints``) are
+        read past, so the next request never reads this one's answer."""
+        for _ in range(MAX_HEADER_LINES):
+            answer = self._read_one()
+            if not 100 <= answer.status_code < 200 or answer.status_code == 101:
+                return answer
+        raise HttpError("too many interim answers")
+
+    def _read_one(self) -> Answer:
         status_line = self._line().split(None, 2)
         if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/1."):
             raise HttpError(f"not an HTTP answer: {status_line!r}")

@@ -158,3 +158,16 @@ def test_nobody_listening_is_head_unavailable() -> None:
     with pytest.raises(HeadUnavailable):
         t.call("a")
     t.close()
+
+
+def test_an_interim_answer_is_read_past_and_the_next_call_gets_its_own(
+    canned: list[Canned],
+) -> None:
+    early = b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n"
+    server = Canned([early + b"HTTP/1.1 100 Continue\r\n\r\n" + answer(b'{"req":1}'),
+                     answer(b'{"req":2}')])  # fmt: skip
+    canned.append(server)
+    conn = KeptAlive("127.0.0.1", server.port, timeout=5)
+    assert conn.post("/api/v1/a", {}, b"{}").json() == {"req": 1}
+    assert conn.post("/api/v1/b", {}, b"{}").json() == {"req": 2}
+    conn.close()
