@@ -17,7 +17,6 @@ not allow, 409 ``ClientException`` naming the field a re-registration would chan
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mnp.api.jsonbody import read_json
+from mnp.api.jsonbody import Answered, read_json
 from mnp.api.native import TokenGate, error_response
 from mnp.errors import Conflict, InvalidInput, NotFound
 from mnp.nodes.sessions import Credentials, Forbidden, NodeGone, NodeSessions, StaleSession
@@ -40,9 +39,6 @@ FREE_TEXT = frozenset({"data", "reason"})
 """Event fields that are captured text, never executed: a NUL in a job's output is kept."""
 
 Message = dict[str, Any]
-_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
-"""What :class:`~starlette.responses.JSONResponse` renders, with one encoder made once (its
-``json.dumps`` with options makes one per answer, and agents call often)."""
 log = logging.getLogger("mnp.api.agents")
 
 
@@ -81,8 +77,7 @@ async def _answer(request: Request, fn: Call, head_token: bool) -> Response:
     """``fn``'s answer to the request's JSON body, or the agent protocol's error for it."""
     try:
         body = read_json(await request.body(), max_bytes=MAX_BODY_BYTES, free_text=FREE_TEXT)
-        reply = _encode(await fn(body, _credentials(request, head_token))).encode()
-        return Response(reply, media_type="application/json")
+        return Answered(await fn(body, _credentials(request, head_token)))
     except (InvalidInput, Conflict) as e:
         return error_response(e)
     except Forbidden as e:

@@ -22,6 +22,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from starlette.responses import JSONResponse
+
 from mnp.errors import FieldError, InvalidInput
 
 MAX_DEPTH = 64
@@ -146,3 +148,14 @@ def _problems(root: Any, root_path: str, free_text: frozenset[str]) -> Iterator[
                 yield FieldError(path, "integers must fit in 64 bits")
         elif isinstance(value, float) and not math.isfinite(value):
             yield FieldError(path, "numbers must be finite")
+
+
+_RENDER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+class Answered(JSONResponse):
+    """A :class:`JSONResponse` with the same bytes, rendered by one encoder made once
+    (``json.dumps`` with these options makes one per answer); every door's answers."""
+
+    def render(self, content: Any) -> bytes:
+        return _RENDER.encode(content).encode("utf-8")

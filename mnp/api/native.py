@@ -21,7 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mnp.api.aws.batch import Answered, json_body
+from mnp.api.aws.batch import json_body
+from mnp.api.jsonbody import Answered
 from mnp.errors import InvalidInput, MnpError, NotFound
 from mnp.service.operations import Handler
 from mnp.service.users import Caller, owner

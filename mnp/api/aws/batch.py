@@ -25,7 +25,6 @@ node's event loop.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -38,7 +37,7 @@ from starlette.routing import Route
 
 from mnp.api.aws import batch_shapes as shapes
 from mnp.api.aws.frontdoor import caller_of, region_of
-from mnp.api.jsonbody import check_value, read_json
+from mnp.api.jsonbody import Answered, check_value, read_json
 from mnp.errors import AccessDenied, InvalidInput, MnpError
 from mnp.service import operations
 from mnp.service.base import MNP_SUBMIT_MAX
@@ -119,18 +118,6 @@ NOT_SUPPORTED: dict[str, str] = {
     },
 }
 """AWS Batch operations mnp answers with a ClientException naming what is not supported."""
-
-
-# --- answers ---------------------------------------------------------------------------------
-_RENDER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-
-
-class Answered(JSONResponse):
-    """A :class:`JSONResponse` with the same bytes, rendered by one encoder made once
-    (``json.dumps`` with these options makes one per answer)."""
-
-    def render(self, content: Any) -> bytes:
-        return _RENDER.encode(content).encode("utf-8")
 
 
 # --- errors ------------------------------------------------------------------------------------
