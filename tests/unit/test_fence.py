@@ -64,6 +64,8 @@ def wait(what: str, cond: Callable[[], bool], timeout: float = 5.0) -> None:
 def job() -> Iterator[subprocess.Popen[bytes]]:
     """A real process in a group of its own (as the agent starts attempts)."""
     proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    # A process still being exec'd may be in D (disk sleep) for a moment; start from asleep.
+    wait("the job to be asleep", lambda: state(proc.pid) == "S")
     yield proc
     proc.kill()
     proc.wait()
@@ -98,7 +100,7 @@ def test_the_lease_end_stops_the_work_and_a_newer_lease_resumes_it(
     job: subprocess.Popen[bytes], fence: subprocess.Popen[bytes]
 ) -> None:
     send(fence, f"+group {job.pid}", b"\xff garbage \x00", "lease banana", "+group 1")
-    assert state(job.pid) in ("S", "R")  # running before any lease ends
+    assert state(job.pid) == "S"  # running (asleep in its own work) before any lease ends
     send(fence, f"lease {time.monotonic() + 0.3}")
     wait("the fence to stop the job", lambda: state(job.pid) == "T")
     send(fence, f"lease {time.monotonic() + 30}")
