@@ -429,7 +429,6 @@ def tidy(workdir: Path, spares: Spares | None = None) -> None:
             if spares is None or not spares.keep_file(path):
                 os.unlink(path)
         os.rmdir(workdir)
-        os.rmdir(workdir.parent)  # the job's directory, if no other attempt is in it
     except OSError:
         pass
 

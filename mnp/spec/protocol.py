@@ -161,7 +161,7 @@ class Assignment:
     kill_grace_seconds: float
     """Time between SIGTERM and SIGKILL on timeout or kill."""
     workdir: str | None = None
-    """Working directory; None means ``<agent root>/jobs/<safe job id>/<attempt>``."""
+    """Working directory; None means ``<agent root>/jobs/<safe job id>.<attempt>``."""
     wiring: Wiring | None = None
     """Set for the nodes of a multi-node parallel job."""
     container: ContainerRun | None = None

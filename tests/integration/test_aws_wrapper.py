@@ -144,5 +144,5 @@ def test_each_attempt_has_its_own_tmp(three: Cluster) -> None:
     assert not Path("/tmp", mark).exists(), "the job wrote into the machine's /tmp"
     # each private /tmp goes with its attempt
     wait_for(
-        "the attempts' /tmp to go", lambda: not list(three.home.glob("nodes/*/jobs/*/*/.mnp-tmp"))
+        "the attempts' /tmp to go", lambda: not list(three.home.glob("nodes/*/jobs/*/.mnp-tmp"))
     )

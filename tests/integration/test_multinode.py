@@ -111,7 +111,7 @@ def test_mpi_allreduce_on_four_nodes(four: Cluster, flavour: str) -> None:
 
     # the job's private key and wiring files are gone from every node with the attempt
     def wiring_gone() -> bool:
-        return not list((c.home / "nodes").glob(f"*/jobs/{job}_*/*/.mnp"))
+        return not list((c.home / "nodes").glob(f"*/jobs/{job}_*.*/.mnp"))
 
     wait_for("the wiring directories to be removed", wiring_gone)
     listed = c.client.call("listJobs", {"multiNodeJobId": job, "allStatuses": True})

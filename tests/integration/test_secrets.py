@@ -86,10 +86,10 @@ def test_home_store_logs_and_attempt_folders_are_private(ran: Ran) -> None:
     # the attempt's directory, its job folder, the node root, its logs and its wiring
     probe = {str(Path(p).relative_to(home / "nodes")): m for p, m in ran.probe.items()}
     root = next(p for p in probe if "/" not in p)
-    attempt = f"{root}/jobs/{ran.job_id}_0/1"
+    attempt = f"{root}/jobs/{ran.job_id}_0.1"
     expected = {
         root: 0o711,
-        f"{root}/jobs/{ran.job_id}_0": 0o700,
+        f"{root}/jobs": 0o700,
         attempt: 0o700,
         f"{attempt}/stdout.log": 0o600,
         f"{attempt}/stderr.log": 0o600,

@@ -132,7 +132,7 @@ def attempt_dir(home: Path, job_id: str) -> Path:
     safe = job_id.replace("#", "_")
     return wait_for(
         f"the attempt directory of {job_id}",
-        lambda: next(iter((home / "nodes").glob(f"*/jobs/{safe}/1")), None),
+        lambda: next(iter((home / "nodes").glob(f"*/jobs/{safe}.1")), None),
     )
 
 
@@ -159,14 +159,14 @@ def test_neither_user_reads_the_others_logs_keys_or_files(users: Users) -> None:
     key = attempt_dir(home, f"{gang}#0") / ".mnp" / "id_ed25519"
     wait_for("the gang's ranks to run", lambda: c.logs(f"{gang}#0").count("rank=") == 2)
     mine = attempt_dir(home, plain)
-    node_root = mine.parents[2]
+    node_root = mine.parents[1]
     # the head's copies of her jobs' output
     head_logs = [home / "logs" / job / "1" / "stdout.log" for job in (plain, f"{gang}_0")]
     assert key.exists() and (mine / "secret.txt").exists()
     assert all(p.exists() for p in head_logs), list((home / "logs").rglob("*"))
     targets = [
         mine, mine / "secret.txt", mine / "stdout.log", mine / "stderr.log", key,
-        key.parent, key.parent / "hostfile", mine.parent, node_root / "jobs", node_root,
+        key.parent, key.parent / "hostfile", node_root / "jobs", node_root,
         node_root / "agent.log", node_root / "node.secret", node_root / "tmp",
         home, home / "nodes", home / "logs", home / "token", home / "mnp.sqlite3",
         home / "credentials", home / "head.json", *head_logs,

@@ -265,7 +265,7 @@ def test_workdir_with_hostile_characters(run: Runner, tmp_path: Path) -> None:
 
 def test_default_workdir_uses_a_safe_job_id(run: Runner, tmp_path: Path) -> None:
     proc, events = run(assignment(["pwd"], job_id="a/b c$d;'e'", attempt=2))
-    expected = tmp_path / "root" / "jobs" / "a_b_c_d__e_" / "2"
+    expected = tmp_path / "root" / "jobs" / "a_b_c_d__e_.2"
     assert proc.workdir == expected and expected.is_dir()
     assert events[-1].exit_code == 0
 
