@@ -38,7 +38,7 @@ from mnp.scheduler.gangs import Gangs
 from mnp.scheduler.hosts import HostKeeper
 from mnp.scheduler.jobkeys import job_keys
 from mnp.scheduler.lag import LagGuard
-from mnp.scheduler.reasons import default_memory, env_default_memory, is_waiting
+from mnp.scheduler.reasons import DETAILED, default_memory, env_default_memory, is_waiting
 from mnp.scheduler.reconcile import (
     Action,
     Advance,
@@ -82,6 +82,12 @@ DEFAULTS_LOGGED = 256
 compute environment; past this many, each new one is logged at INFO every time)."""
 
 
+EXPLAIN_EVERY_MS = 1_000
+"""How often (at most) a pass walks a deep queue only to keep its waiting jobs' reasons."""
+EXPLAIN_ALWAYS_UP_TO = DETAILED
+"""Up to how many waiting jobs every pass tells each why (the ones given their own cause)."""
+
+
 class Scheduler:
     """The head's scheduler: one per head, driven by :meth:`tick` (single-threaded)."""
 
@@ -109,6 +115,8 @@ class Scheduler:
         self._defaults_logged: set[str] = set()
         """The default-MEMORY statements already logged at INFO (:meth:`_log_default_memory`)."""
         self._views: dict[str, tuple[NodeRuntime, tuple[object, ...], NodeView]] = {}
+        self._explained_at: int | None = None
+        """When (epoch ms) a pass last told every waiting job why (:meth:`_explain_now`)."""
         """Per node, its last :class:`NodeView` and what it was built from: a tick builds
         views only for the nodes that changed (work placed or ended, a heartbeat)."""
 
@@ -230,8 +238,20 @@ class Scheduler:
             reserve_after_ms=int(s.config.reserve_after_seconds * 1000),
             kill_grace_ms=int(s.config.kill_grace_seconds * 1000),
             default_memory_mib=s.config.default_memory_mib,
-            explain=True,
+            explain=self._explain_now(now),
         )
+
+    def _explain_now(self, now: int) -> bool:
+        """Whether this pass tells every waiting job why it waits: always while few wait, else
+        at most every :data:`EXPLAIN_EVERY_MS`. The walk past the point where placing stops
+        is only for the reasons, and with a deep queue it was most of a pass: ticks follow
+        each other every 10 ms while work arrives, and a reason a second old says as much."""
+        waiting = sum(map(len, self.s.runnable.values()))
+        last = self._explained_at
+        if waiting > EXPLAIN_ALWAYS_UP_TO and last is not None and now - last < EXPLAIN_EVERY_MS:
+            return False
+        self._explained_at = now
+        return True
 
     def fair_share_views(
         self, now: int, ces: dict[str, CEView] | None = None

@@ -227,3 +227,36 @@ def test_placing_is_unchanged_by_explaining() -> None:
     off = reconcile(replace(snap(jobs), explain=False))
     assert [a for a in on if isinstance(a, Place)] == [a for a in off if isinstance(a, Place)]
     assert [a for a in off if isinstance(a, SetReason)] == []
+
+
+def test_a_deep_queue_is_explained_at_most_once_a_second(tmp_path: Path) -> None:
+    """Past :data:`~mnp.scheduler.loop.EXPLAIN_ALWAYS_UP_TO` waiting jobs, a pass walks the
+    whole queue for its reasons only when the last such walk is a second old; few waiting
+    jobs are told at every pass."""
+    from mnp.scheduler.loop import EXPLAIN_ALWAYS_UP_TO, EXPLAIN_EVERY_MS
+
+    h = Head.open(tmp_path / "home")
+    try:
+        h.basic()
+        ids = [h.submit(f"j{i}", containerOverrides={"vcpus": 4}) for i in range(80)]
+        h.ticks()
+        watched = ids[EXPLAIN_ALWAYS_UP_TO + 5]  # the first runs: 5 more wait ahead of it
+        assert h.describe(watched).get("statusReason") is None  # RUNNABLE after the last walk
+        h.clock.advance(EXPLAIN_EVERY_MS / 1000)
+        h.ticks(1)
+        assert h.describe(watched)["statusReason"].startswith(reasons.BEHIND)
+        for job_id in ids[1:11]:  # it moves up among the detailed ones; 69 still wait
+            h.api["cancelJob"]({"jobId": job_id, "reason": "test"})
+        h.ticks()
+        assert h.describe(watched)["statusReason"].startswith(reasons.BEHIND)  # not walked yet
+        h.clock.advance(EXPLAIN_EVERY_MS / 1000)
+        h.ticks(1)
+        detailed = h.describe(watched)["statusReason"]
+        assert detailed.startswith(reasons.SHORT), detailed
+        fresh = h.submit("fresh", containerOverrides={"vcpus": 4})
+        for job_id in ids[11:40]:  # 40 wait: every pass tells each
+            h.api["cancelJob"]({"jobId": job_id, "reason": "test"})
+        h.ticks()
+        assert h.describe(fresh)["statusReason"].startswith(reasons.SHORT)
+    finally:
+        h.close()
