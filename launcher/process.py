@@ -151,21 +151,8 @@ class AttemptProcess:
                 env["PATH"] = f"{install_srun(self.attempt_dir, user)}:{env.get('PATH', '')}"
             if a.timeout_seconds is not None:  # Slurm's; srun --signal counts back from it
                 env["SLURM_JOB_END_TIME"] = str(int(time.time() + a.timeout_seconds))
-            popen = subprocess.Popen(
-                command,
-                cwd=self.workdir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=fds[0],
-                stderr=fds[-1],
-                # Own session (so a kill reaches the whole group), and no preexec_fn: Python
-                # code in the child would force fork() over vfork(), ~5x the cost per start.
-                # Processes a killed agent leaves behind carry MNP_NODE_ROOT, by which the
-                # provider sweeps them up.
-                start_new_session=True,
-                # Switching ids costs vfork (a full fork): only switched attempts pay it.
-                **switch,
-            )
+            found = None if switch else EXECUTABLES.find(command[0], env.get("PATH"))
+            popen = _spawn(command, found, self.workdir, env, fds, switch)
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             for fd in fds:
                 os.close(fd)
@@ -270,6 +257,87 @@ class AttemptProcess:
 
     def _emit(self, kind: EventKind, **fields: Any) -> None:
         self._sink(attempt_event(self.attempt_id, kind, **fields))
+
+
+EXECUTABLE_TTL_SECONDS = 1.0
+"""How long a found executable is used before ``PATH`` is searched again (a tool installed
+earlier on the path is picked up within this)."""
+EXECUTABLES_KEPT = 1024
+
+
+class Executables:
+    """Where a command named without a ``/`` was found on a ``PATH``, remembered for
+    :data:`EXECUTABLE_TTL_SECONDS`, as a shell hashes commands: Popen otherwise joins the
+    name to every ``PATH`` entry in Python, a tenth of the agent's CPU for a trivial job.
+    Only for attempts run as the agent itself (:func:`shutil.which` looks with its rights)
+    and a ``PATH`` of absolute folders; a path that has gone meanwhile is looked up again
+    (:func:`_spawn`)."""
+
+    def __init__(self, ttl: float = EXECUTABLE_TTL_SECONDS) -> None:
+        self.ttl = ttl
+        self._found: dict[tuple[str, str | None], tuple[str, float]] = {}
+
+    def find(self, name: str, path: str | None) -> str | None:
+        """The executable ``name`` runs on ``path`` (None: the default path); None when
+        ``name`` holds a ``/`` or is not found (Popen then says why, as before)."""
+        if not name or "/" in name:
+            return None
+        dirs = (path if path is not None else os.defpath).split(os.pathsep)
+        if not all(d.startswith("/") for d in dirs):
+            return None  # a relative entry is the job's working directory, not the agent's
+        key = (name, path)
+        now = time.monotonic()
+        hit = self._found.get(key)
+        if hit is not None and now - hit[1] < self.ttl:
+            return hit[0]
+        if len(self._found) >= EXECUTABLES_KEPT:
+            self._found.clear()
+        found = shutil.which(name, path=path if path is not None else os.defpath)
+        if found is None:
+            self._found.pop(key, None)
+            return None
+        found = os.path.abspath(found)
+        self._found[key] = (found, now)
+        return found
+
+    def forget(self, name: str, path: str | None) -> None:
+        self._found.pop((name, path), None)
+
+
+EXECUTABLES = Executables()
+
+
+def _spawn(
+    command: list[str],
+    found: str | None,
+    workdir: Path,
+    env: dict[str, str],
+    fds: list[int],
+    switch: dict[str, Any],
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` (from ``found`` when given: see :class:`Executables`)."""
+    try:
+        return subprocess.Popen(
+            command,
+            executable=found,
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=fds[0],
+            stderr=fds[-1],
+            # Own session (so a kill reaches the whole group), and no preexec_fn: Python
+            # code in the child would force fork() over vfork(), ~5x the cost per start.
+            # Processes a killed agent leaves behind carry MNP_NODE_ROOT, by which the
+            # provider sweeps them up.
+            start_new_session=True,
+            # Switching ids costs vfork (a full fork): only switched attempts pay it.
+            **switch,
+        )
+    except (FileNotFoundError, PermissionError):
+        if found is None:
+            raise
+        EXECUTABLES.forget(command[0], env.get("PATH"))  # gone meanwhile: search again
+        return _spawn(command, None, workdir, env, fds, switch)
 
 
 def _no_command(stand_in: StandIn | None) -> str:
