@@ -91,7 +91,7 @@ def make_private_dir(path: Path) -> Path:
     for d in reversed(missing):
         try:
             d.mkdir(mode=PRIVATE_DIR_MODE)
-        except FileExistsError:  # made meanwhile (another attempt of the job)
+        except FileExistsError:  # made meanwhile (``jobs/``, by another attempt)
             pass
     os.chmod(path, PRIVATE_DIR_MODE)  # mkdir's mode passes through the umask
     for d in missing[1:]:

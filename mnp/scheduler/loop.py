@@ -115,10 +115,10 @@ class Scheduler:
         self._defaults_logged: set[str] = set()
         """The default-MEMORY statements already logged at INFO (:meth:`_log_default_memory`)."""
         self._views: dict[str, tuple[NodeRuntime, tuple[object, ...], NodeView]] = {}
-        self._explained_at: int | None = None
-        """When (epoch ms) a pass last told every waiting job why (:meth:`_explain_now`)."""
         """Per node, its last :class:`NodeView` and what it was built from: a tick builds
         views only for the nodes that changed (work placed or ended, a heartbeat)."""
+        self._explained_at: int | None = None
+        """When (epoch ms) a pass last told every waiting job why (:meth:`_explain_now`)."""
 
     # --- the scheduling tick ------------------------------------------------------------------
     def tick(self) -> None:
@@ -238,17 +238,20 @@ class Scheduler:
             reserve_after_ms=int(s.config.reserve_after_seconds * 1000),
             kill_grace_ms=int(s.config.kill_grace_seconds * 1000),
             default_memory_mib=s.config.default_memory_mib,
-            explain=self._explain_now(now),
+            explain=True,
+            explain_rest=self._explain_now(now),
         )
 
     def _explain_now(self, now: int) -> bool:
-        """Whether this pass tells every waiting job why it waits: always while few wait, else
-        at most every :data:`EXPLAIN_EVERY_MS`. The walk past the point where placing stops
-        is only for the reasons, and with a deep queue it was most of a pass: ticks follow
-        each other every 10 ms while work arrives, and a reason a second old says as much."""
+        """Whether this pass walks on past the point where placing stops, only to tell the
+        jobs there why they wait: always while few wait, else at most every
+        :data:`EXPLAIN_EVERY_MS`. With a deep queue that walk was most of a pass (ticks follow
+        each other every 10 ms while work arrives), and a reason a second old says as much.
+        The jobs the pass tries to place are told at every pass."""
         waiting = sum(map(len, self.s.runnable.values()))
         last = self._explained_at
-        if waiting > EXPLAIN_ALWAYS_UP_TO and last is not None and now - last < EXPLAIN_EVERY_MS:
+        recent = last is not None and 0 <= now - last < EXPLAIN_EVERY_MS  # a clock set back: now
+        if waiting > EXPLAIN_ALWAYS_UP_TO and recent:
             return False
         self._explained_at = now
         return True

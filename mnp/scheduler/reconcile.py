@@ -166,6 +166,10 @@ class Snapshot:
     explain: bool = False
     """Give every waiting RUNNABLE job its reason (:mod:`mnp.scheduler.reasons`); the head
     always does, placement tables may leave it off. A job that never fits is told in any case."""
+    explain_rest: bool = True
+    """With ``explain``: also walk on past the point where placing stops, only to tell the
+    jobs there why they wait (False: those keep the reason they have; the head walks a deep
+    queue so at most once a second, :meth:`mnp.scheduler.loop.Scheduler.snapshot`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -468,7 +472,7 @@ def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
             elif stop is not None:
                 # the walk past the point where placing stopped, only to keep reasons: every
                 # waiting job comes here, so it reads each thing once (no property chains)
-                if not snap.explain:
+                if not (snap.explain and snap.explain_rest):
                     if after is None or reserved or not full:
                         break  # placing is over here, and nothing is to be said
                     continue

@@ -229,6 +229,15 @@ def test_placing_is_unchanged_by_explaining() -> None:
     assert [a for a in off if isinstance(a, SetReason)] == []
 
 
+def test_the_walk_past_the_placing_can_be_left_out() -> None:
+    full = Resources(0, 0, 0)
+    jobs = [job("first"), job("second"), job("third")]
+    every = [a.job_id for a in reconcile(snap(jobs, free=full)) if isinstance(a, SetReason)]
+    cut = reconcile(replace(snap(jobs, free=full), explain_rest=False))
+    assert every == ["first", "second", "third"]
+    assert [a.job_id for a in cut if isinstance(a, SetReason)] == ["first"]  # the one tried
+
+
 def test_a_deep_queue_is_explained_at_most_once_a_second(tmp_path: Path) -> None:
     """Past :data:`~mnp.scheduler.loop.EXPLAIN_ALWAYS_UP_TO` waiting jobs, a pass walks the
     whole queue for its reasons only when the last such walk is a second old; few waiting
