@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -296,8 +297,7 @@ class Executables:
         if found is None:
             self._found.pop(key, None)
             return None
-        found = os.path.abspath(found)
-        self._found[key] = (found, now)
+        self._found[key] = (found, now)  # the folders are absolute: so is the path
         return found
 
     def forget(self, name: str, path: str | None) -> None:
@@ -305,6 +305,8 @@ class Executables:
 
 
 EXECUTABLES = Executables()
+SEARCH_GOES_ON = frozenset({errno.ENOENT, errno.EACCES, errno.ENOTDIR, errno.ENOEXEC})
+"""Errors of one ``PATH`` entry after which Popen's own search tries the next."""
 
 
 def _spawn(
@@ -333,8 +335,8 @@ def _spawn(
             # Switching ids costs vfork (a full fork): only switched attempts pay it.
             **switch,
         )
-    except (FileNotFoundError, PermissionError):
-        if found is None:
+    except OSError as e:
+        if found is None or e.errno not in SEARCH_GOES_ON:
             raise
         EXECUTABLES.forget(command[0], env.get("PATH"))  # gone meanwhile: search again
         return _spawn(command, None, workdir, env, fds, switch)

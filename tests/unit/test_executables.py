@@ -56,7 +56,10 @@ def test_only_what_popen_would_find_the_same_way_is_kept(name: str, path: str) -
     assert Executables().find(name, path) is None
 
 
-def test_a_remembered_file_that_went_away_is_looked_up_again(tmp_path: Path) -> None:
+def test_a_remembered_file_that_went_away_is_looked_up_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(process, "EXECUTABLES", Executables(ttl=3600))
     gone = tool(tmp_path / "a", "mytool", "old")
     tool(tmp_path / "b", "mytool", "new")
     env = {"PATH": f"{tmp_path / 'a'}:{tmp_path / 'b'}"}
@@ -78,3 +81,25 @@ def test_a_command_not_found_still_fails_as_popen_says(tmp_path: Path) -> None:
         _spawn(["no-such-tool-here"], None, tmp_path, {"PATH": "/usr/bin"}, [1], {})
     with pytest.raises(FileNotFoundError):  # the working directory is missing
         _spawn(["true"], "/usr/bin/true", tmp_path / "missing", {"PATH": "/usr/bin"}, [1], {})
+
+
+def test_a_remembered_file_that_cannot_run_lets_the_search_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As Popen's own search does: past a file the kernel cannot execute (no ``#!``)."""
+    monkeypatch.setattr(process, "EXECUTABLES", Executables(ttl=3600))
+    junk = tmp_path / "a" / "mytool"
+    junk.parent.mkdir()
+    junk.write_bytes(b"\x00\x01 not a program\n")
+    junk.chmod(0o755)
+    tool(tmp_path / "b", "mytool", "runs")
+    env = {"PATH": f"{tmp_path / 'a'}:{tmp_path / 'b'}"}
+    found = process.EXECUTABLES.find("mytool", env["PATH"])
+    assert found == str(junk)
+    out = tmp_path / "out"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        assert _spawn(["mytool"], found, tmp_path, env, [fd], {}).wait(10) == 0
+    finally:
+        os.close(fd)
+    assert out.read_text() == "runs\n"
