@@ -11,9 +11,11 @@ Pass cost: per size, in a fresh process (so its RSS is the head's alone), an in-
 4 virtual nodes of 1 vCPU, each running a job that never ends, gets ``size`` more 1-vCPU jobs
 as arrays of up to 10,000 children; it ticks until all of them are RUNNABLE (the nodes are
 full, so they stay so), then :meth:`Scheduler.tick` is timed ``passes`` times (the clock
-still): median per pass and per RUNNABLE job, and the first pass apart (it writes each new
-RUNNABLE job's waiting reason once). Three kinds: a FIFO queue; a fair-share
-queue of 2 shares; and *fragmented*, FIFO with 2-vCPU jobs on 4 nodes of 3 vCPUs, one job
+still), each walking the whole queue for its reasons (``explain_every_ms`` 0: the pass the
+head makes at most once a second on a deep queue): median per pass and per RUNNABLE job, and
+the first pass apart (it writes each new RUNNABLE job's waiting reason once); then as many
+passes between such walks (``median_pass_ms_between_walks``). Three kinds: a FIFO queue; a
+fair-share queue of 2 shares; and *fragmented*, FIFO with 2-vCPU jobs on 4 nodes of 3 vCPUs, one job
 running on each, so every node has a vCPU free that no queued job fits in (placement looks
 at every job against every node). The head's ``VmRSS`` is read before the jobs are
 submitted and once they are RUNNABLE.
@@ -66,7 +68,7 @@ if __name__ == "__main__":  # run as a script: the checkout's packages, not inst
 
 from benchmarks.report import save_standalone
 from mnp.config import HeadConfig
-from mnp.scheduler.loop import Scheduler
+from mnp.scheduler.loop import EXPLAIN_EVERY_MS, Scheduler
 from mnp.scheduler.state import HeadState
 from mnp.service.core import Service
 from mnp.sim.cluster import CE, DEFINITION, QUEUE, Cluster, Workload
@@ -139,6 +141,7 @@ def _measure(c: Cluster, size: int, passes: int, shares: tuple[tuple[str, float]
         c.step()
     assert c.counts.placed == NODES, c.counts
     rss_before = rss_mib()
+    c.scheduler.explain_every_ms = 0  # every pass walks the whole queue for its reasons
     t0 = time.perf_counter()
     left, k = size, 0
     while left > 0:
@@ -153,11 +156,10 @@ def _measure(c: Cluster, size: int, passes: int, shares: tuple[tuple[str, float]
         c.scheduler.tick()
         runnable = c.state.runnable.get(QUEUE, {})
     build = time.perf_counter() - t0
-    times = []
-    for _ in range(passes):
-        t = time.perf_counter()
-        c.scheduler.tick()
-        times.append(time.perf_counter() - t)
+    times = _timed_ticks(c, passes)
+    c.scheduler.explain_every_ms = EXPLAIN_EVERY_MS
+    c.scheduler.tick()  # untimed: the last walk was "now", so this and the next do not walk
+    cut = _timed_ticks(c, passes)
     assert len(c.state.runnable[QUEUE]) == size and c.counts.placed == NODES
     median = statistics.median(times)
     return {
@@ -166,11 +168,21 @@ def _measure(c: Cluster, size: int, passes: int, shares: tuple[tuple[str, float]
         "median_pass_ms": round(median * 1000, 3),
         "pass_ms_range": [round(min(times) * 1000, 3), round(max(times) * 1000, 3)],
         "first_pass_ms": round(times[0] * 1000, 3),
+        "median_pass_ms_between_walks": round(statistics.median(cut) * 1000, 3),
         "median_us_per_runnable_job": round(median / size * 1e6, 3),
         "rss_mib_before": round(rss_before, 1),
         "rss_mib_with_backlog": round(rss_mib(), 1),
         "build_seconds": round(build, 2),
     }
+
+
+def _timed_ticks(c: Cluster, passes: int) -> list[float]:
+    times = []
+    for _ in range(passes):
+        t = time.perf_counter()
+        c.scheduler.tick()
+        times.append(time.perf_counter() - t)
+    return times
 
 
 def pass_cost(sizes: list[int], passes: int, baseline: Path | None = None) -> list[JSON]:
@@ -219,6 +231,7 @@ def mixed(passes: int) -> JSON:
     workload = Workload(jobs=0, min_seconds=1, max_seconds=1, shares=())
     with tempfile.TemporaryDirectory(prefix="mnp-passcost-") as tmp:
         c = Cluster(Path(tmp) / "home", NODES, MIXED_NODE_VCPUS, workload)
+        c.scheduler.explain_every_ms = 0  # every pass walks the queue for reasons: the worst
         try:
             return _measure_mixed(c, passes)
         finally:

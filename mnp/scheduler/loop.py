@@ -119,6 +119,8 @@ class Scheduler:
         views only for the nodes that changed (work placed or ended, a heartbeat)."""
         self._explained_at: int | None = None
         """When (epoch ms) a pass last told every waiting job why (:meth:`_explain_now`)."""
+        self.explain_every_ms = EXPLAIN_EVERY_MS
+        """How often a deep queue is walked for its reasons (0: at every pass)."""
 
     # --- the scheduling tick ------------------------------------------------------------------
     def tick(self) -> None:
@@ -250,7 +252,7 @@ class Scheduler:
         The jobs the pass tries to place are told at every pass."""
         waiting = sum(map(len, self.s.runnable.values()))
         last = self._explained_at
-        recent = last is not None and 0 <= now - last < EXPLAIN_EVERY_MS  # a clock set back: now
+        recent = last is not None and 0 <= now - last < self.explain_every_ms  # set back: walk
         if waiting > EXPLAIN_ALWAYS_UP_TO and recent:
             return False
         self._explained_at = now
