@@ -5,9 +5,10 @@ Per environment, each tick:
 
 - **Demand**: the RUNNABLE jobs of its queues that were not placed this tick (they fit no
   node's free room), each counted in the first enabled environment of its queue whose node
-  shape fits it, packed first-fit onto the nodes still LAUNCHING (they will take work), then
-  onto new nodes; a multi-node job needs whole empty nodes (one per node of the gang).
-  The scan stops once every environment of the queue is at its largest.
+  shape fits it (holding the MEMORY placement fills in for a job stating none), packed
+  first-fit onto the nodes still LAUNCHING (they will take work), then onto new nodes; a
+  multi-node job needs whole empty nodes (one per node of the gang). The scan stops once
+  every environment of the queue is at its largest.
 - **Scale out**: ``desired = clamp(min, max, max(desired, live + new nodes needed))``; the
   nodes missing from ``desired`` are launched in one batch, unless the environment is
   backing off after a failed launch (``launch_after_ms``).
@@ -23,6 +24,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from mnp.scheduler.reasons import with_default_memory
 from mnp.spec.environments import NodeStatus
 from mnp.spec.jobs import Job
 from mnp.spec.resources import Resources
@@ -51,6 +53,9 @@ class Snap(Protocol):
     @property
     def waiting_gangs(self) -> frozenset[str]: ...
 
+    @property
+    def default_memory_mib(self) -> int | None: ...
+
 
 class CEFacts(Protocol):
     @property
@@ -69,6 +74,9 @@ class CEFacts(Protocol):
     def desired_nodes(self) -> int: ...
     @property
     def launch_after_ms(self) -> int: ...
+
+    @property
+    def default_memory_mib(self) -> int | None: ...
 
 
 class NodeFacts(Protocol):
@@ -102,6 +110,16 @@ class ScaleCE:
     max_nodes: int
     desired_nodes: int
     launch_after_ms: int = 0
+    default_memory_mib: int | None = None
+    """Its ``mnp:defaultMemoryMiB`` tag: what a job stating no MEMORY holds on its nodes."""
+    head_memory_mib: int | None = None
+    """The head's default MEMORY (:func:`~mnp.scheduler.reasons.with_default_memory`)."""
+
+    def holds(self, need: Resources) -> Resources:
+        """What ``need`` holds on one of its nodes, a default MEMORY filled in as placement
+        fills it, so demand packs jobs as placement will."""
+        return with_default_memory(need, self.shape, self.default_memory_mib,
+                                   self.head_memory_mib)[0]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,14 +221,17 @@ def _count(
     if spec is not None:
         needs = [c.resources for c in spec.containers]
         for c in targets:
-            b = bins[c]
-            if b.new + len(needs) <= b.headroom and all(n.fits_in(ces[c].shape) for n in needs):
+            b, ce = bins[c], ces[c]
+            if b.new + len(needs) <= b.headroom and all(
+                ce.holds(n).fits_in(ce.shape) for n in needs
+            ):
                 b.place_whole(len(needs))
                 return
         return
     for c in targets:
-        if job.resources.fits_in(ces[c].shape) and not bins[c].full():
-            bins[c].place(job.resources)
+        held = ces[c].holds(job.resources)
+        if held.fits_in(ces[c].shape) and not bins[c].full():
+            bins[c].place(held)
             return
 
 
@@ -229,6 +250,8 @@ def plan(snap: Snap, placed: Collection[str], lost: Collection[str]) -> list[Sca
             c.max_nodes or 0,
             c.desired_nodes,
             c.launch_after_ms,
+            c.default_memory_mib,
+            snap.default_memory_mib,
         )
         for c in snap.compute_environments.values()
         if c.managed and c.node_capacities and getattr(c, "ec2", None) is None

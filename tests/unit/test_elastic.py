@@ -342,3 +342,26 @@ def test_the_idle_delay_comes_from_the_environment(monkeypatch: pytest.MonkeyPat
         monkeypatch.setenv(SCALE_IN_ENV, bad)
         with pytest.raises(ValueError, match=f"MNP_SCALE_IN_AFTER_SECONDS='{bad}': must be a"):
             scale_in_setting()
+
+
+def test_demand_counts_the_default_memory_placement_will_hold(head: Head) -> None:
+    """Jobs stating no MEMORY hold the environment's ``mnp:defaultMemoryMiB`` on its nodes:
+    demand packs them so, and launches the nodes placement will need in one batch."""
+    head.api["createComputeEnvironment"](
+        {
+            "computeEnvironmentName": "aws",
+            "type": "MANAGED",
+            "computeResources": {"type": "EC2", "subnets": [], "minvCpus": 0, "maxvCpus": 64},
+            "tags": {"mnp:defaultMemoryMiB": "2048"},
+        }
+    )
+    head.queue("q", ces=("aws",))
+    head.definition(
+        "nomem", containerProperties={"resourceRequirements": [{"type": "VCPU", "value": "1"}]}
+    )
+    shape = head.scheduler.snapshot().compute_environments["aws"].node_capacities[0]
+    assert shape.vcpus == 4 and shape.memory_mib == 4096, shape  # two such jobs a node
+    for i in range(4):
+        head.submit(f"j{i}", jobDefinition="nomem")
+    head.ticks(3)
+    assert fake(head).of("launch") == [("aws-1", "aws-2")]  # not one node of 4 vCPUs
