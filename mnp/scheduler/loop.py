@@ -85,6 +85,8 @@ compute environment; past this many, each new one is logged at INFO every time).
 EXPLAIN_EVERY_MS = 1_000
 """How often (at most) a pass walks a deep queue only to keep its waiting jobs' reasons."""
 EXPLAIN_ALWAYS_UP_TO = DETAILED
+RETIRE_EVERY_MS = 600_000
+"""How often (at most) a tick looks for LOST and STOPPED nodes past their retention."""
 """Up to how many waiting jobs every pass tells each why (the ones given their own cause)."""
 
 
@@ -121,6 +123,8 @@ class Scheduler:
         """When (epoch ms) a pass last told every waiting job why (:meth:`_explain_now`)."""
         self.explain_every_ms = EXPLAIN_EVERY_MS
         """How often a deep queue is walked for its reasons (0: at every pass)."""
+        self._retired_at: int | None = None
+        """When (epoch ms) :meth:`retire_old_nodes` last looked."""
 
     # --- the scheduling tick ------------------------------------------------------------------
     def tick(self) -> None:
@@ -142,6 +146,7 @@ class Scheduler:
             self.lag.observe()
         self.gangs.check_hangs()
         self.hosts.tick()
+        self.retire_old_nodes()
         snap = self.snapshot()
         actions = reconcile(snap)
         touched = self.apply(actions)
@@ -160,6 +165,22 @@ class Scheduler:
             self.s.on_node_work(node_id)
         if any(isinstance(a, Advance | ExpandArray) for a in actions):
             self.s.on_wake()  # newly RUNNABLE jobs can be placed in the next tick
+
+    def retire_old_nodes(self, force: bool = False) -> list[str]:
+        """Every :data:`RETIRE_EVERY_MS` (or now, with ``force``): forget the LOST and STOPPED
+        nodes past the store's retention (:meth:`HeadState.retire_old_nodes`) and what this
+        scheduler kept of them. Returns their ids."""
+        now = self.s.clock()
+        last = self._retired_at
+        if not force and last is not None and 0 <= now - last < RETIRE_EVERY_MS:
+            return []
+        self._retired_at = now
+        gone = self.s.retire_old_nodes(now)
+        for node_id in gone:
+            self._views.pop(node_id, None)
+            self._released.pop(node_id, None)
+            self.control.forget_node(node_id)
+        return gone
 
     def enforce_time_limits(
         self, views: Mapping[str, FairShareView] | None = None

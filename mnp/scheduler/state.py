@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -18,7 +19,13 @@ from mnp.scheduler.fairshare import ShareLedger, SharePolicy
 from mnp.scheduler.reasons import env_default_memory, with_default_memory
 from mnp.spec.arns import name_from_arn
 from mnp.spec.definitions import JobDefinition
-from mnp.spec.environments import ComputeEnvironment, JobQueue, Node, SchedulingPolicy
+from mnp.spec.environments import (
+    ComputeEnvironment,
+    JobQueue,
+    Node,
+    NodeStatus,
+    SchedulingPolicy,
+)
 from mnp.spec.jobs import ARRAY_LIMIT_REASON, Attempt, Job, array_child_id, node_job_id
 from mnp.spec.protocol import Assignment, Kill, Ready, attempt_id
 from mnp.spec.resources import Resources
@@ -26,6 +33,8 @@ from mnp.spec.states import HistoryEntry, JobStatus, transition
 from mnp.store.sqlite import Store
 
 Clock = Callable[[], int]
+log = logging.getLogger("mnp.scheduler.state")
+
 HOLDS_A_SLOT = frozenset({JobStatus.RUNNABLE, JobStatus.STARTING, JobStatus.RUNNING})
 """Statuses that count against an array's running limit."""
 PLACED = frozenset({JobStatus.STARTING, JobStatus.RUNNING})
@@ -486,6 +495,38 @@ class HeadState:
     def mark_node(self, node: Node) -> None:
         self.dirty_nodes.add(node.node_id)
 
+    def retire_old_nodes(self, now_ms: int) -> list[str]:
+        """Forget the LOST and STOPPED nodes whose last sign of life is more than the store's
+        ``node_retention`` before ``now_ms``, as the store does when it opens
+        (:meth:`~mnp.store.sqlite.Store.prune_nodes`), but while the head runs: a head that
+        lives through thousands of short-lived nodes would otherwise look at each of them at
+        every tick. A node that still holds work here, or has changes not yet saved, is kept.
+        Their records go in one transaction; returns their ids."""
+        cutoff = now_ms - self.store.node_retention
+        gone = [
+            n.node_id
+            for n in self.nodes.values()
+            if n.status in (NodeStatus.LOST, NodeStatus.STOPPED)
+            and 0 < max(n.last_heartbeat_ms, n.registered_at or 0, n.launched_at) < cutoff
+            and n.node_id not in self.dirty_nodes
+            and _holds_nothing(self.node_rt.get(n.node_id))
+        ]
+        if not gone:
+            return []
+        with self.store.transaction():
+            self.store.delete_nodes(gone)
+        for node_id in gone:
+            del self.nodes[node_id]
+            self.node_rt.pop(node_id, None)
+        log.info("forgot %d LOST/STOPPED nodes last seen over %d ms ago", len(gone),
+                 self.store.node_retention)  # fmt: skip
+        return gone
+
     def mark_ce(self, ce: ComputeEnvironment) -> None:
         """The environment changed (its scaling or status): saved with the next flush."""
         self.dirty_ces.add(ce.name)
+
+
+def _holds_nothing(rt: NodeRuntime | None) -> bool:
+    """No attempt, message or gang of the head's is on the node."""
+    return rt is None or not (rt.running or rt.outbox or rt.unacked or rt.gang_of)

@@ -405,6 +405,10 @@ class Store:
         rows = self.db.execute("SELECT doc FROM scheduling_policies ORDER BY name")
         return [SchedulingPolicy.from_doc(json.loads(doc)) for (doc,) in rows]
 
+    def delete_nodes(self, node_ids: list[str]) -> None:
+        """Remove these nodes' records (inside a transaction)."""
+        self.db.executemany("DELETE FROM nodes WHERE node_id = ?", [(n,) for n in node_ids])
+
     def save_node(self, n: Node) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO nodes VALUES (?, ?)", (n.node_id, _dump(n.to_doc()))

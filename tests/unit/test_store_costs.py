@@ -355,3 +355,27 @@ def test_an_older_stream_index_gains_its_end_times(tmp_path: Path) -> None:
         assert [k for k, _ in old.ended_streams()] == [(T0 + 5, "def/default/done")]
     finally:
         old.close()
+
+
+def test_a_running_head_forgets_old_lost_nodes_as_a_restart_would(tmp_path: Path) -> None:
+    """LOST nodes past the retention go from memory and the store while the head runs (a
+    look every ten minutes at most); a node that lives, or was lost lately, stays."""
+    from tests.unit.helpers_core import Head
+
+    h = Head.open(tmp_path / "home")
+    try:
+        h.basic(nodes=("old", "live"))
+        h.clock.advance(60)  # both silent past lost_after: LOST
+        h.poll("live")  # ... but "live" heartbeats
+        h.ticks(1)
+        assert h.state.nodes["old"].status == NodeStatus.LOST
+        for _ in range(25):  # a day and an hour, "live" polling, ticks as the head makes them
+            h.clock.advance(HOUR / 1000)
+            h.poll("live")
+            h.ticks(1)
+        assert "old" not in h.state.nodes and "old" not in h.state.node_rt
+        assert "old" not in {n.node_id for n in h.store.load_nodes()}
+        assert "live" in h.state.nodes
+        assert h.scheduler.retire_old_nodes(force=True) == []  # nothing more to forget
+    finally:
+        h.close()
