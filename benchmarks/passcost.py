@@ -156,10 +156,10 @@ def _measure(c: Cluster, size: int, passes: int, shares: tuple[tuple[str, float]
         c.scheduler.tick()
         runnable = c.state.runnable.get(QUEUE, {})
     build = time.perf_counter() - t0
-    times = _timed_ticks(c, passes)
+    times = _timed_passes(c, passes)
     c.scheduler.explain_every_ms = EXPLAIN_EVERY_MS
     c.scheduler.tick()  # untimed: the last walk was "now", so this and the next do not walk
-    cut = _timed_ticks(c, passes)
+    cut = _timed_passes(c, passes)
     assert len(c.state.runnable[QUEUE]) == size and c.counts.placed == NODES
     median = statistics.median(times)
     return {
@@ -174,15 +174,6 @@ def _measure(c: Cluster, size: int, passes: int, shares: tuple[tuple[str, float]
         "rss_mib_with_backlog": round(rss_mib(), 1),
         "build_seconds": round(build, 2),
     }
-
-
-def _timed_ticks(c: Cluster, passes: int) -> list[float]:
-    times = []
-    for _ in range(passes):
-        t = time.perf_counter()
-        c.scheduler.tick()
-        times.append(time.perf_counter() - t)
-    return times
 
 
 def pass_cost(sizes: list[int], passes: int, baseline: Path | None = None) -> list[JSON]:
