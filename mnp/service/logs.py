@@ -53,10 +53,12 @@ class LogReader:
         after: str | None = None,
         descending: bool = False,
         limit: int | None = None,
+        during: tuple[int | None, int | None] = (None, None),
     ) -> list[StreamRef]:
-        """Streams whose name starts with ``prefix``, in name order, starting past ``after``."""
+        """Streams whose name starts with ``prefix``, in name order, starting past ``after``;
+        ``during``: only those whose attempt ran at some time in that window (epoch ms)."""
         return self._state.store.find_streams(
-            prefix=prefix, after=after, descending=descending, limit=limit
+            prefix=prefix, after=after, descending=descending, limit=limit, during=during
         )
 
     def by_last_event(
@@ -134,13 +136,14 @@ class _OwnStreams(LogReader):
         after: str | None = None,
         descending: bool = False,
         limit: int | None = None,
+        during: tuple[int | None, int | None] = (None, None),
     ) -> list[StreamRef]:
         """As :meth:`LogReader.find_streams`, others' streams left out (before the limit, so
         a page is as full as it can be: read on in chunks until it is)."""
         mine: list[StreamRef] = []
         while limit is None or len(mine) < limit:
             chunk = super().find_streams(
-                prefix=prefix, after=after, descending=descending, limit=CHUNK
+                prefix=prefix, after=after, descending=descending, limit=CHUNK, during=during
             )
             mine += [r for r in chunk if self._mine(r)]
             if len(chunk) < CHUNK:

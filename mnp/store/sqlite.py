@@ -651,11 +651,14 @@ class Store:
         after: str | None = None,
         descending: bool = False,
         limit: int | None = None,
+        during: tuple[int | None, int | None] = (None, None),
     ) -> list[StreamRef]:
-        """Streams whose name starts with ``prefix``, in name order, starting past ``after``."""
+        """Streams whose name starts with ``prefix``, in name order, starting past ``after``
+        (``during``: see :func:`mnp.store.streams.find_streams`)."""
         return streams.find_streams(
-            self.db, prefix=prefix, after=after, descending=descending, limit=limit
-        )
+            self.db, prefix=prefix, after=after, descending=descending, limit=limit,
+            during=during,
+        )  # fmt: skip
 
     def find_stream(self, name: str) -> StreamRef | None:
         """The stream named exactly ``name``, if an attempt has it."""

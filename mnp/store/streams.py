@@ -131,10 +131,20 @@ def find_streams(
     after: str | None = None,
     descending: bool = False,
     limit: int | None = None,
+    during: tuple[int | None, int | None] = (None, None),
 ) -> list[StreamRef]:
-    """Streams by exact name, or by prefix in name order starting past ``after``."""
+    """Streams by exact name, or by prefix in name order starting past ``after``; with
+    ``during`` (epoch ms, None: open), only those whose attempt was placed before its end
+    and had not ended before its start."""
     where: list[str] = []
     args: list[Any] = []
+    start, end = during
+    if start is not None:
+        where.append("(s.ended_at IS NULL OR s.ended_at >= ?)")
+        args.append(start)
+    if end is not None:
+        where.append("s.created_at <= ?")
+        args.append(end)
     if name is not None:
         where.append("s.name = ?")
         args.append(name)

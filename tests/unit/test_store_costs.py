@@ -379,3 +379,33 @@ def test_a_running_head_forgets_old_lost_nodes_as_a_restart_would(tmp_path: Path
         assert h.scheduler.retire_old_nodes(force=True) == []  # nothing more to forget
     finally:
         h.close()
+
+
+def test_filter_log_events_in_a_time_window_opens_only_the_streams_that_ran_in_it(
+    store: Store, tmp_path: Path
+) -> None:
+    """FilterLogEvents with startTime/endTime over a whole group: streams that ended before
+    the window (less the clock allowance) or were placed after it are never opened."""
+    from mnp.api.aws.logs_events import CLOCK_SKEW_MS, filter_log_events
+
+    skew = CLOCK_SKEW_MS
+    jobs = [
+        with_attempt("before", T0, T0 + 10),  # ended long before the window
+        with_attempt("early", T0, T0 + 10 * HOUR - skew // 2),  # ended just before: allowed
+        with_attempt("inside", T0 + 10 * HOUR, T0 + 11 * HOUR),
+        with_attempt("running", T0 + 5 * HOUR, None),  # placed before, not ended
+        with_attempt("after", T0 + 20 * HOUR, T0 + 21 * HOUR),  # placed after the window
+    ]
+    with store.transaction():
+        for j in jobs:
+            store.save_spec(j.spec)
+        store.save_jobs(jobs)
+    files = Files(tmp_path)
+    reader = LogReader(cast(Any, SimpleNamespace(store=store)), cast(Any, files))
+    window = {"startTime": T0 + 10 * HOUR, "endTime": T0 + 12 * HOUR}
+    answer = filter_log_events(reader, {"logGroupName": "/aws/batch/job", **window})
+    assert answer["events"] == []  # no output files here
+    assert sorted(set(files.looked)) == ["early", "inside", "running"]
+    files.looked.clear()
+    filter_log_events(reader, {"logGroupName": "/aws/batch/job"})  # no window: every stream
+    assert sorted(set(files.looked)) == ["after", "before", "early", "inside", "running"]

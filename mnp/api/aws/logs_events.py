@@ -133,6 +133,10 @@ def compile_pattern(pattern: str) -> Callable[[str], bool]:
     )
 
 
+CLOCK_SKEW_MS = 300_000
+"""How far a node's clock (its events' times) may be from the head's (a stream's placement
+and end times) when a time window picks the streams to read."""
+
 EventKey = tuple[int, str, int, int]
 """(timestamp, stream name, which file, line): FilterLogEvents' order across streams."""
 
@@ -153,8 +157,13 @@ def _filtered_streams(reader: LogReader, body: JSON) -> list[StreamRef]:
     """The streams named (``logStreamNames``, unknown ones skipped) or matching the prefix."""
     names = body.get("logStreamNames")
     prefix = str_field(body, "logStreamNamePrefix")
-    if names is None:
-        return reader.find_streams(prefix=prefix or "")
+    if names is None:  # a time window skips the streams that ran outside it, unopened
+        start, end = int_field(body, "startTime"), int_field(body, "endTime")
+        during = (
+            None if start is None else start - CLOCK_SKEW_MS,
+            None if end is None else end + CLOCK_SKEW_MS,
+        )
+        return reader.find_streams(prefix=prefix or "", during=during)
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise constraint("logStreamNames", names, "Member must be a list of strings")
     if not 1 <= len(names) <= 100:
