@@ -282,6 +282,16 @@ class Files:
         return self.root / f"{job_id}.{attempt}.{stream}"
 
 
+def stored_reader(store: Store, tmp_path: Path, jobs: list[Job]) -> tuple[LogReader, Files]:
+    """``jobs`` saved (their specs too), and a reader of the store counting its look-ups."""
+    with store.transaction():
+        for j in jobs:
+            store.save_spec(j.spec)
+        store.save_jobs(jobs)
+    files = Files(tmp_path)
+    return LogReader(cast(Any, SimpleNamespace(store=store)), cast(Any, files)), files
+
+
 def test_streams_by_last_event_page_off_an_index_and_look_only_at_open_ones(
     store: Store, tmp_path: Path
 ) -> None:
@@ -290,12 +300,7 @@ def test_streams_by_last_event_page_off_an_index_and_look_only_at_open_ones(
     lists every stream once."""
     jobs = [with_attempt(f"e{i:03d}", T0 + i, T0 + 1000 + (i * 7) % 50) for i in range(50)]
     jobs += [with_attempt(f"r{i}", T0 + 2000 + i, None) for i in range(3)]
-    with store.transaction():
-        for j in jobs:
-            store.save_spec(j.spec)
-        store.save_jobs(jobs)
-    files = Files(tmp_path)
-    reader = LogReader(cast(Any, SimpleNamespace(store=store)), cast(Any, files))
+    reader, files = stored_reader(store, tmp_path, jobs)
     for descending in (True, False):
         seen: list[tuple[int, str]] = []
         past = None
@@ -396,12 +401,7 @@ def test_filter_log_events_in_a_time_window_opens_only_the_streams_that_ran_in_i
         with_attempt("running", T0 + 5 * HOUR, None),  # placed before, not ended
         with_attempt("after", T0 + 20 * HOUR, T0 + 21 * HOUR),  # placed after the window
     ]
-    with store.transaction():
-        for j in jobs:
-            store.save_spec(j.spec)
-        store.save_jobs(jobs)
-    files = Files(tmp_path)
-    reader = LogReader(cast(Any, SimpleNamespace(store=store)), cast(Any, files))
+    reader, files = stored_reader(store, tmp_path, jobs)
     window = {"startTime": T0 + 10 * HOUR, "endTime": T0 + 12 * HOUR}
     answer = filter_log_events(reader, {"logGroupName": "/aws/batch/job", **window})
     assert answer["events"] == []  # no output files here
