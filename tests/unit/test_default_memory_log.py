@@ -10,7 +10,7 @@ import pytest
 
 from mnp.scheduler import reasons
 from tests.unit.helpers_core import Head
-from tests.unit.test_reservations import environment, no_memory_definition
+from tests.unit.test_reservations import one_node_of_jobs_without_memory
 
 LOGGER = "mnp.scheduler.loop"
 
@@ -20,10 +20,7 @@ def test_a_default_memory_is_logged_at_info_once_then_at_debug(
 ) -> None:
     h = Head.open(tmp_path / "home")
     try:
-        environment(h, tags={reasons.DEFAULT_MEMORY_TAG: "1000"})
-        h.queue()
-        no_memory_definition(h)
-        h.node("n1", vcpus=4, memory_mib=4096)
+        one_node_of_jobs_without_memory(h, tag="1000")
         jobs = [h.submit(f"j{i}") for i in range(3)]
         with caplog.at_level(logging.DEBUG, logger=LOGGER):
             h.ticks()

@@ -267,6 +267,15 @@ def no_memory_definition(h: Head) -> None:
     h.definition(containerProperties={"resourceRequirements": [{"type": "VCPU", "value": "1"}]})
 
 
+def one_node_of_jobs_without_memory(h: Head, tag: str | None = None) -> None:
+    """Environment ``ce`` (its default-MEMORY tag ``tag``, if any), a queue, a definition
+    stating no MEMORY, and one node of 4 vCPUs and 4096 MiB."""
+    environment(h, tags={reasons.DEFAULT_MEMORY_TAG: tag} if tag is not None else None)
+    h.queue()
+    no_memory_definition(h)
+    h.node("n1", vcpus=4, memory_mib=4096)
+
+
 def environment(h: Head, state: str = "ENABLED", tags: dict[str, str] | None = None) -> None:
     body: dict[str, Any] = {"computeEnvironmentName": "ce", "type": "UNMANAGED", "state": state}
     if tags:
@@ -298,10 +307,7 @@ def test_an_environment_default_memory_keeps_two_jobs_off_a_node_that_fits_one(
 ) -> None:
     h = Head.open(tmp_path / "home")
     try:
-        environment(h, tags={reasons.DEFAULT_MEMORY_TAG: "3000"})
-        h.queue()
-        no_memory_definition(h)
-        h.node("n1", vcpus=4, memory_mib=4096)
+        one_node_of_jobs_without_memory(h, tag="3000")
         first, second = h.submit("a"), h.submit("b")
         h.ticks()
         assert h.status(first) == "STARTING"
@@ -323,10 +329,7 @@ def test_the_head_default_memory_stops_oversubscribing_memory_others_hold(
     hold their vCPU's share (1 GiB), so only one of them fits beside it."""
     h = Head.open(tmp_path / "home")
     try:
-        environment(h)
-        h.queue()
-        no_memory_definition(h)
-        h.node("n1", vcpus=4, memory_mib=4096)
+        one_node_of_jobs_without_memory(h)
         big = h.submit(
             "big",
             containerOverrides={"resourceRequirements": [{"type": "MEMORY", "value": "3072"}]},
@@ -343,10 +346,7 @@ def test_the_head_default_memory_stops_oversubscribing_memory_others_hold(
 def test_a_default_never_exceeds_the_node(tmp_path: Path, tag: str) -> None:
     h = Head.open(tmp_path / "home")
     try:
-        environment(h, tags={reasons.DEFAULT_MEMORY_TAG: tag})
-        h.queue()
-        no_memory_definition(h)
-        h.node("n1", vcpus=4, memory_mib=4096)
+        one_node_of_jobs_without_memory(h, tag=tag)
         job = h.submit()
         h.ticks()
         assert h.status(job) == "STARTING"
@@ -368,10 +368,7 @@ def test_an_aged_job_behind_a_full_queue_still_reserves() -> None:
 def test_a_default_memory_is_held_again_after_a_restart(tmp_path: Path) -> None:
     h = Head.open(tmp_path / "home")
     try:
-        environment(h, tags={reasons.DEFAULT_MEMORY_TAG: "3000"})
-        h.queue()
-        no_memory_definition(h)
-        h.node("n1", vcpus=4, memory_mib=4096)
+        one_node_of_jobs_without_memory(h, tag="3000")
         h.submit("a")
         h.ticks()
         assert h.state.node_rt["n1"].used == Resources(1, 3000, 0)
