@@ -283,8 +283,8 @@ class Executables:
         ``name`` holds a ``/`` or is not found (Popen then says why, as before)."""
         if not name or "/" in name:
             return None
-        dirs = (path if path is not None else os.defpath).split(os.pathsep)
-        if not all(d.startswith("/") for d in dirs):
+        search = path if path is not None else os.defpath
+        if not all(d.startswith("/") for d in search.split(os.pathsep)):
             return None  # a relative entry is the job's working directory, not the agent's
         key = (name, path)
         now = time.monotonic()
@@ -293,7 +293,7 @@ class Executables:
             return hit[0]
         if len(self._found) >= EXECUTABLES_KEPT:
             self._found.clear()
-        found = shutil.which(name, path=path if path is not None else os.defpath)
+        found = shutil.which(name, path=search)
         if found is None:
             self._found.pop(key, None)
             return None

@@ -85,9 +85,9 @@ compute environment; past this many, each new one is logged at INFO every time).
 EXPLAIN_EVERY_MS = 1_000
 """How often (at most) a pass walks a deep queue only to keep its waiting jobs' reasons."""
 EXPLAIN_ALWAYS_UP_TO = DETAILED
+"""Up to how many waiting jobs every pass tells each why (the ones given their own cause)."""
 RETIRE_EVERY_MS = 600_000
 """How often (at most) a tick looks for LOST and STOPPED nodes past their retention."""
-"""Up to how many waiting jobs every pass tells each why (the ones given their own cause)."""
 
 
 class Scheduler:

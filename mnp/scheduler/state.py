@@ -507,7 +507,7 @@ class HeadState:
             n.node_id
             for n in self.nodes.values()
             if n.status in (NodeStatus.LOST, NodeStatus.STOPPED)
-            and 0 < max(n.last_heartbeat_ms, n.registered_at or 0, n.launched_at) < cutoff
+            and 0 < n.last_seen_ms < cutoff
             and n.node_id not in self.dirty_nodes
             and _holds_nothing(self.node_rt.get(n.node_id))
         ]

@@ -101,6 +101,12 @@ class Node:
     zone: str | None = None
     """An EC2 node's Availability Zone, as its metadata service says."""
 
+    @property
+    def last_seen_ms(self) -> int:
+        """Its last sign of life: heartbeat, registration or launch (0: none recorded), as
+        the store's retention reads a stored node (``mnp.store.sqlite._NODE_SEEN``)."""
+        return max(self.last_heartbeat_ms, self.registered_at or 0, self.launched_at)
+
     def to_doc(self) -> dict[str, Any]:
         return {
             "instance_type": self.instance_type,

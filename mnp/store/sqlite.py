@@ -681,7 +681,7 @@ _NODE_SEEN = (
     "coalesce(json_extract(doc, '$.registered_at'), 0), "
     "coalesce(json_extract(doc, '$.launched_at'), 0))"
 )
-"""A stored node's last sign of life (epoch ms; 0: none recorded)."""
+"""A stored node's last sign of life (epoch ms; 0: none recorded): ``Node.last_seen_ms``."""
 
 
 def _migrate(db: sqlite3.Connection) -> None:
