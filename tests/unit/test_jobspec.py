@@ -281,6 +281,18 @@ def test_example_json_files() -> None:
     assert {"jobName", "jobQueue", "jobDefinition"} <= set(submit)
 
 
+def test_the_aws_cli_example_names_no_file() -> None:
+    """The README registers it with ``aws batch register-job-definition``, which resolves no
+    paths (``mnp register`` does): a relative script path would not exist in the job's
+    working directory, so its command is whole in itself."""
+    defn = json.loads((EXAMPLES / "jobdef-echo.json").read_text())
+    command = defn["containerProperties"]["command"]
+    assert command[:2] == ["sh", "-c"] and not any("examples/" in arg for arg in command)
+    readme = (REPO / "README.md").read_text()
+    assert "--cli-input-json file://examples/jobdef-echo.json" in readme
+    assert "--cli-input-json file://examples/jobdef-hello.json" not in readme
+
+
 def run_script(name: str, tmp_path: Path, **env: str) -> str:
     proc = subprocess.run(
         ["bash", str(EXAMPLES / name)],
