@@ -36,8 +36,9 @@ from starlette.applications import Starlette
 
 import mnp
 from mnp.api.agents import PollWaiters
-from mnp.api.app import build_app
+from mnp.api.app import HOT_ROUTES, build_app
 from mnp.api.aws import batch_shapes
+from mnp.api.fastpath import FastRoutes, fast_protocol
 from mnp.api.metrics import HeadCollector, HeadMetrics
 from mnp.config import (
     STOP_NODES_SIGNAL,
@@ -421,6 +422,8 @@ async def _serve(config: HeadConfig) -> None:
             # no proxy in front: a local client's X-Forwarded-For must not rename it (and the
             # middleware's header walk was a few % of the head's CPU per request)
             proxy_headers=False,
+            # the routes every job goes through, answered past ASGI (mnp.api.fastpath)
+            http=fast_protocol(FastRoutes(app, HOT_ROUTES, head.metrics.observe_request)),
         ),
         head.answer_waiting_polls,
     )

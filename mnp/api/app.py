@@ -13,6 +13,8 @@ path, so the order only saves tries).
 
 The native routes and the tail take the owner's token (``HeadConfig.token``) or a user's; the
 agents' routes the owner's only (then each node's own secret).
+
+The head serves :data:`HOT_ROUTES` from its HTTP parser, past ASGI (:mod:`mnp.api.fastpath`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,14 @@ from mnp.nodes.sessions import NodeSessions
 from mnp.service.core import Service
 from mnp.service.dashboard import Series
 from mnp.service.events.bus import EventBus
+from mnp.spec import protocol
+
+HOT_ROUTES = (
+    protocol.REGISTER_PATH, protocol.POLL_PATH, protocol.REPORT_PATH, native.API_PATH,
+    batch.OPERATION_PATH,
+)  # fmt: skip
+"""The routes every job goes through (its submit, its assignment, its reports): the agents',
+the native operations and AWS Batch's. :mod:`mnp.api.fastpath` serves them without ASGI."""
 
 
 class AppHead(Protocol):

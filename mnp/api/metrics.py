@@ -211,6 +211,10 @@ class HeadMetrics:
         """Each metric's child per label values, found once: ``labels()`` takes a lock and
         builds its key on every call (a status change makes up to three)."""
 
+    def observe_request(self, path: str, seconds: float) -> None:
+        """One answer to a request for ``path``, ``seconds`` after it came."""
+        self.child(self.requests, door_of(path)).observe(seconds)
+
     def child(self, metric: Counter | Histogram, *labels: str) -> Any:
         """``metric.labels(*labels)``, cached."""
         key = (id(metric), *labels)
@@ -281,8 +285,7 @@ class RequestTimer:
         try:
             await self.app(scope, receive, send)
         finally:
-            door = door_of(str(scope.get("path", "")))
-            self.metrics.child(self.metrics.requests, door).observe(time.perf_counter() - start)
+            self.metrics.observe_request(str(scope.get("path", "")), time.perf_counter() - start)
 
 
 def allowed(request: Request, identify: Callable[[Request], Caller | None]) -> bool:

@@ -82,6 +82,10 @@ def error_response(e: MnpError) -> JSONResponse:
     return JSONResponse(body, status_code=e.http_status, headers=headers)
 
 
+API_PATH = "/api/v1/{op}"
+"""The native API's one route: ``POST`` an operation's name."""
+
+
 def routes(gate: TokenGate, operations: Mapping[str, Handler]) -> list[Route]:
     """``POST /api/v1/{op}``, answering from ``operations``."""
 
@@ -104,4 +108,4 @@ def routes(gate: TokenGate, operations: Mapping[str, Handler]) -> list[Route]:
                 status_code=500,
             )
 
-    return [Route("/api/v1/{op}", api, methods=["POST"])]
+    return [Route(API_PATH, api, methods=["POST"])]

@@ -65,7 +65,7 @@ ALLOWED: dict[str, set[str]] = {
     "launcher.srun_task": set(),  # run as a file by ranks on every node: stdlib only
 }
 
-_HTTP_EDGE = {"starlette", "uvicorn", "pydantic"}
+_HTTP_EDGE = {"starlette", "uvicorn", "httptools", "pydantic"}
 
 THIRD_PARTY: dict[str, set[str]] = {
     "mnp.errors": set(),

@@ -156,6 +156,9 @@ def arn_from_raw_path(raw_path: bytes) -> str:
     return arn
 
 
+OPERATION_PATH = "/v1/{op}"
+"""AWS Batch's operations (``POST /v1/submitjob``…), all but the tag ones."""
+
 MAX_BODY_BYTES = 2 * MNP_SUBMIT_MAX
 """Past the largest submission the service takes (it measures that one exactly)."""
 
@@ -231,5 +234,5 @@ def routes(head: HasService, authenticate: Authenticate | None = None) -> list[R
 
     return [
         Route(TAGS_PREFIX + "{arn:path}", tags, methods=["GET", "POST", "DELETE"]),
-        Route("/v1/{op}", operation, methods=["POST"]),
+        Route(OPERATION_PATH, operation, methods=["POST"]),
     ]
