@@ -121,6 +121,9 @@ class Scheduler:
         views only for the nodes that changed (work placed or ended, a heartbeat)."""
         self._explained_at: int | None = None
         """When (epoch ms) a pass last told every waiting job why (:meth:`_explain_now`)."""
+        self._runnable_floors: dict[str, int] = {}
+        """Per queue, a time no RUNNABLE job of it has waited since before (kept by the passes:
+        :attr:`mnp.scheduler.reconcile.Snapshot.runnable_floors`)."""
         self.explain_every_ms = EXPLAIN_EVERY_MS
         """How often a deep queue is walked for its reasons (0: at every pass)."""
         self._retired_at: int | None = None
@@ -263,6 +266,7 @@ class Scheduler:
             default_memory_mib=s.config.default_memory_mib,
             explain=True,
             explain_rest=self._explain_now(now),
+            runnable_floors=self._runnable_floors,
         )
 
     def _explain_now(self, now: int) -> bool:

@@ -170,6 +170,15 @@ class Snapshot:
     """With ``explain``: also walk on past the point where placing stops, only to tell the
     jobs there why they wait (False: those keep the reason they have; the head walks a deep
     queue so at most once a second, :meth:`mnp.scheduler.loop.Scheduler.snapshot`)."""
+    runnable_floors: dict[str, int] | None = None
+    """Per queue, a time none of its RUNNABLE jobs has waited since before (the least
+    :func:`runnable_since`), as the last pass that read every job's found it; the scheduler
+    keeps it between passes and :func:`reconcile` updates it (None: not kept). A pass that
+    does not walk the whole queue (``explain_rest`` False) believes it: while the oldest job
+    is younger than ``reserve_after_ms``, none can reserve, and the pass need not read past
+    the point where placing stops to look for one. A walking pass reads every job anyway, so
+    a job that came back with an older time than the floor is found there (within
+    :data:`mnp.scheduler.loop.EXPLAIN_EVERY_MS`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,13 +469,23 @@ def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
         late = True  # once the queue is full, the first aged job still gets to reserve
         full = False  # ``stop`` is for capacity (not a DISABLED queue or the share reserve)
         after = snap.reserve_after_ms
+        floors = snap.runnable_floors
+        if after is not None and floors is not None and not snap.explain_rest:
+            floor = floors.get(queue.name)
+            if floor is not None and snap.now_ms - floor < after:
+                after = None  # no job has waited long enough to reserve: none is looked for
+        least: int | None = None  # the least runnable_since read, while every job's is read
+        every = after is not None and floors is not None
+        walked = True  # not left early
         for job in fair if fair is not None else jobs:
-            aged = (
-                after is not None
-                and not reserved
-                and (stop is None or (late and full))  # cheap tests first: most jobs stop here
-                and snap.now_ms - runnable_since(job) >= after
-            )
+            # cheap tests first: most jobs stop here
+            if after is not None and not reserved and (stop is None or (late and full)):
+                since = runnable_since(job)
+                if least is None or since < least:
+                    least = since
+                aged = snap.now_ms - since >= after
+            else:
+                aged = every = False
             if stop is not None and aged and late and full:
                 late = False  # go on: it fails to fit, then reserves
             elif stop is not None:
@@ -474,6 +493,7 @@ def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
                 # waiting job comes here, so it reads each thing once (no property chains)
                 if not (snap.explain and snap.explain_rest):
                     if after is None or reserved or not full:
+                        walked = False
                         break  # placing is over here, and nothing is to be said
                     continue
                 spec = job.spec
@@ -557,6 +577,11 @@ def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
             actions.append(Place(job.job_id, node, held if source else None, source))
             if fair is not None:
                 fair.placed(job)
+        if walked and every and floors is not None:  # every job's time was read
+            if least is None:
+                floors.pop(queue.name, None)
+            else:
+                floors[queue.name] = least
 
 
 def _place_gang(

@@ -365,6 +365,61 @@ def test_an_aged_job_behind_a_full_queue_still_reserves() -> None:
     assert (reason_of(actions, "fresh2") or "").startswith(reasons.SHORT)
 
 
+def counting_runnable_since(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the jobs whose waiting time ``reconcile`` reads, in order."""
+    from mnp.scheduler import reconcile as module
+
+    read: list[str] = []
+    real = module.runnable_since
+
+    def counted(job: Job) -> int:
+        read.append(job.job_id)
+        return real(job)
+
+    monkeypatch.setattr(module, "runnable_since", counted)
+    return read
+
+
+def test_between_walks_a_queue_none_of_whose_jobs_is_old_enough_is_not_read_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pass between the walks for reasons need not read a deep queue to learn that no job
+    has waited long enough to reserve: the last walk left the queue's oldest waiting time.
+    Once that age is reached the pass looks again, and the first job reserves."""
+    read = counting_runnable_since(monkeypatch)
+    nodes = [timed_node("n0", 0, 600), timed_node("n1", 0, 300)]
+    jobs = [small(f"j{i}", NOW) for i in range(200)]
+    floors: dict[str, int] = {}
+
+    def at(now: int, walk: bool) -> list[Action]:
+        read.clear()
+        s = replace(snapshot(now, nodes, jobs), now_ms=now, explain_rest=walk,
+                    runnable_floors=floors)  # fmt: skip
+        return reconcile(s)
+
+    at(NOW, walk=True)
+    assert len(read) == 200 and floors == {"q": NOW}  # the walk read every job's time
+    at(NOW + 1000, walk=False)
+    assert read == []  # no job can reserve yet: not even the one placing tried is asked
+    actions = at(NOW + AGE_MS, walk=False)
+    assert (reason_of(actions, "j0") or "").startswith(reasons.RESERVING)
+
+
+def test_a_job_older_than_the_queue_floor_reserves_at_the_next_walk() -> None:
+    """A floor is believed only between walks: a job that came back with an older waiting
+    time than the floor says (none does through the head's own transitions) is found by the
+    next walk, at most a second later."""
+    nodes = [timed_node("n0", 0, 600), timed_node("n1", 0, 300)]
+    jobs = [*(small(f"j{i}", NOW) for i in range(20)), aged(small("old", NOW - AGE_MS))]
+    floors = {"q": NOW}
+    between = reconcile(replace(snapshot(NOW, nodes, jobs), explain_rest=False,
+                                runnable_floors=floors))  # fmt: skip
+    assert reason_of(between, "old") is None
+    walk = reconcile(replace(snapshot(NOW, nodes, jobs), runnable_floors=floors))
+    assert (reason_of(walk, "old") or "").startswith(reasons.RESERVING)
+    assert floors == {"q": NOW - AGE_MS}
+
+
 def test_a_default_memory_is_held_again_after_a_restart(tmp_path: Path) -> None:
     h = Head.open(tmp_path / "home")
     try:
