@@ -65,10 +65,24 @@ def account_setting() -> str:
     return value
 
 
+_own: tuple[str | None, str | None, Scope] | None = None
+"""The head's own scope, with the two variables' values it was read from."""
+
+
+def own() -> Scope:
+    """The head's own scope (``$MNP_REGION``, ``$MNP_ACCOUNT_ID``), checked once per value
+    the variables take: every ARN a request writes asks for it."""
+    global _own
+    region, account = os.environ.get(REGION_ENV), os.environ.get(ACCOUNT_ENV)
+    if _own is None or _own[0] != region or _own[1] != account:
+        _own = (region, account, Scope(region_setting(), account_setting()))
+    return _own[2]
+
+
 def current() -> Scope:
     """The scope of the request being answered, else the head's own."""
     scope = _scope.get()
-    return scope if scope is not None else Scope(region_setting(), account_setting())
+    return scope if scope is not None else own()
 
 
 @contextmanager
@@ -76,7 +90,7 @@ def signed_for(region: str | None) -> Iterator[Scope]:
     """ARNs in ``region`` (a SigV4 credential scope's) while the block runs; a region that
     is no region name (anything a signer may put there) or None: the head's own."""
     given = region if region is not None and _REGION.fullmatch(region) else None
-    scope = Scope(given or region_setting(), account_setting())
+    scope = Scope(given, own().account) if given else own()
     token = _scope.set(scope)
     try:
         yield scope

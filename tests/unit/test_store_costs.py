@@ -190,6 +190,29 @@ def make_old(path: Path) -> None:
     db.close()
 
 
+def parent_index_is_partial(store: Store) -> bool:
+    """Whether the jobs' parent index holds only the rows its ``WHERE`` picks."""
+    partial = {row[1]: row[4] for row in store.db.execute("PRAGMA index_list(jobs)")}
+    return partial["jobs_parent"] == 1
+
+
+def test_only_jobs_with_a_parent_are_in_the_parent_index(store: Store) -> None:
+    fill(store, finished=3, unfinished=3)
+    parent = make_job("arr", created_at=T0)
+    parent.spec.array_size = 2
+    children = [make_job(f"arr:{i}", spec=parent.spec, created_at=T0, parent_id="arr",
+                         array_index=i) for i in range(2)]  # fmt: skip
+    with store.transaction():
+        store.save_spec(parent.spec)
+        store.save_jobs([parent, *children])
+    assert parent_index_is_partial(store)  # a top-level job costs it no page
+    listed = store.query_jobs(JobQuery(parent_id="arr"))
+    assert [j.job_id for j in listed] == ["arr:0", "arr:1"]
+    sql, args = job_query_sql(JobQuery(parent_id="arr"))
+    assert "jobs_parent" in plan(store.db, sql, args) or "jobs_children" in plan(
+        store.db, sql, args)
+
+
 def test_an_older_store_is_migrated_and_filters_on_its_jobs(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite3"
     make_old(path)
@@ -209,6 +232,7 @@ def test_an_older_store_is_migrated_and_filters_on_its_jobs(tmp_path: Path) -> N
     again = Store(path)  # and opens again without migrating twice
     try:
         assert len(again.query_jobs(JobQuery(share_identifier="teamB"))) == 1
+        assert parent_index_is_partial(again)  # rebuilt, holding only jobs with a parent
     finally:
         again.close()
 
