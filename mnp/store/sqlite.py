@@ -83,7 +83,8 @@ CREATE INDEX IF NOT EXISTS jobs_parent ON jobs (parent_id, array_index)
 CREATE TABLE IF NOT EXISTS job_history (
     job_id TEXT NOT NULL, at INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT);
 CREATE INDEX IF NOT EXISTS job_history_job ON job_history (job_id);
-CREATE TABLE IF NOT EXISTS job_numbers (number INTEGER PRIMARY KEY, job_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS job_numbers (
+    number INTEGER PRIMARY KEY, job_id TEXT NOT NULL, last INTEGER);
 """
 
 UNFINISHED = "status NOT IN ('FAILED', 'SUCCEEDED')"
@@ -139,13 +140,8 @@ JOURNAL_SUFFIXES = ("", "-wal", "-shm", "-journal")
 KEYS_SCRUBBED = "gang_keys_scrubbed"
 """Meta key: set once the ended attempts' keys an older head left were removed."""
 NEXT_NUMBER = "next_job_number"
-"""Meta key: the first job number not yet given out (absent: 1)."""
-TAKE_NUMBERS = (
-    "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
-    "SET value = CAST(value AS INTEGER) + ? RETURNING value"
-)
-"""The job-number counter moved on by a count (``1 + count`` when there is none yet, as the
-first number is 1); answers the next free number."""
+"""Meta key: the first job number not yet given out, as heads before ``job_numbers.last``
+kept it (absent: 1). Read at open; no longer written."""
 PAGE_KEY = "page_token_key"
 """Meta key: the secret the listings' ``nextToken`` are signed with (:mod:`mnp.store.pages`)."""
 NODE_RETENTION_ENV = "MNP_NODE_RETENTION_HOURS"
@@ -191,8 +187,12 @@ class Store:
             self.db.execute(streams.BACKFILL)
         _migrate(self.db)
         _narrow_parent_index(self.db)
+        _add_number_ends(self.db)
         streams.migrate(self.db, backfilled=new_index)
         self.db.executescript(INDEXES + streams.INDEXES)
+        self._next_number = self._read_next_number()
+        """The first job number not given out (:meth:`allocate_number`); a rolled-back write
+        gives its numbers back."""
         self._specs: dict[str, JobSpec] = {}
         self._keyed: set[str] = set()
         self._saved_status: dict[str, str] = {}
@@ -261,11 +261,13 @@ class Store:
         (a constraint violated) as they are. Any other exception rolls back and propagates."""
         try:
             self.db.execute("BEGIN IMMEDIATE")
+            numbers = self._next_number
             try:
                 yield self.db
                 self.before_commit()
                 self.db.execute("COMMIT")
             except BaseException:
+                self._next_number = numbers  # the numbers the write took are free again
                 self._saved_status.clear()  # it may hold statuses of the rolled-back write
                 self._rollback()
                 self.after_rollback()
@@ -340,12 +342,25 @@ class Store:
         own) and return the first. Call inside the transaction that saves the job: the
         counter and the job are written together, so a number is never given out twice (a
         rolled-back submission gives it back, and nobody was told it)."""
-        taken = max(1, count)
-        # one statement reads and moves the counter (a read, then an upsert, cost two)
-        ((after,),) = self.db.execute(TAKE_NUMBERS, (NEXT_NUMBER, str(1 + taken), taken)).fetchall()
-        first = int(after) - taken
-        self.db.execute("INSERT INTO job_numbers VALUES (?, ?)", (first, job_id))
+        first = self._next_number
+        last = first + max(1, count) - 1
+        # the block's last number is kept with it: the counter is read back from the newest
+        # block at open, and a submission writes no counter row (a page less per commit)
+        self.db.execute("INSERT INTO job_numbers VALUES (?, ?, ?)", (first, job_id, last))
+        self._next_number = last + 1
         return first
+
+    def _read_next_number(self) -> int:
+        """The first job number not given out: past the newest block, or what an older head
+        left in :data:`NEXT_NUMBER` (its blocks do not say where they end)."""
+        newest = self.db.execute(
+            "SELECT number, last FROM job_numbers ORDER BY number DESC LIMIT 1"
+        ).fetchone()
+        kept = self.get_meta(NEXT_NUMBER)
+        after = int(kept) if kept is not None else 1
+        if newest is not None:
+            after = max(after, int(newest[0]) + 1 if newest[1] is None else int(newest[1]) + 1)
+        return after
 
     def numbered_block(self, number: int) -> tuple[int, str] | None:
         """The top-level job whose block of numbers holds ``number`` could be: the one with
@@ -716,6 +731,12 @@ PARENT_INDEX = (
 )
 """An array's children (and a multi-node job's nodes) by index. Only rows with a parent are
 in it: a top-level job (every single submission) costs it no page."""
+
+
+def _add_number_ends(db: sqlite3.Connection) -> None:
+    """Older heads' ``job_numbers`` had no ``last`` column (their counter was a meta row)."""
+    if "last" not in {row[1] for row in db.execute("PRAGMA table_info(job_numbers)")}:
+        db.execute("ALTER TABLE job_numbers ADD COLUMN last INTEGER")
 
 
 def _narrow_parent_index(db: sqlite3.Connection) -> None:

@@ -53,6 +53,43 @@ def test_numbers_survive_a_restart_and_are_never_reused(tmp_path: Path) -> None:
         h2.close()
 
 
+def test_after_a_restart_numbers_go_on_past_the_newest_arrays_tasks(tmp_path: Path) -> None:
+    h = Head.open(tmp_path / "home")
+    h.basic(("n1",))
+    h.submit("a")
+    h.submit("arr", arrayProperties={"size": 3})  # 2, and 3..5 for its tasks
+    h.store.close()
+    h2 = Head.open(tmp_path / "home")
+    try:
+        assert number(h2, h2.submit("b")) == 6
+    finally:
+        h2.close()
+
+
+def test_an_older_stores_counter_is_where_numbers_go_on(tmp_path: Path) -> None:
+    """Heads before the blocks said where they end kept the next number in a meta row."""
+    h = Head.open(tmp_path / "home")
+    h.basic(("n1",))
+    h.submit("a")
+    h.close()
+    db = sqlite3.connect(str(tmp_path / "home" / "mnp.sqlite3"))
+    db.executescript("""
+        ALTER TABLE job_numbers DROP COLUMN last;
+        INSERT INTO meta VALUES ('next_job_number', '12');
+    """)  # fmt: skip
+    db.close()
+    h2 = Head.open(tmp_path / "home")
+    try:
+        assert number(h2, h2.submit("b")) == 12  # the old counter, past the old blocks
+    finally:
+        h2.close()
+    h3 = Head.open(tmp_path / "home")
+    try:
+        assert number(h3, h3.submit("c")) == 13  # then the blocks' own ends
+    finally:
+        h3.close()
+
+
 def test_a_rolled_back_submission_leaves_no_number_taken(
     head: Head, monkeypatch: pytest.MonkeyPatch
 ) -> None:
