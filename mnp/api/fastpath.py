@@ -248,7 +248,9 @@ class FastProtocol(HttpToolsProtocol):
 
     def _head(self, response: Response, keep_alive: bool) -> bytes:
         lines = [STATUS_LINE[response.status_code]]
-        for name, value in (*self.server_state.default_headers, *response.raw_headers):
+        for name, value in self.server_state.default_headers:  # uvicorn's own (date, server)
+            lines.extend((name, b": ", value, b"\r\n"))
+        for name, value in response.raw_headers:
             if HEADER_RE.search(name) or HEADER_VALUE_RE.search(value):
                 raise ValueError(f"invalid header {name!r}")
             lines.extend((name, b": ", value, b"\r\n"))

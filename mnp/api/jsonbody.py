@@ -56,7 +56,7 @@ def read_json(
     except UnicodeDecodeError as e:
         raise NotJson(f"request body is not valid UTF-8 (byte {e.start})") from None
     try:
-        data = json.loads(text, parse_constant=_refuse_constant)
+        data = _DECODER.decode(text)
     except RecursionError:
         raise NotJson(f"request body nests deeper than {MAX_DEPTH} levels") from None
     except ValueError as e:
@@ -91,6 +91,10 @@ def _may_break_rules(text: str) -> bool:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+"""Made once: ``json.loads`` with any option makes a decoder per call."""
 
 
 def check_value(value: Any, path: str = "", free_text: frozenset[str] = frozenset()) -> None:

@@ -49,14 +49,18 @@ def check_token(token: str | None) -> list[FieldError]:
     return [FieldError(TOKEN_FIELD, f"{TOKEN_RULE}, {shown}")]
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+"""The fingerprint's text, one encoder made once (``json.dumps`` with options makes one per
+call)."""
+
+
 def fingerprint(req: SubmitJob) -> str:
     """A digest of everything ``req`` asks for except its token: equal for a retry of the same
     request (defaults filled in, key order ignored), different when any field differs."""
     doc = req.model_dump(mode="json", exclude_none=True)
     if "mnp" in doc:
         doc["mnp"].pop("idempotencyToken", None)
-    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(_CANONICAL.encode(doc).encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
