@@ -186,7 +186,7 @@ class Job:
     """Array parents only: children per status."""
     summary_updated_at: int | None = None
     history_saved: int = 0
-    """How many history entries are already in the store."""
+    """How many history entries the store has (they go with the job's document)."""
     gang: dict[str, str] = field(default_factory=dict)
     """MNP parents only: node index (as text) → node id held for the current attempt."""
     gang_state: GangAttemptState = field(default_factory=lambda: GangAttemptState())
@@ -282,6 +282,7 @@ class Job:
             "started_at": self.started_at,
             "stopped_at": self.stopped_at,
             "attempts": [a.to_doc() for a in self.attempts],
+            "history": [[h.status.value, h.at, h.reason] for h in self.history],
         }
         if self.is_cancelled:
             doc["is_cancelled"] = True

@@ -467,11 +467,11 @@ class Store:
         self._specs[spec.spec_id] = spec
 
     def save_jobs(self, jobs: Iterable[Job]) -> None:
-        """Write each job's row and the history entries it gained since the last save."""
+        """Write each job's row, its history in its document (older heads kept a row per
+        entry in ``job_history``: two more trees, a page each in every commit)."""
         rows = []
         docs = []
         saved = self._saved_status
-        history = []
         stream_rows = []
         ended_rows = []
         for j in jobs:
@@ -509,16 +509,12 @@ class Store:
                     saved.pop(j.job_id, None)  # not written again (a late write: whole)
                 else:
                     saved[j.job_id] = status
-            for h in j.history[j.history_saved :]:
-                history.append((j.job_id, h.at, h.status.value, h.reason))
-            j.history_saved = len(j.history)
+            j.history_saved = len(j.history)  # in the document (to_doc)
         # only the statements with rows (a new job has none of the last three's)
         if rows:
             self.db.executemany(SAVE_JOB, rows)
         if docs:
             self.db.executemany(SAVE_DOC, docs)
-        if history:
-            self.db.executemany("INSERT INTO job_history VALUES (?, ?, ?, ?)", history)
         if stream_rows:
             self.db.executemany(streams.INSERT, stream_rows)
         if ended_rows:
@@ -546,8 +542,15 @@ class Store:
         return spec
 
     def _job_from_row(
-        self, row: tuple[Any, ...], with_history: bool, specs: dict[str, JobSpec] | None = None
+        self,
+        row: tuple[Any, ...],
+        with_history: bool,
+        specs: dict[str, JobSpec] | None = None,
+        table: bool = True,
     ) -> Job:
+        """The job a row holds; ``with_history``: with its history, from its document or, for
+        a job an older head saved, from the history table (without ``table``: left empty,
+        ``history_saved`` -1, for the caller to read in bulk)."""
         job_id, spec_id, parent_id, array_index, _q, _n, status, created_at, doc_text = row[:9]
         doc = json.loads(doc_text)
         spec = specs.get(spec_id) if specs is not None else None
@@ -574,11 +577,20 @@ class Store:
         if job.gang_state.key is not None:
             self._keyed.add(job_id)
         if with_history:
-            job.history = self.history(job_id)
+            kept = doc.get("history")
+            if kept is not None:
+                job.history = [HistoryEntry(JobStatus(s), at, r) for s, at, r in kept]
+            elif table:
+                job.history = self.history(job_id)
+            else:
+                job.history_saved = -1
+                return job
             job.history_saved = len(job.history)
         return job
 
     def history(self, job_id: str) -> list[HistoryEntry]:
+        """A job's history as heads before it was kept in the job's document wrote it (one
+        row per entry), for the jobs they left."""
         rows = self.db.execute(
             "SELECT status, at, reason FROM job_history WHERE job_id = ? ORDER BY rowid", (job_id,)
         )
@@ -596,8 +608,9 @@ class Store:
 
     def load_active_jobs(self) -> list[Job]:
         """Every job not yet SUCCEEDED/FAILED, in creation order (for a restart), with its
-        history. Three queries (jobs, specs, history), each through the partial index of
-        unfinished jobs: the cost is the unfinished jobs, not the store's size."""
+        history. Two queries (jobs with their histories, specs), and a third for the
+        histories of jobs an older head saved, each through the partial index of unfinished
+        jobs: the cost is the unfinished jobs, not the store's size."""
         rows = self.db.execute(
             f"SELECT {JOB_COLUMNS} FROM jobs WHERE {UNFINISHED} ORDER BY created_at, array_index"
         ).fetchall()
@@ -608,19 +621,25 @@ class Store:
                 f"(SELECT spec_id FROM jobs WHERE {UNFINISHED})"
             )
         }
-        history: dict[str, list[HistoryEntry]] = {}
-        for job_id, s, at, r in self.db.execute(
-            "SELECT job_id, status, at, reason FROM job_history WHERE job_id IN "
-            f"(SELECT job_id FROM jobs WHERE {UNFINISHED}) ORDER BY rowid"
-        ):
-            history.setdefault(job_id, []).append(HistoryEntry(JobStatus(s), at, r))
         jobs = []
+        older: dict[str, Job] = {}  # saved by an older head: the history is in its own table
         for row in rows:
-            job = self._job_from_row(row, with_history=False, specs=specs)
-            job.history = history.get(job.job_id, [])
-            job.history_saved = len(job.history)
+            job = self._job_from_row(row, with_history=True, specs=specs, table=False)
+            if job.history_saved < 0:
+                older[job.job_id] = job
             self._saved_status[job.job_id] = job.status.value
             jobs.append(job)
+        if older:
+            history: dict[str, list[HistoryEntry]] = {}
+            for job_id, s, at, r in self.db.execute(
+                "SELECT job_id, status, at, reason FROM job_history WHERE job_id IN "
+                f"(SELECT job_id FROM jobs WHERE {UNFINISHED}) ORDER BY rowid"
+            ):
+                if job_id in older:
+                    history.setdefault(job_id, []).append(HistoryEntry(JobStatus(s), at, r))
+            for job_id, job in older.items():
+                job.history = history.get(job_id, [])
+                job.history_saved = len(job.history)
         return jobs
 
     def query_jobs(self, query: JobQuery | None = None) -> list[Job]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -247,7 +248,7 @@ def test_array_parent_and_children_round_trip(store: Store) -> None:
         assert_same_job(fresh.load_job(c.job_id), c)
 
 
-def test_history_is_appended_incrementally(store: Store) -> None:
+def test_history_is_saved_with_the_job_each_entry_once(store: Store) -> None:
     job = make_job("j", S.SUBMITTED)
     save(store, job)
     assert job.history_saved == 1
@@ -267,10 +268,35 @@ def test_history_is_appended_incrementally(store: Store) -> None:
         HistoryEntry(S.STARTING, T0 + 2, None),
         HistoryEntry(S.RUNNING, T0 + 3, None),
     ]
-    assert store.history("j") == expected
-    assert reopen(store).history("j") == expected
-    loaded = store.load_job("j")
-    assert loaded is not None and loaded.status == S.RUNNING
+    for source in (store, reopen(store)):
+        loaded = source.load_job("j")
+        assert loaded is not None and loaded.history == expected
+    assert store.db.execute("SELECT count(*) FROM job_history").fetchone() == (0,)
+
+
+def test_an_older_heads_history_rows_still_load_and_move_into_the_job(store: Store) -> None:
+    """Heads before the history went into the job's document kept a row per entry."""
+    job = make_job("old", S.RUNNABLE)
+    save(store, job)
+    doc = json.loads(store.db.execute("SELECT doc FROM jobs WHERE job_id = 'old'").fetchone()[0])
+    del doc["history"]
+    with store.transaction():
+        store.db.execute("UPDATE jobs SET doc = ? WHERE job_id = 'old'", (json.dumps(doc),))
+        store.db.executemany("INSERT INTO job_history VALUES ('old', ?, ?, ?)",
+                             [(T0, "SUBMITTED", None), (T0 + 1, "RUNNABLE", "ready")])
+    again = reopen(store)
+    expected = [HistoryEntry(S.SUBMITTED, T0, None), HistoryEntry(S.RUNNABLE, T0 + 1, "ready")]
+    (active,) = again.load_active_jobs()
+    assert active.history == expected
+    loaded = again.load_job("old")
+    assert loaded is not None and loaded.history == expected
+    transition(active, S.STARTING, T0 + 2)
+    with again.transaction():
+        again.save_jobs([active])  # the whole history now goes with the job
+    again.db.execute("DELETE FROM job_history")
+    moved = reopen(again).load_job("old")
+    assert moved is not None
+    assert moved.history == [*expected, HistoryEntry(S.STARTING, T0 + 2, None)]
 
 
 def test_a_rolled_back_transaction_writes_nothing(store: Store) -> None:
