@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import socket
-import sys
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -158,8 +157,9 @@ def spawn_args(
     namespace ``name``, if any) as ``account`` (None: as the agent).
 
     With ``view``, the command sees the attempt's view of the node (private ``/tmp``, the
-    gang's ``ssh_config``, the node's CPUs: :mod:`launcher.mountns`, run as root right after
-    ``ip netns exec``, or first without a namespace: a host's root agent).
+    gang's ``ssh_config``, the node's CPUs: :mod:`launcher.mountns`), made as root in the child
+    Popen forks, before it execs ``ip netns exec`` (or, without a namespace, a host's root
+    agent, the command): a ``preexec_fn`` in the extra arguments.
 
     Entering a namespace needs the agent's root, so with both a namespace (or a view) and an
     account the ids are switched after it, by ``setpriv`` (util-linux) between ``ip netns exec``
@@ -169,13 +169,13 @@ def spawn_args(
     if name is None and view is None:
         return list(argv), account.popen_kwargs() if account is not None else {}
     prefix = [] if name is None else exec_prefix(name)
-    if view is not None:
-        # ends with "--": the rest of the argv (setpriv, the command) follows
-        prefix += mountns.argv(
-            sys.executable, [], view.tmp, view.keep, view.ssh_config, view.cpus, view.shared
+    extra: dict[str, Any] = {}
+    if view is not None:  # made in the forked child, before ip netns exec (mountns.preexec)
+        extra["preexec_fn"] = mountns.preexec(
+            view.tmp, view.keep, view.ssh_config, view.cpus, view.shared
         )
     if account is None:
-        return [*prefix, *argv], {}
+        return [*prefix, *argv], extra
     groups = ",".join(str(g) for g in account.groups)
     switch = [
         shutil.which("setpriv") or "setpriv",
@@ -184,4 +184,4 @@ def spawn_args(
         f"--groups={groups}" if groups else "--clear-groups",
         "--",
     ]
-    return [*prefix, *switch, *argv], {"umask": SWITCHED_UMASK}
+    return [*prefix, *switch, *argv], {**extra, "umask": SWITCHED_UMASK}

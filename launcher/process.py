@@ -327,8 +327,9 @@ def _spawn(
             stdin=subprocess.DEVNULL,
             stdout=fds[0],
             stderr=fds[-1],
-            # Own session (so a kill reaches the whole group), and no preexec_fn: Python
-            # code in the child would force fork() over vfork(), ~5x the cost per start.
+            # Own session (so a kill reaches the whole group). A preexec_fn (Python code in
+            # the child) forces fork() over vfork(), ~5x the cost per start: only an attempt
+            # with its own view of the node has one (launcher.mountns.preexec).
             # Processes a killed agent leaves behind carry MNP_NODE_ROOT, by which the
             # provider sweeps them up.
             start_new_session=True,

@@ -327,8 +327,8 @@ class NodeSshServer:
         try:
             netns = None if scope.container else self._netns
             argv, switch = spawn_args(argv, netns, user, _session_view(scope.view, command, env))
-            # No preexec_fn, so Popen can vfork (unless it switches ids); own session so a
-            # kill reaches the group.
+            # Popen can vfork unless it switches ids or makes the session's view (a
+            # preexec_fn); own session so a kill reaches the group.
             return subprocess.Popen(
                 argv,
                 env=env,

@@ -54,13 +54,69 @@ def test_named_tmp_paths_keep_their_deepest_existing_directory(tmp_path: Path) -
     assert len(tmp_dirs_named(many)) == MAX_KEPT
 
 
-def test_without_a_namespace_a_view_runs_through_the_mount_helper_alone() -> None:
-    """A host's root agent: its attempts' private /tmp and ssh_config, no ``ip netns exec``."""
+def test_without_a_namespace_a_view_is_made_in_the_child_alone() -> None:
+    """A host's root agent: its attempts' private /tmp and ssh_config, no ``ip netns exec``,
+    no helper to start: the child Popen forks makes the view before it execs the command."""
     view = View("/x/tmp", ("/tmp/a",), "/x/ssh_config")
     argv, extra = spawn_args(["true"], None, None, view)
-    assert argv == mountns.argv(sys.executable, ["true"], "/x/tmp", ["/tmp/a"], "/x/ssh_config")
-    assert extra == {}
+    assert argv == ["true"]
+    assert set(extra) == {"preexec_fn"} and callable(extra["preexec_fn"])
     assert spawn_args(["true"], None, None, None) == (["true"], {})
+
+
+def view_probe(tmp_path: Path) -> tuple[Path, Path, Path, str]:
+    """A private /tmp, a kept folder with a file in it, an ssh_config, and a shell line that
+    shows what a command sees of them."""
+    private = tmp_path / "private"
+    private.mkdir()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "seen").write_text("kept\n")
+    config = tmp_path / "ssh_config"
+    config.write_text("Host *\n    BatchMode yes\n")
+    probe = (
+        "echo made > /tmp/hostfile; ls -a /tmp | tr '\\n' ' '; echo; cat seen; "
+        "cat /etc/ssh/ssh_config; nproc; pwd"
+    )
+    return private, kept, config, probe
+
+
+def assert_view(done: subprocess.CompletedProcess[str], private: Path, kept: Path) -> None:
+    assert done.returncode == 0, done
+    listing, seen, *rest = done.stdout.splitlines()
+    # the attempt's own file, and the way to the kept path; nothing else of the machine's /tmp
+    top = kept.relative_to("/tmp").parts[0]
+    assert set(listing.split()) == {".", "..", "hostfile", top}, done.stdout
+    assert seen == "kept"  # the kept path, and the cwd in it, are reachable as before
+    if os.path.exists(mountns.SYSTEM_SSH_CONFIG):
+        assert rest[:2] == ["Host *", "    BatchMode yes"], done.stdout
+    assert rest[-2:] == ["1", str(kept)], done.stdout
+    assert (private / "hostfile").read_text() == "made\n"
+    assert not Path("/tmp/hostfile").exists() or Path("/tmp/hostfile").read_text() != "made\n"
+    assert "BatchMode yes" not in Path(mountns.SYSTEM_SSH_CONFIG).read_text(), "it leaked out"
+
+
+@root_only
+def test_the_view_made_in_the_child_is_the_helpers(tmp_path: Path) -> None:
+    """What the agent's attempts get: the view made between fork and exec, as the script
+    makes it (the next test)."""
+    private, kept, config, probe = view_probe(tmp_path)
+    cpu = min(os.sched_getaffinity(0))
+    view = View(str(private), (str(kept),), str(config), (cpu,))
+    argv, extra = spawn_args(["/bin/sh", "-c", probe], None, None, view)
+    done = subprocess.run(argv, cwd=kept, capture_output=True, text=True, timeout=30, **extra)
+    assert_view(done, private, kept)
+
+
+@root_only
+def test_a_view_that_cannot_be_made_fails_the_attempt_before_its_command(
+    tmp_path: Path,
+) -> None:
+    view = View(str(tmp_path / "missing"), (), None)
+    argv, extra = spawn_args(["/bin/sh", "-c", "echo ran"], None, None, view)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, **extra)
+    assert done.returncode == 126 and done.stdout == ""
+    assert done.stderr.startswith("mountns: ") and "missing" in done.stderr, done.stderr
 
 
 def test_the_helper_argv_carries_every_option_then_the_command() -> None:
@@ -84,34 +140,13 @@ def test_the_helper_refuses_a_call_without_tmp_or_command() -> None:
 def test_the_helper_gives_a_private_tmp_keeps_named_paths_binds_ssh_config_and_cpus(
     tmp_path: Path,
 ) -> None:
-    private = tmp_path / "private"
-    private.mkdir()
-    kept = tmp_path / "kept"
-    kept.mkdir()
-    (kept / "seen").write_text("kept\n")
-    config = tmp_path / "ssh_config"
-    config.write_text("Host *\n    BatchMode yes\n")
-    probe = (
-        "echo made > /tmp/hostfile; ls -a /tmp | tr '\\n' ' '; echo; cat seen; "
-        "cat /etc/ssh/ssh_config; nproc; pwd"
-    )
+    private, kept, config, probe = view_probe(tmp_path)
     cpu = min(os.sched_getaffinity(0))
     argv = mountns.argv(
         sys.executable, ["/bin/sh", "-c", probe], str(private), [str(kept)], str(config), [cpu]
     )
     done = subprocess.run(argv, cwd=kept, capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0, done
-    listing, seen, *rest = done.stdout.splitlines()
-    # the attempt's own file, and the way to the kept path; nothing else of the machine's /tmp
-    top = kept.relative_to("/tmp").parts[0]
-    assert set(listing.split()) == {".", "..", "hostfile", top}, done.stdout
-    assert seen == "kept"  # the kept path, and the cwd in it, are reachable as before
-    if os.path.exists(mountns.SYSTEM_SSH_CONFIG):
-        assert rest[:2] == ["Host *", "    BatchMode yes"], done.stdout
-    assert rest[-2:] == ["1", str(kept)], done.stdout
-    assert (private / "hostfile").read_text() == "made\n"
-    assert not Path("/tmp/hostfile").exists() or Path("/tmp/hostfile").read_text() != "made\n"
-    assert "BatchMode yes" not in Path(mountns.SYSTEM_SSH_CONFIG).read_text(), "it leaked out"
+    assert_view(done, private, kept)
 
 
 def test_the_jobs_software_under_tmp_stays_reachable(tmp_path: Path) -> None:
