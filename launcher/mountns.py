@@ -31,9 +31,14 @@ import sys
 from collections.abc import Callable, Sequence
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+MNT_DETACH = 2
+MS_RDONLY = 0x1
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000
+NETNS_DIR = "/run/netns"
+ETC_NETNS = "/etc/netns"
 SYSTEM_SSH_CONFIG = "/etc/ssh/ssh_config"
 
 
@@ -72,12 +77,17 @@ def _libc() -> ctypes.CDLL:
 
 def preexec(view_tmp: str, keep: Sequence[str], ssh_config: str | None,
             cpus: Sequence[int] = (), shared: tuple[str, str] | None = None,
-            ) -> Callable[[], None]:  # fmt: skip
+            netns: str | None = None) -> Callable[[], None]:  # fmt: skip
     """The same view, made by the child ``subprocess.Popen`` forks just before it execs the
     command (its ``preexec_fn``): what this script does, without an interpreter to start for
     every attempt. Here that start was most of an attempt's cost: about 12 ms of CPU (6 for
     the interpreter, 3 for ``ctypes``) against 0.7 for ``true``; the ``fork`` that Python code
     in the child needs instead of a ``vfork`` costs the agent about 1 ms.
+
+    With ``netns`` (a name under ``/run/netns``) the child first enters that network
+    namespace and, once in its own mount namespace, does what ``ip netns exec`` would: a
+    ``/sys`` of the namespace's own, and ``/etc/netns/<name>/*`` bound over ``/etc`` (the
+    nodes' ``hosts``). That saves ``ip``'s exec, 1.9 ms of CPU per attempt here.
 
     The child runs only system calls through the C library loaded here, in the parent. A
     failure writes the step to the attempt's stderr (already its log) and exits 126 before
@@ -87,7 +97,11 @@ def preexec(view_tmp: str, keep: Sequence[str], ssh_config: str | None,
 
     def in_child() -> None:
         try:
+            if netns is not None:
+                _enter_netns(netns)
             enter(view_tmp, keep, ssh_config, shared)
+            if netns is not None:
+                _netns_files(netns)
             if cpu_set:
                 os.sched_setaffinity(0, cpu_set)
         except OSError as exc:
@@ -150,6 +164,34 @@ def enter(
         os.chdir(cwd)  # the same path, now seen through the new view
     except OSError:
         os.chdir("/")
+
+
+def _enter_netns(name: str) -> None:
+    fd = os.open(os.path.join(NETNS_DIR, name), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _check(_libc().setns(fd, CLONE_NEWNET), f"setns({name})")
+    finally:
+        os.close(fd)
+
+
+def _netns_files(name: str) -> None:
+    """In the attempt's mount namespace, after :func:`_enter_netns`: ``/sys`` describing the
+    network namespace, and each file of ``/etc/netns/<name>`` over its ``/etc`` namesake, as
+    ``ip netns exec`` lays them out (a file that will not bind is passed over, as there)."""
+    libc = _libc()
+    flags = MS_RDONLY if os.statvfs("/sys").f_flag & os.ST_RDONLY else 0
+    libc.umount2(b"/sys", MNT_DETACH)  # nothing mounted there: the mount below still works
+    _check(libc.mount(name.encode(), b"/sys", b"sysfs", flags, None), "mount /sys")
+    folder = os.path.join(ETC_NETNS, name)
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return
+    for entry in names:
+        source, target = os.path.join(folder, entry), os.path.join("/etc", entry)
+        if libc.mount(source.encode(), target.encode(), None, MS_BIND, None) != 0:
+            err = ctypes.get_errno()
+            os.write(2, f"mountns: bind {source} -> {target}: {os.strerror(err)}\n".encode())
 
 
 def _on_mount(path: str, source: str, mount_path: str) -> str:

@@ -6,11 +6,12 @@ loopback — and puts into the node's namespace only what runs *on* the node:
 - listening sockets (the node's SSH endpoint on port 22 of its own address): a socket belongs
   to the namespace it was made in, for good, so :func:`socket_in` switches the calling thread
   into the node's namespace just for the ``socket()`` call and back;
-- processes (every attempt's, every SSH session's shell): :func:`exec_prefix` is the argv
-  prefix ``ip netns exec <namespace>`` which also bind-mounts the node's
-  ``/etc/netns/<namespace>/hosts`` over ``/etc/hosts``, so the other nodes' names resolve;
-  then, with a :class:`View`, :mod:`launcher.mountns` gives the attempt (and its gang's SSH
-  sessions) a private ``/tmp``, the gang's ``ssh_config`` and the node's share of the CPUs.
+- processes (every attempt's, every SSH session's shell): with a :class:`View`, the child
+  Popen forks enters the namespace and lays out the attempt's view
+  (:func:`launcher.mountns.preexec`): the node's ``/etc/netns/<namespace>/hosts`` over
+  ``/etc/hosts``, so the other nodes' names resolve, a private ``/tmp``, the gang's
+  ``ssh_config`` and the node's share of the CPUs; without one, :func:`exec_prefix` is the
+  argv prefix ``ip netns exec <namespace>``, which does the first of those.
 
 Python 3.11 has no ``os.setns``; libc's ``setns(2)`` is called through :mod:`ctypes`. Only the
 calling thread moves, and it moves back before :func:`socket_in` returns (also on error).
@@ -158,21 +159,26 @@ def spawn_args(
 
     With ``view``, the command sees the attempt's view of the node (private ``/tmp``, the
     gang's ``ssh_config``, the node's CPUs: :mod:`launcher.mountns`), made as root in the child
-    Popen forks, before it execs ``ip netns exec`` (or, without a namespace, a host's root
-    agent, the command): a ``preexec_fn`` in the extra arguments.
+    Popen forks, which also enters the namespace as ``ip netns exec`` would, before it execs
+    (a host's root agent has no namespace): a ``preexec_fn`` in the extra arguments.
 
     Entering a namespace needs the agent's root, so with both a namespace (or a view) and an
-    account the ids are switched after it, by ``setpriv`` (util-linux) between ``ip netns exec``
-    and the command, instead of by Popen; the umask (077) still comes from Popen and is
-    inherited. Every step execs, so the pid Popen returns is the command's.
+    account the ids are switched after it, by ``setpriv`` (util-linux) exec'd before the
+    command, instead of by Popen (which switches before the ``preexec_fn``); the umask (077)
+    still comes from Popen and is inherited. Every step execs, so the pid Popen returns is
+    the command's.
     """
     if name is None and view is None:
         return list(argv), account.popen_kwargs() if account is not None else {}
-    prefix = [] if name is None else exec_prefix(name)
     extra: dict[str, Any] = {}
-    if view is not None:  # made in the forked child, before ip netns exec (mountns.preexec)
+    if view is None:
+        prefix = exec_prefix(name)
+    else:  # the namespace entered and the view made in the forked child (mountns.preexec)
+        if name is not None:
+            check_namespace(name)
+        prefix = []
         extra["preexec_fn"] = mountns.preexec(
-            view.tmp, view.keep, view.ssh_config, view.cpus, view.shared
+            view.tmp, view.keep, view.ssh_config, view.cpus, view.shared, netns=name
         )
     if account is None:
         return [*prefix, *argv], extra

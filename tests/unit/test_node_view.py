@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,41 @@ def test_the_view_made_in_the_child_is_the_helpers(tmp_path: Path) -> None:
     argv, extra = spawn_args(["/bin/sh", "-c", probe], None, None, view)
     done = subprocess.run(argv, cwd=kept, capture_output=True, text=True, timeout=30, **extra)
     assert_view(done, private, kept)
+
+
+@pytest.fixture
+def namespace() -> Iterator[str]:
+    """A network namespace of mnp's naming with an ``/etc/netns`` hosts file (removed after,
+    also on failure)."""
+    name = f"mnp-t{os.getpid() % 10_000}-view"
+    etc = Path("/etc/netns") / name
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        etc.mkdir(parents=True)
+        (etc / "hosts").write_text("10.9.9.9 peer-node\n")
+        yield name
+    finally:
+        shutil.rmtree(etc, ignore_errors=True)
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@root_only
+def test_the_child_enters_the_namespace_as_ip_netns_exec_would(
+    tmp_path: Path, namespace: str
+) -> None:
+    """What an attempt on a namespace node sees, made between fork and exec: the node's
+    interfaces (only ``lo`` here), its ``/sys``, its hosts file, and the private ``/tmp``."""
+    private = tmp_path / "private"
+    private.mkdir()
+    probe = "ls /sys/class/net; cat /etc/hosts; echo x > /tmp/mine; ls /tmp"
+    argv, extra = spawn_args(["/bin/sh", "-c", probe], namespace, None,
+                             View(str(private), (), None))  # fmt: skip
+    assert argv == ["/bin/sh", "-c", probe]  # no ip, no helper: the child did it all
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, **extra)
+    assert done.returncode == 0 and done.stderr == "", done
+    assert done.stdout.split() == ["lo", "10.9.9.9", "peer-node", "mine"], done.stdout
+    assert (private / "mine").read_text() == "x\n"
+    assert "peer-node" not in Path("/etc/hosts").read_text()  # nothing leaked to the machine
 
 
 @root_only
