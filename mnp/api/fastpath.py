@@ -36,7 +36,7 @@ from typing import Any
 import httptools
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Match, Route
 from uvicorn.protocols.http.httptools_impl import (
     HEADER_RE,
@@ -54,6 +54,10 @@ Observe = Callable[[str, float], None]
 CACHE_LIMIT = 512
 """Request lines remembered by :class:`FastRoutes` (the set is emptied when full: paths come
 from clients)."""
+BODY_LIMIT = 64 * 1024 * 1024
+"""The most body a request served here may send (an agent's report, the largest the hot
+routes take, may be this big; a submission is 2 MiB at most): past it the connection is
+answered 413 and closed, not read on into memory."""
 
 
 class FastRoutes:
@@ -63,9 +67,11 @@ class FastRoutes:
     Routing is the app's own: its routes are tried in its order and the first full match
     decides, so a request a route before a hot one would take still goes to that one."""
 
-    def __init__(self, app: Starlette, hot: Collection[str], observe: Observe | None = None):
+    def __init__(self, app: Starlette, hot: Collection[str], observe: Observe | None = None,
+                 body_limit: int = BODY_LIMIT):  # fmt: skip
         self.app = app
         self.observe = observe
+        self.body_limit = body_limit
         self._routes = list(app.router.routes)
         hot_routes = [r for r in self._routes if isinstance(r, Route) and r.path in hot]
         self._hot = {id(r) for r in hot_routes}
@@ -107,6 +113,7 @@ class _Pending:
     endpoint: Endpoint
     keep_alive: bool
     body: list[bytes] = field(default_factory=list)
+    size: int = 0
 
 
 class FastProtocol(HttpToolsProtocol):
@@ -140,6 +147,11 @@ class FastProtocol(HttpToolsProtocol):
         if fast is None:
             super().on_body(body)
         elif isinstance(fast, _Pending):
+            fast.size += len(body)
+            if fast.size > self.routes.body_limit:
+                self._fast = DISCARD  # the rest of what was read is dropped; nothing more is
+                self._too_large(fast)
+                return
             fast.body.append(body)
 
     def on_message_complete(self) -> None:
@@ -189,6 +201,16 @@ class FastProtocol(HttpToolsProtocol):
         extra["endpoint"] = endpoint
         extra["path_params"] = dict(params)
         return _Pending(endpoint, keep_alive=version != "1.0" and parser.should_keep_alive())
+
+    def _too_large(self, fast: _Pending) -> None:
+        limit = self.routes.body_limit
+        answer = JSONResponse(
+            {"__type": "ClientException",
+             "message": f"request body must be at most {limit} bytes"},
+            status_code=413,
+        )  # fmt: skip
+        fast.keep_alive = False
+        self._answer(answer, fast, self.scope["path"], time.perf_counter())
 
     def _serve(self, fast: _Pending) -> None:
         start = time.perf_counter()

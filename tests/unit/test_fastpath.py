@@ -24,6 +24,8 @@ from mnp.api.fastpath import CACHE_LIMIT, FastRoutes, fast_protocol
 from mnp.head import bind
 
 DEADLINE_S = 10.0
+LIMIT = 64 * 1024
+"""The served routes' body limit in these tests (the head's is 64 MiB)."""
 
 
 async def echo(request: Request) -> Response:
@@ -83,7 +85,7 @@ def server() -> Iterator[Server]:
         Route("/bad-header", bad_header, methods=["POST"]),
     ])  # fmt: skip
     routes = FastRoutes(app, {"/hot/{name}", "/wait", "/boom", "/bad-header"},
-                        lambda path, _s: srv.observed.append(path))  # fmt: skip
+                        lambda path, _s: srv.observed.append(path), body_limit=LIMIT)  # fmt: skip
     config = uvicorn.Config(app, log_level="critical", access_log=False,
                             http=fast_protocol(routes), lifespan="off")  # fmt: skip
     userver = uvicorn.Server(config)
@@ -244,6 +246,23 @@ def test_a_header_that_would_split_the_answer_is_never_sent(server: Server) -> N
     with raw(server.port, post("/bad-header", b"v\r\nx-evil: 1")) as s:
         (answer,), _ = read_answers(s, 1)
     assert answer[0] == 500 and "x-evil" not in answer[1] and "x-given" not in answer[1]
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_past_the_limit_is_refused_and_not_read_on(server: Server, chunked: bool) -> None:
+    big = b"x" * (LIMIT + 1)
+    if chunked:
+        data = (b"POST /hot/big HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n"
+                + b"%x\r\n" % len(big) + big + b"\r\n0\r\n\r\n")  # fmt: skip
+    else:
+        data = post("/hot/big", big)
+    with raw(server.port, data) as s:
+        (answer,), rest = read_answers(s, 1)
+        assert answer[0] == 413 and answer[1]["connection"] == "close"
+        assert json.loads(answer[2])["__type"] == "ClientException"
+        assert rest == b"" and s.recv(1) == b""
+    with httpx.Client(base_url=server.url) as c:  # a body at the limit is served
+        assert c.post("/hot/ok", content=b"y" * LIMIT).json()["body"] == "y" * LIMIT
 
 
 def test_the_apps_own_routing_decides(server: Server) -> None:
