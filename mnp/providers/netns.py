@@ -226,9 +226,12 @@ class Network:
             self._write_hosts()
 
     def destroy(self) -> None:
-        """Remove every namespace and hosts file of this tag, known here or left by a crash."""
+        """Remove every namespace and hosts file of this tag, known here or left by a crash
+        (also a hosts folder whose namespace is gone already)."""
         prefix = f"mnp-{self.tag}-"
         names = {p.name for p in NETNS_DIR.glob(prefix + "*")} if NETNS_DIR.is_dir() else set()
+        if HOSTS_ROOT.is_dir():
+            names |= {p.name for p in HOSTS_ROOT.glob(prefix + "*")}
         names |= {n.namespace for n in self.nodes.values()}
         for ns in [*sorted(names - {self.hub}), self.hub]:
             _delete_namespace(ns)

@@ -91,6 +91,9 @@ def test_destroy_removes_what_a_crashed_run_of_the_same_tag_left() -> None:
     tag = f"c{os.getpid() % 100000}"
     crashed = Network(tag).create()
     crashed.add_node("left-behind")
+    orphan = Path("/etc/netns") / f"mnp-{tag}-gone"  # a hosts folder whose namespace went
+    orphan.mkdir(parents=True)
+    (orphan / "hosts").write_text("127.0.0.1\tlocalhost\n")
     again = Network(tag)  # a new run knows nothing of the old one's nodes
     try:
         again.create()
@@ -98,6 +101,7 @@ def test_destroy_removes_what_a_crashed_run_of_the_same_tag_left() -> None:
     finally:
         again.destroy()
     assert _ours(tag) == []
+    assert sorted(p.name for p in Path("/etc/netns").glob(f"mnp-{tag}-*")) == []
 
 
 def test_bad_names_and_addresses_are_refused_before_anything_is_made(network: Network) -> None:
