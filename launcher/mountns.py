@@ -68,7 +68,9 @@ def argv(
 _LIBC: ctypes.CDLL | None = None
 
 
-def _libc() -> ctypes.CDLL:
+def load_libc() -> ctypes.CDLL:
+    """The C library, loaded once: ``mount``, ``unshare`` and ``setns``, which Python 3.11's
+    :mod:`os` lacks (also :mod:`launcher.netns`'s)."""
     global _LIBC
     if _LIBC is None:
         _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -92,7 +94,7 @@ def preexec(view_tmp: str, keep: Sequence[str], ssh_config: str | None,
     The child runs only system calls through the C library loaded here, in the parent. A
     failure writes the step to the attempt's stderr (already its log) and exits 126 before
     the command, as the script does."""
-    _libc()
+    load_libc()
     cpu_set = {int(c) for c in cpus}
 
     def in_child() -> None:
@@ -126,7 +128,7 @@ def enter(
     tmp: str, keep: Sequence[str], ssh_config: str | None, shared: tuple[str, str] | None = None
 ) -> None:
     """Make the calling process's mount namespace and lay out its view (module docstring)."""
-    libc = _libc()
+    libc = load_libc()
     _check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     _mount(libc, None, "/", MS_REC | MS_PRIVATE, "make / private")
     cwd = os.getcwd()
@@ -169,7 +171,7 @@ def enter(
 def _enter_netns(name: str) -> None:
     fd = os.open(os.path.join(NETNS_DIR, name), os.O_RDONLY | os.O_CLOEXEC)
     try:
-        _check(_libc().setns(fd, CLONE_NEWNET), f"setns({name})")
+        _check(load_libc().setns(fd, CLONE_NEWNET), f"setns({name})")
     finally:
         os.close(fd)
 
@@ -178,7 +180,7 @@ def _netns_files(name: str) -> None:
     """In the attempt's mount namespace, after :func:`_enter_netns`: ``/sys`` describing the
     network namespace, and each file of ``/etc/netns/<name>`` over its ``/etc`` namesake, as
     ``ip netns exec`` lays them out (a file that will not bind is passed over, as there)."""
-    libc = _libc()
+    libc = load_libc()
     flags = MS_RDONLY if os.statvfs("/sys").f_flag & os.ST_RDONLY else 0
     libc.umount2(b"/sys", MNT_DETACH)  # nothing mounted there: the mount below still works
     _check(libc.mount(name.encode(), b"/sys", b"sysfs", flags, None), "mount /sys")

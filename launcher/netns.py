@@ -20,7 +20,6 @@ calling thread moves, and it moves back before :func:`socket_in` returns (also o
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import re
 import shutil
@@ -35,8 +34,7 @@ from typing import Any
 from launcher import mountns
 from launcher.accounts import SWITCHED_UMASK, Account
 
-NETNS_DIR = Path("/run/netns")
-CLONE_NEWNET = 0x40000000
+NETNS_DIR = Path(mountns.NETNS_DIR)
 NAMESPACE_RE = re.compile(r"mnp-[a-z0-9]{1,8}-[a-z0-9][a-z0-9-]{0,39}")
 
 
@@ -55,8 +53,7 @@ def check_namespace(name: str) -> Path:
 
 
 def _setns(fd: int) -> None:
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    if libc.setns(fd, CLONE_NEWNET) != 0:
+    if mountns.load_libc().setns(fd, mountns.CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         raise NetnsUnavailable(err, f"setns: {os.strerror(err)}")
 
