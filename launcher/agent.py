@@ -470,7 +470,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("asyncssh").setLevel(logging.WARNING)  # several lines per connection
     secret_env = (TOKEN_ENV, JOIN_TOKEN_ENV)  # jobs never see the agent's credentials
     env = {k: v for k, v in os.environ.items() if k not in secret_env}
-    return asyncio.run(_serve(Agent(options, env=env)))
+    agent = Agent(options, env=env)
+    try:
+        import uvloop  # the head's event loop, in C: a fifth of a short job's agent CPU
+    except ImportError:  # an SSH host's bundle carries none: plain asyncio works as well
+        return asyncio.run(_serve(agent))
+    return uvloop.run(_serve(agent))
 
 
 __all__ = ["Agent", "AgentOptions", "main", "parse_args"]

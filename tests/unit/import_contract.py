@@ -87,7 +87,7 @@ THIRD_PARTY: dict[str, set[str]] = {
     "mnp.cli": {"click", "rich", "httpx"},
     "mnp": set(),
     "mnp.__main__": set(),
-    "launcher": {"asyncssh", "docker"},
+    "launcher": {"asyncssh", "docker", "uvloop"},  # uvloop if installed (SSH bundles: none)
     "launcher.wire": set(),
     "launcher.srun": set(),
     "launcher.srun_task": set(),
