@@ -201,6 +201,22 @@ class StreamLog:
         message = raw.decode("utf-8", "replace")
         return LogEvent(self.time(step.which, step.index), message, step.which, step.index)
 
+    def seek(self, ts: int) -> Position:
+        """The cut before the first line at or after ``ts`` (each file's times never go
+        back, so every line before the cut is earlier): where :meth:`forward` reads on from
+        to skip what came before ``ts`` unread."""
+        return self._first_at(0, ts), self._first_at(1, ts)
+
+    def _first_at(self, which: int, ts: int) -> int:
+        lo, hi = 0, self.counts[which]
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.time(which, mid) < ts:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
     def forward(self, pos: Position) -> Iterator[Step]:
         i, j = self.clamp(pos)
         n_out, n_err = self.counts

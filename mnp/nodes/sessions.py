@@ -381,6 +381,19 @@ class NodeSessions:
         except OSError:
             self._appenders.drop(key)
             raise
+        if data:
+            self._saw_output(job_id, attempt)
+
+    def _saw_output(self, job_id: str, number: int) -> None:
+        """Note that the attempt has output: in the attempt (saved with its job), or, for a
+        job that has ended (its late output), straight in the store's stream index."""
+        job = self.s.active.get(job_id)
+        if job is None:
+            self.s.store.stream_has_output(job_id, number)
+            return
+        for attempt in job.attempts:
+            if attempt.number == number:
+                attempt.output = True
 
 
 LOG_HANDLES = 64

@@ -72,6 +72,7 @@ def new_attempt(job: Job, node: Node, now: int) -> Attempt:
         compute_environment=node.compute_environment,
         log_stream_name=stream,
         placed_at=now,
+        output=False,
     )
 
 

@@ -10,6 +10,7 @@ node's event loop.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from mnp.scheduler.state import HeadState
 from mnp.service.jobrefs import resolve_job_ref
 from mnp.service.users import Caller
 from mnp.spec.jobs import Job
-from mnp.store.streams import StreamRef, TimeKey
+from mnp.store.streams import PlaceKey, StreamRef, TimeKey
 
 __all__ = ["LogReader", "StreamRef", "TimeKey"]  # what the reader returns, for the API's types
 
@@ -60,6 +61,37 @@ class LogReader:
         return self._state.store.find_streams(
             prefix=prefix, after=after, descending=descending, limit=limit, during=during
         )
+
+    def streams_placed(
+        self, *, prefix: str = "", since: int | None = None, before: int | None = None
+    ) -> Iterator[StreamRef]:
+        """The streams whose name starts with ``prefix`` that may have grown at or after
+        ``since`` (None: all) and were placed before ``before`` (None: any time), in order of
+        placement (then name), read from the store in chunks as the caller goes on.
+
+        Those are the running streams and the streams placed since ``since`` less the longest
+        time any stream has run (:attr:`~mnp.store.sqlite.Store.longest_stream_ms`) that had
+        not ended before ``since``: a search from a time costs the streams of its span, not
+        every stream there ever was, and one that stops early reads no further."""
+        store = self._state.store
+        placed_from = None if since is None else since - store.longest_stream_ms
+        if placed_from is not None:  # running since before the span: the running work
+            early = [
+                r for r in store.open_streams()
+                if r.created_at < placed_from and r.name.startswith(prefix)
+                and (before is None or r.created_at < before)
+            ]  # fmt: skip
+            yield from sorted(early, key=lambda r: (r.created_at, r.name))
+        after: PlaceKey | None = None
+        while True:
+            chunk = store.placed_streams(
+                prefix=prefix, placed_from=placed_from, placed_before=before,
+                ended_since=since, after=after, limit=CHUNK,
+            )  # fmt: skip
+            yield from chunk
+            if len(chunk) < CHUNK:
+                return
+            after = (chunk[-1].created_at, chunk[-1].name)
 
     def by_last_event(
         self, *, past: TimeKey | None = None, descending: bool = False, limit: int = 50
@@ -150,6 +182,14 @@ class _OwnStreams(LogReader):
                 break
             after = chunk[-1].name
         return mine if limit is None else mine[:limit]
+
+    def streams_placed(
+        self, *, prefix: str = "", since: int | None = None, before: int | None = None
+    ) -> Iterator[StreamRef]:
+        """As :meth:`LogReader.streams_placed`, others' streams left out."""
+        for ref in super().streams_placed(prefix=prefix, since=since, before=before):
+            if self._mine(ref):
+                yield ref
 
     def by_last_event(
         self, *, past: TimeKey | None = None, descending: bool = False, limit: int = 50

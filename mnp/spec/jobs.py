@@ -57,11 +57,17 @@ class Attempt:
     requeued: str | None = None
     """Set when the attempt was asked to end so that the job runs again (Slurm's ``scontrol
     requeue``): the reason. Such an attempt does not count against the retry strategy."""
+    output: bool | None = None
+    """Whether any of its output reached the head (None: not known, as for an attempt an
+    older head stored, or one that ran on across a restart): a FilterLogEvents over the log
+    group opens no stream that ended with none."""
 
     def to_doc(self) -> dict[str, Any]:
         doc = self._doc()
         if self.requeued is not None:
             doc["requeued"] = self.requeued
+        if self.output is not None:
+            doc["output"] = self.output
         return doc
 
     def _doc(self) -> dict[str, Any]:

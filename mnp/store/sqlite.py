@@ -189,8 +189,12 @@ class Store:
         _narrow_parent_index(self.db)
         _add_number_ends(self.db)
         streams.migrate(self.db, backfilled=new_index)
+        streams.add_output(self.db)
         self.db.executescript(INDEXES + streams.INDEXES)
         self._next_number = self._read_next_number()
+        self._longest_stream = self._read_longest_stream()
+        """The longest placement-to-end time of an ended stream (never less: a rolled-back
+        write may leave it longer, which only widens a FilterLogEvents search)."""
         """The first job number not given out (:meth:`allocate_number`); a rolled-back write
         gives its numbers back."""
         self._specs: dict[str, JobSpec] = {}
@@ -474,17 +478,23 @@ class Store:
         saved = self._saved_status
         stream_rows = []
         ended_rows = []
+        longest = 0
         for j in jobs:
             self._note_key(j)
             if j.attempts and not j.is_mnp_parent:
                 ended = j.status.value in streams.TERMINAL
                 a = j.attempts[-1]
                 end = streams.ended_at(a.stopped_at, j.stopped_at, ended, a.placed_at)
-                stream_rows.append((a.log_stream_name, j.job_id, a.number, a.placed_at, end))
+                stream_rows.append((a.log_stream_name, j.job_id, a.number, a.placed_at, end,
+                                    streams.flag(a.output)))  # fmt: skip
+                if end is not None:
+                    longest = max(longest, end - a.placed_at)
                 if len(j.attempts) > 1:  # a retry: the attempt before may have ended unsaved
                     a = j.attempts[-2]
                     end = streams.ended_at(a.stopped_at, j.stopped_at, True, a.placed_at)
-                    ended_rows.append((end, a.log_stream_name, j.job_id))
+                    ended_rows.append((end, streams.flag(a.output), a.log_stream_name, j.job_id))
+                    if end is not None:
+                        longest = max(longest, end - a.placed_at)
             spec = j.spec
             status = j.status.value
             if saved.get(j.job_id) == status:
@@ -519,6 +529,9 @@ class Store:
             self.db.executemany(streams.INSERT, stream_rows)
         if ended_rows:
             self.db.executemany(streams.END, ended_rows)
+        if longest > self._longest_stream:  # rarely: a row only when the record is beaten
+            self._longest_stream = longest
+            self.set_meta(streams.LONGEST_KEY, str(longest))
 
     def _note_key(self, job: Job) -> None:
         if job.gang_state.key is not None:
@@ -628,6 +641,9 @@ class Store:
             if job.history_saved < 0:
                 older[job.job_id] = job
             self._saved_status[job.job_id] = job.status.value
+            for attempt in job.attempts:  # output may have come after the last save
+                if attempt.output is False:
+                    attempt.output = None
             jobs.append(job)
         if older:
             history: dict[str, list[HistoryEntry]] = {}
@@ -710,6 +726,39 @@ class Store:
     def open_streams(self) -> list[StreamRef]:
         """The streams whose attempts have not ended."""
         return streams.open_streams(self.db)
+
+    def placed_streams(
+        self,
+        *,
+        prefix: str = "",
+        placed_from: int | None = None,
+        placed_before: int | None = None,
+        ended_since: int | None = None,
+        after: streams.PlaceKey | None = None,
+        limit: int = 200,
+    ) -> list[StreamRef]:
+        """Streams in placement order (see :func:`mnp.store.streams.placed_streams`)."""
+        return streams.placed_streams(
+            self.db, prefix=prefix, placed_from=placed_from, placed_before=placed_before,
+            ended_since=ended_since, after=after, limit=limit,
+        )  # fmt: skip
+
+    def stream_has_output(self, job_id: str, attempt: int) -> None:
+        """Late output of an ended job's attempt: its stream is no longer an empty one."""
+        self.db.execute(streams.OUTPUT, (job_id, attempt))
+
+    @property
+    def longest_stream_ms(self) -> int:
+        """The longest any ended stream took from placement to its end (0: none yet)."""
+        return self._longest_stream
+
+    def _read_longest_stream(self) -> int:
+        kept = self.get_meta(streams.LONGEST_KEY)
+        if kept is not None and kept.isdigit():
+            return int(kept)
+        longest = streams.longest_ms(self.db)  # an older store: one pass, once
+        self.set_meta(streams.LONGEST_KEY, str(longest))
+        return longest
 
 
 _NODE_SEEN = (

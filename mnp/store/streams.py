@@ -22,12 +22,13 @@ from mnp.spec.states import TERMINAL_STATUSES
 TABLE = """
 CREATE TABLE IF NOT EXISTS log_streams (
     name TEXT PRIMARY KEY, job_id TEXT NOT NULL, attempt INTEGER NOT NULL,
-    created_at INTEGER NOT NULL, ended_at INTEGER);
+    created_at INTEGER NOT NULL, ended_at INTEGER, output INTEGER);
 """
 INDEXES = """
 CREATE INDEX IF NOT EXISTS log_streams_ended ON log_streams (ended_at, name)
     WHERE ended_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS log_streams_open ON log_streams (name) WHERE ended_at IS NULL;
+CREATE INDEX IF NOT EXISTS log_streams_placed ON log_streams (created_at, name);
 """
 """Created after :func:`migrate` (an older store's table gains ``ended_at`` first)."""
 BACKFILL = """
@@ -38,14 +39,22 @@ FROM jobs j, json_each(j.doc, '$.attempts') a
 ORDER BY instr(j.job_id, '#') = 0
 """
 INSERT = """
-INSERT INTO log_streams (name, job_id, attempt, created_at, ended_at) VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (name) DO UPDATE SET ended_at = excluded.ended_at
-WHERE log_streams.job_id = excluded.job_id AND log_streams.ended_at IS NOT excluded.ended_at
+INSERT INTO log_streams (name, job_id, attempt, created_at, ended_at, output)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET ended_at = excluded.ended_at, output = excluded.output
+WHERE log_streams.job_id = excluded.job_id AND (log_streams.ended_at IS NOT excluded.ended_at
+      OR log_streams.output IS NOT excluded.output)
 """
-"""A stream's row, its end time updated when the attempt ends (only by its own job: a
-multi-node parent repeating its node's name changes nothing)."""
-END = "UPDATE log_streams SET ended_at = ? WHERE name = ? AND job_id = ? AND ended_at IS NULL"
+"""A stream's row, its end time and whether it has output updated as the attempt goes on
+(only by its own job: a multi-node parent repeating its node's name changes nothing).
+``output``: 1 some reached the head, 0 none, NULL not known
+(:attr:`mnp.spec.jobs.Attempt.output`)."""
+END = """
+UPDATE log_streams SET ended_at = ?, output = ? WHERE name = ? AND job_id = ? AND ended_at IS NULL
+"""
 """An earlier attempt's stream ends (a retry's attempt replaced it before it was saved)."""
+OUTPUT = "UPDATE log_streams SET output = 1 WHERE job_id = ? AND attempt = ? AND output = 0"
+"""Late output of an attempt whose job has ended (and was saved as having none)."""
 ENDED = f"""
 (SELECT coalesce(json_extract(a.value, '$.stopped_at'),
                  CASE WHEN j.status IN {tuple(sorted(TERMINAL_STATUSES))!r}
@@ -107,6 +116,17 @@ def migrate(db: sqlite3.Connection, backfilled: bool) -> None:
     except BaseException:
         db.execute("ROLLBACK")
         raise
+
+
+def add_output(db: sqlite3.Connection) -> None:
+    """An older store's index gains ``output``: NULL (not known) for every stream it has."""
+    if "output" not in {row[1] for row in db.execute("PRAGMA table_info(log_streams)")}:
+        db.execute("ALTER TABLE log_streams ADD COLUMN output INTEGER")
+
+
+def flag(output: bool | None) -> int | None:
+    """:attr:`mnp.spec.jobs.Attempt.output` as the ``output`` column holds it."""
+    return None if output is None else int(output)
 
 
 def has_table(db: sqlite3.Connection) -> bool:
@@ -198,6 +218,61 @@ def ended_streams(
         if len(out) >= limit:
             break
     return out
+
+
+LONGEST_KEY = "log_stream_longest_ms"
+"""The meta row holding the longest time any ended stream took from placement to end."""
+
+
+def longest_ms(db: sqlite3.Connection) -> int:
+    """The longest placement-to-end time of the ended streams (one pass over the table: an
+    older store's, once; the store keeps it in :data:`LONGEST_KEY` from then on)."""
+    row = db.execute(
+        "SELECT coalesce(max(ended_at - created_at), 0) FROM log_streams WHERE ended_at IS NOT NULL"
+    ).fetchone()
+    return max(0, int(row[0]))
+
+
+PlaceKey = tuple[int, str]
+"""A stream's place in placement order: (placement time, name)."""
+
+
+def placed_streams(
+    db: sqlite3.Connection,
+    *,
+    prefix: str,
+    placed_from: int | None,
+    placed_before: int | None,
+    ended_since: int | None,
+    after: PlaceKey | None,
+    limit: int,
+) -> list[StreamRef]:
+    """Up to ``limit`` streams in placement order past ``after``, placed in
+    ``[placed_from, placed_before)`` (None: open), not ended before ``ended_since`` nor ended
+    without output: one range of the placement index, whatever the number of streams."""
+    where: list[str] = []
+    args: list[Any] = []
+    if placed_from is not None:
+        where.append("s.created_at >= ?")
+        args.append(placed_from)
+    if placed_before is not None:
+        where.append("s.created_at < ?")
+        args.append(placed_before)
+    if ended_since is not None:
+        where.append("(s.ended_at IS NULL OR s.ended_at >= ?)")
+        args.append(ended_since)
+    where.append("(s.ended_at IS NULL OR s.output IS NOT 0)")  # ended with no output: empty
+    if prefix:
+        where.append("s.name >= ? AND s.name < ?")
+        args += [prefix, prefix + chr(0x10FFFF)]
+    if after is not None:
+        where.append("(s.created_at, s.name) > (?, ?)")
+        args += list(after)
+    sql = (
+        _SELECT + (" WHERE " + " AND ".join(where) if where else "")
+        + f" ORDER BY s.created_at, s.name LIMIT {int(limit)}"
+    )  # fmt: skip
+    return [StreamRef(*row) for row in db.execute(sql, args)]
 
 
 def open_streams(db: sqlite3.Connection) -> list[StreamRef]:

@@ -141,36 +141,86 @@ EventKey = tuple[int, str, int, int]
 """(timestamp, stream name, which file, line): FilterLogEvents' order across streams."""
 
 
+SCAN_BUDGET = 100_000
+"""Events a FilterLogEvents call looks at and streams it opens, at most (once it has looked at
+one event, so every call gets on): past it the page ends where the search stopped, with a
+``nextToken`` to go on from there, full or not (as CloudWatch's may end with fewer events
+than asked for, even none)."""
+
+
 def _keyed(
-    stream: StreamLog, name: str, k: int, start: int | None, end: int | None, after: EventKey | None
-) -> Iterator[tuple[EventKey, int, Step]]:
-    for step in stream.forward((0, 0)):
+    stream: StreamLog, name: str, end: int | None, floor: int | None, after: EventKey | None
+) -> Iterator[tuple[EventKey, Step]]:
+    """The stream's events from ``floor`` (None: its first) to before ``end``, past ``after``,
+    each with its place in the merged order; what lies before ``floor`` is skipped unread."""
+    for step in stream.forward((0, 0) if floor is None else stream.seek(floor)):
         ts = stream.time(step.which, step.index)
         if end is not None and ts >= end:
             return
         key = (ts, name, step.which, step.index)
-        if (start is None or ts >= start) and (after is None or key > after):
-            yield key, k, step
+        if after is None or key > after:
+            yield key, step
 
 
-def _filtered_streams(reader: LogReader, body: JSON) -> list[StreamRef]:
-    """The streams named (``logStreamNames``, unknown ones skipped) or matching the prefix."""
+def _merged(
+    reader: LogReader,
+    refs: Iterator[StreamRef],
+    end: int | None,
+    floor: int | None,
+    after: EventKey | None,
+    opened: list[int],
+) -> Iterator[tuple[EventKey, StreamLog, Step]]:
+    """The events of ``refs`` (in placement order) in :data:`EventKey` order. A stream is
+    opened only once the merge reaches its placement less :data:`CLOCK_SKEW_MS` (no event of
+    it can come earlier), so a page that ends early never opens the streams after it.
+    ``opened[0]`` counts the streams opened."""
+    heap: list[tuple[EventKey, int, Step, Iterator[tuple[EventKey, Step]], StreamLog]] = []
+    pending = next(refs, None)
+    while True:
+        if pending is not None and (
+            not heap or pending.created_at - CLOCK_SKEW_MS <= heap[0][0][0]
+        ):
+            stream = reader.open_stream(pending)
+            events = _keyed(stream, pending.name, end, floor, after)
+            first = next(events, None)
+            if first is not None:
+                heapq.heappush(heap, (first[0], opened[0], first[1], events, stream))
+            opened[0] += 1
+            pending = next(refs, None)
+            continue
+        if not heap:
+            return
+        key, k, step, events, stream = heap[0]
+        yield key, stream, step
+        following = next(events, None)
+        if following is None:
+            heapq.heappop(heap)
+        else:
+            heapq.heapreplace(heap, (following[0], k, following[1], events, stream))
+
+
+def _filtered_streams(
+    reader: LogReader, body: JSON, since: int | None, end: int | None
+) -> Iterator[StreamRef]:
+    """The streams named (``logStreamNames``, unknown ones skipped) or matching the prefix,
+    in placement order; for a prefix only those that may hold events from ``since`` on and
+    before ``end`` (a node's clock may be :data:`CLOCK_SKEW_MS` off the head's)."""
     names = body.get("logStreamNames")
     prefix = str_field(body, "logStreamNamePrefix")
-    if names is None:  # a time window skips the streams that ran outside it, unopened
-        start, end = int_field(body, "startTime"), int_field(body, "endTime")
-        during = (
-            None if start is None else start - CLOCK_SKEW_MS,
-            None if end is None else end + CLOCK_SKEW_MS,
+    if names is None:
+        return reader.streams_placed(
+            prefix=prefix or "",
+            since=None if since is None else since - CLOCK_SKEW_MS,
+            before=None if end is None else end + CLOCK_SKEW_MS,
         )
-        return reader.find_streams(prefix=prefix or "", during=during)
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise constraint("logStreamNames", names, "Member must be a list of strings")
     if not 1 <= len(names) <= 100:
         raise constraint("logStreamNames", names, "Member must have length 1 to 100")
     if prefix is not None:
         raise invalid("logStreamNames and logStreamNamePrefix are mutually exclusive.")
-    return [r for n in dict.fromkeys(names) if (r := reader.find_stream(n)) is not None]
+    refs = [r for n in dict.fromkeys(names) if (r := reader.find_stream(n)) is not None]
+    return iter(sorted(refs, key=lambda r: (r.created_at, r.name)))
 
 
 def _resume_after(body: JSON) -> EventKey | None:
@@ -187,40 +237,42 @@ def _resume_after(body: JSON) -> EventKey | None:
 
 def filter_log_events(reader: LogReader, body: JSON) -> JSON:
     check_group(body)
-    refs = _filtered_streams(reader, body)
     start, end = int_field(body, "startTime"), int_field(body, "endTime")
     match = compile_pattern(str_field(body, "filterPattern") or "")
     limit = int_field(body, "limit", 1, MAX_EVENTS) or MAX_EVENTS
     after = _resume_after(body)
-    streams = [reader.open_stream(r) for r in refs]
-    merged = heapq.merge(
-        *(_keyed(streams[k], r.name, k, start, end, after) for k, r in enumerate(refs)),
-        key=lambda item: item[0],
-    )
+    floors = [t for t in (start, after[0] if after is not None else None) if t is not None]
+    floor = max(floors) if floors else None
+    refs = _filtered_streams(reader, body, floor, end)
     events: list[JSON] = []
     size = 0
-    last: EventKey | None = None
+    looked_at: EventKey | None = None
+    """The last event looked at: every match up to it is on the page."""
     next_token: str | None = None
-    for key, k, step in merged:
-        event = streams[k].event(step)
-        if event is None or not match(event.message):
-            continue
-        cost = len(event.message.encode()) + EVENT_OVERHEAD
-        if last is not None and (len(events) >= limit or size + cost > MAX_BYTES):
-            next_token = encode_token(list(last))
+    opened = [0]
+    merged = _merged(reader, refs, end, floor, after, opened)
+    for looked, (key, stream, step) in enumerate(merged):
+        if looked_at is not None and looked + opened[0] > SCAN_BUDGET:
+            next_token = encode_token(list(looked_at))  # the search goes on from there
             break
-        ts, name, which, index = key
-        events.append(
-            {
-                "logStreamName": name,
-                "timestamp": ts,
-                "message": event.message,
-                "ingestionTime": ts,
-                "eventId": f"{ts:016d}{zlib.crc32(name.encode()):010d}{which}{index:012d}",
-            }
-        )
-        size += cost
-        last = key
+        event = stream.event(step)
+        if event is not None and match(event.message):
+            cost = len(event.message.encode()) + EVENT_OVERHEAD
+            if events and (len(events) >= limit or size + cost > MAX_BYTES):
+                next_token = encode_token(list(looked_at or key))
+                break
+            ts, name, which, index = key
+            events.append(
+                {
+                    "logStreamName": name,
+                    "timestamp": ts,
+                    "message": event.message,
+                    "ingestionTime": ts,
+                    "eventId": f"{ts:016d}{zlib.crc32(name.encode()):010d}{which}{index:012d}",
+                }
+            )
+            size += cost
+        looked_at = key
     answer: JSON = {"events": events, "searchedLogStreams": []}
     if next_token is not None:
         answer["nextToken"] = next_token
