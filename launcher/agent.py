@@ -78,10 +78,12 @@ REPORT_MAX_BYTES = 4 * 1024 * 1024
 DEFAULT_HEARTBEAT_SECONDS = 2.0
 COALESCE_SECONDS = 0.003
 """How long the report sender lets events gather after the first one (latency vs requests)."""
-BUSY_COALESCE_SECONDS = 0.008
+BUSY_COALESCE_SECONDS = 0.004
 """How long instead when the last report went out less than :data:`BUSY_WINDOW_SECONDS` ago:
 a node busy with short jobs sends one report for several of them (each report costs the head
-a request and a store commit), an idle one keeps the short wait."""
+a request and a store commit), an idle one keeps the short wait. A slot freed waits this
+long before the head hears of it: 1,000 trivial singles on 16 slots ran at 548 jobs/s with
+8 ms and 568–599 with 4 ms (medians of 3 and 4 paired runs), at the same CPU per job."""
 BUSY_WINDOW_SECONDS = 0.05
 PROBE_COMMANDS = ("true", "exit 0")
 """What ``launcher.wire`` runs over SSH to see that a node is ready; not worth reporting."""

@@ -78,21 +78,20 @@ the work of that time is placed, written and handed to each node in one go (pair
 1,000 trivial singles on 16 slots: head CPU per job 1.47 ms with no interval, 1.2 ms at
 10 or 20 ms). Longer delays short jobs' slots: 428 jobs/s at 20 ms against 511 at 10 ms, at
 the same CPU per job. An idle head still ticks ``TICK_GATHER_SECONDS`` after a wake."""
-TICK_SECONDS_PER_RUNNABLE = 20e-6
-"""How much longer a busy head waits between ticks for each RUNNABLE job: a pass walks every
-waiting job (their reasons), about 1 µs each (1,000 RUNNABLE ≈ 1 ms a pass, 100,000 ≈
-120 ms), so this keeps ticks near 5% of the head's time however deep the queue (back to back
-under a stream of submits, 100,000 waiting jobs would leave the head no time for them).
-Counted, not timed: one slow tick (a WAL checkpoint in its commit) must not stall the next."""
+PASS_SHARE = 0.05
+"""The most of a busy head's time its scheduling passes may take: ticks are spaced at least
+the current pass cost (:attr:`mnp.scheduler.loop.Scheduler.pass_seconds`) divided by this.
+A FIFO queue's pass between two walks for reasons costs about 0.05 ms at any depth, a
+fair-share queue's 16 ms and a fragmented one's 65 ms at 100,000 RUNNABLE
+(``benchmarks/passcost.py``): the deep queues that need room get it, a short-job stream on a
+deep FIFO queue keeps its 10 ms. Timed over the pass's deciding only (no writes), so a slow
+commit (a WAL checkpoint) does not space the next ticks out."""
 TICK_INTERVAL_MAX_SECONDS = 1.0
 
 
-def tick_interval(runnable: int) -> float:
-    """The least time between ticks with ``runnable`` jobs waiting to be placed."""
-    return min(
-        TICK_INTERVAL_MAX_SECONDS,
-        max(TICK_INTERVAL_SECONDS, runnable * TICK_SECONDS_PER_RUNNABLE),
-    )
+def tick_interval(pass_seconds: float) -> float:
+    """The least time between ticks when a pass costs ``pass_seconds``."""
+    return min(TICK_INTERVAL_MAX_SECONDS, max(TICK_INTERVAL_SECONDS, pass_seconds / PASS_SHARE))
 
 
 def event_detail(job: Job) -> dict[str, Any]:
@@ -191,7 +190,7 @@ class Head:
             last_tick = loop.time()
             try:
                 self.scheduler.tick()
-                interval = tick_interval(sum(map(len, self.state.runnable.values())))
+                interval = tick_interval(self.scheduler.pass_seconds)
             except Exception:
                 # the tick changed nothing (Scheduler.tick); wait before the next one so a
                 # store that stays unwritable (disk full) is not retried in a tight loop

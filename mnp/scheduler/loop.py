@@ -11,6 +11,9 @@ work, so what an agent or client is told next is already durable.
 from __future__ import annotations
 
 import logging
+import statistics
+import time
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -76,6 +79,8 @@ Releases = tuple[tuple[int | None, Resources], ...]
 """A node's work: what each piece holds and when it ends at the latest (None: not known)."""
 
 log = logging.getLogger("mnp.scheduler.loop")
+PASSES_TIMED = 3
+"""Passes whose deciding time :attr:`Scheduler.pass_seconds` takes the median of."""
 LIVE_STATUSES = (JobStatus.STARTING, JobStatus.RUNNING)
 DEFAULTS_LOGGED = 256
 """How many distinct default-MEMORY statements are remembered as logged at INFO (a few per
@@ -127,6 +132,8 @@ class Scheduler:
         self.explain_every_ms = EXPLAIN_EVERY_MS
         """How often a deep queue is walked for its reasons (0: at every pass)."""
         self._retired_at: int | None = None
+        self._pass_seconds: deque[float] = deque(maxlen=PASSES_TIMED)
+        """How long the last passes took to decide (snapshot and reconcile, no writes)."""
         """When (epoch ms) :meth:`retire_old_nodes` last looked."""
 
     # --- the scheduling tick ------------------------------------------------------------------
@@ -150,8 +157,10 @@ class Scheduler:
         self.gangs.check_hangs()
         self.hosts.tick()
         self.retire_old_nodes()
+        started = time.perf_counter()
         snap = self.snapshot()
         actions = reconcile(snap)
+        self._pass_seconds.append(time.perf_counter() - started)
         touched = self.apply(actions)
         self.enforce_time_limits(snap.fairshare)  # after the pass: its reasons are current
         for job in (*snap.pending, *snap.submitted):
@@ -168,6 +177,13 @@ class Scheduler:
             self.s.on_node_work(node_id)
         if any(isinstance(a, Advance | ExpandArray) for a in actions):
             self.s.on_wake()  # newly RUNNABLE jobs can be placed in the next tick
+
+    @property
+    def pass_seconds(self) -> float:
+        """What a pass costs now: the median of the last :data:`PASSES_TIMED` passes'
+        deciding time (0 before any), so neither the walk for reasons made once a second nor
+        one slow pass moves it."""
+        return statistics.median(self._pass_seconds) if self._pass_seconds else 0.0
 
     def retire_old_nodes(self, force: bool = False) -> list[str]:
         """Every :data:`RETIRE_EVERY_MS` (or now, with ``force``): forget the LOST and STOPPED
