@@ -8,11 +8,12 @@ body over keep-alive connections and read a ``Content-Length`` answer.
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+
+from mnp.spec import jsontext
 
 
 class HttpError(Exception):
@@ -29,7 +30,7 @@ class Reply:
         return self.content.decode("utf-8", "replace")
 
     def json(self) -> Any:
-        return json.loads(self.content)
+        return jsontext.loads(self.content)
 
 
 _Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -49,7 +50,7 @@ class JsonHttp:
         self._idle: list[_Conn] = []
 
     async def post(self, path: str, body: Any, timeout: float = 5.0) -> Reply:
-        data = json.dumps(body, separators=(",", ":")).encode()
+        data = jsontext.dumps_bytes(body)
         request = (
             f"POST {path} HTTP/1.1\r\n{self._head}Content-Length: {len(data)}\r\n\r\n".encode()
             + data

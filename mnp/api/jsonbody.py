@@ -25,6 +25,7 @@ from typing import Any
 from starlette.responses import JSONResponse
 
 from mnp.errors import FieldError, InvalidInput
+from mnp.spec import jsontext
 
 MAX_DEPTH = 64
 """Objects and arrays inside one another, the body itself being level 1."""
@@ -56,7 +57,7 @@ def read_json(
     except UnicodeDecodeError as e:
         raise NotJson(f"request body is not valid UTF-8 (byte {e.start})") from None
     try:
-        data = _DECODER.decode(text)
+        data = _parsed(raw, text)
     except RecursionError:
         raise NotJson(f"request body nests deeper than {MAX_DEPTH} levels") from None
     except ValueError as e:
@@ -66,6 +67,16 @@ def read_json(
     if _may_break_rules(text):
         check_value(data, free_text=free_text)
     return data
+
+
+def _parsed(raw: bytes, text: str) -> Any:
+    """orjson's reading of a strict JSON body when it has one (NaN, integers beyond 64 bits
+    and lone surrogates it refuses: then the standard library's, which the checks below hold
+    to the rules)."""
+    try:
+        return jsontext.loads_fast(raw)
+    except ValueError:
+        return _DECODER.decode(text)
 
 
 _RISKY_NUMBER = re.compile(r"\d{19}|[eE][+-]?\d{3}")
@@ -154,12 +165,10 @@ def _problems(root: Any, root_path: str, free_text: frozenset[str]) -> Iterator[
             yield FieldError(path, "numbers must be finite")
 
 
-_RENDER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-
-
 class Answered(JSONResponse):
-    """A :class:`JSONResponse` with the same bytes, rendered by one encoder made once
-    (``json.dumps`` with these options makes one per answer); every door's answers."""
+    """A :class:`JSONResponse`, its body compact (:func:`mnp.spec.jsontext.dumps_bytes`,
+    orjson's speed; Starlette's own makes a :mod:`json` encoder per answer); every door's
+    answers."""
 
     def render(self, content: Any) -> bytes:
-        return _RENDER.encode(content).encode("utf-8")
+        return jsontext.dumps_bytes(content)

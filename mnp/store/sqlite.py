@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from mnp.errors import StorageError
+from mnp.spec import jsontext
 from mnp.spec.definitions import JobDefinition, JobSpec
 from mnp.spec.environments import ComputeEnvironment, JobQueue, Node, SchedulingPolicy
 from mnp.spec.jobs import Attempt, GangAttemptState, Job
@@ -548,7 +549,7 @@ class Store:
             ).fetchone()
             if row is None:
                 raise KeyError(spec_id)
-            spec = JobSpec.from_doc(json.loads(row[0]))
+            spec = JobSpec.from_doc(jsontext.loads(row[0]))
             if len(self._specs) > 10_000:
                 self._specs.clear()
             self._specs[spec_id] = spec
@@ -565,7 +566,7 @@ class Store:
         a job an older head saved, from the history table (without ``table``: left empty,
         ``history_saved`` -1, for the caller to read in bulk)."""
         job_id, spec_id, parent_id, array_index, _q, _n, status, created_at, doc_text = row[:9]
-        doc = json.loads(doc_text)
+        doc = jsontext.loads(doc_text)
         spec = specs.get(spec_id) if specs is not None else None
         job = Job(
             job_id=job_id,
@@ -628,7 +629,7 @@ class Store:
             f"SELECT {JOB_COLUMNS} FROM jobs WHERE {UNFINISHED} ORDER BY created_at, array_index"
         ).fetchall()
         specs = {
-            spec_id: JobSpec.from_doc(json.loads(doc))
+            spec_id: JobSpec.from_doc(jsontext.loads(doc))
             for spec_id, doc in self.db.execute(
                 "SELECT spec_id, doc FROM job_specs WHERE spec_id IN "
                 f"(SELECT spec_id FROM jobs WHERE {UNFINISHED})"
@@ -825,9 +826,6 @@ def _narrow_parent_index(db: sqlite3.Connection) -> None:
     log.info("store migrated: the jobs' parent index holds only jobs with a parent")
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
-"""``json.dumps(…, separators=…)`` makes an encoder per call; a document per saved job."""
-
-
 def _dump(d: dict[str, Any]) -> str:
-    return _ENCODER.encode(d)
+    """A stored document's text (a document per saved job: :mod:`mnp.spec.jsontext`)."""
+    return jsontext.dumps(d)

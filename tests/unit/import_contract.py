@@ -69,7 +69,7 @@ _HTTP_EDGE = {"starlette", "uvicorn", "httptools", "pydantic"}
 
 THIRD_PARTY: dict[str, set[str]] = {
     "mnp.errors": set(),
-    "mnp.spec": set(),
+    "mnp.spec": {"orjson"},  # jsontext: faster JSON when installed (the standard library's else)
     "mnp.slurm": set(),
     "mnp.build": set(),
     "mnp.config": set(),
