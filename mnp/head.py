@@ -83,15 +83,25 @@ PASS_SHARE = 0.05
 the current pass cost (:attr:`mnp.scheduler.loop.Scheduler.pass_seconds`) divided by this.
 A FIFO queue's pass between two walks for reasons costs about 0.05 ms at any depth, a
 fair-share queue's 16 ms and a fragmented one's 65 ms at 100,000 RUNNABLE
-(``benchmarks/passcost.py``): the deep queues that need room get it, a short-job stream on a
-deep FIFO queue keeps its 10 ms. Timed over the pass's deciding only (no writes), so a slow
-commit (a WAL checkpoint) does not space the next ticks out."""
+(``benchmarks/passcost.py``): the deep queues that need room get it. Timed over the pass's
+deciding only (no writes), so a slow commit (a WAL checkpoint) does not space the next ticks
+out."""
+TICK_SECONDS_PER_RUNNABLE = 20e-6
+"""How much longer a head whose last pass placed nothing waits, per RUNNABLE job: its nodes
+are full, so the next tick has only new submissions to move on (SUBMITTED to RUNNABLE, one
+commit for all of them) until a slot frees; a head placing work ticks every
+:data:`TICK_INTERVAL_SECONDS` however deep its queue, so a stream of short jobs keeps its
+slots busy. On 1,000 submits behind full nodes (``benchmarks/hq_compare.py``'s submit cost),
+ticking every 10 ms cost the head ≈ 50 µs per SubmitJob."""
 TICK_INTERVAL_MAX_SECONDS = 1.0
 
 
-def tick_interval(pass_seconds: float) -> float:
-    """The least time between ticks when a pass costs ``pass_seconds``."""
-    return min(TICK_INTERVAL_MAX_SECONDS, max(TICK_INTERVAL_SECONDS, pass_seconds / PASS_SHARE))
+def tick_interval(pass_seconds: float, runnable: int = 0, placed: bool = True) -> float:
+    """The least time between ticks when a pass costs ``pass_seconds``, with ``runnable``
+    jobs waiting, after a pass that ``placed`` work or not."""
+    floor = TICK_INTERVAL_SECONDS if placed else runnable * TICK_SECONDS_PER_RUNNABLE
+    return min(TICK_INTERVAL_MAX_SECONDS,
+               max(TICK_INTERVAL_SECONDS, floor, pass_seconds / PASS_SHARE))  # fmt: skip
 
 
 def event_detail(job: Job) -> dict[str, Any]:
@@ -190,7 +200,11 @@ class Head:
             last_tick = loop.time()
             try:
                 self.scheduler.tick()
-                interval = tick_interval(self.scheduler.pass_seconds)
+                interval = tick_interval(
+                    self.scheduler.pass_seconds,
+                    sum(map(len, self.state.runnable.values())),
+                    self.scheduler.placed,
+                )
             except Exception:
                 # the tick changed nothing (Scheduler.tick); wait before the next one so a
                 # store that stays unwritable (disk full) is not retried in a tight loop

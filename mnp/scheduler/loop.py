@@ -134,6 +134,8 @@ class Scheduler:
         self._retired_at: int | None = None
         self._pass_seconds: deque[float] = deque(maxlen=PASSES_TIMED)
         """How long the last passes took to decide (snapshot and reconcile, no writes)."""
+        self.placed = False
+        """Whether the last pass placed work (slots are turning over: keep ticking often)."""
         """When (epoch ms) :meth:`retire_old_nodes` last looked."""
 
     # --- the scheduling tick ------------------------------------------------------------------
@@ -161,6 +163,7 @@ class Scheduler:
         snap = self.snapshot()
         actions = reconcile(snap)
         self._pass_seconds.append(time.perf_counter() - started)
+        self.placed = any(isinstance(a, Place | PlaceGang) for a in actions)
         touched = self.apply(actions)
         self.enforce_time_limits(snap.fairshare)  # after the pass: its reasons are current
         for job in (*snap.pending, *snap.submitted):
