@@ -21,12 +21,8 @@ Prints a JSON document and the README table; ``--out`` writes the JSON.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import subprocess
-import sys
 import tempfile
-import time
 import types
 from collections.abc import Callable
 from functools import partial
@@ -34,26 +30,19 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
+from benchmarks.storecost import AT, ROOT, _say, _spec, measure, timed
 from mnp.api.aws import logs_events
 from mnp.api.aws.logs_request import GROUP
 from mnp.nodes.logstreams import record_chunk_time
 from mnp.service.logs import LogReader
-from mnp.spec.definitions import JobSpec, RetryStrategy
 from mnp.spec.jobs import Attempt, Job
-from mnp.spec.resources import ContainerSpec, Resources
 from mnp.spec.states import HistoryEntry, JobStatus
 from mnp.store.sqlite import Store
 
 JSON = dict[str, Any]
-ROOT = Path(__file__).resolve().parent.parent
-AT = 1_700_000_000_000
 RUNNING = 100
 LOUD_EVERY = 100
 BATCH = 5_000
-
-
-def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def committed_search(rev: str) -> Callable[[LogReader, JSON], JSON]:
@@ -68,13 +57,7 @@ def committed_search(rev: str) -> Callable[[LogReader, JSON], JSON]:
     return cast(Callable[[LogReader, JSON], JSON], module.filter_log_events)
 
 
-SPEC = JobSpec(
-    spec_id="spec", name="job", queue="q",
-    definition_arn="arn:aws:batch:local:000000000000:job-definition/t:1", definition_name="t",
-    container=ContainerSpec(["true"], {}, Resources(1, 0, 0)), parameters={}, depends_on=[],
-    retry=RetryStrategy(), timeout_seconds=None, array_size=None, tags={},
-    platform_capabilities=["EC2"], submitted_at=AT,
-)  # fmt: skip
+SPEC = _spec("spec", "t", None)
 
 
 def _write(root: Path, job_id: str, at: int) -> None:
@@ -117,15 +100,6 @@ def _reader(store: Store, root: Path) -> LogReader:
     return LogReader(cast(Any, SimpleNamespace(store=store)), cast(Any, files))
 
 
-def timed(fn: Callable[[], Any], runs: int = 5) -> tuple[float, Any]:
-    times, out = [], None
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
-
-
 def run(sizes: list[int], baseline: str) -> JSON:
     old = committed_search(baseline)
     new = logs_events.filter_log_events
@@ -149,7 +123,7 @@ def run(sizes: list[int], baseline: str) -> JSON:
                 _say(f"logsearch: {size:,}: {label}")
                 out: JSON = {}
                 for read, body in reads.items():
-                    seconds, answer = timed(partial(search, reader, body))
+                    seconds, answer = timed(partial(search, reader, body), 5)
                     out[read] = {"s": round(seconds, 5), "events": len(answer["events"]),
                                  "token": "nextToken" in answer}  # fmt: skip
                 row[label] = out
@@ -182,15 +156,7 @@ def main() -> None:
     ap.add_argument("--baseline", default="HEAD")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    t0 = time.perf_counter()
-    results = run([int(s) for s in args.sizes.split(",") if s], args.baseline)
-    results["total_s"] = round(time.perf_counter() - t0, 1)
-    results["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    text = json.dumps(results, indent=2)
-    print(text)
-    print(table(results))
-    if args.out:
-        args.out.write_text(text + "\n")
+    measure(run, table, args)
 
 
 if __name__ == "__main__":

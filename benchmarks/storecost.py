@@ -338,6 +338,14 @@ def main() -> None:
         help="the commit whose store is 'committed' (e2d8cde: the last before these changes)",
     )  # fmt: skip
     args = ap.parse_args()
+    measure(run, table, args)
+
+
+def measure(
+    run: Callable[[list[int], str], JSON], table: Callable[[JSON], str], args: argparse.Namespace
+) -> None:
+    """Run over ``args.sizes`` beside ``args.baseline``, stamp the results, print them and
+    their table, and write them to ``args.out`` if given."""
     t0 = time.perf_counter()
     results = run([int(s) for s in args.sizes.split(",") if s], args.baseline)
     results["total_s"] = round(time.perf_counter() - t0, 1)

@@ -143,6 +143,19 @@ FROM log_streams s JOIN jobs j ON j.job_id = s.job_id
 """
 
 
+def _where(*terms: tuple[Any, ...] | None) -> tuple[str, list[Any]]:
+    """`` WHERE …`` joining the terms given (``(clause, *arguments)``; None: left out), and
+    the arguments in order."""
+    given = [t for t in terms if t is not None]
+    clause = " WHERE " + " AND ".join(t[0] for t in given) if given else ""
+    return clause, [a for t in given for a in t[1:]]
+
+
+def _prefixed(prefix: str) -> tuple[Any, ...] | None:
+    """Names starting with ``prefix``, as a range the name index seeks to."""
+    return ("s.name >= ? AND s.name < ?", prefix, prefix + chr(0x10FFFF)) if prefix else None
+
+
 def find_streams(
     db: sqlite3.Connection,
     *,
@@ -156,25 +169,15 @@ def find_streams(
     """Streams by exact name, or by prefix in name order starting past ``after``; with
     ``during`` (epoch ms, None: open), only those whose attempt was placed before its end
     and had not ended before its start."""
-    where: list[str] = []
-    args: list[Any] = []
     start, end = during
-    if start is not None:
-        where.append("(s.ended_at IS NULL OR s.ended_at >= ?)")
-        args.append(start)
-    if end is not None:
-        where.append("s.created_at <= ?")
-        args.append(end)
-    if name is not None:
-        where.append("s.name = ?")
-        args.append(name)
-    if prefix:
-        where.append("s.name >= ? AND s.name < ?")
-        args += [prefix, prefix + chr(0x10FFFF)]
-    if after is not None:
-        where.append(f"s.name {'<' if descending else '>'} ?")
-        args.append(after)
-    sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
+    where, args = _where(
+        None if start is None else ("(s.ended_at IS NULL OR s.ended_at >= ?)", start),
+        None if end is None else ("s.created_at <= ?", end),
+        None if name is None else ("s.name = ?", name),
+        _prefixed(prefix),
+        None if after is None else (f"s.name {'<' if descending else '>'} ?", after),
+    )
+    sql = _SELECT + where
     # a multi-node job's parent repeats its main node's attempt: the node (…#i) has the files
     sql += f" ORDER BY 1 {'DESC' if descending else 'ASC'}, instr(j.job_id, '#') = 0"
     if limit is not None:
@@ -250,28 +253,15 @@ def placed_streams(
     """Up to ``limit`` streams in placement order past ``after``, placed in
     ``[placed_from, placed_before)`` (None: open), not ended before ``ended_since`` nor ended
     without output: one range of the placement index, whatever the number of streams."""
-    where: list[str] = []
-    args: list[Any] = []
-    if placed_from is not None:
-        where.append("s.created_at >= ?")
-        args.append(placed_from)
-    if placed_before is not None:
-        where.append("s.created_at < ?")
-        args.append(placed_before)
-    if ended_since is not None:
-        where.append("(s.ended_at IS NULL OR s.ended_at >= ?)")
-        args.append(ended_since)
-    where.append("(s.ended_at IS NULL OR s.output IS NOT 0)")  # ended with no output: empty
-    if prefix:
-        where.append("s.name >= ? AND s.name < ?")
-        args += [prefix, prefix + chr(0x10FFFF)]
-    if after is not None:
-        where.append("(s.created_at, s.name) > (?, ?)")
-        args += list(after)
-    sql = (
-        _SELECT + (" WHERE " + " AND ".join(where) if where else "")
-        + f" ORDER BY s.created_at, s.name LIMIT {int(limit)}"
-    )  # fmt: skip
+    where, args = _where(
+        None if placed_from is None else ("s.created_at >= ?", placed_from),
+        None if placed_before is None else ("s.created_at < ?", placed_before),
+        None if ended_since is None else ("(s.ended_at IS NULL OR s.ended_at >= ?)", ended_since),
+        ("(s.ended_at IS NULL OR s.output IS NOT 0)",),  # ended with no output: empty
+        _prefixed(prefix),
+        None if after is None else ("(s.created_at, s.name) > (?, ?)", *after),
+    )
+    sql = _SELECT + where + f" ORDER BY s.created_at, s.name LIMIT {int(limit)}"
     return [StreamRef(*row) for row in db.execute(sql, args)]
 
 

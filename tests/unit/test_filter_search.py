@@ -6,7 +6,6 @@ output delivered as agents' ``log`` events (as in ``test_aws_logs.py``)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,19 +15,13 @@ from mnp.nodes.logstreams import StreamLog
 from mnp.store.sqlite import Store
 from mnp.store.streams import LONGEST_KEY, StreamRef
 from tests.unit.helpers_core import Head
-from tests.unit.test_aws_logs import RunningAttempt, call, messages
+from tests.unit.test_aws_logs import RunningAttempt, call, head, messages
+
+__all__ = ["head"]  # the fixture (two nodes, n1 and n2), shared with test_aws_logs
 
 Body = dict[str, Any]
 SHORT = 30
 """Short jobs, one after another, each writing two lines a second apart."""
-
-
-@pytest.fixture
-def head(tmp_path: Path) -> Iterator[Head]:
-    h = Head.open(tmp_path / "home")
-    h.basic(("n1", "n2"))
-    yield h
-    h.close()
 
 
 class Opened:
