@@ -286,6 +286,7 @@ class Scheduler:
             explain=True,
             explain_rest=self._explain_now(now),
             runnable_floors=self._runnable_floors,
+            runnable_shapes=s.runnable_shapes,
         )
 
     def _explain_now(self, now: int) -> bool:

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from mnp.scheduler import reasons
 from mnp.scheduler.ec2scaling import (
@@ -179,6 +180,13 @@ class Snapshot:
     the point where placing stops to look for one. A walking pass reads every job anyway, so
     a job that came back with an older time than the floor is found there (within
     :data:`mnp.scheduler.loop.EXPLAIN_EVERY_MS`)."""
+    runnable_shapes: Mapping[str, Mapping[tuple[Any, ...], int]] | None = None
+    """Per queue, how many of its RUNNABLE jobs have each shape (resources and time limit,
+    :func:`mnp.scheduler.state.shape`; ``("gang",)`` for multi-node jobs). A pass that does
+    not walk the whole queue, looks for no reservation and has no fair share stops once every
+    shape there has failed to fit or has no job left: no job after that point could be placed
+    (placing only takes room), so a queue full of jobs that fit nowhere costs its shapes, not
+    its jobs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,6 +485,10 @@ def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
         least: int | None = None  # the least runnable_since read, while every job's is read
         every = after is not None and floors is not None
         walked = True  # not left early
+        shapes = snap.runnable_shapes.get(queue.name) if snap.runnable_shapes else None
+        if shapes is None or fair is not None or after is not None or snap.explain_rest:
+            shapes = None  # every job is looked at (see Snapshot.runnable_shapes)
+        left = dict(shapes) if shapes is not None else None  # per shape, jobs not looked at
         for job in fair if fair is not None else jobs:
             # cheap tests first: most jobs stop here
             if after is not None and not reserved and (stop is None or (late and full)):
@@ -551,9 +563,14 @@ def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
             if reason is not None:
                 if job.status_reason != reason:
                     actions.append(SetReason(job.job_id, reason))
+                if left is not None and _none_fit(left, blocked, never):
+                    walked = False
+                    break
                 continue
             end = book.end_of(job)
             key = (*shape, job.spec.timeout_seconds)
+            if left is not None:
+                left[key] = left.get(key, 0) - 1
             if key in blocked and not aged:
                 tell.wait(job, blocked[key])
                 continue
@@ -571,17 +588,36 @@ def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
                 if not any((index.most_free(c) or 0.0) >= 1e-9 for c in usable):
                     stop = text if not text.startswith(reasons.RESERVING) else blocked[key]
                     full = True
+                elif left is not None and _none_fit(left, blocked, never):
+                    walked = False
+                    break  # every shape queued here failed: no later job can be placed
                 continue
             node, held, source = fit
             book.took(node, held, end)
             actions.append(Place(job.job_id, node, held if source else None, source))
             if fair is not None:
                 fair.placed(job)
+            if left is not None and left[key] <= 0 and _none_fit(left, blocked, never):
+                walked = False
+                break  # the last job of its shape, and every other shape failed
         if walked and every and floors is not None:  # every job's time was read
             if least is None:
                 floors.pop(queue.name, None)
             else:
                 floors[queue.name] = least
+
+
+def _none_fit(
+    left: Mapping[tuple[Any, ...], int],
+    blocked: Mapping[tuple[Any, ...], str],
+    never: Mapping[tuple[float, int, int], str | None],
+) -> bool:
+    """Whether every shape queued has failed to fit in this pass, never fits, or has no job
+    left to look at (``left``: per shape, the jobs not looked at yet)."""
+    return all(
+        n <= 0 or k in blocked or never.get(k[:3]) is not None
+        for k, n in left.items()
+    )
 
 
 def _place_gang(

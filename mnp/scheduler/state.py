@@ -11,6 +11,7 @@ import heapq
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -34,6 +35,19 @@ from mnp.store.sqlite import Store
 
 Clock = Callable[[], int]
 log = logging.getLogger("mnp.scheduler.state")
+
+Shape = tuple[float, int, int, int | None] | tuple[str]
+"""What placement tells RUNNABLE jobs apart by (:func:`shape`)."""
+GANG: Shape = ("gang",)
+
+
+def shape(job: Job) -> Shape:
+    """A RUNNABLE job's resources and time limit, as a pass keys what failed to fit (a
+    multi-node job: :data:`GANG`, placed its own way)."""
+    if job.spec.nodes is not None:
+        return GANG
+    need = job.resources
+    return (need.vcpus, need.memory_mib, need.gpus, job.spec.timeout_seconds)
 
 HOLDS_A_SLOT = frozenset({JobStatus.RUNNABLE, JobStatus.STARTING, JobStatus.RUNNING})
 """Statuses that count against an array's running limit."""
@@ -141,6 +155,9 @@ class HeadState:
         self.active: dict[str, Job] = {}
         self.submitted: dict[str, Job] = {}
         self.runnable: dict[str, dict[str, Job]] = {}
+        self.runnable_shapes: dict[str, Counter[Shape]] = {}
+        """Per queue, how many RUNNABLE jobs of each :func:`shape` it holds: a pass between
+        walks stops once every shape there has failed to fit."""
         self.pending_dirty: set[str] = set()
         self.waiters: dict[str, set[str]] = {}
         self.array_held: dict[str, list[int]] = {}
@@ -167,6 +184,19 @@ class HeadState:
         self._live_key: dict[str, tuple[tuple[str, str, int], float]] = {}
         """job id → where its live attempt is counted in :attr:`live_shares`."""
 
+    def _queue_runnable(self, job: Job) -> None:
+        queued = self.runnable.setdefault(job.queue, {})
+        if job.job_id not in queued:
+            self._count_shape(job, +1)
+        queued[job.job_id] = job
+
+    def _count_shape(self, job: Job, delta: int) -> None:
+        shapes = self.runnable_shapes.setdefault(job.queue, Counter())
+        key = shape(job)
+        shapes[key] += delta
+        if shapes[key] <= 0:
+            del shapes[key]
+
     # --- the one path for status changes ---------------------------------------------------
     def set_status(self, job: Job, target: JobStatus, reason: str | None = None) -> None:
         """Apply a transition and keep every index (queues, parents, waiters) consistent."""
@@ -177,11 +207,14 @@ class HeadState:
         self.dirty[job_id] = job
         if old == JobStatus.SUBMITTED:
             self.submitted.pop(job_id, None)
-        elif old == JobStatus.RUNNABLE:
-            self.runnable.get(job.queue, {}).pop(job_id, None)
+        elif (
+            old == JobStatus.RUNNABLE
+            and self.runnable.get(job.queue, {}).pop(job_id, None) is not None
+        ):
+            self._count_shape(job, -1)
         if target == JobStatus.RUNNABLE and job.node_index is None:
             # MNP nodes are placed with their gang, never from the queue
-            self.runnable.setdefault(job.queue, {})[job_id] = job
+            self._queue_runnable(job)
         elif target == JobStatus.PENDING and not job.is_array_parent:
             self.pending_dirty.add(job_id)
         ended = target in TERMINAL
@@ -367,7 +400,7 @@ class HeadState:
         elif job.status == JobStatus.PENDING and not job.is_array_parent:
             self.pending_dirty.add(job.job_id)
         elif job.status == JobStatus.RUNNABLE and job.node_index is None:
-            self.runnable.setdefault(job.queue, {})[job.job_id] = job
+            self._queue_runnable(job)
 
     def add_child(
         self,
