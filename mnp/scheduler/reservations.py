@@ -208,9 +208,14 @@ def _soonest(t: int | None) -> tuple[bool, int]:
 
 
 def runnable_since(job: Job) -> int:
-    """Since when the job has been RUNNABLE (its latest transition; else its creation)."""
-    last = job.history[-1] if job.history else None
-    return last.at if last is not None and last.status == JobStatus.RUNNABLE else job.created_at
+    """Since when the job has been RUNNABLE (its latest transition; else its creation), read
+    from its history once and kept in :attr:`Job.runnable_at` until its next transition."""
+    at = job.runnable_at
+    if at is None:
+        last = job.history[-1] if job.history else None
+        at = last.at if last is not None and last.status == JobStatus.RUNNABLE else job.created_at
+        job.runnable_at = at
+    return at
 
 
 def held_on(

@@ -247,6 +247,7 @@ class JobOps:
             if job is not None:
                 if not job.history:
                     job.history = s.store.history(job.job_id)
+                    job.runnable_at = None  # read from the history it now has
                 detail = job_detail(job)
                 if not (caller.is_admin or caller.owns(job.submitted_by)):
                     detail = mask_environment(detail)

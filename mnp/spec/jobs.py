@@ -197,6 +197,11 @@ class Job:
     """MNP parents only: node index (as text) → node id held for the current attempt."""
     gang_state: GangAttemptState = field(default_factory=lambda: GangAttemptState())
     """MNP parents only: the current attempt's wiring and progress."""
+    runnable_at: int | None = None
+    """Since when it has been RUNNABLE, once asked (the scheduler's
+    :func:`~mnp.scheduler.reservations.runnable_since`, kept so a walk over a deep queue reads
+    one field per job, not its history); every transition sets it. Memory only: the history
+    holds the same."""
 
     @property
     def name(self) -> str:

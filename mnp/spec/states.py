@@ -103,6 +103,7 @@ class HasStatus(Protocol):
     status: JobStatus
     status_reason: str | None
     history: list[HistoryEntry]
+    runnable_at: int | None
 
 
 def transition(job: HasStatus, target: JobStatus, now_ms: int, reason: str | None = None) -> None:
@@ -118,3 +119,4 @@ def transition(job: HasStatus, target: JobStatus, now_ms: int, reason: str | Non
     if reason is not None:
         job.status_reason = reason
     job.history.append(HistoryEntry(target, now_ms, reason))
+    job.runnable_at = now_ms if target == JobStatus.RUNNABLE else None

@@ -1,6 +1,7 @@
 """A pass between the walks for reasons stops once every shape of job queued has failed to fit
 (mnp.scheduler.reconcile, Snapshot.runnable_shapes), and the head keeps each queue's shapes
-as jobs come and go (mnp.scheduler.state.HeadState.runnable_shapes)."""
+as jobs come and go (mnp.scheduler.state.HeadState.runnable_shapes); a job's waiting time is
+read from its history once (mnp.scheduler.reservations.runnable_since)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from mnp.scheduler.reconcile import NodeView, Place, reconcile
+from mnp.scheduler.reservations import runnable_since
 from mnp.scheduler.state import shape
 from mnp.spec.environments import NodeStatus
 from mnp.spec.jobs import Job
 from mnp.spec.resources import Resources
+from mnp.spec.states import HistoryEntry, JobStatus, transition
 from tests.unit.helpers_core import Head
-from tests.unit.test_reservations import CAP, NOW, gang, reason_of, small, snapshot
+from tests.unit.test_reservations import CAP, NOW, gang, small, snapshot
 
 
 def fragmented(node_id: str) -> NodeView:
@@ -86,6 +89,18 @@ def test_the_head_counts_each_queues_shapes_as_jobs_come_and_go(tmp_path: Path) 
         h.scheduler.reload()  # rebuilt from the store, as after a failed write
         again = h.state.runnable_shapes["q"]
         assert again == Counter({(1.0, 256, 0, None): 1, (1.0, 256, 0, 120): 1})
-        assert reason_of([], "x") is None
     finally:
         h.close()
+
+
+def test_a_jobs_waiting_time_is_read_from_its_history_once_and_follows_its_transitions() -> None:
+    job = small("j", NOW - 5000)  # RUNNABLE, built with no history (as a test builds it)
+    job.history = [HistoryEntry(JobStatus.SUBMITTED, NOW - 5000, None),
+                   HistoryEntry(JobStatus.RUNNABLE, NOW - 4000, None)]  # fmt: skip
+    assert runnable_since(job) == NOW - 4000
+    job.history.append(HistoryEntry(JobStatus.RUNNABLE, NOW, None))  # behind its back: kept
+    assert runnable_since(job) == NOW - 4000
+    transition(job, JobStatus.STARTING, NOW + 1000)
+    assert job.runnable_at is None
+    transition(job, JobStatus.RUNNABLE, NOW + 2000, "retry")  # back in the queue: from now
+    assert runnable_since(job) == NOW + 2000 == job.runnable_at
