@@ -132,11 +132,11 @@ class Scheduler:
         self.explain_every_ms = EXPLAIN_EVERY_MS
         """How often a deep queue is walked for its reasons (0: at every pass)."""
         self._retired_at: int | None = None
+        """When (epoch ms) :meth:`retire_old_nodes` last looked."""
         self._pass_seconds: deque[float] = deque(maxlen=PASSES_TIMED)
         """How long the last passes took to decide (snapshot and reconcile, no writes)."""
         self.placed = False
         """Whether the last pass placed work (slots are turning over: keep ticking often)."""
-        """When (epoch ms) :meth:`retire_old_nodes` last looked."""
 
     # --- the scheduling tick ------------------------------------------------------------------
     def tick(self) -> None:

@@ -180,9 +180,9 @@ class Snapshot:
     the point where placing stops to look for one. A walking pass reads every job anyway, so
     a job that came back with an older time than the floor is found there (within
     :data:`mnp.scheduler.loop.EXPLAIN_EVERY_MS`)."""
-    runnable_shapes: Mapping[str, Mapping[tuple[Any, ...], int]] | None = None
+    runnable_shapes: Mapping[str, Mapping[Shape, int]] | None = None
     """Per queue, how many of its RUNNABLE jobs have each shape (resources and time limit,
-    :func:`mnp.scheduler.state.shape`; ``("gang",)`` for multi-node jobs). A pass that does
+    :func:`shape`; :data:`GANG` for multi-node jobs). A pass that does
     not walk the whole queue, looks for no reservation and has no fair share stops once every
     shape there has failed to fit or has no job left: no job after that point could be placed
     (placing only takes room), so a queue full of jobs that fit nowhere costs its shapes, not
@@ -467,7 +467,7 @@ def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
              if c.enabled and c.managed and live.get(c.name, 0) < (c.max_nodes or 0)),
             None,
         )  # fmt: skip
-        blocked: dict[tuple[float, int, int, int | None], str] = {}
+        blocked: dict[Shape, str] = {}
         never: dict[tuple[float, int, int], str | None] = {}
         view = snap.fairshare.get(queue.name)
         fair = FairOrder(view, jobs) if view is not None else None
@@ -514,11 +514,11 @@ def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
                     continue
                 if spec.nodes is None:  # a job that never fits says so wherever it is
                     need = spec.container.resources  # a job with no nodes: its spec's
-                    shape = (need.vcpus, need.memory_mib, need.gpus)
+                    size = (need.vcpus, need.memory_mib, need.gpus)
                     try:
-                        reason = never[shape]
+                        reason = never[size]
                     except KeyError:  # once per shape
-                        reason = never[shape] = _never_fits(need, capacities)
+                        reason = never[size] = _never_fits(need, capacities)
                     if reason is not None:
                         if job.status_reason != reason:
                             actions.append(SetReason(job.job_id, reason))
@@ -556,10 +556,11 @@ def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
                 tell.wait(job, why)
                 continue
             need = job.resources
-            shape = (need.vcpus, need.memory_mib, need.gpus)
-            if shape not in never:
-                never[shape] = _never_fits(need, capacities)
-            reason = never[shape]
+            key = shape(job)  # (vcpus, memory, gpus, time limit)
+            size = (need.vcpus, need.memory_mib, need.gpus)
+            if size not in never:
+                never[size] = _never_fits(need, capacities)
+            reason = never[size]
             if reason is not None:
                 if job.status_reason != reason:
                     actions.append(SetReason(job.job_id, reason))
@@ -568,7 +569,6 @@ def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
                     break
                 continue
             end = book.end_of(job)
-            key = (*shape, job.spec.timeout_seconds)
             if left is not None:
                 left[key] = left.get(key, 0) - 1
             if key in blocked and not aged:
@@ -607,10 +607,24 @@ def _place(snap: Snapshot, actions: list[Action], lost: set[str]) -> None:
                 floors[queue.name] = least
 
 
+Shape = tuple[float, int, int, int | None] | tuple[str]
+"""What placement tells RUNNABLE jobs apart by (:func:`shape`)."""
+GANG: Shape = ("gang",)
+
+
+def shape(job: Job) -> Shape:
+    """A RUNNABLE job's resources and time limit, the key a pass keeps what failed to fit by
+    (a multi-node job: :data:`GANG`, placed its own way)."""
+    if job.spec.nodes is not None:
+        return GANG
+    need = job.resources
+    return (need.vcpus, need.memory_mib, need.gpus, job.spec.timeout_seconds)
+
+
 def _none_fit(
-    left: Mapping[tuple[Any, ...], int],
-    blocked: Mapping[tuple[Any, ...], str],
-    never: Mapping[tuple[float, int, int], str | None],
+    left: Mapping[Shape, int],
+    blocked: Mapping[Shape, str],
+    never: Mapping[tuple[Any, ...], str | None],
 ) -> bool:
     """Whether every shape queued has failed to fit in this pass, never fits, or has no job
     left to look at (``left``: per shape, the jobs not looked at yet)."""

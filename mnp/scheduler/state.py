@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from mnp.config import HeadConfig
 from mnp.scheduler.fairshare import ShareLedger, SharePolicy
 from mnp.scheduler.reasons import env_default_memory, with_default_memory
+from mnp.scheduler.reconcile import Shape, shape
 from mnp.spec.arns import name_from_arn
 from mnp.spec.definitions import JobDefinition
 from mnp.spec.environments import (
@@ -35,19 +36,6 @@ from mnp.store.sqlite import Store
 
 Clock = Callable[[], int]
 log = logging.getLogger("mnp.scheduler.state")
-
-Shape = tuple[float, int, int, int | None] | tuple[str]
-"""What placement tells RUNNABLE jobs apart by (:func:`shape`)."""
-GANG: Shape = ("gang",)
-
-
-def shape(job: Job) -> Shape:
-    """A RUNNABLE job's resources and time limit, as a pass keys what failed to fit (a
-    multi-node job: :data:`GANG`, placed its own way)."""
-    if job.spec.nodes is not None:
-        return GANG
-    need = job.resources
-    return (need.vcpus, need.memory_mib, need.gpus, job.spec.timeout_seconds)
 
 HOLDS_A_SLOT = frozenset({JobStatus.RUNNABLE, JobStatus.STARTING, JobStatus.RUNNING})
 """Statuses that count against an array's running limit."""

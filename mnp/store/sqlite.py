@@ -193,11 +193,11 @@ class Store:
         streams.add_output(self.db)
         self.db.executescript(INDEXES + streams.INDEXES)
         self._next_number = self._read_next_number()
+        """The first job number not given out (:meth:`allocate_number`); a rolled-back write
+        gives its numbers back."""
         self._longest_stream = self._read_longest_stream()
         """The longest placement-to-end time of an ended stream (never less: a rolled-back
         write may leave it longer, which only widens a FilterLogEvents search)."""
-        """The first job number not given out (:meth:`allocate_number`); a rolled-back write
-        gives its numbers back."""
         self._specs: dict[str, JobSpec] = {}
         self._keyed: set[str] = set()
         self._saved_status: dict[str, str] = {}

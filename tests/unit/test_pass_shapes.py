@@ -10,9 +10,8 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from mnp.scheduler.reconcile import NodeView, Place, reconcile
+from mnp.scheduler.reconcile import NodeView, Place, reconcile, shape
 from mnp.scheduler.reservations import runnable_since
-from mnp.scheduler.state import shape
 from mnp.spec.environments import NodeStatus
 from mnp.spec.jobs import Job
 from mnp.spec.resources import Resources
