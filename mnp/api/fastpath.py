@@ -48,12 +48,16 @@ from uvicorn.protocols.http.httptools_impl import (
 log = logging.getLogger("mnp.api")
 
 Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
+Target = tuple[str, bytes, bytes, tuple[Endpoint, dict[str, Any]]]
+"""A request line served here: its path, raw path, query, endpoint and path parameters."""
 Observe = Callable[[str, float], None]
 """Told each served request's path and how long its answer took (seconds)."""
 
 CACHE_LIMIT = 512
 """Request lines remembered by :class:`FastRoutes` (the set is emptied when full: paths come
 from clients)."""
+URL_CACHED = 1024
+"""Request lines longer than this are parsed each time, not remembered."""
 BODY_LIMIT = 64 * 1024 * 1024
 """The most body a request served here may send (an agent's report, the largest the hot
 routes take, may be this big; a submission is 2 MiB at most): past it the connection is
@@ -77,6 +81,31 @@ class FastRoutes:
         self._hot = {id(r) for r in hot_routes}
         self._methods = {m.encode() for r in hot_routes for m in r.methods or ()}
         self._seen: dict[tuple[bytes, str], tuple[Endpoint, dict[str, Any]] | None] = {}
+        self._targets: dict[tuple[bytes, bytes, str], Target | None] = {}
+
+    def target(self, method: bytes, url: bytes, root_path: str) -> Target | None:
+        """For a request line's ``method`` and ``url``: its path, raw path, query and
+        :meth:`find`'s answer, when a hot route takes it (not with a ``%`` in its path: the
+        app decodes those), else None. Remembered per request line, as :meth:`find` is."""
+        key = (method, url, root_path)
+        try:
+            return self._targets[key]
+        except KeyError:
+            pass
+        parsed = httptools.parse_url(url)
+        raw_path = parsed.path
+        found = None
+        if b"%" not in raw_path:
+            path = root_path + raw_path.decode("ascii")
+            endpoint = self.find(method, path)
+            if endpoint is not None:
+                full = root_path.encode("ascii") + raw_path
+                found = (path, full, parsed.query or b"", endpoint)
+        if len(url) <= URL_CACHED:
+            if len(self._targets) >= CACHE_LIMIT:
+                self._targets.clear()
+            self._targets[key] = found
+        return found
 
     def find(self, method: bytes, path: str) -> tuple[Endpoint, dict[str, Any]] | None:
         """The endpoint and path parameters for ``method`` on ``path`` when a hot route is the
@@ -178,24 +207,19 @@ class FastProtocol(HttpToolsProtocol):
             return None
         if self.cycle is not None and not self.cycle.response_complete:
             return None  # an answer is still owed before this one: uvicorn queues it
-        url = httptools.parse_url(self.url)
-        raw_path = url.path
-        if b"%" in raw_path:
-            return None
-        path = self.root_path + raw_path.decode("ascii")
         method = parser.get_method()
-        found = self.routes.find(method, path)
-        if found is None:
+        target = self.routes.target(method, self.url, self.root_path)
+        if target is None:
             return None
-        endpoint, params = found
+        path, raw_path, query, (endpoint, params) = target
         version = parser.get_http_version()
         scope = self.scope
         scope["method"] = method.decode("ascii")
         if version != "1.1":
             scope["http_version"] = version
         scope["path"] = path
-        scope["raw_path"] = self.root_path.encode("ascii") + raw_path
-        scope["query_string"] = url.query or b""
+        scope["raw_path"] = raw_path
+        scope["query_string"] = query
         extra: dict[str, Any] = scope  # type: ignore[assignment]
         extra["app"] = self.routes.app
         extra["endpoint"] = endpoint

@@ -91,9 +91,7 @@ class JobOps:
         if job.held is not None:
             job.status_reason = s.held_reason(job)
         with s.store.transaction():
-            spec.number = s.store.allocate_number(job.job_id, 1 + (spec.array_size or 0))
-            s.store.save_spec(spec)
-            s.store.save_jobs([job])
+            s.store.intake(job)  # its rows in the indexed tables come with the next pass's
             answer: JSON = {
                 "jobArn": f"{_arn_base(ok.queue.arn)}:job/{job.job_id}",
                 "jobName": spec.name,

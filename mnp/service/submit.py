@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import uuid
 from dataclasses import dataclass
 
 from mnp.errors import FieldError, InvalidInput
@@ -31,6 +30,7 @@ from mnp.spec.definitions import (
     RetryStrategy,
 )
 from mnp.spec.environments import JobQueue
+from mnp.spec.ids import new_id
 from mnp.spec.noderanges import NodeSpec, resolve_nodes
 from mnp.spec.resources import ContainerSpec, Resources, legacy_fields, resources_from_wire
 
@@ -98,7 +98,7 @@ def build_spec(req: SubmitJob, ok: Accepted, now: int) -> JobSpec:
     )
     propagate = req.propagateTags if req.propagateTags is not None else doc.get("propagateTags")
     return JobSpec(
-        spec_id=str(uuid.uuid4()),
+        spec_id=new_id(),
         name=req.jobName,
         queue=ok.queue.name,
         definition_arn=stored(ok.definition.arn),

@@ -12,7 +12,6 @@ run at submit, after :func:`parse`.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, TypeVar
 
@@ -41,6 +40,7 @@ from mnp.service.models import (
     UpdateJobQueue,
     UpdateSchedulingPolicy,
 )
+from mnp.spec import jsontext
 from mnp.spec.noderanges import check_node_properties, parse_range
 
 PATTERN_RE = re.compile(r"[A-Za-z0-9.: ]*\*?")
@@ -49,15 +49,13 @@ EXIT_CODE_RE = re.compile(r"[0-9]*\*?")
 
 M = TypeVar("M", bound=BaseModel)
 
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
-"""``json.dumps(…, separators=…)`` makes an encoder per call; one measures every submission."""
 
 
 def parse(model: type[M], body: Any, max_bytes: int | None = None, what: str = "request") -> M:
     """Validate ``body`` as ``model`` plus the cross-field rules; every problem at once."""
     errors: list[FieldError] = []
     if max_bytes is not None:
-        size = len(_COMPACT.encode(body).encode())
+        size = len(jsontext.dumps_bytes(body))  # as compact UTF-8 JSON
         if size > max_bytes:
             errors.append(
                 FieldError(

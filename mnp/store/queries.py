@@ -60,13 +60,14 @@ class JobQuery:
         ))  # fmt: skip
 
 
-def job_query_sql(q: JobQuery) -> tuple[str, list[Any]]:
-    """``SELECT * FROM jobs …`` for ``q``, with its arguments, in the order the listing pages."""
+def job_query_sql(q: JobQuery, source: str = "jobs") -> tuple[str, list[Any]]:
+    """``SELECT * FROM jobs …`` for ``q``, with its arguments, in the order the listing pages
+    (``source``: the table or subquery read, with the columns of ``jobs`` and a ``rowid``)."""
     where, args = _conditions(q)
     if q.after is not None:
         where.append(_after(q, q.after))
         args.extend(_after_args(q, q.after))
-    sql = f"SELECT {JOB_COLUMNS}, rowid FROM jobs WHERE " + " AND ".join(where)
+    sql = f"SELECT {JOB_COLUMNS}, rowid FROM {source} WHERE " + " AND ".join(where)
     if q.parent_id is not None:
         sql += " ORDER BY array_index, rowid"
     elif q.newest_first:

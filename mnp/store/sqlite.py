@@ -55,7 +55,7 @@ from mnp.spec.definitions import JobDefinition, JobSpec
 from mnp.spec.environments import ComputeEnvironment, JobQueue, Node, SchedulingPolicy
 from mnp.spec.jobs import Attempt, GangAttemptState, Job
 from mnp.spec.states import HistoryEntry, JobStatus
-from mnp.store import events, streams, tokens
+from mnp.store import events, intake, streams, tokens
 from mnp.store import users as user_table
 from mnp.store.keys import scrub_ended_keys
 from mnp.store.queries import JOB_COLUMNS, JobQuery, PageKey, job_query_sql, page_key
@@ -182,7 +182,7 @@ class Store:
         self.db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         new_index = not streams.has_table(self.db)
         self.db.executescript(
-            SCHEMA + streams.TABLE + tokens.TABLE + user_table.TABLE + events.TABLE
+            SCHEMA + streams.TABLE + tokens.TABLE + user_table.TABLE + events.TABLE + intake.TABLE
         )
         if new_index:
             self.db.execute(streams.BACKFILL)
@@ -199,6 +199,13 @@ class Store:
         """The longest placement-to-end time of an ended stream (never less: a rolled-back
         write may leave it longer, which only widens a FilterLogEvents search)."""
         self._specs: dict[str, JobSpec] = {}
+        self._intake: dict[str, Job] = {}
+        """The jobs the ``job_intake`` table holds (:mod:`mnp.store.intake`), in submission
+        order: the head's own objects, written as they are when :meth:`save_jobs` settles them."""
+        self._settling: dict[str, Job] = {}
+        """Intake jobs settled in the open transaction (pending again if it rolls back)."""
+        self._taken_in: list[str] = []
+        """Jobs taken into the intake in the open transaction (forgotten if it rolls back)."""
         self._keyed: set[str] = set()
         self._saved_status: dict[str, str] = {}
         """Unfinished jobs' status as this store last wrote or read it (only ever a status
@@ -222,6 +229,11 @@ class Store:
         self._page_secret = self._load_page_secret()
 
     def close(self) -> None:
+        """Settle the intake (a clean stop leaves none) and close; closing again does nothing."""
+        try:
+            self._settle_for_read()
+        except sqlite3.ProgrammingError:  # closed already
+            return
         self.db.close()
 
     def _protect_files(self) -> None:
@@ -274,6 +286,7 @@ class Store:
             except BaseException:
                 self._next_number = numbers  # the numbers the write took are free again
                 self._saved_status.clear()  # it may hold statuses of the rolled-back write
+                self._intake_rolled_back()
                 self._rollback()
                 self.after_rollback()
                 raise
@@ -285,6 +298,8 @@ class Store:
             if type(e) in (sqlite3.OperationalError, sqlite3.DatabaseError):
                 raise StorageError(e) from e
             raise  # a constraint or API misuse: a bug of the caller, not the disk
+        self._settling.clear()
+        self._taken_in.clear()
         self.after_commit()
         if self._forgotten:
             self._forgotten = False
@@ -293,6 +308,16 @@ class Store:
             except sqlite3.Error as e:  # committed already: wipe at the next commit instead
                 log.warning("could not truncate the WAL after removing a key: %s", e)
                 self._forgotten = True
+
+    def _intake_rolled_back(self) -> None:
+        """The intake as the rolled-back write found it: what it settled is pending again,
+        what it took in was never there."""
+        pending = {**self._settling, **self._intake}
+        for job_id in self._taken_in:
+            pending.pop(job_id, None)
+        self._intake = pending
+        self._settling = {}
+        self._taken_in.clear()
 
     def _rollback(self) -> None:
         """Roll back the open transaction; SQLite may have rolled it back itself already (it
@@ -347,13 +372,69 @@ class Store:
         own) and return the first. Call inside the transaction that saves the job: the
         counter and the job are written together, so a number is never given out twice (a
         rolled-back submission gives it back, and nobody was told it)."""
-        first = self._next_number
-        last = first + max(1, count) - 1
+        first, last = self._take_numbers(count)
         # the block's last number is kept with it: the counter is read back from the newest
         # block at open, and a submission writes no counter row (a page less per commit)
         self.db.execute("INSERT INTO job_numbers VALUES (?, ?, ?)", (first, job_id, last))
-        self._next_number = last + 1
         return first
+
+    def _take_numbers(self, count: int) -> tuple[int, int]:
+        """The next block of ``count`` numbers (at least one), first and last."""
+        first = self._next_number
+        last = first + max(1, count) - 1
+        self._next_number = last + 1
+        return first, last
+
+    def intake(self, job: Job) -> None:
+        """Make new top-level job ``job`` durable in one row (:mod:`mnp.store.intake`): its
+        job numbers (``spec.number``: its own, then one per array child, as
+        :meth:`allocate_number` gives them), its spec and its document as they are now. Call
+        inside the submission's transaction; the next :meth:`save_jobs` writes the job's rows
+        as the job is by then."""
+        spec = job.spec
+        first, last = self._take_numbers(1 + (spec.array_size or 0))
+        spec.number = first
+        self.db.execute(
+            intake.INSERT,
+            (
+                job.job_id, spec.spec_id, job.parent_id, job.array_index, spec.queue, spec.name,
+                job.status.value, job.created_at, _dump(job.to_doc()), spec.definition_arn,
+                spec.share_identifier, _dump(spec.to_doc()), first, last,
+            ),
+        )  # fmt: skip
+        job.history_saved = len(job.history)
+        self._intake[job.job_id] = job
+        self._taken_in.append(job.job_id)
+        self._specs[spec.spec_id] = spec
+
+    @property
+    def intake_pending(self) -> bool:
+        """Whether the intake holds jobs (:meth:`save_jobs` writes them)."""
+        return bool(self._intake)
+
+    def settle(self) -> None:
+        """Write the intake's jobs in their tables now (in the open transaction, or in one of
+        their own): every read of jobs, specs or numbers does this first."""
+        if not self._intake:
+            return
+        if self.db.in_transaction:
+            self.save_jobs(())
+        else:
+            with self.transaction():
+                self.save_jobs(())
+
+    def _settle_for_read(self, table: str = "jobs") -> str:
+        """:meth:`settle` before a read of ``table`` (``jobs``, ``job_numbers`` or
+        ``job_specs``); returns what to read it as: the table itself, or, when the store could
+        not be written just now, a subquery that has the intake's rows too (they stay there)."""
+        try:
+            self.settle()
+        except StorageError as e:
+            log.warning("the intake's jobs stay in the intake for now: %s", e)
+        if not self._intake:
+            return table
+        return {"jobs": intake.WITH_JOBS, "job_numbers": intake.WITH_NUMBERS,
+                "job_specs": intake.WITH_SPECS}[table]  # fmt: skip
 
     def _read_next_number(self) -> int:
         """The first job number not given out: past the newest block, or what an older head
@@ -365,13 +446,15 @@ class Store:
         after = int(kept) if kept is not None else 1
         if newest is not None:
             after = max(after, int(newest[0]) + 1 if newest[1] is None else int(newest[1]) + 1)
-        return after
+        taken = self.db.execute(intake.LAST_NUMBER).fetchone()[0]
+        return after if taken is None else max(after, int(taken) + 1)
 
     def numbered_block(self, number: int) -> tuple[int, str] | None:
         """The top-level job whose block of numbers holds ``number`` could be: the one with
         the greatest first number not above it, as (first number, job id)."""
+        numbers = self._settle_for_read("job_numbers")
         row = self.db.execute(
-            "SELECT number, job_id FROM job_numbers WHERE number <= ? "
+            f"SELECT number, job_id FROM {numbers} WHERE number <= ? "
             "ORDER BY number DESC LIMIT 1",
             (number,),
         ).fetchone()
@@ -466,6 +549,7 @@ class Store:
 
     # --- jobs -----------------------------------------------------------------------------
     def save_spec(self, spec: JobSpec) -> None:
+        self.settle()  # an intake row's spec must not overwrite this one later
         self.db.execute(
             "INSERT OR REPLACE INTO job_specs VALUES (?, ?)", (spec.spec_id, _dump(spec.to_doc()))
         )
@@ -473,7 +557,17 @@ class Store:
 
     def save_jobs(self, jobs: Iterable[Job]) -> None:
         """Write each job's row, its history in its document (older heads kept a row per
-        entry in ``job_history``: two more trees, a page each in every commit)."""
+        entry in ``job_history``: two more trees, a page each in every commit).
+
+        The intake's jobs (:meth:`intake`) are written too, first, and leave the intake."""
+        pending = self._intake
+        if pending:
+            self.db.execute(intake.SETTLE_NUMBERS)
+            self.db.execute(intake.SETTLE_SPECS)
+            self.db.execute(intake.CLEAR)
+            jobs = [*pending.values(), *(j for j in jobs if j.job_id not in pending)]
+            self._settling.update(pending)
+            self._intake = {}
         rows = []
         docs = []
         saved = self._saved_status
@@ -544,8 +638,9 @@ class Store:
     def spec(self, spec_id: str) -> JobSpec:
         spec = self._specs.get(spec_id)
         if spec is None:
+            specs = self._settle_for_read("job_specs")
             row = self.db.execute(
-                "SELECT doc FROM job_specs WHERE spec_id = ?", (spec_id,)
+                f"SELECT doc FROM {specs} WHERE spec_id = ?", (spec_id,)
             ).fetchone()
             if row is None:
                 raise KeyError(spec_id)
@@ -611,37 +706,46 @@ class Store:
         return [HistoryEntry(JobStatus(s), at, r) for s, at, r in rows]
 
     def load_job(self, job_id: str) -> Job | None:
+        jobs = self._settle_for_read()
         row = self.db.execute(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)
+            f"SELECT {JOB_COLUMNS} FROM {jobs} WHERE job_id = ?", (job_id,)
         ).fetchone()
         return None if row is None else self._job_from_row(row, with_history=True)
 
     def job_status(self, job_id: str) -> JobStatus | None:
-        row = self.db.execute("SELECT status FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        jobs = self._settle_for_read()
+        row = self.db.execute(f"SELECT status FROM {jobs} WHERE job_id = ?", (job_id,)).fetchone()
         return None if row is None else JobStatus(row[0])
 
     def load_active_jobs(self) -> list[Job]:
         """Every job not yet SUCCEEDED/FAILED, in creation order (for a restart), with its
         history. Two queries (jobs with their histories, specs), and a third for the
         histories of jobs an older head saved, each through the partial index of unfinished
-        jobs: the cost is the unfinished jobs, not the store's size."""
+        jobs: the cost is the unfinished jobs, not the store's size. The intake's jobs
+        (:mod:`mnp.store.intake`) are among them, read as they are (nothing is written here)."""
         rows = self.db.execute(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE {UNFINISHED} ORDER BY created_at, array_index"
+            f"SELECT {JOB_COLUMNS}, 0 FROM jobs WHERE {UNFINISHED} "
+            f"UNION ALL SELECT {JOB_COLUMNS}, 1 FROM job_intake ORDER BY created_at, array_index"
         ).fetchall()
         specs = {
             spec_id: JobSpec.from_doc(jsontext.loads(doc))
             for spec_id, doc in self.db.execute(
                 "SELECT spec_id, doc FROM job_specs WHERE spec_id IN "
-                f"(SELECT spec_id FROM jobs WHERE {UNFINISHED})"
+                f"(SELECT spec_id FROM jobs WHERE {UNFINISHED}) "
+                "UNION ALL SELECT spec_id, spec FROM job_intake"
             )
         }
         jobs = []
         older: dict[str, Job] = {}  # saved by an older head: the history is in its own table
+        self._intake = {}
         for row in rows:
             job = self._job_from_row(row, with_history=True, specs=specs, table=False)
             if job.history_saved < 0:
                 older[job.job_id] = job
-            self._saved_status[job.job_id] = job.status.value
+            if row[-1]:
+                self._intake[job.job_id] = job
+            else:
+                self._saved_status[job.job_id] = job.status.value
             for attempt in job.attempts:  # output may have come after the last save
                 if attempt.output is False:
                     attempt.output = None
@@ -666,7 +770,7 @@ class Store:
     def query_jobs_keyed(self, query: JobQuery | None = None) -> list[tuple[Job, PageKey]]:
         """As :meth:`query_jobs`, each job with its place in the listing's order: the
         ``after`` of a query for the jobs that follow it."""
-        sql, args = job_query_sql(query or JobQuery())
+        sql, args = job_query_sql(query or JobQuery(), self._settle_for_read())
         q = query or JobQuery()
         out = []
         for r in self.db.execute(sql, args):
@@ -689,11 +793,13 @@ class Store:
 
     def count_jobs_by_queue_status(self) -> dict[tuple[str, str], int]:
         """(queue, status) → how many jobs the store holds so."""
-        rows = self.db.execute("SELECT queue, status, count(*) FROM jobs GROUP BY queue, status")
+        jobs = self._settle_for_read()
+        rows = self.db.execute(f"SELECT queue, status, count(*) FROM {jobs} GROUP BY queue, status")
         return {(q, s): n for q, s, n in rows}
 
     def count_jobs_by_status(self) -> dict[str, int]:
-        rows = self.db.execute("SELECT status, count(*) FROM jobs GROUP BY status")
+        jobs = self._settle_for_read()
+        rows = self.db.execute(f"SELECT status, count(*) FROM {jobs} GROUP BY status")
         return {s: n for s, n in rows}
 
     # --- log streams ------------------------------------------------------------------------

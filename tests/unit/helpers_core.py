@@ -109,6 +109,7 @@ TABLES = (
     "nodes",
     "job_specs",
     "jobs",
+    "job_intake",
     "job_history",
     "meta",
 )

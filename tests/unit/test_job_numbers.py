@@ -99,7 +99,7 @@ def test_a_rolled_back_submission_leaves_no_number_taken(
         raise sqlite3.OperationalError("database or disk is full")
 
     with monkeypatch.context() as m:
-        m.setattr(head.store, "save_jobs", full)
+        m.setattr(head.store, "intake", full)
         with pytest.raises(StorageError):
             head.submit("lost")
     ok = head.submit("b")

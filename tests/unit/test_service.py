@@ -619,6 +619,7 @@ def test_list_jobs_defaults_to_running_and_shows_array_parents_as_pending(ready:
 
 def test_invalid_input_writes_nothing(ready: Head) -> None:
     existing = ready.submit("existing")
+    ready.store.settle()  # its rows, as the next pass writes them (a read would, too)
     before = row_counts(ready.db_path)
     s = ready.api
     bad_calls: list[tuple[Any, dict[str, Any], type[Exception]]] = [

@@ -26,7 +26,6 @@ node's event loop.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import unquote
@@ -44,6 +43,7 @@ from mnp.service.base import MNP_SUBMIT_MAX
 from mnp.service.core import Service
 from mnp.service.operations import Answer, Operation
 from mnp.spec import arns
+from mnp.spec.ids import new_id
 
 log = logging.getLogger("mnp.api.aws.batch")
 
@@ -194,7 +194,7 @@ def routes(head: HasService, authenticate: Authenticate | None = None) -> list[R
         op_of: Callable[[Request], Operation[Any]],
         body_of: Callable[[Request], Awaitable[JSON]],
     ) -> Response:
-        request_id = str(uuid.uuid4())
+        request_id = new_id()
         if authenticate is not None:
             denied = await authenticate(request)
             if denied is not None:

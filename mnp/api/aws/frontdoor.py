@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import secrets
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +42,7 @@ from mnp.api.aws.sigv4 import (
 )
 from mnp.service.users import Caller, owner
 from mnp.spec import arns
+from mnp.spec.ids import new_id
 
 KeyLookup = Callable[[str], tuple[Caller, str] | None]
 """An access key id → the user it belongs to and its secret (``UserOps.by_access_key``)."""
@@ -97,7 +97,7 @@ def error_response(err: AuthError, service: str | None = BATCH) -> Response:
     return JSONResponse(
         {"__type": err.code, "message": err.message},
         status_code=err.status,
-        headers={"x-amzn-ErrorType": err.code, "x-amzn-RequestId": str(uuid.uuid4())},
+        headers={"x-amzn-ErrorType": err.code, "x-amzn-RequestId": new_id()},
         media_type=JSON_1_1 if service == LOGS else "application/json",
     )
 

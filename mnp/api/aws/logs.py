@@ -26,7 +26,6 @@ routes run on the head node's event loop.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
@@ -55,6 +54,7 @@ from mnp.api.jsonbody import NotJson, read_json
 from mnp.errors import AccessDenied, InvalidInput
 from mnp.service.logs import LogReader, StreamRef, time_key
 from mnp.spec import arns
+from mnp.spec.ids import new_id
 
 log = logging.getLogger("mnp.api.aws.logs")
 
@@ -170,7 +170,7 @@ def error_response(code: str, message: str, status: int = 400) -> JSONResponse:
     return JSONResponse(
         {"__type": code, "message": message},
         status_code=status,
-        headers={"x-amzn-ErrorType": code, "x-amzn-RequestId": str(uuid.uuid4())},
+        headers={"x-amzn-ErrorType": code, "x-amzn-RequestId": new_id()},
         media_type=JSON_1_1,
     )
 
@@ -208,7 +208,7 @@ def routes(reader: LogReader, authenticate: Authenticate | None = None) -> list[
             log.exception("%s failed", target)
             return error_response("ServiceUnavailableException", f"{type(e).__name__}: {e}", 500)
         return JSONResponse(
-            answer, headers={"x-amzn-RequestId": str(uuid.uuid4())}, media_type=JSON_1_1
+            answer, headers={"x-amzn-RequestId": new_id()}, media_type=JSON_1_1
         )
 
     return [Route("/", endpoint, methods=["POST"])]

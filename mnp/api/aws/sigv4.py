@@ -26,7 +26,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote, unquote_plus
@@ -207,9 +207,11 @@ def _signed_at(headers: dict[str, list[str]]) -> tuple[str, datetime] | AuthErro
 _BASIC = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
 
 
+@functools.lru_cache(maxsize=64)
 def _basic_format(text: str) -> datetime:
     """``text`` in :data:`AMZ_DATE_FORMAT` (``20261201T203000Z``) as a UTC time; ValueError
-    otherwise (what ``strptime`` accepts, without its per-call format parsing)."""
+    otherwise (what ``strptime`` accepts, without its per-call format parsing). Cached: a
+    client's requests of one second carry the same text."""
     m = _BASIC.fullmatch(text)
     if m is None:
         raise ValueError(text)
@@ -227,7 +229,7 @@ class _Authorization:
     region: str
     service: str
     terminator: str
-    signed: list[str]
+    signed: tuple[str, ...]
     signature: str
 
     @property
@@ -277,9 +279,36 @@ def verify(
     return _check_signature(method, raw_path, query, hdrs, auth, creds, amz_date, payload)
 
 
+_SIGNATURE = "Signature="
+_SIGNED = "0" * 64
+"""What stands for the signature in the text :func:`_parse_signed` caches."""
+
+
 def _parse_authorization(hdrs: dict[str, list[str]], query: str) -> _Authorization | AuthError:
-    """The header's algorithm, parameters and five-part credential scope, or why not."""
+    """The header's algorithm, parameters and five-part credential scope, or why not.
+
+    A well-formed header is parsed once per client and scope: everything but its signature
+    (which changes with every request) is the same from one request to the next."""
     auth = (hdrs.get("authorization") or [""])[0].strip()
+    at = auth.find(_SIGNATURE)
+    if at > 0 and len(auth) <= _CACHED_LEN * 2 and auth.count(_SIGNATURE) == 1:
+        end = auth.find(",", at)
+        signature = (auth[at + len(_SIGNATURE) : end] if end >= 0 else auth[at + len(_SIGNATURE) :])
+        signature = signature.strip()
+        if len(signature) == 64 and _HEX64.fullmatch(signature):
+            rest = auth[end:] if end >= 0 else ""
+            parsed = _parse_signed(auth[: at + len(_SIGNATURE)] + _SIGNED + rest)
+            if isinstance(parsed, _Authorization):
+                return replace(parsed, header=auth, signature=signature.lower())
+    return _parse_header(auth, query)
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_signed(auth: str) -> _Authorization | AuthError:
+    return _parse_header(auth, "")
+
+
+def _parse_header(auth: str, query: str) -> _Authorization | AuthError:
     if not auth:
         if "X-Amz-Signature=" in query or "X-Amz-Credential=" in query:
             return _incomplete(
@@ -302,7 +331,7 @@ def _parse_authorization(hdrs: dict[str, list[str]], query: str) -> _Authorizati
             f"keyid/date/region/service/term, got '{params['Credential']}'"
         )
     key_id, scope_date, region, scope_service, terminator = scope_parts
-    signed = [h.strip().lower() for h in params["SignedHeaders"].split(";")]
+    signed = tuple(h.strip().lower() for h in params["SignedHeaders"].split(";"))
     return _Authorization(
         auth, key_id, scope_date, region, scope_service, terminator, signed,
         params["Signature"].lower(),

@@ -1,0 +1,60 @@
+"""The intake: where a new submission is made durable in one row, before its job has rows in
+the indexed tables.
+
+A job's own rows cost a commit about 15 pages: the ``jobs`` row and its ten indexes (its
+id, status, queue, name, definition, share identifier …), its spec and the spec's id, its
+block of job numbers, each a B-tree of its own, and the WAL takes every page a commit
+changes (two ``pwrite`` calls each). A submission has to be durable before it is answered,
+but nothing needs those indexes before the head's next scheduling pass: what the head knows
+of an unfinished job, it knows from memory. So :meth:`~mnp.store.sqlite.Store.intake`
+commits the job as one row of ``job_intake`` (the ``jobs`` columns, the spec's document and
+the number block; one table, rowid order: one or two pages), and the next write of jobs
+(:meth:`~mnp.store.sqlite.Store.save_jobs`: the pass that makes the job RUNNABLE) writes its
+rows in their tables as the job is by then, together with every other job of that pass, and
+deletes its intake row in the same transaction. Submissions between two passes share the
+pages of one commit: measured in-process (``benchmarks/README.md``), 136–199 µs of the
+store's CPU per submitted job (its commit and its first status change) became 60–71 µs.
+
+Every read of jobs, specs or numbers in the store first settles what the intake holds
+(:meth:`~mnp.store.sqlite.Store.settle`), so a listing never misses a job that was
+answered; a restart reads the intake's rows with the unfinished jobs (the head's reload after
+a failed write too, which must not write), and the next write settles them.
+"""
+
+from __future__ import annotations
+
+from mnp.store.queries import JOB_COLUMNS
+
+TABLE = """
+CREATE TABLE IF NOT EXISTS job_intake (
+    seq INTEGER PRIMARY KEY,
+    job_id TEXT NOT NULL, spec_id TEXT NOT NULL, parent_id TEXT, array_index INTEGER,
+    queue TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL, created_at INTEGER NOT NULL,
+    doc TEXT NOT NULL, definition_arn TEXT, share_identifier TEXT,
+    spec TEXT NOT NULL, number INTEGER NOT NULL, last INTEGER NOT NULL);
+"""
+"""One submitted job not yet in ``jobs``: its row's columns (as when submitted), its spec's
+document and its block of job numbers (``number`` … ``last``)."""
+
+INSERT = f"""
+INSERT INTO job_intake ({JOB_COLUMNS}, spec, number, last)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+SETTLE_NUMBERS = "INSERT INTO job_numbers SELECT number, job_id, last FROM job_intake"
+SETTLE_SPECS = "INSERT OR REPLACE INTO job_specs SELECT spec_id, spec FROM job_intake"
+"""The specs as submitted: one changed since (an update of its tags, say) was saved by
+:meth:`~mnp.store.sqlite.Store.save_spec`, which settles the intake first."""
+CLEAR = "DELETE FROM job_intake"
+"""Every intake row goes at once: :meth:`~mnp.store.sqlite.Store.save_jobs` settles them all."""
+
+LAST_NUMBER = "SELECT max(last) FROM job_intake"
+
+WITH_JOBS = f"""(SELECT {JOB_COLUMNS}, rowid AS rowid FROM jobs UNION ALL
+SELECT {JOB_COLUMNS}, (SELECT ifnull(max(rowid), 0) FROM jobs) + seq AS rowid FROM job_intake)"""
+"""The jobs and the intake's, as one table with a ``rowid`` (an intake row's after every
+job's, where settling puts it): what the store reads when it could not settle (a full disk)."""
+WITH_NUMBERS = (
+    "(SELECT number, job_id FROM job_numbers UNION ALL SELECT number, job_id FROM job_intake)"
+)
+WITH_SPECS = "(SELECT spec_id, doc FROM job_specs UNION ALL SELECT spec_id, spec FROM job_intake)"
