@@ -243,7 +243,9 @@ class FastProtocol(HttpToolsProtocol):
         async def receive() -> dict[str, Any]:
             return {"type": "http.request", "body": body, "more_body": False}
 
-        coro = fast.endpoint(Request(self.scope, receive))  # type: ignore[arg-type]
+        request = Request(self.scope, receive)  # type: ignore[arg-type]
+        request._body = body  # Starlette's own cache: body() and stream() answer from it
+        coro = fast.endpoint(request)
         path = self.scope["path"]
         try:
             waits_on = coro.send(None)

@@ -26,7 +26,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote, unquote_plus
@@ -299,7 +299,9 @@ def _parse_authorization(hdrs: dict[str, list[str]], query: str) -> _Authorizati
             rest = auth[end:] if end >= 0 else ""
             parsed = _parse_signed(auth[: at + len(_SIGNATURE)] + _SIGNED + rest)
             if isinstance(parsed, _Authorization):
-                return replace(parsed, header=auth, signature=signature.lower())
+                p = parsed
+                return _Authorization(auth, p.key_id, p.date, p.region, p.service,
+                                      p.terminator, p.signed, signature.lower())  # fmt: skip
     return _parse_header(auth, query)
 
 
