@@ -32,7 +32,7 @@ from benchmarks.config import BENCH_DIR, JSON, say
 from benchmarks.cpu import wait_quiet
 from benchmarks.head import HeadNode
 from benchmarks.jobs import definition, wait_job, wait_terminal_count
-from benchmarks.machine import machine_info, machine_jiffies, process_jiffies
+from benchmarks.machine import machine_info, machine_jiffies, process_jiffies, speed_gauge
 from benchmarks.stats import median
 from mnp.config import NODE_NETWORK_ENV
 
@@ -316,6 +316,7 @@ def main() -> int:
     args = ap.parse_args()
     os.environ[NODE_NETWORK_ENV] = args.network  # the head (and its nodes) inherit it
     ensure_hyperqueue()
+    gauge = [speed_gauge()]
     runs: dict[str, dict[str, list[JSON]]] = {w: {"mnp": [], "hq": []} for w in args.workloads}
     with tempfile.TemporaryDirectory(prefix="mnp-hq-") as tmp:
         scratch = Path(tmp)
@@ -326,11 +327,14 @@ def main() -> int:
                 for system in order:
                     fn = run_mnp if system == "mnp" else run_hq
                     runs[w][system].append(fn(w, args.jobs, scratch))
+        gauge.append(speed_gauge())
         submits = [submit_cost(scratch, args.jobs) for _ in range(args.submit_runs)]
+        gauge.append(speed_gauge())
     results: JSON = {"machine": machine_info(),
                      "hyperqueue": importlib.metadata.version("hyperqueue"),
                      "jobs": args.jobs, "runs": args.runs,
-                     "mnp_node_network": args.network, "slots": WORKERS * CORES}
+                     "mnp_node_network": args.network, "slots": WORKERS * CORES,
+                     "speed_gauge_s": gauge}
     for w in args.workloads if args.runs else ():
         m, h = runs[w]["mnp"], runs[w]["hq"]
         results[w] = {"mnp": _summary(m), "hq": _summary(h),

@@ -64,6 +64,19 @@ def spawn_rate(n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def speed_gauge(n: int = 2_000_000) -> float:
+    """Seconds a fixed pure-Python loop takes here, the fastest of 3: how fast this machine
+    is just now (its speed moves within the hour; compare sets by it, or by paired ratios)."""
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        x = 0
+        for i in range(n):
+            x += i
+        best = min(best, time.perf_counter() - t0)
+    return round(best, 4)
+
+
 def machine_info() -> JSON:
     """The ``machine`` entry of a run: CPUs, memory, Python, and the commit measured (with the
     number of paths the working tree changes, -1 if git could not tell)."""
