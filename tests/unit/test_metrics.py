@@ -181,3 +181,27 @@ def test_requests_are_timed_by_door(monkeypatch: pytest.MonkeyPatch) -> None:
     assert metrics.door_of("/api/v1/submitJob") == "native"
     assert metrics.door_of("/internal/v1/agents/poll") == "agent"
     assert metrics.door_of("/v1/submitjob") == "aws"
+
+
+def test_request_durations_count_in_the_first_bucket_at_or_above_them() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from mnp.api.metrics import HeadMetrics
+
+    m = HeadMetrics()
+    for seconds in (0.001, 0.0011, 0.02, 40.0):  # a bound itself is "le" it
+        m.observe_request("/v1/submitjob", seconds)
+    samples = {
+        (s.name, s.labels.get("le")): s.value
+        for f in text_string_to_metric_families(m.exposition().decode())
+        for s in f.samples
+        if s.name.startswith("mnp_http_request_duration_seconds") and s.labels["door"] == "aws"
+    }
+    bucket = "mnp_http_request_duration_seconds_bucket"
+    assert samples[(bucket, "0.001")] == 1
+    assert samples[(bucket, "0.0025")] == 2
+    assert samples[(bucket, "0.025")] == 3
+    assert samples[(bucket, "30.0")] == 3
+    assert samples[(bucket, "+Inf")] == 4
+    assert samples[("mnp_http_request_duration_seconds_count", None)] == 4
+    assert abs(samples[("mnp_http_request_duration_seconds_sum", None)] - 40.0221) < 1e-9
