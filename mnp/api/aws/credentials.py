@@ -161,6 +161,7 @@ class CredentialStore:
 
     def __init__(self, home: Path, environ: Mapping[str, str] | None = None) -> None:
         self.path = credentials_path(home)
+        self._file = str(self.path)
         self._env = from_environment(environ)
         self._stamp: object = _UNREAD
         self._by_id: dict[str, Credentials] = {}
@@ -168,7 +169,7 @@ class CredentialStore:
 
     def _refresh(self) -> None:
         try:
-            st = self.path.stat()
+            st = os.stat(self._file)  # on every request: without pathlib's layers
             stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
         except FileNotFoundError:
             stamp = None
