@@ -1,6 +1,6 @@
 """Job ids as Slurm users write them: the head's integer job numbers beside the UUIDs.
 
-Every top-level job gets a number at submission (:meth:`mnp.store.sqlite.Store.allocate_number`);
+Every top-level job gets a number at submission (:meth:`mnp.store.sqlite.Store.intake`);
 an array of size S takes S + 1 numbers, so each task has an integer id of its own as in Slurm.
 :func:`resolve_job_ref` turns what a client wrote into the id the head keys jobs by, so every
 operation that takes a job id (DescribeJobs, CancelJob, TerminateJob, ``dependsOn``, ListJobs'

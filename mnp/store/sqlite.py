@@ -193,7 +193,7 @@ class Store:
         streams.add_output(self.db)
         self.db.executescript(INDEXES + streams.INDEXES)
         self._next_number = self._read_next_number()
-        """The first job number not given out (:meth:`allocate_number`); a rolled-back write
+        """The first job number not given out (:meth:`intake`); a rolled-back write
         gives its numbers back."""
         self._longest_stream = self._read_longest_stream()
         """The longest placement-to-end time of an ended stream (never less: a rolled-back
@@ -366,18 +366,6 @@ class Store:
         )
 
     # --- job numbers ----------------------------------------------------------------------
-    def allocate_number(self, job_id: str, count: int = 1) -> int:
-        """Give top-level job ``job_id`` the next ``count`` job numbers (an array of size S
-        takes ``1 + S``: its own, then one per child, as Slurm gives each task an id of its
-        own) and return the first. Call inside the transaction that saves the job: the
-        counter and the job are written together, so a number is never given out twice (a
-        rolled-back submission gives it back, and nobody was told it)."""
-        first, last = self._take_numbers(count)
-        # the block's last number is kept with it: the counter is read back from the newest
-        # block at open, and a submission writes no counter row (a page less per commit)
-        self.db.execute("INSERT INTO job_numbers VALUES (?, ?, ?)", (first, job_id, last))
-        return first
-
     def _take_numbers(self, count: int) -> tuple[int, int]:
         """The next block of ``count`` numbers (at least one), first and last."""
         first = self._next_number
@@ -387,10 +375,12 @@ class Store:
 
     def intake(self, job: Job) -> None:
         """Make new top-level job ``job`` durable in one row (:mod:`mnp.store.intake`): its
-        job numbers (``spec.number``: its own, then one per array child, as
-        :meth:`allocate_number` gives them), its spec and its document as they are now. Call
-        inside the submission's transaction; the next :meth:`save_jobs` writes the job's rows
-        as the job is by then."""
+        block of job numbers (``spec.number`` is the first: an array of size S takes 1 + S,
+        its own, then one per child, as Slurm gives each task an id of its own; a rolled-back
+        submission gives them back, and nobody was told them), its spec and its document as
+        they are now. Call inside the submission's transaction; the next :meth:`save_jobs`
+        writes the job's rows as the job is by then, its block in ``job_numbers`` (with its
+        last number: the counter is read back from the newest block at open)."""
         spec = job.spec
         first, last = self._take_numbers(1 + (spec.array_size or 0))
         spec.number = first
