@@ -10,17 +10,22 @@ of an unfinished job, it knows from memory. So :meth:`~mnp.store.sqlite.Store.in
 commits the job as one row of ``job_intake`` (the ``jobs`` columns, the spec's document and
 the number block; one table, rowid order: one or two pages), and the next write of jobs
 (:meth:`~mnp.store.sqlite.Store.save_jobs`: the pass that makes the job RUNNABLE) writes its
-rows in their tables as the job is by then, together with every other job of that pass, and
-deletes its intake row in the same transaction. Submissions between two passes share the
-pages of one commit: measured by ``benchmarks/submitstore.py`` (``benchmarks/README.md``),
-with ten submissions per pass a job's commit and its first status change wrote 16.3 WAL
-frames and took 136 µs of the store's CPU, and with the intake (and the time-ordered ids
-of :mod:`mnp.spec.ids`) 5.8 frames and 73 µs.
+rows in their tables as the job is by then, with every other job of that pass, and deletes
+its intake row in the same transaction (a job that write does not name goes in as it was
+submitted: its later changes come with the write that makes them, as every change does).
+Submissions between two passes share the pages of one commit: measured by
+``benchmarks/submitstore.py`` (``benchmarks/README.md``), with ten submissions per pass a
+job's commit and its first status change wrote 16.3 WAL frames and took 136 µs of the
+store's CPU, and with the intake (and the time-ordered ids of :mod:`mnp.spec.ids`) 5.8
+frames and 73 µs.
 
-Every read of jobs, specs or numbers in the store first settles what the intake holds
-(:meth:`~mnp.store.sqlite.Store.settle`), so a listing never misses a job that was
-answered; a restart reads the intake's rows with the unfinished jobs (the head's reload after
-a failed write too, which must not write), and the next write settles them.
+Every read of jobs, specs or numbers first moves what the intake holds into the tables as it
+was submitted (:meth:`~mnp.store.sqlite.Store.settle`: SQL alone, no commit hook, nothing
+from the head's memory, so a read in the middle of a pass commits none of the pass), and a
+listing never misses a job that was answered (a store that cannot be written just now is
+read through views that add the intake's rows). A restart reads the intake's rows with the
+unfinished jobs (so does the head's reload after a failed write, which must not write), and
+the next write settles them.
 """
 
 from __future__ import annotations
@@ -47,6 +52,10 @@ SETTLE_NUMBERS = "INSERT INTO job_numbers SELECT number, job_id, last FROM job_i
 SETTLE_SPECS = "INSERT OR REPLACE INTO job_specs SELECT spec_id, spec FROM job_intake"
 """The specs as submitted: one changed since (an update of its tags, say) was saved by
 :meth:`~mnp.store.sqlite.Store.save_spec`, which settles the intake first."""
+SETTLE_JOBS = (
+    f"INSERT OR IGNORE INTO jobs ({JOB_COLUMNS}) SELECT {JOB_COLUMNS} FROM job_intake ORDER BY seq"
+)
+"""The jobs as submitted, but for those the same write has saved already (as they are now)."""
 CLEAR = "DELETE FROM job_intake"
 """Every intake row goes at once: :meth:`~mnp.store.sqlite.Store.save_jobs` settles them all."""
 

@@ -403,15 +403,38 @@ class Store:
         return bool(self._intake)
 
     def settle(self) -> None:
-        """Write the intake's jobs in their tables now (in the open transaction, or in one of
-        their own): every read of jobs, specs or numbers does this first."""
+        """Move the intake's rows into their tables now, as they were submitted (in the open
+        transaction, or in one of their own): every read of jobs, specs or numbers does this
+        first. Nothing of the head's memory is written here, and no commit hook runs: a read
+        in the middle of a scheduling pass must not commit half of it (the jobs' changes since
+        their submission go with the pass's own write, as every change does). Raises
+        :class:`~mnp.errors.StorageError` when the store cannot be written; the intake is then
+        as it was, and so is the head's memory."""
         if not self._intake:
             return
         if self.db.in_transaction:
-            self.save_jobs(())
-        else:
-            with self.transaction():
-                self.save_jobs(())
+            self._settle_rows()
+            return
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self._settle_rows()
+            self.db.execute("COMMIT")
+        except sqlite3.Error as e:
+            self._rollback()
+            self._intake_rolled_back()
+            raise StorageError(e) from e
+        self._settling.clear()
+
+    def _settle_rows(self) -> None:
+        """The intake's rows into ``job_numbers``, ``job_specs`` and ``jobs`` (a job whose row
+        the open write has put there already, from memory, keeps that one), then out of the
+        intake."""
+        self.db.execute(intake.SETTLE_NUMBERS)
+        self.db.execute(intake.SETTLE_SPECS)
+        self.db.execute(intake.SETTLE_JOBS)
+        self.db.execute(intake.CLEAR)
+        self._settling.update(self._intake)
+        self._intake = {}
 
     def _settle_for_read(self, table: str = "jobs") -> str:
         """:meth:`settle` before a read of ``table`` (``jobs``, ``job_numbers`` or
@@ -549,15 +572,8 @@ class Store:
         """Write each job's row, its history in its document (older heads kept a row per
         entry in ``job_history``: two more trees, a page each in every commit).
 
-        The intake's jobs (:meth:`intake`) are written too, first, and leave the intake."""
-        pending = self._intake
-        if pending:
-            self.db.execute(intake.SETTLE_NUMBERS)
-            self.db.execute(intake.SETTLE_SPECS)
-            self.db.execute(intake.CLEAR)
-            jobs = [*pending.values(), *(j for j in jobs if j.job_id not in pending)]
-            self._settling.update(pending)
-            self._intake = {}
+        The intake's rows (:meth:`intake`) go to their tables in the same write: the jobs given
+        here as they are now, the others as they were submitted (:meth:`settle`)."""
         rows = []
         docs = []
         saved = self._saved_status
@@ -614,6 +630,8 @@ class Store:
             self.db.executemany(streams.INSERT, stream_rows)
         if ended_rows:
             self.db.executemany(streams.END, ended_rows)
+        if self._intake:
+            self._settle_rows()  # after the rows above: theirs are the jobs' rows now
         if longest > self._longest_stream:  # rarely: a row only when the record is beaten
             self._longest_stream = longest
             self.set_meta(streams.LONGEST_KEY, str(longest))

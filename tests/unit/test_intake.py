@@ -14,6 +14,7 @@ from mnp.errors import StorageError
 from mnp.spec.ids import new_id
 from mnp.spec.jobs import Job
 from mnp.spec.states import JobStatus, transition
+from mnp.store import intake
 from mnp.store.queries import JobQuery
 from mnp.store.sqlite import Store
 from tests.unit.helpers_core import T0, make_job
@@ -76,7 +77,7 @@ def test_a_store_that_cannot_settle_still_reads_the_intake(
     def full(*_a: object) -> None:
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(store, "save_jobs", full)
+    monkeypatch.setattr(store, "_settle_rows", full)
     listed = store.query_jobs_keyed(JobQuery(queue="q"))
     assert [j.job_id for j, _ in listed] == ["new", "old"]  # newest first, as settled later
     assert listed[0][1][1] > listed[1][1][1]  # the intake row's place is after every job's
@@ -156,3 +157,46 @@ def test_new_ids_are_uuids_that_grow_with_time() -> None:
     stamps = [int(i.replace("-", "")[:12], 16) for i in ids]
     assert stamps == sorted(stamps)
     assert len({i[14:] for i in ids}) == len(ids)  # the random part differs within a ms
+
+
+def test_a_read_during_a_pass_commits_nothing_of_the_pass(tmp_path: Path) -> None:
+    """A pass reads the store (a dependency's status, a node job not made yet) after it has
+    changed jobs in memory and before its write: that read moves the intake's rows as they
+    were submitted, runs no commit hook, and a crash then keeps nothing of the pass."""
+    path = tmp_path / "s.db"
+    store = Store(path)
+    hooks: list[str] = []
+    store.before_commit = lambda: hooks.append("before")
+    store.after_commit = lambda: hooks.append("after")
+    parent = take(store, "p", array_size=2)
+    hooks.clear()
+    transition(parent, JobStatus.PENDING, T0 + 5, None)  # the pass expands it, in memory
+    assert store.job_status("elsewhere") is None  # a read in the middle of the pass
+    assert hooks == [] and not store.intake_pending
+    crash(store)
+    again = Store(path)
+    jobs = again.load_active_jobs()
+    assert [(j.job_id, j.status) for j in jobs] == [("p", JobStatus.SUBMITTED)]  # expanded anew
+    again.close()
+
+
+def test_a_failed_settle_on_a_read_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(tmp_path / "s.db")
+    failures: list[str] = []
+    store.on_failure = lambda: failures.append("reload")  # the head would rebuild its memory
+    take(store, "a")
+
+    def broken() -> None:
+        store.db.execute(intake.SETTLE_NUMBERS)
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store, "_settle_rows", broken)
+    assert store.job_status("a") == JobStatus.SUBMITTED  # read through the intake
+    assert failures == [] and store.intake_pending
+    assert rows(store, "job_numbers") == 0  # the half-made move was rolled back
+    monkeypatch.undo()
+    store.settle()
+    assert (rows(store, "job_intake"), rows(store, "jobs"), rows(store, "job_numbers")) == (0, 1, 1)
+    store.close()
