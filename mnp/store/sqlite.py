@@ -199,13 +199,9 @@ class Store:
         """The longest placement-to-end time of an ended stream (never less: a rolled-back
         write may leave it longer, which only widens a FilterLogEvents search)."""
         self._specs: dict[str, JobSpec] = {}
-        self._intake: dict[str, Job] = {}
-        """The jobs the ``job_intake`` table holds (:mod:`mnp.store.intake`), in submission
-        order: the head's own objects, written as they are when :meth:`save_jobs` settles them."""
-        self._settling: dict[str, Job] = {}
-        """Intake jobs settled in the open transaction (pending again if it rolls back)."""
-        self._taken_in: list[str] = []
-        """Jobs taken into the intake in the open transaction (forgotten if it rolls back)."""
+        self._intake_rows = 0
+        """Rows the ``job_intake`` table holds (:mod:`mnp.store.intake`), as committed or
+        written by the open transaction (a rollback puts back what it began with)."""
         self._keyed: set[str] = set()
         self._saved_status: dict[str, str] = {}
         """Unfinished jobs' status as this store last wrote or read it (only ever a status
@@ -279,6 +275,7 @@ class Store:
         try:
             self.db.execute("BEGIN IMMEDIATE")
             numbers = self._next_number
+            intake_rows = self._intake_rows
             try:
                 yield self.db
                 self.before_commit()
@@ -286,7 +283,7 @@ class Store:
             except BaseException:
                 self._next_number = numbers  # the numbers the write took are free again
                 self._saved_status.clear()  # it may hold statuses of the rolled-back write
-                self._intake_rolled_back()
+                self._intake_rows = intake_rows
                 self._rollback()
                 self.after_rollback()
                 raise
@@ -298,8 +295,6 @@ class Store:
             if type(e) in (sqlite3.OperationalError, sqlite3.DatabaseError):
                 raise StorageError(e) from e
             raise  # a constraint or API misuse: a bug of the caller, not the disk
-        self._settling.clear()
-        self._taken_in.clear()
         self.after_commit()
         if self._forgotten:
             self._forgotten = False
@@ -308,16 +303,6 @@ class Store:
             except sqlite3.Error as e:  # committed already: wipe at the next commit instead
                 log.warning("could not truncate the WAL after removing a key: %s", e)
                 self._forgotten = True
-
-    def _intake_rolled_back(self) -> None:
-        """The intake as the rolled-back write found it: what it settled is pending again,
-        what it took in was never there."""
-        pending = {**self._settling, **self._intake}
-        for job_id in self._taken_in:
-            pending.pop(job_id, None)
-        self._intake = pending
-        self._settling = {}
-        self._taken_in.clear()
 
     def _rollback(self) -> None:
         """Roll back the open transaction; SQLite may have rolled it back itself already (it
@@ -393,14 +378,13 @@ class Store:
             ),
         )  # fmt: skip
         job.history_saved = len(job.history)
-        self._intake[job.job_id] = job
-        self._taken_in.append(job.job_id)
+        self._intake_rows += 1
         self._specs[spec.spec_id] = spec
 
     @property
     def intake_pending(self) -> bool:
         """Whether the intake holds jobs (:meth:`save_jobs` writes them)."""
-        return bool(self._intake)
+        return self._intake_rows > 0
 
     def settle(self) -> None:
         """Move the intake's rows into their tables now, as they were submitted (in the open
@@ -410,20 +394,20 @@ class Store:
         their submission go with the pass's own write, as every change does). Raises
         :class:`~mnp.errors.StorageError` when the store cannot be written; the intake is then
         as it was, and so is the head's memory."""
-        if not self._intake:
+        if not self._intake_rows:
             return
         if self.db.in_transaction:
             self._settle_rows()
             return
+        rows = self._intake_rows
         try:
             self.db.execute("BEGIN IMMEDIATE")
             self._settle_rows()
             self.db.execute("COMMIT")
         except sqlite3.Error as e:
             self._rollback()
-            self._intake_rolled_back()
+            self._intake_rows = rows
             raise StorageError(e) from e
-        self._settling.clear()
 
     def _settle_rows(self) -> None:
         """The intake's rows into ``job_numbers``, ``job_specs`` and ``jobs`` (a job whose row
@@ -433,8 +417,7 @@ class Store:
         self.db.execute(intake.SETTLE_SPECS)
         self.db.execute(intake.SETTLE_JOBS)
         self.db.execute(intake.CLEAR)
-        self._settling.update(self._intake)
-        self._intake = {}
+        self._intake_rows = 0
 
     def _settle_for_read(self, table: str = "jobs") -> str:
         """:meth:`settle` before a read of ``table`` (``jobs``, ``job_numbers`` or
@@ -444,7 +427,7 @@ class Store:
             self.settle()
         except StorageError as e:
             log.warning("the intake's jobs stay in the intake for now: %s", e)
-        if not self._intake:
+        if not self._intake_rows:
             return table
         return {"jobs": intake.WITH_JOBS, "job_numbers": intake.WITH_NUMBERS,
                 "job_specs": intake.WITH_SPECS}[table]  # fmt: skip
@@ -630,7 +613,7 @@ class Store:
             self.db.executemany(streams.INSERT, stream_rows)
         if ended_rows:
             self.db.executemany(streams.END, ended_rows)
-        if self._intake:
+        if self._intake_rows:
             self._settle_rows()  # after the rows above: theirs are the jobs' rows now
         if longest > self._longest_stream:  # rarely: a row only when the record is beaten
             self._longest_stream = longest
@@ -745,13 +728,13 @@ class Store:
         }
         jobs = []
         older: dict[str, Job] = {}  # saved by an older head: the history is in its own table
-        self._intake = {}
+        self._intake_rows = 0
         for row in rows:
             job = self._job_from_row(row, with_history=True, specs=specs, table=False)
             if job.history_saved < 0:
                 older[job.job_id] = job
             if row[-1]:
-                self._intake[job.job_id] = job
+                self._intake_rows += 1
             else:
                 self._saved_status[job.job_id] = job.status.value
             for attempt in job.attempts:  # output may have come after the last save
