@@ -79,9 +79,12 @@ def _parsed(raw: bytes, text: str) -> Any:
         return _DECODER.decode(text)
 
 
-_RISKY_NUMBER = re.compile(r"\d{19}|[eE][+-]?\d{3}")
-"""A run of 19 digits (an integer that may not fit in 64 bits, or a long mantissa) or an
-exponent of three digits (a float that may overflow to infinity)."""
+_RISKY_NUMBER = re.compile(r"\d{19}|\d[eE][+-]?\d{3,}(?=[\s,\]}]|\Z)")
+"""A run of 19 digits (an integer that may not fit in 64 bits, or a long mantissa) or a
+number's exponent of three digits or more (a float that may overflow to infinity): after a
+digit, and followed by what may follow a number in JSON (white space, ``,``, ``]``, ``}``).
+Not ``e`` and three digits anywhere: most ids in hex hold that (``…8e123…``), and every
+agent's poll and report then took the full walk."""
 
 
 def _may_break_rules(text: str) -> bool:

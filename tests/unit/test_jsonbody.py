@@ -19,6 +19,9 @@ REFUSED = [
     b'{"n": -9223372036854775809}',
     b'{"f": 1e400}',
     b'{"f": -2E+308}',
+    b'{"f": [1e400]}',
+    b'{"f": 1.5e0400 , "g": 1}',
+    b'{"f": 2E+308\n}',
     b'{"d": ' + b"[" * 70 + b"]" * 70 + b"}",
     b'{"f": ' + b"9" * 400 + b".0}",
 ]
@@ -60,3 +63,12 @@ def test_an_escaped_backslash_before_u_is_screened_and_then_accepted() -> None:
     raw = b'{"path": "C:\\\\users", "n": 1234567890123456789}'
     assert jsonbody._may_break_rules(raw.decode())  # a false alarm costs only the walk
     assert read_json(raw, max_bytes=1 << 20) == {"path": "C:\\users", "n": 1234567890123456789}
+
+
+def test_hex_ids_with_an_e_and_digits_skip_the_walk() -> None:
+    # what an agent's poll carries: attempt ids in hex, "e" then three digits inside
+    body = {"node_id": "n-1", "running": ["01a2378a-8fe8-71f2-8e123-cd92c8e456d9:1"],
+            "epoch": 3, "note": "3e456a, 7E+999x"}
+    text = json.dumps(body)
+    assert not jsonbody._may_break_rules(text)
+    assert read_json(text.encode(), max_bytes=1 << 20) == body
