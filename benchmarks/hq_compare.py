@@ -175,8 +175,9 @@ def hq_cluster(scratch: Path) -> Iterator[tuple[int, str]]:
     server_dir = tempfile.mkdtemp(prefix="hq-server-", dir=scratch)
     proc = subprocess.Popen([sys.executable, "-c", _HQ_HOST, server_dir, str(WORKERS),
                              str(CORES)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL,
-                            cwd=scratch, text=True)
+                            stderr=subprocess.DEVNULL, cwd=scratch, text=True,
+                            # its workers' sockets (hq-lc-*) land in the scratch, removed after
+                            env={**os.environ, "TMPDIR": str(scratch)})
     try:
         assert proc.stdout is not None
         for line in proc.stdout:  # HyperQueue prints its own banner first

@@ -492,9 +492,8 @@ class HeadState:
         Raises :class:`~mnp.errors.StorageError` when the store cannot be written; the store
         has then called its ``on_failure`` (the scheduler's reload), so memory is what the
         store holds and nothing of the failed flush is acknowledged to anyone."""
-        if not (self.dirty or self.dirty_nodes or self.dirty_ces or self.ledger_dirty
-                or self.store.intake_pending):
-            return
+        if not (self.dirty or self.dirty_nodes or self.dirty_ces or self.ledger_dirty):
+            return  # the intake's jobs wait for the pass that takes them in (or a read)
         with self.store.transaction():
             self.store.save_jobs(self.dirty.values())
             if self.ledger_dirty:

@@ -11,21 +11,23 @@ commits the job as one row of ``job_intake`` (the ``jobs`` columns, the spec's d
 the number block; one table, rowid order: one or two pages), and the next write of jobs
 (:meth:`~mnp.store.sqlite.Store.save_jobs`: the pass that makes the job RUNNABLE) writes its
 rows in their tables as the job is by then, with every other job of that pass, and deletes
-its intake row in the same transaction (a job that write does not name goes in as it was
-submitted: its later changes come with the write that makes them, as every change does).
+its intake row in the same transaction. A write that does not name it (a node's report, a
+poll) leaves it in the intake: written as submitted there, it would be written again by the
+pass, the indexes over its status twice.
 Submissions between two passes share the pages of one commit: measured by
 ``benchmarks/submitstore.py`` (``benchmarks/README.md``), with ten submissions per pass a
 job's commit and its first status change wrote 16.3 WAL frames and took 136 µs of the
 store's CPU, and with the intake (and the time-ordered ids of :mod:`mnp.spec.ids`) 5.8
 frames and 73 µs.
 
-Every read of jobs, specs or numbers first moves what the intake holds into the tables as it
-was submitted (:meth:`~mnp.store.sqlite.Store.settle`: SQL alone, no commit hook, nothing
-from the head's memory, so a read in the middle of a pass commits none of the pass), and a
-listing never misses a job that was answered (a store that cannot be written just now is
-read through views that add the intake's rows). A restart reads the intake's rows with the
-unfinished jobs (so does the head's reload after a failed write, which must not write), and
-the next write settles them.
+Counting jobs by status adds the intake's own count (no write). Every other read of jobs,
+specs or numbers first moves what the intake holds into the tables as it was submitted
+(:meth:`~mnp.store.sqlite.Store.settle`: SQL alone, no commit hook, nothing from the head's
+memory, so a read in the middle of a pass commits none of the pass), and a listing never
+misses a job that was answered (a store that cannot be written just now is read through
+views that add the intake's rows). A restart reads the intake's rows with the unfinished
+jobs (so does the head's reload after a failed write, which must not write); the pass that
+takes them in writes them.
 """
 
 from __future__ import annotations
@@ -57,7 +59,13 @@ SETTLE_JOBS = (
 )
 """The jobs as submitted, but for those the same write has saved already (as they are now)."""
 CLEAR = "DELETE FROM job_intake"
-"""Every intake row goes at once: :meth:`~mnp.store.sqlite.Store.save_jobs` settles them all."""
+"""Every intake row goes at once (:meth:`~mnp.store.sqlite.Store.settle`)."""
+SETTLE_NUMBERS_OF = SETTLE_NUMBERS + " WHERE seq = ?"
+SETTLE_SPECS_OF = SETTLE_SPECS + " WHERE seq = ?"
+CLEAR_OF = "DELETE FROM job_intake WHERE seq = ?"
+"""One job's row out of the intake: :meth:`~mnp.store.sqlite.Store.save_jobs` has written the
+job's own row (as it is now) and moves its number block and spec with these."""
+ROWS = "SELECT job_id, seq FROM job_intake"
 
 LAST_NUMBER = "SELECT max(last) FROM job_intake"
 

@@ -199,9 +199,10 @@ class Store:
         """The longest placement-to-end time of an ended stream (never less: a rolled-back
         write may leave it longer, which only widens a FilterLogEvents search)."""
         self._specs: dict[str, JobSpec] = {}
-        self._intake_rows = 0
-        """Rows the ``job_intake`` table holds (:mod:`mnp.store.intake`), as committed or
-        written by the open transaction (a rollback puts back what it began with)."""
+        self._intake: dict[str, int] = dict(self.db.execute(intake.ROWS).fetchall())
+        """The jobs the ``job_intake`` table holds (:mod:`mnp.store.intake`), each with its
+        row's ``seq``, as committed or written by the open transaction (a rollback puts back
+        what it began with)."""
         self._keyed: set[str] = set()
         self._saved_status: dict[str, str] = {}
         """Unfinished jobs' status as this store last wrote or read it (only ever a status
@@ -275,7 +276,7 @@ class Store:
         try:
             self.db.execute("BEGIN IMMEDIATE")
             numbers = self._next_number
-            intake_rows = self._intake_rows
+            intake_rows = dict(self._intake) if self._intake else {}
             try:
                 yield self.db
                 self.before_commit()
@@ -283,7 +284,7 @@ class Store:
             except BaseException:
                 self._next_number = numbers  # the numbers the write took are free again
                 self._saved_status.clear()  # it may hold statuses of the rolled-back write
-                self._intake_rows = intake_rows
+                self._intake = intake_rows
                 self._rollback()
                 self.after_rollback()
                 raise
@@ -369,7 +370,7 @@ class Store:
         spec = job.spec
         first, last = self._take_numbers(1 + (spec.array_size or 0))
         spec.number = first
-        self.db.execute(
+        row = self.db.execute(
             intake.INSERT,
             (
                 job.job_id, spec.spec_id, job.parent_id, job.array_index, spec.queue, spec.name,
@@ -378,13 +379,13 @@ class Store:
             ),
         )  # fmt: skip
         job.history_saved = len(job.history)
-        self._intake_rows += 1
+        self._intake[job.job_id] = int(row.lastrowid or 0)
         self._specs[spec.spec_id] = spec
 
     @property
     def intake_pending(self) -> bool:
-        """Whether the intake holds jobs (:meth:`save_jobs` writes them)."""
-        return self._intake_rows > 0
+        """Whether the intake holds jobs (the :meth:`save_jobs` that names one writes it)."""
+        return bool(self._intake)
 
     def settle(self) -> None:
         """Move the intake's rows into their tables now, as they were submitted (in the open
@@ -394,19 +395,19 @@ class Store:
         their submission go with the pass's own write, as every change does). Raises
         :class:`~mnp.errors.StorageError` when the store cannot be written; the intake is then
         as it was, and so is the head's memory."""
-        if not self._intake_rows:
+        if not self._intake:
             return
         if self.db.in_transaction:
             self._settle_rows()
             return
-        rows = self._intake_rows
+        rows = self._intake
         try:
             self.db.execute("BEGIN IMMEDIATE")
             self._settle_rows()
             self.db.execute("COMMIT")
         except sqlite3.Error as e:
             self._rollback()
-            self._intake_rows = rows
+            self._intake = rows
             raise StorageError(e) from e
 
     def _settle_rows(self) -> None:
@@ -417,7 +418,7 @@ class Store:
         self.db.execute(intake.SETTLE_SPECS)
         self.db.execute(intake.SETTLE_JOBS)
         self.db.execute(intake.CLEAR)
-        self._intake_rows = 0
+        self._intake = {}
 
     def _settle_for_read(self, table: str = "jobs") -> str:
         """:meth:`settle` before a read of ``table`` (``jobs``, ``job_numbers`` or
@@ -427,7 +428,7 @@ class Store:
             self.settle()
         except StorageError as e:
             log.warning("the intake's jobs stay in the intake for now: %s", e)
-        if not self._intake_rows:
+        if not self._intake:
             return table
         return {"jobs": intake.WITH_JOBS, "job_numbers": intake.WITH_NUMBERS,
                 "job_specs": intake.WITH_SPECS}[table]  # fmt: skip
@@ -555,9 +556,14 @@ class Store:
         """Write each job's row, its history in its document (older heads kept a row per
         entry in ``job_history``: two more trees, a page each in every commit).
 
-        The intake's rows (:meth:`intake`) go to their tables in the same write: the jobs given
-        here as they are now, the others as they were submitted (:meth:`settle`)."""
+        A job given here that is still in the intake (:meth:`intake`) leaves it in the same
+        write: its row as it is now, its spec and its numbers from its intake row. The intake's
+        other jobs stay there until a write names them (the scheduling pass that takes them in)
+        or a read settles them (:meth:`settle`): a write of other jobs (a node's report, say)
+        does not write them twice, once as submitted and again as the pass changes them."""
         rows = []
+        taken = self._intake
+        settled: list[tuple[int]] = []
         docs = []
         saved = self._saved_status
         stream_rows = []
@@ -565,6 +571,10 @@ class Store:
         longest = 0
         for j in jobs:
             self._note_key(j)
+            if taken:
+                seq = taken.get(j.job_id)
+                if seq is not None:
+                    settled.append((seq,))
             if j.attempts and not j.is_mnp_parent:
                 ended = j.status.value in streams.TERMINAL
                 a = j.attempts[-1]
@@ -613,8 +623,12 @@ class Store:
             self.db.executemany(streams.INSERT, stream_rows)
         if ended_rows:
             self.db.executemany(streams.END, ended_rows)
-        if self._intake_rows:
-            self._settle_rows()  # after the rows above: theirs are the jobs' rows now
+        if settled:  # after the rows above: theirs are the jobs' rows now
+            self.db.executemany(intake.SETTLE_NUMBERS_OF, settled)
+            self.db.executemany(intake.SETTLE_SPECS_OF, settled)
+            self.db.executemany(intake.CLEAR_OF, settled)
+            gone = {seq for seq, in settled}
+            self._intake = {k: v for k, v in taken.items() if v not in gone}
         if longest > self._longest_stream:  # rarely: a row only when the record is beaten
             self._longest_stream = longest
             self.set_meta(streams.LONGEST_KEY, str(longest))
@@ -716,7 +730,7 @@ class Store:
         (:mod:`mnp.store.intake`) are among them, read as they are (nothing is written here)."""
         rows = self.db.execute(
             f"SELECT {JOB_COLUMNS}, 0 FROM jobs WHERE {UNFINISHED} "
-            f"UNION ALL SELECT {JOB_COLUMNS}, 1 FROM job_intake ORDER BY created_at, array_index"
+            f"UNION ALL SELECT {JOB_COLUMNS}, seq FROM job_intake ORDER BY created_at, array_index"
         ).fetchall()
         specs = {
             spec_id: JobSpec.from_doc(jsontext.loads(doc))
@@ -728,13 +742,13 @@ class Store:
         }
         jobs = []
         older: dict[str, Job] = {}  # saved by an older head: the history is in its own table
-        self._intake_rows = 0
+        self._intake = {}
         for row in rows:
             job = self._job_from_row(row, with_history=True, specs=specs, table=False)
             if job.history_saved < 0:
                 older[job.job_id] = job
             if row[-1]:
-                self._intake_rows += 1
+                self._intake[job.job_id] = int(row[-1])
             else:
                 self._saved_status[job.job_id] = job.status.value
             for attempt in job.attempts:  # output may have come after the last save
@@ -783,15 +797,24 @@ class Store:
         return bytes.fromhex(value)
 
     def count_jobs_by_queue_status(self) -> dict[tuple[str, str], int]:
-        """(queue, status) → how many jobs the store holds so."""
-        jobs = self._settle_for_read()
-        rows = self.db.execute(f"SELECT queue, status, count(*) FROM {jobs} GROUP BY queue, status")
-        return {(q, s): n for q, s, n in rows}
+        """(queue, status) → how many jobs the store holds so (the intake's among them)."""
+        return self._count("queue, status")
 
     def count_jobs_by_status(self) -> dict[str, int]:
-        jobs = self._settle_for_read()
-        rows = self.db.execute(f"SELECT status, count(*) FROM {jobs} GROUP BY status")
-        return {s: n for s, n in rows}
+        """Status → how many jobs the store holds so (the intake's among them)."""
+        return self._count("status")
+
+    def _count(self, by: str) -> dict[Any, int]:
+        """Jobs counted by the columns ``by``, the intake's added to the table's: a count
+        writes nothing (a client polling the head's status would otherwise commit the
+        intake as submitted between two passes, and the pass write those jobs again)."""
+        counts: dict[Any, int] = {}
+        tables = ("jobs", "job_intake") if self._intake else ("jobs",)
+        for table in tables:
+            for *key, n in self.db.execute(f"SELECT {by}, count(*) FROM {table} GROUP BY {by}"):
+                k = key[0] if len(key) == 1 else tuple(key)
+                counts[k] = counts.get(k, 0) + n
+        return counts
 
     # --- log streams ------------------------------------------------------------------------
     def find_streams(

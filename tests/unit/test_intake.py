@@ -44,12 +44,51 @@ def test_a_submission_is_one_row_until_the_next_write_of_jobs(tmp_path: Path) ->
     assert (rows(store, "job_intake"), rows(store, "jobs"), rows(store, "job_specs")) == (2, 0, 0)
     transition(a, JobStatus.RUNNABLE, T0 + 5, None)
     with store.transaction():
-        store.save_jobs([a])
-    assert (rows(store, "job_intake"), rows(store, "jobs"), rows(store, "job_specs")) == (0, 2, 2)
-    assert store.job_status("a") == JobStatus.RUNNABLE  # written as it is by then
-    assert store.job_status("b") == JobStatus.SUBMITTED
+        store.save_jobs([a])  # a's row as it is by then; b waits for the write that names it
+    assert (rows(store, "job_intake"), rows(store, "jobs"), rows(store, "job_specs")) == (1, 1, 1)
+    assert rows(store, "job_numbers") == 1
+    assert store.job_status("a") == JobStatus.RUNNABLE
+    assert store.job_status("b") == JobStatus.SUBMITTED  # a read settles b as submitted
     assert store.numbered_block(4) == (2, "b")
     assert not store.intake_pending
+    store.close()
+
+
+def test_a_write_of_other_jobs_leaves_the_intake_and_a_count_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "s.db")
+    running = make_job("r", queue="q")
+    with store.transaction():
+        store.save_jobs([running])
+    new = take(store, "n", created_at=T0 + 1)
+    transition(running, JobStatus.RUNNABLE, T0 + 2, None)
+    with store.transaction():
+        store.save_jobs([running])  # a node's report, say: n is not written as submitted
+    assert rows(store, "job_intake") == 1
+    assert store.count_jobs_by_status() == {"RUNNABLE": 1, "SUBMITTED": 1}
+    assert store.count_jobs_by_queue_status() == {("q", "RUNNABLE"): 1, ("q", "SUBMITTED"): 1}
+    assert rows(store, "job_intake") == 1 and rows(store, "jobs") == 1
+    transition(new, JobStatus.RUNNABLE, T0 + 3, None)
+    with store.transaction():
+        store.save_jobs([new])  # the pass that takes it in: written once, as it is
+    assert (rows(store, "job_intake"), rows(store, "jobs"), rows(store, "job_numbers")) == (0, 2, 1)
+    assert store.count_jobs_by_status() == {"RUNNABLE": 2}
+    store.close()
+
+
+def test_a_rolled_back_write_of_an_intake_job_keeps_it_in_the_intake(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    a = take(store, "a")
+    take(store, "b")
+    transition(a, JobStatus.RUNNABLE, T0 + 5, None)
+    with pytest.raises(StorageError), store.transaction():
+        store.save_jobs([a])
+        raise sqlite3.OperationalError("disk I/O error")
+    assert rows(store, "job_intake") == 2 and rows(store, "jobs") == 0
+    with store.transaction():
+        store.save_jobs([a])  # the store still knows a's intake row: it goes now
+    assert (rows(store, "job_intake"), rows(store, "jobs"), rows(store, "job_numbers")) == (1, 1, 1)
     store.close()
 
 
@@ -102,10 +141,16 @@ def test_a_killed_head_loses_no_submission_and_reuses_no_number(tmp_path: Path) 
     assert jobs[0].history_saved == 1
     assert take(again, "b", created_at=T0 + 1).spec.number == 4  # past a's block (1, 2, 3)
     with again.transaction():
-        again.save_jobs([])  # the next write of jobs settles both
-    assert (rows(again, "job_intake"), rows(again, "jobs")) == (0, 2)
+        again.save_jobs(jobs)  # the restarted head's pass takes a in
+    assert (rows(again, "job_intake"), rows(again, "jobs")) == (1, 1)
     assert again.numbered_block(3) == (1, "a")
-    again.close()
+    crash(again)
+    third = Store(path)  # opened without a restart's read: it knows b is in the intake
+    assert third.count_jobs_by_status() == {"SUBMITTED": 2}
+    b = third.load_job("b")
+    assert b is not None and b.spec.number == 4
+    assert (rows(third, "job_intake"), rows(third, "jobs")) == (0, 2)
+    third.close()
 
 
 def test_a_rolled_back_write_leaves_the_intake_as_it_was(tmp_path: Path) -> None:
