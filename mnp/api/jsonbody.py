@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -57,50 +56,40 @@ def read_json(
     except UnicodeDecodeError as e:
         raise NotJson(f"request body is not valid UTF-8 (byte {e.start})") from None
     try:
-        data = _parsed(raw, text)
+        data, by_orjson = _parsed(raw, text)
     except RecursionError:
         raise NotJson(f"request body nests deeper than {MAX_DEPTH} levels") from None
     except ValueError as e:
         raise NotJson(f"request body is not JSON: {e}") from None
     if not isinstance(data, dict):
         raise NotJson("request body must be a JSON object")
-    if _may_break_rules(text):
+    if not by_orjson or _may_break_rules(text):
         check_value(data, free_text=free_text)
     return data
 
 
-def _parsed(raw: bytes, text: str) -> Any:
-    """orjson's reading of a strict JSON body when it has one (NaN, integers beyond 64 bits
-    and lone surrogates it refuses: then the standard library's, which the checks below hold
-    to the rules)."""
+def _parsed(raw: bytes, text: str) -> tuple[Any, bool]:
+    """orjson's reading of a strict JSON body when it has one, else the standard library's
+    (NaN, numbers beyond a double and lone surrogates orjson refuses; it is given no run of
+    19 digits, which it might read as a float: :func:`mnp.spec.jsontext.loads_fast`), and
+    whether it was orjson's. The standard library's reading is always walked by the value
+    rules; orjson's holds no number they refuse."""
     try:
-        return jsontext.loads_fast(raw)
+        return jsontext.loads_fast(raw), True
     except ValueError:
-        return _DECODER.decode(text)
-
-
-_RISKY_NUMBER = re.compile(r"\d{19}|\d[eE][+-]?\d{3,}(?=[\s,\]}]|\Z)")
-"""A run of 19 digits (an integer that may not fit in 64 bits, or a long mantissa) or a
-number's exponent of three digits or more (a float that may overflow to infinity): after a
-digit, and followed by what may follow a number in JSON (white space, ``,``, ``]``, ``}``).
-Not ``e`` and three digits anywhere: most ids in hex hold that (``…8e123…``), and every
-agent's poll and report then took the full walk."""
+        return _DECODER.decode(text), False
 
 
 def _may_break_rules(text: str) -> bool:
-    """Whether the JSON ``text`` (strictly parsed already) could hold anything the value rules
-    refuse; False lets :func:`read_json` skip the walk over every value (most bodies).
+    """Whether the JSON ``text``, read by orjson, could hold anything the value rules refuse;
+    False lets :func:`read_json` skip the walk over every value (most bodies).
 
-    A lone surrogate or a NUL can only come from a ``\\u`` escape: strict UTF-8 decoding
-    refuses encoded surrogates and strict JSON refuses a raw NUL in a string. Nesting deeper
-    than :data:`MAX_DEPTH` needs that many ``{`` or ``[``; an out-of-range number needs the
-    digits :data:`_RISKY_NUMBER` looks for. Each is a C-speed scan; a hit (also inside a
-    string, harmlessly) means the full check."""
-    return (
-        "\\u" in text
-        or text.count("{") + text.count("[") > MAX_DEPTH
-        or _RISKY_NUMBER.search(text) is not None
-    )
+    orjson's reading holds no integer beyond 64 bits (it is given no run of 19 digits), no
+    infinite number and no lone surrogate (it refuses both). A NUL in a string can only come
+    from a ``\\u`` escape (strict JSON refuses a raw one), and nesting deeper than
+    :data:`MAX_DEPTH` needs that many ``{`` or ``[``. Each is a C-speed scan; a hit (also
+    inside a string, harmlessly) means the full check."""
+    return "\\u" in text or text.count("{") + text.count("[") > MAX_DEPTH
 
 
 def _refuse_constant(name: str) -> Any:

@@ -10,6 +10,7 @@ import pytest
 from mnp.api import jsonbody
 from mnp.api.jsonbody import check_value, read_json
 from mnp.errors import InvalidInput
+from mnp.spec import jsontext
 
 REFUSED = [
     b'{"a": "x\\u0000y"}',
@@ -36,7 +37,9 @@ def full_walk_paths(raw: bytes) -> list[str]:
 
 @pytest.mark.parametrize("raw", REFUSED)
 def test_what_the_full_walk_refuses_read_json_refuses_at_the_same_fields(raw: bytes) -> None:
-    assert jsonbody._may_break_rules(raw.decode())
+    text = raw.decode()
+    _, by_orjson = jsonbody._parsed(raw, text)
+    assert not by_orjson or jsonbody._may_break_rules(text)  # walked either way
     with pytest.raises(InvalidInput) as e:
         read_json(raw, max_bytes=1 << 20)
     assert [fe.path for fe in e.value.errors] == full_walk_paths(raw)
@@ -72,3 +75,11 @@ def test_hex_ids_with_an_e_and_digits_skip_the_walk() -> None:
     text = json.dumps(body)
     assert not jsonbody._may_break_rules(text)
     assert read_json(text.encode(), max_bytes=1 << 20) == body
+
+
+@pytest.mark.parametrize("raw", REFUSED)
+def test_without_orjson_every_body_is_walked(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jsontext, "orjson", None)
+    with pytest.raises(InvalidInput) as e:
+        read_json(raw, max_bytes=1 << 20)
+    assert [fe.path for fe in e.value.errors] == full_walk_paths(raw)
