@@ -243,4 +243,20 @@ def _ec2() -> str:
 
 
 def write_readme(path: Path, results: JSON) -> None:
-    path.write_text(readme(results))
+    """Write :func:`readme` to ``path``, keeping the sections of the file there that it does
+    not write (those kept by hand: the issue-by-issue measurements), after it, in order."""
+    made = readme(results)
+    kept = kept_sections(path.read_text() if path.exists() else "", made)
+    path.write_text(made + "".join(kept))
+
+
+def kept_sections(old: str, made: str) -> list[str]:
+    """The ``## `` sections of ``old`` whose heading ``made`` does not have, each whole (its
+    text up to the next ``## `` heading)."""
+    headings = {line for line in made.splitlines() if line.startswith("## ")}
+    sections: list[str] = []
+    for part in old.split("\n## ")[1:]:
+        section = "\n## " + part
+        if section.splitlines()[1] not in headings:
+            sections.append(section)
+    return sections
