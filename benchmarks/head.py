@@ -29,11 +29,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def repo_env() -> dict[str, str]:
-    """This process's environment with the repository first on ``PYTHONPATH``, so a child
-    ``python -m mnp`` runs this checkout."""
+def repo_env(repo: Path = REPO) -> dict[str, str]:
+    """This process's environment with ``repo`` (this checkout unless told) first on
+    ``PYTHONPATH``, so a child ``python -m mnp`` runs that tree."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(repo), env.get("PYTHONPATH")) if p)
     return env
 
 
@@ -60,9 +60,11 @@ class HeadNode:
     """
 
     def __init__(self, scratch: Path, label: str, keep: bool = False, nodes: int = NODES,
-                 vcpus: int = VCPUS) -> None:
+                 vcpus: int = VCPUS, repo: Path = REPO) -> None:
         self.nodes = nodes
         self.vcpus = vcpus
+        self.repo = repo
+        """The tree whose ``mnp`` the head (and so its agents) runs."""
         self.home = Path(tempfile.mkdtemp(prefix=f"mnp-bench-{label}-", dir=scratch))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -105,7 +107,7 @@ class HeadNode:
         with open(self.home / "head.log", "ab") as log:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True,
-                                         env=repo_env(), cwd=self.home)
+                                         env=repo_env(self.repo), cwd=self.home)
         self.client = Client(url=self.url, home=self.home, timeout=120)
 
         def answering() -> JSON | None:

@@ -79,7 +79,10 @@ def _running(q: Sizes) -> str:
     python benchmarks/run.py --readme  # only regenerate this README from results.json
 
 `--keep` leaves each head's home (store, logs) under the scratch directory (`--scratch`,
-default the system temp dir) for inspection; `--array-runs N` changes the array runs.
+default the system temp dir) for inspection; `--array-runs N` changes the array runs. A
+rewritten README keeps the sections below that no benchmark of `run.py` writes (they were
+written by hand, from the issue-by-issue benchmarks: `python -m benchmarks.hq_compare`,
+`python -m benchmarks.paired --baseline REV`, `python -m benchmarks.submitstore`, …).
 
 """
 

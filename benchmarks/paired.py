@@ -1,0 +1,195 @@
+"""Two trees' heads side by side: a commit (``--baseline REV``, its files exported with
+``git archive``) against this working tree, run by run, alternating which goes first.
+
+``python -m benchmarks.paired [--baseline REV] [--rounds 5] [--jobs 2000] [--submits 1000]
+[--out FILE]``
+
+Each round, for each tree, on a fresh head of that tree (``python -m mnp up`` with the tree
+first on ``PYTHONPATH``, so its agents are the tree's too), driven by this tree's client:
+
+- *singles*: ``--jobs`` trivial ``true`` jobs submitted one by one on 4 nodes × 4 vCPUs (after
+  50 warm-up jobs, done and not counted); jobs/s from the first submit until ``getStatus``
+  counts them all terminal, and the CPU per job of the client, the head, the agents and
+  their fences, and the jobs (the agents' reaped children), from ``/proc``;
+- *submit*: the head's CPU per SubmitJob on a head of one node kept busy by 4 long jobs (the
+  rest stay RUNNABLE: the submit and its scheduling passes, not the run), ``--submits`` calls
+  natively and as many through boto3 on the AWS wire (after 50 warm-up calls).
+
+Medians per tree, and the median of the per-round ratios (this tree ÷ the baseline), which is
+what compares on a machine whose speed moves from minute to minute. Writes the results as
+JSON (``--out``; default ``benchmarks/results-paired.json``) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks.config import BENCH_DIR, JSON, REPO, say
+from benchmarks.head import HeadNode
+from benchmarks.hq_compare import _children
+from benchmarks.jobs import definition, wait_terminal_count
+from benchmarks.machine import machine_info, process_jiffies
+from benchmarks.stats import median
+from mnp.config import NODE_NETWORK_ENV
+
+RESULTS = BENCH_DIR / "results-paired.json"
+WARM_UP = 50
+ROLES = ("client", "head", "agents", "jobs")
+
+
+def export(rev: str, into: Path) -> Path:
+    """The files of commit ``rev`` under ``into`` (``git archive``, no history)."""
+    archive = into / "tree.tar"
+    subprocess.run(["git", "archive", "--format=tar", "-o", str(archive), rev], cwd=REPO,
+                   check=True)  # fmt: skip
+    tree = into / "tree"
+    with tarfile.open(archive) as tar:
+        tar.extractall(tree, filter="data")
+    archive.unlink()
+    return tree
+
+
+def _cpu_ms(before: dict[str, int], after: dict[str, int], n: int) -> dict[str, float]:
+    tick = os.sysconf("SC_CLK_TCK")
+    return {k: round((after[k] - before[k]) * 1000 / tick / n, 3) for k in before}
+
+
+def singles(tree: Path, scratch: Path, jobs: int) -> JSON:
+    with HeadNode(scratch, "paired", repo=tree) as head:
+        c = head.c
+        c.register_job_definition(definition("t", ["true"]))
+        for i in range(WARM_UP):
+            c.submit({"jobName": f"w{i}", "jobQueue": "default", "jobDefinition": "t"})
+        wait_terminal_count(c, WARM_UP, timeout=60)
+        agents = set(head.agent_pids) | _children(set(head.agent_pids))
+
+        def read() -> dict[str, int]:
+            own = {p: process_jiffies(p) or (0, 0) for p in (os.getpid(), head.pid, *agents)}
+            return {
+                "client": own[os.getpid()][0],
+                "head": own[head.pid][0],
+                "agents": sum(own[p][0] for p in agents),
+                "jobs": sum(own[p][1] for p in head.agent_pids),
+            }
+
+        before = read()
+        t0 = time.perf_counter()
+        for i in range(jobs):
+            c.submit({"jobName": f"x{i}", "jobQueue": "default", "jobDefinition": "t"})
+        wait_terminal_count(c, jobs + WARM_UP, timeout=max(120.0, jobs * 0.2))
+        elapsed = time.perf_counter() - t0
+        counts = c.status()["jobCounts"]
+        if int(counts.get("SUCCEEDED", 0)) != jobs + WARM_UP:
+            raise RuntimeError(f"singles: {counts}")
+        cpu = _cpu_ms(before, read(), jobs)
+        return {"jobs_per_s": round(jobs / elapsed, 1), "cpu_ms_per_job": cpu,
+                "cpu_ms_per_job_total": round(sum(cpu.values()), 3)}  # fmt: skip
+
+
+def submit(tree: Path, scratch: Path, n: int) -> JSON:
+    from benchmarks.aws_clients import Boto3Batch, aws_env
+
+    out: JSON = {}
+    with HeadNode(scratch, "paired-submit", nodes=1, repo=tree) as head:
+        c = head.c
+        c.register_job_definition(definition("t", ["sleep", "600"]))
+        boto = Boto3Batch(aws_env(head)).client()
+        calls: dict[str, Callable[[int], object]] = {
+            "native": lambda i: c.submit({"jobName": f"n{i}", "jobQueue": "default",
+                                          "jobDefinition": "t"}),
+            "aws": lambda i: boto.submit_job(jobName=f"a{i}", jobQueue="default",
+                                             jobDefinition="t"),
+        }  # fmt: skip
+        for i in range(WARM_UP):
+            calls["aws"](i)
+        for wire, call in calls.items():
+            pids = {"client": os.getpid(), "head": head.pid}
+            before = {k: (process_jiffies(p) or (0, 0))[0] for k, p in pids.items()}
+            for i in range(n):
+                call(i)
+            after = {k: (process_jiffies(p) or (0, 0))[0] for k, p in pids.items()}
+            cpu = _cpu_ms(before, after, n)
+            out[wire] = {"head_cpu_ms_per_submit": cpu["head"],
+                         "client_cpu_ms_per_submit": cpu["client"]}  # fmt: skip
+    return out
+
+
+FIGURES: dict[str, Callable[[JSON], float]] = {
+    "singles jobs/s": lambda r: r["singles"]["jobs_per_s"],
+    "singles CPU ms/job": lambda r: r["singles"]["cpu_ms_per_job_total"],
+    **{f"singles {role} ms/job": (lambda r, role=role: r["singles"]["cpu_ms_per_job"][role])
+       for role in ROLES},
+    "SubmitJob head ms, native": lambda r: r["submit"]["native"]["head_cpu_ms_per_submit"],
+    "SubmitJob head ms, AWS": lambda r: r["submit"]["aws"]["head_cpu_ms_per_submit"],
+}
+"""What the table shows, each read off one round's results of one tree."""
+
+
+def summary(rounds: list[JSON]) -> JSON:
+    out: JSON = {}
+    for name, read in FIGURES.items():
+        base = [read(r["baseline"]) for r in rounds]
+        this = [read(r["this"]) for r in rounds]
+        ratios = [t / b for t, b in zip(this, base, strict=True) if b]
+        out[name] = {"baseline": median(base), "this": median(this),
+                     "baseline_range": [min(base), max(base)],
+                     "this_range": [min(this), max(this)],
+                     "paired_ratio": round(median(ratios), 3) if ratios else None}  # fmt: skip
+    return out
+
+
+def table(results: JSON) -> str:
+    lines = [f"| figure | {results['baseline']} | this tree | paired ratio (median) |",
+             "|---|---|---|---|"]  # fmt: skip
+    for name, f in results["summary"].items():
+        lines.append(
+            f"| {name} | {f['baseline']:g} ({f['baseline_range'][0]:g}–{f['baseline_range'][1]:g})"
+            f" | {f['this']:g} ({f['this_range'][0]:g}–{f['this_range'][1]:g})"
+            f" | {f['paired_ratio']} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--baseline", default="HEAD", help="the commit to compare against")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--jobs", type=int, default=2000)
+    ap.add_argument("--submits", type=int, default=1000)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    os.environ.setdefault(NODE_NETWORK_ENV, "loopback")  # as hq_compare: no namespaces
+    rev = subprocess.run(["git", "rev-parse", "--short", args.baseline], cwd=REPO, check=True,
+                         capture_output=True, text=True).stdout.strip()  # fmt: skip
+    rounds: list[JSON] = []
+    with tempfile.TemporaryDirectory(prefix="mnp-paired-") as tmp:
+        scratch = Path(tmp)
+        trees = {"baseline": export(rev, scratch), "this": REPO}
+        for r in range(args.rounds):
+            order = ["baseline", "this"] if r % 2 == 0 else ["this", "baseline"]
+            result: JSON = {}
+            for which in order:
+                result[which] = {"singles": singles(trees[which], scratch, args.jobs),
+                                 "submit": submit(trees[which], scratch, args.submits)}
+                say(f"round {r + 1}/{args.rounds} {which}: {json.dumps(result[which])}")
+            rounds.append(result)
+    results = {"machine": machine_info(), "baseline": rev, "rounds": rounds,
+               "jobs": args.jobs, "submits": args.submits,
+               "measured_at": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()),
+               "summary": summary(rounds)}  # fmt: skip
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    print(table(results))
+    say(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
