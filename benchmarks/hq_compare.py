@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmarks.config import BENCH_DIR, JSON, say
+from benchmarks.config import BENCH_DIR, JSON, REPO, say
 from benchmarks.cpu import wait_quiet
 from benchmarks.head import HeadNode
 from benchmarks.jobs import definition, wait_job, wait_terminal_count
@@ -232,14 +232,15 @@ def run_hq(workload: str, jobs: int, scratch: Path) -> JSON:
                         else array)
 
 
-def submit_cost(scratch: Path, n: int) -> JSON:
+def submit_cost(scratch: Path, n: int, repo: Path = REPO, warm_up: int = 0) -> JSON:
     """Head-side CPU per SubmitJob on a head of one node busy with 4 long jobs (the rest stay
     RUNNABLE, so the figure is the submit and its scheduling passes, not the run), natively
-    and through boto3 on the AWS wire; the client's own CPU apart."""
+    and through boto3 on the AWS wire; the client's own CPU apart. ``repo``: the tree the head
+    runs; ``warm_up`` AWS calls first, not counted."""
     from benchmarks.aws_clients import Boto3Batch, aws_env
 
     out: JSON = {}
-    with HeadNode(scratch, "submit", nodes=1) as head:
+    with HeadNode(scratch, "submit", nodes=1, repo=repo) as head:
         c = head.c
         c.register_job_definition(definition("t", ["sleep", "600"]))
         boto = Boto3Batch(aws_env(head)).client()
@@ -249,6 +250,8 @@ def submit_cost(scratch: Path, n: int) -> JSON:
             "aws": lambda i: boto.submit_job(jobName=f"a{i}", jobQueue="default",
                                              jobDefinition="t"),
         }
+        for i in range(warm_up):
+            calls["aws"](i)
         for wire, call in calls.items():
             wait_quiet(max_wait=30)
             me, hp = os.getpid(), head.pid

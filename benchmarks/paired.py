@@ -34,7 +34,7 @@ from pathlib import Path
 
 from benchmarks.config import BENCH_DIR, JSON, REPO, say
 from benchmarks.head import HeadNode
-from benchmarks.hq_compare import _children
+from benchmarks.hq_compare import _children, submit_cost
 from benchmarks.jobs import definition, wait_terminal_count
 from benchmarks.machine import machine_info, process_jiffies
 from benchmarks.stats import median
@@ -95,31 +95,7 @@ def singles(tree: Path, scratch: Path, jobs: int) -> JSON:
 
 
 def submit(tree: Path, scratch: Path, n: int) -> JSON:
-    from benchmarks.aws_clients import Boto3Batch, aws_env
-
-    out: JSON = {}
-    with HeadNode(scratch, "paired-submit", nodes=1, repo=tree) as head:
-        c = head.c
-        c.register_job_definition(definition("t", ["sleep", "600"]))
-        boto = Boto3Batch(aws_env(head)).client()
-        calls: dict[str, Callable[[int], object]] = {
-            "native": lambda i: c.submit({"jobName": f"n{i}", "jobQueue": "default",
-                                          "jobDefinition": "t"}),
-            "aws": lambda i: boto.submit_job(jobName=f"a{i}", jobQueue="default",
-                                             jobDefinition="t"),
-        }  # fmt: skip
-        for i in range(WARM_UP):
-            calls["aws"](i)
-        for wire, call in calls.items():
-            pids = {"client": os.getpid(), "head": head.pid}
-            before = {k: (process_jiffies(p) or (0, 0))[0] for k, p in pids.items()}
-            for i in range(n):
-                call(i)
-            after = {k: (process_jiffies(p) or (0, 0))[0] for k, p in pids.items()}
-            cpu = _cpu_ms(before, after, n)
-            out[wire] = {"head_cpu_ms_per_submit": cpu["head"],
-                         "client_cpu_ms_per_submit": cpu["client"]}  # fmt: skip
-    return out
+    return submit_cost(scratch, n, repo=tree, warm_up=WARM_UP)
 
 
 FIGURES: dict[str, Callable[[JSON], float]] = {
