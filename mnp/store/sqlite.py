@@ -276,7 +276,7 @@ class Store:
         try:
             self.db.execute("BEGIN IMMEDIATE")
             numbers = self._next_number
-            intake_rows = dict(self._intake) if self._intake else {}
+            intake_rows = dict(self._intake)  # a copy: the write changes the map in place
             try:
                 yield self.db
                 self.before_commit()
@@ -562,7 +562,7 @@ class Store:
         or a read settles them (:meth:`settle`): a write of other jobs (a node's report, say)
         does not write them twice, once as submitted and again as the pass changes them."""
         rows = []
-        taken = self._intake
+        taken = self._intake  # a rollback puts back the copy transaction() kept
         settled: list[tuple[int]] = []
         docs = []
         saved = self._saved_status
@@ -572,7 +572,7 @@ class Store:
         for j in jobs:
             self._note_key(j)
             if taken:
-                seq = taken.get(j.job_id)
+                seq = taken.pop(j.job_id, None)
                 if seq is not None:
                     settled.append((seq,))
             if j.attempts and not j.is_mnp_parent:
@@ -627,8 +627,6 @@ class Store:
             self.db.executemany(intake.SETTLE_NUMBERS_OF, settled)
             self.db.executemany(intake.SETTLE_SPECS_OF, settled)
             self.db.executemany(intake.CLEAR_OF, settled)
-            gone = {seq for seq, in settled}
-            self._intake = {k: v for k, v in taken.items() if v not in gone}
         if longest > self._longest_stream:  # rarely: a row only when the record is beaten
             self._longest_stream = longest
             self.set_meta(streams.LONGEST_KEY, str(longest))
