@@ -136,10 +136,17 @@ def _measure(label: str, jobs: int, roles: dict[int, tuple[str, str]],
     return result
 
 
-def run_mnp(workload: str, jobs: int, scratch: Path) -> JSON:
-    with HeadNode(scratch, f"hq-{workload}") as head:
+def run_mnp(workload: str, jobs: int, scratch: Path, repo: Path = REPO,
+            warm_up: int = 0) -> JSON:
+    """mnp's side of one run (``repo``: the tree the head runs; ``warm_up`` singles done
+    first, not counted)."""
+    with HeadNode(scratch, f"hq-{workload}", repo=repo) as head:
         c = head.c
         c.register_job_definition(definition("t", ["true"]))
+        if warm_up:
+            for i in range(warm_up):
+                c.submit({"jobName": f"w{i}", "jobQueue": "default", "jobDefinition": "t"})
+            wait_terminal_count(c, warm_up, timeout=60)
         roles = {os.getpid(): ("client", ""), head.pid: ("head", "")}
         roles |= {pid: ("agents", "jobs") for pid in head.agent_pids}
         roles |= {pid: ("agents", "") for pid in _children(head.agent_pids)}  # their fences
@@ -147,7 +154,7 @@ def run_mnp(workload: str, jobs: int, scratch: Path) -> JSON:
         def singles() -> Callable[[], None]:
             for i in range(jobs):
                 c.submit({"jobName": f"x{i}", "jobQueue": "default", "jobDefinition": "t"})
-            return lambda: wait_terminal_count(c, jobs, timeout=max(120.0, jobs * 0.2))
+            return lambda: wait_terminal_count(c, warm_up + jobs, timeout=max(120.0, jobs * 0.2))
 
         def array() -> Callable[[], None]:
             parent = c.submit({"jobName": "arr", "jobQueue": "default", "jobDefinition": "t",
@@ -164,7 +171,7 @@ def run_mnp(workload: str, jobs: int, scratch: Path) -> JSON:
                           else array)
         if workload == "singles":
             counts = c.status()["jobCounts"]
-            if int(counts.get("SUCCEEDED", 0)) != jobs:
+            if int(counts.get("SUCCEEDED", 0)) != warm_up + jobs:
                 raise RuntimeError(f"mnp singles: {counts}")
         return result
 

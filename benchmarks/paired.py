@@ -10,10 +10,12 @@ first on ``PYTHONPATH``, so its agents are the tree's too), driven by this tree'
 - *singles*: ``--jobs`` trivial ``true`` jobs submitted one by one on 4 nodes × 4 vCPUs (after
   50 warm-up jobs, done and not counted); jobs/s from the first submit until ``getStatus``
   counts them all terminal, and the CPU per job of the client, the head, the agents and
-  their fences, and the jobs (the agents' reaped children), from ``/proc``;
+  their fences, and the jobs (the agents' reaped children), from ``/proc``
+  (:func:`benchmarks.hq_compare.run_mnp`, as beside HyperQueue);
 - *submit*: the head's CPU per SubmitJob on a head of one node kept busy by 4 long jobs (the
   rest stay RUNNABLE: the submit and its scheduling passes, not the run), ``--submits`` calls
-  natively and as many through boto3 on the AWS wire (after 50 warm-up calls).
+  natively and as many through boto3 on the AWS wire (after 50 warm-up calls;
+  :func:`benchmarks.hq_compare.submit_cost`).
 
 Medians per tree, and the median of the per-round ratios (this tree ÷ the baseline), which is
 what compares on a machine whose speed moves from minute to minute. Writes the results as
@@ -33,16 +35,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.config import BENCH_DIR, JSON, REPO, say
-from benchmarks.head import HeadNode
-from benchmarks.hq_compare import _children, submit_cost
-from benchmarks.jobs import definition, wait_terminal_count
-from benchmarks.machine import machine_info, process_jiffies
+from benchmarks.hq_compare import ROLES, run_mnp, submit_cost
+from benchmarks.machine import machine_info
 from benchmarks.stats import median
 from mnp.config import NODE_NETWORK_ENV
 
 RESULTS = BENCH_DIR / "results-paired.json"
 WARM_UP = 50
-ROLES = ("client", "head", "agents", "jobs")
 
 
 def export(rev: str, into: Path) -> Path:
@@ -57,41 +56,8 @@ def export(rev: str, into: Path) -> Path:
     return tree
 
 
-def _cpu_ms(before: dict[str, int], after: dict[str, int], n: int) -> dict[str, float]:
-    tick = os.sysconf("SC_CLK_TCK")
-    return {k: round((after[k] - before[k]) * 1000 / tick / n, 3) for k in before}
-
-
 def singles(tree: Path, scratch: Path, jobs: int) -> JSON:
-    with HeadNode(scratch, "paired", repo=tree) as head:
-        c = head.c
-        c.register_job_definition(definition("t", ["true"]))
-        for i in range(WARM_UP):
-            c.submit({"jobName": f"w{i}", "jobQueue": "default", "jobDefinition": "t"})
-        wait_terminal_count(c, WARM_UP, timeout=60)
-        agents = set(head.agent_pids) | _children(set(head.agent_pids))
-
-        def read() -> dict[str, int]:
-            own = {p: process_jiffies(p) or (0, 0) for p in (os.getpid(), head.pid, *agents)}
-            return {
-                "client": own[os.getpid()][0],
-                "head": own[head.pid][0],
-                "agents": sum(own[p][0] for p in agents),
-                "jobs": sum(own[p][1] for p in head.agent_pids),
-            }
-
-        before = read()
-        t0 = time.perf_counter()
-        for i in range(jobs):
-            c.submit({"jobName": f"x{i}", "jobQueue": "default", "jobDefinition": "t"})
-        wait_terminal_count(c, jobs + WARM_UP, timeout=max(120.0, jobs * 0.2))
-        elapsed = time.perf_counter() - t0
-        counts = c.status()["jobCounts"]
-        if int(counts.get("SUCCEEDED", 0)) != jobs + WARM_UP:
-            raise RuntimeError(f"singles: {counts}")
-        cpu = _cpu_ms(before, read(), jobs)
-        return {"jobs_per_s": round(jobs / elapsed, 1), "cpu_ms_per_job": cpu,
-                "cpu_ms_per_job_total": round(sum(cpu.values()), 3)}  # fmt: skip
+    return run_mnp("singles", jobs, scratch, repo=tree, warm_up=WARM_UP)
 
 
 def submit(tree: Path, scratch: Path, n: int) -> JSON:
